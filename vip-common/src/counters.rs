@@ -1,0 +1,63 @@
+//! Counter layout shared by the datapath and `vip stats`.
+
+use bytemuck::{Pod, Zeroable};
+
+/// Index into `MAP_GLOBAL_STATS`: every frame the program saw.
+pub const GLOBAL_PACKETS: u32 = 0;
+/// Well-formed frames whose destination is in no range, non-IP frames included.
+pub const GLOBAL_NON_VIP: u32 = 1;
+/// Frames with a truncated header or a bad IP version or IHL. They pass untouched.
+pub const GLOBAL_MALFORMED: u32 = 2;
+/// A map lookup that cannot fail did (e.g. a dense slot out of bounds): a bug or a
+/// half-written config. The packet passes.
+pub const GLOBAL_INTERNAL_ERRORS: u32 = 3;
+pub const GLOBAL_COUNTERS: u32 = 4;
+
+/// Packets and bytes; bytes are the frame length the program sees.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Pod, Zeroable)]
+pub struct Counter {
+    pub packets: u64,
+    pub bytes: u64,
+}
+
+impl Counter {
+    #[inline(always)]
+    pub fn add(&mut self, bytes: u64) {
+        self.packets += 1;
+        self.bytes += bytes;
+    }
+
+    pub fn merge(&mut self, other: &Counter) {
+        self.packets += other.packets;
+        self.bytes += other.bytes;
+    }
+}
+
+/// Per-range totals.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Pod, Zeroable)]
+pub struct RangeStats {
+    /// All packets to any address of the range.
+    pub total: Counter,
+    /// Packets of a sparse range whose VIP found no free slot in `MAP_SPARSE_STATS`.
+    /// They are in `total`, but in no per-VIP counter.
+    pub sparse_overflow_packets: u64,
+    pub _pad: u64,
+}
+
+impl RangeStats {
+    pub fn merge(&mut self, other: &RangeStats) {
+        self.total.merge(&other.total);
+        self.sparse_overflow_packets += other.sparse_overflow_packets;
+    }
+}
+
+const _: () = assert!(core::mem::size_of::<Counter>() == 16);
+const _: () = assert!(core::mem::size_of::<RangeStats>() == 32);
+
+#[cfg(feature = "user")]
+mod pod {
+    unsafe impl aya::Pod for super::Counter {}
+    unsafe impl aya::Pod for super::RangeStats {}
+}

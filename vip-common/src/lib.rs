@@ -1,0 +1,15 @@
+//! Types shared by the kernel and userspace sides of vip.
+//!
+//! Every type that crosses the boundary is `#[repr(C)]`, has explicit padding,
+//! derives `bytemuck::Pod` (which refuses implicit padding at compile time) and
+//! carries a size assert. Byte order is spelled out in field names: `_be` is
+//! network order, `_host` is host order.
+#![no_std]
+
+pub mod counters;
+pub mod maps;
+pub mod meta;
+
+pub use counters::*;
+pub use maps::*;
+pub use meta::*;

@@ -1,0 +1,89 @@
+//! Map names and the key/value types of the datapath maps.
+
+use bytemuck::{Pod, Zeroable};
+
+/// LPM trie of IPv4 ranges: `lpm_trie::Key<[u8; 4]>`, address in network order, -> [`RangeValue`].
+pub const MAP_V4_RANGES: &str = "VIP_V4_RANGES";
+/// LPM trie of IPv6 ranges: `lpm_trie::Key<[u8; 16]>`, address in network order, -> [`RangeValue`].
+pub const MAP_V6_RANGES: &str = "VIP_V6_RANGES";
+/// Per-CPU array of [`crate::RangeStats`], indexed by `RangeValue::range_id`.
+pub const MAP_RANGE_STATS: &str = "VIP_RANGE_STATS";
+/// Per-CPU array of [`crate::Counter`], one slot per address of every dense range.
+pub const MAP_DENSE_STATS: &str = "VIP_DENSE_STATS";
+/// Per-CPU hash [`VipAddr`] -> [`crate::Counter`] for sparse ranges (IPv6, IPv4 wider than /16).
+pub const MAP_SPARSE_STATS: &str = "VIP_SPARSE_STATS";
+/// Per-CPU array of `u64`, indexed by the `GLOBAL_*` constants.
+pub const MAP_GLOBAL_STATS: &str = "VIP_GLOBAL";
+/// Array of [`crate::RangeMeta`], written by userspace only, so `vip stats` can name ranges.
+pub const MAP_RANGE_META: &str = "VIP_RANGE_META";
+/// Array of [`crate::AttachMeta`], written by userspace only; pinned last, after attaching.
+pub const MAP_ATTACH_META: &str = "VIP_ATTACH_META";
+
+/// Every map the daemon pins, in pin order: `MAP_ATTACH_META` is last, so its pin
+/// marks a datapath that is fully set up.
+pub const PINNED_MAPS: [&str; 8] = [
+    MAP_V4_RANGES,
+    MAP_V6_RANGES,
+    MAP_RANGE_STATS,
+    MAP_DENSE_STATS,
+    MAP_SPARSE_STATS,
+    MAP_GLOBAL_STATS,
+    MAP_RANGE_META,
+    MAP_ATTACH_META,
+];
+
+/// Names of the eBPF programs in the object.
+pub const PROG_XDP: &str = "vip_xdp";
+
+/// IPv4 ranges of this prefix length or longer get a dense per-VIP index.
+pub const DENSE_MIN_PREFIX_V4: u8 = 16;
+
+/// `RangeValue::per_vip_mode`: per-VIP counters live in `MAP_DENSE_STATS`.
+pub const PER_VIP_DENSE: u32 = 1;
+/// `RangeValue::per_vip_mode`: per-VIP counters live in `MAP_SPARSE_STATS`.
+pub const PER_VIP_SPARSE: u32 = 2;
+
+/// What an LPM lookup of a destination returns.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Pod, Zeroable)]
+pub struct RangeValue {
+    /// Index into `MAP_RANGE_STATS` and `MAP_RANGE_META`.
+    pub range_id: u32,
+    /// `PER_VIP_DENSE` or `PER_VIP_SPARSE`.
+    pub per_vip_mode: u32,
+    /// First slot of this range in `MAP_DENSE_STATS` (dense ranges only).
+    pub dense_base: u32,
+    /// The range's IPv4 network address in host order (dense ranges only).
+    pub network_v4_host: u32,
+}
+
+/// Key of `MAP_SPARSE_STATS`: an IPv6 address, or an IPv4 address mapped into
+/// `::ffff:0:0/96`, in network order.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Pod, Zeroable)]
+pub struct VipAddr {
+    pub addr_be: [u8; 16],
+}
+
+impl VipAddr {
+    pub const fn from_v4_be(v4: [u8; 4]) -> Self {
+        Self {
+            addr_be: [
+                0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff, v4[0], v4[1], v4[2], v4[3],
+            ],
+        }
+    }
+
+    pub const fn from_v6_be(v6: [u8; 16]) -> Self {
+        Self { addr_be: v6 }
+    }
+}
+
+const _: () = assert!(core::mem::size_of::<RangeValue>() == 16);
+const _: () = assert!(core::mem::size_of::<VipAddr>() == 16);
+
+#[cfg(feature = "user")]
+mod pod {
+    unsafe impl aya::Pod for super::RangeValue {}
+    unsafe impl aya::Pod for super::VipAddr {}
+}

@@ -1,0 +1,55 @@
+//! Metadata that userspace pins beside the counters, so that `vip stats` can run in
+//! another process without the config file. The datapath never reads it.
+
+use bytemuck::{Pod, Zeroable};
+
+pub const RANGE_NAME_MAX: usize = 63;
+pub const IFNAME_MAX: usize = 15;
+
+/// `RangeMeta::family`.
+pub const FAMILY_V4: u32 = 4;
+pub const FAMILY_V6: u32 = 6;
+
+/// `AttachMeta::mode`.
+pub const ATTACH_XDP_NATIVE: u32 = 1;
+pub const ATTACH_XDP_GENERIC: u32 = 2;
+
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Pod, Zeroable)]
+pub struct RangeMeta {
+    /// NUL-padded UTF-8.
+    pub name: [u8; RANGE_NAME_MAX + 1],
+    /// Network address; IPv4 uses the first 4 bytes.
+    pub network_be: [u8; 16],
+    pub prefix_len: u32,
+    /// `FAMILY_V4` or `FAMILY_V6`.
+    pub family: u32,
+    /// The datapath's `RangeValue` for this range, repeated for the reader.
+    pub per_vip_mode: u32,
+    pub dense_base: u32,
+    /// Number of dense slots (the range's size) or 0 for sparse ranges.
+    pub dense_len: u32,
+    pub _pad: u32,
+}
+
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Pod, Zeroable)]
+pub struct AttachMeta {
+    /// NUL-padded interface name.
+    pub ifname: [u8; IFNAME_MAX + 1],
+    pub ifindex: u32,
+    /// `ATTACH_XDP_NATIVE` or `ATTACH_XDP_GENERIC`.
+    pub mode: u32,
+    /// Non-zero when `mode` is a fallback from the requested one.
+    pub fallback: u32,
+    pub _pad: u32,
+}
+
+const _: () = assert!(core::mem::size_of::<RangeMeta>() == 104);
+const _: () = assert!(core::mem::size_of::<AttachMeta>() == 32);
+
+#[cfg(feature = "user")]
+mod pod {
+    unsafe impl aya::Pod for super::RangeMeta {}
+    unsafe impl aya::Pod for super::AttachMeta {}
+}

@@ -1,0 +1,105 @@
+//! The datapath's maps and every counter update.
+//!
+//! Map sizes here are placeholders: userspace sets each one from the config at load
+//! time. The statics are named exactly as the `MAP_*` constants in vip-common.
+
+use aya_ebpf::{
+    bindings::BPF_NOEXIST,
+    macros::map,
+    maps::{lpm_trie::Key, LpmTrie, PerCpuArray, PerCpuHashMap},
+};
+use vip_common::{
+    Counter, RangeStats, RangeValue, VipAddr, GLOBAL_COUNTERS, PER_VIP_DENSE, PER_VIP_SPARSE,
+};
+
+#[map]
+static VIP_V4_RANGES: LpmTrie<[u8; 4], RangeValue> = LpmTrie::with_max_entries(1, 0);
+#[map]
+static VIP_V6_RANGES: LpmTrie<[u8; 16], RangeValue> = LpmTrie::with_max_entries(1, 0);
+#[map]
+static VIP_RANGE_STATS: PerCpuArray<RangeStats> = PerCpuArray::with_max_entries(1, 0);
+#[map]
+static VIP_DENSE_STATS: PerCpuArray<Counter> = PerCpuArray::with_max_entries(1, 0);
+#[map]
+static VIP_SPARSE_STATS: PerCpuHashMap<VipAddr, Counter> = PerCpuHashMap::with_max_entries(1, 0);
+#[map]
+static VIP_GLOBAL: PerCpuArray<u64> = PerCpuArray::with_max_entries(GLOBAL_COUNTERS, 0);
+
+const EEXIST: i32 = 17;
+
+/// A map operation that cannot fail did; counted as `GLOBAL_INTERNAL_ERRORS`.
+pub struct MapInconsistent;
+
+#[inline(always)]
+pub fn global(index: u32) {
+    if let Some(slot) = VIP_GLOBAL.get_ptr_mut(index) {
+        // SAFETY: per-CPU slot, and XDP/TC programs do not nest on one CPU.
+        unsafe { *slot += 1 };
+    }
+}
+
+#[inline(always)]
+pub fn lookup_v4(addr_be: [u8; 4]) -> Option<&'static RangeValue> {
+    VIP_V4_RANGES.get(Key::new(32, addr_be))
+}
+
+#[inline(always)]
+pub fn lookup_v6(addr_be: [u8; 16]) -> Option<&'static RangeValue> {
+    VIP_V6_RANGES.get(Key::new(128, addr_be))
+}
+
+/// Counts one packet of `bytes` to `vip` in `range`: range totals, then the VIP.
+#[inline(always)]
+pub fn vip_hit(
+    range: &RangeValue,
+    vip: VipAddr,
+    v4_host: u32,
+    bytes: u64,
+) -> Result<(), MapInconsistent> {
+    let stats = VIP_RANGE_STATS
+        .get_ptr_mut(range.range_id)
+        .ok_or(MapInconsistent)?;
+    // SAFETY: per-CPU slot, no nesting on one CPU.
+    let stats = unsafe { &mut *stats };
+    stats.total.add(bytes);
+    match range.per_vip_mode {
+        PER_VIP_DENSE => {
+            let index = range
+                .dense_base
+                .wrapping_add(v4_host.wrapping_sub(range.network_v4_host));
+            let slot = VIP_DENSE_STATS.get_ptr_mut(index).ok_or(MapInconsistent)?;
+            unsafe { (*slot).add(bytes) };
+            Ok(())
+        }
+        PER_VIP_SPARSE => {
+            if !sparse_add(&vip, bytes) {
+                stats.sparse_overflow_packets += 1;
+            }
+            Ok(())
+        }
+        _ => Err(MapInconsistent),
+    }
+}
+
+/// Adds to the VIP's sparse slot, creating it if there is room. False when full.
+#[inline(always)]
+fn sparse_add(vip: &VipAddr, bytes: u64) -> bool {
+    if let Some(slot) = VIP_SPARSE_STATS.get_ptr_mut(vip) {
+        unsafe { (*slot).add(bytes) };
+        return true;
+    }
+    let first = Counter { packets: 1, bytes };
+    match VIP_SPARSE_STATS.insert(vip, &first, u64::from(BPF_NOEXIST)) {
+        Ok(()) => true,
+        // Another CPU created the entry between our lookup and insert.
+        Err(e) if e == -EEXIST => match VIP_SPARSE_STATS.get_ptr_mut(vip) {
+            Some(slot) => {
+                unsafe { (*slot).add(bytes) };
+                true
+            }
+            None => false,
+        },
+        // -E2BIG: the table is full. The range total already has the packet.
+        Err(_) => false,
+    }
+}

@@ -1,0 +1,51 @@
+//! The one bounds-checked accessor into packet memory, shared by every program type.
+
+use core::mem::size_of;
+
+use aya_ebpf::programs::XdpContext;
+
+/// A packet's linear data, as a `[start, end)` range of addresses.
+pub trait PacketBuf {
+    fn start(&self) -> usize;
+    fn end(&self) -> usize;
+
+    /// Frame length as the program sees it; counted as "bytes".
+    #[inline(always)]
+    fn len(&self) -> u64 {
+        (self.end() - self.start()) as u64
+    }
+}
+
+impl PacketBuf for XdpContext {
+    #[inline(always)]
+    fn start(&self) -> usize {
+        self.data()
+    }
+
+    #[inline(always)]
+    fn end(&self) -> usize {
+        self.data_end()
+    }
+}
+
+/// The packet ends before the header the parser wanted.
+pub struct Truncated;
+
+/// A pointer to a `T` at `offset`, if the whole `T` lies inside the packet.
+/// `T` must be a byte array or a struct of byte arrays (alignment 1): packet
+/// headers are not aligned.
+#[inline(always)]
+pub fn ptr_at<T, B: PacketBuf>(buf: &B, offset: usize) -> Result<*const T, Truncated> {
+    let start = buf.start();
+    if start + offset + size_of::<T>() > buf.end() {
+        return Err(Truncated);
+    }
+    Ok((start + offset) as *const T)
+}
+
+/// Reads a `T` at `offset` by value (see [`ptr_at`]).
+#[inline(always)]
+pub fn read_at<T: Copy, B: PacketBuf>(buf: &B, offset: usize) -> Result<T, Truncated> {
+    // SAFETY: ptr_at checked that the whole T is inside the packet, and T has alignment 1.
+    ptr_at::<T, B>(buf, offset).map(|p| unsafe { p.read_unaligned() })
+}
