@@ -1,1 +1,7 @@
+//! Shared harness for vip's integration tests, demo and bench.
 
+pub mod daemon;
+pub mod fixture;
+pub mod netns;
+pub mod packets;
+pub mod root;

@@ -1,6 +1,8 @@
 //! The one classifier: packet -> verdict and counters, generic over the program type.
 
-use vip_common::{VipAddr, GLOBAL_INTERNAL_ERRORS, GLOBAL_MALFORMED, GLOBAL_NON_VIP, GLOBAL_PACKETS};
+use vip_common::{
+    VipAddr, GLOBAL_INTERNAL_ERRORS, GLOBAL_MALFORMED, GLOBAL_NON_VIP, GLOBAL_PACKETS,
+};
 
 use crate::{
     count,
@@ -49,7 +51,11 @@ pub fn classify<B: PacketBuf>(buf: &B) -> Result<Verdict, Failure> {
     let bytes = buf.len();
     let hit = match parse::destination(buf)? {
         Destination::V4 { addr_be } => count::lookup_v4(addr_be).map(|range| {
-            (range, VipAddr::from_v4_be(addr_be), u32::from_be_bytes(addr_be))
+            (
+                range,
+                VipAddr::from_v4_be(addr_be),
+                u32::from_be_bytes(addr_be),
+            )
         }),
         Destination::V6 { addr_be } => {
             count::lookup_v6(addr_be).map(|range| (range, VipAddr::from_v6_be(addr_be), 0))

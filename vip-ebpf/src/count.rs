@@ -6,10 +6,11 @@
 use aya_ebpf::{
     bindings::BPF_NOEXIST,
     macros::map,
-    maps::{lpm_trie::Key, LpmTrie, PerCpuArray, PerCpuHashMap},
+    maps::{lpm_trie::Key, Array, LpmTrie, PerCpuArray, PerCpuHashMap},
 };
 use vip_common::{
-    Counter, RangeStats, RangeValue, VipAddr, GLOBAL_COUNTERS, PER_VIP_DENSE, PER_VIP_SPARSE,
+    AttachMeta, Counter, RangeMeta, RangeStats, RangeValue, VipAddr, GLOBAL_COUNTERS,
+    PER_VIP_DENSE, PER_VIP_SPARSE,
 };
 
 #[map]
@@ -103,3 +104,10 @@ fn sparse_add(vip: &VipAddr, bytes: u64) -> bool {
         Err(_) => false,
     }
 }
+
+// Written by userspace only, for `vip stats`; declared here so that every map of the
+// datapath is created by one loader and found under one name.
+#[map]
+static VIP_RANGE_META: Array<RangeMeta> = Array::with_max_entries(1, 0);
+#[map]
+static VIP_ATTACH_META: Array<AttachMeta> = Array::with_max_entries(1, 0);

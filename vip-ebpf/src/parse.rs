@@ -57,8 +57,12 @@ struct Ipv6Hdr {
 
 /// Where a frame is going, as far as vip cares.
 pub enum Destination {
-    V4 { addr_be: [u8; 4] },
-    V6 { addr_be: [u8; 16] },
+    V4 {
+        addr_be: [u8; 4],
+    },
+    V6 {
+        addr_be: [u8; 16],
+    },
     /// Not IPv4 or IPv6 (ARP, LLDP, a third VLAN tag, ...).
     NotIp,
 }

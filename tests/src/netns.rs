@@ -1,0 +1,204 @@
+//! Throwaway network namespaces joined by veth pairs. Every namespace is deleted
+//! when its guard drops, panics included. Nothing here touches the host's own
+//! namespace: links are created directly inside the namespaces.
+
+use std::{
+    fs::File,
+    os::{fd::AsRawFd, unix::process::CommandExt},
+    process::Command,
+    sync::atomic::{AtomicU32, Ordering},
+};
+
+use nix::sched::{setns, CloneFlags};
+
+use crate::packets::{CLIENT_MAC, SERVER_MAC};
+
+static NEXT_ID: AtomicU32 = AtomicU32::new(0);
+
+/// Runs `ip ARGS`, panicking with its stderr on failure.
+pub fn ip(args: &[&str]) {
+    let out = Command::new("ip").args(args).output().expect("running ip");
+    assert!(
+        out.status.success(),
+        "ip {}: {}",
+        args.join(" "),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+pub struct Netns {
+    name: String,
+}
+
+impl Netns {
+    /// Creates `vipt-<tag>-<pid>-<n>`, with IPv6 off (no DAD, MLD or RS noise in
+    /// the counters) and `lo` up.
+    pub fn new(tag: &str) -> Netns {
+        let name = format!(
+            "vipt-{tag}-{}-{}",
+            std::process::id(),
+            NEXT_ID.fetch_add(1, Ordering::Relaxed)
+        );
+        ip(&["netns", "add", &name]);
+        let ns = Netns { name };
+        ns.sysctl("net.ipv6.conf.all.disable_ipv6", "1");
+        ns.sysctl("net.ipv6.conf.default.disable_ipv6", "1");
+        ns.ip(&["link", "set", "lo", "up"]);
+        ns
+    }
+
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// `ip -n NAME ARGS`.
+    pub fn ip(&self, args: &[&str]) {
+        let mut all = vec!["-n", self.name.as_str()];
+        all.extend_from_slice(args);
+        ip(&all);
+    }
+
+    /// Writes a sysctl of this namespace.
+    pub fn sysctl(&self, key: &str, value: &str) {
+        let path = format!("/proc/sys/{}", key.replace('.', "/"));
+        let value = value.to_string();
+        self.run_in(move || {
+            std::fs::write(&path, value).unwrap_or_else(|e| panic!("writing {path}: {e}"))
+        });
+    }
+
+    /// A command that runs in this namespace. Only the network namespace is
+    /// switched (unlike `ip netns exec`), so bpffs pins stay shared with the caller.
+    pub fn command(&self, program: impl AsRef<std::ffi::OsStr>) -> Command {
+        let ns = self.open();
+        let mut command = Command::new(program);
+        // SAFETY: setns is async-signal-safe; the fd stays open in the closure.
+        unsafe {
+            command.pre_exec(move || {
+                setns(&ns, CloneFlags::CLONE_NEWNET).map_err(std::io::Error::from)
+            });
+        }
+        command
+    }
+
+    /// Runs `f` on a thread that has joined this namespace.
+    pub fn run_in<T: Send + 'static>(&self, f: impl FnOnce() -> T + Send + 'static) -> T {
+        let ns = self.open();
+        std::thread::spawn(move || {
+            setns(&ns, CloneFlags::CLONE_NEWNET).expect("setns into the test namespace");
+            f()
+        })
+        .join()
+        .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
+    }
+
+    fn open(&self) -> File {
+        File::open(format!("/run/netns/{}", self.name)).expect("opening the netns handle")
+    }
+
+    /// Sends raw frames out of `ifname` with an AF_PACKET socket, exactly as given.
+    pub fn send_frames(&self, ifname: &str, frames: Vec<Vec<u8>>) {
+        let ifname = ifname.to_string();
+        self.run_in(move || {
+            let socket = PacketSocket::bind(&ifname);
+            for frame in &frames {
+                socket.send(frame);
+            }
+        });
+    }
+}
+
+impl Drop for Netns {
+    fn drop(&mut self) {
+        let _ = Command::new("ip")
+            .args(["netns", "del", &self.name])
+            .status();
+    }
+}
+
+struct PacketSocket {
+    fd: std::os::fd::OwnedFd,
+    ifindex: i32,
+}
+
+impl PacketSocket {
+    fn bind(ifname: &str) -> PacketSocket {
+        let ifindex = nix::net::if_::if_nametoindex(ifname).expect("interface in namespace") as i32;
+        // SAFETY: plain socket(2); the fd is owned right away.
+        let raw = unsafe { libc::socket(libc::AF_PACKET, libc::SOCK_RAW, 0) };
+        assert!(
+            raw >= 0,
+            "AF_PACKET socket: {}",
+            std::io::Error::last_os_error()
+        );
+        let fd = unsafe { <std::os::fd::OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(raw) };
+        PacketSocket { fd, ifindex }
+    }
+
+    fn send(&self, frame: &[u8]) {
+        let mut addr: libc::sockaddr_ll = unsafe { std::mem::zeroed() };
+        addr.sll_family = libc::AF_PACKET as u16;
+        addr.sll_ifindex = self.ifindex;
+        addr.sll_halen = 6;
+        addr.sll_addr[..6].copy_from_slice(&frame[..6]);
+        // SAFETY: addr is a valid sockaddr_ll and frame outlives the call.
+        let sent = unsafe {
+            libc::sendto(
+                self.fd.as_raw_fd(),
+                frame.as_ptr().cast(),
+                frame.len(),
+                0,
+                (&addr as *const libc::sockaddr_ll).cast(),
+                std::mem::size_of::<libc::sockaddr_ll>() as u32,
+            )
+        };
+        assert_eq!(
+            sent,
+            frame.len() as isize,
+            "sendto: {}",
+            std::io::Error::last_os_error()
+        );
+    }
+}
+
+/// A client and a server namespace joined by one veth pair with fixed MACs:
+/// `client_if` in the client, `server_if` in the server.
+pub struct Lab {
+    pub client: Netns,
+    pub server: Netns,
+}
+
+impl Lab {
+    pub const CLIENT_IF: &'static str = "vipc0";
+    pub const SERVER_IF: &'static str = "vips0";
+
+    pub fn new(tag: &str) -> Lab {
+        let client = Netns::new(&format!("{tag}c"));
+        let server = Netns::new(&format!("{tag}s"));
+        let mac = |m: [u8; 6]| {
+            m.iter()
+                .map(|b| format!("{b:02x}"))
+                .collect::<Vec<_>>()
+                .join(":")
+        };
+        client.ip(&[
+            "link",
+            "add",
+            Self::CLIENT_IF,
+            "address",
+            &mac(CLIENT_MAC),
+            "type",
+            "veth",
+            "peer",
+            "name",
+            Self::SERVER_IF,
+            "netns",
+            server.name(),
+            "address",
+            &mac(SERVER_MAC),
+        ]);
+        client.ip(&["link", "set", Self::CLIENT_IF, "up"]);
+        server.ip(&["link", "set", Self::SERVER_IF, "up"]);
+        Lab { client, server }
+    }
+}

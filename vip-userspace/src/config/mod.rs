@@ -1,0 +1,122 @@
+//! The TOML config: serde model, defaults, and validation into a [`Config`] that
+//! the rest of vip can trust. Nothing here touches the host.
+
+mod validate;
+
+use std::path::Path;
+
+use ipnet::IpNet;
+use serde::Deserialize;
+
+pub use validate::ConfigError;
+
+/// Default number of per-VIP slots shared by all sparse ranges.
+pub const DEFAULT_SPARSE_VIP_CAPACITY: u32 = 65_536;
+
+/// How to attach the XDP program.
+#[derive(Clone, Copy, Debug, Default, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum XdpMode {
+    /// Native (driver) mode, falling back to generic mode with a warning.
+    #[default]
+    Auto,
+    /// Native mode only; attaching fails where the driver has no XDP support.
+    Native,
+    /// Generic (skb) mode only.
+    Generic,
+}
+
+/// The file as written, before validation.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawConfig {
+    interfaces: Vec<String>,
+    #[serde(default)]
+    xdp_mode: XdpMode,
+    #[serde(default = "default_sparse_vip_capacity")]
+    sparse_vip_capacity: u32,
+    #[serde(default, rename = "range")]
+    ranges: Vec<RawRange>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawRange {
+    name: String,
+    cidr: String,
+}
+
+fn default_sparse_vip_capacity() -> u32 {
+    DEFAULT_SPARSE_VIP_CAPACITY
+}
+
+/// A validated config.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Config {
+    pub interfaces: Vec<String>,
+    pub xdp_mode: XdpMode,
+    /// Slots in the per-VIP table of sparse ranges (IPv6, IPv4 wider than /16).
+    pub sparse_vip_capacity: u32,
+    /// In file order; a range's position is its id in the datapath.
+    pub ranges: Vec<Range>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Range {
+    pub name: String,
+    pub cidr: IpNet,
+}
+
+impl Config {
+    /// Reads and validates `path`. Checks that need the host (interfaces) are in
+    /// [`Config::check_host`].
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        Self::parse(&text, path)
+    }
+
+    /// Parses and validates config text; `origin` names it in errors.
+    pub fn parse(text: &str, origin: &Path) -> Result<Config, ConfigError> {
+        let raw: RawConfig = toml::from_str(text).map_err(|e| ConfigError::Syntax {
+            path: origin.to_path_buf(),
+            location: location(text, e.span()),
+            message: e.message().to_string(),
+        })?;
+        validate::validate(raw)
+    }
+
+    /// Checks the parts of the config that depend on this host, before anything changes.
+    pub fn check_host(&self) -> Result<Vec<u32>, ConfigError> {
+        self.interfaces
+            .iter()
+            .map(|name| {
+                nix::net::if_::if_nametoindex(name.as_str())
+                    .map_err(|_| ConfigError::UnknownInterface { name: name.clone() })
+            })
+            .collect()
+    }
+}
+
+fn location(text: &str, span: Option<std::ops::Range<usize>>) -> String {
+    let Some(span) = span else {
+        return String::new();
+    };
+    let before = &text[..span.start.min(text.len())];
+    let line = before.matches('\n').count() + 1;
+    let column = before.len() - before.rfind('\n').map_or(0, |i| i + 1) + 1;
+    format!(":{line}:{column}")
+}
+
+/// Number of dense per-VIP slots a range needs: its size for IPv4 ranges of
+/// `DENSE_MIN_PREFIX_V4` or longer, else 0 (sparse).
+pub fn dense_len(cidr: &IpNet) -> u32 {
+    match cidr {
+        IpNet::V4(net) if net.prefix_len() >= vip_common::DENSE_MIN_PREFIX_V4 => {
+            1u32 << (32 - net.prefix_len())
+        }
+        _ => 0,
+    }
+}

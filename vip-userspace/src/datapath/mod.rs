@@ -1,0 +1,188 @@
+//! The loaded datapath: the eBPF object with its maps filled from a [`Layout`].
+
+mod attach;
+pub mod pin;
+
+use aya::{
+    maps::{lpm_trie::Key, Array, LpmTrie, MapError},
+    programs::{ProgramError, Xdp},
+    Ebpf, EbpfError, EbpfLoader,
+};
+use ipnet::IpNet;
+use vip_common::{
+    AttachMeta, RangeMeta, RangeValue, MAP_ATTACH_META, MAP_DENSE_STATS, MAP_RANGE_META,
+    MAP_RANGE_STATS, MAP_SPARSE_STATS, MAP_V4_RANGES, MAP_V6_RANGES, PROG_XDP,
+};
+
+pub use attach::{AttachMode, Attachment};
+
+use crate::{config::XdpMode, layout::Layout};
+
+/// The datapath object, built by `cargo xtask build`.
+static EBPF_OBJECT: &[u8] = aya::include_bytes_aligned!(env!("VIP_EBPF_OBJ"));
+
+#[derive(Debug, thiserror::Error)]
+pub enum DatapathError {
+    #[error("loading the eBPF object: {0}")]
+    Load(#[source] EbpfError),
+    #[error("the eBPF object has no {kind} {name:?}")]
+    Missing {
+        kind: &'static str,
+        name: &'static str,
+    },
+    #[error("map {map}: {source}")]
+    Map {
+        map: &'static str,
+        #[source]
+        source: MapError,
+    },
+    #[error("program {program}: {source}")]
+    Program {
+        program: &'static str,
+        #[source]
+        source: ProgramError,
+    },
+    #[error("attaching to {interface} in {mode} mode: {source}")]
+    Attach {
+        interface: String,
+        mode: AttachMode,
+        #[source]
+        source: ProgramError,
+    },
+    #[error(transparent)]
+    Pin(#[from] pin::PinError),
+}
+
+pub struct Datapath {
+    ebpf: Ebpf,
+    attachments: Vec<Attachment>,
+}
+
+impl Datapath {
+    /// Loads the object with maps sized for `layout`, fills the range maps and
+    /// loads (verifies) the XDP program. Nothing is attached yet.
+    pub fn load(layout: &Layout, interfaces: usize) -> Result<Datapath, DatapathError> {
+        let ranges = layout.ranges.len() as u32;
+        let mut ebpf = EbpfLoader::new()
+            .map_max_entries(MAP_V4_RANGES, layout.v4_count().max(1))
+            .map_max_entries(MAP_V6_RANGES, layout.v6_count().max(1))
+            .map_max_entries(MAP_RANGE_STATS, ranges)
+            .map_max_entries(MAP_RANGE_META, ranges)
+            .map_max_entries(MAP_DENSE_STATS, layout.dense_slots)
+            .map_max_entries(MAP_SPARSE_STATS, layout.sparse_vip_capacity)
+            .map_max_entries(MAP_ATTACH_META, interfaces.max(1) as u32)
+            .load(EBPF_OBJECT)
+            .map_err(DatapathError::Load)?;
+        fill_ranges(&mut ebpf, layout)?;
+        let program = xdp_program(&mut ebpf)?;
+        program.load().map_err(|source| DatapathError::Program {
+            program: PROG_XDP,
+            source,
+        })?;
+        Ok(Datapath {
+            ebpf,
+            attachments: Vec::new(),
+        })
+    }
+
+    pub fn ebpf(&self) -> &Ebpf {
+        &self.ebpf
+    }
+
+    /// The loaded XDP program, e.g. for BPF_PROG_TEST_RUN.
+    pub fn xdp(&mut self) -> Result<&mut Xdp, DatapathError> {
+        xdp_program(&mut self.ebpf)
+    }
+
+    pub fn attachments(&self) -> &[Attachment] {
+        &self.attachments
+    }
+
+    /// Attaches to every interface, in order; on error, what was attached stays
+    /// attached until the datapath is dropped.
+    pub fn attach_all(
+        &mut self,
+        interfaces: &[String],
+        mode: XdpMode,
+    ) -> Result<(), DatapathError> {
+        for interface in interfaces {
+            let attachment = attach::attach(xdp_program(&mut self.ebpf)?, interface, mode)?;
+            self.attachments.push(attachment);
+        }
+        let mut meta: Array<_, AttachMeta> = typed_map_mut(&mut self.ebpf, MAP_ATTACH_META)?;
+        for (index, attachment) in self.attachments.iter().enumerate() {
+            meta.set(index as u32, attachment.meta(), 0)
+                .map_err(|source| DatapathError::Map {
+                    map: MAP_ATTACH_META,
+                    source,
+                })?;
+        }
+        Ok(())
+    }
+
+    /// Detaches from every interface.
+    pub fn detach_all(&mut self) -> Result<(), DatapathError> {
+        let attachments = std::mem::take(&mut self.attachments);
+        let program = xdp_program(&mut self.ebpf)?;
+        for attachment in attachments {
+            program
+                .detach(attachment.link)
+                .map_err(|source| DatapathError::Program {
+                    program: PROG_XDP,
+                    source,
+                })?;
+        }
+        Ok(())
+    }
+}
+
+fn typed_map_mut<'a, T>(ebpf: &'a mut Ebpf, name: &'static str) -> Result<T, DatapathError>
+where
+    T: TryFrom<&'a mut aya::maps::Map, Error = MapError>,
+{
+    let map = ebpf
+        .map_mut(name)
+        .ok_or(DatapathError::Missing { kind: "map", name })?;
+    T::try_from(map).map_err(|source| DatapathError::Map { map: name, source })
+}
+
+fn xdp_program(ebpf: &mut Ebpf) -> Result<&mut Xdp, DatapathError> {
+    let program = ebpf.program_mut(PROG_XDP).ok_or(DatapathError::Missing {
+        kind: "program",
+        name: PROG_XDP,
+    })?;
+    program.try_into().map_err(|source| DatapathError::Program {
+        program: PROG_XDP,
+        source,
+    })
+}
+
+fn fill_ranges(ebpf: &mut Ebpf, layout: &Layout) -> Result<(), DatapathError> {
+    let map_err = |map| move |source| DatapathError::Map { map, source };
+    {
+        let mut v4: LpmTrie<_, [u8; 4], RangeValue> = typed_map_mut(ebpf, MAP_V4_RANGES)?;
+        for slot in &layout.ranges {
+            if let IpNet::V4(net) = slot.cidr {
+                let key = Key::new(u32::from(net.prefix_len()), net.network().octets());
+                v4.insert(&key, slot.value, 0)
+                    .map_err(map_err(MAP_V4_RANGES))?;
+            }
+        }
+    }
+    {
+        let mut v6: LpmTrie<_, [u8; 16], RangeValue> = typed_map_mut(ebpf, MAP_V6_RANGES)?;
+        for slot in &layout.ranges {
+            if let IpNet::V6(net) = slot.cidr {
+                let key = Key::new(u32::from(net.prefix_len()), net.network().octets());
+                v6.insert(&key, slot.value, 0)
+                    .map_err(map_err(MAP_V6_RANGES))?;
+            }
+        }
+    }
+    let mut meta: Array<_, RangeMeta> = typed_map_mut(ebpf, MAP_RANGE_META)?;
+    for slot in &layout.ranges {
+        meta.set(slot.value.range_id, slot.meta(), 0)
+            .map_err(map_err(MAP_RANGE_META))?;
+    }
+    Ok(())
+}

@@ -1,0 +1,66 @@
+//! Reading the datapath's counters into a [`Report`], from the pins of a running
+//! daemon or from a datapath loaded in this process.
+
+mod read;
+mod render;
+
+use std::net::IpAddr;
+
+use serde::{Deserialize, Serialize};
+
+pub use read::{read, MapSource, PinnedMaps, StatsError};
+pub use render::table;
+
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Report {
+    pub ranges: Vec<RangeReport>,
+    pub global: GlobalReport,
+    pub attachments: Vec<AttachReport>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RangeReport {
+    pub name: String,
+    pub cidr: String,
+    pub packets: u64,
+    pub bytes: u64,
+    /// Packets counted in the range but in no VIP: the sparse VIP table was full.
+    pub sparse_overflow_packets: u64,
+    /// VIPs that saw traffic, by address.
+    pub vips: Vec<VipReport>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct VipReport {
+    pub addr: IpAddr,
+    pub packets: u64,
+    pub bytes: u64,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct GlobalReport {
+    pub packets: u64,
+    pub non_vip_packets: u64,
+    pub malformed_packets: u64,
+    pub internal_errors: u64,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AttachReport {
+    pub interface: String,
+    pub mode: String,
+    /// The mode is a fallback from the one tried first.
+    pub fallback: bool,
+}
+
+impl Report {
+    pub fn range(&self, name: &str) -> Option<&RangeReport> {
+        self.ranges.iter().find(|r| r.name == name)
+    }
+}
+
+impl RangeReport {
+    pub fn vip(&self, addr: IpAddr) -> Option<&VipReport> {
+        self.vips.iter().find(|v| v.addr == addr)
+    }
+}

@@ -1,0 +1,267 @@
+use std::{
+    collections::HashMap,
+    net::{IpAddr, Ipv4Addr, Ipv6Addr},
+    path::Path,
+};
+
+use aya::{
+    maps::{Array, Map, MapError, PerCpuArray, PerCpuHashMap, PerCpuValues},
+    Ebpf,
+};
+use ipnet::IpNet;
+use vip_common::{
+    AttachMeta, Counter, RangeMeta, RangeStats, VipAddr, FAMILY_V4, GLOBAL_COUNTERS,
+    GLOBAL_INTERNAL_ERRORS, GLOBAL_MALFORMED, GLOBAL_NON_VIP, GLOBAL_PACKETS, MAP_ATTACH_META,
+    MAP_DENSE_STATS, MAP_GLOBAL_STATS, MAP_RANGE_META, MAP_RANGE_STATS, MAP_SPARSE_STATS,
+    PINNED_MAPS,
+};
+
+use super::{AttachReport, GlobalReport, RangeReport, Report, VipReport};
+use crate::datapath::{pin, AttachMode};
+
+#[derive(Debug, thiserror::Error)]
+pub enum StatsError {
+    #[error(transparent)]
+    Pin(#[from] pin::PinError),
+    #[error("map {map} is missing")]
+    Missing { map: &'static str },
+    #[error("reading map {map}: {source}")]
+    Map {
+        map: &'static str,
+        #[source]
+        source: MapError,
+    },
+    #[error("map {map} holds an invalid entry: {what}")]
+    Corrupt { map: &'static str, what: String },
+}
+
+/// Where the counters come from: pins, or a datapath loaded in this process.
+pub trait MapSource {
+    fn map(&self, name: &'static str) -> Option<&Map>;
+}
+
+impl MapSource for Ebpf {
+    fn map(&self, name: &'static str) -> Option<&Map> {
+        Ebpf::map(self, name)
+    }
+}
+
+/// The maps a running daemon pinned.
+pub struct PinnedMaps {
+    maps: HashMap<&'static str, Map>,
+}
+
+impl PinnedMaps {
+    pub fn open(dir: &Path) -> Result<PinnedMaps, StatsError> {
+        if !pin::is_complete(dir) {
+            return Err(pin::PinError::NotRunning {
+                dir: dir.to_path_buf(),
+            }
+            .into());
+        }
+        let maps = PINNED_MAPS
+            .iter()
+            .map(|&name| Ok((name, pin::open(dir, name)?)))
+            .collect::<Result<_, StatsError>>()?;
+        Ok(PinnedMaps { maps })
+    }
+}
+
+impl MapSource for PinnedMaps {
+    fn map(&self, name: &'static str) -> Option<&Map> {
+        self.maps.get(name)
+    }
+}
+
+fn typed<'a, T>(source: &'a impl MapSource, map: &'static str) -> Result<T, StatsError>
+where
+    T: TryFrom<&'a Map, Error = MapError>,
+{
+    let raw = source.map(map).ok_or(StatsError::Missing { map })?;
+    T::try_from(raw).map_err(|source| StatsError::Map { map, source })
+}
+
+fn map_err(map: &'static str) -> impl Fn(MapError) -> StatsError {
+    move |source| StatsError::Map { map, source }
+}
+
+fn sum<T: aya::Pod + Default>(values: &PerCpuValues<T>, merge: impl Fn(&mut T, &T)) -> T {
+    let mut total = T::default();
+    for value in values.iter() {
+        merge(&mut total, value);
+    }
+    total
+}
+
+/// Reads every counter into a report.
+pub fn read(source: &impl MapSource) -> Result<Report, StatsError> {
+    let metas = range_metas(source)?;
+    let mut ranges = metas
+        .iter()
+        .enumerate()
+        .map(|(id, (meta, cidr))| range_report(source, id as u32, meta, *cidr))
+        .collect::<Result<Vec<_>, _>>()?;
+    add_sparse_vips(source, &metas, &mut ranges)?;
+    for range in &mut ranges {
+        range.vips.sort_by_key(|v| v.addr);
+    }
+    Ok(Report {
+        ranges,
+        global: global(source)?,
+        attachments: attachments(source)?,
+    })
+}
+
+/// Range metadata, indexed by range id.
+fn range_metas(source: &impl MapSource) -> Result<Vec<(RangeMeta, IpNet)>, StatsError> {
+    let metas: Array<_, RangeMeta> = typed(source, MAP_RANGE_META)?;
+    metas
+        .iter()
+        .map(|meta| {
+            let meta = meta.map_err(map_err(MAP_RANGE_META))?;
+            let cidr = meta_cidr(&meta)?;
+            Ok((meta, cidr))
+        })
+        .collect()
+}
+
+fn meta_cidr(meta: &RangeMeta) -> Result<IpNet, StatsError> {
+    let addr = if meta.family == FAMILY_V4 {
+        let octets: [u8; 4] = meta.network_be[..4].try_into().expect("4 bytes");
+        IpAddr::V4(Ipv4Addr::from(octets))
+    } else {
+        IpAddr::V6(Ipv6Addr::from(meta.network_be))
+    };
+    IpNet::new(addr, meta.prefix_len as u8).map_err(|_| StatsError::Corrupt {
+        map: MAP_RANGE_META,
+        what: format!("prefix length {} for {addr}", meta.prefix_len),
+    })
+}
+
+fn meta_name(meta: &RangeMeta) -> String {
+    let len = meta
+        .name
+        .iter()
+        .position(|&b| b == 0)
+        .unwrap_or(meta.name.len());
+    String::from_utf8_lossy(&meta.name[..len]).into_owned()
+}
+
+fn range_report(
+    source: &impl MapSource,
+    range_id: u32,
+    meta: &RangeMeta,
+    cidr: IpNet,
+) -> Result<RangeReport, StatsError> {
+    let stats: PerCpuArray<_, RangeStats> = typed(source, MAP_RANGE_STATS)?;
+    let total = sum(
+        &stats.get(&range_id, 0).map_err(map_err(MAP_RANGE_STATS))?,
+        RangeStats::merge,
+    );
+    let mut vips = Vec::new();
+    if meta.dense_len > 0 {
+        let dense: PerCpuArray<_, Counter> = typed(source, MAP_DENSE_STATS)?;
+        let IpNet::V4(net) = cidr else {
+            return Err(StatsError::Corrupt {
+                map: MAP_RANGE_META,
+                what: format!("dense IPv6 range {cidr}"),
+            });
+        };
+        let first = u32::from(net.network());
+        for offset in 0..meta.dense_len {
+            let slot = meta.dense_base + offset;
+            let counter = sum(
+                &dense.get(&slot, 0).map_err(map_err(MAP_DENSE_STATS))?,
+                Counter::merge,
+            );
+            if counter.packets > 0 {
+                vips.push(VipReport {
+                    addr: IpAddr::V4(Ipv4Addr::from(first + offset)),
+                    packets: counter.packets,
+                    bytes: counter.bytes,
+                });
+            }
+        }
+    }
+    Ok(RangeReport {
+        name: meta_name(meta),
+        cidr: cidr.to_string(),
+        packets: total.total.packets,
+        bytes: total.total.bytes,
+        sparse_overflow_packets: total.sparse_overflow_packets,
+        vips,
+    })
+}
+
+fn add_sparse_vips(
+    source: &impl MapSource,
+    metas: &[(RangeMeta, IpNet)],
+    ranges: &mut [RangeReport],
+) -> Result<(), StatsError> {
+    let sparse: PerCpuHashMap<_, VipAddr, Counter> = typed(source, MAP_SPARSE_STATS)?;
+    for entry in sparse.iter() {
+        let (key, values) = entry.map_err(map_err(MAP_SPARSE_STATS))?;
+        let addr = vip_ip(&key);
+        let counter = sum(&values, Counter::merge);
+        let owner = metas
+            .iter()
+            .enumerate()
+            .filter(|(_, (_, cidr))| cidr.contains(&addr))
+            .max_by_key(|(_, (_, cidr))| cidr.prefix_len());
+        if let Some((index, _)) = owner {
+            ranges[index].vips.push(VipReport {
+                addr,
+                packets: counter.packets,
+                bytes: counter.bytes,
+            });
+        }
+    }
+    Ok(())
+}
+
+fn vip_ip(key: &VipAddr) -> IpAddr {
+    let v6 = Ipv6Addr::from(key.addr_be);
+    match v6.to_ipv4_mapped() {
+        Some(v4) => IpAddr::V4(v4),
+        None => IpAddr::V6(v6),
+    }
+}
+
+fn global(source: &impl MapSource) -> Result<GlobalReport, StatsError> {
+    let counters: PerCpuArray<_, u64> = typed(source, MAP_GLOBAL_STATS)?;
+    let mut totals = [0u64; GLOBAL_COUNTERS as usize];
+    for (index, total) in totals.iter_mut().enumerate() {
+        let values = counters
+            .get(&(index as u32), 0)
+            .map_err(map_err(MAP_GLOBAL_STATS))?;
+        *total = values.iter().sum();
+    }
+    Ok(GlobalReport {
+        packets: totals[GLOBAL_PACKETS as usize],
+        non_vip_packets: totals[GLOBAL_NON_VIP as usize],
+        malformed_packets: totals[GLOBAL_MALFORMED as usize],
+        internal_errors: totals[GLOBAL_INTERNAL_ERRORS as usize],
+    })
+}
+
+fn attachments(source: &impl MapSource) -> Result<Vec<AttachReport>, StatsError> {
+    let metas: Array<_, AttachMeta> = typed(source, MAP_ATTACH_META)?;
+    let mut reports = Vec::new();
+    for meta in metas.iter() {
+        let meta = meta.map_err(map_err(MAP_ATTACH_META))?;
+        let Some(mode) = AttachMode::from_meta(meta.mode) else {
+            continue; // an unused slot
+        };
+        let len = meta
+            .ifname
+            .iter()
+            .position(|&b| b == 0)
+            .unwrap_or(meta.ifname.len());
+        reports.push(AttachReport {
+            interface: String::from_utf8_lossy(&meta.ifname[..len]).into_owned(),
+            mode: mode.as_str().to_string(),
+            fallback: meta.fallback != 0,
+        });
+    }
+    Ok(reports)
+}
