@@ -1,5 +1,6 @@
 //! Shared harness for vip's integration tests, demo and bench.
 
+pub mod bench;
 pub mod daemon;
 pub mod fixture;
 pub mod netns;

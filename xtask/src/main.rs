@@ -1,1 +1,111 @@
-fn main() {}
+//! `cargo xtask`: build, run, demo, test and bench vip.
+
+mod build;
+mod toolchain;
+
+use std::{path::PathBuf, process::Command};
+
+use anyhow::{bail, Context};
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(about = "Build, run, demo, test and bench vip")]
+struct Cli {
+    #[command(subcommand)]
+    command: Cmd,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Install the eBPF toolchain if needed, build the datapath and the `vip` binary.
+    Build,
+    /// Build, then run `vip ARGS` (through `sudo -E` when not root).
+    Run {
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        args: Vec<String>,
+    },
+    /// Build, then run the demo: a throwaway two-namespace lab with an embedded config.
+    Demo,
+    /// Build, then run every test (as root, or the root-only tests skip).
+    Test {
+        /// Extra arguments for `cargo test`, e.g. a test name filter.
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        args: Vec<String>,
+    },
+    /// Build, then measure vip_xdp against an empty XDP program under BPF_PROG_TEST_RUN.
+    Bench {
+        /// Extra arguments for the bench binary (see `--help` there).
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        args: Vec<String>,
+    },
+}
+
+fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    let root = workspace_root();
+    match cli.command {
+        Cmd::Build => {
+            build::all(&root)?;
+        }
+        Cmd::Run { args } => {
+            let artifacts = build::all(&root)?;
+            as_root(&artifacts.vip, &args, &artifacts)?;
+        }
+        Cmd::Demo => {
+            let artifacts = build::all(&root)?;
+            let demo = build::tests_bin(&root, "vip-demo", &artifacts)?;
+            as_root(&demo, &[], &artifacts)?;
+        }
+        Cmd::Test { args } => {
+            let artifacts = build::all(&root)?;
+            let mut cargo = build::cargo(&root);
+            cargo
+                .args(["test", "--release", "--workspace"])
+                .args(&args)
+                .envs(artifacts.env());
+            build::run(&mut cargo, "cargo test")?;
+        }
+        Cmd::Bench { args } => {
+            let artifacts = build::all(&root)?;
+            let bench = build::tests_bin(&root, "vip-bench", &artifacts)?;
+            as_root(&bench, &args, &artifacts)?;
+        }
+    }
+    Ok(())
+}
+
+fn workspace_root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("xtask sits in the workspace")
+        .to_path_buf()
+}
+
+/// Runs `program ARGS`, through `sudo -E` when not root: attaching XDP needs it.
+fn as_root(
+    program: &std::path::Path,
+    args: &[String],
+    artifacts: &build::Artifacts,
+) -> anyhow::Result<()> {
+    let is_root = Command::new("id")
+        .arg("-u")
+        .output()
+        .context("running id -u")?
+        .stdout
+        .starts_with(b"0\n");
+    let mut command = if is_root {
+        Command::new(program)
+    } else {
+        let mut sudo = Command::new("sudo");
+        sudo.arg("-E").arg(program);
+        sudo
+    };
+    command.args(args).envs(artifacts.env());
+    let status = command
+        .status()
+        .with_context(|| format!("running {}", program.display()))?;
+    if !status.success() {
+        bail!("{} exited with {status}", program.display());
+    }
+    Ok(())
+}

@@ -30,7 +30,7 @@ pub fn table(report: &Report) -> String {
         for vip in &range.vips {
             let _ = writeln!(
                 out,
-                "  {:<62} {:>14} {:>16}",
+                "  {:<63} {:>14} {:>16}",
                 vip.addr.to_string(),
                 vip.packets,
                 vip.bytes
@@ -39,7 +39,7 @@ pub fn table(report: &Report) -> String {
         if range.sparse_overflow_packets > 0 {
             let _ = writeln!(
                 out,
-                "  {:<62} {:>14}",
+                "  {:<63} {:>14}",
                 "(VIP table full: counted in the range only)", range.sparse_overflow_packets
             );
         }

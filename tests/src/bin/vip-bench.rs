@@ -1,0 +1,165 @@
+//! `cargo xtask bench`: ns/packet of vip_xdp beside an empty XDP_PASS program,
+//! under BPF_PROG_TEST_RUN, with 1, 100 and 10,000 ranges configured.
+
+use std::{fmt::Write, net::IpAddr, path::PathBuf, process::ExitCode};
+
+use vip_tests::bench::{measure, median, Measurement};
+
+const MARK_START: &str = "<!-- bench:prog-test-run:start -->";
+const MARK_END: &str = "<!-- bench:prog-test-run:end -->";
+
+struct Args {
+    repeat: u32,
+    runs: usize,
+    ranges: Vec<usize>,
+    check: bool,
+    update: Option<PathBuf>,
+}
+
+fn usage() -> ! {
+    eprintln!(
+        "usage: vip-bench [--repeat N] [--runs K] [--ranges 1,100,10000] [--check] [--update BENCHMARKS.md]\n\
+         --check   exit non-zero when a ratio target is missed\n\
+         --update  rewrite the prog-test-run section of that file with this run"
+    );
+    std::process::exit(2)
+}
+
+fn parse_args() -> Args {
+    let mut args = Args {
+        repeat: 2_000_000,
+        runs: 5,
+        ranges: vec![1, 100, 10_000],
+        check: false,
+        update: None,
+    };
+    let mut it = std::env::args().skip(1);
+    while let Some(arg) = it.next() {
+        let mut value = || it.next().unwrap_or_else(|| usage());
+        match arg.as_str() {
+            "--repeat" => args.repeat = value().parse().unwrap_or_else(|_| usage()),
+            "--runs" => args.runs = value().parse().unwrap_or_else(|_| usage()),
+            "--ranges" => {
+                args.ranges = value()
+                    .split(',')
+                    .map(|n| n.parse().unwrap_or_else(|_| usage()))
+                    .collect()
+            }
+            "--check" => args.check = true,
+            "--update" => args.update = Some(PathBuf::from(value())),
+            _ => usage(),
+        }
+    }
+    args
+}
+
+/// The issue's targets: ≤ 1.5 at one range, ≤ 1.6 with more.
+fn target(ranges: usize) -> f64 {
+    if ranges <= 1 {
+        1.5
+    } else {
+        1.6
+    }
+}
+
+fn main() -> ExitCode {
+    if !nix::unistd::geteuid().is_root() {
+        eprintln!("vip-bench: needs root (run it through `cargo xtask bench`)");
+        return ExitCode::FAILURE;
+    }
+    let args = parse_args();
+    let v4: IpAddr = "192.0.2.7".parse().unwrap();
+    let v6: IpAddr = "2001:db8::7".parse().unwrap();
+    let mut results: Vec<Measurement> = Vec::new();
+    for &ranges in &args.ranges {
+        results.push(measure(ranges, v4, "IPv4", args.runs, args.repeat));
+        if ranges >= 2 {
+            results.push(measure(ranges, v6, "IPv6", args.runs, args.repeat));
+        }
+    }
+    let table = render(&results, &args);
+    print!("{table}");
+    if let Some(path) = &args.update {
+        update(path, &table);
+        println!("updated {}", path.display());
+    }
+    let missed = results
+        .iter()
+        .filter(|m| m.ratio() > target(m.ranges))
+        .count();
+    if args.check && missed > 0 {
+        eprintln!("vip-bench: {missed} ratio targets missed");
+        return ExitCode::FAILURE;
+    }
+    ExitCode::SUCCESS
+}
+
+fn render(results: &[Measurement], args: &Args) -> String {
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        "64-byte UDP frame to a VIP, BPF_PROG_TEST_RUN repeat={}, median of {} runs (min-max), ns/packet\n",
+        args.repeat, args.runs
+    );
+    let _ = writeln!(
+        out,
+        "| ranges | packet | vip_xdp ns | empty XDP_PASS ns | ratio | target |"
+    );
+    let _ = writeln!(out, "|---:|---|---:|---:|---:|---:|");
+    for m in results {
+        let range = |v: &[f64]| {
+            let min = v.iter().copied().fold(f64::INFINITY, f64::min);
+            let max = v.iter().copied().fold(0.0, f64::max);
+            format!("{:.1} ({min:.1}-{max:.1})", median(v))
+        };
+        let ratio = m.ratio();
+        let verdict = if ratio <= target(m.ranges) {
+            "met"
+        } else {
+            "MISSED"
+        };
+        let _ = writeln!(
+            out,
+            "| {} | {} | {} | {} | {ratio:.2} | ≤ {:.1} {verdict} |",
+            m.ranges,
+            m.family,
+            range(&m.vip_ns),
+            range(&m.baseline_ns),
+            target(m.ranges)
+        );
+    }
+    out
+}
+
+fn update(path: &PathBuf, table: &str) {
+    let text = std::fs::read_to_string(path).unwrap_or_default();
+    let section = format!("{MARK_START}\n{}\n{table}{MARK_END}", machine());
+    let new = match (text.find(MARK_START), text.find(MARK_END)) {
+        (Some(start), Some(end)) if start < end => {
+            format!(
+                "{}{section}{}",
+                &text[..start],
+                &text[end + MARK_END.len()..]
+            )
+        }
+        _ => format!("{text}\n{section}\n"),
+    };
+    std::fs::write(path, new).unwrap_or_else(|e| panic!("writing {}: {e}", path.display()));
+}
+
+fn machine() -> String {
+    let cpu = std::fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|t| {
+            t.lines().find_map(|l| {
+                l.strip_prefix("model name")
+                    .map(|v| v.trim_start_matches([' ', '\t', ':']).to_string())
+            })
+        })
+        .unwrap_or_else(|| "unknown CPU".into());
+    let kernel = nix::sys::utsname::uname()
+        .map(|u| u.release().to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let cpus = std::thread::available_parallelism().map_or(0, |n| n.get());
+    format!("Machine: {cpu}, {cpus} CPUs, kernel {kernel}.\n")
+}
