@@ -1,17 +1,20 @@
 //! Counter layout shared by the datapath and `vip stats`.
+//!
+//! Every frame lands in exactly one counter: a dense VIP slot, a sparse range's
+//! total, or one of the global counters below. There is no separate "all packets"
+//! counter on the fast path: userspace sums the parts.
 
 use bytemuck::{Pod, Zeroable};
 
-/// Index into `MAP_GLOBAL_STATS`: every frame the program saw.
-pub const GLOBAL_PACKETS: u32 = 0;
-/// Well-formed frames whose destination is in no range, non-IP frames included.
-pub const GLOBAL_NON_VIP: u32 = 1;
+/// Index into `MAP_GLOBAL_STATS`: well-formed frames whose destination is in no
+/// range, non-IP frames included.
+pub const GLOBAL_NON_VIP: u32 = 0;
 /// Frames with a truncated header or a bad IP version or IHL. They pass untouched.
-pub const GLOBAL_MALFORMED: u32 = 2;
+pub const GLOBAL_MALFORMED: u32 = 1;
 /// A map lookup that cannot fail did (e.g. a dense slot out of bounds): a bug or a
 /// half-written config. The packet passes.
-pub const GLOBAL_INTERNAL_ERRORS: u32 = 3;
-pub const GLOBAL_COUNTERS: u32 = 4;
+pub const GLOBAL_INTERNAL_ERRORS: u32 = 2;
+pub const GLOBAL_COUNTERS: u32 = 3;
 
 /// Packets and bytes; bytes are the frame length the program sees.
 #[repr(C)]
@@ -34,7 +37,8 @@ impl Counter {
     }
 }
 
-/// Per-range totals.
+/// Totals of a sparse range (dense ranges leave theirs zero: their total is the
+/// sum of their VIP slots).
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Pod, Zeroable)]
 pub struct RangeStats {

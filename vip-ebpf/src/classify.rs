@@ -1,8 +1,6 @@
 //! The one classifier: packet -> verdict and counters, generic over the program type.
 
-use vip_common::{
-    VipAddr, GLOBAL_INTERNAL_ERRORS, GLOBAL_MALFORMED, GLOBAL_NON_VIP, GLOBAL_PACKETS,
-};
+use vip_common::{VipAddr, GLOBAL_INTERNAL_ERRORS, GLOBAL_MALFORMED, GLOBAL_NON_VIP};
 
 use crate::{
     count,
@@ -47,24 +45,17 @@ impl From<count::MapInconsistent> for Failure {
 
 #[inline(always)]
 pub fn classify<B: PacketBuf>(buf: &B) -> Result<Verdict, Failure> {
-    count::global(GLOBAL_PACKETS);
     let bytes = buf.len();
-    let hit = match parse::destination(buf)? {
-        Destination::V4 { addr_be } => count::lookup_v4(addr_be).map(|range| {
-            (
-                range,
-                VipAddr::from_v4_be(addr_be),
-                u32::from_be_bytes(addr_be),
-            )
-        }),
-        Destination::V6 { addr_be } => {
-            count::lookup_v6(addr_be).map(|range| (range, VipAddr::from_v6_be(addr_be), 0))
-        }
-        Destination::NotIp => None,
-    };
-    match hit {
-        Some((range, vip, v4_host)) => count::vip_hit(range, vip, v4_host, bytes)?,
-        None => count::global(GLOBAL_NON_VIP),
+    match parse::destination(buf)? {
+        Destination::V4 { addr_be } => match count::lookup_v4(addr_be) {
+            Some(range) => count::v4_hit(range, addr_be, bytes)?,
+            None => count::global(GLOBAL_NON_VIP),
+        },
+        Destination::V6 { addr_be } => match count::lookup_v6(addr_be) {
+            Some(range) => count::sparse_hit(range, &VipAddr::from_v6_be(addr_be), bytes)?,
+            None => count::global(GLOBAL_NON_VIP),
+        },
+        Destination::NotIp => count::global(GLOBAL_NON_VIP),
     }
     Ok(Verdict::Pass)
 }

@@ -49,37 +49,41 @@ pub fn lookup_v6(addr_be: [u8; 16]) -> Option<&'static RangeValue> {
     VIP_V6_RANGES.get(Key::new(128, addr_be))
 }
 
-/// Counts one packet of `bytes` to `vip` in `range`: range totals, then the VIP.
+/// Counts one packet of `bytes` to an IPv4 VIP of `range`.
+///
+/// Each packet lands in exactly one counter: a dense range's total is the sum of
+/// its VIP slots, so only the slot moves (userspace derives the totals).
 #[inline(always)]
-pub fn vip_hit(
-    range: &RangeValue,
-    vip: VipAddr,
-    v4_host: u32,
-    bytes: u64,
-) -> Result<(), MapInconsistent> {
+pub fn v4_hit(range: &RangeValue, addr_be: [u8; 4], bytes: u64) -> Result<(), MapInconsistent> {
+    if range.per_vip_mode != PER_VIP_DENSE {
+        return sparse_hit(range, &VipAddr::from_v4_be(addr_be), bytes);
+    }
+    let offset = u32::from_be_bytes(addr_be).wrapping_sub(range.network_v4_host);
+    let slot = VIP_DENSE_STATS
+        .get_ptr_mut(range.dense_base.wrapping_add(offset))
+        .ok_or(MapInconsistent)?;
+    // SAFETY: per-CPU slot, and XDP/TC programs do not nest on one CPU.
+    unsafe { (*slot).add(bytes) };
+    Ok(())
+}
+
+/// Counts one packet to `vip` of a sparse range: in the range total, and in the
+/// VIP's slot if it has one or the table has room (else as overflow).
+#[inline(always)]
+pub fn sparse_hit(range: &RangeValue, vip: &VipAddr, bytes: u64) -> Result<(), MapInconsistent> {
+    if range.per_vip_mode != PER_VIP_SPARSE {
+        return Err(MapInconsistent);
+    }
     let stats = VIP_RANGE_STATS
         .get_ptr_mut(range.range_id)
         .ok_or(MapInconsistent)?;
-    // SAFETY: per-CPU slot, no nesting on one CPU.
+    // SAFETY: as above.
     let stats = unsafe { &mut *stats };
     stats.total.add(bytes);
-    match range.per_vip_mode {
-        PER_VIP_DENSE => {
-            let index = range
-                .dense_base
-                .wrapping_add(v4_host.wrapping_sub(range.network_v4_host));
-            let slot = VIP_DENSE_STATS.get_ptr_mut(index).ok_or(MapInconsistent)?;
-            unsafe { (*slot).add(bytes) };
-            Ok(())
-        }
-        PER_VIP_SPARSE => {
-            if !sparse_add(&vip, bytes) {
-                stats.sparse_overflow_packets += 1;
-            }
-            Ok(())
-        }
-        _ => Err(MapInconsistent),
+    if !sparse_add(vip, bytes) {
+        stats.sparse_overflow_packets += 1;
     }
+    Ok(())
 }
 
 /// Adds to the VIP's sparse slot, creating it if there is room. False when full.

@@ -11,9 +11,8 @@ use aya::{
 use ipnet::IpNet;
 use vip_common::{
     AttachMeta, Counter, RangeMeta, RangeStats, VipAddr, FAMILY_V4, GLOBAL_COUNTERS,
-    GLOBAL_INTERNAL_ERRORS, GLOBAL_MALFORMED, GLOBAL_NON_VIP, GLOBAL_PACKETS, MAP_ATTACH_META,
-    MAP_DENSE_STATS, MAP_GLOBAL_STATS, MAP_RANGE_META, MAP_RANGE_STATS, MAP_SPARSE_STATS,
-    PINNED_MAPS,
+    GLOBAL_INTERNAL_ERRORS, GLOBAL_MALFORMED, GLOBAL_NON_VIP, MAP_ATTACH_META, MAP_DENSE_STATS,
+    MAP_GLOBAL_STATS, MAP_RANGE_META, MAP_RANGE_STATS, MAP_SPARSE_STATS, PINNED_MAPS,
 };
 
 use super::{AttachReport, GlobalReport, RangeReport, Report, VipReport};
@@ -105,9 +104,11 @@ pub fn read(source: &impl MapSource) -> Result<Report, StatsError> {
     for range in &mut ranges {
         range.vips.sort_by_key(|v| v.addr);
     }
+    let mut global = global(source)?;
+    global.packets += ranges.iter().map(|r| r.packets).sum::<u64>();
     Ok(Report {
         ranges,
-        global: global(source)?,
+        global,
         attachments: attachments(source)?,
     })
 }
@@ -154,7 +155,7 @@ fn range_report(
     cidr: IpNet,
 ) -> Result<RangeReport, StatsError> {
     let stats: PerCpuArray<_, RangeStats> = typed(source, MAP_RANGE_STATS)?;
-    let total = sum(
+    let mut total = sum(
         &stats.get(&range_id, 0).map_err(map_err(MAP_RANGE_STATS))?,
         RangeStats::merge,
     );
@@ -174,6 +175,7 @@ fn range_report(
                 &dense.get(&slot, 0).map_err(map_err(MAP_DENSE_STATS))?,
                 Counter::merge,
             );
+            total.total.merge(&counter);
             if counter.packets > 0 {
                 vips.push(VipReport {
                     addr: IpAddr::V4(Ipv4Addr::from(first + offset)),
@@ -236,11 +238,14 @@ fn global(source: &impl MapSource) -> Result<GlobalReport, StatsError> {
             .map_err(map_err(MAP_GLOBAL_STATS))?;
         *total = values.iter().sum();
     }
+    let [non_vip, malformed, internal] = [GLOBAL_NON_VIP, GLOBAL_MALFORMED, GLOBAL_INTERNAL_ERRORS]
+        .map(|index| totals[index as usize]);
     Ok(GlobalReport {
-        packets: totals[GLOBAL_PACKETS as usize],
-        non_vip_packets: totals[GLOBAL_NON_VIP as usize],
-        malformed_packets: totals[GLOBAL_MALFORMED as usize],
-        internal_errors: totals[GLOBAL_INTERNAL_ERRORS as usize],
+        // Every packet is in exactly one counter; the caller adds the ranges'.
+        packets: non_vip + malformed + internal,
+        non_vip_packets: non_vip,
+        malformed_packets: malformed,
+        internal_errors: internal,
     })
 }
 
