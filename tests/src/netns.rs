@@ -58,6 +58,20 @@ impl Netns {
         ip(&all);
     }
 
+    /// Whether an XDP program (native or generic) is attached to `ifname`.
+    pub fn has_xdp(&self, ifname: &str) -> bool {
+        let out = Command::new("ip")
+            .args(["-n", &self.name, "link", "show", "dev", ifname])
+            .output()
+            .expect("running ip link show");
+        assert!(
+            out.status.success(),
+            "ip link show {ifname}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).contains("prog/xdp")
+    }
+
     /// Writes a sysctl of this namespace.
     pub fn sysctl(&self, key: &str, value: &str) {
         let path = format!("/proc/sys/{}", key.replace('.', "/"));

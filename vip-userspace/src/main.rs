@@ -5,7 +5,7 @@ mod commands;
 use std::{path::PathBuf, process::ExitCode};
 
 use clap::{Parser, Subcommand};
-use vip_userspace::{datapath::pin, ConfigError, PinError};
+use vip_userspace::{datapath::pin, stats::StatsError, ConfigError, PinError};
 
 /// vip: accept, count and police traffic to virtual CIDRs with XDP.
 #[derive(Parser)]
@@ -71,14 +71,10 @@ fn main() -> ExitCode {
 /// they exit with status 2, and are all raised before anything is changed.
 fn is_user_error(error: &anyhow::Error) -> bool {
     error.chain().any(|cause| {
-        cause.is::<ConfigError>()
-            || matches!(
-                cause.downcast_ref::<PinError>(),
-                Some(
-                    PinError::InUse { .. }
-                        | PinError::NotBpffs { .. }
-                        | PinError::NotRunning { .. }
-                )
-            )
+        let pin_error = match cause.downcast_ref::<StatsError>() {
+            Some(StatsError::Pin(e)) => Some(e),
+            _ => cause.downcast_ref::<PinError>(),
+        };
+        cause.is::<ConfigError>() || pin_error.is_some_and(PinError::is_user_error)
     })
 }

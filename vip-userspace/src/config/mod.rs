@@ -120,3 +120,6 @@ pub fn dense_len(cidr: &IpNet) -> u32 {
         _ => 0,
     }
 }
+
+#[cfg(test)]
+mod tests;

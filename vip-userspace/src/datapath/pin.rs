@@ -40,6 +40,16 @@ pub enum PinError {
     },
 }
 
+impl PinError {
+    /// The operator pointed vip at the wrong place, as opposed to a host failure.
+    pub fn is_user_error(&self) -> bool {
+        matches!(
+            self,
+            PinError::InUse { .. } | PinError::NotBpffs { .. } | PinError::NotRunning { .. }
+        )
+    }
+}
+
 /// A pin directory this process owns; dropping it removes the pins and the directory.
 pub struct PinDir {
     dir: PathBuf,

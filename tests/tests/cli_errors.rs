@@ -1,0 +1,129 @@
+//! Bad input to `vip run`: one line naming the problem, exit status 2, and
+//! nothing loaded, attached or pinned.
+
+use vip_tests::{
+    daemon::{unique_pin_dir, vip_bin},
+    netns::Lab,
+    root::require_root,
+};
+
+const GOOD_RANGE: &str = "[[range]]\nname = \"web\"\ncidr = \"192.0.2.0/24\"\n";
+
+fn with_iface(body: &str) -> String {
+    format!("interfaces = [\"{}\"]\n{body}", Lab::SERVER_IF)
+}
+
+fn range(name: &str, cidr: &str) -> String {
+    format!("[[range]]\nname = \"{name}\"\ncidr = \"{cidr}\"\n")
+}
+
+/// (case, config text or None for a missing file, what the error line must say).
+fn cases() -> Vec<(&'static str, Option<String>, &'static str)> {
+    vec![
+        (
+            "prefix too long",
+            Some(with_iface(&range("web", "192.0.2.0/33"))),
+            "invalid CIDR \"192.0.2.0/33\"",
+        ),
+        (
+            "not a CIDR",
+            Some(with_iface(&range("web", "192.0.2.x/24"))),
+            "invalid CIDR \"192.0.2.x/24\"",
+        ),
+        (
+            "host bits set",
+            Some(with_iface(&range("web", "192.0.2.1/24"))),
+            "192.0.2.1/24 has host bits set (did you mean 192.0.2.0/24?)",
+        ),
+        (
+            "IPv6 host bits set",
+            Some(with_iface(&range("v6", "2001:db8::1/64"))),
+            "has host bits set (did you mean 2001:db8::/64?)",
+        ),
+        (
+            "duplicate names",
+            Some(with_iface(&format!(
+                "{GOOD_RANGE}{}",
+                range("web", "198.51.100.0/24")
+            ))),
+            "range \"web\" is defined twice",
+        ),
+        (
+            "overlapping ranges",
+            Some(with_iface(&format!(
+                "{GOOD_RANGE}{}",
+                range("half", "192.0.2.128/25")
+            ))),
+            "ranges \"web\" (192.0.2.0/24) and \"half\" (192.0.2.128/25) overlap",
+        ),
+        (
+            "unknown interface",
+            Some(format!("interfaces = [\"nosuch0\"]\n{GOOD_RANGE}")),
+            "unknown interface \"nosuch0\"",
+        ),
+        (
+            "unknown key",
+            Some(with_iface(&format!("{GOOD_RANGE}colour = \"red\"\n"))),
+            "unknown field `colour`",
+        ),
+        ("missing file", None, "cannot read config"),
+    ]
+}
+
+#[test]
+fn bad_input_is_one_line_exit_2_and_changes_nothing() {
+    if !require_root("bad_input_is_one_line_exit_2_and_changes_nothing") {
+        return;
+    }
+    let lab = Lab::new("cli");
+    let dir = tempfile::tempdir().expect("temp dir");
+    for (case, config, message) in cases() {
+        let path = dir.path().join(format!("{}.toml", case.replace(' ', "-")));
+        if let Some(text) = &config {
+            std::fs::write(&path, text).expect("writing config");
+        }
+        let pin_dir = unique_pin_dir("cli");
+        let out = lab
+            .server
+            .command(vip_bin())
+            .arg("--pin-dir")
+            .arg(&pin_dir)
+            .arg("run")
+            .arg("--config")
+            .arg(&path)
+            .output()
+            .expect("running vip");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(
+            out.status.code(),
+            Some(2),
+            "{case}: exit status; stderr: {stderr}"
+        );
+        assert_eq!(stderr.lines().count(), 1, "{case}: one line, got: {stderr}");
+        assert!(stderr.starts_with("vip: error: "), "{case}: {stderr}");
+        assert!(
+            stderr.contains(message),
+            "{case}: {stderr:?} should say {message:?}"
+        );
+        assert!(!pin_dir.exists(), "{case}: nothing pinned");
+        assert!(
+            !lab.server.has_xdp(Lab::SERVER_IF),
+            "{case}: nothing attached"
+        );
+    }
+}
+
+#[test]
+fn stats_without_a_daemon_says_so() {
+    let pin_dir = unique_pin_dir("nodaemon");
+    let out = std::process::Command::new(vip_bin())
+        .arg("--pin-dir")
+        .arg(&pin_dir)
+        .args(["stats", "--json"])
+        .output()
+        .expect("running vip");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("no vip datapath is pinned at"), "{stderr}");
+    assert!(out.stdout.is_empty());
+}

@@ -1,0 +1,171 @@
+//! `vip run` attached to a veth in a server namespace counts exactly what a client
+//! namespace sends, per VIP, in native and in generic mode.
+
+use std::{
+    collections::BTreeMap,
+    net::IpAddr,
+    time::{Duration, Instant},
+};
+
+use serde_json::Value;
+use vip_tests::{
+    daemon::{unique_pin_dir, Daemon},
+    netns::Lab,
+    packets::{arp_request, FrameSpec},
+    root::require_root,
+};
+
+fn config(mode: &str) -> String {
+    format!(
+        r#"
+interfaces = ["{}"]
+xdp_mode = "{mode}"
+
+[[range]]
+name = "web"
+cidr = "192.0.2.0/24"
+
+[[range]]
+name = "web6"
+cidr = "2001:db8:1::/64"
+"#,
+        Lab::SERVER_IF
+    )
+}
+
+/// (destination, UDP packets, TCP packets); UDP frames carry 100 bytes of payload.
+const VIP_TRAFFIC: [(&str, u64, u64); 8] = [
+    ("192.0.2.1", 3, 1),
+    ("192.0.2.7", 5, 2),
+    ("192.0.2.100", 1, 7),
+    ("192.0.2.200", 4, 4),
+    ("192.0.2.255", 2, 3),
+    ("2001:db8:1::1", 6, 1),
+    ("2001:db8:1::80", 2, 5),
+    ("2001:db8:1:0:ffff::9", 3, 3),
+];
+const NON_VIP_TRAFFIC: [(&str, u64); 3] =
+    [("203.0.113.9", 4), ("198.18.0.2", 3), ("2001:db8:2::1", 2)];
+
+fn udp(dst: IpAddr) -> Vec<u8> {
+    FrameSpec::udp(dst, 5353).payload(100).build()
+}
+
+fn tcp(dst: IpAddr) -> Vec<u8> {
+    FrameSpec::tcp(dst, 80).build()
+}
+
+fn u(v: &Value, key: &str) -> u64 {
+    v[key]
+        .as_u64()
+        .unwrap_or_else(|| panic!("{key} is not a number in {v}"))
+}
+
+/// Polls `vip stats --json` until it has seen `packets` frames (veth delivers
+/// through NAPI, after sendto has returned).
+fn stats_after(daemon: &Daemon, packets: u64) -> Value {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let stats = daemon.stats_json();
+        let seen = u(&stats["global"], "packets");
+        if seen >= packets || Instant::now() > deadline {
+            return stats;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+fn counts_exact_per_vip(mode: &str) {
+    let lab = Lab::new(&format!("cnt{}", &mode[..3]));
+    let pin_dir = unique_pin_dir(mode);
+    let daemon = Daemon::start(&lab.server, &config(mode), &pin_dir);
+    assert!(lab.server.has_xdp(Lab::SERVER_IF), "attached while running");
+
+    let mut frames = Vec::new();
+    let mut expected: BTreeMap<IpAddr, (u64, u64)> = BTreeMap::new();
+    for (addr, n_udp, n_tcp) in VIP_TRAFFIC {
+        let dst: IpAddr = addr.parse().unwrap();
+        let (u, t) = (udp(dst), tcp(dst));
+        expected.insert(
+            dst,
+            (
+                n_udp + n_tcp,
+                n_udp * u.len() as u64 + n_tcp * t.len() as u64,
+            ),
+        );
+        frames.extend(std::iter::repeat_n(u, n_udp as usize));
+        frames.extend(std::iter::repeat_n(t, n_tcp as usize));
+    }
+    let mut non_vip = 0;
+    for (addr, n) in NON_VIP_TRAFFIC {
+        frames.extend(std::iter::repeat_n(udp(addr.parse().unwrap()), n as usize));
+        non_vip += n;
+    }
+    frames.push(arp_request());
+    non_vip += 1;
+    let total = frames.len() as u64;
+    lab.client.send_frames(Lab::CLIENT_IF, frames);
+
+    let stats = stats_after(&daemon, total);
+    let global = &stats["global"];
+    assert_eq!(
+        u(global, "packets"),
+        total,
+        "every frame seen once: {stats:#}"
+    );
+    assert_eq!(u(global, "non_vip_packets"), non_vip, "{stats:#}");
+    assert_eq!(u(global, "malformed_packets"), 0, "{stats:#}");
+
+    let attachments = stats["attachments"].as_array().expect("attachments");
+    assert_eq!(attachments.len(), 1);
+    assert_eq!(attachments[0]["interface"], Lab::SERVER_IF);
+    assert_eq!(attachments[0]["mode"], mode);
+
+    let mut seen: BTreeMap<IpAddr, (u64, u64)> = BTreeMap::new();
+    for range in stats["ranges"].as_array().expect("ranges") {
+        let (mut packets, mut bytes) = (0, 0);
+        for vip in range["vips"].as_array().expect("vips") {
+            let addr: IpAddr = vip["addr"]
+                .as_str()
+                .expect("addr")
+                .parse()
+                .expect("an address");
+            let cidr: ipnet::IpNet = range["cidr"].as_str().unwrap().parse().unwrap();
+            assert!(cidr.contains(&addr), "{addr} listed under {cidr}");
+            seen.insert(addr, (u(vip, "packets"), u(vip, "bytes")));
+            packets += u(vip, "packets");
+            bytes += u(vip, "bytes");
+        }
+        assert_eq!(
+            (u(range, "packets"), u(range, "bytes")),
+            (packets, bytes),
+            "range total = sum of VIPs: {range}"
+        );
+    }
+    assert_eq!(seen, expected, "per-VIP packets and bytes");
+
+    let log = daemon.stop();
+    assert!(
+        log.contains(&format!("{}: attached in {mode} mode", Lab::SERVER_IF)),
+        "{log}"
+    );
+    assert!(
+        !lab.server.has_xdp(Lab::SERVER_IF),
+        "detached after SIGTERM"
+    );
+    assert!(!pin_dir.exists(), "pins removed after SIGTERM");
+}
+
+#[test]
+fn counts_exact_per_vip_native() {
+    if require_root("counts_exact_per_vip_native") {
+        counts_exact_per_vip("native");
+    }
+}
+
+#[test]
+fn counts_exact_per_vip_generic() {
+    if require_root("counts_exact_per_vip_generic") {
+        counts_exact_per_vip("generic");
+    }
+}

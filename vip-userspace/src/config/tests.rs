@@ -1,0 +1,173 @@
+use std::path::Path;
+
+use super::*;
+
+fn parse(text: &str) -> Result<Config, ConfigError> {
+    Config::parse(text, Path::new("t.toml"))
+}
+
+fn with_ranges(ranges: &[(&str, &str)]) -> String {
+    let mut text = String::from("interfaces = [\"eth0\"]\n");
+    for (name, cidr) in ranges {
+        text.push_str(&format!(
+            "[[range]]\nname = \"{name}\"\ncidr = \"{cidr}\"\n"
+        ));
+    }
+    text
+}
+
+#[test]
+fn defaults_apply() {
+    let config = parse(&with_ranges(&[("web", "192.0.2.0/24")])).unwrap();
+    assert_eq!(config.xdp_mode, XdpMode::Auto);
+    assert_eq!(config.sparse_vip_capacity, DEFAULT_SPARSE_VIP_CAPACITY);
+    assert_eq!(
+        config.ranges[0].cidr,
+        "192.0.2.0/24".parse::<IpNet>().unwrap()
+    );
+}
+
+#[test]
+fn every_documented_key_parses() {
+    let config = parse(
+        "interfaces = [\"eth0\", \"eth1\"]\nxdp_mode = \"generic\"\nsparse_vip_capacity = 10\n\
+         [[range]]\nname = \"v6\"\ncidr = \"2001:db8::/48\"\n",
+    )
+    .unwrap();
+    assert_eq!(config.interfaces, ["eth0", "eth1"]);
+    assert_eq!(config.xdp_mode, XdpMode::Generic);
+    assert_eq!(config.sparse_vip_capacity, 10);
+}
+
+#[test]
+fn syntax_errors_have_a_location_and_fit_on_one_line() {
+    let err = parse("interfaces = [\"eth0\"]\nxdp_mode = \"turbo\"\n").unwrap_err();
+    let text = err.to_string();
+    assert!(
+        text.starts_with("config t.toml:2:12: unknown variant `turbo`"),
+        "{text}"
+    );
+    assert!(!text.contains('\n'), "{text}");
+}
+
+#[test]
+fn unknown_keys_are_errors() {
+    let err = parse(&format!(
+        "{}typo = 1\n",
+        with_ranges(&[("web", "192.0.2.0/24")])
+    ))
+    .unwrap_err();
+    assert!(err.to_string().contains("unknown field `typo`"), "{err}");
+    let err = parse(
+        "interfaces = [\"eth0\"]\n[[range]]\nname = \"a\"\ncidr = \"192.0.2.0/24\"\nport = 1\n",
+    )
+    .unwrap_err();
+    assert!(err.to_string().contains("unknown field `port`"), "{err}");
+}
+
+#[test]
+fn cidrs_are_checked() {
+    for bad in ["192.0.2.0", "192.0.2.0/33", "2001:db8::/129", "web", ""] {
+        assert!(
+            matches!(
+                parse(&with_ranges(&[("a", bad)])),
+                Err(ConfigError::InvalidCidr { .. })
+            ),
+            "{bad}"
+        );
+    }
+    match parse(&with_ranges(&[("a", "198.51.100.7/28")])) {
+        Err(ConfigError::HostBitsSet { network, .. }) => {
+            assert_eq!(network.to_string(), "198.51.100.0/28")
+        }
+        other => panic!("{other:?}"),
+    }
+}
+
+#[test]
+fn names_are_checked() {
+    for bad in ["", "has space", "a/b", &"x".repeat(64)] {
+        assert!(
+            matches!(
+                parse(&with_ranges(&[(bad, "192.0.2.0/24")])),
+                Err(ConfigError::InvalidName { .. })
+            ),
+            "{bad:?}"
+        );
+    }
+    let err = parse(&with_ranges(&[
+        ("a", "192.0.2.0/24"),
+        ("a", "198.51.100.0/24"),
+    ]))
+    .unwrap_err();
+    assert!(
+        matches!(err, ConfigError::DuplicateName { ref name } if name == "a"),
+        "{err}"
+    );
+}
+
+#[test]
+fn overlaps_are_found_in_any_order_and_family() {
+    let overlapping: [&[(&str, &str)]; 4] = [
+        &[("a", "192.0.2.0/24"), ("b", "192.0.2.128/25")],
+        &[("b", "192.0.2.128/25"), ("a", "192.0.2.0/24")],
+        &[
+            ("a", "192.0.2.0/24"),
+            ("x", "198.51.100.0/24"),
+            ("c", "192.0.2.7/32"),
+        ],
+        &[
+            ("v6", "2001:db8::/32"),
+            ("w", "203.0.113.0/24"),
+            ("v6b", "2001:db8:5::/48"),
+        ],
+    ];
+    for ranges in overlapping {
+        assert!(
+            matches!(
+                parse(&with_ranges(ranges)),
+                Err(ConfigError::Overlap { .. })
+            ),
+            "{ranges:?}"
+        );
+    }
+    let disjoint = [
+        ("a", "192.0.2.0/25"),
+        ("b", "192.0.2.128/25"),
+        ("c", "2001:db8::/64"),
+        ("d", "2001:db8:0:1::/64"),
+    ];
+    assert_eq!(parse(&with_ranges(&disjoint)).unwrap().ranges.len(), 4);
+}
+
+#[test]
+fn empty_and_duplicate_lists_are_rejected() {
+    assert!(matches!(
+        parse("interfaces = []\n"),
+        Err(ConfigError::NoInterfaces)
+    ));
+    assert!(matches!(
+        parse("interfaces = [\"eth0\"]\n"),
+        Err(ConfigError::NoRanges)
+    ));
+    let text = with_ranges(&[("a", "192.0.2.0/24")]).replace("[\"eth0\"]", "[\"eth0\", \"eth0\"]");
+    assert!(
+        matches!(parse(&text), Err(ConfigError::DuplicateInterface { .. })),
+        "{text}"
+    );
+    let text =
+        with_ranges(&[("a", "192.0.2.0/24")]).replacen("]\n", "]\nsparse_vip_capacity = 0\n", 1);
+    assert!(matches!(
+        parse(&text),
+        Err(ConfigError::SparseCapacity { value: 0 })
+    ));
+}
+
+#[test]
+fn dense_slots_cover_ipv4_ranges_of_16_or_longer() {
+    assert_eq!(dense_len(&"192.0.2.0/24".parse().unwrap()), 256);
+    assert_eq!(dense_len(&"192.0.2.7/32".parse().unwrap()), 1);
+    assert_eq!(dense_len(&"198.18.0.0/16".parse().unwrap()), 65_536);
+    assert_eq!(dense_len(&"198.18.0.0/15".parse().unwrap()), 0);
+    assert_eq!(dense_len(&"2001:db8::/120".parse().unwrap()), 0);
+}
