@@ -60,7 +60,7 @@ fn main() -> anyhow::Result<()> {
             let artifacts = build::all(&root)?;
             let mut cargo = build::cargo(&root);
             cargo
-                .args(["test", "--release", "--workspace"])
+                .args(["test", "--release"])
                 .args(&args)
                 .envs(artifacts.env());
             build::run(&mut cargo, "cargo test")?;

@@ -9,11 +9,12 @@ use aya::{
     maps::{Map, MapData},
     Ebpf,
 };
+use nix::sys::statfs::FsType;
 use vip_common::PINNED_MAPS;
 
 pub const DEFAULT_PIN_DIR: &str = "/sys/fs/bpf/vip";
 const BPFFS_ROOT: &str = "/sys/fs/bpf";
-const BPF_FS_MAGIC: i64 = 0xcafe_4a11;
+const BPF_FS_MAGIC: FsType = FsType(0xcafe_4a11);
 
 #[derive(Debug, thiserror::Error)]
 pub enum PinError {
@@ -174,6 +175,6 @@ fn ensure_bpffs(dir: &Path) -> Result<(), PinError> {
 
 fn is_bpffs(path: &Path) -> bool {
     nix::sys::statfs::statfs(path)
-        .map(|s| s.filesystem_type().0 as i64 == BPF_FS_MAGIC)
+        .map(|s| s.filesystem_type() == BPF_FS_MAGIC)
         .unwrap_or(false)
 }
