@@ -1,7 +1,7 @@
 //! Counter layout shared by the datapath and `vip stats`.
 //!
-//! Every frame lands in exactly one counter: a dense VIP slot, a sparse range's
-//! total, or one of the global counters below. There is no separate "all packets"
+//! Every frame lands in exactly one counter: a VIP slot (dense or sparse), a
+//! sparse range's overflow, or one of the global counters below. There is no separate "all packets"
 //! counter on the fast path: userspace sums the parts.
 
 use bytemuck::{Pod, Zeroable};
@@ -37,28 +37,23 @@ impl Counter {
     }
 }
 
-/// Totals of a sparse range (dense ranges leave theirs zero: their total is the
-/// sum of their VIP slots).
+/// Per-range counters that are not the sum of VIP slots.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Pod, Zeroable)]
 pub struct RangeStats {
-    /// All packets to any address of the range.
-    pub total: Counter,
-    /// Packets of a sparse range whose VIP found no free slot in `MAP_SPARSE_STATS`.
-    /// They are in `total`, but in no per-VIP counter.
-    pub sparse_overflow_packets: u64,
-    pub _pad: u64,
+    /// Packets to VIPs of a sparse range that found no free slot in
+    /// `MAP_SPARSE_STATS`; the range's total is its VIP slots plus these.
+    pub sparse_overflow: Counter,
 }
 
 impl RangeStats {
     pub fn merge(&mut self, other: &RangeStats) {
-        self.total.merge(&other.total);
-        self.sparse_overflow_packets += other.sparse_overflow_packets;
+        self.sparse_overflow.merge(&other.sparse_overflow);
     }
 }
 
 const _: () = assert!(core::mem::size_of::<Counter>() == 16);
-const _: () = assert!(core::mem::size_of::<RangeStats>() == 32);
+const _: () = assert!(core::mem::size_of::<RangeStats>() == 16);
 
 #[cfg(feature = "user")]
 mod pod {

@@ -1,6 +1,6 @@
 //! The one classifier: packet -> verdict and counters, generic over the program type.
 
-use vip_common::{VipAddr, GLOBAL_INTERNAL_ERRORS, GLOBAL_MALFORMED, GLOBAL_NON_VIP};
+use vip_common::{GLOBAL_INTERNAL_ERRORS, GLOBAL_MALFORMED, GLOBAL_NON_VIP};
 
 use crate::{
     count,
@@ -51,10 +51,15 @@ pub fn classify<B: PacketBuf>(buf: &B) -> Result<Verdict, Failure> {
             Some(range) => count::v4_hit(range, addr_be, bytes)?,
             None => count::global(GLOBAL_NON_VIP),
         },
-        Destination::V6 { addr_be } => match count::lookup_v6(addr_be) {
-            Some(range) => count::sparse_hit(range, &VipAddr::from_v6_be(addr_be), bytes)?,
-            None => count::global(GLOBAL_NON_VIP),
-        },
+        Destination::V6 { vip } => {
+            // IPv6 ranges are all sparse: a VIP seen before skips the LPM lookup.
+            if !count::sparse_known(&vip, bytes) {
+                match count::lookup_v6(&vip) {
+                    Some(range) => count::sparse_first(range, &vip, bytes)?,
+                    None => count::global(GLOBAL_NON_VIP),
+                }
+            }
+        }
         Destination::NotIp => count::global(GLOBAL_NON_VIP),
     }
     Ok(Verdict::Pass)

@@ -45,18 +45,19 @@ pub fn lookup_v4(addr_be: [u8; 4]) -> Option<&'static RangeValue> {
 }
 
 #[inline(always)]
-pub fn lookup_v6(addr_be: [u8; 16]) -> Option<&'static RangeValue> {
-    VIP_V6_RANGES.get(Key::new(128, addr_be))
+pub fn lookup_v6(vip: &VipAddr) -> Option<&'static RangeValue> {
+    VIP_V6_RANGES.get(Key::new(128, vip.addr_be))
 }
 
 /// Counts one packet of `bytes` to an IPv4 VIP of `range`.
-///
-/// Each packet lands in exactly one counter: a dense range's total is the sum of
-/// its VIP slots, so only the slot moves (userspace derives the totals).
 #[inline(always)]
 pub fn v4_hit(range: &RangeValue, addr_be: [u8; 4], bytes: u64) -> Result<(), MapInconsistent> {
     if range.per_vip_mode != PER_VIP_DENSE {
-        return sparse_hit(range, &VipAddr::from_v4_be(addr_be), bytes);
+        let vip = VipAddr::from_v4_be(addr_be);
+        if !sparse_known(&vip, bytes) {
+            sparse_first(range, &vip, bytes)?;
+        }
+        return Ok(());
     }
     let offset = u32::from_be_bytes(addr_be).wrapping_sub(range.network_v4_host);
     let slot = VIP_DENSE_STATS
@@ -67,46 +68,42 @@ pub fn v4_hit(range: &RangeValue, addr_be: [u8; 4], bytes: u64) -> Result<(), Ma
     Ok(())
 }
 
-/// Counts one packet to `vip` of a sparse range: in the range total, and in the
-/// VIP's slot if it has one or the table has room (else as overflow).
+/// Counts a packet to `vip` if it already has a sparse slot. An address only gets
+/// a slot once its range is known, so this needs no range lookup.
 #[inline(always)]
-pub fn sparse_hit(range: &RangeValue, vip: &VipAddr, bytes: u64) -> Result<(), MapInconsistent> {
+pub fn sparse_known(vip: &VipAddr, bytes: u64) -> bool {
+    match VIP_SPARSE_STATS.get_ptr_mut(vip) {
+        Some(slot) => {
+            // SAFETY: as above.
+            unsafe { (*slot).add(bytes) };
+            true
+        }
+        None => false,
+    }
+}
+
+/// Counts the first packet to `vip` of sparse `range` seen since its slot was
+/// free: creates the slot, or counts the packet as the range's overflow when the
+/// table is full.
+#[inline(always)]
+pub fn sparse_first(range: &RangeValue, vip: &VipAddr, bytes: u64) -> Result<(), MapInconsistent> {
     if range.per_vip_mode != PER_VIP_SPARSE {
         return Err(MapInconsistent);
+    }
+    let first = Counter { packets: 1, bytes };
+    match VIP_SPARSE_STATS.insert(vip, &first, u64::from(BPF_NOEXIST)) {
+        Ok(()) => return Ok(()),
+        // Another CPU created the slot between our lookup and insert.
+        Err(e) if e == -EEXIST && sparse_known(vip, bytes) => return Ok(()),
+        // -E2BIG: the table is full.
+        Err(_) => {}
     }
     let stats = VIP_RANGE_STATS
         .get_ptr_mut(range.range_id)
         .ok_or(MapInconsistent)?;
     // SAFETY: as above.
-    let stats = unsafe { &mut *stats };
-    stats.total.add(bytes);
-    if !sparse_add(vip, bytes) {
-        stats.sparse_overflow_packets += 1;
-    }
+    unsafe { (*stats).sparse_overflow.add(bytes) };
     Ok(())
-}
-
-/// Adds to the VIP's sparse slot, creating it if there is room. False when full.
-#[inline(always)]
-fn sparse_add(vip: &VipAddr, bytes: u64) -> bool {
-    if let Some(slot) = VIP_SPARSE_STATS.get_ptr_mut(vip) {
-        unsafe { (*slot).add(bytes) };
-        return true;
-    }
-    let first = Counter { packets: 1, bytes };
-    match VIP_SPARSE_STATS.insert(vip, &first, u64::from(BPF_NOEXIST)) {
-        Ok(()) => true,
-        // Another CPU created the entry between our lookup and insert.
-        Err(e) if e == -EEXIST => match VIP_SPARSE_STATS.get_ptr_mut(vip) {
-            Some(slot) => {
-                unsafe { (*slot).add(bytes) };
-                true
-            }
-            None => false,
-        },
-        // -E2BIG: the table is full. The range total already has the packet.
-        Err(_) => false,
-    }
 }
 
 // Written by userspace only, for `vip stats`; declared here so that every map of the

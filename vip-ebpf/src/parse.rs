@@ -3,7 +3,9 @@
 //! Header structs hold byte arrays only, so they have alignment 1 and the
 //! byte order of every multi-byte field is visible at the read.
 
-use crate::cursor::{read_at, PacketBuf, Truncated};
+use vip_common::VipAddr;
+
+use crate::cursor::{ptr_at, read_at, PacketBuf, Truncated};
 
 const ETH_P_IPV4: u16 = 0x0800;
 const ETH_P_IPV6: u16 = 0x86dd;
@@ -44,16 +46,8 @@ struct Ipv4Hdr {
     dst_be: [u8; 4],
 }
 
-#[repr(C)]
-#[derive(Clone, Copy)]
-struct Ipv6Hdr {
-    version_class_flow: [u8; 4],
-    _payload_len_be: [u8; 2],
-    _next_header: u8,
-    _hop_limit: u8,
-    _src_be: [u8; 16],
-    dst_be: [u8; 16],
-}
+const IPV6_HLEN: usize = 40;
+const IPV6_DST_OFFSET: usize = 24;
 
 /// Where a frame is going, as far as vip cares.
 pub enum Destination {
@@ -61,7 +55,7 @@ pub enum Destination {
         addr_be: [u8; 4],
     },
     V6 {
-        addr_be: [u8; 16],
+        vip: VipAddr,
     },
     /// Not IPv4 or IPv6 (ARP, LLDP, a third VLAN tag, ...).
     NotIp,
@@ -119,9 +113,20 @@ fn ipv4<B: PacketBuf>(buf: &B, offset: usize) -> Result<Destination, Malformed> 
 
 #[inline(always)]
 fn ipv6<B: PacketBuf>(buf: &B, offset: usize) -> Result<Destination, Malformed> {
-    let ip: Ipv6Hdr = read_at(buf, offset)?;
-    if ip.version_class_flow[0] >> 4 != 6 {
+    let header = ptr_at::<[u8; IPV6_HLEN], B>(buf, offset)?.cast::<u8>();
+    // SAFETY: all reads are inside the 40 bytes ptr_at checked. The destination
+    // is read as two words (one load each) rather than sixteen bytes.
+    let (version, dst) = unsafe {
+        let dst = header.add(IPV6_DST_OFFSET).cast::<u64>();
+        (
+            header.read(),
+            [dst.read_unaligned(), dst.add(1).read_unaligned()],
+        )
+    };
+    if version >> 4 != 6 {
         return Err(Malformed);
     }
-    Ok(Destination::V6 { addr_be: ip.dst_be })
+    Ok(Destination::V6 {
+        vip: VipAddr::from_v6_words(dst),
+    })
 }

@@ -155,10 +155,14 @@ fn range_report(
     cidr: IpNet,
 ) -> Result<RangeReport, StatsError> {
     let stats: PerCpuArray<_, RangeStats> = typed(source, MAP_RANGE_STATS)?;
-    let mut total = sum(
+    let overflow = sum(
         &stats.get(&range_id, 0).map_err(map_err(MAP_RANGE_STATS))?,
         RangeStats::merge,
-    );
+    )
+    .sparse_overflow;
+    // The range's total: its overflow, plus its VIP slots (sparse ones are added
+    // by `add_sparse_vips`).
+    let mut total = overflow;
     let mut vips = Vec::new();
     if meta.dense_len > 0 {
         let dense: PerCpuArray<_, Counter> = typed(source, MAP_DENSE_STATS)?;
@@ -175,7 +179,7 @@ fn range_report(
                 &dense.get(&slot, 0).map_err(map_err(MAP_DENSE_STATS))?,
                 Counter::merge,
             );
-            total.total.merge(&counter);
+            total.merge(&counter);
             if counter.packets > 0 {
                 vips.push(VipReport {
                     addr: IpAddr::V4(Ipv4Addr::from(first + offset)),
@@ -188,9 +192,9 @@ fn range_report(
     Ok(RangeReport {
         name: meta_name(meta),
         cidr: cidr.to_string(),
-        packets: total.total.packets,
-        bytes: total.total.bytes,
-        sparse_overflow_packets: total.sparse_overflow_packets,
+        packets: total.packets,
+        bytes: total.bytes,
+        sparse_overflow_packets: overflow.packets,
         vips,
     })
 }
@@ -211,7 +215,10 @@ fn add_sparse_vips(
             .filter(|(_, (_, cidr))| cidr.contains(&addr))
             .max_by_key(|(_, (_, cidr))| cidr.prefix_len());
         if let Some((index, _)) = owner {
-            ranges[index].vips.push(VipReport {
+            let range = &mut ranges[index];
+            range.packets += counter.packets;
+            range.bytes += counter.bytes;
+            range.vips.push(VipReport {
                 addr,
                 packets: counter.packets,
                 bytes: counter.bytes,
