@@ -6,6 +6,15 @@ use bytemuck::{Pod, Zeroable};
 pub const MAP_V4_RANGES: &str = "VIP_V4_RANGES";
 /// LPM trie of IPv6 ranges: `lpm_trie::Key<[u8; 16]>`, address in network order, -> [`RangeValue`].
 pub const MAP_V6_RANGES: &str = "VIP_V6_RANGES";
+/// Array of [`RangeValue`] indexed by range id, for the IPv4 direct index.
+pub const MAP_RANGES: &str = "VIP_RANGES";
+/// Array of `u32`, `V4_L1_ENTRIES` long, indexed by the top 16 bits of an IPv4
+/// address: 0 when no range touches that /16, else 1 + its block in `MAP_V4_L2`.
+pub const MAP_V4_L1: &str = "VIP_V4_L1";
+/// Array of `u32`, `V4_L2_BLOCK` per block, indexed by block * 256 + the third
+/// octet: `V4_SLOT_NONE`, `V4_SLOT_LPM`, or 1 + the id of the range that covers
+/// the whole /24.
+pub const MAP_V4_L2: &str = "VIP_V4_L2";
 /// Per-CPU array of [`crate::RangeStats`], indexed by `RangeValue::range_id`.
 pub const MAP_RANGE_STATS: &str = "VIP_RANGE_STATS";
 /// Per-CPU array of [`crate::Counter`], one slot per address of every dense range.
@@ -21,9 +30,12 @@ pub const MAP_ATTACH_META: &str = "VIP_ATTACH_META";
 
 /// Every map the daemon pins, in pin order: `MAP_ATTACH_META` is last, so its pin
 /// marks a datapath that is fully set up.
-pub const PINNED_MAPS: [&str; 8] = [
+pub const PINNED_MAPS: [&str; 11] = [
     MAP_V4_RANGES,
     MAP_V6_RANGES,
+    MAP_RANGES,
+    MAP_V4_L1,
+    MAP_V4_L2,
     MAP_RANGE_STATS,
     MAP_DENSE_STATS,
     MAP_SPARSE_STATS,
@@ -34,6 +46,13 @@ pub const PINNED_MAPS: [&str; 8] = [
 
 /// Names of the eBPF programs in the object.
 pub const PROG_XDP: &str = "vip_xdp";
+
+pub const V4_L1_ENTRIES: u32 = 1 << 16;
+pub const V4_L2_BLOCK: u32 = 256;
+/// No range covers any address of this /24.
+pub const V4_SLOT_NONE: u32 = 0;
+/// Ranges longer than /24 lie in this /24: ask the LPM trie.
+pub const V4_SLOT_LPM: u32 = u32::MAX;
 
 /// IPv4 ranges of this prefix length or longer get a dense per-VIP index.
 pub const DENSE_MIN_PREFIX_V4: u8 = 16;

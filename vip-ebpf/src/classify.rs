@@ -5,6 +5,7 @@ use vip_common::{GLOBAL_INTERNAL_ERRORS, GLOBAL_MALFORMED, GLOBAL_NON_VIP};
 use crate::{
     count,
     cursor::PacketBuf,
+    lookup,
     parse::{self, Destination, Malformed},
 };
 
@@ -47,14 +48,14 @@ impl From<count::MapInconsistent> for Failure {
 pub fn classify<B: PacketBuf>(buf: &B) -> Result<Verdict, Failure> {
     let bytes = buf.len();
     match parse::destination(buf)? {
-        Destination::V4 { addr_be } => match count::lookup_v4(addr_be) {
+        Destination::V4 { addr_be } => match lookup::range_v4(addr_be) {
             Some(range) => count::v4_hit(range, addr_be, bytes)?,
             None => count::global(GLOBAL_NON_VIP),
         },
         Destination::V6 { vip } => {
             // IPv6 ranges are all sparse: a VIP seen before skips the LPM lookup.
             if !count::sparse_known(&vip, bytes) {
-                match count::lookup_v6(&vip) {
+                match lookup::range_v6(&vip) {
                     Some(range) => count::sparse_first(range, &vip, bytes)?,
                     None => count::global(GLOBAL_NON_VIP),
                 }

@@ -1,4 +1,4 @@
-//! The datapath's maps and every counter update.
+//! The counter maps and every counter update.
 //!
 //! Map sizes here are placeholders: userspace sets each one from the config at load
 //! time. The statics are named exactly as the `MAP_*` constants in vip-common.
@@ -6,17 +6,13 @@
 use aya_ebpf::{
     bindings::BPF_NOEXIST,
     macros::map,
-    maps::{lpm_trie::Key, Array, LpmTrie, PerCpuArray, PerCpuHashMap},
+    maps::{Array, PerCpuArray, PerCpuHashMap},
 };
 use vip_common::{
     AttachMeta, Counter, RangeMeta, RangeStats, RangeValue, VipAddr, GLOBAL_COUNTERS,
     PER_VIP_DENSE, PER_VIP_SPARSE,
 };
 
-#[map]
-static VIP_V4_RANGES: LpmTrie<[u8; 4], RangeValue> = LpmTrie::with_max_entries(1, 0);
-#[map]
-static VIP_V6_RANGES: LpmTrie<[u8; 16], RangeValue> = LpmTrie::with_max_entries(1, 0);
 #[map]
 static VIP_RANGE_STATS: PerCpuArray<RangeStats> = PerCpuArray::with_max_entries(1, 0);
 #[map]
@@ -37,16 +33,6 @@ pub fn global(index: u32) {
         // SAFETY: per-CPU slot, and XDP/TC programs do not nest on one CPU.
         unsafe { *slot += 1 };
     }
-}
-
-#[inline(always)]
-pub fn lookup_v4(addr_be: [u8; 4]) -> Option<&'static RangeValue> {
-    VIP_V4_RANGES.get(Key::new(32, addr_be))
-}
-
-#[inline(always)]
-pub fn lookup_v6(vip: &VipAddr) -> Option<&'static RangeValue> {
-    VIP_V6_RANGES.get(Key::new(128, vip.addr_be))
 }
 
 /// Counts one packet of `bytes` to an IPv4 VIP of `range`.

@@ -6,6 +6,7 @@
 mod classify;
 mod count;
 mod cursor;
+mod lookup;
 mod parse;
 
 use aya_ebpf::{bindings::xdp_action, macros::xdp, programs::XdpContext};

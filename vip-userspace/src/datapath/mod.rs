@@ -10,8 +10,9 @@ use aya::{
 };
 use ipnet::IpNet;
 use vip_common::{
-    AttachMeta, RangeMeta, RangeValue, MAP_ATTACH_META, MAP_DENSE_STATS, MAP_RANGE_META,
-    MAP_RANGE_STATS, MAP_SPARSE_STATS, MAP_V4_RANGES, MAP_V6_RANGES, PROG_XDP,
+    AttachMeta, RangeMeta, RangeValue, MAP_ATTACH_META, MAP_DENSE_STATS, MAP_RANGES,
+    MAP_RANGE_META, MAP_RANGE_STATS, MAP_SPARSE_STATS, MAP_V4_L1, MAP_V4_L2, MAP_V4_RANGES,
+    MAP_V6_RANGES, PROG_XDP,
 };
 
 pub use attach::{AttachMode, Attachment};
@@ -66,6 +67,8 @@ impl Datapath {
         let mut ebpf = EbpfLoader::new()
             .map_max_entries(MAP_V4_RANGES, layout.v4_count().max(1))
             .map_max_entries(MAP_V6_RANGES, layout.v6_count().max(1))
+            .map_max_entries(MAP_RANGES, ranges)
+            .map_max_entries(MAP_V4_L2, layout.v4_index.l2_len())
             .map_max_entries(MAP_RANGE_STATS, ranges)
             .map_max_entries(MAP_RANGE_META, ranges)
             .map_max_entries(MAP_DENSE_STATS, layout.dense_slots)
@@ -177,6 +180,28 @@ fn fill_ranges(ebpf: &mut Ebpf, layout: &Layout) -> Result<(), DatapathError> {
                 v6.insert(&key, slot.value, 0)
                     .map_err(map_err(MAP_V6_RANGES))?;
             }
+        }
+    }
+    {
+        let mut values: Array<_, RangeValue> = typed_map_mut(ebpf, MAP_RANGES)?;
+        for slot in &layout.ranges {
+            values
+                .set(slot.value.range_id, slot.value, 0)
+                .map_err(map_err(MAP_RANGES))?;
+        }
+    }
+    {
+        let index = &layout.v4_index;
+        let mut l2: Array<_, u32> = typed_map_mut(ebpf, MAP_V4_L2)?;
+        for (i, &value) in index.l2.iter().enumerate() {
+            if value != 0 {
+                l2.set(i as u32, value, 0).map_err(map_err(MAP_V4_L2))?;
+            }
+        }
+        // Level 1 last: a /16 only points at level 2 once its block is complete.
+        let mut l1: Array<_, u32> = typed_map_mut(ebpf, MAP_V4_L1)?;
+        for &(slash16, block) in &index.l1 {
+            l1.set(slash16, block, 0).map_err(map_err(MAP_V4_L1))?;
         }
     }
     let mut meta: Array<_, RangeMeta> = typed_map_mut(ebpf, MAP_RANGE_META)?;

@@ -6,6 +6,10 @@ use vip_common::{RangeMeta, RangeValue, FAMILY_V4, FAMILY_V6, PER_VIP_DENSE, PER
 
 use crate::config::{dense_len, Config};
 
+mod v4_index;
+
+pub use v4_index::V4Index;
+
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct RangeSlot {
     pub name: String,
@@ -22,6 +26,7 @@ pub struct Layout {
     /// Size of the dense per-VIP array (at least 1: the kernel has no empty arrays).
     pub dense_slots: u32,
     pub sparse_vip_capacity: u32,
+    pub v4_index: V4Index,
 }
 
 impl Layout {
@@ -55,8 +60,13 @@ impl Layout {
                     dense_len,
                 }
             })
-            .collect();
+            .collect::<Vec<RangeSlot>>();
+        let v4_index = V4Index::build(ranges.iter().filter_map(|slot| match slot.cidr {
+            IpNet::V4(net) => Some((slot.value.range_id, net)),
+            IpNet::V6(_) => None,
+        }));
         Layout {
+            v4_index,
             ranges,
             dense_slots: next_dense.max(1),
             sparse_vip_capacity: config.sparse_vip_capacity,
