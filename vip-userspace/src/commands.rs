@@ -19,7 +19,7 @@ pub fn run(config_path: &Path, pin_dir: &Path) -> anyhow::Result<()> {
     datapath.attach_all(&config.interfaces, config.xdp_mode)?;
     pins.pin_maps(datapath.ebpf())?;
     log::info!(
-        "counting {} ranges on {}; maps pinned in {}",
+        "counting {} range(s) on {}; maps pinned in {}",
         layout.ranges.len(),
         config.interfaces.join(", "),
         pins.path().display()

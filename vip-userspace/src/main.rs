@@ -57,7 +57,7 @@ fn main() -> ExitCode {
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
-            eprintln!("vip: error: {error:#}");
+            eprintln!("vip: error: {}", vip_userspace::error_chain(error.as_ref()));
             if is_user_error(&error) {
                 ExitCode::from(2)
             } else {

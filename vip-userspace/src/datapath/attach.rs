@@ -113,7 +113,7 @@ pub(super) fn attach(
                     source,
                 };
                 if tried + 1 < candidates.len() {
-                    log::warn!("{error}");
+                    log::warn!("{}", crate::error_chain(&error));
                 }
                 last_error = Some(error);
             }

@@ -1,0 +1,70 @@
+//! `xdp_mode`: auto falls back to generic with a warning where native XDP is not
+//! supported (the loopback device), native alone fails cleanly there.
+
+use vip_tests::{
+    daemon::{unique_pin_dir, vip_bin, Daemon},
+    netns::Netns,
+    root::require_root,
+};
+
+fn config(mode: &str) -> String {
+    format!("interfaces = [\"lo\"]\nxdp_mode = \"{mode}\"\n[[range]]\nname = \"web\"\ncidr = \"192.0.2.0/24\"\n")
+}
+
+#[test]
+fn auto_falls_back_to_generic_and_says_so() {
+    if !require_root("auto_falls_back_to_generic_and_says_so") {
+        return;
+    }
+    let ns = Netns::new("auto");
+    let daemon = Daemon::start(&ns, &config("auto"), &unique_pin_dir("auto"));
+    let stats = daemon.stats_json();
+    assert_eq!(
+        stats["attachments"],
+        serde_json::json!([{"interface": "lo", "mode": "generic", "fallback": true}])
+    );
+    assert!(ns.has_xdp("lo"));
+    let log = daemon.stop();
+    assert!(
+        log.contains("WARN") && log.contains("attaching to lo in native mode: "),
+        "{log}"
+    );
+    assert!(
+        log.contains("lo: attached in generic mode (fallback"),
+        "{log}"
+    );
+    assert!(!ns.has_xdp("lo"), "detached");
+}
+
+#[test]
+fn native_only_fails_without_changing_anything() {
+    if !require_root("native_only_fails_without_changing_anything") {
+        return;
+    }
+    let ns = Netns::new("native");
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("vip.toml");
+    std::fs::write(&path, config("native")).unwrap();
+    let pin_dir = unique_pin_dir("native");
+    let out = ns
+        .command(vip_bin())
+        .arg("--pin-dir")
+        .arg(&pin_dir)
+        .arg("run")
+        .arg("--config")
+        .arg(&path)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "a host failure, not a config error: {stderr}"
+    );
+    assert!(
+        stderr.contains("vip: error: attaching to lo in native mode"),
+        "{stderr}"
+    );
+    assert!(!ns.has_xdp("lo"));
+    assert!(!pin_dir.exists(), "pins cleaned up");
+}
