@@ -31,16 +31,22 @@ impl PacketBuf for XdpContext {
 /// The packet ends before the header the parser wanted.
 pub struct Truncated;
 
+/// Checks that the packet holds `len` bytes from `offset` on.
+#[inline(always)]
+pub fn check_len<B: PacketBuf>(buf: &B, offset: usize, len: usize) -> Result<(), Truncated> {
+    if buf.start() + offset + len > buf.end() {
+        return Err(Truncated);
+    }
+    Ok(())
+}
+
 /// A pointer to a `T` at `offset`, if the whole `T` lies inside the packet.
 /// `T` must be a byte array or a struct of byte arrays (alignment 1): packet
 /// headers are not aligned.
 #[inline(always)]
 pub fn ptr_at<T, B: PacketBuf>(buf: &B, offset: usize) -> Result<*const T, Truncated> {
-    let start = buf.start();
-    if start + offset + size_of::<T>() > buf.end() {
-        return Err(Truncated);
-    }
-    Ok((start + offset) as *const T)
+    check_len(buf, offset, size_of::<T>())?;
+    Ok((buf.start() + offset) as *const T)
 }
 
 /// Reads a `T` at `offset` by value (see [`ptr_at`]).

@@ -5,7 +5,7 @@
 
 use vip_common::VipAddr;
 
-use crate::cursor::{ptr_at, read_at, PacketBuf, Truncated};
+use crate::cursor::{check_len, ptr_at, read_at, PacketBuf, Truncated};
 
 const ETH_P_IPV4: u16 = 0x0800;
 const ETH_P_IPV6: u16 = 0x86dd;
@@ -105,9 +105,7 @@ fn ipv4<B: PacketBuf>(buf: &B, offset: usize) -> Result<Destination, Malformed> 
     if version != 4 || header_len < IPV4_MIN_HLEN {
         return Err(Malformed);
     }
-    if buf.start() + offset + header_len > buf.end() {
-        return Err(Malformed); // options cut short
-    }
+    check_len(buf, offset, header_len)?; // options cut short
     Ok(Destination::V4 { addr_be: ip.dst_be })
 }
 

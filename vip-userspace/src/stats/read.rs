@@ -204,17 +204,25 @@ fn add_sparse_vips(
     metas: &[(RangeMeta, IpNet)],
     ranges: &mut [RangeReport],
 ) -> Result<(), StatsError> {
+    // Ranges do not overlap, so the only candidate for an address is the range
+    // with the greatest network address not above it.
+    let mut by_network: Vec<(IpNet, usize)> = metas
+        .iter()
+        .enumerate()
+        .map(|(i, (_, cidr))| (*cidr, i))
+        .collect();
+    by_network.sort_by_key(|(cidr, _)| cidr.network());
+    let owner = |addr: IpAddr| {
+        let after = by_network.partition_point(|(cidr, _)| cidr.network() <= addr);
+        let (cidr, index) = by_network.get(after.checked_sub(1)?)?;
+        cidr.contains(&addr).then_some(*index)
+    };
     let sparse: PerCpuHashMap<_, VipAddr, Counter> = typed(source, MAP_SPARSE_STATS)?;
     for entry in sparse.iter() {
         let (key, values) = entry.map_err(map_err(MAP_SPARSE_STATS))?;
         let addr = vip_ip(&key);
         let counter = sum(&values, Counter::merge);
-        let owner = metas
-            .iter()
-            .enumerate()
-            .filter(|(_, (_, cidr))| cidr.contains(&addr))
-            .max_by_key(|(_, (_, cidr))| cidr.prefix_len());
-        if let Some((index, _)) = owner {
+        if let Some(index) = owner(addr) {
             let range = &mut ranges[index];
             range.packets += counter.packets;
             range.bytes += counter.bytes;
