@@ -47,6 +47,19 @@ pub fn vip(pin_dir: &Path, args: &[&str]) -> Output {
         .expect("running vip")
 }
 
+/// Runs `vip --pin-dir DIR run --config FILE` in `ns` to completion: for runs
+/// that are expected to fail before they start counting.
+pub fn vip_run_to_exit(ns: &Netns, pin_dir: &Path, config: &Path) -> Output {
+    ns.command(vip_bin())
+        .arg("--pin-dir")
+        .arg(pin_dir)
+        .arg("run")
+        .arg("--config")
+        .arg(config)
+        .output()
+        .expect("running vip run")
+}
+
 /// `vip run` in a namespace; stopped with SIGTERM, and its pins removed, on drop.
 pub struct Daemon {
     child: Option<Child>,

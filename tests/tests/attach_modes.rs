@@ -2,7 +2,7 @@
 //! supported (the loopback device), native alone fails cleanly there.
 
 use vip_tests::{
-    daemon::{unique_pin_dir, vip_bin, Daemon},
+    daemon::{unique_pin_dir, vip_run_to_exit, Daemon},
     netns::Netns,
     root::require_root,
 };
@@ -46,15 +46,7 @@ fn native_only_fails_without_changing_anything() {
     let path = dir.path().join("vip.toml");
     std::fs::write(&path, config("native")).unwrap();
     let pin_dir = unique_pin_dir("native");
-    let out = ns
-        .command(vip_bin())
-        .arg("--pin-dir")
-        .arg(&pin_dir)
-        .arg("run")
-        .arg("--config")
-        .arg(&path)
-        .output()
-        .unwrap();
+    let out = vip_run_to_exit(&ns, &pin_dir, &path);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(
         out.status.code(),

@@ -2,7 +2,7 @@
 //! nothing loaded, attached or pinned.
 
 use vip_tests::{
-    daemon::{unique_pin_dir, vip_bin},
+    daemon::{unique_pin_dir, vip_bin, vip_run_to_exit},
     netns::Lab,
     root::require_root,
 };
@@ -83,16 +83,7 @@ fn bad_input_is_one_line_exit_2_and_changes_nothing() {
             std::fs::write(&path, text).expect("writing config");
         }
         let pin_dir = unique_pin_dir("cli");
-        let out = lab
-            .server
-            .command(vip_bin())
-            .arg("--pin-dir")
-            .arg(&pin_dir)
-            .arg("run")
-            .arg("--config")
-            .arg(&path)
-            .output()
-            .expect("running vip");
+        let out = vip_run_to_exit(&lab.server, &pin_dir, &path);
         let stderr = String::from_utf8_lossy(&out.stderr);
         assert_eq!(
             out.status.code(),
