@@ -13,13 +13,13 @@ use vip_userspace::datapath::pin;
 
 use crate::netns::Netns;
 
-static NEXT_PIN_DIR: AtomicU32 = AtomicU32::new(0);
+static NEXT_INSTANCE: AtomicU32 = AtomicU32::new(0);
 
-/// The `vip` binary under test: `$VIP_BIN`, else the workspace's debug build.
+/// The `vip` binary under test: `$VIP_BIN`, else the workspace's release build.
 pub fn vip_bin() -> PathBuf {
     let path = std::env::var_os("VIP_BIN")
         .map(PathBuf::from)
-        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/debug/vip"));
+        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/release/vip"));
     assert!(
         path.exists(),
         "{} is missing: run the tests with `cargo xtask test`, which builds it",
@@ -28,56 +28,96 @@ pub fn vip_bin() -> PathBuf {
     path
 }
 
-/// A fresh pin directory for one test, so tests can run in parallel.
-pub fn unique_pin_dir(tag: &str) -> PathBuf {
-    PathBuf::from(format!(
-        "/sys/fs/bpf/vip-test-{tag}-{}-{}",
-        std::process::id(),
-        NEXT_PIN_DIR.fetch_add(1, Ordering::Relaxed)
-    ))
-}
-
-/// Runs `vip --pin-dir DIR ARGS` to completion.
-pub fn vip(pin_dir: &Path, args: &[&str]) -> Output {
-    Command::new(vip_bin())
-        .arg("--pin-dir")
-        .arg(pin_dir)
-        .args(args)
-        .output()
-        .expect("running vip")
-}
-
-/// Runs `vip --pin-dir DIR run --config FILE` in `ns` to completion: for runs
-/// that are expected to fail before they start counting.
-pub fn vip_run_to_exit(ns: &Netns, pin_dir: &Path, config: &Path) -> Output {
-    ns.command(vip_bin())
-        .arg("--pin-dir")
-        .arg(pin_dir)
-        .arg("run")
-        .arg("--config")
-        .arg(config)
-        .output()
-        .expect("running vip run")
-}
-
-/// `vip run` in a namespace; stopped with SIGTERM, and its pins removed, on drop.
-pub struct Daemon {
-    child: Option<Child>,
+/// Where one vip instance keeps its state: a fresh pin directory on bpffs and a
+/// fresh run directory, so tests can run in parallel. Pins are removed on drop.
+pub struct Instance {
     pin_dir: PathBuf,
+    run_dir: tempfile::TempDir,
+}
+
+impl Instance {
+    pub fn new(tag: &str) -> Instance {
+        Instance {
+            pin_dir: PathBuf::from(format!(
+                "/sys/fs/bpf/vip-test-{tag}-{}-{}",
+                std::process::id(),
+                NEXT_INSTANCE.fetch_add(1, Ordering::Relaxed)
+            )),
+            run_dir: tempfile::tempdir().expect("temp run dir"),
+        }
+    }
+
+    pub fn pin_dir(&self) -> &Path {
+        &self.pin_dir
+    }
+
+    pub fn state_file(&self) -> PathBuf {
+        self.run_dir.path().join("state.json")
+    }
+
+    /// `vip --pin-dir .. --run-dir ..`, in `ns` (its network namespace only).
+    pub fn command(&self, ns: &Netns) -> Command {
+        let mut command = ns.command(vip_bin());
+        command
+            .arg("--pin-dir")
+            .arg(&self.pin_dir)
+            .arg("--run-dir")
+            .arg(self.run_dir.path());
+        command
+    }
+
+    /// Runs `vip ARGS` in `ns` to completion.
+    pub fn vip(&self, ns: &Netns, args: &[&str]) -> Output {
+        self.command(ns).args(args).output().expect("running vip")
+    }
+
+    /// Runs `vip ARGS` in `ns` and panics unless it succeeds; returns stdout.
+    pub fn vip_ok(&self, ns: &Netns, args: &[&str]) -> String {
+        let out = self.vip(ns, args);
+        assert!(
+            out.status.success(),
+            "vip {}: {}",
+            args.join(" "),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).expect("utf-8 output")
+    }
+
+    /// `vip stats --json`, parsed.
+    pub fn stats_json(&self, ns: &Netns) -> serde_json::Value {
+        serde_json::from_str(&self.vip_ok(ns, &["stats", "--json"])).expect("vip stats prints JSON")
+    }
+}
+
+impl Drop for Instance {
+    fn drop(&mut self) {
+        let _ = pin::remove(&self.pin_dir);
+    }
+}
+
+/// A config written to a temporary file.
+pub fn config_file(text: &str) -> tempfile::NamedTempFile {
+    let file = tempfile::NamedTempFile::new().expect("temp config");
+    std::fs::write(file.path(), text).expect("writing config");
+    file
+}
+
+/// `vip run` in a namespace; stopped with SIGTERM on drop.
+pub struct Daemon<'a> {
+    child: Option<Child>,
+    ns: &'a Netns,
+    instance: &'a Instance,
     log: tempfile::NamedTempFile,
     _config: tempfile::NamedTempFile,
 }
 
-impl Daemon {
+impl<'a> Daemon<'a> {
     /// Starts `vip run` with `config` in `ns` and waits until its datapath is pinned.
-    pub fn start(ns: &Netns, config: &str, pin_dir: &Path) -> Daemon {
-        let config_file = tempfile::NamedTempFile::new().expect("temp config");
-        std::fs::write(config_file.path(), config).expect("writing config");
+    pub fn start(ns: &'a Netns, config: &str, instance: &'a Instance) -> Daemon<'a> {
+        let config_file = config_file(config);
         let log = tempfile::NamedTempFile::new().expect("temp log");
-        let child = ns
-            .command(vip_bin())
-            .arg("--pin-dir")
-            .arg(pin_dir)
+        let child = instance
+            .command(ns)
             .arg("run")
             .arg("--config")
             .arg(config_file.path())
@@ -87,7 +127,8 @@ impl Daemon {
             .expect("spawning vip run");
         let mut daemon = Daemon {
             child: Some(child),
-            pin_dir: pin_dir.to_path_buf(),
+            ns,
+            instance,
             log,
             _config: config_file,
         };
@@ -97,7 +138,7 @@ impl Daemon {
 
     fn wait_ready(&mut self) {
         let deadline = Instant::now() + Duration::from_secs(20);
-        while !pin::is_complete(&self.pin_dir) {
+        while !pin::is_complete(self.instance.pin_dir()) {
             let child = self.child.as_mut().expect("daemon running");
             if let Some(status) = child.try_wait().expect("polling vip run") {
                 panic!(
@@ -114,10 +155,6 @@ impl Daemon {
         }
     }
 
-    pub fn pin_dir(&self) -> &Path {
-        &self.pin_dir
-    }
-
     /// What the daemon logged so far.
     pub fn log(&self) -> String {
         let mut text = String::new();
@@ -130,13 +167,7 @@ impl Daemon {
 
     /// `vip stats --json`, parsed.
     pub fn stats_json(&self) -> serde_json::Value {
-        let out = vip(&self.pin_dir, &["stats", "--json"]);
-        assert!(
-            out.status.success(),
-            "vip stats --json failed: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        serde_json::from_slice(&out.stdout).expect("vip stats prints JSON")
+        self.instance.stats_json(self.ns)
     }
 
     /// Sends SIGTERM and waits for a clean exit; returns the daemon's log.
@@ -146,6 +177,21 @@ impl Daemon {
         let log = self.log();
         assert!(status.success(), "vip run exited with {status}:\n{log}");
         log
+    }
+
+    /// Waits for the daemon to exit by itself (e.g. after `vip down`).
+    pub fn wait_exit(mut self) -> String {
+        let mut child = self.child.take().expect("daemon running");
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while child.try_wait().expect("polling vip run").is_none() {
+            assert!(
+                Instant::now() < deadline,
+                "vip run still running:\n{}",
+                self.log()
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        self.log()
     }
 }
 
@@ -164,11 +210,10 @@ fn terminate(mut child: Child) -> std::process::ExitStatus {
     }
 }
 
-impl Drop for Daemon {
+impl Drop for Daemon<'_> {
     fn drop(&mut self) {
         if let Some(child) = self.child.take() {
             terminate(child);
         }
-        let _ = pin::remove(&self.pin_dir);
     }
 }

@@ -2,7 +2,7 @@
 //! supported (the loopback device), native alone fails cleanly there.
 
 use vip_tests::{
-    daemon::{unique_pin_dir, vip_run_to_exit, Daemon},
+    daemon::{config_file, Daemon, Instance},
     netns::Netns,
     root::require_root,
 };
@@ -17,7 +17,8 @@ fn auto_falls_back_to_generic_and_says_so() {
         return;
     }
     let ns = Netns::new("auto");
-    let daemon = Daemon::start(&ns, &config("auto"), &unique_pin_dir("auto"));
+    let instance = Instance::new("auto");
+    let daemon = Daemon::start(&ns, &config("auto"), &instance);
     let stats = daemon.stats_json();
     assert_eq!(
         stats["attachments"],
@@ -42,11 +43,9 @@ fn native_only_fails_without_changing_anything() {
         return;
     }
     let ns = Netns::new("native");
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("vip.toml");
-    std::fs::write(&path, config("native")).unwrap();
-    let pin_dir = unique_pin_dir("native");
-    let out = vip_run_to_exit(&ns, &pin_dir, &path);
+    let config = config_file(&config("native"));
+    let instance = Instance::new("native");
+    let out = instance.vip(&ns, &["run", "--config", config.path().to_str().unwrap()]);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(
         out.status.code(),
@@ -58,5 +57,6 @@ fn native_only_fails_without_changing_anything() {
         "{stderr}"
     );
     assert!(!ns.has_xdp("lo"));
-    assert!(!pin_dir.exists(), "pins cleaned up");
+    assert!(!instance.pin_dir().exists(), "pins cleaned up");
+    assert!(!instance.state_file().exists(), "state cleaned up");
 }

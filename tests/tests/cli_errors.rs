@@ -2,7 +2,7 @@
 //! nothing loaded, attached or pinned.
 
 use vip_tests::{
-    daemon::{unique_pin_dir, vip_bin, vip_run_to_exit},
+    daemon::{vip_bin, Instance},
     netns::Lab,
     root::require_root,
 };
@@ -82,8 +82,8 @@ fn bad_input_is_one_line_exit_2_and_changes_nothing() {
         if let Some(text) = &config {
             std::fs::write(&path, text).expect("writing config");
         }
-        let pin_dir = unique_pin_dir("cli");
-        let out = vip_run_to_exit(&lab.server, &pin_dir, &path);
+        let instance = Instance::new("cli");
+        let out = instance.vip(&lab.server, &["run", "--config", path.to_str().unwrap()]);
         let stderr = String::from_utf8_lossy(&out.stderr);
         assert_eq!(
             out.status.code(),
@@ -96,7 +96,8 @@ fn bad_input_is_one_line_exit_2_and_changes_nothing() {
             stderr.contains(message),
             "{case}: {stderr:?} should say {message:?}"
         );
-        assert!(!pin_dir.exists(), "{case}: nothing pinned");
+        assert!(!instance.pin_dir().exists(), "{case}: nothing pinned");
+        assert!(!instance.state_file().exists(), "{case}: no state written");
         assert!(
             !lab.server.has_xdp(Lab::SERVER_IF),
             "{case}: nothing attached"
@@ -106,10 +107,10 @@ fn bad_input_is_one_line_exit_2_and_changes_nothing() {
 
 #[test]
 fn stats_without_a_daemon_says_so() {
-    let pin_dir = unique_pin_dir("nodaemon");
+    let instance = Instance::new("nodaemon");
     let out = std::process::Command::new(vip_bin())
         .arg("--pin-dir")
-        .arg(&pin_dir)
+        .arg(instance.pin_dir())
         .args(["stats", "--json"])
         .output()
         .expect("running vip");

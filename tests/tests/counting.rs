@@ -9,7 +9,7 @@ use std::{
 
 use serde_json::Value;
 use vip_tests::{
-    daemon::{unique_pin_dir, Daemon},
+    daemon::{Daemon, Instance},
     netns::Lab,
     packets::{arp_request, FrameSpec},
     root::require_root,
@@ -77,8 +77,8 @@ fn stats_after(daemon: &Daemon, packets: u64) -> Value {
 
 fn counts_exact_per_vip(mode: &str) {
     let lab = Lab::new(&format!("cnt{}", &mode[..3]));
-    let pin_dir = unique_pin_dir(mode);
-    let daemon = Daemon::start(&lab.server, &config(mode), &pin_dir);
+    let instance = Instance::new(mode);
+    let daemon = Daemon::start(&lab.server, &config(mode), &instance);
     assert!(lab.server.has_xdp(Lab::SERVER_IF), "attached while running");
 
     let mut frames = Vec::new();
@@ -153,7 +153,7 @@ fn counts_exact_per_vip(mode: &str) {
         !lab.server.has_xdp(Lab::SERVER_IF),
         "detached after SIGTERM"
     );
-    assert!(!pin_dir.exists(), "pins removed after SIGTERM");
+    assert!(!instance.pin_dir().exists(), "pins removed after SIGTERM");
 }
 
 #[test]

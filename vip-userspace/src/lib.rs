@@ -3,6 +3,7 @@
 
 pub mod config;
 pub mod datapath;
+pub mod host;
 pub mod layout;
 pub mod stats;
 

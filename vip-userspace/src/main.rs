@@ -5,7 +5,12 @@ mod commands;
 use std::{path::PathBuf, process::ExitCode};
 
 use clap::{Parser, Subcommand};
-use vip_userspace::{datapath::pin, stats::StatsError, ConfigError, PinError};
+use vip_userspace::{
+    datapath::pin,
+    host::{self, HostError, SafetyError},
+    stats::StatsError,
+    ConfigError, PinError,
+};
 
 /// vip: accept, count and police traffic to virtual CIDRs with XDP.
 #[derive(Parser)]
@@ -15,13 +20,18 @@ struct Cli {
     #[arg(long, global = true, env = "VIP_PIN_DIR", default_value = pin::DEFAULT_PIN_DIR)]
     pin_dir: PathBuf,
 
+    /// Directory of the state file that records what vip changed on the host.
+    #[arg(long, global = true, env = "VIP_RUN_DIR", default_value = host::state::DEFAULT_RUN_DIR)]
+    run_dir: PathBuf,
+
     #[command(subcommand)]
     command: Command,
 }
 
 #[derive(Subcommand)]
 enum Command {
-    /// Validate the config, attach the datapath and count until SIGINT or SIGTERM.
+    /// Apply the host state, attach the datapath, count and repair drift until
+    /// SIGINT or SIGTERM; then detach and revert what it changed.
     Run {
         /// The TOML config file.
         #[arg(long, short)]
@@ -33,13 +43,27 @@ enum Command {
         #[arg(long, short)]
         config: PathBuf,
     },
+    /// Print the changes `apply` would make, as ip and sysctl commands; change nothing.
+    Plan {
+        /// The TOML config file.
+        #[arg(long, short)]
+        config: PathBuf,
+    },
+    /// Install the config's addresses, routes and sysctls (idempotent), recording
+    /// what changed in the state file.
+    Apply {
+        /// The TOML config file.
+        #[arg(long, short)]
+        config: PathBuf,
+    },
     /// Print per-range and per-VIP counters of the running datapath.
     Stats {
         /// Print JSON instead of a table.
         #[arg(long)]
         json: bool,
     },
-    /// Remove pins left behind by a vip that was killed.
+    /// Stop a running vip, revert exactly what the state file records (restoring
+    /// sysctls) and remove the pins. Running it twice is a no-op.
     Down,
 }
 
@@ -49,10 +73,12 @@ fn main() -> ExitCode {
         .init();
     let cli = Cli::parse();
     let result = match cli.command {
-        Command::Run { config } => commands::run(&config, &cli.pin_dir),
+        Command::Run { config } => commands::run(&config, &cli.pin_dir, &cli.run_dir),
         Command::Check { config } => commands::check(&config),
-        Command::Stats { json } => commands::stats(&cli.pin_dir, json),
-        Command::Down => commands::down(&cli.pin_dir),
+        Command::Plan { config } => commands::plan(&config),
+        Command::Apply { config } => commands::apply(&config, &cli.run_dir),
+        Command::Stats { json } => commands::stats(&cli.pin_dir, &cli.run_dir, json),
+        Command::Down => commands::down(&cli.pin_dir, &cli.run_dir),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -75,6 +101,13 @@ fn is_user_error(error: &anyhow::Error) -> bool {
             Some(StatsError::Pin(e)) => Some(e),
             _ => cause.downcast_ref::<PinError>(),
         };
-        cause.is::<ConfigError>() || pin_error.is_some_and(PinError::is_user_error)
+        cause.is::<ConfigError>()
+            || cause.is::<SafetyError>()
+            || cause.is::<commands::AlreadyRunning>()
+            || matches!(
+                cause.downcast_ref::<HostError>(),
+                Some(HostError::Safety(_))
+            )
+            || pin_error.is_some_and(PinError::is_user_error)
     })
 }

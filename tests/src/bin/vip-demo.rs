@@ -4,7 +4,7 @@
 use std::net::IpAddr;
 
 use vip_tests::{
-    daemon::{unique_pin_dir, vip, Daemon},
+    daemon::{Daemon, Instance},
     netns::Lab,
     packets::FrameSpec,
 };
@@ -18,9 +18,9 @@ fn main() {
     }
     println!("demo: building a lab: namespaces client and server, veth vipc0 <-> vips0");
     let lab = Lab::new("demo");
-    let pin_dir = unique_pin_dir("demo");
+    let instance = Instance::new("demo");
     println!("demo: starting `vip run` in the server namespace with examples/demo.toml");
-    let daemon = Daemon::start(&lab.server, CONFIG, &pin_dir);
+    let daemon = Daemon::start(&lab.server, CONFIG, &instance);
 
     let traffic: [(&str, usize); 9] = [
         ("192.0.2.1", 10),
@@ -45,13 +45,7 @@ fn main() {
     lab.client.send_frames(Lab::CLIENT_IF, frames);
     println!("demo: 203.0.113.9 and 2001:db8:2::1 are in no range: they count as non-VIP\n");
 
-    let out = vip(&pin_dir, &["stats"]);
-    print!("{}", String::from_utf8_lossy(&out.stdout));
-    assert!(
-        out.status.success(),
-        "vip stats: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    print!("{}", instance.vip_ok(&lab.server, &["stats"]));
 
     let log = daemon.stop();
     println!("\ndemo: vip run log:\n{log}");

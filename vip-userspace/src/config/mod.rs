@@ -26,17 +26,37 @@ pub enum XdpMode {
     Generic,
 }
 
+/// How the host is made to accept a range's addresses as its own.
+#[derive(Clone, Copy, Debug, Default, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum Accept {
+    /// Count only; install nothing.
+    #[default]
+    None,
+    /// The seed's `lo:0`: the network address with the range's prefix on `lo`
+    /// (IPv4 only: on IPv6 it would make one address local).
+    Alias,
+    /// An AnyIP route: `ip route add local CIDR dev lo` in the local table.
+    Route,
+}
+
 /// The file as written, before validation.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RawConfig {
+    #[serde(default)]
     interfaces: Vec<String>,
     #[serde(default)]
     xdp_mode: XdpMode,
     #[serde(default = "default_sparse_vip_capacity")]
     sparse_vip_capacity: u32,
+    arp_sysctls: Option<bool>,
     #[serde(default, rename = "range")]
     ranges: Vec<RawRange>,
+    #[serde(default, rename = "route")]
+    routes: Vec<RawRoute>,
+    #[serde(default)]
+    router: RawRouter,
 }
 
 #[derive(Debug, Deserialize)]
@@ -44,6 +64,25 @@ struct RawConfig {
 struct RawRange {
     name: String,
     cidr: String,
+    #[serde(default)]
+    accept: Accept,
+    #[serde(default)]
+    allow_broad: bool,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawRoute {
+    cidr: String,
+    via: std::net::IpAddr,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawRouter {
+    ip_forward: Option<bool>,
+    ipv6_forwarding: Option<bool>,
+    rp_filter: Option<u8>,
 }
 
 fn default_sparse_vip_capacity() -> u32 {
@@ -59,12 +98,37 @@ pub struct Config {
     pub sparse_vip_capacity: u32,
     /// In file order; a range's position is its id in the datapath.
     pub ranges: Vec<Range>,
+    /// Router role: CIDR routes through a next hop.
+    pub routes: Vec<Route>,
+    pub router: Router,
+    /// Set `arp_ignore = 1` and `arp_announce = 2` on `all` and on `interfaces`.
+    pub arp_sysctls: bool,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Range {
     pub name: String,
     pub cidr: IpNet,
+    pub accept: Accept,
+    /// Allows a range broader than /8 (IPv4) or /32 (IPv6).
+    pub allow_broad: bool,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Route {
+    pub cidr: IpNet,
+    pub via: std::net::IpAddr,
+}
+
+/// Router-role sysctls; `None` leaves a sysctl alone.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Router {
+    /// `net.ipv4.ip_forward`; on by default when an IPv4 `[[route]]` exists.
+    pub ip_forward: Option<bool>,
+    /// `net.ipv6.conf.all.forwarding`; on by default when an IPv6 `[[route]]` exists.
+    pub ipv6_forwarding: Option<bool>,
+    /// `net.ipv4.conf.{all,default}.rp_filter` (0, 1 or 2).
+    pub rp_filter: Option<u8>,
 }
 
 impl Config {
@@ -86,6 +150,17 @@ impl Config {
             message: e.message().to_string(),
         })?;
         validate::validate(raw)
+    }
+
+    /// What `vip run` needs beyond a valid file: interfaces to attach to and ranges.
+    pub fn check_runnable(&self) -> Result<(), ConfigError> {
+        if self.interfaces.is_empty() {
+            return Err(ConfigError::NoInterfaces);
+        }
+        if self.ranges.is_empty() {
+            return Err(ConfigError::NoRanges);
+        }
+        Ok(())
     }
 
     /// Checks the parts of the config that depend on this host, before anything changes.

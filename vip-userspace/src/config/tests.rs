@@ -142,12 +142,14 @@ fn overlaps_are_found_in_any_order_and_family() {
 
 #[test]
 fn empty_and_duplicate_lists_are_rejected() {
+    // A router-only config is valid; `vip run` needs interfaces and ranges.
+    let runnable = |text: &str| parse(text).unwrap().check_runnable();
     assert!(matches!(
-        parse("interfaces = []\n"),
+        runnable("interfaces = []\n"),
         Err(ConfigError::NoInterfaces)
     ));
     assert!(matches!(
-        parse("interfaces = [\"eth0\"]\n"),
+        runnable("interfaces = [\"eth0\"]\n"),
         Err(ConfigError::NoRanges)
     ));
     let text = with_ranges(&[("a", "192.0.2.0/24")]).replace("[\"eth0\"]", "[\"eth0\", \"eth0\"]");
@@ -170,4 +172,74 @@ fn dense_slots_cover_ipv4_ranges_of_16_or_longer() {
     assert_eq!(dense_len(&"198.18.0.0/16".parse().unwrap()), 65_536);
     assert_eq!(dense_len(&"198.18.0.0/15".parse().unwrap()), 0);
     assert_eq!(dense_len(&"2001:db8::/120".parse().unwrap()), 0);
+}
+
+#[test]
+fn host_contract_keys_parse_with_defaults() {
+    let config = parse(
+        "interfaces = [\"eth0\"]\n[[range]]\nname = \"a\"\ncidr = \"192.0.2.0/24\"\naccept = \"alias\"\n\
+         [[route]]\ncidr = \"198.51.100.0/24\"\nvia = \"198.18.0.2\"\n",
+    )
+    .unwrap();
+    assert_eq!(config.ranges[0].accept, Accept::Alias);
+    assert!(
+        config.arp_sysctls,
+        "on by default when a range accepts locally"
+    );
+    assert_eq!(
+        config.router.ip_forward,
+        Some(true),
+        "on by default with an IPv4 route"
+    );
+    assert_eq!(config.router.ipv6_forwarding, None);
+    assert_eq!(config.router.rp_filter, None);
+    let count_only = parse(&with_ranges(&[("a", "192.0.2.0/24")])).unwrap();
+    assert!(!count_only.arp_sysctls);
+    assert_eq!(count_only.ranges[0].accept, Accept::None);
+}
+
+#[test]
+fn host_contract_mistakes_are_refused() {
+    let range = |extra: &str| {
+        parse(&format!(
+            "interfaces = [\"eth0\"]\n[[range]]\nname = \"a\"\ncidr = \"2001:db8::/64\"\n{extra}"
+        ))
+    };
+    assert!(matches!(
+        range("accept = \"alias\"\n"),
+        Err(ConfigError::AliasV6 { .. })
+    ));
+    assert!(range("accept = \"route\"\n").is_ok());
+    let broad = |cidr: &str, allow: bool| {
+        parse(&format!(
+            "[[range]]\nname = \"a\"\ncidr = \"{cidr}\"\nallow_broad = {allow}\n"
+        ))
+    };
+    assert!(matches!(
+        broad("198.0.0.0/7", false),
+        Err(ConfigError::TooBroad { limit: 8, .. })
+    ));
+    assert!(broad("198.0.0.0/7", true).is_ok());
+    assert!(broad("2001:db8::/32", false).is_ok());
+    assert!(matches!(
+        broad("2001:db8::/31", false),
+        Err(ConfigError::TooBroad { limit: 32, .. })
+    ));
+    let route = |via: &str| {
+        parse(&format!(
+            "[[route]]\ncidr = \"192.0.2.0/24\"\nvia = \"{via}\"\n"
+        ))
+    };
+    assert!(matches!(
+        route("2001:db8::1"),
+        Err(ConfigError::RouteFamily { .. })
+    ));
+    assert!(matches!(
+        parse("[[route]]\ncidr = \"192.0.2.0/24\"\nvia = \"198.18.0.1\"\n[[route]]\ncidr = \"192.0.2.0/24\"\nvia = \"198.18.0.2\"\n"),
+        Err(ConfigError::DuplicateRoute { .. })
+    ));
+    assert!(matches!(
+        parse("[router]\nrp_filter = 3\n"),
+        Err(ConfigError::RpFilter { value: 3 })
+    ));
 }

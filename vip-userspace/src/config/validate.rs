@@ -5,7 +5,9 @@ use std::{collections::HashSet, path::PathBuf};
 use ipnet::IpNet;
 use vip_common::RANGE_NAME_MAX;
 
-use super::{dense_len, Config, Range, RawConfig, RawRange};
+use super::{
+    dense_len, Accept, Config, Range, RawConfig, RawRange, RawRoute, RawRouter, Route, Router,
+};
 
 /// Largest number of dense per-VIP slots (the sum of the sizes of IPv4 ranges of
 /// /16 or longer); 16 Mi slots use 256 MiB per CPU.
@@ -37,16 +39,32 @@ pub enum ConfigError {
     InvalidName { name: String },
     #[error("range {name:?} is defined twice")]
     DuplicateName { name: String },
-    #[error(
-        "range {range:?}: invalid CIDR {cidr:?} (expected e.g. 192.0.2.0/24 or 2001:db8::/64)"
-    )]
-    InvalidCidr { range: String, cidr: String },
-    #[error("range {range:?}: CIDR {cidr} has host bits set (did you mean {network}?)")]
+    #[error("{owner}: invalid CIDR {cidr:?} (expected e.g. 192.0.2.0/24 or 2001:db8::/64)")]
+    InvalidCidr { owner: String, cidr: String },
+    #[error("{owner}: CIDR {cidr} has host bits set (did you mean {network}?)")]
     HostBitsSet {
-        range: String,
+        owner: String,
         cidr: String,
         network: IpNet,
     },
+    #[error(
+        "range {range:?}: {cidr} is broader than /{limit}; set allow_broad = true if you mean it"
+    )]
+    TooBroad {
+        range: String,
+        cidr: IpNet,
+        limit: u8,
+    },
+    #[error(
+        "range {range:?}: accept = \"alias\" makes only one address local for IPv6 ({cidr}); use accept = \"route\""
+    )]
+    AliasV6 { range: String, cidr: IpNet },
+    #[error("route {cidr}: next hop {via} is not of the same family")]
+    RouteFamily { cidr: IpNet, via: std::net::IpAddr },
+    #[error("route {cidr} is listed twice")]
+    DuplicateRoute { cidr: IpNet },
+    #[error("router.rp_filter = {value}: expected 0, 1 or 2")]
+    RpFilter { value: u8 },
     #[error("ranges {first:?} ({first_cidr}) and {second:?} ({second_cidr}) overlap")]
     Overlap {
         first: String,
@@ -62,10 +80,11 @@ pub enum ConfigError {
     SparseCapacity { value: u32 },
 }
 
+/// Broadest prefix a range may have without `allow_broad`.
+pub const BROADEST_V4: u8 = 8;
+pub const BROADEST_V6: u8 = 32;
+
 pub(super) fn validate(raw: RawConfig) -> Result<Config, ConfigError> {
-    if raw.interfaces.is_empty() {
-        return Err(ConfigError::NoInterfaces);
-    }
     let mut seen = HashSet::new();
     for name in &raw.interfaces {
         if !seen.insert(name) {
@@ -77,9 +96,6 @@ pub(super) fn validate(raw: RawConfig) -> Result<Config, ConfigError> {
             value: raw.sparse_vip_capacity,
         });
     }
-    if raw.ranges.is_empty() {
-        return Err(ConfigError::NoRanges);
-    }
     let ranges = raw
         .ranges
         .into_iter()
@@ -88,11 +104,62 @@ pub(super) fn validate(raw: RawConfig) -> Result<Config, ConfigError> {
     check_unique_names(&ranges)?;
     check_no_overlap(&ranges)?;
     check_dense_slots(&ranges)?;
+    let routes = raw
+        .routes
+        .into_iter()
+        .map(route)
+        .collect::<Result<Vec<_>, _>>()?;
+    let mut seen = HashSet::new();
+    for route in &routes {
+        if !seen.insert(route.cidr) {
+            return Err(ConfigError::DuplicateRoute { cidr: route.cidr });
+        }
+    }
+    let router = router(raw.router, &routes)?;
+    let accepts_locally = ranges.iter().any(|r| r.accept != Accept::None);
     Ok(Config {
         interfaces: raw.interfaces,
         xdp_mode: raw.xdp_mode,
         sparse_vip_capacity: raw.sparse_vip_capacity,
+        arp_sysctls: raw.arp_sysctls.unwrap_or(accepts_locally),
         ranges,
+        routes,
+        router,
+    })
+}
+
+fn parse_cidr(owner: &str, text: &str) -> Result<IpNet, ConfigError> {
+    let cidr: IpNet = text.trim().parse().map_err(|_| ConfigError::InvalidCidr {
+        owner: owner.to_string(),
+        cidr: text.to_string(),
+    })?;
+    if cidr.addr() != cidr.network() {
+        return Err(ConfigError::HostBitsSet {
+            owner: owner.to_string(),
+            cidr: text.to_string(),
+            network: cidr.trunc(),
+        });
+    }
+    Ok(cidr)
+}
+
+fn route(raw: RawRoute) -> Result<Route, ConfigError> {
+    let cidr = parse_cidr("route", &raw.cidr)?;
+    if cidr.addr().is_ipv4() != raw.via.is_ipv4() {
+        return Err(ConfigError::RouteFamily { cidr, via: raw.via });
+    }
+    Ok(Route { cidr, via: raw.via })
+}
+
+fn router(raw: RawRouter, routes: &[Route]) -> Result<Router, ConfigError> {
+    if let Some(value) = raw.rp_filter.filter(|v| *v > 2) {
+        return Err(ConfigError::RpFilter { value });
+    }
+    let any = |v4: bool| routes.iter().any(|r| r.cidr.addr().is_ipv4() == v4);
+    Ok(Router {
+        ip_forward: raw.ip_forward.or(any(true).then_some(true)),
+        ipv6_forwarding: raw.ipv6_forwarding.or(any(false).then_some(true)),
+        rp_filter: raw.rp_filter,
     })
 }
 
@@ -106,24 +173,30 @@ fn range(raw: RawRange) -> Result<Range, ConfigError> {
     if !name_ok {
         return Err(ConfigError::InvalidName { name: raw.name });
     }
-    let cidr: IpNet = raw
-        .cidr
-        .trim()
-        .parse()
-        .map_err(|_| ConfigError::InvalidCidr {
-            range: raw.name.clone(),
-            cidr: raw.cidr.clone(),
-        })?;
-    if cidr.addr() != cidr.network() {
-        return Err(ConfigError::HostBitsSet {
+    let cidr = parse_cidr(&format!("range {:?}", raw.name), &raw.cidr)?;
+    let limit = if cidr.addr().is_ipv4() {
+        BROADEST_V4
+    } else {
+        BROADEST_V6
+    };
+    if cidr.prefix_len() < limit && !raw.allow_broad {
+        return Err(ConfigError::TooBroad {
             range: raw.name,
-            cidr: raw.cidr,
-            network: cidr.trunc(),
+            cidr,
+            limit,
+        });
+    }
+    if raw.accept == Accept::Alias && !cidr.addr().is_ipv4() {
+        return Err(ConfigError::AliasV6 {
+            range: raw.name,
+            cidr,
         });
     }
     Ok(Range {
         name: raw.name,
         cidr,
+        accept: raw.accept,
+        allow_broad: raw.allow_broad,
     })
 }
 

@@ -16,6 +16,9 @@ pub struct Report {
     pub ranges: Vec<RangeReport>,
     pub global: GlobalReport,
     pub attachments: Vec<AttachReport>,
+    /// Host state put back by `vip run` after it changed from outside, by kind.
+    #[serde(default)]
+    pub drift_repairs: std::collections::BTreeMap<String, u64>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]

@@ -110,6 +110,7 @@ pub fn read(source: &impl MapSource) -> Result<Report, StatsError> {
         ranges,
         global,
         attachments: attachments(source)?,
+        drift_repairs: Default::default(),
     })
 }
 

@@ -1,0 +1,99 @@
+//! `vip plan`, `vip apply` and `vip down`: the host state without the datapath.
+
+use std::{
+    path::Path,
+    time::{Duration, Instant},
+};
+
+use anyhow::bail;
+use vip_userspace::{
+    datapath::pin,
+    host::{self, apply::revert, plan, HostView, Netlink, State, StateFile, Step},
+    Config,
+};
+
+use super::{alive, runtime};
+
+/// Validates `config` and plans it against this host: changes nothing.
+pub async fn planned(config: &Config) -> anyhow::Result<(Netlink, Vec<Step>)> {
+    let netlink = Netlink::connect()?;
+    let view = HostView::read(&netlink).await?;
+    view.check_safety(config)?;
+    let steps = plan::plan(&view, host::desired(config))?;
+    Ok((netlink, steps))
+}
+
+pub fn plan(config_path: &Path) -> anyhow::Result<()> {
+    let config = Config::load(config_path)?;
+    config.check_host()?;
+    let steps = runtime()?.block_on(async { planned(&config).await.map(|(_, steps)| steps) })?;
+    print!("{}", plan::render(&steps));
+    Ok(())
+}
+
+pub fn apply(config_path: &Path, run_dir: &Path) -> anyhow::Result<()> {
+    let config = Config::load(config_path)?;
+    config.check_host()?;
+    let file = StateFile::in_dir(run_dir);
+    runtime()?.block_on(async {
+        let (netlink, steps) = planned(&config).await?;
+        let mut state = file.load()?.unwrap_or_else(State::new);
+        let made = host::apply::apply(&netlink, &steps, &mut state, &file).await?;
+        let in_place = steps.len() - made;
+        println!(
+            "applied {made} change(s), {in_place} already in place; recorded in {}",
+            file.path().display()
+        );
+        anyhow::Ok(())
+    })
+}
+
+/// Stops a running daemon (which reverts what it owns), reverts what the state
+/// file still records, and removes the pins. A second run finds nothing to do.
+pub fn down(pin_dir: &Path, run_dir: &Path) -> anyhow::Result<()> {
+    let file = StateFile::in_dir(run_dir);
+    if let Some(pid) = file
+        .load()?
+        .and_then(|s| s.daemon_pid)
+        .filter(|&p| alive(p))
+    {
+        println!("stopping vip run (pid {pid})");
+        nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(pid as i32),
+            nix::sys::signal::Signal::SIGTERM,
+        )?;
+        let deadline = Instant::now() + Duration::from_secs(15);
+        while alive(pid) {
+            if Instant::now() > deadline {
+                bail!("vip run (pid {pid}) did not stop within 15 s");
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+    let mut did = false;
+    if let Some(mut state) = file.load()? {
+        let changes = state.owned.len();
+        runtime()?.block_on(async {
+            let netlink = Netlink::connect()?;
+            revert(&netlink, &mut state, &file).await
+        })?;
+        file.remove()?;
+        println!(
+            "reverted {changes} change(s) recorded in {}",
+            file.path().display()
+        );
+        did = true;
+    }
+    if pin::remove(pin_dir)? {
+        println!("removed pins in {}", pin_dir.display());
+        did = true;
+    }
+    if !did {
+        println!(
+            "nothing to do: no state in {} and no pins in {}",
+            run_dir.display(),
+            pin_dir.display()
+        );
+    }
+    Ok(())
+}

@@ -1,0 +1,37 @@
+//! One module per group of subcommands.
+
+mod host;
+mod run;
+mod stats;
+
+pub use host::{apply, down, plan};
+pub use run::{run, AlreadyRunning};
+pub use stats::stats;
+
+use anyhow::Context;
+
+/// vip's async work (netlink, signals, timers) runs on one thread.
+fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("starting the runtime")
+}
+
+/// Whether a process with this pid exists.
+fn alive(pid: u32) -> bool {
+    nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid as i32), None).is_ok()
+}
+
+pub fn check(config_path: &std::path::Path) -> anyhow::Result<()> {
+    let config = vip_userspace::Config::load(config_path)?;
+    config.check_host()?;
+    println!(
+        "{}: ok ({} ranges, {} routes, {} interfaces)",
+        config_path.display(),
+        config.ranges.len(),
+        config.routes.len(),
+        config.interfaces.len()
+    );
+    Ok(())
+}

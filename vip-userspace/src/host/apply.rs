@@ -1,0 +1,114 @@
+//! Making changes: apply the missing items, revert what the state file owns, and
+//! put back owned items that drifted.
+
+use super::{
+    items::Item,
+    netlink::Netlink,
+    plan::{HostView, Status, Step},
+    state::{Owned, State, StateFile},
+    sysctl, HostError,
+};
+
+async fn make(netlink: &Netlink, item: &Item) -> Result<(), HostError> {
+    match item {
+        Item::Alias { cidr, label } => netlink.add_alias(*cidr, label).await?,
+        Item::LocalRoute { cidr } => netlink.add_local_route(*cidr).await?,
+        Item::Route { cidr, via } => netlink.add_route(*cidr, *via).await?,
+        Item::Sysctl { key, value } => sysctl::write(key, value)?,
+    }
+    Ok(())
+}
+
+async fn unmake(netlink: &Netlink, owned: &Owned) -> Result<(), HostError> {
+    match &owned.item {
+        Item::Alias { cidr, .. } => netlink.del_alias(*cidr).await?,
+        Item::LocalRoute { cidr } => netlink.del_local_route(*cidr).await?,
+        Item::Route { cidr, via } => netlink.del_route(*cidr, *via).await?,
+        Item::Sysctl { key, .. } => {
+            if let Some(previous) = &owned.previous {
+                sysctl::write(key, previous)?;
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Makes every missing step, recording each in the state file as soon as it is
+/// made. On a failure, undoes this call's changes and returns the error.
+pub async fn apply(
+    netlink: &Netlink,
+    steps: &[Step],
+    state: &mut State,
+    file: &StateFile,
+) -> Result<usize, HostError> {
+    let before = state.owned.len();
+    for step in steps.iter().filter(|s| s.status == Status::Missing) {
+        let result = make(netlink, &step.item).await;
+        if let Err(error) = result {
+            let made = state.owned.split_off(before);
+            for owned in made.iter().rev() {
+                if let Err(e) = unmake(netlink, owned).await {
+                    log::error!("undoing {}: {}", owned.item, crate::error_chain(&e));
+                }
+            }
+            file.save(state)?;
+            return Err(error);
+        }
+        log::info!("applied: {}", step.item);
+        state.owned.push(Owned {
+            item: step.item.clone(),
+            previous: step.current.clone(),
+        });
+        file.save(state)?;
+    }
+    Ok(state.owned.len() - before)
+}
+
+/// Reverts everything `state` owns, newest first, and forgets it. Items already
+/// gone are skipped; sysctls get their previous values back.
+pub async fn revert(
+    netlink: &Netlink,
+    state: &mut State,
+    file: &StateFile,
+) -> Result<(), HostError> {
+    let view = HostView::read(netlink).await?;
+    while let Some(owned) = state.owned.pop() {
+        let present = match &owned.item {
+            Item::Sysctl { .. } => true,
+            item => view.status(item)?.0 == Status::InPlace,
+        };
+        if present {
+            unmake(netlink, &owned).await?;
+            log::info!(
+                "reverted: {}",
+                owned.item.undo_command(owned.previous.as_deref())
+            );
+        }
+        file.save(state)?;
+    }
+    Ok(())
+}
+
+/// Puts back every owned item that is no longer in place; returns the repairs.
+pub async fn repair(
+    netlink: &Netlink,
+    state: &mut State,
+    file: &StateFile,
+) -> Result<usize, HostError> {
+    let view = HostView::read(netlink).await?;
+    let mut repaired = 0;
+    let items: Vec<Item> = state.owned.iter().map(|o| o.item.clone()).collect();
+    for item in items {
+        if view.status(&item)?.0 == Status::InPlace {
+            continue;
+        }
+        make(netlink, &item).await?;
+        log::warn!("drift: {} was changed from outside; repaired", item);
+        *state.repairs.entry(item.kind().to_string()).or_default() += 1;
+        repaired += 1;
+    }
+    if repaired > 0 {
+        file.save(state)?;
+    }
+    Ok(repaired)
+}

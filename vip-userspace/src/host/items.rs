@@ -1,0 +1,218 @@
+//! The host state a config asks for, one item per address, route or sysctl.
+
+use std::{fmt, net::IpAddr};
+
+use ipnet::{IpNet, Ipv4Net};
+use serde::{Deserialize, Serialize};
+
+use crate::config::{Accept, Config};
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum Item {
+    /// The seed's `lo:0`: the range's network address and prefix on `lo`.
+    Alias {
+        cidr: Ipv4Net,
+        label: String,
+    },
+    /// An AnyIP route in the local table.
+    LocalRoute {
+        cidr: IpNet,
+    },
+    /// The router's CIDR route through a next hop.
+    Route {
+        cidr: IpNet,
+        via: IpAddr,
+    },
+    Sysctl {
+        key: String,
+        value: String,
+    },
+}
+
+impl Item {
+    /// Name used in logs and in repair counts.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Item::Alias { .. } => "alias",
+            Item::LocalRoute { .. } => "local_route",
+            Item::Route { .. } => "route",
+            Item::Sysctl { .. } => "sysctl",
+        }
+    }
+
+    /// Whether `other` is the same address, route or sysctl (whatever its value).
+    pub fn same_target(&self, other: &Item) -> bool {
+        match (self, other) {
+            (Item::Sysctl { key: a, .. }, Item::Sysctl { key: b, .. }) => a == b,
+            (a, b) => a == b,
+        }
+    }
+
+    /// The command that removes the item (sysctls: restores `previous`).
+    pub fn undo_command(&self, previous: Option<&str>) -> String {
+        match self {
+            Item::Alias { cidr, .. } => format!("ip addr del {cidr} dev lo"),
+            Item::LocalRoute { cidr } => {
+                format!("{} route del local {cidr} dev lo table local", ip(cidr))
+            }
+            Item::Route { cidr, via } => format!("{} route del {cidr} via {via}", ip(cidr)),
+            Item::Sysctl { key, .. } => format!("sysctl -w {key}={}", previous.unwrap_or("?")),
+        }
+    }
+}
+
+fn ip(cidr: &IpNet) -> &'static str {
+    if cidr.addr().is_ipv4() {
+        "ip"
+    } else {
+        "ip -6"
+    }
+}
+
+/// The equivalent command, as `vip plan` prints it.
+impl fmt::Display for Item {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Item::Alias { cidr, label } => write!(f, "ip addr add {cidr} dev lo label {label}"),
+            Item::LocalRoute { cidr } => {
+                write!(f, "{} route add local {cidr} dev lo table local", ip(cidr))
+            }
+            Item::Route { cidr, via } => write!(f, "{} route add {cidr} via {via}", ip(cidr)),
+            Item::Sysctl { key, value } => write!(f, "sysctl -w {key}={value}"),
+        }
+    }
+}
+
+fn sysctl(key: String, value: &str) -> Item {
+    Item::Sysctl {
+        key,
+        value: value.to_string(),
+    }
+}
+
+/// Everything `config` asks of the host, in the order it is applied.
+pub fn desired(config: &Config) -> Vec<Item> {
+    let mut items = Vec::new();
+    for (index, range) in config.ranges.iter().enumerate() {
+        match (range.accept, range.cidr) {
+            (Accept::Alias, IpNet::V4(cidr)) => items.push(Item::Alias {
+                cidr,
+                label: format!("lo:vip{index}"),
+            }),
+            (Accept::Route, cidr) => items.push(Item::LocalRoute { cidr }),
+            // Validation refuses alias on IPv6.
+            (Accept::Alias, IpNet::V6(_)) | (Accept::None, _) => {}
+        }
+    }
+    for route in &config.routes {
+        items.push(Item::Route {
+            cidr: route.cidr,
+            via: route.via,
+        });
+    }
+    if config.arp_sysctls {
+        let scopes = std::iter::once("all").chain(config.interfaces.iter().map(String::as_str));
+        for scope in scopes {
+            items.push(sysctl(format!("net.ipv4.conf.{scope}.arp_ignore"), "1"));
+            items.push(sysctl(format!("net.ipv4.conf.{scope}.arp_announce"), "2"));
+        }
+    }
+    let router = &config.router;
+    if let Some(on) = router.ip_forward {
+        items.push(sysctl(
+            "net.ipv4.ip_forward".into(),
+            if on { "1" } else { "0" },
+        ));
+    }
+    if let Some(on) = router.ipv6_forwarding {
+        items.push(sysctl(
+            "net.ipv6.conf.all.forwarding".into(),
+            if on { "1" } else { "0" },
+        ));
+    }
+    if let Some(mode) = router.rp_filter {
+        for scope in ["all", "default"] {
+            items.push(sysctl(
+                format!("net.ipv4.conf.{scope}.rp_filter"),
+                &mode.to_string(),
+            ));
+        }
+    }
+    items
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    use super::*;
+
+    #[test]
+    fn a_real_server_and_a_router_config_give_the_seed_commands() {
+        let config = Config::parse(
+            r#"
+            interfaces = ["eth0"]
+            [[range]]
+            name = "web"
+            cidr = "192.0.2.0/24"
+            accept = "alias"
+            [[range]]
+            name = "web6"
+            cidr = "2001:db8:1::/64"
+            accept = "route"
+            [[range]]
+            name = "counted"
+            cidr = "203.0.113.0/24"
+            [[route]]
+            cidr = "198.51.100.0/24"
+            via = "198.18.0.2"
+            [router]
+            rp_filter = 1
+            "#,
+            Path::new("t"),
+        )
+        .unwrap();
+        let commands: Vec<String> = desired(&config).iter().map(Item::to_string).collect();
+        assert_eq!(
+            commands,
+            [
+                "ip addr add 192.0.2.0/24 dev lo label lo:vip0",
+                "ip -6 route add local 2001:db8:1::/64 dev lo table local",
+                "ip route add 198.51.100.0/24 via 198.18.0.2",
+                "sysctl -w net.ipv4.conf.all.arp_ignore=1",
+                "sysctl -w net.ipv4.conf.all.arp_announce=2",
+                "sysctl -w net.ipv4.conf.eth0.arp_ignore=1",
+                "sysctl -w net.ipv4.conf.eth0.arp_announce=2",
+                "sysctl -w net.ipv4.ip_forward=1",
+                "sysctl -w net.ipv4.conf.all.rp_filter=1",
+                "sysctl -w net.ipv4.conf.default.rp_filter=1",
+            ]
+        );
+    }
+
+    #[test]
+    fn count_only_ranges_change_nothing() {
+        let config = Config::parse(
+            "interfaces = [\"eth0\"]\n[[range]]\nname = \"a\"\ncidr = \"192.0.2.0/24\"\n",
+            Path::new("t"),
+        )
+        .unwrap();
+        assert!(desired(&config).is_empty());
+    }
+
+    #[test]
+    fn arp_sysctls_can_be_switched_off() {
+        let config = Config::parse(
+            "interfaces = [\"eth0\"]\narp_sysctls = false\n[[range]]\nname = \"a\"\ncidr = \"192.0.2.0/24\"\naccept = \"route\"\n",
+            Path::new("t"),
+        )
+        .unwrap();
+        assert_eq!(
+            desired(&config),
+            [Item::LocalRoute {
+                cidr: "192.0.2.0/24".parse().unwrap()
+            }]
+        );
+    }
+}

@@ -1,0 +1,27 @@
+//! The host state of the seed recipe (loopback alias or AnyIP route, router
+//! route, ARP and forwarding sysctls): planned, applied, repaired and reverted
+//! through netlink and /proc/sys.
+
+pub mod apply;
+pub mod items;
+pub mod netlink;
+pub mod plan;
+pub mod state;
+pub mod sysctl;
+
+pub use items::{desired, Item};
+pub use netlink::Netlink;
+pub use plan::{HostView, SafetyError, Status, Step};
+pub use state::{State, StateFile};
+
+#[derive(Debug, thiserror::Error)]
+pub enum HostError {
+    #[error(transparent)]
+    Netlink(#[from] netlink::NetlinkError),
+    #[error(transparent)]
+    Sysctl(#[from] sysctl::SysctlError),
+    #[error(transparent)]
+    State(#[from] state::StateError),
+    #[error(transparent)]
+    Safety(#[from] SafetyError),
+}

@@ -1,0 +1,199 @@
+//! Comparing what the config asks for with what the host has, and the safety
+//! checks that need the host's addresses and routes. Read-only.
+
+use std::net::IpAddr;
+
+use ipnet::IpNet;
+
+use super::{
+    items::Item,
+    netlink::{Address, Netlink, NetlinkError, Route, TABLE_LOCAL, TABLE_MAIN},
+    sysctl::{self, SysctlError},
+};
+use crate::config::Config;
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Status {
+    InPlace,
+    Missing,
+    /// Something else holds the place (a route via another next hop, the same
+    /// address with another prefix). vip will not replace it.
+    Conflict(String),
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Step {
+    pub item: Item,
+    pub status: Status,
+    /// A sysctl's value now.
+    pub current: Option<String>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum SafetyError {
+    #[error("range {range:?} ({cidr}) contains {addr}, configured on interface {interface}")]
+    AddressInRange {
+        range: String,
+        cidr: IpNet,
+        addr: IpAddr,
+        interface: String,
+    },
+    #[error("range {range:?} ({cidr}) contains the default gateway {gateway}")]
+    GatewayInRange {
+        range: String,
+        cidr: IpNet,
+        gateway: IpAddr,
+    },
+    #[error("{item}: {reason}; vip does not replace what it did not add")]
+    Conflict { item: String, reason: String },
+}
+
+/// A snapshot of the host's addresses and routes.
+pub struct HostView {
+    pub addresses: Vec<Address>,
+    pub routes: Vec<Route>,
+    loopback: u32,
+}
+
+impl HostView {
+    pub async fn read(netlink: &Netlink) -> Result<HostView, NetlinkError> {
+        Ok(HostView {
+            addresses: netlink.addresses().await?,
+            routes: netlink.routes().await?,
+            loopback: netlink.loopback_index(),
+        })
+    }
+
+    pub fn status(&self, item: &Item) -> Result<(Status, Option<String>), SysctlError> {
+        let status = match item {
+            Item::Alias { cidr, .. } => {
+                let on_lo = self
+                    .addresses
+                    .iter()
+                    .find(|a| a.ifindex == self.loopback && a.addr == IpAddr::V4(cidr.network()));
+                match on_lo {
+                    Some(a) if a.prefix_len == cidr.prefix_len() => Status::InPlace,
+                    Some(a) => {
+                        Status::Conflict(format!("{} is on lo as /{}", a.addr, a.prefix_len))
+                    }
+                    None => Status::Missing,
+                }
+            }
+            Item::LocalRoute { cidr } => {
+                let present = self
+                    .routes
+                    .iter()
+                    .any(|r| r.table == TABLE_LOCAL && r.local && r.dst == *cidr);
+                if present {
+                    Status::InPlace
+                } else {
+                    Status::Missing
+                }
+            }
+            Item::Route { cidr, via } => {
+                let existing: Vec<&Route> = self
+                    .routes
+                    .iter()
+                    .filter(|r| r.table == TABLE_MAIN && r.dst == *cidr)
+                    .collect();
+                if existing.iter().any(|r| r.gateway == Some(*via)) {
+                    Status::InPlace
+                } else if let Some(other) = existing.first() {
+                    Status::Conflict(match other.gateway {
+                        Some(gw) => format!("{cidr} is already routed via {gw}"),
+                        None => format!("{cidr} is already routed"),
+                    })
+                } else {
+                    Status::Missing
+                }
+            }
+            Item::Sysctl { key, value } => {
+                let current = sysctl::read(key)?;
+                let status = if &current == value {
+                    Status::InPlace
+                } else {
+                    Status::Missing
+                };
+                return Ok((status, Some(current)));
+            }
+        };
+        Ok((status, None))
+    }
+
+    /// Refuses ranges that would take over addresses the host already uses.
+    pub fn check_safety(&self, config: &Config) -> Result<(), SafetyError> {
+        for range in &config.ranges {
+            for address in &self.addresses {
+                if address.ifindex != self.loopback && range.cidr.contains(&address.addr) {
+                    return Err(SafetyError::AddressInRange {
+                        range: range.name.clone(),
+                        cidr: range.cidr,
+                        addr: address.addr,
+                        interface: interface_name(address.ifindex),
+                    });
+                }
+            }
+            let gateways = self
+                .routes
+                .iter()
+                .filter(|r| r.table == TABLE_MAIN && r.dst.prefix_len() == 0)
+                .filter_map(|r| r.gateway);
+            for gateway in gateways {
+                if range.cidr.contains(&gateway) {
+                    return Err(SafetyError::GatewayInRange {
+                        range: range.name.clone(),
+                        cidr: range.cidr,
+                        gateway,
+                    });
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+fn interface_name(index: u32) -> String {
+    nix::net::if_::if_indextoname(index)
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_else(|_| format!("#{index}"))
+}
+
+/// Every item of the config with its status; refuses conflicts.
+pub fn plan(view: &HostView, items: Vec<Item>) -> Result<Vec<Step>, super::HostError> {
+    items
+        .into_iter()
+        .map(|item| {
+            let (status, current) = view.status(&item)?;
+            if let Status::Conflict(reason) = &status {
+                return Err(SafetyError::Conflict {
+                    item: item.to_string(),
+                    reason: reason.clone(),
+                }
+                .into());
+            }
+            Ok(Step {
+                item,
+                status,
+                current,
+            })
+        })
+        .collect()
+}
+
+/// `vip plan`'s output: one command per change, and what is already in place.
+pub fn render(steps: &[Step]) -> String {
+    let mut out = String::new();
+    for step in steps {
+        match step.status {
+            Status::Missing => out.push_str(&format!("{}\n", step.item)),
+            Status::InPlace => out.push_str(&format!("# in place: {}\n", step.item)),
+            Status::Conflict(ref reason) => {
+                out.push_str(&format!("# conflict: {} ({reason})\n", step.item))
+            }
+        }
+    }
+    if steps.iter().all(|s| s.status == Status::InPlace) {
+        out.push_str("# nothing to change\n");
+    }
+    out
+}
