@@ -6,3 +6,4 @@ pub mod fixture;
 pub mod netns;
 pub mod packets;
 pub mod root;
+pub mod seed;

@@ -34,6 +34,14 @@ impl Netns {
     /// Creates `vipt-<tag>-<pid>-<n>`, with IPv6 off (no DAD, MLD or RS noise in
     /// the counters) and `lo` up.
     pub fn new(tag: &str) -> Netns {
+        let ns = Netns::with_ipv6(tag);
+        ns.sysctl("net.ipv6.conf.all.disable_ipv6", "1");
+        ns.sysctl("net.ipv6.conf.default.disable_ipv6", "1");
+        ns
+    }
+
+    /// Like [`Netns::new`], with IPv6 left on.
+    pub fn with_ipv6(tag: &str) -> Netns {
         let name = format!(
             "vipt-{tag}-{}-{}",
             std::process::id(),
@@ -41,10 +49,61 @@ impl Netns {
         );
         ip(&["netns", "add", &name]);
         let ns = Netns { name };
-        ns.sysctl("net.ipv6.conf.all.disable_ipv6", "1");
-        ns.sysctl("net.ipv6.conf.default.disable_ipv6", "1");
         ns.ip(&["link", "set", "lo", "up"]);
         ns
+    }
+
+    /// `ip -n NAME ARGS`'s output.
+    pub fn ip_output(&self, args: &[&str]) -> String {
+        let out = Command::new("ip")
+            .arg("-n")
+            .arg(&self.name)
+            .args(args)
+            .output()
+            .expect("running ip");
+        assert!(
+            out.status.success(),
+            "ip {}: {}",
+            args.join(" "),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).expect("utf-8")
+    }
+
+    /// Reads a sysctl of this namespace.
+    pub fn read_sysctl(&self, key: &str) -> String {
+        let path = format!("/proc/sys/{}", key.replace('.', "/"));
+        self.run_in(move || {
+            std::fs::read_to_string(&path)
+                .unwrap_or_else(|e| panic!("reading {path}: {e}"))
+                .trim()
+                .to_string()
+        })
+    }
+
+    /// Sends `frame` out of `ifname`, then returns the first frame received on
+    /// `ifname` within `timeout` for which `wanted` holds.
+    pub fn exchange(
+        &self,
+        ifname: &str,
+        frame: Vec<u8>,
+        timeout: std::time::Duration,
+        wanted: impl Fn(&[u8]) -> bool + Send + 'static,
+    ) -> Option<Vec<u8>> {
+        let ifname = ifname.to_string();
+        self.run_in(move || {
+            let socket = PacketSocket::bind(&ifname);
+            socket.listen(timeout);
+            socket.send(&frame);
+            let deadline = std::time::Instant::now() + timeout;
+            while std::time::Instant::now() < deadline {
+                match socket.recv() {
+                    Some(received) if wanted(&received) => return Some(received),
+                    _ => {}
+                }
+            }
+            None
+        })
     }
 
     pub fn name(&self) -> &str {
@@ -147,6 +206,49 @@ impl PacketSocket {
         );
         let fd = unsafe { <std::os::fd::OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(raw) };
         PacketSocket { fd, ifindex }
+    }
+
+    /// Receives every frame of the interface from now on; `recv` waits at most
+    /// `timeout` for each.
+    fn listen(&self, timeout: std::time::Duration) {
+        let mut addr: libc::sockaddr_ll = unsafe { std::mem::zeroed() };
+        addr.sll_family = libc::AF_PACKET as u16;
+        addr.sll_protocol = (libc::ETH_P_ALL as u16).to_be();
+        addr.sll_ifindex = self.ifindex;
+        // SAFETY: addr is a valid sockaddr_ll.
+        let rc = unsafe {
+            libc::bind(
+                self.fd.as_raw_fd(),
+                (&addr as *const libc::sockaddr_ll).cast(),
+                std::mem::size_of::<libc::sockaddr_ll>() as u32,
+            )
+        };
+        assert_eq!(rc, 0, "bind AF_PACKET: {}", std::io::Error::last_os_error());
+        let tv = libc::timeval {
+            tv_sec: timeout.as_secs() as i64,
+            tv_usec: i64::from(timeout.subsec_micros()),
+        };
+        // SAFETY: tv is a valid timeval.
+        let rc = unsafe {
+            libc::setsockopt(
+                self.fd.as_raw_fd(),
+                libc::SOL_SOCKET,
+                libc::SO_RCVTIMEO,
+                (&tv as *const libc::timeval).cast(),
+                std::mem::size_of::<libc::timeval>() as u32,
+            )
+        };
+        assert_eq!(rc, 0, "SO_RCVTIMEO: {}", std::io::Error::last_os_error());
+    }
+
+    fn recv(&self) -> Option<Vec<u8>> {
+        let mut buf = vec![0u8; 2048];
+        // SAFETY: buf is writable for its length.
+        let n = unsafe { libc::recv(self.fd.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len(), 0) };
+        (n > 0).then(|| {
+            buf.truncate(n as usize);
+            buf
+        })
     }
 
     fn send(&self, frame: &[u8]) {
