@@ -48,6 +48,11 @@ pub struct Route {
     pub gateway: Option<IpAddr>,
 }
 
+enum Change {
+    Add,
+    Delete,
+}
+
 pub struct Netlink {
     handle: Handle,
     lo: u32,
@@ -150,44 +155,52 @@ impl Netlink {
 
     /// `ip route add local CIDR dev lo table local`.
     pub async fn add_local_route(&self, cidr: IpNet) -> Result<(), NetlinkError> {
-        let message = self.local_route(cidr)?;
-        self.handle
-            .route()
-            .add(message)
-            .execute()
-            .await
-            .map_err(request_err(format!("add local route {cidr}")))
+        self.change_route(
+            Change::Add,
+            self.local_route(cidr)?,
+            format!("local route {cidr}"),
+        )
+        .await
     }
 
     pub async fn del_local_route(&self, cidr: IpNet) -> Result<(), NetlinkError> {
-        let message = self.local_route(cidr)?;
-        self.handle
-            .route()
-            .del(message)
-            .execute()
-            .await
-            .map_err(request_err(format!("delete local route {cidr}")))
+        self.change_route(
+            Change::Delete,
+            self.local_route(cidr)?,
+            format!("local route {cidr}"),
+        )
+        .await
     }
 
     /// `ip route add CIDR via VIA`.
     pub async fn add_route(&self, cidr: IpNet, via: IpAddr) -> Result<(), NetlinkError> {
         let message = gateway_route(cidr, via)?;
-        self.handle
-            .route()
-            .add(message)
-            .execute()
+        self.change_route(Change::Add, message, format!("route {cidr} via {via}"))
             .await
-            .map_err(request_err(format!("add route {cidr} via {via}")))
     }
 
     pub async fn del_route(&self, cidr: IpNet, via: IpAddr) -> Result<(), NetlinkError> {
         let message = gateway_route(cidr, via)?;
-        self.handle
-            .route()
-            .del(message)
-            .execute()
+        self.change_route(Change::Delete, message, format!("route {cidr} via {via}"))
             .await
-            .map_err(request_err(format!("delete route {cidr} via {via}")))
+    }
+
+    async fn change_route(
+        &self,
+        change: Change,
+        message: RouteMessage,
+        what: String,
+    ) -> Result<(), NetlinkError> {
+        let routes = self.handle.route();
+        let result = match change {
+            Change::Add => routes.add(message).execute().await,
+            Change::Delete => routes.del(message).execute().await,
+        };
+        let verb = match change {
+            Change::Add => "add",
+            Change::Delete => "delete",
+        };
+        result.map_err(request_err(format!("{verb} {what}")))
     }
 
     fn local_route(&self, cidr: IpNet) -> Result<RouteMessage, NetlinkError> {
