@@ -19,29 +19,113 @@ pub fn load(config_toml: &str) -> Datapath {
 #[derive(Debug, Default, PartialEq, Eq)]
 pub struct Deltas {
     pub global: GlobalReport,
-    /// Range name -> (packets, bytes, sparse overflow packets), only ranges that moved.
-    pub ranges: BTreeMap<String, (u64, u64, u64)>,
-    /// VIP -> (packets, bytes), only VIPs that moved.
-    pub vips: BTreeMap<IpAddr, (u64, u64)>,
+    /// Range name -> its counters' change, only ranges that moved.
+    pub ranges: BTreeMap<String, Moved>,
+    /// VIP -> its counters' change, only VIPs that moved.
+    pub vips: BTreeMap<IpAddr, Moved>,
+}
+
+/// How a range's or a VIP's counters moved.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Moved {
+    pub packets: u64,
+    pub bytes: u64,
+    pub dropped_packets: u64,
+    pub dropped_bytes: u64,
+    /// Ranges only.
+    pub overflow_packets: u64,
+}
+
+impl Moved {
+    pub fn accepted(bytes: u64) -> Moved {
+        Moved {
+            packets: 1,
+            bytes,
+            ..Moved::default()
+        }
+    }
+
+    pub fn dropped(bytes: u64) -> Moved {
+        Moved {
+            dropped_packets: 1,
+            dropped_bytes: bytes,
+            ..Moved::default()
+        }
+    }
 }
 
 pub fn snapshot(datapath: &Datapath) -> Report {
     stats::read(datapath.ebpf()).expect("reading counters")
 }
 
-/// Runs `frame` once through `vip_xdp`; returns the XDP verdict and the deltas.
-pub fn run_xdp(datapath: &mut Datapath, frame: &[u8]) -> (u32, Deltas) {
+/// Which entry point a fixture runs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Program {
+    Xdp,
+    Tc,
+}
+
+/// What a program decided, in common terms.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Verdict {
+    Pass,
+    Drop,
+}
+
+impl Program {
+    fn verdict(self, return_value: u32) -> Verdict {
+        match (self, return_value) {
+            (Program::Xdp, 2) | (Program::Tc, 0) => Verdict::Pass, // XDP_PASS, TC_ACT_OK
+            (Program::Xdp, 1) | (Program::Tc, 2) => Verdict::Drop, // XDP_DROP, TC_ACT_SHOT
+            (program, other) => panic!("{program:?} returned {other}"),
+        }
+    }
+}
+
+/// Runs `frame` once through one program; returns its verdict, or the kernel's
+/// refusal to run it.
+pub fn try_run_once(
+    datapath: &mut Datapath,
+    program: Program,
+    frame: &[u8],
+) -> Result<Verdict, aya::programs::ProgramError> {
+    let options = TestRunOptions {
+        data_in: Some(frame),
+        ..TestRunOptions::default()
+    };
+    let result = match program {
+        Program::Xdp => datapath.xdp().expect("xdp program").test_run(options),
+        Program::Tc => datapath.tc().expect("tc program").test_run(options),
+    }?;
+    Ok(program.verdict(result.return_value))
+}
+
+/// Runs `frame` once through one program; returns its verdict.
+pub fn run_once(datapath: &mut Datapath, program: Program, frame: &[u8]) -> Verdict {
+    let options = TestRunOptions {
+        data_in: Some(frame),
+        ..TestRunOptions::default()
+    };
+    let result = match program {
+        Program::Xdp => datapath.xdp().expect("xdp program").test_run(options),
+        Program::Tc => datapath.tc().expect("tc program").test_run(options),
+    }
+    .unwrap_or_else(|e| {
+        panic!(
+            "BPF_PROG_TEST_RUN of {program:?} refused a {}-byte frame: {e:?}\n{}",
+            frame.len(),
+            hex(frame)
+        )
+    });
+    program.verdict(result.return_value)
+}
+
+/// Runs `frame` once; returns the verdict and exactly what every counter did.
+pub fn run(datapath: &mut Datapath, program: Program, frame: &[u8]) -> (Verdict, Deltas) {
     let before = snapshot(datapath);
-    let result = datapath
-        .xdp()
-        .expect("xdp program")
-        .test_run(TestRunOptions {
-            data_in: Some(frame),
-            ..TestRunOptions::default()
-        })
-        .expect("BPF_PROG_TEST_RUN");
+    let verdict = run_once(datapath, program, frame);
     let after = snapshot(datapath);
-    (result.return_value, deltas(&before, &after))
+    (verdict, deltas(&before, &after))
 }
 
 pub fn deltas(before: &Report, after: &Report) -> Deltas {
@@ -52,25 +136,56 @@ pub fn deltas(before: &Report, after: &Report) -> Deltas {
             non_vip_packets: g(|g| g.non_vip_packets),
             malformed_packets: g(|g| g.malformed_packets),
             internal_errors: g(|g| g.internal_errors),
+            fragments: g(|g| g.fragments),
         },
         ..Deltas::default()
     };
     for range in &after.ranges {
         let old = before.range(&range.name).expect("ranges do not change");
-        let delta = (
-            range.packets - old.packets,
-            range.bytes - old.bytes,
-            range.sparse_overflow_packets - old.sparse_overflow_packets,
-        );
-        if delta != (0, 0, 0) {
-            out.ranges.insert(range.name.clone(), delta);
+        let moved = Moved {
+            packets: range.packets - old.packets,
+            bytes: range.bytes - old.bytes,
+            dropped_packets: range.dropped_packets - old.dropped_packets,
+            dropped_bytes: range.dropped_bytes - old.dropped_bytes,
+            overflow_packets: range.sparse_overflow_packets - old.sparse_overflow_packets,
+        };
+        if moved != Moved::default() {
+            out.ranges.insert(range.name.clone(), moved);
         }
         for vip in &range.vips {
-            let (p, b) = old.vip(vip.addr).map_or((0, 0), |v| (v.packets, v.bytes));
-            if (vip.packets - p, vip.bytes - b) != (0, 0) {
-                out.vips.insert(vip.addr, (vip.packets - p, vip.bytes - b));
+            let zero = vip_userspace::stats::VipReport {
+                addr: vip.addr,
+                packets: 0,
+                bytes: 0,
+                dropped_packets: 0,
+                dropped_bytes: 0,
+            };
+            let was = old.vip(vip.addr).unwrap_or(&zero);
+            let moved = Moved {
+                packets: vip.packets - was.packets,
+                bytes: vip.bytes - was.bytes,
+                dropped_packets: vip.dropped_packets - was.dropped_packets,
+                dropped_bytes: vip.dropped_bytes - was.dropped_bytes,
+                overflow_packets: 0,
+            };
+            if moved != Moved::default() {
+                out.vips.insert(vip.addr, moved);
             }
         }
     }
     out
+}
+
+/// A frame as hex, 16 bytes a line.
+pub fn hex(frame: &[u8]) -> String {
+    frame
+        .chunks(16)
+        .map(|line| {
+            line.iter()
+                .map(|b| format!("{b:02x}"))
+                .collect::<Vec<_>>()
+                .join(" ")
+        })
+        .collect::<Vec<_>>()
+        .join("\n")
 }

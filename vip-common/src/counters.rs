@@ -1,20 +1,26 @@
 //! Counter layout shared by the datapath and `vip stats`.
 //!
-//! Every frame lands in exactly one counter: a VIP slot (dense or sparse), a
-//! sparse range's overflow, or one of the global counters below. There is no separate "all packets"
-//! counter on the fast path: userspace sums the parts.
+//! Every frame lands in exactly one counter: a VIP slot's accepted or dropped side
+//! (dense or sparse), a sparse range's overflow, or one of the global counters
+//! below (but `GLOBAL_FRAGMENTS`, which counts a subset of accepted packets). There
+//! is no separate "all packets" counter on the fast path: userspace sums the parts.
 
 use bytemuck::{Pod, Zeroable};
 
 /// Index into `MAP_GLOBAL_STATS`: well-formed frames whose destination is in no
 /// range, non-IP frames included.
 pub const GLOBAL_NON_VIP: u32 = 0;
-/// Frames with a truncated header or a bad IP version or IHL. They pass untouched.
+/// Frames with a truncated header, a bad IP version or IHL, or (for a range with an
+/// allow list) a transport header that cannot be read. Passed, except to a range
+/// with an allow list, where they are dropped.
 pub const GLOBAL_MALFORMED: u32 = 1;
 /// A map lookup that cannot fail did (e.g. a dense slot out of bounds): a bug or a
 /// half-written config. The packet passes.
 pub const GLOBAL_INTERNAL_ERRORS: u32 = 2;
-pub const GLOBAL_COUNTERS: u32 = 3;
+/// Non-first fragments let through to a range with an allow list (they are also
+/// counted as accepted for their VIP).
+pub const GLOBAL_FRAGMENTS: u32 = 3;
+pub const GLOBAL_COUNTERS: u32 = 4;
 
 /// Packets and bytes; bytes are the frame length the program sees.
 #[repr(C)]
@@ -37,13 +43,49 @@ impl Counter {
     }
 }
 
+/// What happened to the packets of one VIP (or of a range's overflow).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Pod, Zeroable)]
+pub struct Verdicts {
+    pub accepted: Counter,
+    pub dropped: Counter,
+}
+
+impl Verdicts {
+    /// The side a verdict counts on.
+    #[inline(always)]
+    pub fn side(&mut self, drop: bool) -> &mut Counter {
+        if drop {
+            &mut self.dropped
+        } else {
+            &mut self.accepted
+        }
+    }
+
+    pub fn merge(&mut self, other: &Verdicts) {
+        self.accepted.merge(&other.accepted);
+        self.dropped.merge(&other.dropped);
+    }
+}
+
+/// Value of `MAP_SPARSE_STATS`: a VIP's counters, and its range, cached per CPU.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Pod, Zeroable)]
+pub struct SparseSlot {
+    pub verdicts: Verdicts,
+    /// 1 + the range id, filled by the first packet this CPU counts here; 0 when
+    /// another CPU created the slot and this one has not looked the range up yet.
+    pub range_slot: u32,
+    pub _pad: u32,
+}
+
 /// Per-range counters that are not the sum of VIP slots.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Pod, Zeroable)]
 pub struct RangeStats {
     /// Packets to VIPs of a sparse range that found no free slot in
-    /// `MAP_SPARSE_STATS`; the range's total is its VIP slots plus these.
-    pub sparse_overflow: Counter,
+    /// `MAP_SPARSE_STATS`; the range's totals are its VIP slots plus these.
+    pub sparse_overflow: Verdicts,
 }
 
 impl RangeStats {
@@ -53,10 +95,14 @@ impl RangeStats {
 }
 
 const _: () = assert!(core::mem::size_of::<Counter>() == 16);
-const _: () = assert!(core::mem::size_of::<RangeStats>() == 16);
+const _: () = assert!(core::mem::size_of::<Verdicts>() == 32);
+const _: () = assert!(core::mem::size_of::<SparseSlot>() == 40);
+const _: () = assert!(core::mem::size_of::<RangeStats>() == 32);
 
 #[cfg(feature = "user")]
 mod pod {
     unsafe impl aya::Pod for super::Counter {}
+    unsafe impl aya::Pod for super::Verdicts {}
+    unsafe impl aya::Pod for super::SparseSlot {}
     unsafe impl aya::Pod for super::RangeStats {}
 }

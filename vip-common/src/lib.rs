@@ -9,7 +9,9 @@
 pub mod counters;
 pub mod maps;
 pub mod meta;
+pub mod policy;
 
 pub use counters::*;
 pub use maps::*;
 pub use meta::*;
+pub use policy::*;

@@ -15,11 +15,13 @@ pub const MAP_V4_L1: &str = "VIP_V4_L1";
 /// octet: `V4_SLOT_NONE`, `V4_SLOT_LPM`, or 1 + the id of the range that covers
 /// the whole /24.
 pub const MAP_V4_L2: &str = "VIP_V4_L2";
+/// Array of [`crate::RangePolicy`], indexed by range id.
+pub const MAP_POLICY: &str = "VIP_POLICY";
 /// Per-CPU array of [`crate::RangeStats`], indexed by `RangeValue::range_id`.
 pub const MAP_RANGE_STATS: &str = "VIP_RANGE_STATS";
-/// Per-CPU array of [`crate::Counter`], one slot per address of every dense range.
+/// Per-CPU array of [`crate::Verdicts`], one slot per address of every dense range.
 pub const MAP_DENSE_STATS: &str = "VIP_DENSE_STATS";
-/// Per-CPU hash [`VipAddr`] -> [`crate::Counter`] for sparse ranges (IPv6, IPv4 wider than /16).
+/// Per-CPU hash [`VipAddr`] -> [`crate::SparseSlot`] for sparse ranges (IPv6, IPv4 wider than /16).
 pub const MAP_SPARSE_STATS: &str = "VIP_SPARSE_STATS";
 /// Per-CPU array of `u64`, indexed by the `GLOBAL_*` constants.
 pub const MAP_GLOBAL_STATS: &str = "VIP_GLOBAL";
@@ -30,7 +32,8 @@ pub const MAP_ATTACH_META: &str = "VIP_ATTACH_META";
 
 /// Every map the daemon pins, in pin order: `MAP_ATTACH_META` is last, so its pin
 /// marks a datapath that is fully set up.
-pub const PINNED_MAPS: [&str; 11] = [
+pub const PINNED_MAPS: [&str; 12] = [
+    MAP_POLICY,
     MAP_V4_RANGES,
     MAP_V6_RANGES,
     MAP_RANGES,
@@ -46,6 +49,7 @@ pub const PINNED_MAPS: [&str; 11] = [
 
 /// Names of the eBPF programs in the object.
 pub const PROG_XDP: &str = "vip_xdp";
+pub const PROG_TC: &str = "vip_tc";
 
 pub const V4_L1_ENTRIES: u32 = 1 << 16;
 pub const V4_L2_BLOCK: u32 = 256;

@@ -13,6 +13,7 @@ pub const FAMILY_V6: u32 = 6;
 /// `AttachMeta::mode`.
 pub const ATTACH_XDP_NATIVE: u32 = 1;
 pub const ATTACH_XDP_GENERIC: u32 = 2;
+pub const ATTACH_TC: u32 = 3;
 
 #[repr(C)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Pod, Zeroable)]
@@ -38,7 +39,7 @@ pub struct AttachMeta {
     /// NUL-padded interface name.
     pub ifname: [u8; IFNAME_MAX + 1],
     pub ifindex: u32,
-    /// `ATTACH_XDP_NATIVE` or `ATTACH_XDP_GENERIC`.
+    /// `ATTACH_XDP_NATIVE`, `ATTACH_XDP_GENERIC` or `ATTACH_TC`.
     pub mode: u32,
     /// Non-zero when `mode` is a fallback from the requested one.
     pub fallback: u32,

@@ -1,21 +1,23 @@
 //! The one classifier: packet -> verdict and counters, generic over the program type.
 
-use vip_common::{GLOBAL_INTERNAL_ERRORS, GLOBAL_MALFORMED, GLOBAL_NON_VIP};
+use vip_common::{RangeValue, GLOBAL_INTERNAL_ERRORS, GLOBAL_MALFORMED, GLOBAL_NON_VIP};
 
 use crate::{
     count,
     cursor::PacketBuf,
     lookup,
     parse::{self, Destination, Malformed},
+    policy::{self, Judgement},
 };
 
 /// What to do with the packet; each entry point maps it to its own return code.
 pub enum Verdict {
     Pass,
+    Drop,
 }
 
-/// Why classification stopped. Each failure is counted in its own global counter
-/// by the entry point, which then chooses the failure verdict.
+/// Why classification stopped early. Each failure is counted in its own global
+/// counter by the entry point, which then chooses the failure verdict.
 pub enum Failure {
     Malformed,
     Internal,
@@ -47,21 +49,56 @@ impl From<count::MapInconsistent> for Failure {
 #[inline(always)]
 pub fn classify<B: PacketBuf>(buf: &B) -> Result<Verdict, Failure> {
     let bytes = buf.len();
-    match parse::destination(buf)? {
-        Destination::V4 { addr_be } => match lookup::range_v4(addr_be) {
-            Some(range) => count::v4_hit(range, addr_be, bytes)?,
-            None => count::global(GLOBAL_NON_VIP),
-        },
-        Destination::V6 { vip } => {
-            // IPv6 ranges are all sparse: a VIP seen before skips the LPM lookup.
-            if !count::sparse_known(&vip, bytes) {
-                match lookup::range_v6(&vip) {
-                    Some(range) => count::sparse_first(range, &vip, bytes)?,
-                    None => count::global(GLOBAL_NON_VIP),
-                }
+    let l3 = parse::network(buf)?;
+    match l3.dst {
+        Destination::V4 { addr_be } => {
+            let Some(range) = lookup::range_v4(addr_be) else {
+                return Ok(non_vip());
+            };
+            let (verdict, counted) = outcome(policy::judge(buf, range.range_id, l3.next));
+            if let Some(drop) = counted {
+                count::v4_hit(range, addr_be, bytes, drop)?;
             }
+            Ok(verdict)
         }
-        Destination::NotIp => count::global(GLOBAL_NON_VIP),
+        Destination::V6 { vip } => {
+            // IPv6 ranges are all sparse: a VIP this CPU has seen skips the trie.
+            let slot = count::sparse_slot(&vip);
+            let cached = slot.map_or(0, count::cached_range);
+            let range: &RangeValue = if cached != 0 {
+                lookup::range_by_id(cached - 1).ok_or(count::MapInconsistent)?
+            } else {
+                match lookup::range_v6(&vip) {
+                    Some(range) => range,
+                    None => return Ok(non_vip()),
+                }
+            };
+            let (verdict, counted) = outcome(policy::judge(buf, range.range_id, l3.next));
+            if let Some(drop) = counted {
+                count::sparse_hit(range, &vip, slot, bytes, drop)?;
+            }
+            Ok(verdict)
+        }
+        Destination::NotIp => Ok(non_vip()),
     }
-    Ok(Verdict::Pass)
+}
+
+#[inline(always)]
+fn non_vip() -> Verdict {
+    count::global(GLOBAL_NON_VIP);
+    Verdict::Pass
+}
+
+/// The verdict for a judgement, and which side of the VIP's counters it goes to
+/// (`Some(true)`: dropped), or `None` when it was counted as malformed instead.
+#[inline(always)]
+fn outcome(judgement: Judgement) -> (Verdict, Option<bool>) {
+    match judgement {
+        Judgement::Accept => (Verdict::Pass, Some(false)),
+        Judgement::Drop => (Verdict::Drop, Some(true)),
+        Judgement::Malformed { drop } => {
+            count::global(GLOBAL_MALFORMED);
+            (if drop { Verdict::Drop } else { Verdict::Pass }, None)
+        }
+    }
 }

@@ -2,7 +2,7 @@
 
 use core::mem::size_of;
 
-use aya_ebpf::programs::XdpContext;
+use aya_ebpf::programs::{TcContext, XdpContext};
 
 /// A packet's linear data, as a `[start, end)` range of addresses.
 pub trait PacketBuf {
@@ -25,6 +25,24 @@ impl PacketBuf for XdpContext {
     #[inline(always)]
     fn end(&self) -> usize {
         self.data_end()
+    }
+}
+
+impl PacketBuf for TcContext {
+    #[inline(always)]
+    fn start(&self) -> usize {
+        self.data()
+    }
+
+    #[inline(always)]
+    fn end(&self) -> usize {
+        self.data_end()
+    }
+
+    /// The whole skb, not only its linear part.
+    #[inline(always)]
+    fn len(&self) -> u64 {
+        u64::from(TcContext::len(self))
     }
 }
 

@@ -36,6 +36,11 @@ pub fn range_v4(addr_be: [u8; 4]) -> Option<&'static RangeValue> {
 }
 
 #[inline(always)]
+pub fn range_by_id(range_id: u32) -> Option<&'static RangeValue> {
+    VIP_RANGES.get(range_id)
+}
+
+#[inline(always)]
 pub fn range_v6(vip: &VipAddr) -> Option<&'static RangeValue> {
     VIP_V6_RANGES.get(Key::new(128, vip.addr_be))
 }

@@ -8,16 +8,22 @@ mod count;
 mod cursor;
 mod lookup;
 mod parse;
+mod policy;
 
-use aya_ebpf::{bindings::xdp_action, macros::xdp, programs::XdpContext};
+use aya_ebpf::{
+    bindings::{xdp_action, TC_ACT_OK, TC_ACT_SHOT},
+    macros::{classifier, xdp},
+    programs::{TcContext, XdpContext},
+};
 
-use classify::{classify, Verdict};
+use classify::{classify, Failure, Verdict};
 
-/// Counts packets to the configured ranges and passes everything.
+/// Counts packets to the configured ranges and drops what their allow lists do
+/// not allow.
 ///
-/// Failure verdict: XDP_PASS. A packet vip cannot parse (counted as malformed) or a
-/// map inconsistency (counted as an internal error) must never black-hole traffic
-/// while no policy is configured.
+/// Failure verdict: XDP_PASS. A packet whose IP header vip cannot parse (counted as
+/// malformed) or a map inconsistency (counted as an internal error) must never be
+/// black-holed: it may not even be for a VIP.
 #[xdp]
 pub fn vip_xdp(ctx: XdpContext) -> u32 {
     match try_vip_xdp(&ctx) {
@@ -30,9 +36,38 @@ pub fn vip_xdp(ctx: XdpContext) -> u32 {
 }
 
 #[inline(always)]
-fn try_vip_xdp(ctx: &XdpContext) -> Result<u32, classify::Failure> {
+fn try_vip_xdp(ctx: &XdpContext) -> Result<u32, Failure> {
     Ok(match classify(ctx)? {
         Verdict::Pass => xdp_action::XDP_PASS,
+        Verdict::Drop => xdp_action::XDP_DROP,
+    })
+}
+
+/// The same classifier as a TC ingress program, where XDP cannot attach.
+///
+/// Failure verdict: TC_ACT_OK, for the same reasons as `vip_xdp`.
+#[classifier]
+pub fn vip_tc(ctx: TcContext) -> i32 {
+    match try_vip_tc(&ctx) {
+        Ok(action) => action,
+        Err(failure) => {
+            count::global(failure.global_counter());
+            TC_ACT_OK
+        }
+    }
+}
+
+/// Headers vip may read: Ethernet, two VLAN tags, IPv6 and six extension headers
+/// fit well within this.
+const TC_PULL_LEN: u32 = 256;
+
+#[inline(always)]
+fn try_vip_tc(ctx: &TcContext) -> Result<i32, Failure> {
+    // The headers may not all be in the linear part of the skb.
+    let _ = ctx.pull_data(ctx.len().min(TC_PULL_LEN));
+    Ok(match classify(ctx)? {
+        Verdict::Pass => TC_ACT_OK,
+        Verdict::Drop => TC_ACT_SHOT,
     })
 }
 

@@ -1,9 +1,10 @@
-//! Ethernet / VLAN / IPv4 / IPv6 parsing down to the destination address.
+//! Ethernet / VLAN / IPv4 / IPv6 parsing down to the destination address, and,
+//! only when a range's policy needs it, on to the transport header.
 //!
 //! Header structs hold byte arrays only, so they have alignment 1 and the
 //! byte order of every multi-byte field is visible at the read.
 
-use vip_common::VipAddr;
+use vip_common::{VipAddr, IPPROTO_ICMP, IPPROTO_ICMPV6, IPPROTO_TCP, IPPROTO_UDP};
 
 use crate::cursor::{check_len, ptr_at, read_at, PacketBuf, Truncated};
 
@@ -15,6 +16,16 @@ const ETH_P_8021AD: u16 = 0x88a8;
 const ETH_HLEN: usize = 14;
 const VLAN_HLEN: usize = 4;
 const IPV4_MIN_HLEN: usize = 20;
+const IPV6_HLEN: usize = 40;
+const IPV6_DST_OFFSET: usize = 24;
+/// Extension headers walked before giving up on finding the transport header.
+const IPV6_MAX_EXT_HEADERS: usize = 6;
+
+const NEXTHDR_HOP: u8 = 0;
+const NEXTHDR_ROUTING: u8 = 43;
+const NEXTHDR_FRAGMENT: u8 = 44;
+const NEXTHDR_AUTH: u8 = 51;
+const NEXTHDR_DEST: u8 = 60;
 
 #[repr(C)]
 #[derive(Clone, Copy)]
@@ -38,16 +49,13 @@ struct Ipv4Hdr {
     _tos: u8,
     _total_len_be: [u8; 2],
     _id_be: [u8; 2],
-    _frag_off_be: [u8; 2],
+    frag_off_be: [u8; 2],
     _ttl: u8,
-    _proto: u8,
+    proto: u8,
     _csum_be: [u8; 2],
     _src_be: [u8; 4],
     dst_be: [u8; 4],
 }
-
-const IPV6_HLEN: usize = 40;
-const IPV6_DST_OFFSET: usize = 24;
 
 /// Where a frame is going, as far as vip cares.
 pub enum Destination {
@@ -59,6 +67,34 @@ pub enum Destination {
     },
     /// Not IPv4 or IPv6 (ARP, LLDP, a third VLAN tag, ...).
     NotIp,
+}
+
+/// Where the transport header starts: what [`transport`] needs.
+#[derive(Clone, Copy)]
+pub struct Next {
+    /// IPv4 protocol, or the IPv6 header's next header.
+    pub proto: u8,
+    pub offset: usize,
+    /// IPv4 only: the fragment offset is not zero.
+    pub later_fragment: bool,
+    pub ipv6: bool,
+}
+
+pub struct L3 {
+    pub dst: Destination,
+    pub next: Next,
+}
+
+/// What a policy looks at.
+pub enum Transport {
+    /// TCP or UDP with its destination port (host order).
+    Ports { proto: u8, dst_port: u16 },
+    /// ICMP under IPv4, ICMPv6 under IPv6.
+    Icmp { icmp_type: u8, icmp_code: u8 },
+    /// A fragment other than the first: no transport header in it.
+    LaterFragment { proto: u8 },
+    /// Any other protocol.
+    Other,
 }
 
 /// A header is cut short, or an IP header has a bad version or IHL.
@@ -78,7 +114,7 @@ fn is_vlan(ethertype: u16) -> bool {
 
 /// Parses up to two VLAN tags (802.1Q or 802.1ad, in any order), then IPv4 or IPv6.
 #[inline(always)]
-pub fn destination<B: PacketBuf>(buf: &B) -> Result<Destination, Malformed> {
+pub fn network<B: PacketBuf>(buf: &B) -> Result<L3, Malformed> {
     let eth: EthHdr = read_at(buf, 0)?;
     let mut ethertype = u16::from_be_bytes(eth.ethertype_be);
     let mut offset = ETH_HLEN;
@@ -93,12 +129,20 @@ pub fn destination<B: PacketBuf>(buf: &B) -> Result<Destination, Malformed> {
     match ethertype {
         ETH_P_IPV4 => ipv4(buf, offset),
         ETH_P_IPV6 => ipv6(buf, offset),
-        _ => Ok(Destination::NotIp),
+        _ => Ok(L3 {
+            dst: Destination::NotIp,
+            next: Next {
+                proto: 0,
+                offset,
+                later_fragment: false,
+                ipv6: false,
+            },
+        }),
     }
 }
 
 #[inline(always)]
-fn ipv4<B: PacketBuf>(buf: &B, offset: usize) -> Result<Destination, Malformed> {
+fn ipv4<B: PacketBuf>(buf: &B, offset: usize) -> Result<L3, Malformed> {
     let ip: Ipv4Hdr = read_at(buf, offset)?;
     let version = ip.version_ihl >> 4;
     let header_len = usize::from(ip.version_ihl & 0x0f) * 4;
@@ -106,25 +150,105 @@ fn ipv4<B: PacketBuf>(buf: &B, offset: usize) -> Result<Destination, Malformed> 
         return Err(Malformed);
     }
     check_len(buf, offset, header_len)?; // options cut short
-    Ok(Destination::V4 { addr_be: ip.dst_be })
+    let frag_offset = u16::from_be_bytes(ip.frag_off_be) & 0x1fff;
+    Ok(L3 {
+        dst: Destination::V4 { addr_be: ip.dst_be },
+        next: Next {
+            proto: ip.proto,
+            offset: offset + header_len,
+            later_fragment: frag_offset != 0,
+            ipv6: false,
+        },
+    })
 }
 
 #[inline(always)]
-fn ipv6<B: PacketBuf>(buf: &B, offset: usize) -> Result<Destination, Malformed> {
+fn ipv6<B: PacketBuf>(buf: &B, offset: usize) -> Result<L3, Malformed> {
     let header = ptr_at::<[u8; IPV6_HLEN], B>(buf, offset)?.cast::<u8>();
     // SAFETY: all reads are inside the 40 bytes ptr_at checked. The destination
     // is read as two words (one load each) rather than sixteen bytes.
-    let (version, dst) = unsafe {
+    let (version, next_header, dst) = unsafe {
         let dst = header.add(IPV6_DST_OFFSET).cast::<u64>();
         (
             header.read(),
+            header.add(6).read(),
             [dst.read_unaligned(), dst.add(1).read_unaligned()],
         )
     };
     if version >> 4 != 6 {
         return Err(Malformed);
     }
-    Ok(Destination::V6 {
-        vip: VipAddr::from_v6_words(dst),
+    Ok(L3 {
+        dst: Destination::V6 {
+            vip: VipAddr::from_v6_words(dst),
+        },
+        next: Next {
+            proto: next_header,
+            offset: offset + IPV6_HLEN,
+            later_fragment: false,
+            ipv6: true,
+        },
     })
+}
+
+/// Walks IPv6 extension headers (at most `IPV6_MAX_EXT_HEADERS`), then reads what
+/// a policy needs from the transport header.
+#[inline(always)]
+pub fn transport<B: PacketBuf>(buf: &B, next: Next) -> Result<Transport, Malformed> {
+    let mut proto = next.proto;
+    let mut offset = next.offset;
+    let mut later_fragment = next.later_fragment;
+    if next.ipv6 {
+        let mut walked = 0;
+        while walked < IPV6_MAX_EXT_HEADERS {
+            let head: [u8; 4] = read_at(buf, offset)?;
+            let len = match proto {
+                NEXTHDR_HOP | NEXTHDR_ROUTING | NEXTHDR_DEST => (usize::from(head[1]) + 1) * 8,
+                NEXTHDR_AUTH => (usize::from(head[1]) + 2) * 4,
+                NEXTHDR_FRAGMENT => {
+                    let frag_offset = u16::from_be_bytes([head[2], head[3]]) >> 3;
+                    later_fragment = frag_offset != 0;
+                    8
+                }
+                _ => break,
+            };
+            check_len(buf, offset, len)?;
+            proto = head[0];
+            offset += len;
+            walked += 1;
+        }
+        if walked == IPV6_MAX_EXT_HEADERS && is_extension(proto) {
+            return Err(Malformed); // more headers than vip walks: no transport header
+        }
+    }
+    if later_fragment {
+        return Ok(Transport::LaterFragment { proto });
+    }
+    match proto {
+        IPPROTO_TCP | IPPROTO_UDP => {
+            let ports: [u8; 4] = read_at(buf, offset)?;
+            let header_len = if proto == IPPROTO_TCP { 20 } else { 8 };
+            check_len(buf, offset, header_len)?;
+            Ok(Transport::Ports {
+                proto,
+                dst_port: u16::from_be_bytes([ports[2], ports[3]]),
+            })
+        }
+        IPPROTO_ICMP | IPPROTO_ICMPV6 if (proto == IPPROTO_ICMPV6) == next.ipv6 => {
+            let head: [u8; 8] = read_at(buf, offset)?;
+            Ok(Transport::Icmp {
+                icmp_type: head[0],
+                icmp_code: head[1],
+            })
+        }
+        _ => Ok(Transport::Other),
+    }
+}
+
+#[inline(always)]
+fn is_extension(proto: u8) -> bool {
+    matches!(
+        proto,
+        NEXTHDR_HOP | NEXTHDR_ROUTING | NEXTHDR_FRAGMENT | NEXTHDR_AUTH | NEXTHDR_DEST
+    )
 }

@@ -1,6 +1,7 @@
 //! The TOML config: serde model, defaults, and validation into a [`Config`] that
 //! the rest of vip can trust. Nothing here touches the host.
 
+mod allow;
 mod validate;
 
 use std::path::Path;
@@ -8,22 +9,26 @@ use std::path::Path;
 use ipnet::IpNet;
 use serde::Deserialize;
 
+pub use allow::{range_policy, AllowList, Rule};
 pub use validate::ConfigError;
 
 /// Default number of per-VIP slots shared by all sparse ranges.
 pub const DEFAULT_SPARSE_VIP_CAPACITY: u32 = 65_536;
 
-/// How to attach the XDP program.
+/// How to attach the classifier.
 #[derive(Clone, Copy, Debug, Default, Deserialize, PartialEq, Eq)]
 #[serde(rename_all = "lowercase")]
 pub enum XdpMode {
-    /// Native (driver) mode, falling back to generic mode with a warning.
+    /// XDP native (driver) mode, falling back to XDP generic, then to TC, with a
+    /// warning.
     #[default]
     Auto,
     /// Native mode only; attaching fails where the driver has no XDP support.
     Native,
     /// Generic (skb) mode only.
     Generic,
+    /// A TC ingress program (the same classifier), for devices where XDP cannot go.
+    Tc,
 }
 
 /// How the host is made to accept a range's addresses as its own.
@@ -68,6 +73,7 @@ struct RawRange {
     accept: Accept,
     #[serde(default)]
     allow_broad: bool,
+    allow: Option<Vec<String>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -112,6 +118,8 @@ pub struct Range {
     pub accept: Accept,
     /// Allows a range broader than /8 (IPv4) or /32 (IPv6).
     pub allow_broad: bool,
+    /// `None`: everything is allowed.
+    pub allow: Option<AllowList>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]

@@ -3,10 +3,11 @@
 use std::{collections::HashSet, path::PathBuf};
 
 use ipnet::IpNet;
-use vip_common::RANGE_NAME_MAX;
+use vip_common::{MAX_ALLOW_ENTRIES, RANGE_NAME_MAX};
 
 use super::{
-    dense_len, Accept, Config, Range, RawConfig, RawRange, RawRoute, RawRouter, Route, Router,
+    dense_len, Accept, AllowList, Config, Range, RawConfig, RawRange, RawRoute, RawRouter, Route,
+    Router, Rule,
 };
 
 /// Largest number of dense per-VIP slots (the sum of the sizes of IPv4 ranges of
@@ -63,6 +64,14 @@ pub enum ConfigError {
     RouteFamily { cidr: IpNet, via: std::net::IpAddr },
     #[error("route {cidr} is listed twice")]
     DuplicateRoute { cidr: IpNet },
+    #[error("range {range:?}: allow entry {entry:?} is not tcp/PORT, tcp/FIRST-LAST, udp/PORT, udp/FIRST-LAST or icmp")]
+    InvalidAllow { range: String, entry: String },
+    #[error("range {range:?}: {count} allow entries, at most {max} (icmp aside)")]
+    TooManyAllow {
+        range: String,
+        count: usize,
+        max: usize,
+    },
     #[error("router.rp_filter = {value}: expected 0, 1 or 2")]
     RpFilter { value: u8 },
     #[error("ranges {first:?} ({first_cidr}) and {second:?} ({second_cidr}) overlap")]
@@ -192,12 +201,38 @@ fn range(raw: RawRange) -> Result<Range, ConfigError> {
             cidr,
         });
     }
+    let allow = raw
+        .allow
+        .map(|entries| allow_list(&raw.name, entries))
+        .transpose()?;
     Ok(Range {
         name: raw.name,
         cidr,
         accept: raw.accept,
         allow_broad: raw.allow_broad,
+        allow,
     })
+}
+
+fn allow_list(range: &str, entries: Vec<String>) -> Result<AllowList, ConfigError> {
+    let rules = entries
+        .into_iter()
+        .map(|entry| {
+            Rule::parse(&entry).ok_or_else(|| ConfigError::InvalidAllow {
+                range: range.to_string(),
+                entry,
+            })
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    let count = rules.iter().filter(|r| **r != Rule::Icmp).count();
+    if count > MAX_ALLOW_ENTRIES {
+        return Err(ConfigError::TooManyAllow {
+            range: range.to_string(),
+            count,
+            max: MAX_ALLOW_ENTRIES,
+        });
+    }
+    Ok(AllowList { rules })
 }
 
 fn check_unique_names(ranges: &[Range]) -> Result<(), ConfigError> {

@@ -1,9 +1,14 @@
-//! Attaching the XDP program, with the fallback that `xdp_mode = "auto"` allows.
+//! Attaching the classifier, with the fallback that `xdp_mode = "auto"` allows:
+//! XDP native, then XDP generic, then TC ingress.
 
 use std::fmt;
 
-use aya::programs::{xdp::XdpLinkId, Xdp, XdpMode as AyaXdpMode};
-use vip_common::{AttachMeta, ATTACH_XDP_GENERIC, ATTACH_XDP_NATIVE};
+use aya::programs::{
+    tc::{self, SchedClassifierLinkId, TcAttachType},
+    xdp::XdpLinkId,
+    SchedClassifier, Xdp, XdpMode as AyaXdpMode,
+};
+use vip_common::{AttachMeta, ATTACH_TC, ATTACH_XDP_GENERIC, ATTACH_XDP_NATIVE};
 
 use super::DatapathError;
 use crate::config::XdpMode;
@@ -13,6 +18,7 @@ use crate::config::XdpMode;
 pub enum AttachMode {
     Native,
     Generic,
+    Tc,
 }
 
 impl AttachMode {
@@ -20,6 +26,7 @@ impl AttachMode {
         match self {
             AttachMode::Native => "native",
             AttachMode::Generic => "generic",
+            AttachMode::Tc => "tc",
         }
     }
 
@@ -27,6 +34,7 @@ impl AttachMode {
         match mode {
             ATTACH_XDP_NATIVE => Some(AttachMode::Native),
             ATTACH_XDP_GENERIC => Some(AttachMode::Generic),
+            ATTACH_TC => Some(AttachMode::Tc),
             _ => None,
         }
     }
@@ -35,13 +43,17 @@ impl AttachMode {
         match self {
             AttachMode::Native => ATTACH_XDP_NATIVE,
             AttachMode::Generic => ATTACH_XDP_GENERIC,
+            AttachMode::Tc => ATTACH_TC,
         }
     }
 
-    fn aya(self) -> AyaXdpMode {
-        match self {
-            AttachMode::Native => AyaXdpMode::Driver,
-            AttachMode::Generic => AyaXdpMode::Skb,
+    /// The modes tried, in order, for a configured mode.
+    pub fn candidates(mode: XdpMode) -> &'static [AttachMode] {
+        match mode {
+            XdpMode::Auto => &[AttachMode::Native, AttachMode::Generic, AttachMode::Tc],
+            XdpMode::Native => &[AttachMode::Native],
+            XdpMode::Generic => &[AttachMode::Generic],
+            XdpMode::Tc => &[AttachMode::Tc],
         }
     }
 }
@@ -53,13 +65,19 @@ impl fmt::Display for AttachMode {
 }
 
 #[derive(Debug)]
+pub(super) enum Link {
+    Xdp(XdpLinkId),
+    Tc(SchedClassifierLinkId),
+}
+
+#[derive(Debug)]
 pub struct Attachment {
     pub interface: String,
     pub ifindex: u32,
     pub mode: AttachMode,
     /// The mode is not the first one tried.
     pub fallback: bool,
-    pub(super) link: XdpLinkId,
+    pub(super) link: Link,
 }
 
 impl Attachment {
@@ -75,21 +93,51 @@ impl Attachment {
     }
 }
 
-/// Attaches in the configured mode; under `auto`, native first, then generic.
+/// The loaded programs an attachment can use.
+pub(super) struct Programs<'a> {
+    pub xdp: &'a mut Xdp,
+    pub tc: &'a mut SchedClassifier,
+}
+
+fn attach_one(
+    programs: &mut Programs<'_>,
+    interface: &str,
+    mode: AttachMode,
+) -> Result<Link, aya::programs::ProgramError> {
+    match mode {
+        AttachMode::Native => programs
+            .xdp
+            .attach(interface, AyaXdpMode::Driver)
+            .map(Link::Xdp),
+        AttachMode::Generic => programs
+            .xdp
+            .attach(interface, AyaXdpMode::Skb)
+            .map(Link::Xdp),
+        AttachMode::Tc => match programs.tc.attach(interface, TcAttachType::Ingress) {
+            Ok(link) => Ok(Link::Tc(link)),
+            // Before TCX (kernel 6.6) a clsact qdisc must exist first.
+            Err(_) => {
+                let _ = tc::qdisc_add_clsact(interface);
+                programs
+                    .tc
+                    .attach(interface, TcAttachType::Ingress)
+                    .map(Link::Tc)
+            }
+        },
+    }
+}
+
+/// Attaches in the configured mode, trying each fallback in turn.
 pub(super) fn attach(
-    program: &mut Xdp,
+    programs: &mut Programs<'_>,
     interface: &str,
     mode: XdpMode,
 ) -> Result<Attachment, DatapathError> {
-    let candidates: &[AttachMode] = match mode {
-        XdpMode::Auto => &[AttachMode::Native, AttachMode::Generic],
-        XdpMode::Native => &[AttachMode::Native],
-        XdpMode::Generic => &[AttachMode::Generic],
-    };
+    let candidates = AttachMode::candidates(mode);
     let ifindex = nix::net::if_::if_nametoindex(interface).unwrap_or(0);
     let mut last_error = None;
     for (tried, &candidate) in candidates.iter().enumerate() {
-        match program.attach(interface, candidate.aya()) {
+        match attach_one(programs, interface, candidate) {
             Ok(link) => {
                 if tried > 0 {
                     log::warn!(

@@ -5,17 +5,18 @@ pub mod pin;
 
 use aya::{
     maps::{lpm_trie::Key, Array, LpmTrie, MapError},
-    programs::{ProgramError, Xdp},
+    programs::{ProgramError, SchedClassifier, Xdp},
     Ebpf, EbpfError, EbpfLoader,
 };
 use ipnet::IpNet;
 use vip_common::{
-    AttachMeta, RangeMeta, RangeValue, MAP_ATTACH_META, MAP_DENSE_STATS, MAP_RANGES,
-    MAP_RANGE_META, MAP_RANGE_STATS, MAP_SPARSE_STATS, MAP_V4_L1, MAP_V4_L2, MAP_V4_RANGES,
-    MAP_V6_RANGES, PROG_XDP,
+    AttachMeta, RangeMeta, RangePolicy, RangeValue, MAP_ATTACH_META, MAP_DENSE_STATS, MAP_POLICY,
+    MAP_RANGES, MAP_RANGE_META, MAP_RANGE_STATS, MAP_SPARSE_STATS, MAP_V4_L1, MAP_V4_L2,
+    MAP_V4_RANGES, MAP_V6_RANGES, PROG_TC, PROG_XDP,
 };
 
 pub use attach::{AttachMode, Attachment};
+use attach::{Link, Programs};
 
 use crate::{config::XdpMode, layout::Layout};
 
@@ -68,6 +69,7 @@ impl Datapath {
             .map_max_entries(MAP_V4_RANGES, layout.v4_count().max(1))
             .map_max_entries(MAP_V6_RANGES, layout.v6_count().max(1))
             .map_max_entries(MAP_RANGES, ranges)
+            .map_max_entries(MAP_POLICY, ranges)
             .map_max_entries(MAP_V4_L2, layout.v4_index.l2_len())
             .map_max_entries(MAP_RANGE_STATS, ranges)
             .map_max_entries(MAP_RANGE_META, ranges)
@@ -77,11 +79,21 @@ impl Datapath {
             .load(EBPF_OBJECT)
             .map_err(DatapathError::Load)?;
         fill_ranges(&mut ebpf, layout)?;
-        let program = xdp_program(&mut ebpf)?;
-        program.load().map_err(|source| DatapathError::Program {
-            program: PROG_XDP,
-            source,
-        })?;
+        let programs = programs(&mut ebpf)?;
+        programs
+            .xdp
+            .load()
+            .map_err(|source| DatapathError::Program {
+                program: PROG_XDP,
+                source,
+            })?;
+        programs
+            .tc
+            .load()
+            .map_err(|source| DatapathError::Program {
+                program: PROG_TC,
+                source,
+            })?;
         Ok(Datapath {
             ebpf,
             attachments: Vec::new(),
@@ -94,7 +106,12 @@ impl Datapath {
 
     /// The loaded XDP program, e.g. for BPF_PROG_TEST_RUN.
     pub fn xdp(&mut self) -> Result<&mut Xdp, DatapathError> {
-        xdp_program(&mut self.ebpf)
+        programs(&mut self.ebpf).map(|p| p.xdp)
+    }
+
+    /// The loaded TC program, e.g. for BPF_PROG_TEST_RUN.
+    pub fn tc(&mut self) -> Result<&mut SchedClassifier, DatapathError> {
+        programs(&mut self.ebpf).map(|p| p.tc)
     }
 
     pub fn attachments(&self) -> &[Attachment] {
@@ -109,7 +126,7 @@ impl Datapath {
         mode: XdpMode,
     ) -> Result<(), DatapathError> {
         for interface in interfaces {
-            let attachment = attach::attach(xdp_program(&mut self.ebpf)?, interface, mode)?;
+            let attachment = attach::attach(&mut programs(&mut self.ebpf)?, interface, mode)?;
             self.attachments.push(attachment);
         }
         let mut meta: Array<_, AttachMeta> = typed_map_mut(&mut self.ebpf, MAP_ATTACH_META)?;
@@ -126,14 +143,13 @@ impl Datapath {
     /// Detaches from every interface.
     pub fn detach_all(&mut self) -> Result<(), DatapathError> {
         let attachments = std::mem::take(&mut self.attachments);
-        let program = xdp_program(&mut self.ebpf)?;
+        let programs = programs(&mut self.ebpf)?;
         for attachment in attachments {
-            program
-                .detach(attachment.link)
-                .map_err(|source| DatapathError::Program {
-                    program: PROG_XDP,
-                    source,
-                })?;
+            let (program, result) = match attachment.link {
+                Link::Xdp(link) => (PROG_XDP, programs.xdp.detach(link)),
+                Link::Tc(link) => (PROG_TC, programs.tc.detach(link)),
+            };
+            result.map_err(|source| DatapathError::Program { program, source })?;
         }
         Ok(())
     }
@@ -149,14 +165,29 @@ where
     T::try_from(map).map_err(|source| DatapathError::Map { map: name, source })
 }
 
-fn xdp_program(ebpf: &mut Ebpf) -> Result<&mut Xdp, DatapathError> {
-    let program = ebpf.program_mut(PROG_XDP).ok_or(DatapathError::Missing {
+fn programs(ebpf: &mut Ebpf) -> Result<Programs<'_>, DatapathError> {
+    let (mut xdp, mut tc) = (None, None);
+    for (name, program) in ebpf.programs_mut() {
+        match name {
+            PROG_XDP => xdp = Some(program),
+            PROG_TC => tc = Some(program),
+            _ => {}
+        }
+    }
+    let missing = |name| DatapathError::Missing {
         kind: "program",
-        name: PROG_XDP,
-    })?;
-    program.try_into().map_err(|source| DatapathError::Program {
-        program: PROG_XDP,
-        source,
+        name,
+    };
+    let typed = |program, source| DatapathError::Program { program, source };
+    Ok(Programs {
+        xdp: xdp
+            .ok_or(missing(PROG_XDP))?
+            .try_into()
+            .map_err(|e| typed(PROG_XDP, e))?,
+        tc: tc
+            .ok_or(missing(PROG_TC))?
+            .try_into()
+            .map_err(|e| typed(PROG_TC, e))?,
     })
 }
 
@@ -188,6 +219,14 @@ fn fill_ranges(ebpf: &mut Ebpf, layout: &Layout) -> Result<(), DatapathError> {
             values
                 .set(slot.value.range_id, slot.value, 0)
                 .map_err(map_err(MAP_RANGES))?;
+        }
+    }
+    {
+        let mut policies: Array<_, RangePolicy> = typed_map_mut(ebpf, MAP_POLICY)?;
+        for slot in &layout.ranges {
+            policies
+                .set(slot.value.range_id, slot.policy, 0)
+                .map_err(map_err(MAP_POLICY))?;
         }
     }
     {

@@ -2,9 +2,11 @@
 //! modes and dense slot bases. Pure, so the fixture tests and the daemon agree.
 
 use ipnet::IpNet;
-use vip_common::{RangeMeta, RangeValue, FAMILY_V4, FAMILY_V6, PER_VIP_DENSE, PER_VIP_SPARSE};
+use vip_common::{
+    RangeMeta, RangePolicy, RangeValue, FAMILY_V4, FAMILY_V6, PER_VIP_DENSE, PER_VIP_SPARSE,
+};
 
-use crate::config::{dense_len, Config};
+use crate::config::{dense_len, range_policy, Config};
 
 mod v4_index;
 
@@ -17,6 +19,7 @@ pub struct RangeSlot {
     pub value: RangeValue,
     /// Dense per-VIP slots of this range, 0 when sparse.
     pub dense_len: u32,
+    pub policy: RangePolicy,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -58,6 +61,7 @@ impl Layout {
                     cidr: range.cidr,
                     value,
                     dense_len,
+                    policy: range_policy(range.allow.as_ref()),
                 }
             })
             .collect::<Vec<RangeSlot>>();

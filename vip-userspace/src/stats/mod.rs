@@ -21,12 +21,16 @@ pub struct Report {
     pub drift_repairs: std::collections::BTreeMap<String, u64>,
 }
 
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+/// `packets` and `bytes` are what was accepted; `dropped_*` what the allow list
+/// dropped.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RangeReport {
     pub name: String,
     pub cidr: String,
     pub packets: u64,
     pub bytes: u64,
+    pub dropped_packets: u64,
+    pub dropped_bytes: u64,
     /// Packets counted in the range but in no VIP: the sparse VIP table was full.
     pub sparse_overflow_packets: u64,
     /// VIPs that saw traffic, by address.
@@ -38,6 +42,8 @@ pub struct VipReport {
     pub addr: IpAddr,
     pub packets: u64,
     pub bytes: u64,
+    pub dropped_packets: u64,
+    pub dropped_bytes: u64,
 }
 
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -46,6 +52,8 @@ pub struct GlobalReport {
     pub non_vip_packets: u64,
     pub malformed_packets: u64,
     pub internal_errors: u64,
+    /// Non-first fragments let through to ranges with an allow list.
+    pub fragments: u64,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -65,5 +73,26 @@ impl Report {
 impl RangeReport {
     pub fn vip(&self, addr: IpAddr) -> Option<&VipReport> {
         self.vips.iter().find(|v| v.addr == addr)
+    }
+
+    fn add(&mut self, verdicts: &vip_common::Verdicts) {
+        self.packets += verdicts.accepted.packets;
+        self.bytes += verdicts.accepted.bytes;
+        self.dropped_packets += verdicts.dropped.packets;
+        self.dropped_bytes += verdicts.dropped.bytes;
+    }
+
+    /// Adds a VIP's counters to the range, and lists the VIP if it saw traffic.
+    fn add_vip(&mut self, addr: IpAddr, verdicts: &vip_common::Verdicts) {
+        self.add(verdicts);
+        if verdicts.accepted.packets + verdicts.dropped.packets > 0 {
+            self.vips.push(VipReport {
+                addr,
+                packets: verdicts.accepted.packets,
+                bytes: verdicts.accepted.bytes,
+                dropped_packets: verdicts.dropped.packets,
+                dropped_bytes: verdicts.dropped.bytes,
+            });
+        }
     }
 }

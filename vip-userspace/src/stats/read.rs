@@ -10,12 +10,13 @@ use aya::{
 };
 use ipnet::IpNet;
 use vip_common::{
-    AttachMeta, Counter, RangeMeta, RangeStats, VipAddr, FAMILY_V4, GLOBAL_COUNTERS,
-    GLOBAL_INTERNAL_ERRORS, GLOBAL_MALFORMED, GLOBAL_NON_VIP, MAP_ATTACH_META, MAP_DENSE_STATS,
-    MAP_GLOBAL_STATS, MAP_RANGE_META, MAP_RANGE_STATS, MAP_SPARSE_STATS, PINNED_MAPS,
+    AttachMeta, RangeMeta, RangeStats, SparseSlot, Verdicts, VipAddr, FAMILY_V4, GLOBAL_COUNTERS,
+    GLOBAL_FRAGMENTS, GLOBAL_INTERNAL_ERRORS, GLOBAL_MALFORMED, GLOBAL_NON_VIP, MAP_ATTACH_META,
+    MAP_DENSE_STATS, MAP_GLOBAL_STATS, MAP_RANGE_META, MAP_RANGE_STATS, MAP_SPARSE_STATS,
+    PINNED_MAPS,
 };
 
-use super::{AttachReport, GlobalReport, RangeReport, Report, VipReport};
+use super::{AttachReport, GlobalReport, RangeReport, Report};
 use crate::datapath::{pin, AttachMode};
 
 #[derive(Debug, thiserror::Error)]
@@ -105,7 +106,10 @@ pub fn read(source: &impl MapSource) -> Result<Report, StatsError> {
         range.vips.sort_by_key(|v| v.addr);
     }
     let mut global = global(source)?;
-    global.packets += ranges.iter().map(|r| r.packets).sum::<u64>();
+    global.packets += ranges
+        .iter()
+        .map(|r| r.packets + r.dropped_packets)
+        .sum::<u64>();
     Ok(Report {
         ranges,
         global,
@@ -161,12 +165,17 @@ fn range_report(
         RangeStats::merge,
     )
     .sparse_overflow;
-    // The range's total: its overflow, plus its VIP slots (sparse ones are added
+    // The range's totals: its overflow, plus its VIP slots (sparse ones are added
     // by `add_sparse_vips`).
-    let mut total = overflow;
-    let mut vips = Vec::new();
+    let mut report = RangeReport {
+        name: meta_name(meta),
+        cidr: cidr.to_string(),
+        sparse_overflow_packets: overflow.accepted.packets + overflow.dropped.packets,
+        ..RangeReport::default()
+    };
+    report.add(&overflow);
     if meta.dense_len > 0 {
-        let dense: PerCpuArray<_, Counter> = typed(source, MAP_DENSE_STATS)?;
+        let dense: PerCpuArray<_, Verdicts> = typed(source, MAP_DENSE_STATS)?;
         let IpNet::V4(net) = cidr else {
             return Err(StatsError::Corrupt {
                 map: MAP_RANGE_META,
@@ -176,28 +185,14 @@ fn range_report(
         let first = u32::from(net.network());
         for offset in 0..meta.dense_len {
             let slot = meta.dense_base + offset;
-            let counter = sum(
+            let verdicts = sum(
                 &dense.get(&slot, 0).map_err(map_err(MAP_DENSE_STATS))?,
-                Counter::merge,
+                Verdicts::merge,
             );
-            total.merge(&counter);
-            if counter.packets > 0 {
-                vips.push(VipReport {
-                    addr: IpAddr::V4(Ipv4Addr::from(first + offset)),
-                    packets: counter.packets,
-                    bytes: counter.bytes,
-                });
-            }
+            report.add_vip(IpAddr::V4(Ipv4Addr::from(first + offset)), &verdicts);
         }
     }
-    Ok(RangeReport {
-        name: meta_name(meta),
-        cidr: cidr.to_string(),
-        packets: total.packets,
-        bytes: total.bytes,
-        sparse_overflow_packets: overflow.packets,
-        vips,
-    })
+    Ok(report)
 }
 
 fn add_sparse_vips(
@@ -218,20 +213,16 @@ fn add_sparse_vips(
         let (cidr, index) = by_network.get(after.checked_sub(1)?)?;
         cidr.contains(&addr).then_some(*index)
     };
-    let sparse: PerCpuHashMap<_, VipAddr, Counter> = typed(source, MAP_SPARSE_STATS)?;
+    let sparse: PerCpuHashMap<_, VipAddr, SparseSlot> = typed(source, MAP_SPARSE_STATS)?;
     for entry in sparse.iter() {
         let (key, values) = entry.map_err(map_err(MAP_SPARSE_STATS))?;
         let addr = vip_ip(&key);
-        let counter = sum(&values, Counter::merge);
+        let mut verdicts = Verdicts::default();
+        for slot in values.iter() {
+            verdicts.merge(&slot.verdicts);
+        }
         if let Some(index) = owner(addr) {
-            let range = &mut ranges[index];
-            range.packets += counter.packets;
-            range.bytes += counter.bytes;
-            range.vips.push(VipReport {
-                addr,
-                packets: counter.packets,
-                bytes: counter.bytes,
-            });
+            ranges[index].add_vip(addr, &verdicts);
         }
     }
     Ok(())
@@ -254,14 +245,20 @@ fn global(source: &impl MapSource) -> Result<GlobalReport, StatsError> {
             .map_err(map_err(MAP_GLOBAL_STATS))?;
         *total = values.iter().sum();
     }
-    let [non_vip, malformed, internal] = [GLOBAL_NON_VIP, GLOBAL_MALFORMED, GLOBAL_INTERNAL_ERRORS]
-        .map(|index| totals[index as usize]);
+    let [non_vip, malformed, internal, fragments] = [
+        GLOBAL_NON_VIP,
+        GLOBAL_MALFORMED,
+        GLOBAL_INTERNAL_ERRORS,
+        GLOBAL_FRAGMENTS,
+    ]
+    .map(|index| totals[index as usize]);
     Ok(GlobalReport {
         // Every packet is in exactly one counter; the caller adds the ranges'.
         packets: non_vip + malformed + internal,
         non_vip_packets: non_vip,
         malformed_packets: malformed,
         internal_errors: internal,
+        fragments,
     })
 }
 

@@ -13,34 +13,43 @@ pub fn table(report: &Report) -> String {
     let g = &report.global;
     let _ = writeln!(
         out,
-        "seen {} packets: {} to no range, {} malformed, {} internal errors\n",
-        g.packets, g.non_vip_packets, g.malformed_packets, g.internal_errors
+        "seen {} packets: {} to no range, {} malformed, {} internal errors, {} later fragments let through",
+        g.packets, g.non_vip_packets, g.malformed_packets, g.internal_errors, g.fragments
     );
+    for (kind, count) in &report.drift_repairs {
+        let _ = writeln!(out, "drift repaired: {kind} x{count}");
+    }
     let _ = writeln!(
         out,
-        "{:<24} {:<40} {:>14} {:>16}",
-        "RANGE / VIP", "CIDR", "PACKETS", "BYTES"
+        "\n{:<40} {:>12} {:>14} {:>12} {:>14}",
+        "RANGE (CIDR) / VIP", "PACKETS", "BYTES", "DROPPED", "DROPPED BYTES"
     );
     for range in &report.ranges {
         let _ = writeln!(
             out,
-            "{:<24} {:<40} {:>14} {:>16}",
-            range.name, range.cidr, range.packets, range.bytes
+            "{:<40} {:>12} {:>14} {:>12} {:>14}",
+            format!("{} ({})", range.name, range.cidr),
+            range.packets,
+            range.bytes,
+            range.dropped_packets,
+            range.dropped_bytes
         );
         for vip in &range.vips {
             let _ = writeln!(
                 out,
-                "  {:<63} {:>14} {:>16}",
+                "  {:<38} {:>12} {:>14} {:>12} {:>14}",
                 vip.addr.to_string(),
                 vip.packets,
-                vip.bytes
+                vip.bytes,
+                vip.dropped_packets,
+                vip.dropped_bytes
             );
         }
         if range.sparse_overflow_packets > 0 {
             let _ = writeln!(
                 out,
-                "  {:<63} {:>14}",
-                "(VIP table full: counted in the range only)", range.sparse_overflow_packets
+                "  {:<38} {:>12}",
+                "(VIP table full: in the range only)", range.sparse_overflow_packets
             );
         }
     }
