@@ -3,7 +3,9 @@
 pub mod bench;
 pub mod daemon;
 pub mod fixture;
+pub mod fuzz;
 pub mod netns;
+pub mod oracle;
 pub mod packets;
 pub mod root;
 pub mod seed;

@@ -400,6 +400,20 @@ fn fragment_and_extension_cases() -> Vec<Case> {
                 .build(),
             Drop("ssh6", v6("2001:db8:3::9")),
         ),
+        // Found by the differential test: the walk read past a later fragment.
+        case(
+            "v6 later fragment with one byte of payload",
+            truncated(
+                FrameSpec::udp(vip, 53)
+                    .ext(Ext::Fragment {
+                        offset: 9,
+                        more: true,
+                    })
+                    .build(),
+                L3_OFFSET + 40 + 8 + 1,
+            ),
+            Fragment("v6", vip),
+        ),
         case(
             "six extension headers, allowed port",
             chain6.clone().build(),

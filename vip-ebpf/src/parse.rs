@@ -18,6 +18,8 @@ const VLAN_HLEN: usize = 4;
 const IPV4_MIN_HLEN: usize = 20;
 const IPV6_HLEN: usize = 40;
 const IPV6_DST_OFFSET: usize = 24;
+const TCP_MIN_HLEN: usize = 20;
+const UDP_HLEN: usize = 8;
 /// Extension headers walked before giving up on finding the transport header.
 const IPV6_MAX_EXT_HEADERS: usize = 6;
 
@@ -200,10 +202,12 @@ pub fn transport<B: PacketBuf>(buf: &B, next: Next) -> Result<Transport, Malform
     let mut later_fragment = next.later_fragment;
     if next.ipv6 {
         let mut walked = 0;
-        while walked < IPV6_MAX_EXT_HEADERS {
+        while walked < IPV6_MAX_EXT_HEADERS && is_extension(proto) {
             let head: [u8; 4] = read_at(buf, offset)?;
             let len = match proto {
                 NEXTHDR_HOP | NEXTHDR_ROUTING | NEXTHDR_DEST => (usize::from(head[1]) + 1) * 8,
+                // RFC 4302: the fixed part alone is 12 bytes (payload length 1).
+                NEXTHDR_AUTH if head[1] == 0 => return Err(Malformed),
                 NEXTHDR_AUTH => (usize::from(head[1]) + 2) * 4,
                 NEXTHDR_FRAGMENT => {
                     let frag_offset = u16::from_be_bytes([head[2], head[3]]) >> 3;
@@ -225,13 +229,23 @@ pub fn transport<B: PacketBuf>(buf: &B, next: Next) -> Result<Transport, Malform
         return Ok(Transport::LaterFragment { proto });
     }
     match proto {
-        IPPROTO_TCP | IPPROTO_UDP => {
-            let ports: [u8; 4] = read_at(buf, offset)?;
-            let header_len = if proto == IPPROTO_TCP { 20 } else { 8 };
-            check_len(buf, offset, header_len)?;
+        IPPROTO_TCP => {
+            let head: [u8; TCP_MIN_HLEN] = read_at(buf, offset)?;
+            let header_len = usize::from(head[12] >> 4) * 4;
+            if header_len < TCP_MIN_HLEN {
+                return Err(Malformed); // data offset below 5
+            }
+            check_len(buf, offset, header_len)?; // options cut short
             Ok(Transport::Ports {
                 proto,
-                dst_port: u16::from_be_bytes([ports[2], ports[3]]),
+                dst_port: u16::from_be_bytes([head[2], head[3]]),
+            })
+        }
+        IPPROTO_UDP => {
+            let head: [u8; UDP_HLEN] = read_at(buf, offset)?;
+            Ok(Transport::Ports {
+                proto,
+                dst_port: u16::from_be_bytes([head[2], head[3]]),
             })
         }
         IPPROTO_ICMP | IPPROTO_ICMPV6 if (proto == IPPROTO_ICMPV6) == next.ipv6 => {
