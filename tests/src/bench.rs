@@ -7,7 +7,10 @@ use aya::{
     Ebpf,
 };
 
-use crate::{fixture, packets::FrameSpec};
+use crate::{
+    fixture::{self, Verdict},
+    packets::FrameSpec,
+};
 
 /// A config with `ranges` ranges: `web` 192.0.2.0/24 first, then `web6`
 /// 2001:db8::/64, then fillers: IPv4 /32s in 198.51.100.0/24 and 203.0.113.0/24
@@ -42,8 +45,8 @@ pub fn baseline_object() -> PathBuf {
         })
 }
 
-/// The empty XDP_PASS program.
-pub fn load_baseline() -> Ebpf {
+/// The empty XDP programs, `baseline_pass` and `baseline_drop`, loaded.
+pub fn load_baselines() -> Ebpf {
     let path = baseline_object();
     let mut ebpf = Ebpf::load_file(&path).unwrap_or_else(|e| {
         panic!(
@@ -51,17 +54,22 @@ pub fn load_baseline() -> Ebpf {
             path.display()
         )
     });
-    let program: &mut Xdp = ebpf
-        .program_mut("baseline_pass")
-        .expect("baseline_pass in the baseline object")
-        .try_into()
-        .expect("an XDP program");
-    program.load().expect("loading baseline_pass");
+    for name in ["baseline_pass", "baseline_drop"] {
+        let program: &mut Xdp = ebpf
+            .program_mut(name)
+            .unwrap_or_else(|| panic!("{name} in the baseline object"))
+            .try_into()
+            .expect("an XDP program");
+        program
+            .load()
+            .unwrap_or_else(|e| panic!("loading {name}: {e}"));
+    }
     ebpf
 }
 
-/// Mean ns per run of `program` over `repeat` runs of `frame`, as the kernel times it.
-pub fn time_xdp(program: &Xdp, frame: &[u8], repeat: u32) -> f64 {
+/// Mean ns per run of `program` over `repeat` runs of `frame`, as the kernel
+/// times it; checks the program's verdict.
+pub fn time_xdp(program: &Xdp, frame: &[u8], repeat: u32, verdict: Verdict) -> f64 {
     let result = program
         .test_run(TestRunOptions {
             data_in: Some(frame),
@@ -69,18 +77,63 @@ pub fn time_xdp(program: &Xdp, frame: &[u8], repeat: u32) -> f64 {
             ..TestRunOptions::default()
         })
         .expect("BPF_PROG_TEST_RUN");
-    assert_eq!(result.return_value, 2, "XDP_PASS");
+    let want = match verdict {
+        Verdict::Pass => 2, // XDP_PASS
+        Verdict::Drop => 1, // XDP_DROP
+    };
+    assert_eq!(result.return_value, want, "{verdict:?}");
     // The kernel reports the mean duration of one run, in ns.
     result.duration.as_nanos() as f64
 }
 
-pub fn frame_to(dst: IpAddr) -> Vec<u8> {
-    FrameSpec::udp(dst, 53).frame_len(64).build()
+/// One bench point: a config, a 64-byte frame, and what vip must do with it.
+pub struct Case {
+    pub label: String,
+    pub family: &'static str,
+    pub ranges: usize,
+    pub config: String,
+    pub dst: IpAddr,
+    pub dst_port: u16,
+    pub verdict: Verdict,
+}
+
+impl Case {
+    /// A UDP frame to port 53 of a VIP with `ranges` ranges configured.
+    pub fn ranges(ranges: usize, dst: IpAddr, family: &'static str) -> Case {
+        Case {
+            label: format!("{ranges} range(s), {family}"),
+            family,
+            ranges,
+            config: config(ranges),
+            dst,
+            dst_port: 53,
+            verdict: Verdict::Pass,
+        }
+    }
+
+    /// The VIP's range has `allow`; the frame goes to `dst_port`.
+    pub fn policy(label: &str, allow: &[String], dst_port: u16, verdict: Verdict) -> Case {
+        let list = allow
+            .iter()
+            .map(|e| format!("{e:?}"))
+            .collect::<Vec<_>>()
+            .join(", ");
+        Case {
+            label: label.to_string(),
+            family: "IPv4",
+            ranges: 1,
+            config: format!(
+                "interfaces = [\"lo\"]\n[[range]]\nname = \"web\"\ncidr = \"192.0.2.0/24\"\nallow = [{list}]\n"
+            ),
+            dst: "192.0.2.7".parse().unwrap(),
+            dst_port,
+            verdict,
+        }
+    }
 }
 
 pub struct Measurement {
-    pub ranges: usize,
-    pub family: &'static str,
+    pub case: Case,
     pub vip_ns: Vec<f64>,
     pub baseline_ns: Vec<f64>,
 }
@@ -95,46 +148,63 @@ impl Measurement {
     pub fn ratio(&self) -> f64 {
         median(&self.vip_ns) / median(&self.baseline_ns)
     }
+
+    /// The empty program it is compared with: same verdict, no work.
+    pub fn baseline_name(&self) -> &'static str {
+        match self.case.verdict {
+            Verdict::Pass => "empty XDP_PASS",
+            Verdict::Drop => "empty XDP_DROP",
+        }
+    }
 }
 
-/// Measures one (ranges, destination) point: `runs` interleaved pairs of
-/// baseline and vip_xdp timings, checking that vip counted every packet.
-pub fn measure(
-    ranges: usize,
-    dst: IpAddr,
-    family: &'static str,
-    runs: usize,
-    repeat: u32,
-) -> Measurement {
-    let mut datapath = fixture::load(&config(ranges));
-    let baseline = load_baseline();
-    let baseline: &Xdp = baseline
-        .program("baseline_pass")
-        .expect("baseline_pass")
-        .try_into()
-        .expect("XDP");
-    let frame = frame_to(dst);
-    let before = fixture::snapshot(&datapath);
-    let mut m = Measurement {
-        ranges,
-        family,
-        vip_ns: Vec::new(),
-        baseline_ns: Vec::new(),
+/// Measures one case: `runs` interleaved pairs of the empty program with the same
+/// verdict and vip_xdp, checking that vip counted every packet on the right side.
+pub fn measure(case: Case, runs: usize, repeat: u32) -> Measurement {
+    let mut datapath = fixture::load(&case.config);
+    let baselines = load_baselines();
+    let baseline_name = match case.verdict {
+        Verdict::Pass => "baseline_pass",
+        Verdict::Drop => "baseline_drop",
     };
+    let baseline: &Xdp = baselines
+        .program(baseline_name)
+        .unwrap()
+        .try_into()
+        .unwrap();
+    let frame = FrameSpec::udp(case.dst, case.dst_port)
+        .frame_len(64)
+        .build();
+    let before = fixture::snapshot(&datapath);
+    let (mut vip_ns, mut baseline_ns) = (Vec::new(), Vec::new());
     for _ in 0..runs {
-        m.baseline_ns.push(time_xdp(baseline, &frame, repeat));
-        m.vip_ns
-            .push(time_xdp(datapath.xdp().expect("vip_xdp"), &frame, repeat));
+        baseline_ns.push(time_xdp(baseline, &frame, repeat, case.verdict));
+        vip_ns.push(time_xdp(
+            datapath.xdp().expect("vip_xdp"),
+            &frame,
+            repeat,
+            case.verdict,
+        ));
     }
-    let deltas = fixture::deltas(&before, &fixture::snapshot(&datapath));
-    let counted = deltas.vips.get(&dst).copied().unwrap_or_default();
+    let moved = fixture::deltas(&before, &fixture::snapshot(&datapath))
+        .vips
+        .get(&case.dst)
+        .copied()
+        .unwrap_or_default();
+    let sent = runs as u64 * u64::from(repeat);
+    let counted = match case.verdict {
+        Verdict::Pass => (moved.packets, moved.bytes),
+        Verdict::Drop => (moved.dropped_packets, moved.dropped_bytes),
+    };
     assert_eq!(
-        (counted.packets, counted.bytes),
-        (
-            runs as u64 * u64::from(repeat),
-            runs as u64 * u64::from(repeat) * 64
-        ),
-        "vip_xdp counted every timed packet to {dst}"
+        counted,
+        (sent, sent * 64),
+        "vip_xdp counted every timed packet to {}",
+        case.dst
     );
-    m
+    Measurement {
+        case,
+        vip_ns,
+        baseline_ns,
+    }
 }

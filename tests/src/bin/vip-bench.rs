@@ -1,9 +1,12 @@
 //! `cargo xtask bench`: ns/packet of vip_xdp beside an empty XDP_PASS program,
 //! under BPF_PROG_TEST_RUN, with 1, 100 and 10,000 ranges configured.
 
-use std::{fmt::Write, net::IpAddr, path::PathBuf, process::ExitCode};
+use std::{fmt::Write, path::PathBuf, process::ExitCode};
 
-use vip_tests::bench::{measure, median, Measurement};
+use vip_tests::{
+    bench::{measure, median, Case, Measurement},
+    fixture::Verdict,
+};
 
 const MARK_START: &str = "<!-- bench:prog-test-run:start -->";
 const MARK_END: &str = "<!-- bench:prog-test-run:end -->";
@@ -53,12 +56,18 @@ fn parse_args() -> Args {
     args
 }
 
-/// The foundation issue's targets, for the IPv4 frame: ≤ 1.5 at one range, ≤ 1.6
-/// with more. IPv6 rows are shown for information.
+/// The targets: for the IPv4 frame, ≤ 1.5 with one range and ≤ 1.6 with more
+/// (foundation issue); ≤ 1.6 for the allow-list cases (policy issue). IPv6 rows
+/// are shown for information.
 fn target(m: &Measurement) -> Option<f64> {
-    match (m.family, m.ranges) {
-        ("IPv4", 0..=1) => Some(1.5),
-        ("IPv4", _) => Some(1.6),
+    match (
+        m.case.family,
+        m.case.ranges,
+        m.case.label.starts_with("allow"),
+    ) {
+        ("IPv4", _, true) => Some(1.6),
+        ("IPv4", 0..=1, false) => Some(1.5),
+        ("IPv4", _, false) => Some(1.6),
         _ => None,
     }
 }
@@ -67,21 +76,48 @@ fn missed(m: &Measurement) -> bool {
     target(m).is_some_and(|t| m.ratio() > t)
 }
 
+/// 16 entries, the match last: the worst case for a 16-entry list.
+fn sixteen_entries() -> Vec<String> {
+    let mut allow: Vec<String> = (1..=15).map(|p| format!("tcp/{p}")).collect();
+    allow.push("udp/53".to_string());
+    allow
+}
+
+fn cases(args: &Args) -> Vec<Case> {
+    let v4 = "192.0.2.7".parse().unwrap();
+    let v6 = "2001:db8::7".parse().unwrap();
+    let mut cases = Vec::new();
+    for &ranges in &args.ranges {
+        cases.push(Case::ranges(ranges, v4, "IPv4"));
+        if ranges >= 2 {
+            cases.push(Case::ranges(ranges, v6, "IPv6"));
+        }
+    }
+    cases.push(Case::policy(
+        "allow list: denied port (drop)",
+        &["tcp/80".to_string()],
+        53,
+        Verdict::Drop,
+    ));
+    cases.push(Case::policy(
+        "allow list: 16 entries, match on the last",
+        &sixteen_entries(),
+        53,
+        Verdict::Pass,
+    ));
+    cases
+}
+
 fn main() -> ExitCode {
     if !nix::unistd::geteuid().is_root() {
         eprintln!("vip-bench: needs root (run it through `cargo xtask bench`)");
         return ExitCode::FAILURE;
     }
     let args = parse_args();
-    let v4: IpAddr = "192.0.2.7".parse().unwrap();
-    let v6: IpAddr = "2001:db8::7".parse().unwrap();
-    let mut results: Vec<Measurement> = Vec::new();
-    for &ranges in &args.ranges {
-        results.push(measure(ranges, v4, "IPv4", args.runs, args.repeat));
-        if ranges >= 2 {
-            results.push(measure(ranges, v6, "IPv6", args.runs, args.repeat));
-        }
-    }
+    let results: Vec<Measurement> = cases(&args)
+        .into_iter()
+        .map(|case| measure(case, args.runs, args.repeat))
+        .collect();
     let table = render(&results, &args);
     print!("{table}");
     if let Some(path) = &args.update {
@@ -100,14 +136,15 @@ fn render(results: &[Measurement], args: &Args) -> String {
     let mut out = String::new();
     let _ = writeln!(
         out,
-        "64-byte UDP frame to a VIP, BPF_PROG_TEST_RUN repeat={}, median of {} runs (min-max), ns/packet\n",
+        "64-byte UDP frame to a VIP, BPF_PROG_TEST_RUN repeat={}, median of {} runs (min-max), ns/packet;\n\
+         each case beside the empty XDP program that returns the same verdict\n",
         args.repeat, args.runs
     );
     let _ = writeln!(
         out,
-        "| ranges | packet | vip_xdp ns | empty XDP_PASS ns | ratio | target |"
+        "| case | vip_xdp ns | empty program | empty ns | ratio | target |"
     );
-    let _ = writeln!(out, "|---:|---|---:|---:|---:|---:|");
+    let _ = writeln!(out, "|---|---:|---|---:|---:|---:|");
     for m in results {
         let range = |v: &[f64]| {
             let min = v.iter().copied().fold(f64::INFINITY, f64::min);
@@ -122,9 +159,9 @@ fn render(results: &[Measurement], args: &Args) -> String {
         let _ = writeln!(
             out,
             "| {} | {} | {} | {} | {:.2} | {target} |",
-            m.ranges,
-            m.family,
+            m.case.label,
             range(&m.vip_ns),
+            m.baseline_name(),
             range(&m.baseline_ns),
             m.ratio()
         );
