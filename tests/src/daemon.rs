@@ -155,6 +155,34 @@ impl<'a> Daemon<'a> {
         }
     }
 
+    /// Replaces the daemon's config file (for a reload).
+    pub fn rewrite_config(&self, config: &str) {
+        std::fs::write(self._config.path(), config).expect("rewriting config");
+    }
+
+    /// `vip reload`, then waits for the daemon to log the outcome; returns the
+    /// log line ("reloaded ..." or "reload of ... refused ...").
+    pub fn reload(&self) -> String {
+        let seen = self.log().matches("reload").count();
+        self.instance.vip_ok(self.ns, &["reload"]);
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let log = self.log();
+            if log.matches("reload").count() > seen {
+                let line = log
+                    .lines()
+                    .rfind(|l| l.contains("reload"))
+                    .expect("a reload line");
+                return line.to_string();
+            }
+            assert!(
+                Instant::now() < deadline,
+                "no reload logged in 10 s:\n{log}"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
     /// What the daemon logged so far.
     pub fn log(&self) -> String {
         let mut text = String::new();

@@ -165,6 +165,18 @@ impl Netns {
         .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
     }
 
+    /// Spawns a thread that has joined this namespace, running `f`.
+    pub fn spawn_in<T: Send + 'static>(
+        &self,
+        f: impl FnOnce() -> T + Send + 'static,
+    ) -> std::thread::JoinHandle<T> {
+        let ns = self.open();
+        std::thread::spawn(move || {
+            setns(&ns, CloneFlags::CLONE_NEWNET).expect("setns into the test namespace");
+            f()
+        })
+    }
+
     fn open(&self) -> File {
         File::open(format!("/run/netns/{}", self.name)).expect("opening the netns handle")
     }

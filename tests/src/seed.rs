@@ -165,6 +165,42 @@ impl SeedLab {
     }
 }
 
+/// A client and a real server on one veth link (198.18.0.1 and .2), the
+/// client routing the three VIP /24s to the server: for tests that need no router.
+pub struct DirectLab {
+    pub client: Netns,
+    pub server: Netns,
+}
+
+pub const DIRECT_SERVER_IF: &str = "ps0";
+
+impl DirectLab {
+    pub fn new(tag: &str) -> DirectLab {
+        let client = Netns::new(&format!("{tag}c"));
+        let server = Netns::new(&format!("{tag}s"));
+        client.ip(&[
+            "link",
+            "add",
+            "pc0",
+            "type",
+            "veth",
+            "peer",
+            "name",
+            DIRECT_SERVER_IF,
+            "netns",
+            server.name(),
+        ]);
+        client.ip(&["addr", "add", "198.18.0.1/24", "dev", "pc0"]);
+        server.ip(&["addr", "add", "198.18.0.2/24", "dev", DIRECT_SERVER_IF]);
+        client.ip(&["link", "set", "pc0", "up"]);
+        server.ip(&["link", "set", DIRECT_SERVER_IF, "up"]);
+        for block in ["192.0.2.0/24", "198.51.100.0/24", "203.0.113.0/24"] {
+            client.ip(&["route", "add", block, "via", "198.18.0.2"]);
+        }
+        DirectLab { client, server }
+    }
+}
+
 /// Everything `vip` may touch on a host, as the kernel reports it: addresses,
 /// the main and local routing tables of both families, and the given sysctls.
 pub fn host_dump(ns: &Netns, sysctls: &[&str]) -> String {

@@ -13,7 +13,7 @@ use vip_tests::{
     daemon::{Daemon, Instance},
     netns::Netns,
     root::require_root,
-    seed::{tcp_connect, udp_echoes, Services, TCP_PORT, UDP_PORT},
+    seed::{tcp_connect, udp_echoes, DirectLab, Services, DIRECT_SERVER_IF, TCP_PORT, UDP_PORT},
 };
 
 const DENIED_TCP: u16 = 9090;
@@ -29,37 +29,9 @@ const VIPS: [&str; 5] = [
     "192.0.2.254",
 ];
 
-struct Pair {
-    client: Netns,
-    server: Netns,
-}
-
-fn pair(tag: &str) -> Pair {
-    let client = Netns::new(&format!("{tag}c"));
-    let server = Netns::new(&format!("{tag}s"));
-    client.ip(&[
-        "link",
-        "add",
-        "pc0",
-        "type",
-        "veth",
-        "peer",
-        "name",
-        "ps0",
-        "netns",
-        server.name(),
-    ]);
-    client.ip(&["addr", "add", "198.18.0.1/24", "dev", "pc0"]);
-    server.ip(&["addr", "add", "198.18.0.2/24", "dev", "ps0"]);
-    client.ip(&["link", "set", "pc0", "up"]);
-    server.ip(&["link", "set", "ps0", "up"]);
-    client.ip(&["route", "add", "192.0.2.0/24", "via", "198.18.0.2"]);
-    Pair { client, server }
-}
-
 fn config(mode: &str) -> String {
     format!(
-        "interfaces = [\"ps0\"]\nxdp_mode = \"{mode}\"\n[[range]]\nname = \"web\"\ncidr = \"192.0.2.0/24\"\n\
+        "interfaces = [\"{DIRECT_SERVER_IF}\"]\nxdp_mode = \"{mode}\"\n[[range]]\nname = \"web\"\ncidr = \"192.0.2.0/24\"\n\
          accept = \"route\"\nallow = [\"tcp/{TCP_PORT}\", \"udp/{UDP_PORT}\"]\n"
     )
 }
@@ -109,7 +81,7 @@ fn per_vip(daemon: &Daemon, total: u64) -> BTreeMap<IpAddr, (u64, u64)> {
 }
 
 fn allowed_and_denied(mode: &str) {
-    let lab = pair(&format!("pol{}", &mode[..2]));
+    let lab = DirectLab::new(&format!("pol{}", &mode[..2]));
     let _services = Services::start(&lab.server);
     let instance = Instance::new(mode);
     let daemon = Daemon::start(&lab.server, &config(mode), &instance);

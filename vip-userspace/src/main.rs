@@ -56,6 +56,9 @@ enum Command {
         #[arg(long, short)]
         config: PathBuf,
     },
+    /// Ask the running `vip run` to re-read its config and apply the difference
+    /// (ranges, allow lists, host state) without detaching (same as SIGHUP).
+    Reload,
     /// Print per-range and per-VIP counters of the running datapath.
     Stats {
         /// Print JSON instead of a table.
@@ -77,6 +80,7 @@ fn main() -> ExitCode {
         Command::Check { config } => commands::check(&config),
         Command::Plan { config } => commands::plan(&config),
         Command::Apply { config } => commands::apply(&config, &cli.run_dir),
+        Command::Reload => commands::reload(&cli.run_dir),
         Command::Stats { json } => commands::stats(&cli.pin_dir, &cli.run_dir, json),
         Command::Down => commands::down(&cli.pin_dir, &cli.run_dir),
     };
@@ -104,6 +108,7 @@ fn is_user_error(error: &anyhow::Error) -> bool {
         cause.is::<ConfigError>()
             || cause.is::<SafetyError>()
             || cause.is::<commands::AlreadyRunning>()
+            || cause.is::<commands::NotRunning>()
             || matches!(
                 cause.downcast_ref::<HostError>(),
                 Some(HostError::Safety(_))

@@ -5,7 +5,7 @@ mod run;
 mod stats;
 
 pub use host::{apply, down, plan};
-pub use run::{run, AlreadyRunning};
+pub use run::{reload, run, AlreadyRunning, NotRunning};
 pub use stats::stats;
 
 use anyhow::Context;

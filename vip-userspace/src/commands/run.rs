@@ -1,14 +1,19 @@
-//! `vip run`: host state, datapath, drift repair, and cleanup on SIGINT/SIGTERM.
+//! `vip run`: host state, datapath, drift repair, reload on SIGHUP, and cleanup
+//! on SIGINT or SIGTERM.
 
-use std::{path::Path, time::Duration};
+use std::{
+    path::{Path, PathBuf},
+    time::Duration,
+};
 
 use anyhow::Context;
 use tokio::signal::unix::{signal, SignalKind};
 use vip_userspace::{
     datapath::pin::PinDir,
     host::{
-        apply::{apply, repair, revert},
-        Netlink, State, StateFile,
+        self,
+        apply::{apply, repair, revert, revert_unwanted},
+        plan, HostView, Netlink, State, StateFile,
     },
     Config, Datapath, Layout,
 };
@@ -22,7 +27,18 @@ const DRIFT_INTERVAL: Duration = Duration::from_secs(1);
 #[error("vip run (pid {pid}) already owns {}; stop it or run `vip down`", path.display())]
 pub struct AlreadyRunning {
     pub pid: u32,
-    pub path: std::path::PathBuf,
+    pub path: PathBuf,
+}
+
+/// Everything a running daemon holds.
+struct Running<'a> {
+    config_path: &'a Path,
+    config: Config,
+    layout: Layout,
+    datapath: Datapath,
+    netlink: Netlink,
+    state: State,
+    file: &'a StateFile,
 }
 
 pub fn run(config_path: &Path, pin_dir: &Path, run_dir: &Path) -> anyhow::Result<()> {
@@ -45,50 +61,126 @@ pub fn run(config_path: &Path, pin_dir: &Path, run_dir: &Path) -> anyhow::Result
             .into());
         }
         let pins = PinDir::claim(pin_dir)?;
-        let mut datapath =
+        let datapath =
             Datapath::load(&layout, config.interfaces.len()).context("loading the datapath")?;
         state.daemon_pid = Some(std::process::id());
         file.save(&state)?;
+        let mut running = Running {
+            config_path,
+            config,
+            layout,
+            datapath,
+            netlink,
+            state,
+            file: &file,
+        };
 
         let result = async {
-            apply(&netlink, &steps, &mut state, &file).await?;
-            datapath.attach_all(&config.interfaces, config.xdp_mode)?;
-            pins.pin_maps(datapath.ebpf())?;
+            apply(&running.netlink, &steps, &mut running.state, &file).await?;
+            let config = &running.config;
+            running
+                .datapath
+                .attach_all(&config.interfaces, config.xdp_mode)?;
+            pins.pin_maps(running.datapath.ebpf())?;
             log::info!(
                 "counting {} range(s) on {}; maps pinned in {}",
-                layout.ranges.len(),
+                running.layout.ranges.len(),
                 config.interfaces.join(", "),
                 pins.path().display()
             );
-            serve(&netlink, &mut state, &file).await
+            running.serve().await
         }
         .await;
 
         log::info!("shutting down: detaching and reverting host state");
-        if let Err(e) = datapath.detach_all() {
+        if let Err(e) = running.datapath.detach_all() {
             log::error!("detaching: {}", vip_userspace::error_chain(&e));
         }
         drop(pins);
-        revert(&netlink, &mut state, &file).await?;
+        revert(&running.netlink, &mut running.state, &file).await?;
         file.remove()?;
         result
     })
 }
 
-/// Repairs drift until SIGINT or SIGTERM.
-async fn serve(netlink: &Netlink, state: &mut State, file: &StateFile) -> anyhow::Result<()> {
-    let mut term = signal(SignalKind::terminate()).context("SIGTERM handler")?;
-    let mut int = signal(SignalKind::interrupt()).context("SIGINT handler")?;
-    let mut drift = tokio::time::interval(DRIFT_INTERVAL);
-    loop {
-        tokio::select! {
-            _ = term.recv() => { log::info!("SIGTERM"); return Ok(()); }
-            _ = int.recv() => { log::info!("SIGINT"); return Ok(()); }
-            _ = drift.tick() => {
-                if let Err(e) = repair(netlink, state, file).await {
-                    log::error!("drift repair: {}", vip_userspace::error_chain(&e));
+impl Running<'_> {
+    /// Repairs drift and reloads on SIGHUP, until SIGINT or SIGTERM.
+    async fn serve(&mut self) -> anyhow::Result<()> {
+        let mut term = signal(SignalKind::terminate()).context("SIGTERM handler")?;
+        let mut int = signal(SignalKind::interrupt()).context("SIGINT handler")?;
+        let mut hup = signal(SignalKind::hangup()).context("SIGHUP handler")?;
+        let mut drift = tokio::time::interval(DRIFT_INTERVAL);
+        loop {
+            tokio::select! {
+                _ = term.recv() => { log::info!("SIGTERM"); return Ok(()); }
+                _ = int.recv() => { log::info!("SIGINT"); return Ok(()); }
+                _ = hup.recv() => {
+                    if let Err(e) = self.reload().await {
+                        log::error!(
+                            "reload of {} refused, still running the previous config: {}",
+                            self.config_path.display(),
+                            vip_userspace::error_chain(e.as_ref())
+                        );
+                    }
+                }
+                _ = drift.tick() => {
+                    if let Err(e) = repair(&self.netlink, &mut self.state, self.file).await {
+                        log::error!("drift repair: {}", vip_userspace::error_chain(&e));
+                    }
                 }
             }
         }
     }
+
+    /// Re-reads and validates the config, then moves the datapath and the host
+    /// state to it through map updates and netlink; nothing is detached. On any
+    /// error before the first change, nothing changes.
+    async fn reload(&mut self) -> anyhow::Result<()> {
+        let config = Config::load(self.config_path)?;
+        config.check_runnable()?;
+        config.check_host()?;
+        let layout = self.layout.update(&config)?;
+        let view = HostView::read(&self.netlink).await?;
+        view.check_safety(&config)?;
+        let wanted = host::desired(&config);
+        let steps = plan::plan(&view, wanted.clone())?;
+        if config.interfaces != self.config.interfaces || config.xdp_mode != self.config.xdp_mode {
+            log::warn!("interfaces and xdp_mode changes take effect when vip restarts");
+        }
+        self.datapath.update(&self.layout, &layout)?;
+        apply(&self.netlink, &steps, &mut self.state, self.file).await?;
+        revert_unwanted(&self.netlink, &mut self.state, self.file, &wanted).await?;
+        self.layout = layout;
+        self.config = config;
+        log::info!(
+            "reloaded {}: {} range(s)",
+            self.config_path.display(),
+            self.layout.ranges.len()
+        );
+        Ok(())
+    }
+}
+
+/// `vip reload`: asks the running daemon to reload its config.
+pub fn reload(run_dir: &Path) -> anyhow::Result<()> {
+    let file = StateFile::in_dir(run_dir);
+    let pid = file
+        .load()?
+        .and_then(|s| s.daemon_pid)
+        .filter(|&p| alive(p))
+        .ok_or_else(|| NotRunning {
+            path: file.path().to_path_buf(),
+        })?;
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(pid as i32),
+        nix::sys::signal::Signal::SIGHUP,
+    )?;
+    println!("asked vip run (pid {pid}) to reload; its log says how it went");
+    Ok(())
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("no vip run owns {}: nothing to reload", path.display())]
+pub struct NotRunning {
+    pub path: PathBuf,
 }

@@ -2,17 +2,18 @@
 
 mod attach;
 pub mod pin;
+mod sync;
 
 use aya::{
-    maps::{lpm_trie::Key, Array, LpmTrie, MapError},
+    maps::{Array, MapError},
     programs::{ProgramError, SchedClassifier, Xdp},
     Ebpf, EbpfError, EbpfLoader,
 };
-use ipnet::IpNet;
+
 use vip_common::{
-    AttachMeta, RangeMeta, RangePolicy, RangeValue, MAP_ATTACH_META, MAP_DENSE_STATS, MAP_POLICY,
-    MAP_RANGES, MAP_RANGE_META, MAP_RANGE_STATS, MAP_SPARSE_STATS, MAP_V4_L1, MAP_V4_L2,
-    MAP_V4_RANGES, MAP_V6_RANGES, PROG_TC, PROG_XDP,
+    AttachMeta, MAP_ATTACH_META, MAP_DENSE_STATS, MAP_POLICY, MAP_RANGES, MAP_RANGE_META,
+    MAP_RANGE_STATS, MAP_SPARSE_STATS, MAP_V4_L2, MAP_V4_RANGES, MAP_V6_RANGES, PROG_TC, PROG_XDP,
+    V4_L2_BLOCK,
 };
 
 pub use attach::{AttachMode, Attachment};
@@ -53,6 +54,8 @@ pub enum DatapathError {
     },
     #[error(transparent)]
     Pin(#[from] pin::PinError),
+    #[error("counting CPUs: {0}")]
+    Cpus(#[source] std::io::Error),
 }
 
 pub struct Datapath {
@@ -64,21 +67,21 @@ impl Datapath {
     /// Loads the object with maps sized for `layout`, fills the range maps and
     /// loads (verifies) the XDP program. Nothing is attached yet.
     pub fn load(layout: &Layout, interfaces: usize) -> Result<Datapath, DatapathError> {
-        let ranges = layout.ranges.len() as u32;
+        let capacity = layout.capacity;
         let mut ebpf = EbpfLoader::new()
-            .map_max_entries(MAP_V4_RANGES, layout.v4_count().max(1))
-            .map_max_entries(MAP_V6_RANGES, layout.v6_count().max(1))
-            .map_max_entries(MAP_RANGES, ranges)
-            .map_max_entries(MAP_POLICY, ranges)
-            .map_max_entries(MAP_V4_L2, layout.v4_index.l2_len())
-            .map_max_entries(MAP_RANGE_STATS, ranges)
-            .map_max_entries(MAP_RANGE_META, ranges)
-            .map_max_entries(MAP_DENSE_STATS, layout.dense_slots)
+            .map_max_entries(MAP_V4_RANGES, capacity.ranges)
+            .map_max_entries(MAP_V6_RANGES, capacity.ranges)
+            .map_max_entries(MAP_RANGES, capacity.ranges)
+            .map_max_entries(MAP_POLICY, capacity.ranges)
+            .map_max_entries(MAP_V4_L2, (capacity.l2_blocks * V4_L2_BLOCK).max(1))
+            .map_max_entries(MAP_RANGE_STATS, capacity.ranges)
+            .map_max_entries(MAP_RANGE_META, capacity.ranges)
+            .map_max_entries(MAP_DENSE_STATS, capacity.dense_slots.max(1))
             .map_max_entries(MAP_SPARSE_STATS, layout.sparse_vip_capacity)
             .map_max_entries(MAP_ATTACH_META, interfaces.max(1) as u32)
             .load(EBPF_OBJECT)
             .map_err(DatapathError::Load)?;
-        fill_ranges(&mut ebpf, layout)?;
+        sync::sync(&mut ebpf, None, layout)?;
         let programs = programs(&mut ebpf)?;
         programs
             .xdp
@@ -140,6 +143,12 @@ impl Datapath {
         Ok(())
     }
 
+    /// Moves the running datapath from `old` to `new` (from [`Layout::update`])
+    /// through map updates only; nothing is detached.
+    pub fn update(&mut self, old: &Layout, new: &Layout) -> Result<(), DatapathError> {
+        sync::sync(&mut self.ebpf, Some(old), new)
+    }
+
     /// Detaches from every interface.
     pub fn detach_all(&mut self) -> Result<(), DatapathError> {
         let attachments = std::mem::take(&mut self.attachments);
@@ -189,64 +198,4 @@ fn programs(ebpf: &mut Ebpf) -> Result<Programs<'_>, DatapathError> {
             .try_into()
             .map_err(|e| typed(PROG_TC, e))?,
     })
-}
-
-fn fill_ranges(ebpf: &mut Ebpf, layout: &Layout) -> Result<(), DatapathError> {
-    let map_err = |map| move |source| DatapathError::Map { map, source };
-    {
-        let mut v4: LpmTrie<_, [u8; 4], RangeValue> = typed_map_mut(ebpf, MAP_V4_RANGES)?;
-        for slot in &layout.ranges {
-            if let IpNet::V4(net) = slot.cidr {
-                let key = Key::new(u32::from(net.prefix_len()), net.network().octets());
-                v4.insert(&key, slot.value, 0)
-                    .map_err(map_err(MAP_V4_RANGES))?;
-            }
-        }
-    }
-    {
-        let mut v6: LpmTrie<_, [u8; 16], RangeValue> = typed_map_mut(ebpf, MAP_V6_RANGES)?;
-        for slot in &layout.ranges {
-            if let IpNet::V6(net) = slot.cidr {
-                let key = Key::new(u32::from(net.prefix_len()), net.network().octets());
-                v6.insert(&key, slot.value, 0)
-                    .map_err(map_err(MAP_V6_RANGES))?;
-            }
-        }
-    }
-    {
-        let mut values: Array<_, RangeValue> = typed_map_mut(ebpf, MAP_RANGES)?;
-        for slot in &layout.ranges {
-            values
-                .set(slot.value.range_id, slot.value, 0)
-                .map_err(map_err(MAP_RANGES))?;
-        }
-    }
-    {
-        let mut policies: Array<_, RangePolicy> = typed_map_mut(ebpf, MAP_POLICY)?;
-        for slot in &layout.ranges {
-            policies
-                .set(slot.value.range_id, slot.policy, 0)
-                .map_err(map_err(MAP_POLICY))?;
-        }
-    }
-    {
-        let index = &layout.v4_index;
-        let mut l2: Array<_, u32> = typed_map_mut(ebpf, MAP_V4_L2)?;
-        for (i, &value) in index.l2.iter().enumerate() {
-            if value != 0 {
-                l2.set(i as u32, value, 0).map_err(map_err(MAP_V4_L2))?;
-            }
-        }
-        // Level 1 last: a /16 only points at level 2 once its block is complete.
-        let mut l1: Array<_, u32> = typed_map_mut(ebpf, MAP_V4_L1)?;
-        for &(slash16, block) in &index.l1 {
-            l1.set(slash16, block, 0).map_err(map_err(MAP_V4_L1))?;
-        }
-    }
-    let mut meta: Array<_, RangeMeta> = typed_map_mut(ebpf, MAP_RANGE_META)?;
-    for slot in &layout.ranges {
-        meta.set(slot.value.range_id, slot.meta(), 0)
-            .map_err(map_err(MAP_RANGE_META))?;
-    }
-    Ok(())
 }

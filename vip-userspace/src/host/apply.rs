@@ -112,3 +112,35 @@ pub async fn repair(
     }
     Ok(repaired)
 }
+
+/// Reverts the owned items `wanted` no longer asks for (a reload dropped them).
+pub async fn revert_unwanted(
+    netlink: &Netlink,
+    state: &mut State,
+    file: &StateFile,
+    wanted: &[Item],
+) -> Result<(), HostError> {
+    let view = HostView::read(netlink).await?;
+    let mut index = state.owned.len();
+    while index > 0 {
+        index -= 1;
+        let owned = &state.owned[index];
+        if wanted.iter().any(|w| w.same_target(&owned.item)) {
+            continue;
+        }
+        let owned = state.owned.remove(index);
+        let present = match &owned.item {
+            Item::Sysctl { .. } => true,
+            item => view.status(item)?.0 == Status::InPlace,
+        };
+        if present {
+            unmake(netlink, &owned).await?;
+        }
+        log::info!(
+            "no longer wanted: {}",
+            owned.item.undo_command(owned.previous.as_deref())
+        );
+        file.save(state)?;
+    }
+    Ok(())
+}

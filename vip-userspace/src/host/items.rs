@@ -41,10 +41,12 @@ impl Item {
         }
     }
 
-    /// Whether `other` is the same address, route or sysctl (whatever its value).
+    /// Whether `other` is the same address, route or sysctl (whatever its value,
+    /// or an alias's label, which follows the range's place in the config).
     pub fn same_target(&self, other: &Item) -> bool {
         match (self, other) {
             (Item::Sysctl { key: a, .. }, Item::Sysctl { key: b, .. }) => a == b,
+            (Item::Alias { cidr: a, .. }, Item::Alias { cidr: b, .. }) => a == b,
             (a, b) => a == b,
         }
     }

@@ -22,71 +22,179 @@ pub struct RangeSlot {
     pub policy: RangePolicy,
 }
 
+/// Room a running datapath keeps for ranges added by a reload; a reload that
+/// needs more is refused (restart to grow).
+pub const RANGE_HEADROOM: u32 = 256;
+pub const DENSE_HEADROOM: u32 = 65_536;
+pub const L2_BLOCK_HEADROOM: u32 = 64;
+
+/// Map sizes, fixed when the datapath is loaded.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Capacity {
+    pub ranges: u32,
+    pub dense_slots: u32,
+    pub l2_blocks: u32,
+}
+
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum LayoutError {
+    #[error("{needed} ranges do not fit the {capacity} the running datapath has room for; restart vip to grow")]
+    Ranges { needed: usize, capacity: u32 },
+    #[error("range {range:?} needs {len} per-VIP slots and the running datapath has no such free span; restart vip to grow")]
+    DenseSlots { range: String, len: u32 },
+    #[error("the IPv4 ranges touch more /16s than the running datapath has room for ({capacity}); restart vip to grow")]
+    Blocks { capacity: u32 },
+}
+
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Layout {
-    /// Indexed by range id.
+    /// In config order; each knows its range id.
     pub ranges: Vec<RangeSlot>,
-    /// Size of the dense per-VIP array (at least 1: the kernel has no empty arrays).
-    pub dense_slots: u32,
+    pub capacity: Capacity,
     pub sparse_vip_capacity: u32,
     pub v4_index: V4Index,
 }
 
 impl Layout {
+    /// A fresh layout, with room for reloads to add ranges.
     pub fn new(config: &Config) -> Layout {
-        let mut next_dense = 0u32;
-        let ranges = config
-            .ranges
-            .iter()
-            .enumerate()
-            .map(|(id, range)| {
-                let dense_len = dense_len(&range.cidr);
-                let value = match range.cidr {
-                    IpNet::V4(net) if dense_len > 0 => RangeValue {
+        let dense: u32 = config.ranges.iter().map(|r| dense_len(&r.cidr)).sum();
+        let blocks = V4Index::build(v4_ranges(config, |i| i as u32), None, u32::MAX)
+            .expect("no block limit")
+            .blocks();
+        let capacity = Capacity {
+            ranges: config.ranges.len() as u32 + RANGE_HEADROOM,
+            dense_slots: dense + DENSE_HEADROOM,
+            l2_blocks: blocks + L2_BLOCK_HEADROOM,
+        };
+        Layout::allocate(config, None, capacity).expect("a fresh layout fits its own capacity")
+    }
+
+    /// The layout for `config` on a running datapath: ranges that are still there
+    /// (same name and CIDR) keep their id, per-VIP slots and index blocks, so
+    /// their counters carry on; new ones take free room.
+    pub fn update(&self, config: &Config) -> Result<Layout, LayoutError> {
+        Layout::allocate(config, Some(self), self.capacity)
+    }
+
+    fn allocate(
+        config: &Config,
+        previous: Option<&Layout>,
+        capacity: Capacity,
+    ) -> Result<Layout, LayoutError> {
+        if config.ranges.len() > capacity.ranges as usize {
+            return Err(LayoutError::Ranges {
+                needed: config.ranges.len(),
+                capacity: capacity.ranges,
+            });
+        }
+        let kept = |name: &str, cidr: &IpNet| {
+            previous.and_then(|p| p.ranges.iter().find(|r| r.name == name && r.cidr == *cidr))
+        };
+        // New ranges take nothing the previous layout used, not even what this
+        // update frees: lookups may still reach a removed range's id or slots
+        // until its entries are gone. Freed room serves the next update.
+        let mut used_ids = vec![false; capacity.ranges as usize];
+        let mut used_dense: Vec<(u32, u32)> = Vec::new();
+        for old in previous.map_or(&[][..], |p| &p.ranges) {
+            used_ids[old.value.range_id as usize] = true;
+            if old.dense_len > 0 {
+                used_dense.push((old.value.dense_base, old.dense_len));
+            }
+        }
+        let mut ranges = Vec::with_capacity(config.ranges.len());
+        for range in &config.ranges {
+            let policy = range_policy(range.allow.as_ref());
+            if let Some(old) = kept(&range.name, &range.cidr) {
+                ranges.push(RangeSlot {
+                    policy,
+                    ..old.clone()
+                });
+                continue;
+            }
+            let id = used_ids
+                .iter()
+                .position(|used| !used)
+                .ok_or(LayoutError::Ranges {
+                    needed: config.ranges.len(),
+                    capacity: capacity.ranges,
+                })?;
+            used_ids[id] = true;
+            let dense_len = dense_len(&range.cidr);
+            let value = match range.cidr {
+                IpNet::V4(net) if dense_len > 0 => {
+                    let base = first_fit(&used_dense, dense_len, capacity.dense_slots).ok_or_else(
+                        || LayoutError::DenseSlots {
+                            range: range.name.clone(),
+                            len: dense_len,
+                        },
+                    )?;
+                    used_dense.push((base, dense_len));
+                    RangeValue {
                         range_id: id as u32,
                         per_vip_mode: PER_VIP_DENSE,
-                        dense_base: next_dense,
+                        dense_base: base,
                         network_v4_host: u32::from(net.network()),
-                    },
-                    _ => RangeValue {
-                        range_id: id as u32,
-                        per_vip_mode: PER_VIP_SPARSE,
-                        dense_base: 0,
-                        network_v4_host: 0,
-                    },
-                };
-                next_dense += dense_len;
-                RangeSlot {
-                    name: range.name.clone(),
-                    cidr: range.cidr,
-                    value,
-                    dense_len,
-                    policy: range_policy(range.allow.as_ref()),
+                    }
                 }
-            })
-            .collect::<Vec<RangeSlot>>();
-        let v4_index = V4Index::build(ranges.iter().filter_map(|slot| match slot.cidr {
-            IpNet::V4(net) => Some((slot.value.range_id, net)),
-            IpNet::V6(_) => None,
-        }));
-        Layout {
-            v4_index,
-            ranges,
-            dense_slots: next_dense.max(1),
-            sparse_vip_capacity: config.sparse_vip_capacity,
+                _ => RangeValue {
+                    range_id: id as u32,
+                    per_vip_mode: PER_VIP_SPARSE,
+                    dense_base: 0,
+                    network_v4_host: 0,
+                },
+            };
+            ranges.push(RangeSlot {
+                name: range.name.clone(),
+                cidr: range.cidr,
+                value,
+                dense_len,
+                policy,
+            });
         }
+        let v4_index = V4Index::build(
+            ranges.iter().filter_map(|slot| match slot.cidr {
+                IpNet::V4(net) => Some((slot.value.range_id, net)),
+                IpNet::V6(_) => None,
+            }),
+            previous.map(|p| &p.v4_index),
+            capacity.l2_blocks,
+        )?;
+        Ok(Layout {
+            ranges,
+            capacity,
+            sparse_vip_capacity: config.sparse_vip_capacity,
+            v4_index,
+        })
     }
+}
 
-    pub fn v4_count(&self) -> u32 {
-        self.ranges
-            .iter()
-            .filter(|r| r.cidr.addr().is_ipv4())
-            .count() as u32
+/// The lowest start of a free span of `len` slots below `capacity`, given the
+/// (start, len) spans in use.
+fn first_fit(used: &[(u32, u32)], len: u32, capacity: u32) -> Option<u32> {
+    let mut spans = used.to_vec();
+    spans.sort_unstable();
+    let mut start = 0u32;
+    for (base, span) in spans {
+        if base >= start + len {
+            break;
+        }
+        start = start.max(base + span);
     }
+    (start.checked_add(len)? <= capacity).then_some(start)
+}
 
-    pub fn v6_count(&self) -> u32 {
-        self.ranges.len() as u32 - self.v4_count()
-    }
+/// Every IPv4 range of `config` as (id, network), ids given by `id`.
+fn v4_ranges(config: &Config, id: impl Fn(usize) -> u32) -> Vec<(u32, ipnet::Ipv4Net)> {
+    config
+        .ranges
+        .iter()
+        .enumerate()
+        .filter_map(|(i, r)| match r.cidr {
+            IpNet::V4(net) => Some((id(i), net)),
+            IpNet::V6(_) => None,
+        })
+        .collect()
 }
 
 impl RangeSlot {
@@ -117,26 +225,25 @@ mod tests {
 
     use super::*;
 
+    fn config(ranges: &[(&str, &str)]) -> Config {
+        let mut text = String::from("interfaces = [\"lo\"]\n");
+        for (name, cidr) in ranges {
+            text.push_str(&format!(
+                "[[range]]\nname = \"{name}\"\ncidr = \"{cidr}\"\n"
+            ));
+        }
+        Config::parse(&text, Path::new("test")).unwrap()
+    }
+
     #[test]
     fn dense_bases_are_consecutive_and_sparse_ranges_take_none() {
-        let config = Config::parse(
-            r#"
-            interfaces = ["lo"]
-            [[range]]
-            name = "a"
-            cidr = "192.0.2.0/24"
-            [[range]]
-            name = "v6"
-            cidr = "2001:db8::/64"
-            [[range]]
-            name = "b"
-            cidr = "198.51.100.0/28"
-            "#,
-            Path::new("test"),
-        )
-        .unwrap();
-        let layout = Layout::new(&config);
-        assert_eq!(layout.dense_slots, 256 + 16);
+        let layout = Layout::new(&config(&[
+            ("a", "192.0.2.0/24"),
+            ("v6", "2001:db8::/64"),
+            ("b", "198.51.100.0/28"),
+        ]));
+        assert_eq!(layout.capacity.dense_slots, 256 + 16 + DENSE_HEADROOM);
+        assert_eq!(layout.capacity.ranges, 3 + RANGE_HEADROOM);
         assert_eq!(
             layout.ranges[0].value,
             RangeValue {
@@ -150,7 +257,6 @@ mod tests {
         assert_eq!(layout.ranges[1].dense_len, 0);
         assert_eq!(layout.ranges[2].value.dense_base, 256);
         assert_eq!(layout.ranges[2].value.network_v4_host, 0xc633_6400);
-        assert_eq!((layout.v4_count(), layout.v6_count()), (2, 1));
         let meta = layout.ranges[2].meta();
         assert_eq!(&meta.name[..2], b"b\0");
         assert_eq!(&meta.network_be[..4], &[198, 51, 100, 0]);
@@ -158,5 +264,71 @@ mod tests {
             (meta.prefix_len, meta.family, meta.dense_len),
             (28, FAMILY_V4, 16)
         );
+    }
+
+    #[test]
+    fn updates_keep_what_stays_and_fill_freed_room() {
+        let first = Layout::new(&config(&[
+            ("a", "192.0.2.0/24"),
+            ("b", "198.51.100.0/28"),
+            ("c", "203.0.113.0/25"),
+        ]));
+        // b goes, d comes, c is renamed (so it is a new range).
+        let second = first
+            .update(&config(&[
+                ("a", "192.0.2.0/24"),
+                ("d", "198.51.100.32/28"),
+                ("c2", "203.0.113.0/25"),
+            ]))
+            .unwrap();
+        assert_eq!(second.ranges[0], first.ranges[0], "a is kept as it was");
+        assert_eq!(
+            second.ranges[1].value.range_id, 3,
+            "d does not take b's id, freed just now"
+        );
+        assert_eq!(
+            second.ranges[1].value.dense_base,
+            256 + 16 + 128,
+            "nor its slots"
+        );
+        assert_eq!(second.ranges[2].value.range_id, 4);
+        assert_eq!(second.ranges[2].value.dense_base, 256 + 16 + 128 + 16);
+        assert_eq!(second.capacity, first.capacity);
+        // One update later, the room b and c left is free again.
+        let third = second
+            .update(&config(&[("a", "192.0.2.0/24"), ("e", "198.51.100.64/28")]))
+            .unwrap();
+        assert_eq!(third.ranges[1].value.range_id, 1);
+        assert_eq!(third.ranges[1].value.dense_base, 256);
+    }
+
+    #[test]
+    fn updates_past_the_room_left_are_refused() {
+        let small = Layout::new(&config(&[("a", "192.0.2.0/24")]));
+        let many: Vec<(String, String)> = (0..RANGE_HEADROOM + 2)
+            .map(|i| (format!("r{i}"), format!("2001:db8:{i:x}::/64")))
+            .collect();
+        let many: Vec<(&str, &str)> = many.iter().map(|(n, c)| (n.as_str(), c.as_str())).collect();
+        assert!(matches!(
+            small.update(&config(&many)),
+            Err(LayoutError::Ranges { .. })
+        ));
+        let mut full = small.clone();
+        full.capacity.dense_slots = 256;
+        assert_eq!(
+            full.update(&config(&[("a", "192.0.2.0/24"), ("b", "198.51.100.0/24")])),
+            Err(LayoutError::DenseSlots {
+                range: "b".into(),
+                len: 256
+            })
+        );
+    }
+
+    #[test]
+    fn first_fit_finds_the_lowest_gap() {
+        assert_eq!(first_fit(&[], 16, 100), Some(0));
+        assert_eq!(first_fit(&[(0, 16), (32, 16)], 16, 100), Some(16));
+        assert_eq!(first_fit(&[(0, 16), (32, 16)], 17, 100), Some(48));
+        assert_eq!(first_fit(&[(0, 90)], 11, 100), None);
     }
 }

@@ -2,23 +2,31 @@
 //! level 1 maps each /16 to a block of level 2, which maps each /24 to the one
 //! range covering it, or to "ask the trie" when ranges longer than /24 lie in it.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use ipnet::Ipv4Net;
 use vip_common::{V4_L2_BLOCK, V4_SLOT_LPM};
 
-/// Contents of `MAP_V4_L1` (dense, 65,536 entries) and `MAP_V4_L2`.
+use super::LayoutError;
+
+/// Contents of `MAP_V4_L1` (65,536 entries, mostly 0) and `MAP_V4_L2`.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct V4Index {
     /// (index, value) of the non-zero level-1 entries.
     pub l1: Vec<(u32, u32)>,
-    /// Level 2, `V4_L2_BLOCK` entries per block; empty when no IPv4 range exists.
+    /// Level 2, `V4_L2_BLOCK` entries per block, up to the highest block used.
     pub l2: Vec<u32>,
 }
 
 impl V4Index {
     /// `ranges`: (range id, network) of every IPv4 range; they do not overlap.
-    pub fn build(ranges: impl IntoIterator<Item = (u32, Ipv4Net)>) -> V4Index {
+    /// A /16 that `previous` already had keeps its block, so live updates never
+    /// point a /16 at another's block; a new /16 takes a block neither layout uses.
+    pub fn build(
+        ranges: impl IntoIterator<Item = (u32, Ipv4Net)>,
+        previous: Option<&V4Index>,
+        block_capacity: u32,
+    ) -> Result<V4Index, LayoutError> {
         // /24 number (address >> 8) -> slot value.
         let mut slots: BTreeMap<u32, u32> = BTreeMap::new();
         for (id, net) in ranges {
@@ -32,29 +40,75 @@ impl V4Index {
                 }
             }
         }
+        let slash16s: BTreeSet<u32> = slots.keys().map(|s| s >> 8).collect();
+        let old_block = |slash16: u32| {
+            previous.and_then(|p| p.l1.iter().find(|(s, _)| *s == slash16).map(|(_, b)| b - 1))
+        };
+        let mut taken: BTreeSet<u32> =
+            previous.map_or_else(BTreeSet::new, |p| p.l1.iter().map(|(_, b)| b - 1).collect());
         let mut l1 = Vec::new();
-        let mut l2 = Vec::new();
-        for (slash24, value) in slots {
-            let slash16 = slash24 >> 8;
-            if l1.last().is_none_or(|&(index, _)| index != slash16) {
-                l1.push((slash16, (l2.len() as u32 / V4_L2_BLOCK) + 1));
-                l2.resize(l2.len() + V4_L2_BLOCK as usize, 0);
-            }
-            let block_start = l2.len() - V4_L2_BLOCK as usize;
-            l2[block_start + (slash24 & 0xff) as usize] = value;
+        for &slash16 in &slash16s {
+            let block = match old_block(slash16) {
+                Some(block) => block,
+                None => {
+                    let block = (0..block_capacity).find(|b| !taken.contains(b)).ok_or(
+                        LayoutError::Blocks {
+                            capacity: block_capacity,
+                        },
+                    )?;
+                    taken.insert(block);
+                    block
+                }
+            };
+            l1.push((slash16, block + 1));
         }
-        V4Index { l1, l2 }
+        let blocks = l1.iter().map(|(_, b)| *b).max().unwrap_or(0);
+        let mut l2 = vec![0u32; (blocks * V4_L2_BLOCK) as usize];
+        for (slash24, value) in slots {
+            let (_, block) = l1
+                .iter()
+                .find(|(s, _)| *s == slash24 >> 8)
+                .expect("every /16 has a block");
+            l2[((block - 1) * V4_L2_BLOCK + (slash24 & 0xff)) as usize] = value;
+        }
+        Ok(V4Index { l1, l2 })
     }
 
-    /// Blocks in level 2 (the map needs at least one entry).
-    pub fn l2_len(&self) -> u32 {
-        (self.l2.len() as u32).max(1)
+    /// Blocks level 2 needs (the highest block in use).
+    pub fn blocks(&self) -> u32 {
+        self.l2.len() as u32 / V4_L2_BLOCK
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn kept_slash16s_keep_their_block_and_new_ones_take_unused_blocks() {
+        let first = V4Index::build(
+            [(0, net("192.0.2.0/24")), (1, net("198.51.100.0/24"))],
+            None,
+            8,
+        )
+        .unwrap();
+        assert_eq!(first.l1, vec![(0xc000, 1), (0xc633, 2)]);
+        // 192.0.2.0/24 goes, 203.0.113.0/24 comes: block 0 was in use before, so
+        // the new /16 does not reuse it in the same update.
+        let second = V4Index::build(
+            [(1, net("198.51.100.0/24")), (2, net("203.0.113.0/24"))],
+            Some(&first),
+            8,
+        )
+        .unwrap();
+        assert_eq!(second.l1, vec![(0xc633, 2), (0xcb00, 3)]);
+        assert_eq!(second.l2[256 + 100], 2);
+        assert_eq!(second.l2[2 * 256 + 113], 3);
+        assert_eq!(
+            V4Index::build([(2, net("203.0.113.0/24"))], Some(&first), 2),
+            Err(LayoutError::Blocks { capacity: 2 })
+        );
+    }
 
     fn net(s: &str) -> Ipv4Net {
         s.parse().unwrap()
@@ -77,13 +131,18 @@ mod tests {
 
     #[test]
     fn slash24_ranges_resolve_directly_and_longer_ones_defer_to_the_trie() {
-        let index = V4Index::build([
-            (0, net("192.0.2.0/24")),
-            (1, net("198.51.100.16/28")),
-            (2, net("198.51.100.64/28")),
-            (3, net("203.0.113.0/24")),
-            (4, net("198.18.0.0/24")),
-        ]);
+        let index = V4Index::build(
+            [
+                (0, net("192.0.2.0/24")),
+                (1, net("198.51.100.16/28")),
+                (2, net("198.51.100.64/28")),
+                (3, net("203.0.113.0/24")),
+                (4, net("198.18.0.0/24")),
+            ],
+            None,
+            16,
+        )
+        .unwrap();
         assert_eq!(index.l1.len(), 4, "one block per /16 touched");
         assert_eq!(index.l2.len(), 4 * 256);
         assert_eq!(index.resolve("192.0.2.0"), Some(Some(0)));
@@ -98,7 +157,12 @@ mod tests {
 
     #[test]
     fn wide_ranges_fill_every_slash24_of_every_slash16() {
-        let index = V4Index::build([(7, net("198.18.0.0/15")), (8, net("192.0.2.0/24"))]);
+        let index = V4Index::build(
+            [(7, net("198.18.0.0/15")), (8, net("192.0.2.0/24"))],
+            None,
+            16,
+        )
+        .unwrap();
         assert_eq!(index.l1, vec![(0xc000, 1), (0xc612, 2), (0xc613, 3)]);
         assert_eq!(index.l2[2], 9, "ids are stored plus one");
         assert_eq!(index.l2[..256].iter().filter(|&&v| v != 0).count(), 1);
@@ -108,8 +172,8 @@ mod tests {
 
     #[test]
     fn no_ipv4_ranges_give_an_empty_index() {
-        let index = V4Index::build([]);
+        let index = V4Index::build([], None, 16).unwrap();
         assert!(index.l1.is_empty());
-        assert_eq!(index.l2_len(), 1);
+        assert_eq!(index.blocks(), 0);
     }
 }

@@ -98,8 +98,7 @@ pub fn read(source: &impl MapSource) -> Result<Report, StatsError> {
     let metas = range_metas(source)?;
     let mut ranges = metas
         .iter()
-        .enumerate()
-        .map(|(id, (meta, cidr))| range_report(source, id as u32, meta, *cidr))
+        .map(|(id, meta, cidr)| range_report(source, *id, meta, *cidr))
         .collect::<Result<Vec<_>, _>>()?;
     add_sparse_vips(source, &metas, &mut ranges)?;
     for range in &mut ranges {
@@ -118,17 +117,20 @@ pub fn read(source: &impl MapSource) -> Result<Report, StatsError> {
     })
 }
 
-/// Range metadata, indexed by range id.
-fn range_metas(source: &impl MapSource) -> Result<Vec<(RangeMeta, IpNet)>, StatsError> {
+/// The configured ranges' metadata with their ids; ids without a range (room
+/// kept for reloads, or freed by one) have no family and are skipped.
+fn range_metas(source: &impl MapSource) -> Result<Vec<(u32, RangeMeta, IpNet)>, StatsError> {
     let metas: Array<_, RangeMeta> = typed(source, MAP_RANGE_META)?;
-    metas
-        .iter()
-        .map(|meta| {
-            let meta = meta.map_err(map_err(MAP_RANGE_META))?;
-            let cidr = meta_cidr(&meta)?;
-            Ok((meta, cidr))
-        })
-        .collect()
+    let mut ranges = Vec::new();
+    for (id, meta) in metas.iter().enumerate() {
+        let meta = meta.map_err(map_err(MAP_RANGE_META))?;
+        if meta.family == 0 {
+            continue;
+        }
+        let cidr = meta_cidr(&meta)?;
+        ranges.push((id as u32, meta, cidr));
+    }
+    Ok(ranges)
 }
 
 fn meta_cidr(meta: &RangeMeta) -> Result<IpNet, StatsError> {
@@ -197,7 +199,7 @@ fn range_report(
 
 fn add_sparse_vips(
     source: &impl MapSource,
-    metas: &[(RangeMeta, IpNet)],
+    metas: &[(u32, RangeMeta, IpNet)],
     ranges: &mut [RangeReport],
 ) -> Result<(), StatsError> {
     // Ranges do not overlap, so the only candidate for an address is the range
@@ -205,7 +207,7 @@ fn add_sparse_vips(
     let mut by_network: Vec<(IpNet, usize)> = metas
         .iter()
         .enumerate()
-        .map(|(i, (_, cidr))| (*cidr, i))
+        .map(|(i, (_, _, cidr))| (*cidr, i))
         .collect();
     by_network.sort_by_key(|(cidr, _)| cidr.network());
     let owner = |addr: IpAddr| {
@@ -228,7 +230,7 @@ fn add_sparse_vips(
     Ok(())
 }
 
-fn vip_ip(key: &VipAddr) -> IpAddr {
+pub fn vip_ip(key: &VipAddr) -> IpAddr {
     let v6 = Ipv6Addr::from(key.addr_be);
     match v6.to_ipv4_mapped() {
         Some(v4) => IpAddr::V4(v4),

@@ -1,0 +1,205 @@
+//! Writing a [`Layout`] into the maps: all of it at load, or the difference from
+//! the previous layout on a reload, in an order that never points a lookup at a
+//! half-written entry.
+
+use std::net::IpAddr;
+
+use aya::{
+    maps::{lpm_trie::Key, Array, LpmTrie, MapError, PerCpuArray, PerCpuHashMap, PerCpuValues},
+    Ebpf,
+};
+use ipnet::IpNet;
+use vip_common::{
+    RangeMeta, RangePolicy, RangeStats, RangeValue, SparseSlot, Verdicts, VipAddr, MAP_DENSE_STATS,
+    MAP_POLICY, MAP_RANGES, MAP_RANGE_META, MAP_RANGE_STATS, MAP_SPARSE_STATS, MAP_V4_L1,
+    MAP_V4_L2, MAP_V4_RANGES, MAP_V6_RANGES,
+};
+
+use super::{typed_map_mut, DatapathError};
+use crate::layout::{Layout, RangeSlot};
+
+fn map_err(map: &'static str) -> impl Fn(MapError) -> DatapathError {
+    move |source| DatapathError::Map { map, source }
+}
+
+fn same(a: &RangeSlot, b: &RangeSlot) -> bool {
+    a.value.range_id == b.value.range_id && a.name == b.name && a.cidr == b.cidr
+}
+
+pub(super) fn sync(
+    ebpf: &mut Ebpf,
+    old: Option<&Layout>,
+    new: &Layout,
+) -> Result<(), DatapathError> {
+    let old_ranges: &[RangeSlot] = old.map_or(&[], |l| &l.ranges);
+    let added: Vec<&RangeSlot> = new
+        .ranges
+        .iter()
+        .filter(|n| !old_ranges.iter().any(|o| same(o, n)))
+        .collect();
+    let removed: Vec<&RangeSlot> = old_ranges
+        .iter()
+        .filter(|o| !new.ranges.iter().any(|n| same(o, n)))
+        .collect();
+
+    // New ranges: clean counters, then their entries, then make them findable.
+    if old.is_some() {
+        zero_counters(ebpf, &added)?;
+    }
+    for slot in &added {
+        write_entries(ebpf, slot)?;
+        trie(ebpf, slot, true)?;
+    }
+    // Kept ranges: a changed allow list is one map write.
+    for slot in &new.ranges {
+        if let Some(previous) = old_ranges.iter().find(|o| same(o, slot)) {
+            if previous.policy != slot.policy {
+                set(ebpf, MAP_POLICY, slot.value.range_id, slot.policy)?;
+            }
+        }
+    }
+    sync_index(ebpf, old, new)?;
+    // Removed ranges: unfindable first, then their entries go.
+    for slot in &removed {
+        trie(ebpf, slot, false)?;
+        clear_entries(ebpf, slot)?;
+    }
+    if let Some(old) = old {
+        forget_moved_vips(ebpf, old, new)?;
+    }
+    Ok(())
+}
+
+fn set<V: aya::Pod>(
+    ebpf: &mut Ebpf,
+    map: &'static str,
+    index: u32,
+    value: V,
+) -> Result<(), DatapathError> {
+    let mut array: Array<_, V> = typed_map_mut(ebpf, map)?;
+    array.set(index, value, 0).map_err(map_err(map))
+}
+
+fn write_entries(ebpf: &mut Ebpf, slot: &RangeSlot) -> Result<(), DatapathError> {
+    let id = slot.value.range_id;
+    set(ebpf, MAP_RANGES, id, slot.value)?;
+    set(ebpf, MAP_POLICY, id, slot.policy)?;
+    set(ebpf, MAP_RANGE_META, id, slot.meta())
+}
+
+fn clear_entries(ebpf: &mut Ebpf, slot: &RangeSlot) -> Result<(), DatapathError> {
+    let id = slot.value.range_id;
+    set(
+        ebpf,
+        MAP_RANGE_META,
+        id,
+        <RangeMeta as bytemuck::Zeroable>::zeroed(),
+    )?;
+    set(
+        ebpf,
+        MAP_POLICY,
+        id,
+        <RangePolicy as bytemuck::Zeroable>::zeroed(),
+    )?;
+    set(ebpf, MAP_RANGES, id, RangeValue::default())
+}
+
+fn trie(ebpf: &mut Ebpf, slot: &RangeSlot, insert: bool) -> Result<(), DatapathError> {
+    match slot.cidr {
+        IpNet::V4(net) => {
+            let mut trie: LpmTrie<_, [u8; 4], RangeValue> = typed_map_mut(ebpf, MAP_V4_RANGES)?;
+            let key = Key::new(u32::from(net.prefix_len()), net.network().octets());
+            if insert {
+                trie.insert(&key, slot.value, 0)
+            } else {
+                trie.remove(&key)
+            }
+            .map_err(map_err(MAP_V4_RANGES))
+        }
+        IpNet::V6(net) => {
+            let mut trie: LpmTrie<_, [u8; 16], RangeValue> = typed_map_mut(ebpf, MAP_V6_RANGES)?;
+            let key = Key::new(u32::from(net.prefix_len()), net.network().octets());
+            if insert {
+                trie.insert(&key, slot.value, 0)
+            } else {
+                trie.remove(&key)
+            }
+            .map_err(map_err(MAP_V6_RANGES))
+        }
+    }
+}
+
+/// A reused id or dense span may hold counts of a range removed earlier.
+fn zero_counters(ebpf: &mut Ebpf, added: &[&RangeSlot]) -> Result<(), DatapathError> {
+    let cpus = aya::util::nr_cpus().map_err(|(_, e)| DatapathError::Cpus(e))?;
+    {
+        let mut stats: PerCpuArray<_, RangeStats> = typed_map_mut(ebpf, MAP_RANGE_STATS)?;
+        for slot in added {
+            let zeros = PerCpuValues::try_from(vec![RangeStats::default(); cpus])
+                .map_err(DatapathError::Cpus)?;
+            stats
+                .set(slot.value.range_id, zeros, 0)
+                .map_err(map_err(MAP_RANGE_STATS))?;
+        }
+    }
+    let mut dense: PerCpuArray<_, Verdicts> = typed_map_mut(ebpf, MAP_DENSE_STATS)?;
+    for slot in added {
+        for index in slot.value.dense_base..slot.value.dense_base + slot.dense_len {
+            let zeros = PerCpuValues::try_from(vec![Verdicts::default(); cpus])
+                .map_err(DatapathError::Cpus)?;
+            dense
+                .set(index, zeros, 0)
+                .map_err(map_err(MAP_DENSE_STATS))?;
+        }
+    }
+    Ok(())
+}
+
+/// Level-2 entries that gain or change a value first, then level 1, then what
+/// goes away in the reverse order. Blocks of /16s that stay do not move.
+fn sync_index(ebpf: &mut Ebpf, old: Option<&Layout>, new: &Layout) -> Result<(), DatapathError> {
+    let (old_l1, old_l2): (&[(u32, u32)], &[u32]) =
+        old.map_or((&[], &[]), |l| (&l.v4_index.l1, &l.v4_index.l2));
+    let (new_l1, new_l2) = (&new.v4_index.l1, &new.v4_index.l2);
+    let old_at = |i: usize| old_l2.get(i).copied().unwrap_or(0);
+    let new_at = |i: usize| new_l2.get(i).copied().unwrap_or(0);
+    let len = old_l2.len().max(new_l2.len());
+    for i in (0..len).filter(|&i| new_at(i) != 0 && new_at(i) != old_at(i)) {
+        set(ebpf, MAP_V4_L2, i as u32, new_at(i))?;
+    }
+    for entry in new_l1.iter().filter(|e| !old_l1.contains(e)) {
+        set(ebpf, MAP_V4_L1, entry.0, entry.1)?;
+    }
+    for entry in old_l1.iter().filter(|e| !new_l1.iter().any(|n| n.0 == e.0)) {
+        set(ebpf, MAP_V4_L1, entry.0, 0u32)?;
+    }
+    for i in (0..len).filter(|&i| new_at(i) == 0 && old_at(i) != 0) {
+        set(ebpf, MAP_V4_L2, i as u32, 0u32)?;
+    }
+    Ok(())
+}
+
+fn owner(layout: &Layout, addr: IpAddr) -> Option<u32> {
+    layout
+        .ranges
+        .iter()
+        .find(|r| r.cidr.contains(&addr))
+        .map(|r| r.value.range_id)
+}
+
+/// Sparse slots cache their range per CPU: a slot whose address now belongs to
+/// no range, or to another one, is deleted (its counts go with its old range).
+fn forget_moved_vips(ebpf: &mut Ebpf, old: &Layout, new: &Layout) -> Result<(), DatapathError> {
+    let mut sparse: PerCpuHashMap<_, VipAddr, SparseSlot> = typed_map_mut(ebpf, MAP_SPARSE_STATS)?;
+    let keys: Vec<VipAddr> = sparse
+        .keys()
+        .collect::<Result<_, _>>()
+        .map_err(map_err(MAP_SPARSE_STATS))?;
+    for key in keys {
+        let addr = crate::stats::vip_ip(&key);
+        if owner(old, addr) != owner(new, addr) {
+            sparse.remove(&key).map_err(map_err(MAP_SPARSE_STATS))?;
+        }
+    }
+    Ok(())
+}
