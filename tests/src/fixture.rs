@@ -102,22 +102,13 @@ pub fn try_run_once(
 
 /// Runs `frame` once through one program; returns its verdict.
 pub fn run_once(datapath: &mut Datapath, program: Program, frame: &[u8]) -> Verdict {
-    let options = TestRunOptions {
-        data_in: Some(frame),
-        ..TestRunOptions::default()
-    };
-    let result = match program {
-        Program::Xdp => datapath.xdp().expect("xdp program").test_run(options),
-        Program::Tc => datapath.tc().expect("tc program").test_run(options),
-    }
-    .unwrap_or_else(|e| {
+    try_run_once(datapath, program, frame).unwrap_or_else(|e| {
         panic!(
             "BPF_PROG_TEST_RUN of {program:?} refused a {}-byte frame: {e:?}\n{}",
             frame.len(),
             hex(frame)
         )
-    });
-    program.verdict(result.return_value)
+    })
 }
 
 /// Runs `frame` once; returns the verdict and exactly what every counter did.

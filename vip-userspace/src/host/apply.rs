@@ -73,18 +73,25 @@ pub async fn revert(
 ) -> Result<(), HostError> {
     let view = HostView::read(netlink).await?;
     while let Some(owned) = state.owned.pop() {
-        let present = match &owned.item {
-            Item::Sysctl { .. } => true,
-            item => view.status(item)?.0 == Status::InPlace,
-        };
-        if present {
-            unmake(netlink, &owned).await?;
-            log::info!(
-                "reverted: {}",
-                owned.item.undo_command(owned.previous.as_deref())
-            );
-        }
+        undo(netlink, &view, &owned).await?;
+        log::info!(
+            "reverted: {}",
+            owned.item.undo_command(owned.previous.as_deref())
+        );
         file.save(state)?;
+    }
+    Ok(())
+}
+
+/// Undoes one owned item if it is still there (a sysctl always gets its previous
+/// value back).
+async fn undo(netlink: &Netlink, view: &HostView, owned: &Owned) -> Result<(), HostError> {
+    let present = match &owned.item {
+        Item::Sysctl { .. } => true,
+        item => view.status(item)?.0 == Status::InPlace,
+    };
+    if present {
+        unmake(netlink, owned).await?;
     }
     Ok(())
 }
@@ -129,13 +136,7 @@ pub async fn revert_unwanted(
             continue;
         }
         let owned = state.owned.remove(index);
-        let present = match &owned.item {
-            Item::Sysctl { .. } => true,
-            item => view.status(item)?.0 == Status::InPlace,
-        };
-        if present {
-            unmake(netlink, &owned).await?;
-        }
+        undo(netlink, &view, &owned).await?;
         log::info!(
             "no longer wanted: {}",
             owned.item.undo_command(owned.previous.as_deref())
