@@ -2,6 +2,7 @@
 
 pub mod bench;
 pub mod daemon;
+pub mod e2e;
 pub mod fixture;
 pub mod fuzz;
 pub mod netns;

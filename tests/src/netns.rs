@@ -165,6 +165,11 @@ impl Netns {
         .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
     }
 
+    /// Moves the calling thread into this namespace (for scoped threads).
+    pub fn enter(&self) {
+        setns(self.open(), CloneFlags::CLONE_NEWNET).expect("setns into the test namespace");
+    }
+
     /// Spawns a thread that has joined this namespace, running `f`.
     pub fn spawn_in<T: Send + 'static>(
         &self,

@@ -32,7 +32,9 @@ enum Cmd {
         #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
         args: Vec<String>,
     },
-    /// Build, then measure vip_xdp against an empty XDP program under BPF_PROG_TEST_RUN.
+    /// Build, then measure vip_xdp against an empty XDP program under
+    /// BPF_PROG_TEST_RUN; with `--e2e`, run the end-to-end lab instead (vip beside a
+    /// bare XDP program, nftables, iptables and the loopback trick, through veth).
     Bench {
         /// Extra arguments for the bench binary (see `--help` there).
         #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
@@ -67,7 +69,12 @@ fn main() -> anyhow::Result<()> {
         }
         Cmd::Bench { args } => {
             let artifacts = build::all(&root)?;
-            let bench = build::tests_bin(&root, "vip-bench", &artifacts)?;
+            let binary = if args.iter().any(|a| a == "--e2e") {
+                "vip-e2e"
+            } else {
+                "vip-bench"
+            };
+            let bench = build::tests_bin(&root, binary, &artifacts)?;
             as_root(&bench, &args, &artifacts)?;
         }
     }

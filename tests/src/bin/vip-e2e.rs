@@ -1,0 +1,240 @@
+//! `cargo xtask bench --e2e`: end-to-end packet rates through a veth pair, vip
+//! beside a bare XDP program, nftables, iptables and the loopback trick, in one
+//! run. See BENCHMARKS.md for how to read the figures.
+
+use std::{fmt::Write, net::IpAddr, path::PathBuf, process::ExitCode, time::Duration};
+
+use vip_tests::{
+    bench::median,
+    e2e::{run_case, E2eCase, E2eResult, Receiver, RECEIVER_IF},
+    packets::FrameSpec,
+};
+
+const MARK_START: &str = "<!-- bench:e2e:start -->";
+const MARK_END: &str = "<!-- bench:e2e:end -->";
+
+struct Args {
+    runs: usize,
+    seconds: f64,
+    check: bool,
+    update: Option<PathBuf>,
+}
+
+fn parse_args() -> Args {
+    let mut args = Args {
+        runs: 3,
+        seconds: 3.0,
+        check: false,
+        update: None,
+    };
+    let mut it = std::env::args().skip(1);
+    while let Some(arg) = it.next() {
+        let mut value = || it.next().unwrap_or_else(|| usage());
+        match arg.as_str() {
+            "--runs" => args.runs = value().parse().unwrap_or_else(|_| usage()),
+            "--seconds" => args.seconds = value().parse().unwrap_or_else(|_| usage()),
+            "--check" => args.check = true,
+            "--update" => args.update = Some(PathBuf::from(value())),
+            "--e2e" => {}
+            _ => usage(),
+        }
+    }
+    args
+}
+
+fn usage() -> ! {
+    eprintln!("usage: vip-e2e [--runs N] [--seconds S] [--check] [--update BENCHMARKS.md]");
+    std::process::exit(2)
+}
+
+fn vip_config(ranges: &[(String, String)], allow: &str) -> String {
+    let mut text = format!("interfaces = [\"{RECEIVER_IF}\"]\nxdp_mode = \"native\"\n");
+    for (name, cidr) in ranges {
+        let _ = write!(
+            text,
+            "[[range]]\nname = \"{name}\"\ncidr = \"{cidr}\"\nallow = [{allow}]\n"
+        );
+    }
+    text
+}
+
+fn ip(s: &str) -> IpAddr {
+    s.parse().unwrap()
+}
+
+fn cases() -> Vec<E2eCase> {
+    let v4 = ip("192.0.2.7");
+    let v6 = ip("2001:db8::7");
+    let web = vec![("web".to_string(), "192.0.2.0/24".to_string())];
+    let web6 = vec![("web6".to_string(), "2001:db8::/64".to_string())];
+    let many: Vec<(String, String)> = (0..10_000)
+        .map(|k| (format!("r{k}"), format!("2001:db8:0:{k:x}::/64")))
+        .collect();
+    // 65,536 VIPs spread over the 10,000 ranges.
+    let spread: Vec<IpAddr> = (0..65_536u32)
+        .map(|i| {
+            ip(&format!(
+                "2001:db8:0:{:x}::{:x}",
+                i % 10_000,
+                i / 10_000 + 1
+            ))
+        })
+        .collect();
+    let denied = |dst| FrameSpec::udp(dst, 9);
+    let allowed = |dst| FrameSpec::udp(dst, 53);
+    let case = |label: &str, receiver, template, targets| E2eCase {
+        label: label.to_string(),
+        receiver,
+        template,
+        targets,
+    };
+    vec![
+        case("bare XDP_DROP", Receiver::Bare { drop: true }, denied(v4), vec![v4]),
+        case("vip drops (denied port), IPv4, 1 VIP", Receiver::Vip { config: vip_config(&web, "\"tcp/80\"") }, denied(v4), vec![v4]),
+        case(
+            "nftables netdev ingress drop",
+            Receiver::Nft { ruleset: "table netdev t {\n chain c {\n  type filter hook ingress device vr0 priority 0;\n  ip daddr 192.0.2.0/24 drop\n }\n}\n" },
+            denied(v4),
+            vec![v4],
+        ),
+        case(
+            "nftables inet prerouting raw drop",
+            Receiver::Nft { ruleset: "table inet t {\n chain c {\n  type filter hook prerouting priority raw;\n  ip daddr 192.0.2.0/24 drop\n }\n}\n" },
+            denied(v4),
+            vec![v4],
+        ),
+        case(
+            "iptables raw PREROUTING drop",
+            Receiver::Iptables { args: &["-t", "raw", "-A", "PREROUTING", "-d", "192.0.2.0/24", "-j", "DROP"] },
+            denied(v4),
+            vec![v4],
+        ),
+        case("loopback trick (local route, no filter)", Receiver::LoopbackTrick, denied(v4), vec![v4]),
+        case("bare XDP_PASS", Receiver::Bare { drop: false }, allowed(v4), vec![v4]),
+        case("vip counts and passes (allowed port), IPv4", Receiver::Vip { config: vip_config(&web, "\"udp/53\"") }, allowed(v4), vec![v4]),
+        case("vip drops, IPv6, 1 VIP in 1 range", Receiver::Vip { config: vip_config(&web6, "\"tcp/80\"") }, denied(v6), vec![v6]),
+        case(
+            "vip drops, IPv6, 65,536 VIPs in 10,000 ranges",
+            Receiver::Vip { config: vip_config(&many, "\"tcp/80\"") },
+            denied(spread[0]),
+            spread,
+        ),
+    ]
+}
+
+/// (what, numerator case, denominator case, target ratio).
+const COMPARISONS: [(&str, usize, usize, f64); 8] = [
+    ("vip drop vs bare XDP_DROP", 1, 0, 0.90),
+    ("vip drop vs nftables netdev ingress", 1, 2, 3.0),
+    ("vip drop vs nftables inet prerouting raw", 1, 3, 3.0),
+    ("vip drop vs iptables raw", 1, 4, 3.0),
+    ("vip drop vs the loopback trick", 1, 5, 10.0),
+    ("vip pass vs bare XDP_PASS", 7, 6, 0.95),
+    (
+        "65,536 VIPs in 10,000 ranges vs 1 VIP in 1 range (IPv6)",
+        9,
+        8,
+        0.90,
+    ),
+    ("IPv6 drop vs IPv4 drop", 8, 1, 0.90),
+];
+
+fn main() -> ExitCode {
+    if !nix::unistd::geteuid().is_root() {
+        eprintln!("vip-e2e: needs root (run it through `cargo xtask bench --e2e`)");
+        return ExitCode::FAILURE;
+    }
+    let args = parse_args();
+    let duration = Duration::from_secs_f64(args.seconds);
+    let mut results = Vec::new();
+    for case in cases() {
+        eprintln!(
+            "e2e: {} ({} x {:.1} s)",
+            case.label, args.runs, args.seconds
+        );
+        results.push(run_case(case, args.runs, duration));
+    }
+    let (table, misses, disagreements) = render(&results, &args);
+    print!("{table}");
+    if let Some(path) = &args.update {
+        update(path, &table);
+        println!("updated {}", path.display());
+    }
+    if disagreements > 0 {
+        eprintln!("vip-e2e: vip's counters disagree with the interface's by more than 1% in {disagreements} case(s)");
+        return ExitCode::FAILURE;
+    }
+    if args.check && misses > 0 {
+        eprintln!("vip-e2e: {misses} targets missed");
+        return ExitCode::FAILURE;
+    }
+    ExitCode::SUCCESS
+}
+
+fn mpps(rates: &[f64]) -> String {
+    let min = rates.iter().copied().fold(f64::INFINITY, f64::min);
+    let max = rates.iter().copied().fold(0.0, f64::max);
+    format!(
+        "{:.2} ({:.2}-{:.2})",
+        median(rates) / 1e6,
+        min / 1e6,
+        max / 1e6
+    )
+}
+
+fn render(results: &[E2eResult], args: &Args) -> (String, usize, usize) {
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        "64-byte UDP frames through a veth pair, generator (XDP live frames) pinned to CPU 0; \
+         receive rate from `ip -s link` on the receiver; median of {} runs of {:.1} s (min-max)\n",
+        args.runs, args.seconds
+    );
+    let _ = writeln!(out, "| receiver | Mpps | vip's count vs the interface's |");
+    let _ = writeln!(out, "|---|---:|---:|");
+    let mut disagreements = 0;
+    for r in results {
+        let check = match r.vip_vs_interface {
+            Some((vip, rx)) => {
+                let off = (vip as f64 - rx as f64).abs() / (rx.max(1) as f64);
+                if off > 0.01 {
+                    disagreements += 1;
+                }
+                format!(
+                    "{vip} vs {rx} ({:+.3}%)",
+                    (vip as f64 - rx as f64) / rx.max(1) as f64 * 100.0
+                )
+            }
+            None => "-".to_string(),
+        };
+        let _ = writeln!(out, "| {} | {} | {check} |", r.label, mpps(&r.rates));
+    }
+    let _ = writeln!(out, "\n| comparison | ratio | target |");
+    let _ = writeln!(out, "|---|---:|---:|");
+    let mut misses = 0;
+    for (what, num, den, target) in COMPARISONS {
+        let ratio = median(&results[num].rates) / median(&results[den].rates);
+        let verdict = if ratio >= target {
+            "met"
+        } else {
+            misses += 1;
+            "MISSED"
+        };
+        let _ = writeln!(out, "| {what} | {ratio:.2} | ≥ {target:.2} {verdict} |");
+    }
+    (out, misses, disagreements)
+}
+
+fn update(path: &PathBuf, table: &str) {
+    let text = std::fs::read_to_string(path).unwrap_or_default();
+    let section = format!("{MARK_START}\n{table}{MARK_END}");
+    let new = match (text.find(MARK_START), text.find(MARK_END)) {
+        (Some(start), Some(end)) if start < end => format!(
+            "{}{section}{}",
+            &text[..start],
+            &text[end + MARK_END.len()..]
+        ),
+        _ => format!("{text}\n{section}\n"),
+    };
+    std::fs::write(path, new).unwrap_or_else(|e| panic!("writing {}: {e}", path.display()));
+}

@@ -1,0 +1,317 @@
+//! The end-to-end lab: a sender and a receiver namespace on one veth pair, an XDP
+//! live-frames traffic generator pinned to CPU 0, and receive rates read from the
+//! receiver's own interface counters (`ip -s link`), independent of vip.
+
+use std::{
+    net::IpAddr,
+    time::{Duration, Instant},
+};
+
+use aya::{
+    maps::Array,
+    programs::{TestRun, TestRunAttrs, TestRunOptions, Xdp, XdpMode},
+    Ebpf, EbpfLoader,
+};
+
+use crate::{
+    bench::baseline_object,
+    netns::Netns,
+    packets::{FrameSpec, CLIENT_MAC, SERVER_MAC},
+};
+
+pub const SENDER_IF: &str = "vs0";
+pub const RECEIVER_IF: &str = "vr0";
+const MAX_TARGETS: u32 = 65_536;
+/// Frames per BPF_PROG_TEST_RUN call: about 0.3 s at the rates seen here, so the
+/// page-pool teardown at the end of each call stays small.
+const REPEAT: u32 = 2_000_000;
+const BATCH: u32 = 64;
+
+pub struct Lab {
+    pub sender: Netns,
+    pub receiver: Netns,
+}
+
+fn mac(m: [u8; 6]) -> String {
+    m.iter()
+        .map(|b| format!("{b:02x}"))
+        .collect::<Vec<_>>()
+        .join(":")
+}
+
+impl Lab {
+    pub fn new(tag: &str) -> Lab {
+        let sender = Netns::new(&format!("{tag}s"));
+        let receiver = Netns::new(&format!("{tag}r"));
+        sender.ip(&[
+            "link",
+            "add",
+            SENDER_IF,
+            "address",
+            &mac(CLIENT_MAC),
+            "type",
+            "veth",
+            "peer",
+            "name",
+            RECEIVER_IF,
+            "netns",
+            receiver.name(),
+            "address",
+            &mac(SERVER_MAC),
+        ]);
+        sender.ip(&["link", "set", SENDER_IF, "up"]);
+        receiver.ip(&["addr", "add", "198.18.0.2/24", "dev", RECEIVER_IF]);
+        receiver.ip(&["link", "set", RECEIVER_IF, "up"]);
+        Lab { sender, receiver }
+    }
+
+    /// Packets the receiver's interface counted, by the kernel.
+    pub fn received(&self) -> u64 {
+        let out = self
+            .receiver
+            .ip_output(&["-s", "-j", "link", "show", "dev", RECEIVER_IF]);
+        let json: serde_json::Value = serde_json::from_str(&out).expect("ip -j output");
+        let stats = &json[0]["stats64"]["rx"];
+        stats["packets"].as_u64().expect("rx packets")
+    }
+}
+
+/// An empty program attached to the receiver (kept attached while alive).
+pub struct Attached {
+    _ebpf: Ebpf,
+}
+
+/// Attaches `baseline_pass` or `baseline_drop` natively to the receiver interface.
+pub fn attach_baseline(lab: &Lab, name: &str) -> Attached {
+    let mut ebpf = Ebpf::load_file(baseline_object()).expect("loading the bench programs");
+    std::thread::scope(|scope| {
+        scope
+            .spawn(|| {
+                lab.receiver.enter();
+                let program: &mut Xdp = ebpf
+                    .program_mut(name)
+                    .expect("program")
+                    .try_into()
+                    .expect("XDP");
+                program.load().expect("loading");
+                program
+                    .attach(RECEIVER_IF, XdpMode::Driver)
+                    .expect("attaching natively");
+            })
+            .join()
+            .expect("attach thread");
+    });
+    Attached { _ebpf: ebpf }
+}
+
+/// The XDP live-frames generator, loaded for a set of destinations.
+pub struct Generator {
+    ebpf: Ebpf,
+    frame: Vec<u8>,
+}
+
+impl Generator {
+    /// Frames like `template` (a 64-byte UDP frame), cycling through `targets`.
+    pub fn new(template: FrameSpec, targets: &[IpAddr]) -> Generator {
+        assert!(!targets.is_empty() && targets.len() <= MAX_TARGETS as usize);
+        let frame = template.frame_len(64).build();
+        let mut ebpf = EbpfLoader::new()
+            .map_max_entries("GEN_TARGETS", targets.len() as u32)
+            .load_file(baseline_object())
+            .expect("loading the bench programs");
+        {
+            let mut map: Array<_, [u8; 16]> =
+                ebpf.map_mut("GEN_TARGETS").unwrap().try_into().unwrap();
+            for (i, target) in targets.iter().enumerate() {
+                let mut bytes = [0u8; 16];
+                match target {
+                    IpAddr::V4(v4) => bytes[..4].copy_from_slice(&v4.octets()),
+                    IpAddr::V6(v6) => bytes = v6.octets(),
+                }
+                map.set(i as u32, bytes, 0).unwrap();
+            }
+            let (offset, len) = if targets[0].is_ipv4() {
+                (14 + 16, 4)
+            } else {
+                (14 + 24, 16)
+            };
+            let mut config: Array<_, u32> = ebpf.map_mut("GEN_CONFIG").unwrap().try_into().unwrap();
+            for (i, value) in [targets.len() as u32, offset, len].into_iter().enumerate() {
+                config.set(i as u32, value, 0).unwrap();
+            }
+        }
+        let program: &mut Xdp = ebpf
+            .program_mut("bench_generator")
+            .unwrap()
+            .try_into()
+            .unwrap();
+        program.load().expect("loading the generator");
+        Generator { ebpf, frame }
+    }
+
+    /// Transmits out of the sender's interface for about `duration`, pinned to
+    /// CPU 0; returns the frames sent and the time it took.
+    pub fn run(&self, lab: &Lab, duration: Duration) -> (u64, Duration) {
+        let program: &Xdp = self
+            .ebpf
+            .program("bench_generator")
+            .unwrap()
+            .try_into()
+            .unwrap();
+        std::thread::scope(|scope| {
+            scope
+                .spawn(|| {
+                    lab.sender.enter();
+                    let mut cpu0 = nix::sched::CpuSet::new();
+                    cpu0.set(0).unwrap();
+                    nix::sched::sched_setaffinity(nix::unistd::Pid::from_raw(0), &cpu0)
+                        .expect("pinning to CPU 0");
+                    let ifindex =
+                        nix::net::if_::if_nametoindex(SENDER_IF).expect("sender interface");
+                    // struct xdp_md: data, data_end, data_meta, ingress_ifindex, rx_queue_index, egress_ifindex.
+                    let mut ctx = [0u8; 24];
+                    ctx[4..8].copy_from_slice(&(self.frame.len() as u32).to_ne_bytes());
+                    ctx[12..16].copy_from_slice(&ifindex.to_ne_bytes());
+                    let (start, mut sent) = (Instant::now(), 0u64);
+                    while start.elapsed() < duration {
+                        let options = TestRunOptions {
+                            data_in: Some(&self.frame),
+                            ctx_in: Some(&ctx),
+                            repeat: REPEAT,
+                            attrs: TestRunAttrs::new().xdp_live_frames(BATCH),
+                            ..TestRunOptions::default()
+                        };
+                        program.test_run(options).expect("live-frames test run");
+                        sent += u64::from(REPEAT);
+                    }
+                    (sent, start.elapsed())
+                })
+                .join()
+                .expect("generator thread")
+        })
+    }
+}
+
+/// What stands on the receiver.
+pub enum Receiver {
+    /// An empty XDP program returning this verdict.
+    Bare { drop: bool },
+    /// `vip run` with this config.
+    Vip { config: String },
+    /// XDP_PASS, then this nftables ruleset (`nft -f`).
+    Nft { ruleset: &'static str },
+    /// XDP_PASS, then `iptables ARGS`.
+    Iptables { args: &'static [&'static str] },
+    /// XDP_PASS, then the loopback trick: the block local, nothing listening.
+    LoopbackTrick,
+}
+
+pub struct E2eCase {
+    pub label: String,
+    pub receiver: Receiver,
+    pub template: FrameSpec,
+    pub targets: Vec<IpAddr>,
+}
+
+pub struct E2eResult {
+    pub label: String,
+    /// Received packets per second, one per run.
+    pub rates: Vec<f64>,
+    /// vip's own count of the runs' packets beside the interface's, for vip cases.
+    pub vip_vs_interface: Option<(u64, u64)>,
+}
+
+fn vip_total(stats: &serde_json::Value) -> u64 {
+    stats["ranges"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["packets"].as_u64().unwrap() + r["dropped_packets"].as_u64().unwrap())
+        .sum()
+}
+
+pub fn run_case(case: E2eCase, runs: usize, duration: Duration) -> E2eResult {
+    let lab = Lab::new("e2e");
+    let instance = crate::daemon::Instance::new("e2e");
+    let mut daemon = None;
+    let mut attached = None;
+    match &case.receiver {
+        Receiver::Bare { drop } => {
+            attached = Some(attach_baseline(
+                &lab,
+                if *drop {
+                    "baseline_drop"
+                } else {
+                    "baseline_pass"
+                },
+            ))
+        }
+        Receiver::Vip { config } => {
+            daemon = Some(crate::daemon::Daemon::start(
+                &lab.receiver,
+                config,
+                &instance,
+            ));
+        }
+        Receiver::Nft { ruleset } => {
+            attached = Some(attach_baseline(&lab, "baseline_pass"));
+            run_in(&lab.receiver, "nft", &["-f", "-"], Some(ruleset));
+        }
+        Receiver::Iptables { args } => {
+            attached = Some(attach_baseline(&lab, "baseline_pass"));
+            run_in(&lab.receiver, "iptables", args, None);
+        }
+        Receiver::LoopbackTrick => {
+            attached = Some(attach_baseline(&lab, "baseline_pass"));
+            lab.receiver
+                .ip(&["route", "add", "local", "192.0.2.0/24", "dev", "lo"]);
+        }
+    }
+    let generator = Generator::new(case.template.clone(), &case.targets);
+    let mut rates = Vec::new();
+    let (mut vip_counted, mut interface_counted) = (0, 0);
+    for _ in 0..runs {
+        let vip_before = daemon.as_ref().map(|d| vip_total(&d.stats_json()));
+        let before = lab.received();
+        let (_, elapsed) = generator.run(&lab, duration);
+        std::thread::sleep(Duration::from_millis(200)); // let NAPI drain
+        let received = lab.received() - before;
+        rates.push(received as f64 / elapsed.as_secs_f64());
+        if let (Some(d), Some(vip_before)) = (&daemon, vip_before) {
+            vip_counted += vip_total(&d.stats_json()) - vip_before;
+            interface_counted += received;
+        }
+    }
+    drop(attached);
+    E2eResult {
+        label: case.label,
+        rates,
+        vip_vs_interface: daemon.map(|d| {
+            d.stop();
+            (vip_counted, interface_counted)
+        }),
+    }
+}
+
+/// Runs `program ARGS` in the namespace (`ip netns exec`: nft and iptables need
+/// nothing else from it), with `stdin` fed if given.
+fn run_in(ns: &Netns, program: &str, args: &[&str], stdin: Option<&str>) {
+    use std::io::Write;
+    let mut child = std::process::Command::new("ip")
+        .args(["netns", "exec", ns.name(), program])
+        .args(args)
+        .stdin(std::process::Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| panic!("running {program}: {e}"));
+    if let Some(text) = stdin {
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(text.as_bytes())
+            .unwrap();
+    }
+    drop(child.stdin.take());
+    let status = child.wait().unwrap();
+    assert!(status.success(), "{program} {}: {status}", args.join(" "));
+}
