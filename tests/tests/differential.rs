@@ -12,11 +12,12 @@ use std::{
     time::{SystemTime, UNIX_EPOCH},
 };
 
-use aya::maps::{PerCpuArray, PerCpuHashMap};
+use aya::maps::PerCpuArray;
 use ipnet::IpNet;
 use vip_common::{
-    SparseSlot, Verdicts, VipAddr, GLOBAL_COUNTERS, GLOBAL_FRAGMENTS, GLOBAL_MALFORMED,
-    GLOBAL_NON_VIP, MAP_DENSE_STATS, MAP_GLOBAL_STATS, MAP_SPARSE_STATS,
+    sparse_hash, SparseSlot, Verdicts, VipAddr, GLOBAL_COUNTERS, GLOBAL_FRAGMENTS,
+    GLOBAL_MALFORMED, GLOBAL_NON_VIP, MAP_DENSE_STATS, MAP_GLOBAL_STATS, MAP_SPARSE_STATS,
+    SPARSE_PROBES,
 };
 use vip_tests::{
     fixture::{self, hex, Program, Verdict},
@@ -77,9 +78,9 @@ impl Probe<'_> {
     }
 
     fn vip(&self, range: usize, vip: IpAddr) -> Verdicts {
-        let slot = &self.layout.ranges[range];
+        let owner = &self.layout.ranges[range];
         let mut total = Verdicts::default();
-        match (slot.dense_len, vip) {
+        match (owner.dense_len, vip) {
             (1.., IpAddr::V4(v4)) => {
                 let map: PerCpuArray<_, Verdicts> = self
                     .datapath
@@ -88,7 +89,7 @@ impl Probe<'_> {
                     .unwrap()
                     .try_into()
                     .unwrap();
-                let index = slot.value.dense_base + (u32::from(v4) - slot.value.network_v4_host);
+                let index = owner.value.dense_base + (u32::from(v4) - owner.value.network_v4_host);
                 for v in map.get(&index, 0).unwrap().iter() {
                     total.merge(v);
                 }
@@ -98,16 +99,25 @@ impl Probe<'_> {
                     IpAddr::V4(v4) => VipAddr::from_v4_be(v4.octets()),
                     IpAddr::V6(v6) => VipAddr::from_v6_be(v6.octets()),
                 };
-                let map: PerCpuHashMap<_, VipAddr, SparseSlot> = self
+                // The table's probe sequence, as the datapath walks it.
+                let map: PerCpuArray<_, SparseSlot> = self
                     .datapath
                     .ebpf()
                     .map(MAP_SPARSE_STATS)
                     .unwrap()
                     .try_into()
                     .unwrap();
-                if let Ok(values) = map.get(&key, 0) {
-                    for v in values.iter() {
-                        total.merge(&v.verdicts);
+                let mask = self.layout.sparse_slots - 1;
+                let start = sparse_hash(&key);
+                for i in 0..SPARSE_PROBES {
+                    let values = map.get(&(start.wrapping_add(i) & mask), 0).unwrap();
+                    for slot in values.iter() {
+                        if slot.vip == key
+                            && slot.range_id == owner.value.range_id
+                            && slot.epoch == owner.value.epoch
+                        {
+                            total.merge(&slot.verdicts);
+                        }
                     }
                 }
             }

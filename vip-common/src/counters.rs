@@ -68,15 +68,15 @@ impl Verdicts {
     }
 }
 
-/// Value of `MAP_SPARSE_STATS`: a VIP's counters, and its range, cached per CPU.
+/// One slot of `MAP_SPARSE_STATS` on one CPU: a VIP, its range, its counters.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Pod, Zeroable)]
 pub struct SparseSlot {
+    pub vip: crate::VipAddr,
     pub verdicts: Verdicts,
-    /// 1 + the range id, filled by the first packet this CPU counts here; 0 when
-    /// another CPU created the slot and this one has not looked the range up yet.
-    pub range_slot: u32,
-    pub _pad: u32,
+    pub range_id: u32,
+    /// The range's epoch when the slot was taken; 0 for a free slot.
+    pub epoch: u32,
 }
 
 /// Per-range counters that are not the sum of VIP slots.
@@ -96,7 +96,7 @@ impl RangeStats {
 
 const _: () = assert!(core::mem::size_of::<Counter>() == 16);
 const _: () = assert!(core::mem::size_of::<Verdicts>() == 32);
-const _: () = assert!(core::mem::size_of::<SparseSlot>() == 40);
+const _: () = assert!(core::mem::size_of::<SparseSlot>() == 56);
 const _: () = assert!(core::mem::size_of::<RangeStats>() == 32);
 
 #[cfg(feature = "user")]

@@ -21,8 +21,12 @@ pub const MAP_POLICY: &str = "VIP_POLICY";
 pub const MAP_RANGE_STATS: &str = "VIP_RANGE_STATS";
 /// Per-CPU array of [`crate::Verdicts`], one slot per address of every dense range.
 pub const MAP_DENSE_STATS: &str = "VIP_DENSE_STATS";
-/// Per-CPU hash [`VipAddr`] -> [`crate::SparseSlot`] for sparse ranges (IPv6, IPv4 wider than /16).
+/// Per-CPU array of [`crate::SparseSlot`]: an open-addressing table (a power of two
+/// long, `SPARSE_PROBES` probes) of the VIPs of sparse ranges (IPv6, IPv4 wider
+/// than /16). Each CPU's copy holds the VIPs that CPU has seen.
 pub const MAP_SPARSE_STATS: &str = "VIP_SPARSE_STATS";
+/// Array of `u32` settings, indexed by the `SETTING_*` constants.
+pub const MAP_SETTINGS: &str = "VIP_SETTINGS";
 /// Per-CPU array of `u64`, indexed by the `GLOBAL_*` constants.
 pub const MAP_GLOBAL_STATS: &str = "VIP_GLOBAL";
 /// Array of [`crate::RangeMeta`], written by userspace only, so `vip stats` can name ranges.
@@ -32,7 +36,8 @@ pub const MAP_ATTACH_META: &str = "VIP_ATTACH_META";
 
 /// Every map the daemon pins, in pin order: `MAP_ATTACH_META` is last, so its pin
 /// marks a datapath that is fully set up.
-pub const PINNED_MAPS: [&str; 12] = [
+pub const PINNED_MAPS: [&str; 13] = [
+    MAP_SETTINGS,
     MAP_POLICY,
     MAP_V4_RANGES,
     MAP_V6_RANGES,
@@ -58,6 +63,30 @@ pub const V4_SLOT_NONE: u32 = 0;
 /// Ranges longer than /24 lie in this /24: ask the LPM trie.
 pub const V4_SLOT_LPM: u32 = u32::MAX;
 
+/// `MAP_SETTINGS` index: the sparse table's length minus one (a power of two minus one).
+pub const SETTING_SPARSE_MASK: u32 = 0;
+pub const SETTINGS: u32 = 1;
+/// Slots tried for a sparse VIP before its packets count as the range's overflow.
+pub const SPARSE_PROBES: u32 = 8;
+
+/// The sparse table's hash of an address: MurmurHash3's 64-bit finalizer over
+/// both words, so that the low bits the table uses depend on every bit of the
+/// address. The datapath and userspace share it.
+#[inline(always)]
+pub fn sparse_hash(vip: &VipAddr) -> u32 {
+    let words: [u64; 2] = bytemuck::cast(vip.addr_be);
+    fmix64(words[0] ^ fmix64(words[1])) as u32
+}
+
+#[inline(always)]
+fn fmix64(mut h: u64) -> u64 {
+    h ^= h >> 33;
+    h = h.wrapping_mul(0xff51_afd7_ed55_8ccd);
+    h ^= h >> 33;
+    h = h.wrapping_mul(0xc4ce_b9fe_1a85_ec53);
+    h ^ (h >> 33)
+}
+
 /// IPv4 ranges of this prefix length or longer get a dense per-VIP index.
 pub const DENSE_MIN_PREFIX_V4: u8 = 16;
 
@@ -78,6 +107,10 @@ pub struct RangeValue {
     pub dense_base: u32,
     /// The range's IPv4 network address in host order (dense ranges only).
     pub network_v4_host: u32,
+    /// Unique for the life of the datapath (never 0): a sparse slot recording an
+    /// older epoch belongs to a range a reload removed or replaced.
+    pub epoch: u32,
+    pub _pad: u32,
 }
 
 /// Key of `MAP_SPARSE_STATS`: an IPv6 address, or an IPv4 address mapped into
@@ -110,11 +143,34 @@ impl VipAddr {
     }
 }
 
-const _: () = assert!(core::mem::size_of::<RangeValue>() == 16);
+const _: () = assert!(core::mem::size_of::<RangeValue>() == 24);
 const _: () = assert!(core::mem::size_of::<VipAddr>() == 16);
 
 #[cfg(feature = "user")]
 mod pod {
     unsafe impl aya::Pod for super::RangeValue {}
     unsafe impl aya::Pod for super::VipAddr {}
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Addresses that differ in any one byte of the host part spread over the
+    /// table: no slot gets more than a handful of them.
+    #[test]
+    fn sparse_hash_spreads_addresses_that_differ_in_one_byte() {
+        const SLOTS: usize = 8192;
+        for byte in 8..16 {
+            let mut load = [0u8; SLOTS];
+            for value in 0..=255u8 {
+                let mut addr = [0x20, 0x01, 0x0d, 0xb8, 0, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 7];
+                addr[byte] = value;
+                let slot = sparse_hash(&VipAddr::from_v6_be(addr)) as usize & (SLOTS - 1);
+                load[slot] += 1;
+            }
+            let worst = load.iter().max().unwrap();
+            assert!(*worst <= 3, "byte {byte}: {worst} addresses in one slot");
+        }
+    }
 }

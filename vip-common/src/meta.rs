@@ -30,7 +30,8 @@ pub struct RangeMeta {
     pub dense_base: u32,
     /// Number of dense slots (the range's size) or 0 for sparse ranges.
     pub dense_len: u32,
-    pub _pad: u32,
+    /// The range's `RangeValue::epoch`.
+    pub epoch: u32,
 }
 
 #[repr(C)]

@@ -1,6 +1,6 @@
 //! The one classifier: packet -> verdict and counters, generic over the program type.
 
-use vip_common::{RangeValue, GLOBAL_INTERNAL_ERRORS, GLOBAL_MALFORMED, GLOBAL_NON_VIP};
+use vip_common::{GLOBAL_INTERNAL_ERRORS, GLOBAL_MALFORMED, GLOBAL_NON_VIP};
 
 use crate::{
     count,
@@ -62,20 +62,19 @@ pub fn classify<B: PacketBuf>(buf: &B) -> Result<Verdict, Failure> {
             Ok(verdict)
         }
         Destination::V6 { vip } => {
-            // IPv6 ranges are all sparse: a VIP this CPU has seen skips the trie.
-            let slot = count::sparse_slot(&vip);
-            let cached = slot.map_or(0, count::cached_range);
-            let range: &RangeValue = if cached != 0 {
-                lookup::range_by_id(cached - 1).ok_or(count::MapInconsistent)?
-            } else {
-                match lookup::range_v6(&vip) {
+            // IPv6 ranges are all sparse: a VIP this CPU has seen finds its range
+            // in its slot, without the trie.
+            let found = count::sparse_find(&vip);
+            let range = match count::found_range(found) {
+                Some(range) => range,
+                None => match lookup::range_v6(&vip) {
                     Some(range) => range,
                     None => return Ok(non_vip()),
-                }
+                },
             };
             let (verdict, counted) = outcome(policy::judge(buf, range.range_id, l3.next));
             if let Some(drop) = counted {
-                count::sparse_hit(range, &vip, slot, bytes, drop)?;
+                count::sparse_hit(range, &vip, found, bytes, drop)?;
             }
             Ok(verdict)
         }

@@ -4,25 +4,26 @@
 //! time. The statics are named exactly as the `MAP_*` constants in vip-common.
 
 use aya_ebpf::{
-    bindings::BPF_NOEXIST,
     macros::map,
-    maps::{Array, PerCpuArray, PerCpuHashMap},
+    maps::{Array, PerCpuArray},
 };
 use vip_common::{
-    AttachMeta, RangeMeta, RangeStats, RangeValue, SparseSlot, Verdicts, VipAddr, GLOBAL_COUNTERS,
-    PER_VIP_DENSE, PER_VIP_SPARSE,
+    sparse_hash, AttachMeta, RangeMeta, RangeStats, RangeValue, SparseSlot, Verdicts, VipAddr,
+    GLOBAL_COUNTERS, PER_VIP_DENSE, PER_VIP_SPARSE, SETTINGS, SETTING_SPARSE_MASK, SPARSE_PROBES,
 };
+
+use crate::lookup;
 
 #[map]
 static VIP_RANGE_STATS: PerCpuArray<RangeStats> = PerCpuArray::with_max_entries(1, 0);
 #[map]
 static VIP_DENSE_STATS: PerCpuArray<Verdicts> = PerCpuArray::with_max_entries(1, 0);
 #[map]
-static VIP_SPARSE_STATS: PerCpuHashMap<VipAddr, SparseSlot> = PerCpuHashMap::with_max_entries(1, 0);
+static VIP_SPARSE_STATS: PerCpuArray<SparseSlot> = PerCpuArray::with_max_entries(1, 0);
+#[map]
+static VIP_SETTINGS: Array<u32> = Array::with_max_entries(SETTINGS, 0);
 #[map]
 static VIP_GLOBAL: PerCpuArray<u64> = PerCpuArray::with_max_entries(GLOBAL_COUNTERS, 0);
-
-const EEXIST: i32 = 17;
 
 /// A map operation that cannot fail did; counted as `GLOBAL_INTERNAL_ERRORS`.
 pub struct MapInconsistent;
@@ -45,7 +46,7 @@ pub fn v4_hit(
 ) -> Result<(), MapInconsistent> {
     if range.per_vip_mode != PER_VIP_DENSE {
         let vip = VipAddr::from_v4_be(addr_be);
-        return sparse_hit(range, &vip, sparse_slot(&vip), bytes, drop);
+        return sparse_hit(range, &vip, sparse_find(&vip), bytes, drop);
     }
     let offset = u32::from_be_bytes(addr_be).wrapping_sub(range.network_v4_host);
     let slot = VIP_DENSE_STATS
@@ -56,66 +57,95 @@ pub fn v4_hit(
     Ok(())
 }
 
-/// This CPU's slot of a sparse VIP, if it has one.
-#[inline(always)]
-pub fn sparse_slot(vip: &VipAddr) -> Option<*mut SparseSlot> {
-    VIP_SPARSE_STATS.get_ptr_mut(vip)
+/// Where a sparse VIP is, or can go, in this CPU's table.
+#[derive(Clone, Copy)]
+pub enum Sparse {
+    /// The VIP's slot (its range may since have been removed by a reload).
+    Found(*mut SparseSlot),
+    /// A free slot, or one of a removed range, to take.
+    Free(*mut SparseSlot),
+    /// Every probed slot holds another live VIP.
+    Full,
 }
 
-/// The range a sparse slot recorded on this CPU (1 + id), or 0.
+/// Probes this CPU's table for `vip`. The table is never emptied, so a never-used
+/// slot ends the search; slots of removed ranges are reused.
 #[inline(always)]
-pub fn cached_range(slot: *mut SparseSlot) -> u32 {
-    // SAFETY: per-CPU slot, as above.
-    unsafe { (*slot).range_slot }
+pub fn sparse_find(vip: &VipAddr) -> Sparse {
+    let mask = VIP_SETTINGS.get(SETTING_SPARSE_MASK).copied().unwrap_or(0);
+    let start = sparse_hash(vip);
+    let mut reusable = None;
+    for i in 0..SPARSE_PROBES {
+        let Some(slot) = VIP_SPARSE_STATS.get_ptr_mut(start.wrapping_add(i) & mask) else {
+            break;
+        };
+        // SAFETY: per-CPU slot, as above.
+        let current = unsafe { &*slot };
+        if current.epoch == 0 {
+            return Sparse::Free(reusable.unwrap_or(slot));
+        }
+        if current.vip == *vip {
+            return Sparse::Found(slot);
+        }
+        if reusable.is_none() && live_range(current).is_none() {
+            reusable = Some(slot);
+        }
+    }
+    reusable.map_or(Sparse::Full, Sparse::Free)
 }
 
-/// Counts one packet to `vip` of sparse `range`: in its slot (found earlier as
-/// `slot`, or created now), or as the range's overflow when the table is full.
+/// The range a slot was counted for, if a reload has not removed it since.
+#[inline(always)]
+pub fn live_range(slot: &SparseSlot) -> Option<&'static RangeValue> {
+    lookup::range_by_id(slot.range_id).filter(|range| range.epoch == slot.epoch)
+}
+
+/// The live range of a found slot, without a trie lookup.
+#[inline(always)]
+pub fn found_range(found: Sparse) -> Option<&'static RangeValue> {
+    match found {
+        // SAFETY: per-CPU slot, as above.
+        Sparse::Found(slot) => live_range(unsafe { &*slot }),
+        _ => None,
+    }
+}
+
+/// Counts one packet to `vip` of sparse `range` in the slot `sparse_find` gave
+/// (taking it if need be), or as the range's overflow when the table is full.
 #[inline(always)]
 pub fn sparse_hit(
     range: &RangeValue,
     vip: &VipAddr,
-    slot: Option<*mut SparseSlot>,
+    found: Sparse,
     bytes: u64,
     drop: bool,
 ) -> Result<(), MapInconsistent> {
     if range.per_vip_mode != PER_VIP_SPARSE {
         return Err(MapInconsistent);
     }
-    if let Some(slot) = slot {
-        // SAFETY: as above.
-        unsafe {
-            (*slot).range_slot = range.range_id + 1;
-            (*slot).verdicts.side(drop).add(bytes);
+    let slot = match found {
+        Sparse::Found(slot) | Sparse::Free(slot) => slot,
+        Sparse::Full => {
+            let stats = VIP_RANGE_STATS
+                .get_ptr_mut(range.range_id)
+                .ok_or(MapInconsistent)?;
+            // SAFETY: as above.
+            unsafe { (*stats).sparse_overflow.side(drop).add(bytes) };
+            return Ok(());
         }
-        return Ok(());
-    }
-    let mut first = SparseSlot {
-        range_slot: range.range_id + 1,
-        ..SparseSlot::default()
     };
-    first.verdicts.side(drop).add(bytes);
-    match VIP_SPARSE_STATS.insert(vip, &first, u64::from(BPF_NOEXIST)) {
-        Ok(()) => return Ok(()),
-        // Another CPU created the slot between our lookup and insert.
-        Err(e) if e == -EEXIST => {
-            if let Some(slot) = sparse_slot(vip) {
-                // SAFETY: as above.
-                unsafe {
-                    (*slot).range_slot = range.range_id + 1;
-                    (*slot).verdicts.side(drop).add(bytes);
-                }
-                return Ok(());
-            }
-        }
-        // -E2BIG: the table is full.
-        Err(_) => {}
+    // SAFETY: per-CPU slot, as above.
+    let slot = unsafe { &mut *slot };
+    if slot.epoch != range.epoch || slot.range_id != range.range_id || slot.vip != *vip {
+        // A new slot, or one left by a removed range: start it afresh.
+        *slot = SparseSlot {
+            vip: *vip,
+            verdicts: Verdicts::default(),
+            range_id: range.range_id,
+            epoch: range.epoch,
+        };
     }
-    let stats = VIP_RANGE_STATS
-        .get_ptr_mut(range.range_id)
-        .ok_or(MapInconsistent)?;
-    // SAFETY: as above.
-    unsafe { (*stats).sparse_overflow.side(drop).add(bytes) };
+    slot.verdicts.side(drop).add(bytes);
     Ok(())
 }
 

@@ -40,7 +40,21 @@ pub fn range_by_id(range_id: u32) -> Option<&'static RangeValue> {
     VIP_RANGES.get(range_id)
 }
 
+/// An LPM key placed so that its address starts 8-byte aligned on the stack: the
+/// datapath is built with misaligned loads and stores allowed (fine for packet
+/// memory), but the verifier rejects a misaligned stack access, and the kernel's
+/// key layout puts the address at offset 4.
+#[repr(C, align(8))]
+struct AlignedV6Key {
+    _pad: u32,
+    key: Key<[u8; 16]>,
+}
+
 #[inline(always)]
 pub fn range_v6(vip: &VipAddr) -> Option<&'static RangeValue> {
-    VIP_V6_RANGES.get(Key::new(128, vip.addr_be))
+    let aligned = AlignedV6Key {
+        _pad: 0,
+        key: Key::new(128, vip.addr_be),
+    };
+    VIP_V6_RANGES.get(&aligned.key)
 }

@@ -77,7 +77,7 @@ impl Datapath {
             .map_max_entries(MAP_RANGE_STATS, capacity.ranges)
             .map_max_entries(MAP_RANGE_META, capacity.ranges)
             .map_max_entries(MAP_DENSE_STATS, capacity.dense_slots.max(1))
-            .map_max_entries(MAP_SPARSE_STATS, layout.sparse_vip_capacity)
+            .map_max_entries(MAP_SPARSE_STATS, layout.sparse_slots)
             .map_max_entries(MAP_ATTACH_META, interfaces.max(1) as u32)
             .load(EBPF_OBJECT)
             .map_err(DatapathError::Load)?;

@@ -2,17 +2,15 @@
 //! the previous layout on a reload, in an order that never points a lookup at a
 //! half-written entry.
 
-use std::net::IpAddr;
-
 use aya::{
-    maps::{lpm_trie::Key, Array, LpmTrie, MapError, PerCpuArray, PerCpuHashMap, PerCpuValues},
+    maps::{lpm_trie::Key, Array, LpmTrie, MapError, PerCpuArray, PerCpuValues},
     Ebpf,
 };
 use ipnet::IpNet;
 use vip_common::{
-    RangeMeta, RangePolicy, RangeStats, RangeValue, SparseSlot, Verdicts, VipAddr, MAP_DENSE_STATS,
-    MAP_POLICY, MAP_RANGES, MAP_RANGE_META, MAP_RANGE_STATS, MAP_SPARSE_STATS, MAP_V4_L1,
-    MAP_V4_L2, MAP_V4_RANGES, MAP_V6_RANGES,
+    RangeMeta, RangePolicy, RangeStats, RangeValue, Verdicts, MAP_DENSE_STATS, MAP_POLICY,
+    MAP_RANGES, MAP_RANGE_META, MAP_RANGE_STATS, MAP_SETTINGS, MAP_V4_L1, MAP_V4_L2, MAP_V4_RANGES,
+    MAP_V6_RANGES, SETTING_SPARSE_MASK,
 };
 
 use super::{typed_map_mut, DatapathError};
@@ -64,9 +62,16 @@ pub(super) fn sync(
         trie(ebpf, slot, false)?;
         clear_entries(ebpf, slot)?;
     }
-    if let Some(old) = old {
-        forget_moved_vips(ebpf, old, new)?;
+    if old.is_none() {
+        set(
+            ebpf,
+            MAP_SETTINGS,
+            SETTING_SPARSE_MASK,
+            new.sparse_slots - 1,
+        )?;
     }
+    // Sparse slots of removed ranges need nothing: their epoch no longer matches
+    // a live range, so the datapath reuses them and `vip stats` skips them.
     Ok(())
 }
 
@@ -175,31 +180,6 @@ fn sync_index(ebpf: &mut Ebpf, old: Option<&Layout>, new: &Layout) -> Result<(),
     }
     for i in (0..len).filter(|&i| new_at(i) == 0 && old_at(i) != 0) {
         set(ebpf, MAP_V4_L2, i as u32, 0u32)?;
-    }
-    Ok(())
-}
-
-fn owner(layout: &Layout, addr: IpAddr) -> Option<u32> {
-    layout
-        .ranges
-        .iter()
-        .find(|r| r.cidr.contains(&addr))
-        .map(|r| r.value.range_id)
-}
-
-/// Sparse slots cache their range per CPU: a slot whose address now belongs to
-/// no range, or to another one, is deleted (its counts go with its old range).
-fn forget_moved_vips(ebpf: &mut Ebpf, old: &Layout, new: &Layout) -> Result<(), DatapathError> {
-    let mut sparse: PerCpuHashMap<_, VipAddr, SparseSlot> = typed_map_mut(ebpf, MAP_SPARSE_STATS)?;
-    let keys: Vec<VipAddr> = sparse
-        .keys()
-        .collect::<Result<_, _>>()
-        .map_err(map_err(MAP_SPARSE_STATS))?;
-    for key in keys {
-        let addr = crate::stats::vip_ip(&key);
-        if owner(old, addr) != owner(new, addr) {
-            sparse.remove(&key).map_err(map_err(MAP_SPARSE_STATS))?;
-        }
     }
     Ok(())
 }

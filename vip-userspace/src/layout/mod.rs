@@ -51,8 +51,12 @@ pub struct Layout {
     /// In config order; each knows its range id.
     pub ranges: Vec<RangeSlot>,
     pub capacity: Capacity,
-    pub sparse_vip_capacity: u32,
+    /// Length of the sparse VIP table: `sparse_vip_capacity` rounded up to a power
+    /// of two (fixed at load).
+    pub sparse_slots: u32,
     pub v4_index: V4Index,
+    /// The epoch the next new range gets.
+    pub next_epoch: u32,
 }
 
 impl Layout {
@@ -102,6 +106,7 @@ impl Layout {
                 used_dense.push((old.value.dense_base, old.dense_len));
             }
         }
+        let mut next_epoch = previous.map_or(1, |p| p.next_epoch);
         let mut ranges = Vec::with_capacity(config.ranges.len());
         for range in &config.ranges {
             let policy = range_policy(range.allow.as_ref());
@@ -120,6 +125,8 @@ impl Layout {
                     capacity: capacity.ranges,
                 })?;
             used_ids[id] = true;
+            let epoch = next_epoch;
+            next_epoch += 1;
             let dense_len = dense_len(&range.cidr);
             let value = match range.cidr {
                 IpNet::V4(net) if dense_len > 0 => {
@@ -135,13 +142,15 @@ impl Layout {
                         per_vip_mode: PER_VIP_DENSE,
                         dense_base: base,
                         network_v4_host: u32::from(net.network()),
+                        epoch,
+                        _pad: 0,
                     }
                 }
                 _ => RangeValue {
                     range_id: id as u32,
                     per_vip_mode: PER_VIP_SPARSE,
-                    dense_base: 0,
-                    network_v4_host: 0,
+                    epoch,
+                    ..RangeValue::default()
                 },
             };
             ranges.push(RangeSlot {
@@ -163,8 +172,11 @@ impl Layout {
         Ok(Layout {
             ranges,
             capacity,
-            sparse_vip_capacity: config.sparse_vip_capacity,
+            sparse_slots: previous.map_or(config.sparse_vip_capacity.next_power_of_two(), |p| {
+                p.sparse_slots
+            }),
             v4_index,
+            next_epoch,
         })
     }
 }
@@ -215,6 +227,7 @@ impl RangeSlot {
         meta.per_vip_mode = self.value.per_vip_mode;
         meta.dense_base = self.value.dense_base;
         meta.dense_len = self.dense_len;
+        meta.epoch = self.value.epoch;
         meta
     }
 }
@@ -251,6 +264,8 @@ mod tests {
                 per_vip_mode: PER_VIP_DENSE,
                 dense_base: 0,
                 network_v4_host: 0xc000_0200,
+                epoch: 1,
+                _pad: 0,
             }
         );
         assert_eq!(layout.ranges[1].value.per_vip_mode, PER_VIP_SPARSE);

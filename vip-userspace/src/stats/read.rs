@@ -1,11 +1,11 @@
 use std::{
-    collections::HashMap,
+    collections::{BTreeMap, HashMap},
     net::{IpAddr, Ipv4Addr, Ipv6Addr},
     path::Path,
 };
 
 use aya::{
-    maps::{Array, Map, MapError, PerCpuArray, PerCpuHashMap, PerCpuValues},
+    maps::{Array, Map, MapError, PerCpuArray, PerCpuValues},
     Ebpf,
 };
 use ipnet::IpNet;
@@ -197,35 +197,35 @@ fn range_report(
     Ok(report)
 }
 
+/// Adds the sparse table's VIPs. Each CPU's copy of a slot may hold a different
+/// VIP; a slot counts for the range whose id and epoch it recorded, if that range
+/// is still configured (a reload may have removed it).
 fn add_sparse_vips(
     source: &impl MapSource,
     metas: &[(u32, RangeMeta, IpNet)],
     ranges: &mut [RangeReport],
 ) -> Result<(), StatsError> {
-    // Ranges do not overlap, so the only candidate for an address is the range
-    // with the greatest network address not above it.
-    let mut by_network: Vec<(IpNet, usize)> = metas
+    let live: HashMap<(u32, u32), usize> = metas
         .iter()
         .enumerate()
-        .map(|(i, (_, _, cidr))| (*cidr, i))
+        .map(|(index, (id, meta, _))| ((*id, meta.epoch), index))
         .collect();
-    by_network.sort_by_key(|(cidr, _)| cidr.network());
-    let owner = |addr: IpAddr| {
-        let after = by_network.partition_point(|(cidr, _)| cidr.network() <= addr);
-        let (cidr, index) = by_network.get(after.checked_sub(1)?)?;
-        cidr.contains(&addr).then_some(*index)
-    };
-    let sparse: PerCpuHashMap<_, VipAddr, SparseSlot> = typed(source, MAP_SPARSE_STATS)?;
-    for entry in sparse.iter() {
-        let (key, values) = entry.map_err(map_err(MAP_SPARSE_STATS))?;
-        let addr = vip_ip(&key);
-        let mut verdicts = Verdicts::default();
-        for slot in values.iter() {
-            verdicts.merge(&slot.verdicts);
+    let sparse: PerCpuArray<_, SparseSlot> = typed(source, MAP_SPARSE_STATS)?;
+    let mut vips: BTreeMap<(usize, IpAddr), Verdicts> = BTreeMap::new();
+    for values in sparse.iter() {
+        for slot in values.map_err(map_err(MAP_SPARSE_STATS))?.iter() {
+            if slot.epoch == 0 {
+                continue;
+            }
+            if let Some(&index) = live.get(&(slot.range_id, slot.epoch)) {
+                vips.entry((index, vip_ip(&slot.vip)))
+                    .or_default()
+                    .merge(&slot.verdicts);
+            }
         }
-        if let Some(index) = owner(addr) {
-            ranges[index].add_vip(addr, &verdicts);
-        }
+    }
+    for ((index, addr), verdicts) in vips {
+        ranges[index].add_vip(addr, &verdicts);
     }
     Ok(())
 }
