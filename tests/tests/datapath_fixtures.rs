@@ -689,10 +689,20 @@ fn sparse_table_overflow_is_counted_in_the_range() {
     if !require_root("sparse_table_overflow_is_counted_in_the_range") {
         return;
     }
+    // Capacity 2 makes a table of 4 slots (twice, rounded to a power of two). The
+    // table is per CPU, so every run here must be on the same CPU.
+    let mut cpu0 = nix::sched::CpuSet::new();
+    cpu0.set(0).unwrap();
+    nix::sched::sched_setaffinity(nix::unistd::Pid::from_raw(0), &cpu0).unwrap();
     let config = CONFIG.replace("sparse_vip_capacity = 64", "sparse_vip_capacity = 2");
     let mut datapath = fixture::load(&config);
     let frame = |vip: &str, port: u16| FrameSpec::udp(v6(vip), port).frame_len(80).build();
-    for vip in ["2001:db8:1::1", "2001:db8:1::2"] {
+    for vip in [
+        "2001:db8:1::1",
+        "2001:db8:1::2",
+        "2001:db8:1::3",
+        "2001:db8:1::4",
+    ] {
         let (_, deltas) = fixture::run(&mut datapath, Program::Xdp, &frame(vip, 53));
         assert_eq!(
             deltas.vips.get(&v6(vip)),
@@ -700,7 +710,7 @@ fn sparse_table_overflow_is_counted_in_the_range() {
             "{vip} gets a slot"
         );
     }
-    let (verdict, deltas) = fixture::run(&mut datapath, Program::Xdp, &frame("2001:db8:1::3", 53));
+    let (verdict, deltas) = fixture::run(&mut datapath, Program::Xdp, &frame("2001:db8:1::5", 53));
     assert_eq!(verdict, Verdict::Pass);
     let overflow = Moved {
         overflow_packets: 1,
@@ -712,7 +722,7 @@ fn sparse_table_overflow_is_counted_in_the_range() {
         "counted in the range, as overflow"
     );
     assert!(deltas.vips.is_empty(), "no VIP slot moved: {deltas:?}");
-    let (verdict, deltas) = fixture::run(&mut datapath, Program::Tc, &frame("2001:db8:1::3", 54));
+    let (verdict, deltas) = fixture::run(&mut datapath, Program::Tc, &frame("2001:db8:1::5", 54));
     assert_eq!(verdict, Verdict::Drop, "policy still applies to overflow");
     let dropped = Moved {
         overflow_packets: 1,

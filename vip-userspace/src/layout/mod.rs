@@ -51,8 +51,7 @@ pub struct Layout {
     /// In config order; each knows its range id.
     pub ranges: Vec<RangeSlot>,
     pub capacity: Capacity,
-    /// Length of the sparse VIP table: `sparse_vip_capacity` rounded up to a power
-    /// of two (fixed at load).
+    /// Length of the sparse VIP table (fixed at load), see [`sparse_slots`].
     pub sparse_slots: u32,
     pub v4_index: V4Index,
     /// The epoch the next new range gets.
@@ -172,13 +171,18 @@ impl Layout {
         Ok(Layout {
             ranges,
             capacity,
-            sparse_slots: previous.map_or(config.sparse_vip_capacity.next_power_of_two(), |p| {
-                p.sparse_slots
-            }),
+            sparse_slots: previous
+                .map_or(sparse_slots(config.sparse_vip_capacity), |p| p.sparse_slots),
             v4_index,
             next_epoch,
         })
     }
+}
+
+/// Slots of the sparse table for `capacity` VIPs: twice as many, rounded up to a
+/// power of two, so probe sequences stay short when the table is nearly full.
+fn sparse_slots(capacity: u32) -> u32 {
+    capacity.saturating_mul(2).next_power_of_two()
 }
 
 /// The lowest start of a free span of `len` slots below `capacity`, given the
