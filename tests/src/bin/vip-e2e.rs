@@ -18,6 +18,8 @@ struct Args {
     seconds: f64,
     check: bool,
     update: Option<PathBuf>,
+    /// Run only the cases whose label contains this (for profiling one case).
+    only: Option<String>,
 }
 
 fn parse_args() -> Args {
@@ -26,6 +28,7 @@ fn parse_args() -> Args {
         seconds: 3.0,
         check: false,
         update: None,
+        only: None,
     };
     let mut it = std::env::args().skip(1);
     while let Some(arg) = it.next() {
@@ -35,6 +38,7 @@ fn parse_args() -> Args {
             "--seconds" => args.seconds = value().parse().unwrap_or_else(|_| usage()),
             "--check" => args.check = true,
             "--update" => args.update = Some(PathBuf::from(value())),
+            "--only" => args.only = Some(value()),
             "--e2e" => {}
             _ => usage(),
         }
@@ -43,7 +47,9 @@ fn parse_args() -> Args {
 }
 
 fn usage() -> ! {
-    eprintln!("usage: vip-e2e [--runs N] [--seconds S] [--check] [--update BENCHMARKS.md]");
+    eprintln!(
+        "usage: vip-e2e [--runs N] [--seconds S] [--check] [--update BENCHMARKS.md] [--only TEXT]"
+    );
     std::process::exit(2)
 }
 
@@ -146,6 +152,16 @@ fn main() -> ExitCode {
     }
     let args = parse_args();
     let duration = Duration::from_secs_f64(args.seconds);
+    if let Some(only) = &args.only {
+        for case in cases()
+            .into_iter()
+            .filter(|c| c.label.contains(only.as_str()))
+        {
+            let result = run_case(case, args.runs, duration);
+            println!("{}: {} Mpps", result.label, mpps(&result.rates));
+        }
+        return ExitCode::SUCCESS;
+    }
     let mut results = Vec::new();
     for case in cases() {
         eprintln!(
