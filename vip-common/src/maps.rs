@@ -15,7 +15,7 @@ pub const MAP_V4_L1: &str = "VIP_V4_L1";
 /// octet: `V4_SLOT_NONE`, `V4_SLOT_LPM`, or 1 + the id of the range that covers
 /// the whole /24.
 pub const MAP_V4_L2: &str = "VIP_V4_L2";
-/// Array of [`crate::RangePolicy`], indexed by range id.
+/// Array of [`crate::RangePolicy`], indexed by `RangeValue::policy_id`.
 pub const MAP_POLICY: &str = "VIP_POLICY";
 /// Per-CPU array of [`crate::RangeStats`], indexed by `RangeValue::range_id`.
 pub const MAP_RANGE_STATS: &str = "VIP_RANGE_STATS";
@@ -110,7 +110,8 @@ pub struct RangeValue {
     /// Unique for the life of the datapath (never 0): a sparse slot recording an
     /// older epoch belongs to a range a reload removed or replaced.
     pub epoch: u32,
-    pub _pad: u32,
+    /// Index into `MAP_POLICY`; ranges with the same allow list share one entry.
+    pub policy_id: u32,
 }
 
 /// Key of `MAP_SPARSE_STATS`: an IPv6 address, or an IPv4 address mapped into

@@ -55,7 +55,7 @@ pub fn classify<B: PacketBuf>(buf: &B) -> Result<Verdict, Failure> {
             let Some(range) = lookup::range_v4(addr_be) else {
                 return Ok(non_vip());
             };
-            let (verdict, counted) = outcome(policy::judge(buf, range.range_id, l3.next));
+            let (verdict, counted) = outcome(policy::judge(buf, range.policy_id, l3.next));
             if let Some(drop) = counted {
                 count::v4_hit(range, addr_be, bytes, drop)?;
             }
@@ -72,7 +72,7 @@ pub fn classify<B: PacketBuf>(buf: &B) -> Result<Verdict, Failure> {
                     None => return Ok(non_vip()),
                 },
             };
-            let (verdict, counted) = outcome(policy::judge(buf, range.range_id, l3.next));
+            let (verdict, counted) = outcome(policy::judge(buf, range.policy_id, l3.next));
             if let Some(drop) = counted {
                 count::sparse_hit(range, &vip, found, bytes, drop)?;
             }

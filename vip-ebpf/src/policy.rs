@@ -26,10 +26,10 @@ pub enum Judgement {
     },
 }
 
-/// Judges a packet to range `range_id`.
+/// Judges a packet under the allow list `policy_id` (its range's).
 #[inline(always)]
-pub fn judge<B: PacketBuf>(buf: &B, range_id: u32, next: Next) -> Judgement {
-    let policy = VIP_POLICY.get(range_id);
+pub fn judge<B: PacketBuf>(buf: &B, policy_id: u32, next: Next) -> Judgement {
+    let policy = VIP_POLICY.get(policy_id);
     let enforced = policy.is_some_and(|p| p.flags & POLICY_ENFORCED != 0);
     let transport = match parse::transport(buf, next) {
         Ok(transport) => transport,

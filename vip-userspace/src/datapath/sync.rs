@@ -40,6 +40,13 @@ pub(super) fn sync(
         .filter(|o| !new.ranges.iter().any(|n| same(o, n)))
         .collect();
 
+    // Allow lists first: a new one has an id no live range points at.
+    let old_policies: &[(u32, RangePolicy)] = old.map_or(&[], |l| &l.policies);
+    for entry in &new.policies {
+        if !old_policies.contains(entry) {
+            set(ebpf, MAP_POLICY, entry.0, entry.1)?;
+        }
+    }
     // New ranges: clean counters, then their entries, then make them findable.
     if old.is_some() {
         zero_counters(ebpf, &added)?;
@@ -48,11 +55,13 @@ pub(super) fn sync(
         write_entries(ebpf, slot)?;
         trie(ebpf, slot, true)?;
     }
-    // Kept ranges: a changed allow list is one map write.
+    // Kept ranges whose allow list changed point at the new one (in the range
+    // array and in the trie, which holds a copy of the value).
     for slot in &new.ranges {
         if let Some(previous) = old_ranges.iter().find(|o| same(o, slot)) {
-            if previous.policy != slot.policy {
-                set(ebpf, MAP_POLICY, slot.value.range_id, slot.policy)?;
+            if previous.value != slot.value {
+                set(ebpf, MAP_RANGES, slot.value.range_id, slot.value)?;
+                trie(ebpf, slot, true)?;
             }
         }
     }
@@ -69,6 +78,17 @@ pub(super) fn sync(
             SETTING_SPARSE_MASK,
             new.sparse_slots - 1,
         )?;
+    }
+    // Allow lists no range uses any more.
+    for entry in old_policies {
+        if !new.policies.iter().any(|(id, _)| *id == entry.0) {
+            set(
+                ebpf,
+                MAP_POLICY,
+                entry.0,
+                <RangePolicy as bytemuck::Zeroable>::zeroed(),
+            )?;
+        }
     }
     // Sparse slots of removed ranges need nothing: their epoch no longer matches
     // a live range, so the datapath reuses them and `vip stats` skips them.
@@ -88,7 +108,6 @@ fn set<V: aya::Pod>(
 fn write_entries(ebpf: &mut Ebpf, slot: &RangeSlot) -> Result<(), DatapathError> {
     let id = slot.value.range_id;
     set(ebpf, MAP_RANGES, id, slot.value)?;
-    set(ebpf, MAP_POLICY, id, slot.policy)?;
     set(ebpf, MAP_RANGE_META, id, slot.meta())
 }
 
@@ -99,12 +118,6 @@ fn clear_entries(ebpf: &mut Ebpf, slot: &RangeSlot) -> Result<(), DatapathError>
         MAP_RANGE_META,
         id,
         <RangeMeta as bytemuck::Zeroable>::zeroed(),
-    )?;
-    set(
-        ebpf,
-        MAP_POLICY,
-        id,
-        <RangePolicy as bytemuck::Zeroable>::zeroed(),
     )?;
     set(ebpf, MAP_RANGES, id, RangeValue::default())
 }

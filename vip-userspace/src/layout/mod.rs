@@ -42,6 +42,8 @@ pub enum LayoutError {
     Ranges { needed: usize, capacity: u32 },
     #[error("range {range:?} needs {len} per-VIP slots and the running datapath has no such free span; restart vip to grow")]
     DenseSlots { range: String, len: u32 },
+    #[error("the old and new allow lists together need more than the {capacity} policy entries of the running datapath; restart vip to grow")]
+    Policies { capacity: u32 },
     #[error("the IPv4 ranges touch more /16s than the running datapath has room for ({capacity}); restart vip to grow")]
     Blocks { capacity: u32 },
 }
@@ -56,6 +58,8 @@ pub struct Layout {
     pub v4_index: V4Index,
     /// The epoch the next new range gets.
     pub next_epoch: u32,
+    /// Distinct allow lists by policy id (`RangeValue::policy_id`).
+    pub policies: Vec<(u32, RangePolicy)>,
 }
 
 impl Layout {
@@ -142,7 +146,7 @@ impl Layout {
                         dense_base: base,
                         network_v4_host: u32::from(net.network()),
                         epoch,
-                        _pad: 0,
+                        policy_id: 0,
                     }
                 }
                 _ => RangeValue {
@@ -160,6 +164,7 @@ impl Layout {
                 policy,
             });
         }
+        let policies = assign_policies(&mut ranges, previous, capacity.ranges)?;
         let v4_index = V4Index::build(
             ranges.iter().filter_map(|slot| match slot.cidr {
                 IpNet::V4(net) => Some((slot.value.range_id, net)),
@@ -175,8 +180,48 @@ impl Layout {
                 .map_or(sparse_slots(config.sparse_vip_capacity), |p| p.sparse_slots),
             v4_index,
             next_epoch,
+            policies,
         })
     }
+}
+
+/// Gives each range the id of its allow list, one id per distinct list. Lists the
+/// previous layout had keep their id; a new list takes an id the previous layout
+/// did not use, so a live range never sees its policy entry rewritten.
+fn assign_policies(
+    ranges: &mut [RangeSlot],
+    previous: Option<&Layout>,
+    capacity: u32,
+) -> Result<Vec<(u32, RangePolicy)>, LayoutError> {
+    let old: &[(u32, RangePolicy)] = previous.map_or(&[], |p| &p.policies);
+    let mut taken: Vec<bool> = vec![false; capacity as usize];
+    for (id, _) in old {
+        taken[*id as usize] = true;
+    }
+    let mut policies: Vec<(u32, RangePolicy)> = Vec::new();
+    for slot in ranges.iter_mut() {
+        let known = policies
+            .iter()
+            .chain(old.iter())
+            .find(|(_, p)| *p == slot.policy)
+            .map(|(id, _)| *id);
+        let id = match known {
+            Some(id) => id,
+            None => {
+                let id = taken
+                    .iter()
+                    .position(|t| !t)
+                    .ok_or(LayoutError::Policies { capacity })? as u32;
+                taken[id as usize] = true;
+                id
+            }
+        };
+        if !policies.iter().any(|(p, _)| *p == id) {
+            policies.push((id, slot.policy));
+        }
+        slot.value.policy_id = id;
+    }
+    Ok(policies)
 }
 
 /// Slots of the sparse table for `capacity` VIPs: twice as many, rounded up to a
@@ -269,7 +314,7 @@ mod tests {
                 dense_base: 0,
                 network_v4_host: 0xc000_0200,
                 epoch: 1,
-                _pad: 0,
+                policy_id: 0,
             }
         );
         assert_eq!(layout.ranges[1].value.per_vip_mode, PER_VIP_SPARSE);
@@ -341,6 +386,27 @@ mod tests {
                 len: 256
             })
         );
+    }
+
+    #[test]
+    fn ranges_with_the_same_allow_list_share_one_policy_entry() {
+        let text = |b_allow: &str| {
+            format!(
+                "interfaces = [\"lo\"]\n[[range]]\nname = \"a\"\ncidr = \"192.0.2.0/24\"\nallow = [\"tcp/80\"]\n\
+                 [[range]]\nname = \"b\"\ncidr = \"2001:db8::/64\"\nallow = [{b_allow}]\n\
+                 [[range]]\nname = \"c\"\ncidr = \"198.51.100.0/24\"\n"
+            )
+        };
+        let parse = |t: &str| Config::parse(t, Path::new("t")).unwrap();
+        let first = Layout::new(&parse(&text("\"tcp/80\"")));
+        let ids: Vec<u32> = first.ranges.iter().map(|r| r.value.policy_id).collect();
+        assert_eq!(ids, [0, 0, 1], "a and b share a list, c has none");
+        assert_eq!(first.policies.len(), 2);
+        // b changes its list: it gets a new id, a keeps its own.
+        let second = first.update(&parse(&text("\"udp/53\""))).unwrap();
+        let ids: Vec<u32> = second.ranges.iter().map(|r| r.value.policy_id).collect();
+        assert_eq!(ids, [0, 2, 1]);
+        assert_eq!(second.policies.len(), 3);
     }
 
     #[test]
