@@ -15,65 +15,36 @@ use aya::{
 
 use crate::{
     bench::baseline_object,
-    netns::Netns,
-    packets::{FrameSpec, CLIENT_MAC, SERVER_MAC},
+    netns::{Lab, Netns},
+    packets::FrameSpec,
 };
 
-pub const SENDER_IF: &str = "vs0";
-pub const RECEIVER_IF: &str = "vr0";
+pub const SENDER_IF: &str = Lab::CLIENT_IF;
+pub const RECEIVER_IF: &str = Lab::SERVER_IF;
 const MAX_TARGETS: u32 = 65_536;
 /// Frames per BPF_PROG_TEST_RUN call: about 0.3 s at the rates seen here, so the
 /// page-pool teardown at the end of each call stays small.
 const REPEAT: u32 = 2_000_000;
 const BATCH: u32 = 64;
 
-pub struct Lab {
-    pub sender: Netns,
-    pub receiver: Netns,
+/// The sender is the lab's client, the receiver its server (with an address, for
+/// the cases that hand frames to the stack).
+fn lab() -> Lab {
+    let lab = Lab::new("e2e");
+    lab.server
+        .ip(&["addr", "add", "198.18.0.2/24", "dev", RECEIVER_IF]);
+    lab
 }
 
-fn mac(m: [u8; 6]) -> String {
-    m.iter()
-        .map(|b| format!("{b:02x}"))
-        .collect::<Vec<_>>()
-        .join(":")
-}
-
-impl Lab {
-    pub fn new(tag: &str) -> Lab {
-        let sender = Netns::new(&format!("{tag}s"));
-        let receiver = Netns::new(&format!("{tag}r"));
-        sender.ip(&[
-            "link",
-            "add",
-            SENDER_IF,
-            "address",
-            &mac(CLIENT_MAC),
-            "type",
-            "veth",
-            "peer",
-            "name",
-            RECEIVER_IF,
-            "netns",
-            receiver.name(),
-            "address",
-            &mac(SERVER_MAC),
-        ]);
-        sender.ip(&["link", "set", SENDER_IF, "up"]);
-        receiver.ip(&["addr", "add", "198.18.0.2/24", "dev", RECEIVER_IF]);
-        receiver.ip(&["link", "set", RECEIVER_IF, "up"]);
-        Lab { sender, receiver }
-    }
-
-    /// Packets the receiver's interface counted, by the kernel.
-    pub fn received(&self) -> u64 {
-        let out = self
-            .receiver
-            .ip_output(&["-s", "-j", "link", "show", "dev", RECEIVER_IF]);
-        let json: serde_json::Value = serde_json::from_str(&out).expect("ip -j output");
-        let stats = &json[0]["stats64"]["rx"];
-        stats["packets"].as_u64().expect("rx packets")
-    }
+/// Packets the receiver's interface counted, by the kernel.
+pub fn received(lab: &Lab) -> u64 {
+    let out = lab
+        .server
+        .ip_output(&["-s", "-j", "link", "show", "dev", RECEIVER_IF]);
+    let json: serde_json::Value = serde_json::from_str(&out).expect("ip -j output");
+    json[0]["stats64"]["rx"]["packets"]
+        .as_u64()
+        .expect("rx packets")
 }
 
 /// An empty program attached to the receiver (kept attached while alive).
@@ -87,7 +58,7 @@ pub fn attach_baseline(lab: &Lab, name: &str) -> Attached {
     std::thread::scope(|scope| {
         scope
             .spawn(|| {
-                lab.receiver.enter();
+                lab.server.enter();
                 let program: &mut Xdp = ebpf
                     .program_mut(name)
                     .expect("program")
@@ -161,7 +132,7 @@ impl Generator {
         std::thread::scope(|scope| {
             scope
                 .spawn(|| {
-                    lab.sender.enter();
+                    lab.client.enter();
                     let mut cpu0 = nix::sched::CpuSet::new();
                     cpu0.set(0).unwrap();
                     nix::sched::sched_setaffinity(nix::unistd::Pid::from_raw(0), &cpu0)
@@ -231,7 +202,7 @@ fn vip_total(stats: &serde_json::Value) -> u64 {
 }
 
 pub fn run_case(case: E2eCase, runs: usize, duration: Duration) -> E2eResult {
-    let lab = Lab::new("e2e");
+    let lab = lab();
     let instance = crate::daemon::Instance::new("e2e");
     let mut daemon = None;
     let mut attached = None;
@@ -247,23 +218,19 @@ pub fn run_case(case: E2eCase, runs: usize, duration: Duration) -> E2eResult {
             ))
         }
         Receiver::Vip { config } => {
-            daemon = Some(crate::daemon::Daemon::start(
-                &lab.receiver,
-                config,
-                &instance,
-            ));
+            daemon = Some(crate::daemon::Daemon::start(&lab.server, config, &instance));
         }
         Receiver::Nft { ruleset } => {
             attached = Some(attach_baseline(&lab, "baseline_pass"));
-            run_in(&lab.receiver, "nft", &["-f", "-"], Some(ruleset));
+            run_in(&lab.server, "nft", &["-f", "-"], Some(ruleset));
         }
         Receiver::Iptables { args } => {
             attached = Some(attach_baseline(&lab, "baseline_pass"));
-            run_in(&lab.receiver, "iptables", args, None);
+            run_in(&lab.server, "iptables", args, None);
         }
         Receiver::LoopbackTrick => {
             attached = Some(attach_baseline(&lab, "baseline_pass"));
-            lab.receiver
+            lab.server
                 .ip(&["route", "add", "local", "192.0.2.0/24", "dev", "lo"]);
         }
     }
@@ -272,10 +239,10 @@ pub fn run_case(case: E2eCase, runs: usize, duration: Duration) -> E2eResult {
     let (mut vip_counted, mut interface_counted) = (0, 0);
     for _ in 0..runs {
         let vip_before = daemon.as_ref().map(|d| vip_total(&d.stats_json()));
-        let before = lab.received();
+        let before = received(&lab);
         let (_, elapsed) = generator.run(&lab, duration);
         std::thread::sleep(Duration::from_millis(200)); // let NAPI drain
-        let received = lab.received() - before;
+        let received = received(&lab) - before;
         rates.push(received as f64 / elapsed.as_secs_f64());
         if let (Some(d), Some(vip_before)) = (&daemon, vip_before) {
             vip_counted += vip_total(&d.stats_json()) - vip_before;

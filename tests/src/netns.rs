@@ -308,30 +308,34 @@ impl Lab {
     pub fn new(tag: &str) -> Lab {
         let client = Netns::new(&format!("{tag}c"));
         let server = Netns::new(&format!("{tag}s"));
-        let mac = |m: [u8; 6]| {
-            m.iter()
-                .map(|b| format!("{b:02x}"))
-                .collect::<Vec<_>>()
-                .join(":")
-        };
-        client.ip(&[
-            "link",
-            "add",
-            Self::CLIENT_IF,
-            "address",
-            &mac(CLIENT_MAC),
-            "type",
-            "veth",
-            "peer",
-            "name",
-            Self::SERVER_IF,
-            "netns",
-            server.name(),
-            "address",
-            &mac(SERVER_MAC),
-        ]);
-        client.ip(&["link", "set", Self::CLIENT_IF, "up"]);
-        server.ip(&["link", "set", Self::SERVER_IF, "up"]);
+        veth(
+            (&client, Self::CLIENT_IF, Some(CLIENT_MAC)),
+            (&server, Self::SERVER_IF, Some(SERVER_MAC)),
+        );
         Lab { client, server }
     }
+}
+
+/// Creates a veth pair between two namespaces, each end named and optionally
+/// given a MAC address, directly inside them (never in the host namespace), and
+/// sets both ends up.
+pub fn veth(a: (&Netns, &str, Option<[u8; 6]>), b: (&Netns, &str, Option<[u8; 6]>)) {
+    let mac = |m: [u8; 6]| {
+        m.iter()
+            .map(|b| format!("{b:02x}"))
+            .collect::<Vec<_>>()
+            .join(":")
+    };
+    let mut args = vec!["link".to_string(), "add".to_string(), a.1.to_string()];
+    if let Some(m) = a.2 {
+        args.extend(["address".to_string(), mac(m)]);
+    }
+    args.extend(["type", "veth", "peer", "name"].map(String::from));
+    args.extend([b.1.to_string(), "netns".to_string(), b.0.name().to_string()]);
+    if let Some(m) = b.2 {
+        args.extend(["address".to_string(), mac(m)]);
+    }
+    a.0.ip(&args.iter().map(String::as_str).collect::<Vec<_>>());
+    a.0.ip(&["link", "set", a.1, "up"]);
+    b.0.ip(&["link", "set", b.1, "up"]);
 }

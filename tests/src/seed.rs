@@ -12,7 +12,7 @@ use std::{
     time::Duration,
 };
 
-use crate::netns::Netns;
+use crate::netns::{veth, Netns};
 
 pub const CLIENT_IF: &str = "c0";
 pub const ROUTER_CLIENT_IF: &str = "rc";
@@ -32,13 +32,6 @@ pub struct SeedLab {
     pub server: Netns,
 }
 
-fn mac(m: [u8; 6]) -> String {
-    m.iter()
-        .map(|b| format!("{b:02x}"))
-        .collect::<Vec<_>>()
-        .join(":")
-}
-
 impl SeedLab {
     pub fn new(tag: &str) -> SeedLab {
         let [client, router, server] = ["c", "r", "s"].map(|role| {
@@ -49,34 +42,14 @@ impl SeedLab {
             ns.sysctl("net.ipv6.conf.default.accept_dad", "0");
             ns
         });
-        client.ip(&[
-            "link",
-            "add",
-            CLIENT_IF,
-            "type",
-            "veth",
-            "peer",
-            "name",
-            ROUTER_CLIENT_IF,
-            "netns",
-            router.name(),
-        ]);
-        router.ip(&[
-            "link",
-            "add",
-            ROUTER_SERVER_IF,
-            "address",
-            &mac(ROUTER_SERVER_MAC),
-            "type",
-            "veth",
-            "peer",
-            "name",
-            SERVER_IF,
-            "netns",
-            server.name(),
-            "address",
-            &mac(SERVER_MAC),
-        ]);
+        veth(
+            (&client, CLIENT_IF, None),
+            (&router, ROUTER_CLIENT_IF, None),
+        );
+        veth(
+            (&router, ROUTER_SERVER_IF, Some(ROUTER_SERVER_MAC)),
+            (&server, SERVER_IF, Some(SERVER_MAC)),
+        );
         let setup = [
             (&client, CLIENT_IF, "198.18.1.2/24", "2001:db8:ff01::2/64"),
             (
@@ -96,7 +69,6 @@ impl SeedLab {
         for (ns, ifname, v4, v6) in setup {
             ns.ip(&["addr", "add", v4, "dev", ifname]);
             ns.ip(&["addr", "add", v6, "dev", ifname, "nodad"]);
-            ns.ip(&["link", "set", ifname, "up"]);
         }
         client.ip(&["route", "add", "default", "via", "198.18.1.1"]);
         client.ip(&["-6", "route", "add", "default", "via", "2001:db8:ff01::1"]);
@@ -178,22 +150,9 @@ impl DirectLab {
     pub fn new(tag: &str) -> DirectLab {
         let client = Netns::new(&format!("{tag}c"));
         let server = Netns::new(&format!("{tag}s"));
-        client.ip(&[
-            "link",
-            "add",
-            "pc0",
-            "type",
-            "veth",
-            "peer",
-            "name",
-            DIRECT_SERVER_IF,
-            "netns",
-            server.name(),
-        ]);
+        veth((&client, "pc0", None), (&server, DIRECT_SERVER_IF, None));
         client.ip(&["addr", "add", "198.18.0.1/24", "dev", "pc0"]);
         server.ip(&["addr", "add", "198.18.0.2/24", "dev", DIRECT_SERVER_IF]);
-        client.ip(&["link", "set", "pc0", "up"]);
-        server.ip(&["link", "set", DIRECT_SERVER_IF, "up"]);
         for block in ["192.0.2.0/24", "198.51.100.0/24", "203.0.113.0/24"] {
             client.ip(&["route", "add", block, "via", "198.18.0.2"]);
         }

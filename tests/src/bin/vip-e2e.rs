@@ -99,7 +99,7 @@ fn cases() -> Vec<E2eCase> {
         case("vip drops (denied port), IPv4, 1 VIP", Receiver::Vip { config: vip_config(&web, "\"tcp/80\"") }, denied(v4), vec![v4]),
         case(
             "nftables netdev ingress drop",
-            Receiver::Nft { ruleset: "table netdev t {\n chain c {\n  type filter hook ingress device vr0 priority 0;\n  ip daddr 192.0.2.0/24 drop\n }\n}\n" },
+            Receiver::Nft { ruleset: "table netdev t {\n chain c {\n  type filter hook ingress device vips0 priority 0;\n  ip daddr 192.0.2.0/24 drop\n }\n}\n" },
             denied(v4),
             vec![v4],
         ),
