@@ -120,7 +120,12 @@ fn seed_topology(tag: &str, accept: &str, vips: Vec<IpAddr>) {
     assert_eq!(vip_packets(&daemon, total), expected, "packets per VIP");
 
     let out = server.vip_ok(&lab.server, &["down"]);
-    assert!(out.contains("stopping vip run"), "{out}");
+    assert!(
+        out.contains("stopping vip run")
+            && out.contains("stopped: it detached")
+            && !out.contains("nothing to do"),
+        "{out}"
+    );
     let log = daemon.wait_exit();
     assert!(log.contains("reverted: "), "{log}");
     for &vip in vips.iter().take(2) {

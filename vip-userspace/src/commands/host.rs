@@ -52,6 +52,7 @@ pub fn apply(config_path: &Path, run_dir: &Path) -> anyhow::Result<()> {
 /// file still records, and removes the pins. A second run finds nothing to do.
 pub fn down(pin_dir: &Path, run_dir: &Path) -> anyhow::Result<()> {
     let file = StateFile::in_dir(run_dir);
+    let mut did = false;
     if let Some(pid) = file
         .load()?
         .and_then(|s| s.daemon_pid)
@@ -69,8 +70,10 @@ pub fn down(pin_dir: &Path, run_dir: &Path) -> anyhow::Result<()> {
             }
             std::thread::sleep(Duration::from_millis(50));
         }
+        println!("vip run (pid {pid}) stopped: it detached and reverted what it had changed");
+        did = true;
     }
-    let mut did = false;
+    // Whatever a killed daemon or `vip apply` left behind.
     if let Some(mut state) = file.load()? {
         let changes = state.owned.len();
         runtime()?.block_on(async {
