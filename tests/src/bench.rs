@@ -208,3 +208,43 @@ pub fn measure(case: Case, runs: usize, repeat: u32) -> Measurement {
         baseline_ns,
     }
 }
+
+/// Replaces the section between `<!-- bench:NAME:start -->` and its end marker in
+/// `path` with `body` (appending the section if it is not there yet).
+pub fn update_section(path: &std::path::Path, name: &str, body: &str) {
+    let (start_mark, end_mark) = (
+        format!("<!-- bench:{name}:start -->"),
+        format!("<!-- bench:{name}:end -->"),
+    );
+    let text = std::fs::read_to_string(path).unwrap_or_default();
+    let section = format!("{start_mark}\n{body}{end_mark}");
+    let new = match (text.find(&start_mark), text.find(&end_mark)) {
+        (Some(start), Some(end)) if start < end => {
+            format!(
+                "{}{section}{}",
+                &text[..start],
+                &text[end + end_mark.len()..]
+            )
+        }
+        _ => format!("{text}\n{section}\n"),
+    };
+    std::fs::write(path, new).unwrap_or_else(|e| panic!("writing {}: {e}", path.display()));
+}
+
+/// The machine a run was made on, for BENCHMARKS.md.
+pub fn machine() -> String {
+    let cpu = std::fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|t| {
+            t.lines().find_map(|l| {
+                l.strip_prefix("model name")
+                    .map(|v| v.trim_start_matches([' ', '\t', ':']).to_string())
+            })
+        })
+        .unwrap_or_else(|| "unknown CPU".into());
+    let kernel = nix::sys::utsname::uname()
+        .map(|u| u.release().to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let cpus = std::thread::available_parallelism().map_or(0, |n| n.get());
+    format!("Machine: {cpu}, {cpus} CPUs, kernel {kernel}.\n")
+}

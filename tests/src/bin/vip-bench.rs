@@ -4,12 +4,9 @@
 use std::{fmt::Write, path::PathBuf, process::ExitCode};
 
 use vip_tests::{
-    bench::{measure, median, Case, Measurement},
+    bench::{machine, measure, median, update_section, Case, Measurement},
     fixture::Verdict,
 };
-
-const MARK_START: &str = "<!-- bench:prog-test-run:start -->";
-const MARK_END: &str = "<!-- bench:prog-test-run:end -->";
 
 struct Args {
     repeat: u32,
@@ -121,7 +118,7 @@ fn main() -> ExitCode {
     let table = render(&results, &args);
     print!("{table}");
     if let Some(path) = &args.update {
-        update(path, &table);
+        update_section(path, "prog-test-run", &format!("{}\n{table}", machine()));
         println!("updated {}", path.display());
     }
     let misses = results.iter().filter(|m| missed(m)).count();
@@ -167,37 +164,4 @@ fn render(results: &[Measurement], args: &Args) -> String {
         );
     }
     out
-}
-
-fn update(path: &PathBuf, table: &str) {
-    let text = std::fs::read_to_string(path).unwrap_or_default();
-    let section = format!("{MARK_START}\n{}\n{table}{MARK_END}", machine());
-    let new = match (text.find(MARK_START), text.find(MARK_END)) {
-        (Some(start), Some(end)) if start < end => {
-            format!(
-                "{}{section}{}",
-                &text[..start],
-                &text[end + MARK_END.len()..]
-            )
-        }
-        _ => format!("{text}\n{section}\n"),
-    };
-    std::fs::write(path, new).unwrap_or_else(|e| panic!("writing {}: {e}", path.display()));
-}
-
-fn machine() -> String {
-    let cpu = std::fs::read_to_string("/proc/cpuinfo")
-        .ok()
-        .and_then(|t| {
-            t.lines().find_map(|l| {
-                l.strip_prefix("model name")
-                    .map(|v| v.trim_start_matches([' ', '\t', ':']).to_string())
-            })
-        })
-        .unwrap_or_else(|| "unknown CPU".into());
-    let kernel = nix::sys::utsname::uname()
-        .map(|u| u.release().to_string_lossy().into_owned())
-        .unwrap_or_default();
-    let cpus = std::thread::available_parallelism().map_or(0, |n| n.get());
-    format!("Machine: {cpu}, {cpus} CPUs, kernel {kernel}.\n")
 }

@@ -5,13 +5,10 @@
 use std::{fmt::Write, net::IpAddr, path::PathBuf, process::ExitCode, time::Duration};
 
 use vip_tests::{
-    bench::median,
+    bench::{machine, median, update_section},
     e2e::{run_case, E2eCase, E2eResult, Receiver, RECEIVER_IF},
     packets::FrameSpec,
 };
-
-const MARK_START: &str = "<!-- bench:e2e:start -->";
-const MARK_END: &str = "<!-- bench:e2e:end -->";
 
 struct Args {
     runs: usize,
@@ -173,7 +170,7 @@ fn main() -> ExitCode {
     let (table, misses, disagreements) = render(&results, &args);
     print!("{table}");
     if let Some(path) = &args.update {
-        update(path, &table);
+        update_section(path, "e2e", &format!("{}\n{table}", machine()));
         println!("updated {}", path.display());
     }
     if disagreements > 0 {
@@ -239,18 +236,4 @@ fn render(results: &[E2eResult], args: &Args) -> (String, usize, usize) {
         let _ = writeln!(out, "| {what} | {ratio:.2} | ≥ {target:.2} {verdict} |");
     }
     (out, misses, disagreements)
-}
-
-fn update(path: &PathBuf, table: &str) {
-    let text = std::fs::read_to_string(path).unwrap_or_default();
-    let section = format!("{MARK_START}\n{table}{MARK_END}");
-    let new = match (text.find(MARK_START), text.find(MARK_END)) {
-        (Some(start), Some(end)) if start < end => format!(
-            "{}{section}{}",
-            &text[..start],
-            &text[end + MARK_END.len()..]
-        ),
-        _ => format!("{text}\n{section}\n"),
-    };
-    std::fs::write(path, new).unwrap_or_else(|e| panic!("writing {}: {e}", path.display()));
 }
