@@ -25,13 +25,13 @@ pub struct RangeMeta {
     pub prefix_len: u32,
     /// `FAMILY_V4` or `FAMILY_V6`.
     pub family: u32,
-    /// The datapath's `RangeValue` for this range, repeated for the reader.
-    pub per_vip_mode: u32,
+    /// Where this range's dense per-VIP slots start, for the reader.
     pub dense_base: u32,
     /// Number of dense slots (the range's size) or 0 for sparse ranges.
     pub dense_len: u32,
     /// The range's `RangeValue::epoch`.
     pub epoch: u32,
+    pub _pad: u32,
 }
 
 #[repr(C)]

@@ -66,9 +66,19 @@ impl Layout {
     /// A fresh layout, with room for reloads to add ranges.
     pub fn new(config: &Config) -> Layout {
         let dense: u32 = config.ranges.iter().map(|r| dense_len(&r.cidr)).sum();
-        let blocks = V4Index::build(v4_ranges(config, |i| i as u32), None, u32::MAX)
-            .expect("no block limit")
-            .blocks();
+        // Level 2 needs a block per /16 an IPv4 range touches.
+        let slash16s: std::collections::BTreeSet<u32> = config
+            .ranges
+            .iter()
+            .filter_map(|r| match r.cidr {
+                IpNet::V4(net) => {
+                    Some(u32::from(net.network()) >> 16..=u32::from(net.broadcast()) >> 16)
+                }
+                IpNet::V6(_) => None,
+            })
+            .flatten()
+            .collect();
+        let blocks = slash16s.len() as u32;
         let capacity = Capacity {
             ranges: config.ranges.len() as u32 + RANGE_HEADROOM,
             dense_slots: dense + DENSE_HEADROOM,
@@ -245,19 +255,6 @@ fn first_fit(used: &[(u32, u32)], len: u32, capacity: u32) -> Option<u32> {
     (start.checked_add(len)? <= capacity).then_some(start)
 }
 
-/// Every IPv4 range of `config` as (id, network), ids given by `id`.
-fn v4_ranges(config: &Config, id: impl Fn(usize) -> u32) -> Vec<(u32, ipnet::Ipv4Net)> {
-    config
-        .ranges
-        .iter()
-        .enumerate()
-        .filter_map(|(i, r)| match r.cidr {
-            IpNet::V4(net) => Some((id(i), net)),
-            IpNet::V6(_) => None,
-        })
-        .collect()
-}
-
 impl RangeSlot {
     pub fn meta(&self) -> RangeMeta {
         let mut meta: RangeMeta = bytemuck::Zeroable::zeroed();
@@ -273,7 +270,6 @@ impl RangeSlot {
             }
         }
         meta.prefix_len = u32::from(self.cidr.prefix_len());
-        meta.per_vip_mode = self.value.per_vip_mode;
         meta.dense_base = self.value.dense_base;
         meta.dense_len = self.dense_len;
         meta.epoch = self.value.epoch;
