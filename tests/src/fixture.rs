@@ -55,7 +55,7 @@ impl Moved {
 }
 
 pub fn snapshot(datapath: &Datapath) -> Report {
-    stats::read(datapath.ebpf()).expect("reading counters")
+    stats::read(datapath).expect("reading counters")
 }
 
 /// Which entry point a fixture runs.

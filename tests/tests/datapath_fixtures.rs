@@ -1,14 +1,18 @@
 //! Fixture tables for `vip_xdp` and `vip_tc` under BPF_PROG_TEST_RUN: frame in,
 //! verdict and exact counter deltas out. Every case runs through both programs.
 
-use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+use std::{
+    net::{IpAddr, Ipv4Addr, Ipv6Addr},
+    path::Path,
+};
 
+use vip_common::{sparse_hash, VipAddr, SPARSE_PROBES};
 use vip_tests::{
     fixture::{self, Deltas, Moved, Program, Verdict},
     packets::{arp_request, Ext, FrameSpec, ETH_P_8021AD, ETH_P_8021Q, L3_OFFSET},
     root::require_root,
 };
-use vip_userspace::stats::GlobalReport;
+use vip_userspace::{stats::GlobalReport, Config, Layout};
 
 const CONFIG: &str = r#"
 interfaces = ["lo"]
@@ -49,6 +53,10 @@ fn v4(a: u8, b: u8, c: u8, d: u8) -> IpAddr {
 
 fn v6(s: &str) -> IpAddr {
     IpAddr::V6(s.parse::<Ipv6Addr>().unwrap())
+}
+
+fn v6_octets(s: &str) -> [u8; 16] {
+    s.parse::<Ipv6Addr>().unwrap().octets()
 }
 
 /// What a frame should do.
@@ -689,20 +697,25 @@ fn sparse_table_overflow_is_counted_in_the_range() {
     if !require_root("sparse_table_overflow_is_counted_in_the_range") {
         return;
     }
-    // Capacity 2 makes a table of 4 slots (twice, rounded to a power of two). The
-    // table is per CPU, so every run here must be on the same CPU.
+    // The smallest table, 64 slots (a page) per CPU. It is per CPU, so every run
+    // here must be on the same CPU.
     let mut cpu0 = nix::sched::CpuSet::new();
     cpu0.set(0).unwrap();
     nix::sched::sched_setaffinity(nix::unistd::Pid::from_raw(0), &cpu0).unwrap();
     let config = CONFIG.replace("sparse_vip_capacity = 64", "sparse_vip_capacity = 2");
+    let mask = Layout::new(&Config::parse(&config, Path::new("fixture")).unwrap()).sparse_slots - 1;
+    assert_eq!(mask, 63);
+    // Nine VIPs whose probe sequences all start at slot 0: eight fill slots 0 to
+    // 7, and the ninth finds every slot it may probe taken.
+    let same_start: Vec<String> = (1u32..)
+        .map(|host| format!("2001:db8:1::{host:x}"))
+        .filter(|vip| sparse_hash(&VipAddr::from_v6_be(v6_octets(vip))) & mask == 0)
+        .take(SPARSE_PROBES as usize + 1)
+        .collect();
+    let (fits, overflows) = same_start.split_at(SPARSE_PROBES as usize);
     let mut datapath = fixture::load(&config);
     let frame = |vip: &str, port: u16| FrameSpec::udp(v6(vip), port).frame_len(80).build();
-    for vip in [
-        "2001:db8:1::1",
-        "2001:db8:1::2",
-        "2001:db8:1::3",
-        "2001:db8:1::4",
-    ] {
+    for vip in fits {
         let (_, deltas) = fixture::run(&mut datapath, Program::Xdp, &frame(vip, 53));
         assert_eq!(
             deltas.vips.get(&v6(vip)),
@@ -710,7 +723,8 @@ fn sparse_table_overflow_is_counted_in_the_range() {
             "{vip} gets a slot"
         );
     }
-    let (verdict, deltas) = fixture::run(&mut datapath, Program::Xdp, &frame("2001:db8:1::5", 53));
+    let (fits, overflow_vip) = (&fits[0], &overflows[0]);
+    let (verdict, deltas) = fixture::run(&mut datapath, Program::Xdp, &frame(overflow_vip, 53));
     assert_eq!(verdict, Verdict::Pass);
     let overflow = Moved {
         overflow_packets: 1,
@@ -722,7 +736,7 @@ fn sparse_table_overflow_is_counted_in_the_range() {
         "counted in the range, as overflow"
     );
     assert!(deltas.vips.is_empty(), "no VIP slot moved: {deltas:?}");
-    let (verdict, deltas) = fixture::run(&mut datapath, Program::Tc, &frame("2001:db8:1::5", 54));
+    let (verdict, deltas) = fixture::run(&mut datapath, Program::Tc, &frame(overflow_vip, 54));
     assert_eq!(verdict, Verdict::Drop, "policy still applies to overflow");
     let dropped = Moved {
         overflow_packets: 1,
@@ -730,10 +744,7 @@ fn sparse_table_overflow_is_counted_in_the_range() {
     };
     assert_eq!(deltas.ranges.get("v6"), Some(&dropped));
     // A VIP that has a slot still counts once the table is full.
-    let (_, deltas) = fixture::run(&mut datapath, Program::Xdp, &frame("2001:db8:1::1", 53));
-    assert_eq!(
-        deltas.vips.get(&v6("2001:db8:1::1")),
-        Some(&Moved::accepted(80))
-    );
+    let (_, deltas) = fixture::run(&mut datapath, Program::Xdp, &frame(fits, 53));
+    assert_eq!(deltas.vips.get(&v6(fits)), Some(&Moved::accepted(80)));
     assert_eq!(deltas.ranges.get("v6"), Some(&Moved::accepted(80)));
 }

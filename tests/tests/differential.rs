@@ -15,9 +15,8 @@ use std::{
 use aya::maps::PerCpuArray;
 use ipnet::IpNet;
 use vip_common::{
-    sparse_hash, SparseSlot, Verdicts, VipAddr, GLOBAL_COUNTERS, GLOBAL_FRAGMENTS,
-    GLOBAL_MALFORMED, GLOBAL_NON_VIP, MAP_DENSE_STATS, MAP_GLOBAL_STATS, MAP_SPARSE_STATS,
-    SPARSE_PROBES,
+    sparse_hash, Verdicts, VipAddr, GLOBAL_COUNTERS, GLOBAL_FRAGMENTS, GLOBAL_MALFORMED,
+    GLOBAL_NON_VIP, MAP_GLOBAL_STATS, SPARSE_PROBES,
 };
 use vip_tests::{
     fixture::{self, hex, Program, Verdict},
@@ -82,16 +81,10 @@ impl Probe<'_> {
         let mut total = Verdicts::default();
         match (owner.dense_len, vip) {
             (1.., IpAddr::V4(v4)) => {
-                let map: PerCpuArray<_, Verdicts> = self
-                    .datapath
-                    .ebpf()
-                    .map(MAP_DENSE_STATS)
-                    .unwrap()
-                    .try_into()
-                    .unwrap();
+                let table = &self.datapath.tables().dense;
                 let index = owner.value.dense_base + (u32::from(v4) - owner.value.network_v4_host);
-                for v in map.get(&index, 0).unwrap().iter() {
-                    total.merge(v);
+                for cpu in 0..table.cpus() {
+                    total.merge(&table.get(cpu, index));
                 }
             }
             _ => {
@@ -100,18 +93,12 @@ impl Probe<'_> {
                     IpAddr::V6(v6) => VipAddr::from_v6_be(v6.octets()),
                 };
                 // The table's probe sequence, as the datapath walks it.
-                let map: PerCpuArray<_, SparseSlot> = self
-                    .datapath
-                    .ebpf()
-                    .map(MAP_SPARSE_STATS)
-                    .unwrap()
-                    .try_into()
-                    .unwrap();
+                let table = &self.datapath.tables().sparse;
                 let mask = self.layout.sparse_slots - 1;
                 let start = sparse_hash(&key);
                 for i in 0..SPARSE_PROBES {
-                    let values = map.get(&(start.wrapping_add(i) & mask), 0).unwrap();
-                    for slot in values.iter() {
+                    let index = start.wrapping_add(i) & mask;
+                    for slot in (0..table.cpus()).map(|cpu| table.get(cpu, index)) {
                         if slot.vip == key
                             && slot.range_id == owner.value.range_id
                             && slot.epoch == owner.value.epoch

@@ -68,7 +68,8 @@ impl Verdicts {
     }
 }
 
-/// One slot of `MAP_SPARSE_STATS` on one CPU: a VIP, its range, its counters.
+/// One slot of `MAP_SPARSE_STATS` on one CPU: a VIP, its range, its counters;
+/// one cache line.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Pod, Zeroable)]
 pub struct SparseSlot {
@@ -77,6 +78,8 @@ pub struct SparseSlot {
     pub range_id: u32,
     /// The range's epoch when the slot was taken; 0 for a free slot.
     pub epoch: u32,
+    /// Fills the slot to one cache line.
+    pub _pad: u64,
 }
 
 /// Per-range counters that are not the sum of VIP slots.
@@ -96,7 +99,7 @@ impl RangeStats {
 
 const _: () = assert!(core::mem::size_of::<Counter>() == 16);
 const _: () = assert!(core::mem::size_of::<Verdicts>() == 32);
-const _: () = assert!(core::mem::size_of::<SparseSlot>() == 56);
+const _: () = assert!(core::mem::size_of::<SparseSlot>() == 64);
 const _: () = assert!(core::mem::size_of::<RangeStats>() == 32);
 
 #[cfg(feature = "user")]

@@ -19,11 +19,12 @@ pub const MAP_V4_L2: &str = "VIP_V4_L2";
 pub const MAP_POLICY: &str = "VIP_POLICY";
 /// Per-CPU array of [`crate::RangeStats`], indexed by `RangeValue::range_id`.
 pub const MAP_RANGE_STATS: &str = "VIP_RANGE_STATS";
-/// Per-CPU array of [`crate::Verdicts`], one slot per address of every dense range.
+/// CPU table (see [`CPU_TABLE_MAP_FLAGS`]) of [`crate::Verdicts`], one slot per
+/// address of every dense range; `SETTING_DENSE_STRIDE` slots per CPU.
 pub const MAP_DENSE_STATS: &str = "VIP_DENSE_STATS";
-/// Per-CPU array of [`crate::SparseSlot`]: an open-addressing table (a power of two
-/// long, `SPARSE_PROBES` probes) of the VIPs of sparse ranges (IPv6, IPv4 wider
-/// than /16). Each CPU's copy holds the VIPs that CPU has seen.
+/// CPU table of [`crate::SparseSlot`]: per CPU, an open-addressing table (a power
+/// of two long, `SETTING_SPARSE_MASK` + 1, `SPARSE_PROBES` probes) of the VIPs of
+/// sparse ranges (IPv6, IPv4 wider than /16) that CPU has seen.
 pub const MAP_SPARSE_STATS: &str = "VIP_SPARSE_STATS";
 /// Array of `u32` settings, indexed by the `SETTING_*` constants.
 pub const MAP_SETTINGS: &str = "VIP_SETTINGS";
@@ -63,9 +64,23 @@ pub const V4_SLOT_NONE: u32 = 0;
 /// Ranges longer than /24 lie in this /24: ask the LPM trie.
 pub const V4_SLOT_LPM: u32 = u32::MAX;
 
-/// `MAP_SETTINGS` index: the sparse table's length minus one (a power of two minus one).
+/// `MAP_SETTINGS` index: the sparse table's length per CPU minus one (a power of
+/// two minus one).
 pub const SETTING_SPARSE_MASK: u32 = 0;
-pub const SETTINGS: u32 = 1;
+/// `MAP_SETTINGS` index: slots per CPU in `MAP_DENSE_STATS`.
+pub const SETTING_DENSE_STRIDE: u32 = 1;
+pub const SETTINGS: u32 = 2;
+
+/// `BPF_F_MMAPABLE`. The per-VIP counter maps are "CPU tables": plain arrays that
+/// hold one stretch of slots per possible CPU (CPU `c`'s slot `i` is at
+/// `c * stride + i`), rather than per-CPU arrays. A per-CPU array reaches a slot
+/// through a pointer table, two dependent cache misses when VIPs are many; a CPU
+/// table is one. Being mmapable, the array starts on a page, so slots whose size
+/// divides 64 never straddle cache lines, and userspace reads all of it at once.
+pub const CPU_TABLE_MAP_FLAGS: u32 = 1 << 10;
+/// Slots per CPU in a CPU table are a multiple of this many bytes, so that each
+/// CPU's stretch starts on a page of its own.
+pub const CPU_TABLE_ALIGN: u32 = 4096;
 /// Slots tried for a sparse VIP before its packets count as the range's overflow.
 pub const SPARSE_PROBES: u32 = 8;
 
@@ -147,6 +162,14 @@ impl VipAddr {
 const _: () = assert!(core::mem::size_of::<RangeValue>() == 24);
 const _: () = assert!(core::mem::size_of::<VipAddr>() == 16);
 
+/// Slots per CPU of a CPU table that needs `slots` slots of `slot_size` bytes
+/// each (a power of two no larger than `CPU_TABLE_ALIGN`).
+pub const fn cpu_table_stride(slots: u32, slot_size: u32) -> u32 {
+    let per_page = CPU_TABLE_ALIGN / slot_size;
+    let slots = if slots == 0 { 1 } else { slots };
+    slots.div_ceil(per_page) * per_page
+}
+
 #[cfg(feature = "user")]
 mod pod {
     unsafe impl aya::Pod for super::RangeValue {}
@@ -173,5 +196,14 @@ mod tests {
             let worst = load.iter().max().unwrap();
             assert!(*worst <= 3, "byte {byte}: {worst} addresses in one slot");
         }
+    }
+    #[test]
+    fn cpu_table_strides_fill_whole_pages() {
+        assert_eq!(cpu_table_stride(0, 32), 128);
+        assert_eq!(cpu_table_stride(1, 32), 128);
+        assert_eq!(cpu_table_stride(128, 32), 128);
+        assert_eq!(cpu_table_stride(129, 32), 256);
+        assert_eq!(cpu_table_stride(65_536, 64), 65_536);
+        assert_eq!(cpu_table_stride(65_537, 64), 65_600);
     }
 }

@@ -4,12 +4,14 @@
 //! time. The statics are named exactly as the `MAP_*` constants in vip-common.
 
 use aya_ebpf::{
+    helpers::bpf_get_smp_processor_id,
     macros::map,
     maps::{Array, PerCpuArray},
 };
 use vip_common::{
     sparse_hash, AttachMeta, RangeMeta, RangeStats, RangeValue, SparseSlot, Verdicts, VipAddr,
-    GLOBAL_COUNTERS, PER_VIP_DENSE, PER_VIP_SPARSE, SETTINGS, SETTING_SPARSE_MASK, SPARSE_PROBES,
+    CPU_TABLE_MAP_FLAGS, GLOBAL_COUNTERS, PER_VIP_DENSE, PER_VIP_SPARSE, SETTINGS,
+    SETTING_DENSE_STRIDE, SETTING_SPARSE_MASK, SPARSE_PROBES,
 };
 
 use crate::lookup;
@@ -17,13 +19,25 @@ use crate::lookup;
 #[map]
 static VIP_RANGE_STATS: PerCpuArray<RangeStats> = PerCpuArray::with_max_entries(1, 0);
 #[map]
-static VIP_DENSE_STATS: PerCpuArray<Verdicts> = PerCpuArray::with_max_entries(1, 0);
+static VIP_DENSE_STATS: Array<Verdicts> = Array::with_max_entries(1, CPU_TABLE_MAP_FLAGS);
 #[map]
-static VIP_SPARSE_STATS: PerCpuArray<SparseSlot> = PerCpuArray::with_max_entries(1, 0);
+static VIP_SPARSE_STATS: Array<SparseSlot> = Array::with_max_entries(1, CPU_TABLE_MAP_FLAGS);
 #[map]
 static VIP_SETTINGS: Array<u32> = Array::with_max_entries(SETTINGS, 0);
 #[map]
 static VIP_GLOBAL: PerCpuArray<u64> = PerCpuArray::with_max_entries(GLOBAL_COUNTERS, 0);
+
+#[inline(always)]
+fn setting(index: u32) -> u32 {
+    VIP_SETTINGS.get(index).copied().unwrap_or(0)
+}
+
+/// The CPU this program runs on: its stretch of the CPU tables.
+#[inline(always)]
+fn cpu() -> u32 {
+    // SAFETY: a helper without arguments, available to XDP and TC programs.
+    unsafe { bpf_get_smp_processor_id() }
+}
 
 /// A map operation that cannot fail did; counted as `GLOBAL_INTERNAL_ERRORS`.
 pub struct MapInconsistent;
@@ -49,10 +63,15 @@ pub fn v4_hit(
         return sparse_hit(range, &vip, sparse_find(&vip), bytes, drop);
     }
     let offset = u32::from_be_bytes(addr_be).wrapping_sub(range.network_v4_host);
+    let stride = setting(SETTING_DENSE_STRIDE);
     let slot = VIP_DENSE_STATS
-        .get_ptr_mut(range.dense_base.wrapping_add(offset))
+        .get_ptr_mut(
+            cpu()
+                .wrapping_mul(stride)
+                .wrapping_add(range.dense_base.wrapping_add(offset)),
+        )
         .ok_or(MapInconsistent)?;
-    // SAFETY: per-CPU slot, and XDP/TC programs do not nest on one CPU.
+    // SAFETY: this CPU's slot, and XDP/TC programs do not nest on one CPU.
     unsafe { (*slot).side(drop).add(bytes) };
     Ok(())
 }
@@ -72,11 +91,13 @@ pub enum Sparse {
 /// slot ends the search; slots of removed ranges are reused.
 #[inline(always)]
 pub fn sparse_find(vip: &VipAddr) -> Sparse {
-    let mask = VIP_SETTINGS.get(SETTING_SPARSE_MASK).copied().unwrap_or(0);
+    let mask = setting(SETTING_SPARSE_MASK);
+    let base = cpu().wrapping_mul(mask.wrapping_add(1));
     let start = sparse_hash(vip);
     let mut reusable = None;
     for i in 0..SPARSE_PROBES {
-        let Some(slot) = VIP_SPARSE_STATS.get_ptr_mut(start.wrapping_add(i) & mask) else {
+        let index = base.wrapping_add(start.wrapping_add(i) & mask);
+        let Some(slot) = VIP_SPARSE_STATS.get_ptr_mut(index) else {
             break;
         };
         // SAFETY: per-CPU slot, as above.
@@ -143,6 +164,7 @@ pub fn sparse_hit(
             verdicts: Verdicts::default(),
             range_id: range.range_id,
             epoch: range.epoch,
+            _pad: 0,
         };
     }
     slot.verdicts.side(drop).add(bytes);

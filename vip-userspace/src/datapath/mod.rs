@@ -1,6 +1,7 @@
 //! The loaded datapath: the eBPF object with its maps filled from a [`Layout`].
 
 mod attach;
+pub mod cpu_table;
 pub mod pin;
 mod sync;
 
@@ -18,6 +19,7 @@ use vip_common::{
 
 pub use attach::{AttachMode, Attachment};
 use attach::{Link, Programs};
+use cpu_table::CounterTables;
 
 use crate::{config::XdpMode, layout::Layout};
 
@@ -56,10 +58,13 @@ pub enum DatapathError {
     Pin(#[from] pin::PinError),
     #[error("counting CPUs: {0}")]
     Cpus(#[source] std::io::Error),
+    #[error(transparent)]
+    CpuTable(#[from] cpu_table::CpuTableError),
 }
 
 pub struct Datapath {
     ebpf: Ebpf,
+    tables: CounterTables,
     attachments: Vec<Attachment>,
 }
 
@@ -68,6 +73,7 @@ impl Datapath {
     /// loads (verifies) the XDP program. Nothing is attached yet.
     pub fn load(layout: &Layout, interfaces: usize) -> Result<Datapath, DatapathError> {
         let capacity = layout.capacity;
+        let cpus = aya::util::nr_cpus().map_err(|(_, e)| DatapathError::Cpus(e))? as u32;
         let mut ebpf = EbpfLoader::new()
             .map_max_entries(MAP_V4_RANGES, capacity.ranges)
             .map_max_entries(MAP_V6_RANGES, capacity.ranges)
@@ -76,12 +82,13 @@ impl Datapath {
             .map_max_entries(MAP_V4_L2, (capacity.l2_blocks * V4_L2_BLOCK).max(1))
             .map_max_entries(MAP_RANGE_STATS, capacity.ranges)
             .map_max_entries(MAP_RANGE_META, capacity.ranges)
-            .map_max_entries(MAP_DENSE_STATS, capacity.dense_slots.max(1))
-            .map_max_entries(MAP_SPARSE_STATS, layout.sparse_slots)
+            .map_max_entries(MAP_DENSE_STATS, layout.dense_stride() * cpus)
+            .map_max_entries(MAP_SPARSE_STATS, layout.sparse_slots * cpus)
             .map_max_entries(MAP_ATTACH_META, interfaces.max(1) as u32)
             .load(EBPF_OBJECT)
             .map_err(DatapathError::Load)?;
-        sync::sync(&mut ebpf, None, layout)?;
+        let mut tables = CounterTables::open(|name| ebpf.map(name), true)?;
+        sync::sync(&mut ebpf, &mut tables, None, layout)?;
         let programs = programs(&mut ebpf)?;
         programs
             .xdp
@@ -99,12 +106,18 @@ impl Datapath {
             })?;
         Ok(Datapath {
             ebpf,
+            tables,
             attachments: Vec::new(),
         })
     }
 
     pub fn ebpf(&self) -> &Ebpf {
         &self.ebpf
+    }
+
+    /// The per-VIP counter tables, mapped.
+    pub fn tables(&self) -> &CounterTables {
+        &self.tables
     }
 
     /// The loaded XDP program, e.g. for BPF_PROG_TEST_RUN.
@@ -146,7 +159,7 @@ impl Datapath {
     /// Moves the running datapath from `old` to `new` (from [`Layout::update`])
     /// through map updates only; nothing is detached.
     pub fn update(&mut self, old: &Layout, new: &Layout) -> Result<(), DatapathError> {
-        sync::sync(&mut self.ebpf, Some(old), new)
+        sync::sync(&mut self.ebpf, &mut self.tables, Some(old), new)
     }
 
     /// Detaches from every interface.

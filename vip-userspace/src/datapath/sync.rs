@@ -8,12 +8,12 @@ use aya::{
 };
 use ipnet::IpNet;
 use vip_common::{
-    RangeMeta, RangePolicy, RangeStats, RangeValue, Verdicts, MAP_DENSE_STATS, MAP_POLICY,
-    MAP_RANGES, MAP_RANGE_META, MAP_RANGE_STATS, MAP_SETTINGS, MAP_V4_L1, MAP_V4_L2, MAP_V4_RANGES,
-    MAP_V6_RANGES, SETTING_SPARSE_MASK,
+    RangeMeta, RangePolicy, RangeStats, RangeValue, MAP_POLICY, MAP_RANGES, MAP_RANGE_META,
+    MAP_RANGE_STATS, MAP_SETTINGS, MAP_V4_L1, MAP_V4_L2, MAP_V4_RANGES, MAP_V6_RANGES,
+    SETTING_DENSE_STRIDE, SETTING_SPARSE_MASK,
 };
 
-use super::{typed_map_mut, DatapathError};
+use super::{cpu_table::CounterTables, typed_map_mut, DatapathError};
 use crate::layout::{Layout, RangeSlot};
 
 fn map_err(map: &'static str) -> impl Fn(MapError) -> DatapathError {
@@ -26,6 +26,7 @@ fn same(a: &RangeSlot, b: &RangeSlot) -> bool {
 
 pub(super) fn sync(
     ebpf: &mut Ebpf,
+    tables: &mut CounterTables,
     old: Option<&Layout>,
     new: &Layout,
 ) -> Result<(), DatapathError> {
@@ -49,7 +50,7 @@ pub(super) fn sync(
     }
     // New ranges: clean counters, then their entries, then make them findable.
     if old.is_some() {
-        zero_counters(ebpf, &added)?;
+        zero_counters(ebpf, tables, &added)?;
     }
     for slot in &added {
         write_entries(ebpf, slot)?;
@@ -78,6 +79,7 @@ pub(super) fn sync(
             SETTING_SPARSE_MASK,
             new.sparse_slots - 1,
         )?;
+        set(ebpf, MAP_SETTINGS, SETTING_DENSE_STRIDE, new.dense_stride())?;
     }
     // Allow lists no range uses any more.
     for entry in old_policies {
@@ -148,7 +150,11 @@ fn trie(ebpf: &mut Ebpf, slot: &RangeSlot, insert: bool) -> Result<(), DatapathE
 }
 
 /// A reused id or dense span may hold counts of a range removed earlier.
-fn zero_counters(ebpf: &mut Ebpf, added: &[&RangeSlot]) -> Result<(), DatapathError> {
+fn zero_counters(
+    ebpf: &mut Ebpf,
+    tables: &mut CounterTables,
+    added: &[&RangeSlot],
+) -> Result<(), DatapathError> {
     let cpus = aya::util::nr_cpus().map_err(|(_, e)| DatapathError::Cpus(e))?;
     {
         let mut stats: PerCpuArray<_, RangeStats> = typed_map_mut(ebpf, MAP_RANGE_STATS)?;
@@ -160,14 +166,9 @@ fn zero_counters(ebpf: &mut Ebpf, added: &[&RangeSlot]) -> Result<(), DatapathEr
                 .map_err(map_err(MAP_RANGE_STATS))?;
         }
     }
-    let mut dense: PerCpuArray<_, Verdicts> = typed_map_mut(ebpf, MAP_DENSE_STATS)?;
     for slot in added {
         for index in slot.value.dense_base..slot.value.dense_base + slot.dense_len {
-            let zeros = PerCpuValues::try_from(vec![Verdicts::default(); cpus])
-                .map_err(DatapathError::Cpus)?;
-            dense
-                .set(index, zeros, 0)
-                .map_err(map_err(MAP_DENSE_STATS))?;
+            tables.dense.zero(index);
         }
     }
     Ok(())

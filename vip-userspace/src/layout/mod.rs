@@ -3,7 +3,8 @@
 
 use ipnet::IpNet;
 use vip_common::{
-    RangeMeta, RangePolicy, RangeValue, FAMILY_V4, FAMILY_V6, PER_VIP_DENSE, PER_VIP_SPARSE,
+    cpu_table_stride, RangeMeta, RangePolicy, RangeValue, SparseSlot, Verdicts, CPU_TABLE_ALIGN,
+    FAMILY_V4, FAMILY_V6, PER_VIP_DENSE, PER_VIP_SPARSE,
 };
 
 use crate::config::{dense_len, range_policy, Config};
@@ -63,6 +64,11 @@ pub struct Layout {
 }
 
 impl Layout {
+    /// Slots per CPU of `MAP_DENSE_STATS`.
+    pub fn dense_stride(&self) -> u32 {
+        cpu_table_stride(self.capacity.dense_slots, size_of::<Verdicts>() as u32)
+    }
+
     /// A fresh layout, with room for reloads to add ranges.
     pub fn new(config: &Config) -> Layout {
         let dense: u32 = config.ranges.iter().map(|r| dense_len(&r.cidr)).sum();
@@ -236,8 +242,10 @@ fn assign_policies(
 
 /// Slots of the sparse table for `capacity` VIPs: twice as many, rounded up to a
 /// power of two, so probe sequences stay short when the table is nearly full.
+/// At least a page per CPU, see `vip_common::CPU_TABLE_ALIGN`.
 fn sparse_slots(capacity: u32) -> u32 {
-    capacity.saturating_mul(2).next_power_of_two()
+    let page = CPU_TABLE_ALIGN / size_of::<SparseSlot>() as u32;
+    capacity.saturating_mul(2).next_power_of_two().max(page)
 }
 
 /// The lowest start of a free span of `len` slots below `capacity`, given the

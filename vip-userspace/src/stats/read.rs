@@ -4,20 +4,19 @@ use std::{
     path::Path,
 };
 
-use aya::{
-    maps::{Array, Map, MapError, PerCpuArray, PerCpuValues},
-    Ebpf,
-};
+use aya::maps::{Array, Map, MapError, PerCpuArray, PerCpuValues};
 use ipnet::IpNet;
 use vip_common::{
-    AttachMeta, RangeMeta, RangeStats, SparseSlot, Verdicts, VipAddr, FAMILY_V4, GLOBAL_COUNTERS,
+    AttachMeta, RangeMeta, RangeStats, Verdicts, VipAddr, FAMILY_V4, GLOBAL_COUNTERS,
     GLOBAL_FRAGMENTS, GLOBAL_INTERNAL_ERRORS, GLOBAL_MALFORMED, GLOBAL_NON_VIP, MAP_ATTACH_META,
-    MAP_DENSE_STATS, MAP_GLOBAL_STATS, MAP_RANGE_META, MAP_RANGE_STATS, MAP_SPARSE_STATS,
-    PINNED_MAPS,
+    MAP_GLOBAL_STATS, MAP_RANGE_META, MAP_RANGE_STATS, PINNED_MAPS,
 };
 
 use super::{AttachReport, GlobalReport, RangeReport, Report};
-use crate::datapath::{pin, AttachMode};
+use crate::datapath::{
+    cpu_table::{CounterTables, CpuTable, CpuTableError},
+    pin, AttachMode, Datapath,
+};
 
 #[derive(Debug, thiserror::Error)]
 pub enum StatsError {
@@ -33,22 +32,30 @@ pub enum StatsError {
     },
     #[error("map {map} holds an invalid entry: {what}")]
     Corrupt { map: &'static str, what: String },
+    #[error(transparent)]
+    CpuTable(#[from] CpuTableError),
 }
 
 /// Where the counters come from: pins, or a datapath loaded in this process.
 pub trait MapSource {
     fn map(&self, name: &'static str) -> Option<&Map>;
+    fn tables(&self) -> &CounterTables;
 }
 
-impl MapSource for Ebpf {
+impl MapSource for Datapath {
     fn map(&self, name: &'static str) -> Option<&Map> {
-        Ebpf::map(self, name)
+        self.ebpf().map(name)
+    }
+
+    fn tables(&self) -> &CounterTables {
+        Datapath::tables(self)
     }
 }
 
 /// The maps a running daemon pinned.
 pub struct PinnedMaps {
     maps: HashMap<&'static str, Map>,
+    tables: CounterTables,
 }
 
 impl PinnedMaps {
@@ -62,14 +69,19 @@ impl PinnedMaps {
         let maps = PINNED_MAPS
             .iter()
             .map(|&name| Ok((name, pin::open(dir, name)?)))
-            .collect::<Result<_, StatsError>>()?;
-        Ok(PinnedMaps { maps })
+            .collect::<Result<HashMap<_, _>, StatsError>>()?;
+        let tables = CounterTables::open(|name| maps.get(name), false)?;
+        Ok(PinnedMaps { maps, tables })
     }
 }
 
 impl MapSource for PinnedMaps {
     fn map(&self, name: &'static str) -> Option<&Map> {
         self.maps.get(name)
+    }
+
+    fn tables(&self) -> &CounterTables {
+        &self.tables
     }
 }
 
@@ -96,9 +108,10 @@ fn sum<T: aya::Pod + Default>(values: &PerCpuValues<T>, merge: impl Fn(&mut T, &
 /// Reads every counter into a report.
 pub fn read(source: &impl MapSource) -> Result<Report, StatsError> {
     let metas = range_metas(source)?;
+    let dense = &source.tables().dense;
     let mut ranges = metas
         .iter()
-        .map(|(id, meta, cidr)| range_report(source, *id, meta, *cidr))
+        .map(|(id, meta, cidr)| range_report(source, dense, *id, meta, *cidr))
         .collect::<Result<Vec<_>, _>>()?;
     add_sparse_vips(source, &metas, &mut ranges)?;
     for range in &mut ranges {
@@ -157,6 +170,7 @@ fn meta_name(meta: &RangeMeta) -> String {
 
 fn range_report(
     source: &impl MapSource,
+    dense: &CpuTable<Verdicts>,
     range_id: u32,
     meta: &RangeMeta,
     cidr: IpNet,
@@ -177,7 +191,6 @@ fn range_report(
     };
     report.add(&overflow);
     if meta.dense_len > 0 {
-        let dense: PerCpuArray<_, Verdicts> = typed(source, MAP_DENSE_STATS)?;
         let IpNet::V4(net) = cidr else {
             return Err(StatsError::Corrupt {
                 map: MAP_RANGE_META,
@@ -187,10 +200,16 @@ fn range_report(
         let first = u32::from(net.network());
         for offset in 0..meta.dense_len {
             let slot = meta.dense_base + offset;
-            let verdicts = sum(
-                &dense.get(&slot, 0).map_err(map_err(MAP_DENSE_STATS))?,
-                Verdicts::merge,
-            );
+            if slot >= dense.stride() {
+                return Err(StatsError::Corrupt {
+                    map: MAP_RANGE_META,
+                    what: format!("dense slot {slot} of {cidr} beyond the table"),
+                });
+            }
+            let mut verdicts = Verdicts::default();
+            for cpu in 0..dense.cpus() {
+                verdicts.merge(&dense.get(cpu, slot));
+            }
             report.add_vip(IpAddr::V4(Ipv4Addr::from(first + offset)), &verdicts);
         }
     }
@@ -210,10 +229,11 @@ fn add_sparse_vips(
         .enumerate()
         .map(|(index, (id, meta, _))| ((*id, meta.epoch), index))
         .collect();
-    let sparse: PerCpuArray<_, SparseSlot> = typed(source, MAP_SPARSE_STATS)?;
+    let sparse = &source.tables().sparse;
     let mut vips: BTreeMap<(usize, IpAddr), Verdicts> = BTreeMap::new();
-    for values in sparse.iter() {
-        for slot in values.map_err(map_err(MAP_SPARSE_STATS))?.iter() {
+    for cpu in 0..sparse.cpus() {
+        for index in 0..sparse.stride() {
+            let slot = sparse.get(cpu, index);
             if slot.epoch == 0 {
                 continue;
             }

@@ -1,0 +1,169 @@
+//! The per-VIP counter maps as userspace sees them: a shared mapping of a CPU
+//! table (see `vip_common::CPU_TABLE_MAP_FLAGS`), so that reading every slot of
+//! every CPU is a memory walk rather than a syscall per slot.
+
+use std::{
+    marker::PhantomData,
+    num::NonZeroUsize,
+    os::fd::AsFd,
+    ptr::{self, NonNull},
+};
+
+use aya::maps::{Map, MapError};
+use nix::sys::mman::{mmap, munmap, MapFlags, ProtFlags};
+use vip_common::{SparseSlot, Verdicts, CPU_TABLE_MAP_FLAGS, MAP_DENSE_STATS, MAP_SPARSE_STATS};
+
+#[derive(Debug, thiserror::Error)]
+pub enum CpuTableError {
+    #[error(
+        "map {map} is not a CPU table: {what} (pinned by another vip version? run `vip down`)"
+    )]
+    Layout { map: &'static str, what: String },
+    #[error("map {map}: {source}")]
+    Info {
+        map: &'static str,
+        #[source]
+        source: MapError,
+    },
+    #[error("mapping map {map} into memory: {source}")]
+    Mmap {
+        map: &'static str,
+        #[source]
+        source: nix::Error,
+    },
+    #[error("counting CPUs: {0}")]
+    Cpus(#[source] std::io::Error),
+}
+
+/// A CPU table mapped into this process.
+pub struct CpuTable<T> {
+    base: NonNull<T>,
+    mapped_len: usize,
+    cpus: u32,
+    stride: u32,
+    writable: bool,
+    _slot: PhantomData<T>,
+}
+
+impl<T: bytemuck::Pod> CpuTable<T> {
+    /// Maps `map` read-only, or read-write to zero slots.
+    pub fn open(map: &Map, name: &'static str, writable: bool) -> Result<Self, CpuTableError> {
+        let layout = |what: String| CpuTableError::Layout { map: name, what };
+        let Map::Array(data) = map else {
+            return Err(layout("not a plain array".into()));
+        };
+        let info = data
+            .info()
+            .map_err(|source| CpuTableError::Info { map: name, source })?;
+        if info.map_flags() & CPU_TABLE_MAP_FLAGS == 0 {
+            return Err(layout("not mmapable".into()));
+        }
+        if info.value_size() as usize != size_of::<T>() {
+            return Err(layout(format!(
+                "{}-byte slots, this vip uses {}",
+                info.value_size(),
+                size_of::<T>()
+            )));
+        }
+        let cpus = aya::util::nr_cpus().map_err(|(_, e)| CpuTableError::Cpus(e))? as u32;
+        let entries = info.max_entries();
+        if entries % cpus != 0 {
+            return Err(layout(format!("{entries} slots for {cpus} CPUs")));
+        }
+        let page = 4096;
+        let mapped_len = (entries as usize * size_of::<T>()).div_ceil(page) * page;
+        let prot = if writable {
+            ProtFlags::PROT_READ | ProtFlags::PROT_WRITE
+        } else {
+            ProtFlags::PROT_READ
+        };
+        let length = NonZeroUsize::new(mapped_len).ok_or_else(|| layout("empty".into()))?;
+        // SAFETY: a fresh shared mapping of the map's fd, released in Drop; the
+        // kernel keeps the map alive while it is mapped.
+        let base = unsafe {
+            mmap(
+                None,
+                length,
+                prot,
+                MapFlags::MAP_SHARED,
+                data.fd().as_fd(),
+                0,
+            )
+        }
+        .map_err(|source| CpuTableError::Mmap { map: name, source })?;
+        Ok(CpuTable {
+            base: base.cast(),
+            mapped_len,
+            cpus,
+            stride: entries / cpus,
+            writable,
+            _slot: PhantomData,
+        })
+    }
+
+    pub fn cpus(&self) -> u32 {
+        self.cpus
+    }
+
+    /// Slots per CPU.
+    pub fn stride(&self) -> u32 {
+        self.stride
+    }
+
+    /// CPU `cpu`'s copy of slot `index`, as it is now (the datapath may be
+    /// counting into it).
+    pub fn get(&self, cpu: u32, index: u32) -> T {
+        assert!(
+            cpu < self.cpus && index < self.stride,
+            "slot out of the table"
+        );
+        let at = (cpu * self.stride + index) as usize;
+        // SAFETY: in bounds (above) of a live mapping of Pod slots; volatile as
+        // the kernel writes them concurrently.
+        unsafe { ptr::read_volatile(self.base.as_ptr().add(at)) }
+    }
+
+    /// Zeroes slot `index` on every CPU. Only for slots the datapath cannot
+    /// reach at the moment (a range not yet inserted); needs a writable table.
+    pub fn zero(&mut self, index: u32) {
+        assert!(self.writable, "zeroing a read-only table");
+        for cpu in 0..self.cpus {
+            assert!(index < self.stride, "slot out of the table");
+            let at = (cpu * self.stride + index) as usize;
+            // SAFETY: as in `get`; the mapping is writable when `zero` is used.
+            unsafe { ptr::write_volatile(self.base.as_ptr().add(at), T::zeroed()) }
+        }
+    }
+}
+
+impl<T> Drop for CpuTable<T> {
+    fn drop(&mut self) {
+        // SAFETY: the mapping made in `open`, unmapped once.
+        let _ = unsafe { munmap(self.base.cast(), self.mapped_len) };
+    }
+}
+
+/// The two per-VIP counter tables, mapped once and kept: mapping one costs time
+/// in proportion to its size.
+pub struct CounterTables {
+    pub dense: CpuTable<Verdicts>,
+    pub sparse: CpuTable<SparseSlot>,
+}
+
+impl CounterTables {
+    pub fn open<'a>(
+        map: impl Fn(&'static str) -> Option<&'a Map>,
+        writable: bool,
+    ) -> Result<CounterTables, CpuTableError> {
+        let open = |name| {
+            map(name).ok_or(CpuTableError::Layout {
+                map: name,
+                what: "missing".into(),
+            })
+        };
+        Ok(CounterTables {
+            dense: CpuTable::open(open(MAP_DENSE_STATS)?, MAP_DENSE_STATS, writable)?,
+            sparse: CpuTable::open(open(MAP_SPARSE_STATS)?, MAP_SPARSE_STATS, writable)?,
+        })
+    }
+}
