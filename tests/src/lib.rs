@@ -5,6 +5,7 @@ pub mod daemon;
 pub mod e2e;
 pub mod fixture;
 pub mod fuzz;
+pub mod http;
 pub mod netns;
 pub mod oracle;
 pub mod packets;

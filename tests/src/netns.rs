@@ -119,6 +119,11 @@ impl Netns {
 
     /// Whether an XDP program (native or generic) is attached to `ifname`.
     pub fn has_xdp(&self, ifname: &str) -> bool {
+        self.xdp_prog_id(ifname).is_some()
+    }
+
+    /// The id of the XDP program attached to `ifname`, from `ip link show`.
+    pub fn xdp_prog_id(&self, ifname: &str) -> Option<u32> {
         let out = Command::new("ip")
             .args(["-n", &self.name, "link", "show", "dev", ifname])
             .output()
@@ -128,7 +133,10 @@ impl Netns {
             "ip link show {ifname}: {}",
             String::from_utf8_lossy(&out.stderr)
         );
-        String::from_utf8_lossy(&out.stdout).contains("prog/xdp")
+        let text = String::from_utf8_lossy(&out.stdout);
+        let (_, after) = text.split_once("prog/xdp id ")?;
+        let id = after.split_whitespace().next()?;
+        Some(id.parse().expect("a numeric program id"))
     }
 
     /// Writes a sysctl of this namespace.

@@ -130,6 +130,8 @@ fn reload_changes_allow_lists_and_ranges_without_a_blip() {
         "tcp/9090 denied at first"
     );
     let before = counters(&daemon.stats_json());
+    let program = lab.server.xdp_prog_id(DIRECT_SERVER_IF);
+    assert!(program.is_some(), "vip_xdp attached");
 
     // 1. The allow list gains tcp/9090: a connect there is now answered (RST).
     daemon.rewrite_config(&config(
@@ -208,6 +210,12 @@ fn reload_changes_allow_lists_and_ranges_without_a_blip() {
             Duration::from_secs(2)
         ),
         "still served"
+    );
+
+    assert_eq!(
+        lab.server.xdp_prog_id(DIRECT_SERVER_IF),
+        program,
+        "the same program stayed attached through every reload"
     );
 
     stop.store(true, Ordering::Relaxed);

@@ -5,6 +5,7 @@ pub mod config;
 pub mod datapath;
 pub mod host;
 pub mod layout;
+pub mod metrics;
 pub mod stats;
 
 pub use config::{Config, ConfigError};

@@ -114,5 +114,6 @@ fn is_user_error(error: &anyhow::Error) -> bool {
                 Some(HostError::Safety(_))
             )
             || pin_error.is_some_and(PinError::is_user_error)
+            || cause.is::<vip_userspace::metrics::server::BindError>()
     })
 }

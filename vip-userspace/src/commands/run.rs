@@ -3,6 +3,7 @@
 
 use std::{
     path::{Path, PathBuf},
+    sync::Arc,
     time::Duration,
 };
 
@@ -15,6 +16,7 @@ use vip_userspace::{
         apply::{apply, repair, revert, revert_unwanted},
         plan, HostView, Netlink, State, StateFile,
     },
+    metrics::{server, SeriesPolicy},
     Config, Datapath, Layout,
 };
 
@@ -39,6 +41,7 @@ struct Running<'a> {
     netlink: Netlink,
     state: State,
     file: &'a StateFile,
+    exporter: Option<Arc<server::Exporter>>,
 }
 
 pub fn run(config_path: &Path, pin_dir: &Path, run_dir: &Path) -> anyhow::Result<()> {
@@ -60,6 +63,10 @@ pub fn run(config_path: &Path, pin_dir: &Path, run_dir: &Path) -> anyhow::Result
             }
             .into());
         }
+        let listener = match config.metrics_listen {
+            Some(addr) => Some(server::bind(addr).await?),
+            None => None,
+        };
         let pins = PinDir::claim(pin_dir)?;
         let datapath =
             Datapath::load(&layout, config.interfaces.len()).context("loading the datapath")?;
@@ -73,6 +80,7 @@ pub fn run(config_path: &Path, pin_dir: &Path, run_dir: &Path) -> anyhow::Result
             netlink,
             state,
             file: &file,
+            exporter: None,
         };
 
         let result = async {
@@ -88,6 +96,19 @@ pub fn run(config_path: &Path, pin_dir: &Path, run_dir: &Path) -> anyhow::Result
                 config.interfaces.join(", "),
                 pins.path().display()
             );
+            if let Some(listener) = listener {
+                let exporter = server::Exporter::new(
+                    pin_dir.to_path_buf(),
+                    run_dir.to_path_buf(),
+                    SeriesPolicy::from_config(config),
+                );
+                log::info!(
+                    "serving /metrics and /healthz on http://{}",
+                    listener.local_addr().context("metrics listener")?
+                );
+                tokio::spawn(server::serve(listener, exporter.clone()));
+                running.exporter = Some(exporter);
+            }
             running.serve().await
         }
         .await;
@@ -144,12 +165,20 @@ impl Running<'_> {
         view.check_safety(&config)?;
         let wanted = host::desired(&config);
         let steps = plan::plan(&view, wanted.clone())?;
-        if config.interfaces != self.config.interfaces || config.xdp_mode != self.config.xdp_mode {
-            log::warn!("interfaces and xdp_mode changes take effect when vip restarts");
+        if config.interfaces != self.config.interfaces
+            || config.xdp_mode != self.config.xdp_mode
+            || config.metrics_listen != self.config.metrics_listen
+        {
+            log::warn!(
+                "interfaces, xdp_mode and metrics.listen changes take effect when vip restarts"
+            );
         }
         self.datapath.update(&self.layout, &layout)?;
         apply(&self.netlink, &steps, &mut self.state, self.file).await?;
         revert_unwanted(&self.netlink, &mut self.state, self.file, &wanted).await?;
+        if let Some(exporter) = &self.exporter {
+            exporter.set_policy(SeriesPolicy::from_config(&config));
+        }
         self.layout = layout;
         self.config = config;
         log::info!(

@@ -14,6 +14,11 @@ pub use validate::ConfigError;
 
 /// Default number of per-VIP slots shared by all sparse ranges.
 pub const DEFAULT_SPARSE_VIP_CAPACITY: u32 = 65_536;
+/// Where `vip run` serves /metrics and /healthz unless told otherwise: loopback,
+/// on purpose (per-VIP counters are not for everyone to read).
+pub const DEFAULT_METRICS_LISTEN: &str = "127.0.0.1:9669";
+/// Per-VIP series a range exports at most, busiest first.
+pub const DEFAULT_MAX_VIP_SERIES: u32 = 1024;
 
 /// How to attach the classifier.
 #[derive(Clone, Copy, Debug, Default, Deserialize, PartialEq, Eq)]
@@ -62,6 +67,14 @@ struct RawConfig {
     routes: Vec<RawRoute>,
     #[serde(default)]
     router: RawRouter,
+    #[serde(default)]
+    metrics: RawMetrics,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawMetrics {
+    listen: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -74,6 +87,8 @@ struct RawRange {
     #[serde(default)]
     allow_broad: bool,
     allow: Option<Vec<String>>,
+    per_vip_metrics: Option<bool>,
+    max_vip_series: Option<u32>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -109,6 +124,8 @@ pub struct Config {
     pub router: Router,
     /// Set `arp_ignore = 1` and `arp_announce = 2` on `all` and on `interfaces`.
     pub arp_sysctls: bool,
+    /// Where `vip run` serves Prometheus metrics; `None` when `listen = "off"`.
+    pub metrics_listen: Option<std::net::SocketAddr>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -120,6 +137,10 @@ pub struct Range {
     pub allow_broad: bool,
     /// `None`: everything is allowed.
     pub allow: Option<AllowList>,
+    /// Export per-VIP series for this range (the range totals are always there).
+    pub per_vip_metrics: bool,
+    /// At most this many per-VIP series, the busiest.
+    pub max_vip_series: u32,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]

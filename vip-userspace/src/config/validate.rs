@@ -87,6 +87,8 @@ pub enum ConfigError {
     TooManyDenseSlots { slots: u64 },
     #[error("sparse_vip_capacity = {value} is out of range 1..={MAX_SPARSE_VIP_CAPACITY}")]
     SparseCapacity { value: u32 },
+    #[error("metrics.listen = {value:?}: expected ADDRESS:PORT (e.g. 127.0.0.1:9669 or [::1]:9669) or \"off\"")]
+    MetricsListen { value: String },
 }
 
 /// Broadest prefix a range may have without `allow_broad`.
@@ -126,6 +128,16 @@ pub(super) fn validate(raw: RawConfig) -> Result<Config, ConfigError> {
     }
     let router = router(raw.router, &routes)?;
     let accepts_locally = ranges.iter().any(|r| r.accept != Accept::None);
+    let listen = raw
+        .metrics
+        .listen
+        .unwrap_or_else(|| super::DEFAULT_METRICS_LISTEN.to_string());
+    let metrics_listen = match listen.trim() {
+        "off" => None,
+        text => Some(text.parse().map_err(|_| ConfigError::MetricsListen {
+            value: listen.clone(),
+        })?),
+    };
     Ok(Config {
         interfaces: raw.interfaces,
         xdp_mode: raw.xdp_mode,
@@ -134,6 +146,7 @@ pub(super) fn validate(raw: RawConfig) -> Result<Config, ConfigError> {
         ranges,
         routes,
         router,
+        metrics_listen,
     })
 }
 
@@ -205,12 +218,16 @@ fn range(raw: RawRange) -> Result<Range, ConfigError> {
         .allow
         .map(|entries| allow_list(&raw.name, entries))
         .transpose()?;
+    // A whole /24 of IPv4 series is fine; a /64 of IPv6 could be anything.
+    let small = matches!(cidr, IpNet::V4(net) if net.prefix_len() >= 24);
     Ok(Range {
         name: raw.name,
         cidr,
         accept: raw.accept,
         allow_broad: raw.allow_broad,
         allow,
+        per_vip_metrics: raw.per_vip_metrics.unwrap_or(small),
+        max_vip_series: raw.max_vip_series.unwrap_or(super::DEFAULT_MAX_VIP_SERIES),
     })
 }
 

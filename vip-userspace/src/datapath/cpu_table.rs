@@ -45,6 +45,11 @@ pub struct CpuTable<T> {
     _slot: PhantomData<T>,
 }
 
+// SAFETY: the mapping belongs to the process, not a thread; all access goes
+// through volatile reads and writes of Pod slots.
+unsafe impl<T: Send> Send for CpuTable<T> {}
+unsafe impl<T: Sync> Sync for CpuTable<T> {}
+
 impl<T: bytemuck::Pod> CpuTable<T> {
     /// Maps `map` read-only, or read-write to zero slots.
     pub fn open(map: &Map, name: &'static str, writable: bool) -> Result<Self, CpuTableError> {

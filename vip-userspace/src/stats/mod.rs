@@ -13,6 +13,9 @@ pub use render::table;
 
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Report {
+    /// When the counters were read (RFC 3339, UTC); set by `vip stats`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timestamp: Option<String>,
     pub ranges: Vec<RangeReport>,
     pub global: GlobalReport,
     pub attachments: Vec<AttachReport>,

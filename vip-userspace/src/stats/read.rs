@@ -123,6 +123,7 @@ pub fn read(source: &impl MapSource) -> Result<Report, StatsError> {
         .map(|r| r.packets + r.dropped_packets)
         .sum::<u64>();
     Ok(Report {
+        timestamp: None,
         ranges,
         global,
         attachments: attachments(source)?,

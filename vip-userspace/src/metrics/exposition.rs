@@ -1,0 +1,362 @@
+//! The metric families of one scrape, encoded with prometheus-client from a
+//! [`Report`] read just before.
+
+use prometheus_client::{
+    collector::Collector,
+    encoding::{DescriptorEncoder, EncodeMetric},
+    metrics::{counter::ConstCounter, gauge::ConstGauge},
+    registry::Registry,
+};
+
+use super::SeriesPolicy;
+use crate::stats::{RangeReport, Report, VipReport};
+
+/// Everything one scrape reports.
+#[derive(Debug)]
+pub struct Snapshot {
+    pub report: Report,
+    pub policy: SeriesPolicy,
+}
+
+/// The exposition formats a scraper may ask for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Format {
+    /// OpenMetrics 1.0 text, which Prometheus asks for first.
+    OpenMetrics,
+    /// The classic Prometheus text format 0.0.4 (curl, promtool).
+    PrometheusText,
+}
+
+impl Format {
+    /// From an HTTP `Accept` header.
+    pub fn negotiate(accept: Option<&str>) -> Format {
+        match accept {
+            Some(accept) if accept.contains("application/openmetrics-text") => Format::OpenMetrics,
+            _ => Format::PrometheusText,
+        }
+    }
+
+    pub fn content_type(self) -> &'static str {
+        match self {
+            Format::OpenMetrics => "application/openmetrics-text; version=1.0.0; charset=utf-8",
+            Format::PrometheusText => prometheus_client::encoding::prometheus_text::CONTENT_TYPE,
+        }
+    }
+}
+
+/// `snapshot` in `format`.
+pub fn encode(snapshot: Snapshot, format: Format) -> String {
+    let mut registry = Registry::default();
+    registry.register_collector(Box::new(snapshot));
+    let mut text = String::new();
+    match format {
+        Format::OpenMetrics => prometheus_client::encoding::text::encode(&mut text, &registry),
+        Format::PrometheusText => {
+            prometheus_client::encoding::prometheus_text::encode(&mut text, &registry)
+        }
+    }
+    .expect("writing to a String cannot fail");
+    text
+}
+
+type Labels = Vec<(&'static str, String)>;
+
+/// One metric family: its name (counters get `_total` when encoded), help and
+/// series.
+fn counters(
+    encoder: &mut DescriptorEncoder,
+    name: &str,
+    help: &str,
+    series: impl IntoIterator<Item = (Labels, u64)>,
+) -> Result<(), std::fmt::Error> {
+    let mut family = encoder.encode_descriptor(
+        name,
+        help,
+        None,
+        prometheus_client::metrics::MetricType::Counter,
+    )?;
+    for (labels, value) in series {
+        ConstCounter::new(value).encode(family.encode_family(&labels)?)?;
+    }
+    Ok(())
+}
+
+fn info(
+    encoder: &mut DescriptorEncoder,
+    name: &str,
+    help: &str,
+    series: impl IntoIterator<Item = Labels>,
+) -> Result<(), std::fmt::Error> {
+    let mut family = encoder.encode_descriptor(
+        name,
+        help,
+        None,
+        prometheus_client::metrics::MetricType::Gauge,
+    )?;
+    for labels in series {
+        ConstGauge::new(1i64).encode(family.encode_family(&labels)?)?;
+    }
+    Ok(())
+}
+
+/// A range's VIPs that get series: the busiest `max` (ties by address).
+fn exported_vips(range: &RangeReport, max: usize) -> Vec<&VipReport> {
+    let mut vips: Vec<&VipReport> = range.vips.iter().collect();
+    vips.sort_by(|a, b| {
+        (b.packets + b.dropped_packets)
+            .cmp(&(a.packets + a.dropped_packets))
+            .then(a.addr.cmp(&b.addr))
+    });
+    vips.truncate(max);
+    vips
+}
+
+impl Collector for Snapshot {
+    fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
+        let report = &self.report;
+        let per_vip: Vec<(&RangeReport, &VipReport)> = report
+            .ranges
+            .iter()
+            .flat_map(|range| {
+                exported_vips(range, self.policy.max_vip_series(&range.name))
+                    .into_iter()
+                    .map(move |vip| (range, vip))
+            })
+            .collect();
+        let vip_series = |value: fn(&VipReport, bool) -> u64| {
+            per_vip.iter().flat_map(move |(range, vip)| {
+                [("accepted", false), ("dropped", true)].map(|(verdict, dropped)| {
+                    (
+                        vec![
+                            ("range", range.name.clone()),
+                            ("vip", vip.addr.to_string()),
+                            ("verdict", verdict.to_string()),
+                        ],
+                        value(vip, dropped),
+                    )
+                })
+            })
+        };
+        counters(
+            &mut encoder,
+            "vip_packets",
+            "Packets to a VIP, by verdict (per-VIP series of ranges with per_vip_metrics, busiest max_vip_series).",
+            vip_series(|v, dropped| if dropped { v.dropped_packets } else { v.packets }),
+        )?;
+        counters(
+            &mut encoder,
+            "vip_bytes",
+            "Frame bytes to a VIP, by verdict.",
+            vip_series(|v, dropped| if dropped { v.dropped_bytes } else { v.bytes }),
+        )?;
+        let range_series = |value: fn(&RangeReport, bool) -> u64| {
+            report.ranges.iter().flat_map(move |range| {
+                [("accepted", false), ("dropped", true)].map(|(verdict, dropped)| {
+                    (
+                        vec![
+                            ("range", range.name.clone()),
+                            ("verdict", verdict.to_string()),
+                        ],
+                        value(range, dropped),
+                    )
+                })
+            })
+        };
+        counters(
+            &mut encoder,
+            "vip_range_packets",
+            "Packets to a range (all its VIPs), by verdict.",
+            range_series(|r, dropped| {
+                if dropped {
+                    r.dropped_packets
+                } else {
+                    r.packets
+                }
+            }),
+        )?;
+        counters(
+            &mut encoder,
+            "vip_range_bytes",
+            "Frame bytes to a range, by verdict.",
+            range_series(|r, dropped| if dropped { r.dropped_bytes } else { r.bytes }),
+        )?;
+        counters(
+            &mut encoder,
+            "vip_lru_overflow",
+            "Packets of a sparse range counted in the range but in no VIP: the per-VIP table was full.",
+            report
+                .ranges
+                .iter()
+                .map(|r| (vec![("range", r.name.clone())], r.sparse_overflow_packets)),
+        )?;
+        let global = &report.global;
+        for (name, help, value) in [
+            (
+                "vip_malformed_packets",
+                "Frames with a header that cannot be read.",
+                global.malformed_packets,
+            ),
+            (
+                "vip_non_vip_packets",
+                "Frames to no configured range, non-IP frames included.",
+                global.non_vip_packets,
+            ),
+            (
+                "vip_internal_errors",
+                "Map lookups that cannot fail and did (a bug); the packets passed.",
+                global.internal_errors,
+            ),
+            (
+                "vip_fragments",
+                "Non-first fragments let through to ranges with an allow list.",
+                global.fragments,
+            ),
+        ] {
+            counters(&mut encoder, name, help, [(Labels::new(), value)])?;
+        }
+        counters(
+            &mut encoder,
+            "vip_drift_repairs",
+            "Host state put back after it changed from outside, by kind.",
+            report
+                .drift_repairs
+                .iter()
+                .map(|(kind, count)| (vec![("kind", kind.clone())], *count)),
+        )?;
+        info(
+            &mut encoder,
+            "vip_attach_info",
+            "1 for each interface the datapath is attached to, with its mode.",
+            report
+                .attachments
+                .iter()
+                .map(|a| vec![("interface", a.interface.clone()), ("mode", a.mode.clone())]),
+        )?;
+        info(
+            &mut encoder,
+            "vip_build_info",
+            "1, with the version of vip.",
+            [vec![("version", env!("CARGO_PKG_VERSION").to_string())]],
+        )?;
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{
+        stats::{AttachReport, VipReport},
+        Config,
+    };
+
+    fn vip(addr: &str, packets: u64) -> VipReport {
+        VipReport {
+            addr: addr.parse().unwrap(),
+            packets,
+            bytes: packets * 100,
+            dropped_packets: 0,
+            dropped_bytes: 0,
+        }
+    }
+
+    fn snapshot(config: &str) -> Snapshot {
+        let config = Config::parse(config, std::path::Path::new("test")).unwrap();
+        let range = |name: &str, vips: Vec<VipReport>| RangeReport {
+            name: name.into(),
+            packets: vips.iter().map(|v| v.packets).sum(),
+            vips,
+            ..RangeReport::default()
+        };
+        Snapshot {
+            report: Report {
+                ranges: vec![
+                    range(
+                        "web",
+                        vec![
+                            vip("192.0.2.1", 5),
+                            vip("192.0.2.2", 9),
+                            vip("192.0.2.3", 7),
+                        ],
+                    ),
+                    range("v6", vec![vip("2001:db8::1", 3)]),
+                ],
+                attachments: vec![AttachReport {
+                    interface: "eth0".into(),
+                    mode: "native".into(),
+                    fallback: false,
+                }],
+                ..Report::default()
+            },
+            policy: SeriesPolicy::from_config(&config),
+        }
+    }
+
+    fn lines<'a>(text: &'a str, prefix: &str) -> Vec<&'a str> {
+        text.lines().filter(|l| l.starts_with(prefix)).collect()
+    }
+
+    #[test]
+    fn per_vip_series_are_the_busiest_of_ranges_that_want_them() {
+        let text = encode(
+            snapshot(
+                "[[range]]\nname = \"web\"\ncidr = \"192.0.2.0/24\"\nmax_vip_series = 2\n\
+                 [[range]]\nname = \"v6\"\ncidr = \"2001:db8::/64\"\n",
+            ),
+            Format::PrometheusText,
+        );
+        assert_eq!(
+            lines(&text, "vip_packets_total{"),
+            [
+                "vip_packets_total{range=\"web\",vip=\"192.0.2.2\",verdict=\"accepted\"} 9",
+                "vip_packets_total{range=\"web\",vip=\"192.0.2.2\",verdict=\"dropped\"} 0",
+                "vip_packets_total{range=\"web\",vip=\"192.0.2.3\",verdict=\"accepted\"} 7",
+                "vip_packets_total{range=\"web\",vip=\"192.0.2.3\",verdict=\"dropped\"} 0",
+            ],
+            "IPv6 ranges export no per-VIP series by default; web its 2 busiest"
+        );
+        assert_eq!(
+            lines(&text, "vip_range_packets_total{"),
+            [
+                "vip_range_packets_total{range=\"web\",verdict=\"accepted\"} 21",
+                "vip_range_packets_total{range=\"web\",verdict=\"dropped\"} 0",
+                "vip_range_packets_total{range=\"v6\",verdict=\"accepted\"} 3",
+                "vip_range_packets_total{range=\"v6\",verdict=\"dropped\"} 0",
+            ],
+            "range totals keep every VIP"
+        );
+        assert_eq!(
+            lines(&text, "vip_attach_info"),
+            ["vip_attach_info{interface=\"eth0\",mode=\"native\"} 1"]
+        );
+        assert!(text.contains("# TYPE vip_packets_total counter"), "{text}");
+    }
+
+    #[test]
+    fn per_vip_metrics_can_be_turned_on_and_off_per_range() {
+        let text = encode(
+            snapshot(
+                "[[range]]\nname = \"web\"\ncidr = \"192.0.2.0/24\"\nper_vip_metrics = false\n\
+                 [[range]]\nname = \"v6\"\ncidr = \"2001:db8::/64\"\nper_vip_metrics = true\n",
+            ),
+            Format::OpenMetrics,
+        );
+        assert_eq!(
+            lines(&text, "vip_packets_total{"),
+            [
+                "vip_packets_total{range=\"v6\",vip=\"2001:db8::1\",verdict=\"accepted\"} 3",
+                "vip_packets_total{range=\"v6\",vip=\"2001:db8::1\",verdict=\"dropped\"} 0",
+            ]
+        );
+        assert!(text.ends_with("# EOF\n"), "OpenMetrics ends with EOF");
+    }
+
+    #[test]
+    fn the_accept_header_picks_the_format() {
+        let prometheus =
+            "application/openmetrics-text;version=1.0.0,text/plain;version=0.0.4;q=0.5";
+        assert_eq!(Format::negotiate(Some(prometheus)), Format::OpenMetrics);
+        assert_eq!(Format::negotiate(Some("*/*")), Format::PrometheusText);
+        assert_eq!(Format::negotiate(None), Format::PrometheusText);
+    }
+}
