@@ -62,8 +62,12 @@ enum Command {
     /// Print per-range and per-VIP counters of the running datapath.
     Stats {
         /// Print JSON instead of a table.
-        #[arg(long)]
+        #[arg(long, conflicts_with = "watch")]
         json: bool,
+        /// A live table of packets, bits and drops per second by range and VIP,
+        /// busiest first, refreshed every second; q, Esc or Ctrl-C quits.
+        #[arg(long)]
+        watch: bool,
     },
     /// Stop a running vip, revert exactly what the state file records (restoring
     /// sysctls) and remove the pins. Running it twice is a no-op.
@@ -81,7 +85,8 @@ fn main() -> ExitCode {
         Command::Plan { config } => commands::plan(&config),
         Command::Apply { config } => commands::apply(&config, &cli.run_dir),
         Command::Reload => commands::reload(&cli.run_dir),
-        Command::Stats { json } => commands::stats(&cli.pin_dir, &cli.run_dir, json),
+        Command::Stats { watch: true, .. } => commands::watch(&cli.pin_dir),
+        Command::Stats { json, .. } => commands::stats(&cli.pin_dir, &cli.run_dir, json),
         Command::Down => commands::down(&cli.pin_dir, &cli.run_dir),
     };
     match result {
@@ -109,6 +114,7 @@ fn is_user_error(error: &anyhow::Error) -> bool {
             || cause.is::<SafetyError>()
             || cause.is::<commands::AlreadyRunning>()
             || cause.is::<commands::NotRunning>()
+            || cause.is::<commands::NotATerminal>()
             || matches!(
                 cause.downcast_ref::<HostError>(),
                 Some(HostError::Safety(_))

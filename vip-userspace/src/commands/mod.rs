@@ -3,10 +3,12 @@
 mod host;
 mod run;
 mod stats;
+mod watch;
 
 pub use host::{apply, down, plan};
 pub use run::{reload, run, AlreadyRunning, NotRunning};
 pub use stats::stats;
+pub use watch::{watch, NotATerminal};
 
 use anyhow::Context;
 

@@ -8,7 +8,8 @@ use vip_userspace::{
 pub fn stats(pin_dir: &Path, run_dir: &Path, json: bool) -> anyhow::Result<()> {
     let maps = PinnedMaps::open(pin_dir)?;
     let mut report = stats::read(&maps)?;
-    report.timestamp = Some(humantime::format_rfc3339_millis(std::time::SystemTime::now()).to_string());
+    report.timestamp =
+        Some(humantime::format_rfc3339_millis(std::time::SystemTime::now()).to_string());
     if let Some(state) = StateFile::in_dir(run_dir).load()? {
         report.drift_repairs = state.repairs;
     }

@@ -1,0 +1,167 @@
+//! `vip stats --watch` under a real terminal (tmux): it shows non-zero rates for
+//! the VIP that gets traffic, and quits cleanly on `q` and on Ctrl-C.
+
+use std::{
+    net::{IpAddr, UdpSocket},
+    process::Command,
+    sync::{
+        atomic::{AtomicBool, AtomicU32, Ordering},
+        Arc,
+    },
+    time::{Duration, Instant},
+};
+
+use vip_tests::{
+    daemon::{vip_bin, Daemon, Instance},
+    root::require_root,
+    seed::{DirectLab, Services, DIRECT_SERVER_IF, UDP_PORT},
+};
+
+const VIP: &str = "192.0.2.9";
+static NEXT_SOCKET: AtomicU32 = AtomicU32::new(0);
+
+/// A tmux server of its own (its own socket), killed on drop.
+struct Tmux {
+    socket: String,
+}
+
+impl Tmux {
+    fn start(command: &str) -> Tmux {
+        let tmux = Tmux {
+            // One socket per server: a killed server may linger on its socket.
+            socket: format!(
+                "vip-watch-{}-{}",
+                std::process::id(),
+                NEXT_SOCKET.fetch_add(1, Ordering::Relaxed)
+            ),
+        };
+        tmux.run(&[
+            "new-session",
+            "-d",
+            "-s",
+            "w",
+            "-x",
+            "120",
+            "-y",
+            "30",
+            command,
+        ]);
+        tmux
+    }
+
+    fn run(&self, args: &[&str]) -> String {
+        let out = Command::new("tmux")
+            .args(["-L", &self.socket])
+            .args(args)
+            .output()
+            .expect("tmux is installed (.ci/run installs it)");
+        assert!(
+            out.status.success(),
+            "tmux {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    fn screen(&self) -> String {
+        self.run(&["capture-pane", "-p", "-t", "w"])
+    }
+
+    /// Waits until the screen satisfies `check`; panics with the screen if not.
+    fn wait_for(&self, what: &str, check: impl Fn(&str) -> bool) -> String {
+        let deadline = Instant::now() + Duration::from_secs(15);
+        loop {
+            let screen = self.screen();
+            if check(&screen) {
+                return screen;
+            }
+            assert!(Instant::now() < deadline, "waiting for {what}:\n{screen}");
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    }
+}
+
+impl Drop for Tmux {
+    fn drop(&mut self) {
+        let _ = Command::new("tmux")
+            .args(["-L", &self.socket, "kill-server"])
+            .output();
+    }
+}
+
+/// The packets-per-second column of the VIP's row, if it is on screen.
+fn vip_rate(screen: &str) -> Option<f64> {
+    let row = screen
+        .lines()
+        .find(|l| l.trim_start().starts_with(VIP) && l.starts_with("  "))?;
+    let column = row.split_whitespace().nth(1)?;
+    let (number, scale) = match column.chars().last()? {
+        'k' => (&column[..column.len() - 1], 1e3),
+        'M' => (&column[..column.len() - 1], 1e6),
+        _ => (column, 1.0),
+    };
+    Some(number.parse::<f64>().ok()? * scale)
+}
+
+fn watch_then_quit(instance: &Instance, keys: &str) {
+    let command = format!(
+        "{} --pin-dir {} stats --watch; echo vip-exited-$?; sleep 60",
+        vip_bin().display(),
+        instance.pin_dir().display()
+    );
+    let tmux = Tmux::start(&command);
+    let screen = tmux.wait_for("a non-zero rate for the VIP", |s| {
+        vip_rate(s).is_some_and(|rate| rate > 0.0)
+    });
+    assert!(screen.contains("PKT/S"), "{screen}");
+    tmux.run(&["send-keys", "-t", "w", keys]);
+    let screen = tmux.wait_for("vip to exit", |s| s.contains("vip-exited-"));
+    assert!(screen.contains("vip-exited-0"), "{screen}");
+}
+
+#[test]
+fn watch_shows_live_rates_and_quits_on_q_and_ctrl_c() {
+    if !require_root("watch_shows_live_rates_and_quits_on_q_and_ctrl_c") {
+        return;
+    }
+    let lab = DirectLab::new("watch");
+    let _services = Services::start(&lab.server);
+    let instance = Instance::new("watch");
+    let config = format!(
+        "interfaces = [\"{DIRECT_SERVER_IF}\"]\n[[range]]\nname = \"web\"\ncidr = \"192.0.2.0/24\"\naccept = \"route\"\n"
+    );
+    let daemon = Daemon::start(&lab.server, &config, &instance);
+
+    // About 100 datagrams a second, for at most 40 s.
+    let stop = Arc::new(AtomicBool::new(false));
+    let flow = {
+        let stop = stop.clone();
+        lab.client.spawn_in(move || {
+            let socket = UdpSocket::bind("0.0.0.0:0").unwrap();
+            let vip: IpAddr = VIP.parse().unwrap();
+            let deadline = Instant::now() + Duration::from_secs(40);
+            while !stop.load(Ordering::Relaxed) && Instant::now() < deadline {
+                socket.send_to(b"watch", (vip, UDP_PORT)).unwrap();
+                std::thread::sleep(Duration::from_millis(10));
+            }
+        })
+    };
+    watch_then_quit(&instance, "q");
+    watch_then_quit(&instance, "C-c");
+    stop.store(true, Ordering::Relaxed);
+    flow.join().unwrap();
+    daemon.stop();
+}
+
+#[test]
+fn watch_without_a_terminal_is_a_clear_error() {
+    let out = Command::new(vip_bin())
+        .args(["--pin-dir", "/nonexistent", "stats", "--watch"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert_eq!(
+        String::from_utf8_lossy(&out.stderr),
+        "vip: error: vip stats --watch needs a terminal; use vip stats --json to read counters from a script\n"
+    );
+}
