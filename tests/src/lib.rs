@@ -10,4 +10,5 @@ pub mod netns;
 pub mod oracle;
 pub mod packets;
 pub mod root;
+pub mod scrape;
 pub mod seed;

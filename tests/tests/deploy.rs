@@ -1,0 +1,136 @@
+//! The files in deploy/ are what they claim to be: the systemd unit passes
+//! `systemd-analyze verify`, the Kubernetes manifest and the Prometheus configs
+//! parse and carry what the README says, the Grafana dashboard is valid JSON
+//! with the panels it promises.
+
+use std::{path::PathBuf, process::Command};
+
+use serde_json::Value;
+use vip_tests::daemon::vip_bin;
+
+fn deploy(file: &str) -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../deploy")
+        .join(file)
+}
+
+fn read(file: &str) -> String {
+    std::fs::read_to_string(deploy(file)).unwrap_or_else(|e| panic!("deploy/{file}: {e}"))
+}
+
+fn yaml_documents(file: &str) -> Vec<Value> {
+    let text = read(file);
+    serde_yaml_ng::Deserializer::from_str(&text)
+        .map(|doc| {
+            let value: serde_yaml_ng::Value = serde::Deserialize::deserialize(doc)
+                .unwrap_or_else(|e| panic!("deploy/{file}: {e}"));
+            serde_json::to_value(value).unwrap()
+        })
+        .collect()
+}
+
+#[test]
+fn systemd_unit_passes_systemd_analyze_verify() {
+    // verify checks that ExecStart's binary exists, so the unit is verified
+    // with the path of the vip just built in place of /usr/local/bin/vip.
+    let unit = read("vip.service");
+    assert!(unit.contains("ExecReload=/bin/kill -HUP $MAINPID"));
+    assert!(unit.contains("CapabilityBoundingSet=CAP_BPF CAP_NET_ADMIN CAP_SYS_ADMIN"));
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("vip.service");
+    std::fs::write(
+        &path,
+        unit.replace("/usr/local/bin/vip", &vip_bin().display().to_string()),
+    )
+    .unwrap();
+    let out = Command::new("systemd-analyze")
+        .arg("verify")
+        .arg(&path)
+        .output()
+        .expect("systemd-analyze is installed (.ci/run installs systemd)");
+    assert!(
+        out.status.success() && out.stderr.is_empty(),
+        "systemd-analyze verify: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+#[test]
+fn daemonset_has_host_network_bpffs_configmap_and_scrape_annotation() {
+    let docs = yaml_documents("daemonset.yaml");
+    let kinds: Vec<&str> = docs.iter().map(|d| d["kind"].as_str().unwrap()).collect();
+    assert_eq!(kinds, ["Namespace", "ConfigMap", "DaemonSet"]);
+    let (config_map, daemonset) = (&docs[1], &docs[2]);
+    let pod = &daemonset["spec"]["template"];
+    assert_eq!(pod["spec"]["hostNetwork"], true);
+    let annotations = &pod["metadata"]["annotations"];
+    assert_eq!(annotations["prometheus.io/scrape"], "true");
+    assert_eq!(annotations["prometheus.io/port"], "9669");
+    let volumes = pod["spec"]["volumes"].as_array().unwrap();
+    let volume = |name: &str| {
+        volumes
+            .iter()
+            .find(|v| v["name"] == name)
+            .unwrap_or_else(|| panic!("volume {name}"))
+    };
+    assert_eq!(volume("bpffs")["hostPath"]["path"], "/sys/fs/bpf");
+    assert_eq!(
+        volume("config")["configMap"]["name"],
+        config_map["metadata"]["name"]
+    );
+    let mounts = pod["spec"]["containers"][0]["volumeMounts"]
+        .as_array()
+        .unwrap();
+    assert!(mounts
+        .iter()
+        .any(|m| m["name"] == "bpffs" && m["mountPath"] == "/sys/fs/bpf"));
+    // The embedded config is one vip accepts (interfaces are the node's, so
+    // only the file itself is validated here).
+    let toml = config_map["data"]["vip.toml"].as_str().unwrap();
+    let config = vip_userspace::Config::parse(toml, std::path::Path::new("configmap")).unwrap();
+    assert_eq!(config.metrics_listen, Some("0.0.0.0:9669".parse().unwrap()));
+}
+
+#[test]
+fn prometheus_configs_parse() {
+    let out = Command::new("promtool")
+        .args(["check", "config"])
+        .arg(deploy("prometheus.yml"))
+        .output()
+        .expect("promtool is installed with prometheus");
+    assert!(
+        out.status.success(),
+        "promtool check config: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // Debian's promtool is built without Kubernetes discovery: YAML only.
+    let kubernetes = &yaml_documents("prometheus-kubernetes.yml")[0];
+    assert_eq!(
+        kubernetes["scrape_configs"][0]["kubernetes_sd_configs"][0]["role"],
+        "pod"
+    );
+}
+
+#[test]
+fn grafana_dashboard_is_json_with_rate_drop_and_attach_panels() {
+    let dashboard: Value = serde_json::from_str(&read("grafana-dashboard.json")).unwrap();
+    let exprs: Vec<&str> = dashboard["panels"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|p| p["targets"].as_array().unwrap())
+        .map(|t| t["expr"].as_str().unwrap())
+        .collect();
+    for wanted in [
+        "rate(vip_packets_total",
+        "vip_range_packets_total{verdict=\"dropped\"",
+        "vip_attach_info",
+    ] {
+        assert!(
+            exprs.iter().any(|e| e.contains(wanted)),
+            "no panel queries {wanted}: {exprs:?}"
+        );
+    }
+}
