@@ -11,10 +11,14 @@ use std::{
 
 use aya::maps::{Map, MapError};
 use nix::sys::mman::{mmap, munmap, MapFlags, ProtFlags};
-use vip_common::{SparseSlot, Verdicts, CPU_TABLE_MAP_FLAGS, MAP_DENSE_STATS, MAP_SPARSE_STATS};
+use vip_common::{
+    SparseSlot, Verdicts, CPU_TABLE_ALIGN, CPU_TABLE_MAP_FLAGS, MAP_DENSE_STATS, MAP_SPARSE_STATS,
+};
 
 #[derive(Debug, thiserror::Error)]
 pub enum CpuTableError {
+    #[error("map {map} is missing")]
+    Missing { map: &'static str },
     #[error(
         "map {map} is not a CPU table: {what} (pinned by another vip version? run `vip down`)"
     )]
@@ -75,7 +79,8 @@ impl<T: bytemuck::Pod> CpuTable<T> {
         if entries % cpus != 0 {
             return Err(layout(format!("{entries} slots for {cpus} CPUs")));
         }
-        let page = 4096;
+        // The kernel rounds a larger page size up itself.
+        let page = CPU_TABLE_ALIGN as usize;
         let mapped_len = (entries as usize * size_of::<T>()).div_ceil(page) * page;
         let prot = if writable {
             ProtFlags::PROT_READ | ProtFlags::PROT_WRITE
@@ -132,8 +137,8 @@ impl<T: bytemuck::Pod> CpuTable<T> {
     /// reach at the moment (a range not yet inserted); needs a writable table.
     pub fn zero(&mut self, index: u32) {
         assert!(self.writable, "zeroing a read-only table");
+        assert!(index < self.stride, "slot out of the table");
         for cpu in 0..self.cpus {
-            assert!(index < self.stride, "slot out of the table");
             let at = (cpu * self.stride + index) as usize;
             // SAFETY: as in `get`; the mapping is writable when `zero` is used.
             unsafe { ptr::write_volatile(self.base.as_ptr().add(at), T::zeroed()) }
@@ -160,12 +165,7 @@ impl CounterTables {
         map: impl Fn(&'static str) -> Option<&'a Map>,
         writable: bool,
     ) -> Result<CounterTables, CpuTableError> {
-        let open = |name| {
-            map(name).ok_or(CpuTableError::Layout {
-                map: name,
-                what: "missing".into(),
-            })
-        };
+        let open = |name| map(name).ok_or(CpuTableError::Missing { map: name });
         Ok(CounterTables {
             dense: CpuTable::open(open(MAP_DENSE_STATS)?, MAP_DENSE_STATS, writable)?,
             sparse: CpuTable::open(open(MAP_SPARSE_STATS)?, MAP_SPARSE_STATS, writable)?,

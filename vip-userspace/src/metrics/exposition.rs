@@ -101,6 +101,9 @@ fn info(
 
 /// A range's VIPs that get series: the busiest `max` (ties by address).
 fn exported_vips(range: &RangeReport, max: usize) -> Vec<&VipReport> {
+    if max == 0 {
+        return Vec::new();
+    }
     let mut vips: Vec<&VipReport> = range.vips.iter().collect();
     vips.sort_by(|a, b| {
         (b.packets + b.dropped_packets)

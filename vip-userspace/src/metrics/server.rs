@@ -66,13 +66,21 @@ impl Exporter {
         *self.policy.lock().expect("policy lock") = policy;
     }
 
-    /// The counters now, as /metrics shows them.
-    pub fn snapshot(&self) -> Result<Snapshot, StatsError> {
+    /// Runs `f` on the pinned maps, opening them first if need be.
+    fn with_maps<T>(
+        &self,
+        f: impl FnOnce(&PinnedMaps) -> Result<T, StatsError>,
+    ) -> Result<T, StatsError> {
         let mut maps = self.maps.lock().expect("maps lock");
         if maps.is_none() {
             *maps = Some(PinnedMaps::open(&self.pin_dir)?);
         }
-        let mut report = stats::read(maps.as_ref().expect("opened above"))?;
+        f(maps.as_ref().expect("opened above"))
+    }
+
+    /// The counters now, as /metrics shows them.
+    pub fn snapshot(&self) -> Result<Snapshot, StatsError> {
+        let mut report = self.with_maps(stats::read)?;
         if let Ok(Some(state)) = StateFile::in_dir(&self.run_dir).load() {
             report.drift_repairs = state.repairs;
         }
@@ -101,8 +109,7 @@ impl Exporter {
     }
 
     fn health(&self) -> Response<Full<Bytes>> {
-        let attached = self.snapshot().map(|s| s.report.attachments);
-        match attached {
+        match self.with_maps(stats::attachments) {
             Ok(attachments) if !attachments.is_empty() => {
                 let list: Vec<String> = attachments
                     .iter()

@@ -9,7 +9,7 @@ use std::net::IpAddr;
 
 use serde::{Deserialize, Serialize};
 
-pub use read::{read, vip_ip, MapSource, PinnedMaps, StatsError};
+pub use read::{attachments, read, vip_ip, MapSource, PinnedMaps, StatsError};
 pub use render::table;
 
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]

@@ -285,7 +285,8 @@ fn global(source: &impl MapSource) -> Result<GlobalReport, StatsError> {
     })
 }
 
-fn attachments(source: &impl MapSource) -> Result<Vec<AttachReport>, StatsError> {
+/// Where the datapath is attached, and how.
+pub fn attachments(source: &impl MapSource) -> Result<Vec<AttachReport>, StatsError> {
     let metas: Array<_, AttachMeta> = typed(source, MAP_ATTACH_META)?;
     let mut reports = Vec::new();
     for meta in metas.iter() {
