@@ -112,8 +112,19 @@ pub struct Daemon<'a> {
 }
 
 impl<'a> Daemon<'a> {
-    /// Starts `vip run` with `config` in `ns` and waits until its datapath is pinned.
+    /// Starts `vip run` with `config` in `ns` and waits until it is counting,
+    /// its datapath pinned (or adopted).
     pub fn start(ns: &'a Netns, config: &str, instance: &'a Instance) -> Daemon<'a> {
+        Daemon::start_with(ns, config, instance, &[])
+    }
+
+    /// [`Daemon::start`] with more `vip run` arguments.
+    pub fn start_with(
+        ns: &'a Netns,
+        config: &str,
+        instance: &'a Instance,
+        run_args: &[&str],
+    ) -> Daemon<'a> {
         let config_file = config_file(config);
         let log = tempfile::NamedTempFile::new().expect("temp log");
         let child = instance
@@ -121,6 +132,7 @@ impl<'a> Daemon<'a> {
             .arg("run")
             .arg("--config")
             .arg(config_file.path())
+            .args(run_args)
             .stdout(Stdio::null())
             .stderr(log.reopen().expect("log handle"))
             .spawn()
@@ -138,7 +150,8 @@ impl<'a> Daemon<'a> {
 
     fn wait_ready(&mut self) {
         let deadline = Instant::now() + Duration::from_secs(20);
-        while !pin::is_complete(self.instance.pin_dir()) {
+        // Pins of an earlier daemon may be complete already: wait for the log too.
+        while !pin::is_complete(self.instance.pin_dir()) || !self.log().contains("] counting ") {
             let child = self.child.as_mut().expect("daemon running");
             if let Some(status) = child.try_wait().expect("polling vip run") {
                 panic!(
@@ -205,6 +218,19 @@ impl<'a> Daemon<'a> {
         let log = self.log();
         assert!(status.success(), "vip run exited with {status}:\n{log}");
         log
+    }
+
+    /// The daemon's process id.
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().expect("daemon running").id()
+    }
+
+    /// `kill -9`: the daemon gets no chance to clean up. Returns its log.
+    pub fn kill(mut self) -> String {
+        let mut child = self.child.take().expect("daemon running");
+        child.kill().expect("SIGKILL to vip run");
+        child.wait().expect("reaping vip run");
+        self.log()
     }
 
     /// Waits for the daemon to exit by itself (e.g. after `vip down`).

@@ -68,7 +68,6 @@ impl Probe<'_> {
     fn globals(&self) -> [u64; GLOBAL_COUNTERS as usize] {
         let map: PerCpuArray<_, u64> = self
             .datapath
-            .ebpf()
             .map(MAP_GLOBAL_STATS)
             .unwrap()
             .try_into()

@@ -69,7 +69,19 @@ pub const V4_SLOT_LPM: u32 = u32::MAX;
 pub const SETTING_SPARSE_MASK: u32 = 0;
 /// `MAP_SETTINGS` index: slots per CPU in `MAP_DENSE_STATS`.
 pub const SETTING_DENSE_STRIDE: u32 = 1;
-pub const SETTINGS: u32 = 2;
+/// `MAP_SETTINGS` index: the [`LAYOUT_VERSION`] of the binary that created the
+/// maps. The datapath never reads it; a restarted daemon does, before adopting
+/// pinned maps.
+pub const SETTING_LAYOUT_VERSION: u32 = 2;
+pub const SETTINGS: u32 = 3;
+
+/// Bumped whenever a map, a shared type or the meaning of a setting changes, so
+/// that a new binary never adopts maps pinned by an incompatible one.
+pub const LAYOUT_VERSION: u32 = 1;
+
+/// Name, in the pin directory, of the pinned bpf_link that keeps the datapath
+/// attached to an interface: this prefix, then the interface name.
+pub const LINK_PIN_PREFIX: &str = "link-";
 
 /// `BPF_F_MMAPABLE`. The per-VIP counter maps are "CPU tables": plain arrays that
 /// hold one stretch of slots per possible CPU (CPU `c`'s slot `i` is at

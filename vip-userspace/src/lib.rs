@@ -6,6 +6,7 @@ pub mod datapath;
 pub mod host;
 pub mod layout;
 pub mod metrics;
+mod run_files;
 pub mod stats;
 
 pub use config::{Config, ConfigError};

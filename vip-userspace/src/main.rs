@@ -6,7 +6,7 @@ use std::{path::PathBuf, process::ExitCode};
 
 use clap::{Parser, Subcommand};
 use vip_userspace::{
-    datapath::pin,
+    datapath::{pin, AdoptError},
     host::{self, HostError, SafetyError},
     stats::StatsError,
     ConfigError, PinError,
@@ -31,11 +31,18 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Apply the host state, attach the datapath, count and repair drift until
-    /// SIGINT or SIGTERM; then detach and revert what it changed.
+    /// SIGINT or SIGTERM; then detach and revert what it changed. A datapath an
+    /// earlier `vip run` left pinned (killed, or stopped with --keep-datapath) is
+    /// adopted: it never stopped counting.
     Run {
         /// The TOML config file.
         #[arg(long, short)]
         config: PathBuf,
+        /// On SIGINT or SIGTERM, exit leaving the datapath attached and counting,
+        /// its maps and links pinned and the host state in place, for the next
+        /// `vip run` (e.g. an upgrade) to adopt; `vip down` removes it all.
+        #[arg(long)]
+        keep_datapath: bool,
     },
     /// Validate a config file without changing anything.
     Check {
@@ -80,7 +87,10 @@ fn main() -> ExitCode {
         .init();
     let cli = Cli::parse();
     let result = match cli.command {
-        Command::Run { config } => commands::run(&config, &cli.pin_dir, &cli.run_dir),
+        Command::Run {
+            config,
+            keep_datapath,
+        } => commands::run(&config, &cli.pin_dir, &cli.run_dir, keep_datapath),
         Command::Check { config } => commands::check(&config),
         Command::Plan { config } => commands::plan(&config),
         Command::Apply { config } => commands::apply(&config, &cli.run_dir),
@@ -120,6 +130,9 @@ fn is_user_error(error: &anyhow::Error) -> bool {
                 Some(HostError::Safety(_))
             )
             || pin_error.is_some_and(PinError::is_user_error)
+            || cause
+                .downcast_ref::<AdoptError>()
+                .is_some_and(AdoptError::is_user_error)
             || cause.is::<vip_userspace::metrics::server::BindError>()
     })
 }

@@ -9,6 +9,7 @@ use anyhow::bail;
 use vip_userspace::{
     datapath::pin,
     host::{self, apply::revert, plan, HostView, Netlink, State, StateFile, Step},
+    layout::LayoutFile,
     Config,
 };
 
@@ -48,8 +49,10 @@ pub fn apply(config_path: &Path, run_dir: &Path) -> anyhow::Result<()> {
     })
 }
 
-/// Stops a running daemon (which reverts what it owns), reverts what the state
-/// file still records, and removes the pins. A second run finds nothing to do.
+/// Stops a running daemon (which reverts what it owns, unless it runs with
+/// `--keep-datapath`), reverts what the state file still records, and removes
+/// the pins, which detaches a datapath no process holds. A second run finds
+/// nothing to do.
 pub fn down(pin_dir: &Path, run_dir: &Path) -> anyhow::Result<()> {
     let file = StateFile::in_dir(run_dir);
     let mut did = false;
@@ -70,7 +73,13 @@ pub fn down(pin_dir: &Path, run_dir: &Path) -> anyhow::Result<()> {
             }
             std::thread::sleep(Duration::from_millis(50));
         }
-        println!("vip run (pid {pid}) stopped: it detached and reverted what it had changed");
+        if file.load()?.is_none() {
+            println!("vip run (pid {pid}) stopped: it detached and reverted what it had changed");
+        } else {
+            println!(
+                "vip run (pid {pid}) stopped and left its datapath (--keep-datapath): removing it"
+            );
+        }
         did = true;
     }
     // Whatever a killed daemon or `vip apply` left behind.
@@ -88,9 +97,10 @@ pub fn down(pin_dir: &Path, run_dir: &Path) -> anyhow::Result<()> {
         did = true;
     }
     if pin::remove(pin_dir)? {
-        println!("removed pins in {}", pin_dir.display());
+        println!("removed pins in {} (which detaches)", pin_dir.display());
         did = true;
     }
+    LayoutFile::in_dir(run_dir).remove()?;
     if !did {
         println!(
             "nothing to do: no state in {} and no pins in {}",

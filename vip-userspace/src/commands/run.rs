@@ -1,5 +1,6 @@
 //! `vip run`: host state, datapath, drift repair, reload on SIGHUP, and cleanup
-//! on SIGINT or SIGTERM.
+//! on SIGINT or SIGTERM (or, with `--keep-datapath`, an exit that leaves the
+//! datapath for the next `vip run` to adopt).
 
 use std::{
     path::{Path, PathBuf},
@@ -10,12 +11,13 @@ use std::{
 use anyhow::Context;
 use tokio::signal::unix::{signal, SignalKind};
 use vip_userspace::{
-    datapath::pin::PinDir,
+    datapath::{self, pin::PinDir},
     host::{
         self,
         apply::{apply, repair, revert, revert_unwanted},
         plan, HostView, Netlink, State, StateFile,
     },
+    layout::LayoutFile,
     metrics::{server, SeriesPolicy},
     Config, Datapath, Layout,
 };
@@ -41,15 +43,32 @@ struct Running<'a> {
     netlink: Netlink,
     state: State,
     file: &'a StateFile,
+    layout_file: &'a LayoutFile,
     exporter: Option<Arc<server::Exporter>>,
+    keep_datapath: bool,
 }
 
-pub fn run(config_path: &Path, pin_dir: &Path, run_dir: &Path) -> anyhow::Result<()> {
+/// How `vip run` ends.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Exit {
+    /// Detach, remove the pins, revert the host state.
+    CleanUp,
+    /// Leave the datapath attached and counting, pinned, and the host state in
+    /// place, for the next `vip run` to adopt.
+    KeepDatapath,
+}
+
+pub fn run(
+    config_path: &Path,
+    pin_dir: &Path,
+    run_dir: &Path,
+    keep_datapath: bool,
+) -> anyhow::Result<()> {
     let config = Config::load(config_path)?;
     config.check_runnable()?;
     config.check_host()?;
-    let layout = Layout::new(&config);
     let file = StateFile::in_dir(run_dir);
+    let layout_file = LayoutFile::in_dir(run_dir);
     runtime()?.block_on(async {
         let (netlink, steps) = planned(&config).await?;
         let mut state = file.load()?.unwrap_or_else(State::new);
@@ -67,11 +86,26 @@ pub fn run(config_path: &Path, pin_dir: &Path, run_dir: &Path) -> anyhow::Result
             Some(addr) => Some(server::bind(addr).await?),
             None => None,
         };
-        let pins = PinDir::claim(pin_dir)?;
-        let datapath =
-            Datapath::load(&layout, config.interfaces.len()).context("loading the datapath")?;
+        let pins = PinDir::open(pin_dir)?;
+        let adopting = pins.holds_pins();
+        let (datapath, layout) = if adopting {
+            datapath::adopt(&pins, &layout_file, &config)?
+        } else {
+            let layout = Layout::new(&config);
+            let datapath =
+                Datapath::load(&layout, config.interfaces.len()).context("loading the datapath")?;
+            (datapath, layout)
+        };
+        layout_file.save(&layout)?;
         state.daemon_pid = Some(std::process::id());
         file.save(&state)?;
+        if adopting {
+            log::info!(
+                "adopted the datapath pinned in {}: still attached to {}, counters carry on",
+                pins.path().display(),
+                config.interfaces.join(", ")
+            );
+        }
         let mut running = Running {
             config_path,
             config,
@@ -80,18 +114,22 @@ pub fn run(config_path: &Path, pin_dir: &Path, run_dir: &Path) -> anyhow::Result
             netlink,
             state,
             file: &file,
+            layout_file: &layout_file,
             exporter: None,
+            keep_datapath,
         };
 
         let result = async {
             apply(&running.netlink, &steps, &mut running.state, &file).await?;
             let config = &running.config;
-            running
-                .datapath
-                .attach_all(&config.interfaces, config.xdp_mode)?;
-            pins.pin_maps(running.datapath.ebpf())?;
+            if !adopting {
+                running
+                    .datapath
+                    .attach_all(&config.interfaces, config.xdp_mode)?;
+                running.datapath.pin(&pins)?;
+            }
             log::info!(
-                "counting {} range(s) on {}; maps pinned in {}",
+                "counting {} range(s) on {}; maps and links pinned in {}",
                 running.layout.ranges.len(),
                 config.interfaces.join(", "),
                 pins.path().display()
@@ -113,28 +151,45 @@ pub fn run(config_path: &Path, pin_dir: &Path, run_dir: &Path) -> anyhow::Result
         }
         .await;
 
+        if matches!(result, Ok(Exit::KeepDatapath)) {
+            log::info!(
+                "exiting with the datapath attached, pinned in {}; the next `vip run` adopts it, `vip down` removes it",
+                pins.path().display()
+            );
+            running.state.daemon_pid = None;
+            file.save(&running.state)?;
+            return Ok(());
+        }
         log::info!("shutting down: detaching and reverting host state");
         if let Err(e) = running.datapath.detach_all() {
             log::error!("detaching: {}", vip_userspace::error_chain(&e));
         }
-        drop(pins);
+        if let Err(e) = pins.remove() {
+            log::error!("removing pins: {}", vip_userspace::error_chain(&e));
+        }
         revert(&running.netlink, &mut running.state, &file).await?;
         file.remove()?;
-        result
+        layout_file.remove()?;
+        result.map(drop)
     })
 }
 
 impl Running<'_> {
     /// Repairs drift and reloads on SIGHUP, until SIGINT or SIGTERM.
-    async fn serve(&mut self) -> anyhow::Result<()> {
+    async fn serve(&mut self) -> anyhow::Result<Exit> {
+        let exit = if self.keep_datapath {
+            Exit::KeepDatapath
+        } else {
+            Exit::CleanUp
+        };
         let mut term = signal(SignalKind::terminate()).context("SIGTERM handler")?;
         let mut int = signal(SignalKind::interrupt()).context("SIGINT handler")?;
         let mut hup = signal(SignalKind::hangup()).context("SIGHUP handler")?;
         let mut drift = tokio::time::interval(DRIFT_INTERVAL);
         loop {
             tokio::select! {
-                _ = term.recv() => { log::info!("SIGTERM"); return Ok(()); }
-                _ = int.recv() => { log::info!("SIGINT"); return Ok(()); }
+                _ = term.recv() => { log::info!("SIGTERM"); return Ok(exit); }
+                _ = int.recv() => { log::info!("SIGINT"); return Ok(exit); }
                 _ = hup.recv() => {
                     if let Err(e) = self.reload().await {
                         log::error!(
@@ -174,6 +229,7 @@ impl Running<'_> {
             );
         }
         self.datapath.update(&self.layout, &layout)?;
+        self.layout_file.save(&layout)?;
         apply(&self.netlink, &steps, &mut self.state, self.file).await?;
         revert_unwanted(&self.netlink, &mut self.state, self.file, &wanted).await?;
         if let Some(exporter) = &self.exporter {

@@ -4,9 +4,9 @@
 use std::fmt;
 
 use aya::programs::{
-    tc::{self, SchedClassifierLinkId, TcAttachType},
-    xdp::XdpLinkId,
-    SchedClassifier, Xdp, XdpMode as AyaXdpMode,
+    links::{FdLink, PinnedLink},
+    tc::{self, SchedClassifierLink, TcAttachType},
+    ProgramError, SchedClassifier, Xdp, XdpMode as AyaXdpMode,
 };
 use vip_common::{AttachMeta, ATTACH_TC, ATTACH_XDP_GENERIC, ATTACH_XDP_NATIVE};
 
@@ -64,10 +64,28 @@ impl fmt::Display for AttachMode {
     }
 }
 
+/// What keeps the datapath attached to an interface. Dropping an unpinned link
+/// detaches it; dropping a pinned one leaves it attached while the pin exists.
 #[derive(Debug)]
 pub(super) enum Link {
-    Xdp(XdpLinkId),
-    Tc(SchedClassifierLinkId),
+    /// A bpf_link (XDP; TC through TCX on kernels 6.6 and later), not pinned yet.
+    Fd(FdLink),
+    Pinned(PinnedLink),
+    /// A netlink TC filter (kernels before 6.6): it cannot be pinned, so it does
+    /// not stay attached across a restart.
+    TcNetlink(#[allow(dead_code, reason = "held: dropping it detaches")] SchedClassifierLink),
+    /// Only while a link moves from one state to another.
+    Detached,
+}
+
+impl Link {
+    /// Detaches now, removing the pin if there is one.
+    pub(super) fn detach(self) -> std::io::Result<()> {
+        match self {
+            Link::Pinned(link) => link.unpin().map(drop),
+            Link::Fd(_) | Link::TcNetlink(_) | Link::Detached => Ok(()),
+        }
+    }
 }
 
 #[derive(Debug)]
@@ -80,7 +98,45 @@ pub struct Attachment {
     pub(super) link: Link,
 }
 
+/// The interface name an [`AttachMeta`] holds (NUL-terminated).
+pub fn interface_name(meta: &AttachMeta) -> String {
+    let len = meta
+        .ifname
+        .iter()
+        .position(|&b| b == 0)
+        .unwrap_or(meta.ifname.len());
+    String::from_utf8_lossy(&meta.ifname[..len]).into_owned()
+}
+
 impl Attachment {
+    /// An attachment an earlier `vip run` recorded in `MAP_ATTACH_META`, held
+    /// through its pinned link; `None` for an unused slot.
+    pub(super) fn adopted(
+        meta: &AttachMeta,
+        link: impl FnOnce(&str) -> Result<Link, DatapathError>,
+    ) -> Option<Result<Attachment, DatapathError>> {
+        let mode = AttachMode::from_meta(meta.mode)?;
+        let interface = interface_name(meta);
+        Some(link(&interface).map(|link| Attachment {
+            interface,
+            ifindex: meta.ifindex,
+            mode,
+            fallback: meta.fallback != 0,
+            link,
+        }))
+    }
+
+    /// Pins an attachment's bpf_link; netlink attachments stay as they are.
+    pub(super) fn pin(&mut self, pins: &super::pin::PinDir) -> Result<(), DatapathError> {
+        if matches!(self.link, Link::Fd(_)) {
+            let Link::Fd(link) = std::mem::replace(&mut self.link, Link::Detached) else {
+                unreachable!("matched above")
+            };
+            self.link = Link::Pinned(pins.pin_link(&self.interface, link)?);
+        }
+        Ok(())
+    }
+
     pub(super) fn meta(&self) -> AttachMeta {
         let mut meta: AttachMeta = bytemuck::Zeroable::zeroed();
         let name = self.interface.as_bytes();
@@ -103,28 +159,47 @@ fn attach_one(
     programs: &mut Programs<'_>,
     interface: &str,
     mode: AttachMode,
-) -> Result<Link, aya::programs::ProgramError> {
-    match mode {
-        AttachMode::Native => programs
-            .xdp
-            .attach(interface, AyaXdpMode::Driver)
-            .map(Link::Xdp),
-        AttachMode::Generic => programs
-            .xdp
-            .attach(interface, AyaXdpMode::Skb)
-            .map(Link::Xdp),
-        AttachMode::Tc => match programs.tc.attach(interface, TcAttachType::Ingress) {
-            Ok(link) => Ok(Link::Tc(link)),
-            // Before TCX (kernel 6.6) a clsact qdisc must exist first.
-            Err(_) => {
-                let _ = tc::qdisc_add_clsact(interface);
-                programs
-                    .tc
-                    .attach(interface, TcAttachType::Ingress)
-                    .map(Link::Tc)
-            }
-        },
+) -> Result<Link, DatapathError> {
+    let attach_error = |source| DatapathError::Attach {
+        interface: interface.to_string(),
+        mode,
+        source,
+    };
+    let xdp_mode = match mode {
+        AttachMode::Native => AyaXdpMode::Driver,
+        AttachMode::Generic => AyaXdpMode::Skb,
+        AttachMode::Tc => return attach_tc(programs.tc, interface).map_err(attach_error),
+    };
+    let id = programs
+        .xdp
+        .attach(interface, xdp_mode)
+        .map_err(attach_error)?;
+    let link = programs.xdp.take_link(id).map_err(attach_error)?;
+    // aya falls back to netlink only where bpf_link_create rejects XDP (before 5.9).
+    FdLink::try_from(link)
+        .map(Link::Fd)
+        .map_err(|_| DatapathError::NotALink {
+            interface: interface.to_string(),
+        })
+}
+
+fn attach_tc(tc: &mut SchedClassifier, interface: &str) -> Result<Link, ProgramError> {
+    let id = match tc.attach(interface, TcAttachType::Ingress) {
+        Ok(id) => id,
+        // Before TCX (kernel 6.6) a clsact qdisc must exist first.
+        Err(_) => {
+            let _ = tc::qdisc_add_clsact(interface);
+            tc.attach(interface, TcAttachType::Ingress)?
+        }
+    };
+    let link = tc.take_link(id)?;
+    if <&FdLink>::try_from(&link).is_err() {
+        log::warn!("{interface}: attached through netlink (no TCX before kernel 6.6): this attachment does not survive a restart");
+        return Ok(Link::TcNetlink(link));
     }
+    Ok(Link::Fd(
+        FdLink::try_from(link).expect("checked to be a bpf_link"),
+    ))
 }
 
 /// Attaches in the configured mode, trying each fallback in turn.
@@ -154,12 +229,7 @@ pub(super) fn attach(
                     link,
                 });
             }
-            Err(source) => {
-                let error = DatapathError::Attach {
-                    interface: interface.to_string(),
-                    mode: candidate,
-                    source,
-                };
+            Err(error) => {
                 if tried + 1 < candidates.len() {
                     log::warn!("{}", crate::error_chain(&error));
                 }

@@ -1,25 +1,30 @@
 //! The loaded datapath: the eBPF object with its maps filled from a [`Layout`].
 
+mod adopt;
 mod attach;
 pub mod cpu_table;
+pub mod maps;
 pub mod pin;
 mod sync;
 
 use aya::{
-    maps::{Array, MapError},
+    maps::{Array, Map, MapError},
     programs::{ProgramError, SchedClassifier, Xdp},
     Ebpf, EbpfError, EbpfLoader,
 };
 
 use vip_common::{
     AttachMeta, MAP_ATTACH_META, MAP_DENSE_STATS, MAP_POLICY, MAP_RANGES, MAP_RANGE_META,
-    MAP_RANGE_STATS, MAP_SPARSE_STATS, MAP_V4_L2, MAP_V4_RANGES, MAP_V6_RANGES, PROG_TC, PROG_XDP,
-    V4_L2_BLOCK,
+    MAP_RANGE_STATS, MAP_SPARSE_STATS, MAP_V4_L2, MAP_V4_RANGES, MAP_V6_RANGES, PINNED_MAPS,
+    PROG_TC, PROG_XDP, V4_L2_BLOCK,
 };
 
-pub use attach::{AttachMode, Attachment};
-use attach::{Link, Programs};
+pub use adopt::{adopt, AdoptError};
+use attach::Programs;
+pub use attach::{interface_name, AttachMode, Attachment};
 use cpu_table::CounterTables;
+use maps::DatapathMaps;
+use pin::PinDir;
 
 use crate::{config::XdpMode, layout::Layout};
 
@@ -60,10 +65,19 @@ pub enum DatapathError {
     Cpus(#[source] std::io::Error),
     #[error(transparent)]
     CpuTable(#[from] cpu_table::CpuTableError),
+    #[error("{interface}: XDP attached through netlink, not a bpf_link (kernel before 5.9?), so it cannot stay attached across restarts; remove it with `ip link set dev {interface} xdp off`")]
+    NotALink { interface: String },
+    #[error("the datapath was adopted from pins: its programs were loaded by an earlier vip run")]
+    NoPrograms,
+    #[error("detaching from {interface}: {source}")]
+    Detach {
+        interface: String,
+        source: std::io::Error,
+    },
 }
 
 pub struct Datapath {
-    ebpf: Ebpf,
+    maps: DatapathMaps,
     tables: CounterTables,
     attachments: Vec<Attachment>,
 }
@@ -74,7 +88,7 @@ impl Datapath {
     pub fn load(layout: &Layout, interfaces: usize) -> Result<Datapath, DatapathError> {
         let capacity = layout.capacity;
         let cpus = aya::util::nr_cpus().map_err(|(_, e)| DatapathError::Cpus(e))? as u32;
-        let mut ebpf = EbpfLoader::new()
+        let ebpf = EbpfLoader::new()
             .map_max_entries(MAP_V4_RANGES, capacity.ranges)
             .map_max_entries(MAP_V6_RANGES, capacity.ranges)
             .map_max_entries(MAP_RANGES, capacity.ranges)
@@ -88,8 +102,12 @@ impl Datapath {
             .load(EBPF_OBJECT)
             .map_err(DatapathError::Load)?;
         let mut tables = CounterTables::open(|name| ebpf.map(name), true)?;
-        sync::sync(&mut ebpf, &mut tables, None, layout)?;
-        let programs = programs(&mut ebpf)?;
+        let mut maps = DatapathMaps::Loaded(ebpf);
+        sync::sync(&mut maps, &mut tables, None, layout)?;
+        let DatapathMaps::Loaded(ebpf) = &mut maps else {
+            unreachable!("just loaded")
+        };
+        let programs = programs(ebpf)?;
         programs
             .xdp
             .load()
@@ -105,14 +123,14 @@ impl Datapath {
                 source,
             })?;
         Ok(Datapath {
-            ebpf,
+            maps,
             tables,
             attachments: Vec::new(),
         })
     }
 
-    pub fn ebpf(&self) -> &Ebpf {
-        &self.ebpf
+    pub fn map(&self, name: &str) -> Option<&Map> {
+        self.maps.map(name)
     }
 
     /// The per-VIP counter tables, mapped.
@@ -122,12 +140,19 @@ impl Datapath {
 
     /// The loaded XDP program, e.g. for BPF_PROG_TEST_RUN.
     pub fn xdp(&mut self) -> Result<&mut Xdp, DatapathError> {
-        programs(&mut self.ebpf).map(|p| p.xdp)
+        programs(self.ebpf()?).map(|p| p.xdp)
     }
 
     /// The loaded TC program, e.g. for BPF_PROG_TEST_RUN.
     pub fn tc(&mut self) -> Result<&mut SchedClassifier, DatapathError> {
-        programs(&mut self.ebpf).map(|p| p.tc)
+        programs(self.ebpf()?).map(|p| p.tc)
+    }
+
+    fn ebpf(&mut self) -> Result<&mut Ebpf, DatapathError> {
+        match &mut self.maps {
+            DatapathMaps::Loaded(ebpf) => Ok(ebpf),
+            DatapathMaps::Pinned(_) => Err(DatapathError::NoPrograms),
+        }
     }
 
     pub fn attachments(&self) -> &[Attachment] {
@@ -142,10 +167,10 @@ impl Datapath {
         mode: XdpMode,
     ) -> Result<(), DatapathError> {
         for interface in interfaces {
-            let attachment = attach::attach(&mut programs(&mut self.ebpf)?, interface, mode)?;
+            let attachment = attach::attach(&mut programs(self.ebpf()?)?, interface, mode)?;
             self.attachments.push(attachment);
         }
-        let mut meta: Array<_, AttachMeta> = typed_map_mut(&mut self.ebpf, MAP_ATTACH_META)?;
+        let mut meta: Array<_, AttachMeta> = typed_map_mut(&mut self.maps, MAP_ATTACH_META)?;
         for (index, attachment) in self.attachments.iter().enumerate() {
             meta.set(index as u32, attachment.meta(), 0)
                 .map_err(|source| DatapathError::Map {
@@ -159,29 +184,45 @@ impl Datapath {
     /// Moves the running datapath from `old` to `new` (from [`Layout::update`])
     /// through map updates only; nothing is detached.
     pub fn update(&mut self, old: &Layout, new: &Layout) -> Result<(), DatapathError> {
-        sync::sync(&mut self.ebpf, &mut self.tables, Some(old), new)
+        sync::sync(&mut self.maps, &mut self.tables, Some(old), new)
+    }
+
+    /// Pins the maps and the links, so the datapath outlives this process. The
+    /// last map pinned marks the pins complete (see [`pin::is_complete`]).
+    pub fn pin(&mut self, pins: &PinDir) -> Result<(), DatapathError> {
+        let (last, first) = PINNED_MAPS.split_last().expect("maps to pin");
+        for &name in first {
+            pins.pin_map(name, self.map(name).ok_or(missing_map(name))?)?;
+        }
+        for attachment in &mut self.attachments {
+            attachment.pin(pins)?;
+        }
+        pins.pin_map(last, self.map(last).ok_or(missing_map(last))?)?;
+        Ok(())
     }
 
     /// Detaches from every interface.
     pub fn detach_all(&mut self) -> Result<(), DatapathError> {
-        let attachments = std::mem::take(&mut self.attachments);
-        let programs = programs(&mut self.ebpf)?;
-        for attachment in attachments {
-            let (program, result) = match attachment.link {
-                Link::Xdp(link) => (PROG_XDP, programs.xdp.detach(link)),
-                Link::Tc(link) => (PROG_TC, programs.tc.detach(link)),
-            };
-            result.map_err(|source| DatapathError::Program { program, source })?;
+        for attachment in std::mem::take(&mut self.attachments) {
+            let interface = attachment.interface;
+            attachment
+                .link
+                .detach()
+                .map_err(|source| DatapathError::Detach { interface, source })?;
         }
         Ok(())
     }
 }
 
-fn typed_map_mut<'a, T>(ebpf: &'a mut Ebpf, name: &'static str) -> Result<T, DatapathError>
+fn missing_map(name: &'static str) -> DatapathError {
+    DatapathError::Missing { kind: "map", name }
+}
+
+fn typed_map_mut<'a, T>(maps: &'a mut DatapathMaps, name: &'static str) -> Result<T, DatapathError>
 where
     T: TryFrom<&'a mut aya::maps::Map, Error = MapError>,
 {
-    let map = ebpf
+    let map = maps
         .map_mut(name)
         .ok_or(DatapathError::Missing { kind: "map", name })?;
     T::try_from(map).map_err(|source| DatapathError::Map { map: name, source })

@@ -7,10 +7,10 @@ use std::{
 
 use aya::{
     maps::{Map, MapData},
-    Ebpf,
+    programs::links::{FdLink, LinkError, PinnedLink},
 };
 use nix::sys::statfs::FsType;
-use vip_common::PINNED_MAPS;
+use vip_common::{LINK_PIN_PREFIX, PINNED_MAPS};
 
 pub const DEFAULT_PIN_DIR: &str = "/sys/fs/bpf/vip";
 const BPFFS_ROOT: &str = "/sys/fs/bpf";
@@ -18,20 +18,20 @@ const BPF_FS_MAGIC: FsType = FsType(0xcafe_4a11);
 
 #[derive(Debug, thiserror::Error)]
 pub enum PinError {
-    #[error("{} already holds vip pins: another vip runs on it, or one was killed (run `vip down`)", dir.display())]
-    InUse { dir: PathBuf },
     #[error("{} is not on a bpffs; choose a --pin-dir under a bpffs mount", dir.display())]
     NotBpffs { dir: PathBuf },
     #[error("mounting a bpffs on {BPFFS_ROOT}: {source}")]
     Mount { source: nix::Error },
     #[error("{}: {source}", path.display())]
     Io { path: PathBuf, source: io::Error },
-    #[error("pinning map {map} at {}: {source}", path.display())]
+    #[error("pinning {what} at {}: {source}", path.display())]
     Pin {
-        map: &'static str,
+        what: String,
         path: PathBuf,
         source: aya::pin::PinError,
     },
+    #[error("opening pinned link {}: {source}", path.display())]
+    OpenLink { path: PathBuf, source: LinkError },
     #[error("no vip datapath is pinned at {}: is `vip run` running (with this --pin-dir)?", dir.display())]
     NotRunning { dir: PathBuf },
     #[error("opening pinned map {}: {source}", path.display())]
@@ -46,26 +46,24 @@ impl PinError {
     pub fn is_user_error(&self) -> bool {
         matches!(
             self,
-            PinError::InUse { .. } | PinError::NotBpffs { .. } | PinError::NotRunning { .. }
+            PinError::NotBpffs { .. } | PinError::NotRunning { .. }
         )
     }
 }
 
-/// A pin directory this process owns; dropping it removes the pins and the directory.
+/// The pin directory of this daemon's datapath. The pins stay when it is
+/// dropped (after a failed start, they may be an earlier daemon's that this one
+/// refused to adopt); [`PinDir::remove`] removes them.
 pub struct PinDir {
     dir: PathBuf,
 }
 
 impl PinDir {
     /// Makes sure a bpffs is there (mounting one on /sys/fs/bpf if none is, as
-    /// bpftool does) and claims an empty `dir`.
-    pub fn claim(dir: &Path) -> Result<PinDir, PinError> {
+    /// bpftool does) and that `dir` exists. It may hold the pins of a datapath
+    /// an earlier `vip run` left: see [`PinDir::holds_pins`].
+    pub fn open(dir: &Path) -> Result<PinDir, PinError> {
         ensure_bpffs(dir)?;
-        if holds_pins(dir) {
-            return Err(PinError::InUse {
-                dir: dir.to_path_buf(),
-            });
-        }
         std::fs::create_dir_all(dir).map_err(|source| PinError::Io {
             path: dir.to_path_buf(),
             source,
@@ -79,37 +77,79 @@ impl PinDir {
         &self.dir
     }
 
-    /// Pins every map in `PINNED_MAPS` order; the last pin marks a complete datapath.
-    pub fn pin_maps(&self, ebpf: &Ebpf) -> Result<(), PinError> {
-        for name in PINNED_MAPS {
-            let path = self.dir.join(name);
-            let map = ebpf.map(name).ok_or(PinError::NotRunning {
-                dir: self.dir.clone(),
-            })?;
-            map.pin(&path).map_err(|source| PinError::Pin {
-                map: name,
-                path,
-                source,
-            })?;
-        }
-        Ok(())
+    /// Whether any vip pin is there (of a complete datapath or not).
+    pub fn holds_pins(&self) -> bool {
+        PINNED_MAPS.iter().any(|name| self.dir.join(name).exists())
+            || !link_pins(&self.dir).unwrap_or_default().is_empty()
+    }
+
+    pub fn pin_map(&self, name: &'static str, map: &Map) -> Result<(), PinError> {
+        let path = self.dir.join(name);
+        map.pin(&path).map_err(|source| PinError::Pin {
+            what: format!("map {name}"),
+            path,
+            source,
+        })
+    }
+
+    /// Pins the link that attaches the datapath to `interface`: it stays
+    /// attached after this process exits, until the pin is removed.
+    pub fn pin_link(&self, interface: &str, link: FdLink) -> Result<PinnedLink, PinError> {
+        let path = link_path(&self.dir, interface);
+        link.pin(&path).map_err(|source| PinError::Pin {
+            what: format!("the link to {interface}"),
+            path,
+            source,
+        })
+    }
+
+    pub fn open_link(&self, interface: &str) -> Result<PinnedLink, PinError> {
+        let path = link_path(&self.dir, interface);
+        PinnedLink::from_pin(&path).map_err(|source| PinError::OpenLink { path, source })
+    }
+
+    /// Removes the pins, which detaches the links this process does not hold.
+    pub fn remove(self) -> Result<bool, PinError> {
+        remove(&self.dir)
     }
 }
 
-impl Drop for PinDir {
-    fn drop(&mut self) {
-        if let Err(e) = remove(&self.dir) {
-            log::error!("removing pins: {e}");
-        }
-    }
+fn link_path(dir: &Path, interface: &str) -> PathBuf {
+    dir.join(format!("{LINK_PIN_PREFIX}{interface}"))
 }
 
-/// Removes vip's pins from `dir`, then `dir` itself if it is left empty.
-/// Returns whether there was anything to remove.
+/// The link pins in `dir`.
+fn link_pins(dir: &Path) -> io::Result<Vec<PathBuf>> {
+    let entries = match std::fs::read_dir(dir) {
+        Ok(entries) => entries,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) => return Err(e),
+    };
+    let mut pins = Vec::new();
+    for entry in entries {
+        let entry = entry?;
+        if entry
+            .file_name()
+            .to_str()
+            .is_some_and(|name| name.starts_with(LINK_PIN_PREFIX))
+        {
+            pins.push(entry.path());
+        }
+    }
+    Ok(pins)
+}
+
+/// Removes vip's pins from `dir` (links first, which detaches the datapath
+/// unless a running process still holds them), then `dir` itself if it is left
+/// empty. Returns whether there was anything to remove.
 pub fn remove(dir: &Path) -> Result<bool, PinError> {
     let mut removed = false;
-    for name in PINNED_MAPS {
-        let path = dir.join(name);
+    let links = link_pins(dir).map_err(|source| PinError::Io {
+        path: dir.to_path_buf(),
+        source,
+    })?;
+    let maps = PINNED_MAPS.iter().map(|name| dir.join(name));
+    for path in links.into_iter().chain(maps) {
         match std::fs::remove_file(&path) {
             Ok(()) => removed = true,
             Err(e) if e.kind() == io::ErrorKind::NotFound => {}
@@ -142,10 +182,6 @@ pub fn open(dir: &Path, name: &str) -> Result<Map, PinError> {
 /// Whether the datapath pinned at `dir` finished setting up (its last pin exists).
 pub fn is_complete(dir: &Path) -> bool {
     dir.join(PINNED_MAPS[PINNED_MAPS.len() - 1]).exists()
-}
-
-fn holds_pins(dir: &Path) -> bool {
-    PINNED_MAPS.iter().any(|name| dir.join(name).exists())
 }
 
 fn ensure_bpffs(dir: &Path) -> Result<(), PinError> {

@@ -2,18 +2,15 @@
 //! the previous layout on a reload, in an order that never points a lookup at a
 //! half-written entry.
 
-use aya::{
-    maps::{lpm_trie::Key, Array, LpmTrie, MapError, PerCpuArray, PerCpuValues},
-    Ebpf,
-};
+use aya::maps::{lpm_trie::Key, Array, LpmTrie, MapError, PerCpuArray, PerCpuValues};
 use ipnet::IpNet;
 use vip_common::{
-    RangeMeta, RangePolicy, RangeStats, RangeValue, MAP_POLICY, MAP_RANGES, MAP_RANGE_META,
-    MAP_RANGE_STATS, MAP_SETTINGS, MAP_V4_L1, MAP_V4_L2, MAP_V4_RANGES, MAP_V6_RANGES,
-    SETTING_DENSE_STRIDE, SETTING_SPARSE_MASK,
+    RangeMeta, RangePolicy, RangeStats, RangeValue, LAYOUT_VERSION, MAP_POLICY, MAP_RANGES,
+    MAP_RANGE_META, MAP_RANGE_STATS, MAP_SETTINGS, MAP_V4_L1, MAP_V4_L2, MAP_V4_RANGES,
+    MAP_V6_RANGES, SETTING_DENSE_STRIDE, SETTING_LAYOUT_VERSION, SETTING_SPARSE_MASK,
 };
 
-use super::{cpu_table::CounterTables, typed_map_mut, DatapathError};
+use super::{cpu_table::CounterTables, maps::DatapathMaps, typed_map_mut, DatapathError};
 use crate::layout::{Layout, RangeSlot};
 
 fn map_err(map: &'static str) -> impl Fn(MapError) -> DatapathError {
@@ -25,7 +22,7 @@ fn same(a: &RangeSlot, b: &RangeSlot) -> bool {
 }
 
 pub(super) fn sync(
-    ebpf: &mut Ebpf,
+    maps: &mut DatapathMaps,
     tables: &mut CounterTables,
     old: Option<&Layout>,
     new: &Layout,
@@ -45,47 +42,48 @@ pub(super) fn sync(
     let old_policies: &[(u32, RangePolicy)] = old.map_or(&[], |l| &l.policies);
     for entry in &new.policies {
         if !old_policies.contains(entry) {
-            set(ebpf, MAP_POLICY, entry.0, entry.1)?;
+            set(maps, MAP_POLICY, entry.0, entry.1)?;
         }
     }
     // New ranges: clean counters, then their entries, then make them findable.
     if old.is_some() {
-        zero_counters(ebpf, tables, &added)?;
+        zero_counters(maps, tables, &added)?;
     }
     for slot in &added {
-        write_entries(ebpf, slot)?;
-        trie(ebpf, slot, true)?;
+        write_entries(maps, slot)?;
+        trie(maps, slot, true)?;
     }
     // Kept ranges whose allow list changed point at the new one (in the range
     // array and in the trie, which holds a copy of the value).
     for slot in &new.ranges {
         if let Some(previous) = old_ranges.iter().find(|o| same(o, slot)) {
             if previous.value != slot.value {
-                set(ebpf, MAP_RANGES, slot.value.range_id, slot.value)?;
-                trie(ebpf, slot, true)?;
+                set(maps, MAP_RANGES, slot.value.range_id, slot.value)?;
+                trie(maps, slot, true)?;
             }
         }
     }
-    sync_index(ebpf, old, new)?;
+    sync_index(maps, old, new)?;
     // Removed ranges: unfindable first, then their entries go.
     for slot in &removed {
-        trie(ebpf, slot, false)?;
-        clear_entries(ebpf, slot)?;
+        trie(maps, slot, false)?;
+        clear_entries(maps, slot)?;
     }
     if old.is_none() {
         set(
-            ebpf,
+            maps,
             MAP_SETTINGS,
             SETTING_SPARSE_MASK,
             new.sparse_slots - 1,
         )?;
-        set(ebpf, MAP_SETTINGS, SETTING_DENSE_STRIDE, new.dense_stride())?;
+        set(maps, MAP_SETTINGS, SETTING_DENSE_STRIDE, new.dense_stride())?;
+        set(maps, MAP_SETTINGS, SETTING_LAYOUT_VERSION, LAYOUT_VERSION)?;
     }
     // Allow lists no range uses any more.
     for entry in old_policies {
         if !new.policies.iter().any(|(id, _)| *id == entry.0) {
             set(
-                ebpf,
+                maps,
                 MAP_POLICY,
                 entry.0,
                 <RangePolicy as bytemuck::Zeroable>::zeroed(),
@@ -98,36 +96,36 @@ pub(super) fn sync(
 }
 
 fn set<V: aya::Pod>(
-    ebpf: &mut Ebpf,
+    maps: &mut DatapathMaps,
     map: &'static str,
     index: u32,
     value: V,
 ) -> Result<(), DatapathError> {
-    let mut array: Array<_, V> = typed_map_mut(ebpf, map)?;
+    let mut array: Array<_, V> = typed_map_mut(maps, map)?;
     array.set(index, value, 0).map_err(map_err(map))
 }
 
-fn write_entries(ebpf: &mut Ebpf, slot: &RangeSlot) -> Result<(), DatapathError> {
+fn write_entries(maps: &mut DatapathMaps, slot: &RangeSlot) -> Result<(), DatapathError> {
     let id = slot.value.range_id;
-    set(ebpf, MAP_RANGES, id, slot.value)?;
-    set(ebpf, MAP_RANGE_META, id, slot.meta())
+    set(maps, MAP_RANGES, id, slot.value)?;
+    set(maps, MAP_RANGE_META, id, slot.meta())
 }
 
-fn clear_entries(ebpf: &mut Ebpf, slot: &RangeSlot) -> Result<(), DatapathError> {
+fn clear_entries(maps: &mut DatapathMaps, slot: &RangeSlot) -> Result<(), DatapathError> {
     let id = slot.value.range_id;
     set(
-        ebpf,
+        maps,
         MAP_RANGE_META,
         id,
         <RangeMeta as bytemuck::Zeroable>::zeroed(),
     )?;
-    set(ebpf, MAP_RANGES, id, RangeValue::default())
+    set(maps, MAP_RANGES, id, RangeValue::default())
 }
 
-fn trie(ebpf: &mut Ebpf, slot: &RangeSlot, insert: bool) -> Result<(), DatapathError> {
+fn trie(maps: &mut DatapathMaps, slot: &RangeSlot, insert: bool) -> Result<(), DatapathError> {
     match slot.cidr {
         IpNet::V4(net) => {
-            let mut trie: LpmTrie<_, [u8; 4], RangeValue> = typed_map_mut(ebpf, MAP_V4_RANGES)?;
+            let mut trie: LpmTrie<_, [u8; 4], RangeValue> = typed_map_mut(maps, MAP_V4_RANGES)?;
             let key = Key::new(u32::from(net.prefix_len()), net.network().octets());
             if insert {
                 trie.insert(&key, slot.value, 0)
@@ -137,7 +135,7 @@ fn trie(ebpf: &mut Ebpf, slot: &RangeSlot, insert: bool) -> Result<(), DatapathE
             .map_err(map_err(MAP_V4_RANGES))
         }
         IpNet::V6(net) => {
-            let mut trie: LpmTrie<_, [u8; 16], RangeValue> = typed_map_mut(ebpf, MAP_V6_RANGES)?;
+            let mut trie: LpmTrie<_, [u8; 16], RangeValue> = typed_map_mut(maps, MAP_V6_RANGES)?;
             let key = Key::new(u32::from(net.prefix_len()), net.network().octets());
             if insert {
                 trie.insert(&key, slot.value, 0)
@@ -151,13 +149,13 @@ fn trie(ebpf: &mut Ebpf, slot: &RangeSlot, insert: bool) -> Result<(), DatapathE
 
 /// A reused id or dense span may hold counts of a range removed earlier.
 fn zero_counters(
-    ebpf: &mut Ebpf,
+    maps: &mut DatapathMaps,
     tables: &mut CounterTables,
     added: &[&RangeSlot],
 ) -> Result<(), DatapathError> {
     let cpus = aya::util::nr_cpus().map_err(|(_, e)| DatapathError::Cpus(e))?;
     {
-        let mut stats: PerCpuArray<_, RangeStats> = typed_map_mut(ebpf, MAP_RANGE_STATS)?;
+        let mut stats: PerCpuArray<_, RangeStats> = typed_map_mut(maps, MAP_RANGE_STATS)?;
         for slot in added {
             let zeros = PerCpuValues::try_from(vec![RangeStats::default(); cpus])
                 .map_err(DatapathError::Cpus)?;
@@ -176,7 +174,11 @@ fn zero_counters(
 
 /// Level-2 entries that gain or change a value first, then level 1, then what
 /// goes away in the reverse order. Blocks of /16s that stay do not move.
-fn sync_index(ebpf: &mut Ebpf, old: Option<&Layout>, new: &Layout) -> Result<(), DatapathError> {
+fn sync_index(
+    maps: &mut DatapathMaps,
+    old: Option<&Layout>,
+    new: &Layout,
+) -> Result<(), DatapathError> {
     let (old_l1, old_l2): (&[(u32, u32)], &[u32]) =
         old.map_or((&[], &[]), |l| (&l.v4_index.l1, &l.v4_index.l2));
     let (new_l1, new_l2) = (&new.v4_index.l1, &new.v4_index.l2);
@@ -184,16 +186,16 @@ fn sync_index(ebpf: &mut Ebpf, old: Option<&Layout>, new: &Layout) -> Result<(),
     let new_at = |i: usize| new_l2.get(i).copied().unwrap_or(0);
     let len = old_l2.len().max(new_l2.len());
     for i in (0..len).filter(|&i| new_at(i) != 0 && new_at(i) != old_at(i)) {
-        set(ebpf, MAP_V4_L2, i as u32, new_at(i))?;
+        set(maps, MAP_V4_L2, i as u32, new_at(i))?;
     }
     for entry in new_l1.iter().filter(|e| !old_l1.contains(e)) {
-        set(ebpf, MAP_V4_L1, entry.0, entry.1)?;
+        set(maps, MAP_V4_L1, entry.0, entry.1)?;
     }
     for entry in old_l1.iter().filter(|e| !new_l1.iter().any(|n| n.0 == e.0)) {
-        set(ebpf, MAP_V4_L1, entry.0, 0u32)?;
+        set(maps, MAP_V4_L1, entry.0, 0u32)?;
     }
     for i in (0..len).filter(|&i| new_at(i) == 0 && old_at(i) != 0) {
-        set(ebpf, MAP_V4_L2, i as u32, 0u32)?;
+        set(maps, MAP_V4_L2, i as u32, 0u32)?;
     }
     Ok(())
 }

@@ -10,6 +10,7 @@ use std::{
 use serde::{Deserialize, Serialize};
 
 use super::items::Item;
+use crate::run_files::{read_if_exists, remove_if_exists, write_atomically};
 
 pub const DEFAULT_RUN_DIR: &str = "/run/vip";
 pub const STATE_VERSION: u32 = 1;
@@ -74,10 +75,8 @@ impl StateFile {
     }
 
     pub fn load(&self) -> Result<Option<State>, StateError> {
-        let text = match std::fs::read_to_string(&self.path) {
-            Ok(text) => text,
-            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
-            Err(source) => return Err(self.io(source)),
+        let Some(text) = read_if_exists(&self.path).map_err(|e| self.io(e))? else {
+            return Ok(None);
         };
         let state: State = serde_json::from_str(&text).map_err(|source| StateError::Parse {
             path: self.path.clone(),
@@ -94,20 +93,14 @@ impl StateFile {
 
     /// Writes atomically (a temporary file renamed over the old one).
     pub fn save(&self, state: &State) -> Result<(), StateError> {
-        if let Some(dir) = self.path.parent() {
-            std::fs::create_dir_all(dir).map_err(|e| self.io(e))?;
-        }
-        let tmp = self.path.with_extension("json.tmp");
         let text = serde_json::to_string_pretty(state).expect("state serializes");
-        std::fs::write(&tmp, text).map_err(|e| self.io(e))?;
-        std::fs::rename(&tmp, &self.path).map_err(|e| self.io(e))
+        write_atomically(&self.path, &text).map_err(|e| self.io(e))
     }
 
     pub fn remove(&self) -> Result<(), StateError> {
-        match std::fs::remove_file(&self.path) {
-            Err(e) if e.kind() != io::ErrorKind::NotFound => Err(self.io(e)),
-            _ => Ok(()),
-        }
+        remove_if_exists(&self.path)
+            .map(drop)
+            .map_err(|e| self.io(e))
     }
 
     fn io(&self, source: io::Error) -> StateError {

@@ -2,6 +2,7 @@
 //! modes and dense slot bases. Pure, so the fixture tests and the daemon agree.
 
 use ipnet::IpNet;
+use serde::{Deserialize, Serialize};
 use vip_common::{
     cpu_table_stride, RangeMeta, RangePolicy, RangeValue, SparseSlot, Verdicts, CPU_TABLE_ALIGN,
     FAMILY_V4, FAMILY_V6, PER_VIP_DENSE, PER_VIP_SPARSE,
@@ -9,17 +10,22 @@ use vip_common::{
 
 use crate::config::{dense_len, range_policy, Config};
 
+mod file;
+mod pod_hex;
 mod v4_index;
 
+pub use file::{LayoutFile, LayoutFileError, SavedLayout};
 pub use v4_index::V4Index;
 
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RangeSlot {
     pub name: String,
     pub cidr: IpNet,
+    #[serde(with = "pod_hex")]
     pub value: RangeValue,
     /// Dense per-VIP slots of this range, 0 when sparse.
     pub dense_len: u32,
+    #[serde(with = "pod_hex")]
     pub policy: RangePolicy,
 }
 
@@ -30,7 +36,7 @@ pub const DENSE_HEADROOM: u32 = 65_536;
 pub const L2_BLOCK_HEADROOM: u32 = 64;
 
 /// Map sizes, fixed when the datapath is loaded.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Capacity {
     pub ranges: u32,
     pub dense_slots: u32,
@@ -49,7 +55,9 @@ pub enum LayoutError {
     Blocks { capacity: u32 },
 }
 
-#[derive(Clone, Debug, PartialEq, Eq)]
+/// Saved in the run directory ([`LayoutFile`]) whenever the maps change, so a
+/// restarted daemon can adopt the pinned maps and keep updating them.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Layout {
     /// In config order; each knows its range id.
     pub ranges: Vec<RangeSlot>,
@@ -60,6 +68,7 @@ pub struct Layout {
     /// The epoch the next new range gets.
     pub next_epoch: u32,
     /// Distinct allow lists by policy id (`RangeValue::policy_id`).
+    #[serde(with = "pod_hex::pairs")]
     pub policies: Vec<(u32, RangePolicy)>,
 }
 
@@ -299,6 +308,41 @@ mod tests {
             ));
         }
         Config::parse(&text, Path::new("test")).unwrap()
+    }
+
+    /// What a restarted daemon adopts is exactly the layout the previous one
+    /// saved, allow lists and all; a file of another version is not parsed.
+    #[test]
+    fn a_saved_layout_loads_back_equal() {
+        let mut text = String::from("interfaces = [\"lo\"]\n");
+        text.push_str("[[range]]\nname = \"web\"\ncidr = \"192.0.2.0/24\"\nallow = [\"tcp/80\", \"udp/53-54\"]\n");
+        text.push_str("[[range]]\nname = \"v6\"\ncidr = \"2001:db8::/64\"\n");
+        let first = Layout::new(&Config::parse(&text, Path::new("test")).unwrap());
+        let layout = first
+            .update(&config(&[
+                ("v6", "2001:db8::/64"),
+                ("new", "203.0.113.0/25"),
+            ]))
+            .unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let file = LayoutFile::in_dir(dir.path());
+        assert!(file.load().unwrap().is_none());
+        file.save(&layout).unwrap();
+        match file.load().unwrap() {
+            Some(SavedLayout::Current(loaded)) => assert_eq!(loaded, layout),
+            other => panic!("loaded {other:?}"),
+        }
+        std::fs::write(
+            file.path(),
+            r#"{"layout_version": 999, "layout": "whatever"}"#,
+        )
+        .unwrap();
+        assert!(matches!(
+            file.load().unwrap(),
+            Some(SavedLayout::OtherVersion(999))
+        ));
+        assert!(file.remove().unwrap());
+        assert!(!file.remove().unwrap());
     }
 
     #[test]

@@ -10,7 +10,7 @@ use vip_common::{V4_L2_BLOCK, V4_SLOT_LPM};
 use super::LayoutError;
 
 /// Contents of `MAP_V4_L1` (65,536 entries, mostly 0) and `MAP_V4_L2`.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct V4Index {
     /// (index, value) of the non-zero level-1 entries.
     pub l1: Vec<(u32, u32)>,

@@ -9,12 +9,14 @@ use ipnet::IpNet;
 use vip_common::{
     AttachMeta, RangeMeta, RangeStats, Verdicts, VipAddr, FAMILY_V4, GLOBAL_COUNTERS,
     GLOBAL_FRAGMENTS, GLOBAL_INTERNAL_ERRORS, GLOBAL_MALFORMED, GLOBAL_NON_VIP, MAP_ATTACH_META,
-    MAP_GLOBAL_STATS, MAP_RANGE_META, MAP_RANGE_STATS, PINNED_MAPS,
+    MAP_GLOBAL_STATS, MAP_RANGE_META, MAP_RANGE_STATS,
 };
 
 use super::{AttachReport, GlobalReport, RangeReport, Report};
 use crate::datapath::{
     cpu_table::{CounterTables, CpuTable, CpuTableError},
+    interface_name,
+    maps::DatapathMaps,
     pin, AttachMode, Datapath,
 };
 
@@ -44,7 +46,7 @@ pub trait MapSource {
 
 impl MapSource for Datapath {
     fn map(&self, name: &'static str) -> Option<&Map> {
-        self.ebpf().map(name)
+        Datapath::map(self, name)
     }
 
     fn tables(&self) -> &CounterTables {
@@ -54,7 +56,7 @@ impl MapSource for Datapath {
 
 /// The maps a running daemon pinned.
 pub struct PinnedMaps {
-    maps: HashMap<&'static str, Map>,
+    maps: DatapathMaps,
     tables: CounterTables,
 }
 
@@ -66,18 +68,15 @@ impl PinnedMaps {
             }
             .into());
         }
-        let maps = PINNED_MAPS
-            .iter()
-            .map(|&name| Ok((name, pin::open(dir, name)?)))
-            .collect::<Result<HashMap<_, _>, StatsError>>()?;
-        let tables = CounterTables::open(|name| maps.get(name), false)?;
+        let maps = DatapathMaps::open_pinned(dir)?;
+        let tables = CounterTables::open(|name| maps.map(name), false)?;
         Ok(PinnedMaps { maps, tables })
     }
 }
 
 impl MapSource for PinnedMaps {
     fn map(&self, name: &'static str) -> Option<&Map> {
-        self.maps.get(name)
+        self.maps.map(name)
     }
 
     fn tables(&self) -> &CounterTables {
@@ -294,13 +293,8 @@ pub fn attachments(source: &impl MapSource) -> Result<Vec<AttachReport>, StatsEr
         let Some(mode) = AttachMode::from_meta(meta.mode) else {
             continue; // an unused slot
         };
-        let len = meta
-            .ifname
-            .iter()
-            .position(|&b| b == 0)
-            .unwrap_or(meta.ifname.len());
         reports.push(AttachReport {
-            interface: String::from_utf8_lossy(&meta.ifname[..len]).into_owned(),
+            interface: interface_name(&meta),
             mode: mode.as_str().to_string(),
             fallback: meta.fallback != 0,
         });

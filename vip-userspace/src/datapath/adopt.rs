@@ -1,0 +1,152 @@
+//! Adopting the datapath an earlier `vip run` left pinned, after `kill -9` or a
+//! stop with `--keep-datapath`: its programs stay attached through the pinned
+//! links and keep counting in the pinned maps, so nothing is missed in the gap.
+//! Everything is checked before anything changes.
+
+use std::path::PathBuf;
+
+use aya::maps::Array;
+use vip_common::{
+    AttachMeta, LAYOUT_VERSION, MAP_ATTACH_META, MAP_SETTINGS, SETTING_LAYOUT_VERSION,
+};
+
+use super::{
+    attach::{Attachment, Link},
+    cpu_table::CounterTables,
+    maps::DatapathMaps,
+    pin::{self, PinDir, PinError},
+    Datapath, DatapathError,
+};
+use crate::{
+    config::Config,
+    layout::{Layout, LayoutError, LayoutFile, LayoutFileError, SavedLayout},
+};
+
+#[derive(Debug, thiserror::Error)]
+pub enum AdoptError {
+    #[error("{} holds the pins of a datapath that never finished setting up; run `vip down`", dir.display())]
+    Incomplete { dir: PathBuf },
+    #[error("the datapath pinned in {} has layout version {}, this vip has {LAYOUT_VERSION}: run `vip down`, then start again", dir.display(), found.map_or("none".to_string(), |v| v.to_string()))]
+    Version { dir: PathBuf, found: Option<u32> },
+    #[error("{} holds a pinned datapath but its layout file {} is missing (another --run-dir?); run `vip down`", dir.display(), layout.display())]
+    NoLayout { dir: PathBuf, layout: PathBuf },
+    #[error("the pinned datapath is attached to [{pinned}] and the config names [{configured}]; run `vip down` to change interfaces")]
+    Interfaces { pinned: String, configured: String },
+    #[error("{interface} is not the interface the pinned datapath attached to (it was deleted or recreated); run `vip down`")]
+    InterfaceGone { interface: String },
+    #[error("the config does not fit the maps of the pinned datapath ({0}); run `vip down` to start afresh")]
+    TooBig(#[source] LayoutError),
+    #[error(transparent)]
+    Pin(#[from] PinError),
+    #[error(transparent)]
+    LayoutFile(#[from] LayoutFileError),
+    #[error("adopting the pinned datapath: {0}")]
+    Datapath(#[source] Box<DatapathError>),
+}
+
+impl AdoptError {
+    /// The pins cannot serve this binary or config: the operator must decide
+    /// (`vip down`), as opposed to a failure of the host.
+    pub fn is_user_error(&self) -> bool {
+        !matches!(
+            self,
+            AdoptError::Pin(_) | AdoptError::LayoutFile(_) | AdoptError::Datapath(_)
+        )
+    }
+}
+
+impl From<DatapathError> for AdoptError {
+    fn from(e: DatapathError) -> Self {
+        AdoptError::Datapath(Box::new(e))
+    }
+}
+
+/// The pinned datapath in `pins`, moved to `config` through map updates; and
+/// the layout it now has.
+pub fn adopt(
+    pins: &PinDir,
+    layout_file: &LayoutFile,
+    config: &Config,
+) -> Result<(Datapath, Layout), AdoptError> {
+    let dir = pins.path().to_path_buf();
+    if !pin::is_complete(&dir) {
+        return Err(AdoptError::Incomplete { dir });
+    }
+    let mut maps = DatapathMaps::open_pinned(&dir)?;
+    let found = pinned_version(&maps);
+    if found != Some(LAYOUT_VERSION) {
+        return Err(AdoptError::Version { dir, found });
+    }
+    let previous = match layout_file.load()? {
+        Some(SavedLayout::Current(layout)) => layout,
+        Some(SavedLayout::OtherVersion(v)) => {
+            return Err(AdoptError::Version {
+                dir,
+                found: Some(v),
+            })
+        }
+        None => {
+            return Err(AdoptError::NoLayout {
+                dir,
+                layout: layout_file.path().to_path_buf(),
+            })
+        }
+    };
+    let attachments = adopt_links(&mut maps, pins)?;
+    check_interfaces(&attachments, config)?;
+    let layout = previous.update(config).map_err(AdoptError::TooBig)?;
+    let tables = CounterTables::open(|name| maps.map(name), true).map_err(DatapathError::from)?;
+    let mut datapath = Datapath {
+        maps,
+        tables,
+        attachments,
+    };
+    datapath.update(&previous, &layout)?;
+    Ok((datapath, layout))
+}
+
+fn pinned_version(maps: &DatapathMaps) -> Option<u32> {
+    let settings: Array<_, u32> = maps.map(MAP_SETTINGS)?.try_into().ok()?;
+    settings.get(&SETTING_LAYOUT_VERSION, 0).ok()
+}
+
+fn adopt_links(maps: &mut DatapathMaps, pins: &PinDir) -> Result<Vec<Attachment>, AdoptError> {
+    let metas: Array<_, AttachMeta> = super::typed_map_mut(maps, MAP_ATTACH_META)?;
+    let mut attachments = Vec::new();
+    for meta in metas.iter() {
+        let meta = meta.map_err(|source| DatapathError::Map {
+            map: MAP_ATTACH_META,
+            source,
+        })?;
+        let adopted = Attachment::adopted(&meta, |interface| {
+            Ok(Link::Pinned(pins.open_link(interface)?))
+        });
+        match adopted {
+            Some(attachment) => attachments.push(attachment?),
+            None => continue,
+        }
+    }
+    for attachment in &attachments {
+        let ifindex = nix::net::if_::if_nametoindex(attachment.interface.as_str()).unwrap_or(0);
+        if ifindex != attachment.ifindex {
+            return Err(AdoptError::InterfaceGone {
+                interface: attachment.interface.clone(),
+            });
+        }
+    }
+    Ok(attachments)
+}
+
+fn check_interfaces(attachments: &[Attachment], config: &Config) -> Result<(), AdoptError> {
+    let mut pinned: Vec<&str> = attachments.iter().map(|a| a.interface.as_str()).collect();
+    let mut configured: Vec<&str> = config.interfaces.iter().map(String::as_str).collect();
+    pinned.sort_unstable();
+    configured.sort_unstable();
+    if pinned != configured {
+        return Err(AdoptError::Interfaces {
+            pinned: pinned.join(", "),
+            configured: configured.join(", "),
+        });
+    }
+    Ok(())
+}
