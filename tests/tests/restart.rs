@@ -21,7 +21,7 @@ use vip_tests::{
     daemon::{Daemon, Instance},
     netns::Netns,
     root::require_root,
-    seed::{DirectLab, Services, DIRECT_SERVER_IF, UDP_PORT},
+    seed::{udp_echoes, DirectLab, Services, DIRECT_SERVER_IF, UDP_PORT},
 };
 
 /// One VIP of the alias range, two of the route range.
@@ -217,6 +217,22 @@ fn restart_under_flow(tag: &str, run_args: &[&str], stop: impl FnOnce(Daemon, &I
     assert_eq!(lab.server.xdp_prog_id(DIRECT_SERVER_IF), program);
     assert_host_state_in_place(&lab.server, "after the restart");
     sampler.sample_for(Duration::from_millis(500), "after the restart");
+
+    // The adopted datapath takes reloads like a loaded one.
+    restarted.rewrite_config(&format!(
+        "{}[[range]]\nname = \"late\"\ncidr = \"203.0.113.0/24\"\naccept = \"route\"\n",
+        config()
+    ));
+    let line = restarted.reload();
+    assert!(line.contains("reloaded"), "{line}");
+    let late: IpAddr = "203.0.113.5".parse().unwrap();
+    assert!(udp_echoes(&lab.client, late, Duration::from_secs(2)));
+    let late_packets = sampler
+        .sample("after the reload")
+        .get("203.0.113.5")
+        .copied();
+    assert_eq!(late_packets, Some(1), "the new range counts");
+
     let result = flow.finish();
     // Each datagram was echoed, so its count had landed before the flow ended.
     let last = sampler.sample("at the end");
