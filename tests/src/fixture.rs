@@ -111,6 +111,47 @@ pub fn run_once(datapath: &mut Datapath, program: Program, frame: &[u8]) -> Verd
     })
 }
 
+/// `struct xdp_md` as BPF_PROG_TEST_RUN takes it: the frame arriving on
+/// `ifindex` (which must exist in this namespace), queue 0.
+fn xdp_md(frame_len: usize, ifindex: u32) -> [u8; 24] {
+    let fields: [u32; 6] = [0, frame_len as u32, 0, ifindex, 0, 0];
+    let mut out = [0u8; 24];
+    for (chunk, field) in out.chunks_exact_mut(4).zip(fields) {
+        chunk.copy_from_slice(&field.to_ne_bytes());
+    }
+    out
+}
+
+/// Runs `frame` once through the XDP program as if it arrived on `ifindex`;
+/// returns the verdict, the frame as the program left it, and the counter deltas.
+pub fn run_xdp_on(
+    datapath: &mut Datapath,
+    ifindex: u32,
+    frame: &[u8],
+) -> (Verdict, Vec<u8>, Deltas) {
+    let before = snapshot(datapath);
+    let ctx = xdp_md(frame.len(), ifindex);
+    let mut out = vec![0u8; frame.len() + 256];
+    let options = TestRunOptions {
+        data_in: Some(frame),
+        data_out: Some(&mut out),
+        ctx_in: Some(&ctx),
+        ..TestRunOptions::default()
+    };
+    let result = datapath
+        .xdp()
+        .expect("xdp program")
+        .test_run(options)
+        .unwrap_or_else(|e| panic!("BPF_PROG_TEST_RUN refused {}: {e:?}", hex(frame)));
+    out.truncate(result.data_size_out as usize);
+    let after = snapshot(datapath);
+    (
+        Program::Xdp.verdict(result.return_value),
+        out,
+        deltas(&before, &after),
+    )
+}
+
 /// Runs `frame` once; returns the verdict and exactly what every counter did.
 pub fn run(datapath: &mut Datapath, program: Program, frame: &[u8]) -> (Verdict, Deltas) {
     let before = snapshot(datapath);
@@ -128,6 +169,11 @@ pub fn deltas(before: &Report, after: &Report) -> Deltas {
             malformed_packets: g(|g| g.malformed_packets),
             internal_errors: g(|g| g.internal_errors),
             fragments: g(|g| g.fragments),
+            decapsulated: vip_userspace::stats::Decapsulated {
+                ipip: g(|g| g.decapsulated.ipip),
+                ip6ip6: g(|g| g.decapsulated.ip6ip6),
+                gue: g(|g| g.decapsulated.gue),
+            },
         },
         ..Deltas::default()
     };

@@ -12,3 +12,4 @@ pub mod packets;
 pub mod root;
 pub mod scrape;
 pub mod seed;
+pub mod tunnel;

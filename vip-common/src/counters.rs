@@ -2,7 +2,8 @@
 //!
 //! Every frame lands in exactly one counter: a VIP slot's accepted or dropped side
 //! (dense or sparse), a sparse range's overflow, or one of the global counters
-//! below (but `GLOBAL_FRAGMENTS`, which counts a subset of accepted packets). There
+//! below (but `GLOBAL_FRAGMENTS` and the `GLOBAL_DECAP_*` counters, which count
+//! subsets of accepted packets). There
 //! is no separate "all packets" counter on the fast path: userspace sums the parts.
 
 use bytemuck::{Pod, Zeroable};
@@ -20,7 +21,12 @@ pub const GLOBAL_INTERNAL_ERRORS: u32 = 2;
 /// Non-first fragments let through to a range with an allow list (they are also
 /// counted as accepted for their VIP).
 pub const GLOBAL_FRAGMENTS: u32 = 3;
-pub const GLOBAL_COUNTERS: u32 = 4;
+/// Tunnelled packets decapsulated and passed on as their inner packet (also
+/// counted as accepted for their inner VIP): IP in IPv4, IP in IPv6, GUE.
+pub const GLOBAL_DECAP_IPIP: u32 = 4;
+pub const GLOBAL_DECAP_IP6IP6: u32 = 5;
+pub const GLOBAL_DECAP_GUE: u32 = 6;
+pub const GLOBAL_COUNTERS: u32 = 7;
 
 /// Packets and bytes; bytes are the frame length the program sees.
 #[repr(C)]

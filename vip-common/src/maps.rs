@@ -35,9 +35,13 @@ pub const MAP_RANGE_META: &str = "VIP_RANGE_META";
 /// Array of [`crate::AttachMeta`], written by userspace only; pinned last, after attaching.
 pub const MAP_ATTACH_META: &str = "VIP_ATTACH_META";
 
+/// Hash of ingress ifindex -> [`DecapConfig`]: the interfaces where XDP
+/// decapsulates tunnelled packets to VIPs, and which tunnels.
+pub const MAP_DECAP: &str = "VIP_DECAP";
+
 /// Every map the daemon pins, in pin order: `MAP_ATTACH_META` is last, so its pin
 /// marks a datapath that is fully set up.
-pub const PINNED_MAPS: [&str; 13] = [
+pub const PINNED_MAPS: [&str; 14] = [
     MAP_SETTINGS,
     MAP_POLICY,
     MAP_V4_RANGES,
@@ -50,6 +54,7 @@ pub const PINNED_MAPS: [&str; 13] = [
     MAP_SPARSE_STATS,
     MAP_GLOBAL_STATS,
     MAP_RANGE_META,
+    MAP_DECAP,
     MAP_ATTACH_META,
 ];
 
@@ -73,11 +78,14 @@ pub const SETTING_DENSE_STRIDE: u32 = 1;
 /// maps. The datapath never reads it; a restarted daemon does, before adopting
 /// pinned maps.
 pub const SETTING_LAYOUT_VERSION: u32 = 2;
-pub const SETTINGS: u32 = 3;
+/// `MAP_SETTINGS` index: how many interfaces decapsulate (`MAP_DECAP` entries);
+/// 0 spares packets that are not for a VIP the lookup in `MAP_DECAP`.
+pub const SETTING_DECAP_INTERFACES: u32 = 3;
+pub const SETTINGS: u32 = 4;
 
 /// Bumped whenever a map, a shared type or the meaning of a setting changes, so
 /// that a new binary never adopts maps pinned by an incompatible one.
-pub const LAYOUT_VERSION: u32 = 1;
+pub const LAYOUT_VERSION: u32 = 2;
 
 /// Name, in the pin directory, of the pinned bpf_link that keeps the datapath
 /// attached to an interface: this prefix, then the interface name.
@@ -171,6 +179,25 @@ impl VipAddr {
     }
 }
 
+/// `DecapConfig::flags`: IPv4 or IPv6 in IPv4 (IP protocol 4 or 41).
+pub const DECAP_IPIP: u32 = 1;
+/// `DecapConfig::flags`: IPv6 or IPv4 in IPv6 (next header 41 or 4).
+pub const DECAP_IP6IP6: u32 = 2;
+/// `DecapConfig::flags`: GUE (variant 0 with protocol 4 or 41, or variant 1,
+/// direct IP) on UDP port `gue_port_be`.
+pub const DECAP_GUE: u32 = 4;
+
+/// Value of `MAP_DECAP`.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Pod, Zeroable)]
+pub struct DecapConfig {
+    /// `DECAP_*` bits.
+    pub flags: u32,
+    pub gue_port_be: [u8; 2],
+    pub _pad: [u8; 2],
+}
+
+const _: () = assert!(core::mem::size_of::<DecapConfig>() == 8);
 const _: () = assert!(core::mem::size_of::<RangeValue>() == 24);
 const _: () = assert!(core::mem::size_of::<VipAddr>() == 16);
 
@@ -186,6 +213,7 @@ pub const fn cpu_table_stride(slots: u32, slot_size: u32) -> u32 {
 mod pod {
     unsafe impl aya::Pod for super::RangeValue {}
     unsafe impl aya::Pod for super::VipAddr {}
+    unsafe impl aya::Pod for super::DecapConfig {}
 }
 
 #[cfg(test)]

@@ -14,6 +14,10 @@ pub const IPPROTO_ICMP: u8 = 1;
 pub const IPPROTO_TCP: u8 = 6;
 pub const IPPROTO_UDP: u8 = 17;
 pub const IPPROTO_ICMPV6: u8 = 58;
+/// IPv4 in IP.
+pub const IPPROTO_IPIP: u8 = 4;
+/// IPv6 in IP.
+pub const IPPROTO_IPV6: u8 = 41;
 
 /// One `proto/first-last` entry; ports in host order.
 #[repr(C)]

@@ -5,8 +5,9 @@ use vip_common::{GLOBAL_INTERNAL_ERRORS, GLOBAL_MALFORMED, GLOBAL_NON_VIP};
 use crate::{
     count,
     cursor::PacketBuf,
+    decap::{self, Strip},
     lookup,
-    parse::{self, Destination, Malformed},
+    parse::{self, Destination, Malformed, L3},
     policy::{self, Judgement},
 };
 
@@ -14,6 +15,8 @@ use crate::{
 pub enum Verdict {
     Pass,
     Drop,
+    /// Pass the inner packet of a tunnel (only where `decap_ifindex` is `Some`).
+    Decap(Strip),
 }
 
 /// Why classification stopped early. Each failure is counted in its own global
@@ -50,16 +53,39 @@ impl From<count::MapInconsistent> for Failure {
 pub fn classify<B: PacketBuf>(buf: &B) -> Result<Verdict, Failure> {
     let bytes = buf.len();
     let l3 = parse::network(buf)?;
+    if let Some(verdict) = to_range(buf, &l3, bytes)? {
+        return Ok(verdict);
+    }
+    // Not for a VIP: a tunnel to one, on an interface that decapsulates? Its
+    // inner packet is judged and counted as if it had come in bare.
+    if let Some(tunnel) = decap::tunnel(buf, &l3)? {
+        let inner_bytes = bytes - tunnel.strip.outer_len as u64;
+        if let Some(verdict) = to_range(buf, &tunnel.inner, inner_bytes)? {
+            return Ok(match verdict {
+                Verdict::Pass => {
+                    count::global(tunnel.counter);
+                    Verdict::Decap(tunnel.strip)
+                }
+                other => other,
+            });
+        }
+    }
+    Ok(non_vip())
+}
+
+/// The verdict for a packet to `l3`'s destination, counted, if that is a VIP.
+#[inline(always)]
+fn to_range<B: PacketBuf>(buf: &B, l3: &L3, bytes: u64) -> Result<Option<Verdict>, Failure> {
     match l3.dst {
         Destination::V4 { addr_be } => {
             let Some(range) = lookup::range_v4(addr_be) else {
-                return Ok(non_vip());
+                return Ok(None);
             };
             let (verdict, counted) = outcome(policy::judge(buf, range.policy_id, l3.next));
             if let Some(drop) = counted {
                 count::v4_hit(range, addr_be, bytes, drop)?;
             }
-            Ok(verdict)
+            Ok(Some(verdict))
         }
         Destination::V6 { vip } => {
             // IPv6 ranges are all sparse: a VIP this CPU has seen finds its range
@@ -69,16 +95,16 @@ pub fn classify<B: PacketBuf>(buf: &B) -> Result<Verdict, Failure> {
                 Some(range) => range,
                 None => match lookup::range_v6(&vip) {
                     Some(range) => range,
-                    None => return Ok(non_vip()),
+                    None => return Ok(None),
                 },
             };
             let (verdict, counted) = outcome(policy::judge(buf, range.policy_id, l3.next));
             if let Some(drop) = counted {
                 count::sparse_hit(range, &vip, found, bytes, drop)?;
             }
-            Ok(verdict)
+            Ok(Some(verdict))
         }
-        Destination::NotIp => Ok(non_vip()),
+        Destination::NotIp => Ok(None),
     }
 }
 

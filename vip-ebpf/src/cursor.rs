@@ -14,6 +14,13 @@ pub trait PacketBuf {
     fn len(&self) -> u64 {
         (self.end() - self.start()) as u64
     }
+
+    /// The interface the packet came in on, where the program can decapsulate
+    /// tunnels (XDP); `None` where it cannot (TC).
+    #[inline(always)]
+    fn decap_ifindex(&self) -> Option<u32> {
+        None
+    }
 }
 
 impl PacketBuf for XdpContext {
@@ -25,6 +32,12 @@ impl PacketBuf for XdpContext {
     #[inline(always)]
     fn end(&self) -> usize {
         self.data_end()
+    }
+
+    #[inline(always)]
+    fn decap_ifindex(&self) -> Option<u32> {
+        // SAFETY: the context pointer the kernel passed to this program.
+        Some(unsafe { (*self.ctx).ingress_ifindex })
     }
 }
 
@@ -65,6 +78,15 @@ pub fn check_len<B: PacketBuf>(buf: &B, offset: usize, len: usize) -> Result<(),
 pub fn ptr_at<T, B: PacketBuf>(buf: &B, offset: usize) -> Result<*const T, Truncated> {
     check_len(buf, offset, size_of::<T>())?;
     Ok((buf.start() + offset) as *const T)
+}
+
+/// Writes a `T` at `offset` (see [`ptr_at`]).
+#[inline(always)]
+pub fn write_at<T: Copy, B: PacketBuf>(buf: &B, offset: usize, value: T) -> Result<(), Truncated> {
+    let p = ptr_at::<T, B>(buf, offset)?.cast_mut();
+    // SAFETY: as for read_at; XDP and TC programs may write their packet data.
+    unsafe { p.write_unaligned(value) };
+    Ok(())
 }
 
 /// Reads a `T` at `offset` by value (see [`ptr_at`]).

@@ -6,6 +6,7 @@
 mod classify;
 mod count;
 mod cursor;
+mod decap;
 mod lookup;
 mod parse;
 mod policy;
@@ -21,9 +22,12 @@ use classify::{classify, Failure, Verdict};
 /// Counts packets to the configured ranges and drops what their allow lists do
 /// not allow.
 ///
+/// Decapsulates tunnels to VIPs on the interfaces configured to.
+///
 /// Failure verdict: XDP_PASS. A packet whose IP header vip cannot parse (counted as
 /// malformed) or a map inconsistency (counted as an internal error) must never be
-/// black-holed: it may not even be for a VIP.
+/// black-holed: it may not even be for a VIP. A tunnelled packet that fails so is
+/// passed as it came, still encapsulated.
 #[xdp]
 pub fn vip_xdp(ctx: XdpContext) -> u32 {
     match try_vip_xdp(&ctx) {
@@ -40,6 +44,10 @@ fn try_vip_xdp(ctx: &XdpContext) -> Result<u32, Failure> {
     Ok(match classify(ctx)? {
         Verdict::Pass => xdp_action::XDP_PASS,
         Verdict::Drop => xdp_action::XDP_DROP,
+        Verdict::Decap(strip) => {
+            decap::strip(ctx, strip)?;
+            xdp_action::XDP_PASS
+        }
     })
 }
 
@@ -66,7 +74,8 @@ fn try_vip_tc(ctx: &TcContext) -> Result<i32, Failure> {
     // The headers may not all be in the linear part of the skb.
     let _ = ctx.pull_data(ctx.len().min(TC_PULL_LEN));
     Ok(match classify(ctx)? {
-        Verdict::Pass => TC_ACT_OK,
+        // TC does not decapsulate (`decap_ifindex` is `None`): never `Decap`.
+        Verdict::Pass | Verdict::Decap(_) => TC_ACT_OK,
         Verdict::Drop => TC_ACT_SHOT,
     })
 }

@@ -8,18 +8,20 @@ use vip_common::{VipAddr, IPPROTO_ICMP, IPPROTO_ICMPV6, IPPROTO_TCP, IPPROTO_UDP
 
 use crate::cursor::{check_len, ptr_at, read_at, PacketBuf, Truncated};
 
-const ETH_P_IPV4: u16 = 0x0800;
-const ETH_P_IPV6: u16 = 0x86dd;
+pub const ETH_P_IPV4: u16 = 0x0800;
+pub const ETH_P_IPV6: u16 = 0x86dd;
 const ETH_P_8021Q: u16 = 0x8100;
 const ETH_P_8021AD: u16 = 0x88a8;
 
 const ETH_HLEN: usize = 14;
 const VLAN_HLEN: usize = 4;
 const IPV4_MIN_HLEN: usize = 20;
+/// IPv4 "more fragments" flag, in the fragment offset field.
+const IPV4_MF: u16 = 0x2000;
 const IPV6_HLEN: usize = 40;
 const IPV6_DST_OFFSET: usize = 24;
 const TCP_MIN_HLEN: usize = 20;
-const UDP_HLEN: usize = 8;
+pub const UDP_HLEN: usize = 8;
 /// Extension headers walked before giving up on finding the transport header.
 const IPV6_MAX_EXT_HEADERS: usize = 6;
 
@@ -85,6 +87,10 @@ pub struct Next {
 pub struct L3 {
     pub dst: Destination,
     pub next: Next,
+    /// Where the IP header starts: the length of the link-layer headers.
+    pub header_offset: usize,
+    /// IPv4 only: a fragment, first or later (MF set or a fragment offset).
+    pub fragment: bool,
 }
 
 /// What a policy looks at.
@@ -139,12 +145,15 @@ pub fn network<B: PacketBuf>(buf: &B) -> Result<L3, Malformed> {
                 later_fragment: false,
                 ipv6: false,
             },
+            header_offset: offset,
+            fragment: false,
         }),
     }
 }
 
+/// An IPv4 header at `offset` (after the link layer, or inside a tunnel).
 #[inline(always)]
-fn ipv4<B: PacketBuf>(buf: &B, offset: usize) -> Result<L3, Malformed> {
+pub fn ipv4<B: PacketBuf>(buf: &B, offset: usize) -> Result<L3, Malformed> {
     let ip: Ipv4Hdr = read_at(buf, offset)?;
     let version = ip.version_ihl >> 4;
     let header_len = usize::from(ip.version_ihl & 0x0f) * 4;
@@ -152,7 +161,8 @@ fn ipv4<B: PacketBuf>(buf: &B, offset: usize) -> Result<L3, Malformed> {
         return Err(Malformed);
     }
     check_len(buf, offset, header_len)?; // options cut short
-    let frag_offset = u16::from_be_bytes(ip.frag_off_be) & 0x1fff;
+    let frag_off = u16::from_be_bytes(ip.frag_off_be);
+    let frag_offset = frag_off & 0x1fff;
     Ok(L3 {
         dst: Destination::V4 { addr_be: ip.dst_be },
         next: Next {
@@ -161,11 +171,14 @@ fn ipv4<B: PacketBuf>(buf: &B, offset: usize) -> Result<L3, Malformed> {
             later_fragment: frag_offset != 0,
             ipv6: false,
         },
+        header_offset: offset,
+        fragment: frag_off & (IPV4_MF | 0x1fff) != 0,
     })
 }
 
+/// An IPv6 header at `offset` (after the link layer, or inside a tunnel).
 #[inline(always)]
-fn ipv6<B: PacketBuf>(buf: &B, offset: usize) -> Result<L3, Malformed> {
+pub fn ipv6<B: PacketBuf>(buf: &B, offset: usize) -> Result<L3, Malformed> {
     let header = ptr_at::<[u8; IPV6_HLEN], B>(buf, offset)?.cast::<u8>();
     // SAFETY: all reads are inside the 40 bytes ptr_at checked. The destination
     // is read as two words (one load each) rather than sixteen bytes.
@@ -190,6 +203,8 @@ fn ipv6<B: PacketBuf>(buf: &B, offset: usize) -> Result<L3, Malformed> {
             later_fragment: false,
             ipv6: true,
         },
+        header_offset: offset,
+        fragment: false,
     })
 }
 

@@ -19,6 +19,31 @@ pub const DEFAULT_SPARSE_VIP_CAPACITY: u32 = 65_536;
 pub const DEFAULT_METRICS_LISTEN: &str = "127.0.0.1:9669";
 /// Per-VIP series a range exports at most, busiest first.
 pub const DEFAULT_MAX_VIP_SERIES: u32 = 1024;
+/// The UDP port GUE tunnels arrive on unless `gue_port` says otherwise.
+pub const DEFAULT_GUE_PORT: u16 = 6080;
+
+/// A tunnel the XDP program can strip.
+#[derive(Clone, Copy, Debug, Deserialize, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Encap {
+    /// IPv4 or IPv6 in IPv4 (IP protocol 4 or 41): LVS-TUN, Katran.
+    Ipip,
+    /// IPv6 or IPv4 in IPv6 (next header 41 or 4).
+    Ip6ip6,
+    /// Generic UDP Encapsulation on `gue_port`: variant 0 (protocol 4 or 41) or
+    /// variant 1 (the IP header right after UDP, as Katran sends it).
+    Gue,
+}
+
+impl Encap {
+    pub fn flag(self) -> u32 {
+        match self {
+            Encap::Ipip => vip_common::DECAP_IPIP,
+            Encap::Ip6ip6 => vip_common::DECAP_IP6IP6,
+            Encap::Gue => vip_common::DECAP_GUE,
+        }
+    }
+}
 
 /// How to attach the classifier.
 #[derive(Clone, Copy, Debug, Default, Deserialize, PartialEq, Eq)]
@@ -69,6 +94,15 @@ struct RawConfig {
     router: RawRouter,
     #[serde(default)]
     metrics: RawMetrics,
+    #[serde(default)]
+    decap: Vec<Encap>,
+    #[serde(default = "default_gue_port")]
+    gue_port: u16,
+    decap_interfaces: Option<Vec<String>>,
+}
+
+fn default_gue_port() -> u16 {
+    DEFAULT_GUE_PORT
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -126,6 +160,25 @@ pub struct Config {
     pub arp_sysctls: bool,
     /// Where `vip run` serves Prometheus metrics; `None` when `listen = "off"`.
     pub metrics_listen: Option<std::net::SocketAddr>,
+    pub decap: Decap,
+}
+
+/// Which tunnels XDP strips, and where.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Decap {
+    /// Empty: none.
+    pub encaps: Vec<Encap>,
+    pub gue_port: u16,
+    /// The interfaces that decapsulate: `decap_interfaces`, else all of
+    /// `interfaces` (none when `encaps` is empty).
+    pub interfaces: Vec<String>,
+}
+
+impl Decap {
+    /// `DECAP_*` bits.
+    pub fn flags(&self) -> u32 {
+        self.encaps.iter().fold(0, |flags, e| flags | e.flag())
+    }
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]

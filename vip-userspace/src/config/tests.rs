@@ -243,3 +243,43 @@ fn host_contract_mistakes_are_refused() {
         Err(ConfigError::RpFilter { value: 3 })
     ));
 }
+
+#[test]
+fn decap_defaults_to_every_interface_and_is_checked() {
+    let decap = |extra: &str| {
+        parse(&format!(
+            "interfaces = [\"eth0\", \"eth1\"]\n{extra}\n[[range]]\nname = \"a\"\ncidr = \"192.0.2.0/24\"\n"
+        ))
+    };
+    let none = decap("").unwrap().decap;
+    assert_eq!(none.flags(), 0);
+    assert!(none.interfaces.is_empty());
+    assert_eq!(none.gue_port, DEFAULT_GUE_PORT);
+
+    let all = decap("decap = [\"gue\", \"ipip\", \"gue\"]").unwrap().decap;
+    assert_eq!(all.encaps, [Encap::Ipip, Encap::Gue]);
+    assert_eq!(all.flags(), vip_common::DECAP_IPIP | vip_common::DECAP_GUE);
+    assert_eq!(all.interfaces, ["eth0", "eth1"]);
+
+    let one = decap("decap = [\"ip6ip6\"]\ngue_port = 7000\ndecap_interfaces = [\"eth1\"]")
+        .unwrap()
+        .decap;
+    assert_eq!(
+        (one.interfaces, one.gue_port),
+        (vec!["eth1".to_string()], 7000)
+    );
+
+    assert!(matches!(
+        decap("decap = [\"ipip\"]\ndecap_interfaces = [\"eth9\"]"),
+        Err(ConfigError::DecapInterface { name }) if name == "eth9"
+    ));
+    assert!(matches!(decap("gue_port = 0"), Err(ConfigError::GuePort)));
+    assert!(matches!(
+        decap("decap = [\"ipip\"]\nxdp_mode = \"tc\""),
+        Err(ConfigError::DecapNeedsXdp)
+    ));
+    assert!(matches!(
+        decap("decap = [\"vxlan\"]"),
+        Err(ConfigError::Syntax { .. })
+    ));
+}

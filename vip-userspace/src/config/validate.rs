@@ -6,8 +6,8 @@ use ipnet::IpNet;
 use vip_common::{MAX_ALLOW_ENTRIES, RANGE_NAME_MAX};
 
 use super::{
-    dense_len, Accept, AllowList, Config, Range, RawConfig, RawRange, RawRoute, RawRouter, Route,
-    Router, Rule,
+    dense_len, Accept, AllowList, Config, Decap, Encap, Range, RawConfig, RawRange, RawRoute,
+    RawRouter, Route, Router, Rule, XdpMode,
 };
 
 /// Largest number of dense per-VIP slots (the sum of the sizes of IPv4 ranges of
@@ -89,6 +89,12 @@ pub enum ConfigError {
     SparseCapacity { value: u32 },
     #[error("metrics.listen = {value:?}: expected ADDRESS:PORT (e.g. 127.0.0.1:9669 or [::1]:9669) or \"off\"")]
     MetricsListen { value: String },
+    #[error("decap_interfaces lists {name:?}, which is not in interfaces")]
+    DecapInterface { name: String },
+    #[error("gue_port = 0: expected a UDP port, 1 to 65535")]
+    GuePort,
+    #[error("decap needs XDP: xdp_mode = \"tc\" cannot decapsulate")]
+    DecapNeedsXdp,
 }
 
 /// Broadest prefix a range may have without `allow_broad`.
@@ -138,7 +144,15 @@ pub(super) fn validate(raw: RawConfig) -> Result<Config, ConfigError> {
             value: listen.clone(),
         })?),
     };
+    let decap = decap(
+        &raw.interfaces,
+        raw.xdp_mode,
+        raw.decap,
+        raw.gue_port,
+        raw.decap_interfaces,
+    )?;
     Ok(Config {
+        decap,
         interfaces: raw.interfaces,
         xdp_mode: raw.xdp_mode,
         sparse_vip_capacity: raw.sparse_vip_capacity,
@@ -147,6 +161,36 @@ pub(super) fn validate(raw: RawConfig) -> Result<Config, ConfigError> {
         routes,
         router,
         metrics_listen,
+    })
+}
+
+fn decap(
+    interfaces: &[String],
+    xdp_mode: XdpMode,
+    mut encaps: Vec<Encap>,
+    gue_port: u16,
+    decap_interfaces: Option<Vec<String>>,
+) -> Result<Decap, ConfigError> {
+    encaps.sort_by_key(|e| e.flag());
+    encaps.dedup();
+    if gue_port == 0 {
+        return Err(ConfigError::GuePort);
+    }
+    if !encaps.is_empty() && xdp_mode == XdpMode::Tc {
+        return Err(ConfigError::DecapNeedsXdp);
+    }
+    let chosen = decap_interfaces.unwrap_or_else(|| interfaces.to_vec());
+    if let Some(name) = chosen.iter().find(|n| !interfaces.contains(n)) {
+        return Err(ConfigError::DecapInterface { name: name.clone() });
+    }
+    Ok(Decap {
+        interfaces: if encaps.is_empty() {
+            Vec::new()
+        } else {
+            chosen
+        },
+        encaps,
+        gue_port,
     })
 }
 

@@ -14,9 +14,9 @@ use aya::{
 };
 
 use vip_common::{
-    AttachMeta, MAP_ATTACH_META, MAP_DENSE_STATS, MAP_POLICY, MAP_RANGES, MAP_RANGE_META,
-    MAP_RANGE_STATS, MAP_SPARSE_STATS, MAP_V4_L2, MAP_V4_RANGES, MAP_V6_RANGES, PINNED_MAPS,
-    PROG_TC, PROG_XDP, V4_L2_BLOCK,
+    AttachMeta, MAP_ATTACH_META, MAP_DECAP, MAP_DENSE_STATS, MAP_POLICY, MAP_RANGES,
+    MAP_RANGE_META, MAP_RANGE_STATS, MAP_SPARSE_STATS, MAP_V4_L2, MAP_V4_RANGES, MAP_V6_RANGES,
+    PINNED_MAPS, PROG_TC, PROG_XDP, V4_L2_BLOCK,
 };
 
 pub use adopt::{adopt, AdoptError};
@@ -69,6 +69,8 @@ pub enum DatapathError {
     NotALink { interface: String },
     #[error("the datapath was adopted from pins: its programs were loaded by an earlier vip run")]
     NoPrograms,
+    #[error("interface {interface} is gone")]
+    NoInterface { interface: String },
     #[error("detaching from {interface}: {source}")]
     Detach {
         interface: String,
@@ -99,6 +101,7 @@ impl Datapath {
             .map_max_entries(MAP_DENSE_STATS, layout.dense_stride() * cpus)
             .map_max_entries(MAP_SPARSE_STATS, layout.sparse_slots * cpus)
             .map_max_entries(MAP_ATTACH_META, interfaces.max(1) as u32)
+            .map_max_entries(MAP_DECAP, interfaces.max(1) as u32)
             .load(EBPF_OBJECT)
             .map_err(DatapathError::Load)?;
         let mut tables = CounterTables::open(|name| ebpf.map(name), true)?;

@@ -2,16 +2,17 @@
 //! the previous layout on a reload, in an order that never points a lookup at a
 //! half-written entry.
 
-use aya::maps::{lpm_trie::Key, Array, LpmTrie, MapError, PerCpuArray, PerCpuValues};
+use aya::maps::{lpm_trie::Key, Array, HashMap, LpmTrie, MapError, PerCpuArray, PerCpuValues};
 use ipnet::IpNet;
 use vip_common::{
-    RangeMeta, RangePolicy, RangeStats, RangeValue, LAYOUT_VERSION, MAP_POLICY, MAP_RANGES,
-    MAP_RANGE_META, MAP_RANGE_STATS, MAP_SETTINGS, MAP_V4_L1, MAP_V4_L2, MAP_V4_RANGES,
-    MAP_V6_RANGES, SETTING_DENSE_STRIDE, SETTING_LAYOUT_VERSION, SETTING_SPARSE_MASK,
+    DecapConfig, RangeMeta, RangePolicy, RangeStats, RangeValue, LAYOUT_VERSION, MAP_DECAP,
+    MAP_POLICY, MAP_RANGES, MAP_RANGE_META, MAP_RANGE_STATS, MAP_SETTINGS, MAP_V4_L1, MAP_V4_L2,
+    MAP_V4_RANGES, MAP_V6_RANGES, SETTING_DECAP_INTERFACES, SETTING_DENSE_STRIDE,
+    SETTING_LAYOUT_VERSION, SETTING_SPARSE_MASK,
 };
 
 use super::{cpu_table::CounterTables, maps::DatapathMaps, typed_map_mut, DatapathError};
-use crate::layout::{Layout, RangeSlot};
+use crate::layout::{DecapEntry, Layout, RangeSlot};
 
 fn map_err(map: &'static str) -> impl Fn(MapError) -> DatapathError {
     move |source| DatapathError::Map { map, source }
@@ -90,6 +91,7 @@ pub(super) fn sync(
             )?;
         }
     }
+    sync_decap(maps, old, new)?;
     // Sparse slots of removed ranges need nothing: their epoch no longer matches
     // a live range, so the datapath reuses them and `vip stats` skips them.
     Ok(())
@@ -167,6 +169,51 @@ fn zero_counters(
     for slot in added {
         for index in slot.value.dense_base..slot.value.dense_base + slot.dense_len {
             tables.dense.zero(index);
+        }
+    }
+    Ok(())
+}
+
+/// Entries of interfaces that decapsulate, then how many there are, then the
+/// entries of interfaces that no longer do. An interface that has gone away
+/// took its ifindex with it: nothing to remove.
+fn sync_decap(
+    maps: &mut DatapathMaps,
+    old: Option<&Layout>,
+    new: &Layout,
+) -> Result<(), DatapathError> {
+    let old_decap: &[DecapEntry] = old.map_or(&[], |l| &l.decap);
+    if old.is_some() && old_decap == new.decap.as_slice() {
+        return Ok(());
+    }
+    let ifindex = |name: &str| nix::net::if_::if_nametoindex(name).ok();
+    {
+        let mut decap: HashMap<_, u32, DecapConfig> = typed_map_mut(maps, MAP_DECAP)?;
+        for entry in &new.decap {
+            let index = ifindex(&entry.interface).ok_or_else(|| DatapathError::NoInterface {
+                interface: entry.interface.clone(),
+            })?;
+            decap
+                .insert(index, entry.value(), 0)
+                .map_err(map_err(MAP_DECAP))?;
+        }
+    }
+    set(
+        maps,
+        MAP_SETTINGS,
+        SETTING_DECAP_INTERFACES,
+        new.decap.len() as u32,
+    )?;
+    let mut decap: HashMap<_, u32, DecapConfig> = typed_map_mut(maps, MAP_DECAP)?;
+    for entry in old_decap {
+        if new.decap.iter().any(|n| n.interface == entry.interface) {
+            continue;
+        }
+        if let Some(index) = ifindex(&entry.interface) {
+            match decap.remove(&index) {
+                Ok(()) | Err(MapError::KeyNotFound) => {}
+                Err(e) => return Err(map_err(MAP_DECAP)(e)),
+            }
         }
     }
     Ok(())

@@ -4,8 +4,8 @@
 use ipnet::IpNet;
 use serde::{Deserialize, Serialize};
 use vip_common::{
-    cpu_table_stride, RangeMeta, RangePolicy, RangeValue, SparseSlot, Verdicts, CPU_TABLE_ALIGN,
-    FAMILY_V4, FAMILY_V6, PER_VIP_DENSE, PER_VIP_SPARSE,
+    cpu_table_stride, DecapConfig, RangeMeta, RangePolicy, RangeValue, SparseSlot, Verdicts,
+    CPU_TABLE_ALIGN, FAMILY_V4, FAMILY_V6, PER_VIP_DENSE, PER_VIP_SPARSE,
 };
 
 use crate::config::{dense_len, range_policy, Config};
@@ -70,6 +70,8 @@ pub struct Layout {
     /// Distinct allow lists by policy id (`RangeValue::policy_id`).
     #[serde(with = "pod_hex::pairs")]
     pub policies: Vec<(u32, RangePolicy)>,
+    /// The interfaces that decapsulate tunnels, and which.
+    pub decap: Vec<DecapEntry>,
 }
 
 impl Layout {
@@ -206,7 +208,37 @@ impl Layout {
             v4_index,
             next_epoch,
             policies,
+            decap: config
+                .decap
+                .interfaces
+                .iter()
+                .map(|interface| DecapEntry {
+                    interface: interface.clone(),
+                    flags: config.decap.flags(),
+                    gue_port: config.decap.gue_port,
+                })
+                .collect(),
         })
+    }
+}
+
+/// One interface that decapsulates: a `MAP_DECAP` entry, keyed by its ifindex
+/// when written.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DecapEntry {
+    pub interface: String,
+    /// `DECAP_*` bits.
+    pub flags: u32,
+    pub gue_port: u16,
+}
+
+impl DecapEntry {
+    pub fn value(&self) -> DecapConfig {
+        DecapConfig {
+            flags: self.flags,
+            gue_port_be: self.gue_port.to_be_bytes(),
+            _pad: [0; 2],
+        }
     }
 }
 

@@ -219,6 +219,15 @@ impl Collector for Snapshot {
         }
         counters(
             &mut encoder,
+            "vip_decapsulated_packets",
+            "Tunnelled packets passed on as their inner packet, by tunnel (also counted for their inner VIP).",
+            global
+                .decapsulated
+                .by_encap()
+                .map(|(encap, packets)| (vec![("encap", encap.to_string())], packets)),
+        )?;
+        counters(
+            &mut encoder,
             "vip_drift_repairs",
             "Host state put back after it changed from outside, by kind.",
             report

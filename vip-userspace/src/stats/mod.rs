@@ -58,6 +58,28 @@ pub struct GlobalReport {
     pub internal_errors: u64,
     /// Non-first fragments let through to ranges with an allow list.
     pub fragments: u64,
+    /// Tunnelled packets passed on as their inner packet, by tunnel (also in
+    /// their inner VIP's accepted count).
+    #[serde(default)]
+    pub decapsulated: Decapsulated,
+}
+
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Decapsulated {
+    pub ipip: u64,
+    pub ip6ip6: u64,
+    pub gue: u64,
+}
+
+impl Decapsulated {
+    /// (tunnel name as in the config, packets).
+    pub fn by_encap(&self) -> [(&'static str, u64); 3] {
+        [
+            ("ipip", self.ipip),
+            ("ip6ip6", self.ip6ip6),
+            ("gue", self.gue),
+        ]
+    }
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]

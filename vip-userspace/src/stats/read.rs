@@ -8,11 +8,12 @@ use aya::maps::{Array, Map, MapError, PerCpuArray, PerCpuValues};
 use ipnet::IpNet;
 use vip_common::{
     AttachMeta, RangeMeta, RangeStats, Verdicts, VipAddr, FAMILY_V4, GLOBAL_COUNTERS,
-    GLOBAL_FRAGMENTS, GLOBAL_INTERNAL_ERRORS, GLOBAL_MALFORMED, GLOBAL_NON_VIP, MAP_ATTACH_META,
-    MAP_GLOBAL_STATS, MAP_RANGE_META, MAP_RANGE_STATS,
+    GLOBAL_DECAP_GUE, GLOBAL_DECAP_IP6IP6, GLOBAL_DECAP_IPIP, GLOBAL_FRAGMENTS,
+    GLOBAL_INTERNAL_ERRORS, GLOBAL_MALFORMED, GLOBAL_NON_VIP, MAP_ATTACH_META, MAP_GLOBAL_STATS,
+    MAP_RANGE_META, MAP_RANGE_STATS,
 };
 
-use super::{AttachReport, GlobalReport, RangeReport, Report};
+use super::{AttachReport, Decapsulated, GlobalReport, RangeReport, Report};
 use crate::datapath::{
     cpu_table::{CounterTables, CpuTable, CpuTableError},
     interface_name,
@@ -267,11 +268,14 @@ fn global(source: &impl MapSource) -> Result<GlobalReport, StatsError> {
             .map_err(map_err(MAP_GLOBAL_STATS))?;
         *total = values.iter().sum();
     }
-    let [non_vip, malformed, internal, fragments] = [
+    let [non_vip, malformed, internal, fragments, ipip, ip6ip6, gue] = [
         GLOBAL_NON_VIP,
         GLOBAL_MALFORMED,
         GLOBAL_INTERNAL_ERRORS,
         GLOBAL_FRAGMENTS,
+        GLOBAL_DECAP_IPIP,
+        GLOBAL_DECAP_IP6IP6,
+        GLOBAL_DECAP_GUE,
     ]
     .map(|index| totals[index as usize]);
     Ok(GlobalReport {
@@ -281,6 +285,7 @@ fn global(source: &impl MapSource) -> Result<GlobalReport, StatsError> {
         malformed_packets: malformed,
         internal_errors: internal,
         fragments,
+        decapsulated: Decapsulated { ipip, ip6ip6, gue },
     })
 }
 

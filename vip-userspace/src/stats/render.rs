@@ -16,6 +16,16 @@ pub fn table(report: &Report) -> String {
         "seen {} packets: {} to no range, {} malformed, {} internal errors, {} later fragments let through",
         g.packets, g.non_vip_packets, g.malformed_packets, g.internal_errors, g.fragments
     );
+    let decapsulated: Vec<String> = g
+        .decapsulated
+        .by_encap()
+        .iter()
+        .filter(|(_, packets)| *packets > 0)
+        .map(|(encap, packets)| format!("{packets} {encap}"))
+        .collect();
+    if !decapsulated.is_empty() {
+        let _ = writeln!(out, "decapsulated: {}", decapsulated.join(", "));
+    }
     for (kind, count) in &report.drift_repairs {
         let _ = writeln!(out, "drift repaired: {kind} x{count}");
     }
