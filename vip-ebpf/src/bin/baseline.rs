@@ -1,14 +1,17 @@
-//! Programs for `cargo xtask bench`, kept out of the production object: the
-//! cheapest XDP programs there are (the baselines), and the traffic generator of
-//! the end-to-end lab.
+//! Programs for `cargo xtask bench` and the tests, kept out of the production
+//! object: the cheapest XDP programs there are (the baselines), the traffic
+//! generator of the end-to-end lab, and the tunnel director of the decap lab.
 #![no_std]
 #![no_main]
 
 use aya_ebpf::{
-    bindings::xdp_action,
-    macros::{map, xdp},
+    bindings::{
+        bpf_adj_room_mode::BPF_ADJ_ROOM_MAC, xdp_action, BPF_F_ADJ_ROOM_ENCAP_L3_IPV4,
+        BPF_F_ADJ_ROOM_ENCAP_L3_IPV6, BPF_F_ADJ_ROOM_ENCAP_L4_UDP, TC_ACT_OK,
+    },
+    macros::{classifier, map, xdp},
     maps::{Array, PerCpuArray},
-    programs::XdpContext,
+    programs::{TcContext, XdpContext},
 };
 
 #[xdp]
@@ -67,6 +70,122 @@ pub fn bench_generator(ctx: XdpContext) -> u32 {
         }
     }
     xdp_action::XDP_TX
+}
+
+/// `TEST_ENCAP_CONFIG` indices.
+const ENCAP_MODE: u32 = 0;
+const ENCAP_GUE_PORT: u32 = 1;
+/// Modes: off, IPv4 in IPv4, IPv6 in IPv6, GUE variant 1 (outer of the inner's
+/// family).
+const MODE_IPIP: u32 = 1;
+const MODE_IP6IP6: u32 = 2;
+const MODE_GUE: u32 = 3;
+/// `TEST_ENCAP_ADDRS` indices: outer source and destination, then the prefix of
+/// destinations to encapsulate (IPv4: the first 3 bytes; IPv6: the first 8).
+const ADDR_SRC_V4: u32 = 0;
+const ADDR_DST_V4: u32 = 1;
+const ADDR_SRC_V6: u32 = 2;
+const ADDR_DST_V6: u32 = 3;
+const ADDR_VIPS_V4: u32 = 4;
+const ADDR_VIPS_V6: u32 = 5;
+
+#[map]
+static TEST_ENCAP_CONFIG: Array<u32> = Array::with_max_entries(2, 0);
+#[map]
+static TEST_ENCAP_ADDRS: Array<[u8; 16]> = Array::with_max_entries(6, 0);
+
+const ETH_HLEN: usize = 14;
+const GUE_SOURCE_PORT: u16 = 40000;
+
+/// The tests' tunnel director (TC egress), Katran-style: packets to the VIP
+/// prefix get an outer header (IPv4 in IPv4, IPv6 in IPv6, or GUE variant 1)
+/// through `bpf_skb_adjust_room` with the encap flags, so no tunnel device is
+/// needed on this kernel. Everything else, and any failure, goes out as it was.
+#[classifier]
+pub fn test_encap(ctx: TcContext) -> i32 {
+    let _ = try_test_encap(&ctx);
+    TC_ACT_OK
+}
+
+fn config(index: u32) -> u32 {
+    TEST_ENCAP_CONFIG.get(index).copied().unwrap_or(0)
+}
+
+fn addr(index: u32) -> [u8; 16] {
+    TEST_ENCAP_ADDRS.get(index).copied().unwrap_or([0; 16])
+}
+
+fn try_test_encap(ctx: &TcContext) -> Result<(), i64> {
+    let mode = config(ENCAP_MODE);
+    let gue = mode == MODE_GUE;
+    let ethertype: [u8; 2] = ctx.load(12)?;
+    let inner_len = ctx.len() as usize - ETH_HLEN;
+    let gue_len = if gue { 8 } else { 0 };
+    let udp = |len: usize| {
+        let [sp0, sp1] = GUE_SOURCE_PORT.to_be_bytes();
+        let [dp0, dp1] = (config(ENCAP_GUE_PORT) as u16).to_be_bytes();
+        let [l0, l1] = (len as u16).to_be_bytes();
+        [sp0, sp1, dp0, dp1, l0, l1, 0, 0]
+    };
+    match u16::from_be_bytes(ethertype) {
+        0x0800 if mode == MODE_IPIP || gue => {
+            let dst: [u8; 4] = ctx.load(ETH_HLEN + 16)?;
+            if dst[..3] != addr(ADDR_VIPS_V4)[..3] {
+                return Ok(());
+            }
+            let outer_len = 20 + gue_len;
+            let flags =
+                BPF_F_ADJ_ROOM_ENCAP_L3_IPV4 | if gue { BPF_F_ADJ_ROOM_ENCAP_L4_UDP } else { 0 };
+            ctx.adjust_room(outer_len as i32, BPF_ADJ_ROOM_MAC, u64::from(flags))?;
+            let mut ip = [0u8; 20];
+            ip[0] = 0x45;
+            ip[2..4].copy_from_slice(&((inner_len + outer_len) as u16).to_be_bytes());
+            ip[8] = 64;
+            ip[9] = if gue { 17 } else { 4 };
+            ip[12..16].copy_from_slice(&addr(ADDR_SRC_V4)[..4]);
+            ip[16..20].copy_from_slice(&addr(ADDR_DST_V4)[..4]);
+            let checksum = ipv4_checksum(&ip);
+            ip[10..12].copy_from_slice(&checksum.to_be_bytes());
+            ctx.store(ETH_HLEN, &ip, 0)?;
+            if gue {
+                ctx.store(ETH_HLEN + 20, &udp(inner_len + 8), 0)?;
+            }
+        }
+        0x86dd if mode == MODE_IP6IP6 || gue => {
+            let dst: [u8; 8] = ctx.load(ETH_HLEN + 24)?;
+            if dst[..] != addr(ADDR_VIPS_V6)[..8] {
+                return Ok(());
+            }
+            let outer_len = 40 + gue_len;
+            let flags =
+                BPF_F_ADJ_ROOM_ENCAP_L3_IPV6 | if gue { BPF_F_ADJ_ROOM_ENCAP_L4_UDP } else { 0 };
+            ctx.adjust_room(outer_len as i32, BPF_ADJ_ROOM_MAC, u64::from(flags))?;
+            let mut ip = [0u8; 40];
+            ip[0] = 0x60;
+            ip[4..6].copy_from_slice(&((inner_len + gue_len) as u16).to_be_bytes());
+            ip[6] = if gue { 17 } else { 41 };
+            ip[7] = 64;
+            ip[8..24].copy_from_slice(&addr(ADDR_SRC_V6));
+            ip[24..40].copy_from_slice(&addr(ADDR_DST_V6));
+            ctx.store(ETH_HLEN, &ip, 0)?;
+            if gue {
+                ctx.store(ETH_HLEN + 40, &udp(inner_len + 8), 0)?;
+            }
+        }
+        _ => {}
+    }
+    Ok(())
+}
+
+fn ipv4_checksum(header: &[u8; 20]) -> u16 {
+    let mut sum = 0u32;
+    for i in 0..10 {
+        sum += u32::from(u16::from_be_bytes([header[2 * i], header[2 * i + 1]]));
+    }
+    while sum > 0xffff {
+        sum = (sum & 0xffff) + (sum >> 16);
+    }
+    !(sum as u16)
 }
 
 #[panic_handler]
