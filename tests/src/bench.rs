@@ -10,6 +10,7 @@ use aya::{
 use crate::{
     fixture::{self, Verdict},
     packets::FrameSpec,
+    tunnel::{encapsulate, Tunnel},
 };
 
 /// A config with `ranges` ranges: `web` 192.0.2.0/24 first, then `web6`
@@ -70,9 +71,13 @@ pub fn load_baselines() -> Ebpf {
 /// Mean ns per run of `program` over `repeat` runs of `frame`, as the kernel
 /// times it; checks the program's verdict.
 pub fn time_xdp(program: &Xdp, frame: &[u8], repeat: u32, verdict: Verdict) -> f64 {
+    // Arriving on lo (ifindex 1 in every namespace): where the fixtures' configs
+    // decapsulate.
+    let ctx = fixture::xdp_md(frame.len(), 1);
     let result = program
         .test_run(TestRunOptions {
             data_in: Some(frame),
+            ctx_in: Some(&ctx),
             repeat,
             ..TestRunOptions::default()
         })
@@ -95,6 +100,8 @@ pub struct Case {
     pub dst: IpAddr,
     pub dst_port: u16,
     pub verdict: Verdict,
+    /// The frame comes in IPIP; it is timed through `PROG_BENCH_DECAP`.
+    pub tunnelled: bool,
 }
 
 impl Case {
@@ -108,6 +115,17 @@ impl Case {
             dst,
             dst_port: 53,
             verdict: Verdict::Pass,
+            tunnelled: false,
+        }
+    }
+
+    /// The 64-byte UDP frame to a VIP, in IPIP, decapsulated.
+    pub fn decap() -> Case {
+        Case {
+            label: "decap: IPIP, 64-byte inner UDP frame".to_string(),
+            config: format!("decap = [\"ipip\"]\n{}", config(1)),
+            tunnelled: true,
+            ..Case::ranges(1, "192.0.2.7".parse().unwrap(), "IPv4")
         }
     }
 
@@ -128,6 +146,7 @@ impl Case {
             dst: "192.0.2.7".parse().unwrap(),
             dst_port,
             verdict,
+            tunnelled: false,
         }
     }
 }
@@ -172,26 +191,34 @@ pub fn measure(case: Case, runs: usize, repeat: u32) -> Measurement {
         .unwrap()
         .try_into()
         .unwrap();
-    let frame = FrameSpec::udp(case.dst, case.dst_port)
+    let inner = FrameSpec::udp(case.dst, case.dst_port)
         .frame_len(64)
         .build();
+    let frame = if case.tunnelled {
+        encapsulate(&inner, Tunnel::Ipip)
+    } else {
+        inner
+    };
     let before = fixture::snapshot(&datapath);
     let (mut vip_ns, mut baseline_ns) = (Vec::new(), Vec::new());
     for _ in 0..runs {
         baseline_ns.push(time_xdp(baseline, &frame, repeat, case.verdict));
-        vip_ns.push(time_xdp(
-            datapath.xdp().expect("vip_xdp"),
-            &frame,
-            repeat,
-            case.verdict,
-        ));
+        let program = if case.tunnelled {
+            datapath.bench_decap().expect("the decap bench program")
+        } else {
+            datapath.xdp().expect("vip_xdp")
+        };
+        vip_ns.push(time_xdp(program, &frame, repeat, case.verdict));
     }
-    let moved = fixture::deltas(&before, &fixture::snapshot(&datapath))
-        .vips
-        .get(&case.dst)
-        .copied()
-        .unwrap_or_default();
+    let deltas = fixture::deltas(&before, &fixture::snapshot(&datapath));
+    let moved = deltas.vips.get(&case.dst).copied().unwrap_or_default();
     let sent = runs as u64 * u64::from(repeat);
+    if case.tunnelled {
+        assert_eq!(
+            deltas.global.decapsulated.ipip, sent,
+            "every run decapsulated"
+        );
+    }
     let counted = match case.verdict {
         Verdict::Pass => (moved.packets, moved.bytes),
         Verdict::Drop => (moved.dropped_packets, moved.dropped_bytes),

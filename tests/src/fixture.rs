@@ -12,7 +12,7 @@ use vip_userspace::{
 /// Loads (but does not attach) a datapath for `config_toml`.
 pub fn load(config_toml: &str) -> Datapath {
     let config = Config::parse(config_toml, Path::new("fixture")).expect("fixture config is valid");
-    Datapath::load(&Layout::new(&config), 0).expect("datapath loads")
+    Datapath::load(&Layout::new(&config), &config.interfaces).expect("datapath loads")
 }
 
 /// Counter changes caused by one run.
@@ -113,7 +113,7 @@ pub fn run_once(datapath: &mut Datapath, program: Program, frame: &[u8]) -> Verd
 
 /// `struct xdp_md` as BPF_PROG_TEST_RUN takes it: the frame arriving on
 /// `ifindex` (which must exist in this namespace), queue 0.
-fn xdp_md(frame_len: usize, ifindex: u32) -> [u8; 24] {
+pub fn xdp_md(frame_len: usize, ifindex: u32) -> [u8; 24] {
     let fields: [u32; 6] = [0, frame_len as u32, 0, ifindex, 0, 0];
     let mut out = [0u8; 24];
     for (chunk, field) in out.chunks_exact_mut(4).zip(fields) {

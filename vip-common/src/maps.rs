@@ -35,9 +35,14 @@ pub const MAP_RANGE_META: &str = "VIP_RANGE_META";
 /// Array of [`crate::AttachMeta`], written by userspace only; pinned last, after attaching.
 pub const MAP_ATTACH_META: &str = "VIP_ATTACH_META";
 
-/// Hash of ingress ifindex -> [`DecapConfig`]: the interfaces where XDP
-/// decapsulates tunnelled packets to VIPs, and which tunnels.
+/// Array of [`DecapConfig`] indexed by ingress ifindex (as long as the highest
+/// ifindex of `interfaces`): the interfaces where XDP decapsulates tunnelled
+/// packets to VIPs, and which tunnels (flags 0: none).
 pub const MAP_DECAP: &str = "VIP_DECAP";
+
+/// Per-CPU scratch `u32` of the decapsulation path (see vip-ebpf's decap.rs);
+/// holds nothing between packets, so it is not pinned.
+pub const MAP_DECAP_SCRATCH: &str = "VIP_DECAP_SCRATCH";
 
 /// Every map the daemon pins, in pin order: `MAP_ATTACH_META` is last, so its pin
 /// marks a datapath that is fully set up.
@@ -61,6 +66,9 @@ pub const PINNED_MAPS: [&str; 14] = [
 /// Names of the eBPF programs in the object.
 pub const PROG_XDP: &str = "vip_xdp";
 pub const PROG_TC: &str = "vip_tc";
+/// `cargo xtask bench` only, never attached: `vip_xdp` on an IPIP frame, then the
+/// frame put back as it came (BPF_PROG_TEST_RUN repeats reuse one buffer).
+pub const PROG_BENCH_DECAP: &str = "bench_vip_xdp_decap";
 
 pub const V4_L1_ENTRIES: u32 = 1 << 16;
 pub const V4_L2_BLOCK: u32 = 256;

@@ -5,9 +5,8 @@ use vip_common::{GLOBAL_INTERNAL_ERRORS, GLOBAL_MALFORMED, GLOBAL_NON_VIP};
 use crate::{
     count,
     cursor::PacketBuf,
-    decap::{self, Strip},
-    lookup,
-    parse::{self, Destination, Malformed, L3},
+    decap, lookup,
+    parse::{self, Carrier, Destination, Malformed, Next, L3},
     policy::{self, Judgement},
 };
 
@@ -15,8 +14,6 @@ use crate::{
 pub enum Verdict {
     Pass,
     Drop,
-    /// Pass the inner packet of a tunnel (only where `decap_ifindex` is `Some`).
-    Decap(Strip),
 }
 
 /// Why classification stopped early. Each failure is counted in its own global
@@ -51,31 +48,42 @@ impl From<count::MapInconsistent> for Failure {
 
 #[inline(always)]
 pub fn classify<B: PacketBuf>(buf: &B) -> Result<Verdict, Failure> {
-    let bytes = buf.len();
     let l3 = parse::network(buf)?;
-    if let Some(verdict) = to_range(buf, &l3, bytes)? {
+    if let Some(verdict) = to_range(buf, &l3, false)? {
         return Ok(verdict);
     }
-    // Not for a VIP: a tunnel to one, on an interface that decapsulates? Its
-    // inner packet is judged and counted as if it had come in bare.
-    if let Some(tunnel) = decap::tunnel(buf, &l3)? {
-        let inner_bytes = bytes - tunnel.strip.outer_len as u64;
-        if let Some(verdict) = to_range(buf, &tunnel.inner, inner_bytes)? {
-            return Ok(match verdict {
-                Verdict::Pass => {
-                    count::global(tunnel.counter);
-                    Verdict::Decap(tunnel.strip)
-                }
-                other => other,
-            });
-        }
+    if buf.decap_ifindex().is_none() {
+        return Ok(non_vip());
     }
-    Ok(non_vip())
+    // Not for a VIP: a tunnel to one, where this program decapsulates?
+    tunnelled(buf, l3.next, l3.carrier)
+}
+
+/// A packet to no VIP that may be a tunnel to one: its inner packet is judged
+/// and counted as if it had come in bare (its own length), then stripped. Not
+/// inlined on purpose: the common path stays as small as it was, and the
+/// verifier checks this once.
+#[inline(never)]
+fn tunnelled<B: PacketBuf>(buf: &B, next: Next, carrier: Carrier) -> Result<Verdict, Failure> {
+    let Some(inner) = decap::tunnel(buf, next, carrier)? else {
+        return Ok(non_vip());
+    };
+    let Some(verdict) = to_range(buf, &inner, true)? else {
+        return Ok(non_vip());
+    };
+    if let Verdict::Pass = verdict {
+        let strip = decap::pending().ok_or(Failure::Internal)?;
+        buf.strip(strip)?;
+        count::global(strip.counter);
+    }
+    Ok(verdict)
 }
 
 /// The verdict for a packet to `l3`'s destination, counted, if that is a VIP.
+/// `tunnelled`: `l3` is a tunnel's inner header, and [`decap::pending`] says
+/// how long the outer headers are (read only then, see [`decap::Pending`]).
 #[inline(always)]
-fn to_range<B: PacketBuf>(buf: &B, l3: &L3, bytes: u64) -> Result<Option<Verdict>, Failure> {
+fn to_range<B: PacketBuf>(buf: &B, l3: &L3, tunnelled: bool) -> Result<Option<Verdict>, Failure> {
     match l3.dst {
         Destination::V4 { addr_be } => {
             let Some(range) = lookup::range_v4(addr_be) else {
@@ -83,7 +91,7 @@ fn to_range<B: PacketBuf>(buf: &B, l3: &L3, bytes: u64) -> Result<Option<Verdict
             };
             let (verdict, counted) = outcome(policy::judge(buf, range.policy_id, l3.next));
             if let Some(drop) = counted {
-                count::v4_hit(range, addr_be, bytes, drop)?;
+                count::v4_hit(range, addr_be, bytes(buf, tunnelled)?, drop)?;
             }
             Ok(Some(verdict))
         }
@@ -100,12 +108,22 @@ fn to_range<B: PacketBuf>(buf: &B, l3: &L3, bytes: u64) -> Result<Option<Verdict
             };
             let (verdict, counted) = outcome(policy::judge(buf, range.policy_id, l3.next));
             if let Some(drop) = counted {
-                count::sparse_hit(range, &vip, found, bytes, drop)?;
+                count::sparse_hit(range, &vip, found, bytes(buf, tunnelled)?, drop)?;
             }
             Ok(Some(verdict))
         }
         Destination::NotIp => Ok(None),
     }
+}
+
+/// What a VIP's counters add: the frame's length, less a tunnel's outer headers.
+#[inline(always)]
+fn bytes<B: PacketBuf>(buf: &B, tunnelled: bool) -> Result<u64, Failure> {
+    if !tunnelled {
+        return Ok(buf.len());
+    }
+    let outer = decap::pending().ok_or(Failure::Internal)?.outer_len as u64;
+    Ok(buf.len().saturating_sub(outer))
 }
 
 #[inline(always)]

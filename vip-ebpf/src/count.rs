@@ -76,15 +76,16 @@ pub fn v4_hit(
     Ok(())
 }
 
-/// Where a sparse VIP is, or can go, in this CPU's table.
+/// Where a sparse VIP is, or can go, in this CPU's table. A struct whose fields
+/// are always set rather than an enum: the verifier refuses to see an enum's
+/// unset payload copied, and the compiler copies it.
 #[derive(Clone, Copy)]
-pub enum Sparse {
-    /// The VIP's slot (its range may since have been removed by a reload).
-    Found(*mut SparseSlot),
-    /// A free slot, or one of a removed range, to take.
-    Free(*mut SparseSlot),
-    /// Every probed slot holds another live VIP.
-    Full,
+pub struct Sparse {
+    /// The VIP's slot, or a free slot (or one of a removed range) to take; null
+    /// when every probed slot holds another live VIP.
+    slot: *mut SparseSlot,
+    /// `slot` is the VIP's (its range may since have been removed by a reload).
+    found: bool,
 }
 
 /// Probes this CPU's table for `vip`. The table is never emptied, so a never-used
@@ -94,7 +95,7 @@ pub fn sparse_find(vip: &VipAddr) -> Sparse {
     let mask = setting(SETTING_SPARSE_MASK);
     let base = cpu().wrapping_mul(mask.wrapping_add(1));
     let start = sparse_hash(vip);
-    let mut reusable = None;
+    let mut reusable: *mut SparseSlot = core::ptr::null_mut();
     for i in 0..SPARSE_PROBES {
         let index = base.wrapping_add(start.wrapping_add(i) & mask);
         let Some(slot) = VIP_SPARSE_STATS.get_ptr_mut(index) else {
@@ -103,16 +104,20 @@ pub fn sparse_find(vip: &VipAddr) -> Sparse {
         // SAFETY: per-CPU slot, as above.
         let current = unsafe { &*slot };
         if current.epoch == 0 {
-            return Sparse::Free(reusable.unwrap_or(slot));
+            let slot = if reusable.is_null() { slot } else { reusable };
+            return Sparse { slot, found: false };
         }
         if current.vip == *vip {
-            return Sparse::Found(slot);
+            return Sparse { slot, found: true };
         }
-        if reusable.is_none() && live_range(current).is_none() {
-            reusable = Some(slot);
+        if reusable.is_null() && live_range(current).is_none() {
+            reusable = slot;
         }
     }
-    reusable.map_or(Sparse::Full, Sparse::Free)
+    Sparse {
+        slot: reusable,
+        found: false,
+    }
 }
 
 /// The range a slot was counted for, if a reload has not removed it since.
@@ -124,11 +129,11 @@ pub fn live_range(slot: &SparseSlot) -> Option<&'static RangeValue> {
 /// The live range of a found slot, without a trie lookup.
 #[inline(always)]
 pub fn found_range(found: Sparse) -> Option<&'static RangeValue> {
-    match found {
-        // SAFETY: per-CPU slot, as above.
-        Sparse::Found(slot) => live_range(unsafe { &*slot }),
-        _ => None,
+    if !found.found || found.slot.is_null() {
+        return None;
     }
+    // SAFETY: per-CPU slot, as above.
+    live_range(unsafe { &*found.slot })
 }
 
 /// Counts one packet to `vip` of sparse `range` in the slot `sparse_find` gave
@@ -144,19 +149,16 @@ pub fn sparse_hit(
     if range.per_vip_mode != PER_VIP_SPARSE {
         return Err(MapInconsistent);
     }
-    let slot = match found {
-        Sparse::Found(slot) | Sparse::Free(slot) => slot,
-        Sparse::Full => {
-            let stats = VIP_RANGE_STATS
-                .get_ptr_mut(range.range_id)
-                .ok_or(MapInconsistent)?;
-            // SAFETY: as above.
-            unsafe { (*stats).sparse_overflow.side(drop).add(bytes) };
-            return Ok(());
-        }
-    };
+    if found.slot.is_null() {
+        let stats = VIP_RANGE_STATS
+            .get_ptr_mut(range.range_id)
+            .ok_or(MapInconsistent)?;
+        // SAFETY: as above.
+        unsafe { (*stats).sparse_overflow.side(drop).add(bytes) };
+        return Ok(());
+    }
     // SAFETY: per-CPU slot, as above.
-    let slot = unsafe { &mut *slot };
+    let slot = unsafe { &mut *found.slot };
     if slot.epoch != range.epoch || slot.range_id != range.range_id || slot.vip != *vip {
         // A new slot, or one left by a removed range: start it afresh.
         *slot = SparseSlot {

@@ -4,6 +4,8 @@ use core::mem::size_of;
 
 use aya_ebpf::programs::{TcContext, XdpContext};
 
+use crate::{classify::Failure, decap::Strip};
+
 /// A packet's linear data, as a `[start, end)` range of addresses.
 pub trait PacketBuf {
     fn start(&self) -> usize;
@@ -20,6 +22,13 @@ pub trait PacketBuf {
     #[inline(always)]
     fn decap_ifindex(&self) -> Option<u32> {
         None
+    }
+
+    /// Removes a tunnel's outer headers (only called where `decap_ifindex` is
+    /// `Some`).
+    #[inline(always)]
+    fn strip(&self, _strip: Strip) -> Result<(), Failure> {
+        Err(Failure::Internal)
     }
 }
 
@@ -38,6 +47,11 @@ impl PacketBuf for XdpContext {
     fn decap_ifindex(&self) -> Option<u32> {
         // SAFETY: the context pointer the kernel passed to this program.
         Some(unsafe { (*self.ctx).ingress_ifindex })
+    }
+
+    #[inline(always)]
+    fn strip(&self, strip: Strip) -> Result<(), Failure> {
+        crate::decap::strip(self, strip)
     }
 }
 
@@ -72,26 +86,43 @@ pub fn check_len<B: PacketBuf>(buf: &B, offset: usize, len: usize) -> Result<(),
 }
 
 /// A pointer to a `T` at `offset`, if the whole `T` lies inside the packet.
-/// `T` must be a byte array or a struct of byte arrays (alignment 1): packet
-/// headers are not aligned.
+/// Packet headers are not aligned: the pointer is only read or written
+/// unaligned. Header fields are byte arrays (or structs of them), so that their
+/// byte order is visible at the read; plain integers only move bytes unchanged.
 #[inline(always)]
 pub fn ptr_at<T, B: PacketBuf>(buf: &B, offset: usize) -> Result<*const T, Truncated> {
     check_len(buf, offset, size_of::<T>())?;
     Ok((buf.start() + offset) as *const T)
 }
 
-/// Writes a `T` at `offset` (see [`ptr_at`]).
+/// Writes a `T` at `offset` of an XDP frame right after a helper moved it
+/// (`bpf_xdp_adjust_head`): the bounds are read afresh (volatile), so that the
+/// compiler cannot reuse a packet pointer from before the move, which the
+/// verifier no longer accepts.
 #[inline(always)]
-pub fn write_at<T: Copy, B: PacketBuf>(buf: &B, offset: usize, value: T) -> Result<(), Truncated> {
-    let p = ptr_at::<T, B>(buf, offset)?.cast_mut();
-    // SAFETY: as for read_at; XDP and TC programs may write their packet data.
-    unsafe { p.write_unaligned(value) };
+pub fn write_after_move<T: Copy>(
+    ctx: &XdpContext,
+    offset: usize,
+    value: T,
+) -> Result<(), Truncated> {
+    // SAFETY: the context pointer the kernel passed to the program.
+    let (start, end) = unsafe {
+        (
+            core::ptr::read_volatile(&(*ctx.ctx).data) as usize,
+            core::ptr::read_volatile(&(*ctx.ctx).data_end) as usize,
+        )
+    };
+    if start + offset + size_of::<T>() > end {
+        return Err(Truncated);
+    }
+    // SAFETY: inside the packet (checked); written unaligned.
+    unsafe { ((start + offset) as *mut T).write_unaligned(value) };
     Ok(())
 }
 
 /// Reads a `T` at `offset` by value (see [`ptr_at`]).
 #[inline(always)]
 pub fn read_at<T: Copy, B: PacketBuf>(buf: &B, offset: usize) -> Result<T, Truncated> {
-    // SAFETY: ptr_at checked that the whole T is inside the packet, and T has alignment 1.
+    // SAFETY: ptr_at checked that the whole T is inside the packet; read unaligned.
     ptr_at::<T, B>(buf, offset).map(|p| unsafe { p.read_unaligned() })
 }

@@ -2,7 +2,12 @@
 //! where userspace enabled them (`MAP_DECAP`), and the XDP step that strips the
 //! outer headers so the stack gets the inner packet. No tunnel device needed.
 
-use aya_ebpf::{helpers::bpf_xdp_adjust_head, macros::map, maps::HashMap, programs::XdpContext};
+use aya_ebpf::{
+    helpers::bpf_xdp_adjust_head,
+    macros::map,
+    maps::{Array, PerCpuArray},
+    programs::XdpContext,
+};
 use vip_common::{
     DecapConfig, DECAP_GUE, DECAP_IP6IP6, DECAP_IPIP, GLOBAL_DECAP_GUE, GLOBAL_DECAP_IP6IP6,
     GLOBAL_DECAP_IPIP, IPPROTO_IPIP, IPPROTO_IPV6, IPPROTO_UDP, SETTING_DECAP_INTERFACES,
@@ -11,64 +16,115 @@ use vip_common::{
 use crate::{
     classify::Failure,
     count,
-    cursor::{read_at, write_at, PacketBuf},
-    parse::{self, Malformed, ETH_P_IPV4, ETH_P_IPV6, L3, UDP_HLEN},
+    cursor::{read_at, write_after_move, PacketBuf},
+    parse::{self, Carrier, Malformed, Next, ETH_P_IPV4, ETH_P_IPV6, L3, UDP_HLEN},
 };
 
 #[map]
-static VIP_DECAP: HashMap<u32, DecapConfig> = HashMap::with_max_entries(1, 0);
+static VIP_DECAP: Array<DecapConfig> = Array::with_max_entries(1, 0);
+#[map]
+static VIP_DECAP_SCRATCH: PerCpuArray<Pending> = PerCpuArray::with_max_entries(1, 0);
+
+/// Deepest inner IP header vip decapsulates: two VLAN tags, IPv6, UDP and GUE
+/// with its longest options.
+const MAX_INNER_OFFSET: u32 = 22 + 40 + 8 + 4 + 124;
 
 /// The GUE header's fixed part (RFC draft-ietf-intarea-gue, variant 0).
 const GUE_HLEN: usize = 4;
 /// Variant 0, C bit: a control message, not a tunnelled packet.
 const GUE_CONTROL: u8 = 0x20;
 
-/// A tunnelled packet: its inner IP header, how to strip the outer headers, and
-/// the `GLOBAL_DECAP_*` counter it goes to once decapsulated.
-pub struct Tunnel {
-    pub inner: L3,
-    pub strip: Strip,
+/// What one tunnel kind needs to be stripped and counted, parked in this CPU's
+/// scratch slot while the inner packet is judged. Why a map: the verifier
+/// tracks each kind's values exactly, so with them in registers it would check
+/// the whole inner path once per kind and run out of budget. Read back from a
+/// map, they are unknowns it checks once. Only this program reads it.
+#[repr(C)]
+#[derive(Clone, Copy)]
+pub struct Pending {
+    inner_offset: u32,
+    /// Length of the link-layer headers (Ethernet and VLAN tags), kept.
+    l2_len: u32,
+    /// Bytes removed after them: the outer IP header, and UDP and GUE for GUE.
+    outer_len: u32,
+    /// The ethertype the frame gets (the inner family's).
+    inner_ethertype: u32,
+    /// `GLOBAL_DECAP_*`.
+    counter: u32,
+}
+
+/// What [`strip`] removes and rewrites, read back from the scratch slot.
+#[derive(Clone, Copy)]
+pub struct Strip {
+    pub l2_len: usize,
+    pub outer_len: usize,
+    pub inner_ethertype: u16,
     pub counter: u32,
 }
 
-/// What [`strip`] removes and rewrites.
-#[derive(Clone, Copy)]
-pub struct Strip {
-    /// Length of the link-layer headers (Ethernet and VLAN tags), kept.
-    pub l2_len: usize,
-    /// Bytes removed after them: the outer IP header, and UDP and GUE for GUE.
-    pub outer_len: usize,
-    /// The ethertype the frame gets (the inner family's).
-    pub inner_ethertype: u16,
+#[inline(always)]
+fn park(pending: Pending) -> Option<()> {
+    let slot = VIP_DECAP_SCRATCH.get_ptr_mut(0)?;
+    // SAFETY: this CPU's slot, and XDP programs do not nest on a CPU; volatile,
+    // so that the compiler does not carry the values past the map.
+    unsafe { core::ptr::write_volatile(slot, pending) };
+    Some(())
 }
 
-/// `outer` as a tunnel this interface decapsulates, if it is one. Fragments
-/// are never decapsulated: their inner packet is not whole.
 #[inline(always)]
-pub fn tunnel<B: PacketBuf>(buf: &B, outer: &L3) -> Result<Option<Tunnel>, Malformed> {
+fn parked() -> Option<Pending> {
+    let slot = VIP_DECAP_SCRATCH.get_ptr_mut(0)?;
+    // SAFETY: as in `park`.
+    Some(unsafe { core::ptr::read_volatile(slot) })
+}
+
+/// How to strip the tunnel [`tunnel`] found, for the packet being classified.
+#[inline(always)]
+pub fn pending() -> Option<Strip> {
+    let pending = parked()?;
+    Some(Strip {
+        l2_len: pending.l2_len as usize,
+        outer_len: pending.outer_len as usize,
+        inner_ethertype: pending.inner_ethertype as u16,
+        counter: pending.counter,
+    })
+}
+
+/// The inner IP header of the packet, if it is a tunnel this interface
+/// decapsulates (see [`pending`] for how to strip it), from its outer header's
+/// `next` and `carrier`. Fragments are never decapsulated: their inner packet
+/// is not whole.
+#[inline(always)]
+pub fn tunnel<B: PacketBuf>(
+    buf: &B,
+    next: Next,
+    carrier: Carrier,
+) -> Result<Option<L3>, Malformed> {
     let Some(ifindex) = buf.decap_ifindex() else {
         return Ok(None);
     };
-    let proto = outer.next.proto;
-    if outer.fragment
+    let proto = next.proto;
+    if carrier.fragment
         || !matches!(proto, IPPROTO_IPIP | IPPROTO_IPV6 | IPPROTO_UDP)
         || count::setting(SETTING_DECAP_INTERFACES) == 0
     {
         return Ok(None);
     }
-    // SAFETY: a plain lookup; the value is only read.
-    let Some(config) = (unsafe { VIP_DECAP.get(&ifindex) }) else {
+    let Some(config) = VIP_DECAP.get(ifindex) else {
         return Ok(None);
     };
+    if config.flags == 0 {
+        return Ok(None);
+    }
     let (inner_offset, inner_proto, counter) = if proto == IPPROTO_UDP {
         if config.flags & DECAP_GUE == 0 {
             return Ok(None);
         }
-        let udp: [u8; UDP_HLEN] = read_at(buf, outer.next.offset)?;
+        let udp: [u8; UDP_HLEN] = read_at(buf, next.offset)?;
         if [udp[2], udp[3]] != config.gue_port_be {
             return Ok(None);
         }
-        let gue = outer.next.offset + UDP_HLEN;
+        let gue = next.offset + UDP_HLEN;
         let head: [u8; 2] = read_at(buf, gue)?;
         match head[0] >> 6 {
             0 if head[0] & GUE_CONTROL == 0 => {
@@ -83,55 +139,95 @@ pub fn tunnel<B: PacketBuf>(buf: &B, outer: &L3) -> Result<Option<Tunnel>, Malfo
             },
             _ => return Ok(None),
         }
-    } else if outer.next.ipv6 {
+    } else if next.ipv6 {
         if config.flags & DECAP_IP6IP6 == 0 {
             return Ok(None);
         }
-        (outer.next.offset, proto, GLOBAL_DECAP_IP6IP6)
+        (next.offset, proto, GLOBAL_DECAP_IP6IP6)
     } else {
         if config.flags & DECAP_IPIP == 0 {
             return Ok(None);
         }
-        (outer.next.offset, proto, GLOBAL_DECAP_IPIP)
+        (next.offset, proto, GLOBAL_DECAP_IPIP)
     };
-    let (inner, inner_ethertype) = match inner_proto {
-        IPPROTO_IPIP => (parse::ipv4(buf, inner_offset)?, ETH_P_IPV4),
-        IPPROTO_IPV6 => (parse::ipv6(buf, inner_offset)?, ETH_P_IPV6),
-        _ => return Ok(None),
-    };
-    Ok(Some(Tunnel {
-        inner,
-        strip: Strip {
-            l2_len: outer.header_offset,
-            outer_len: inner_offset - outer.header_offset,
-            inner_ethertype,
-        },
+    if park(Pending {
+        inner_offset: inner_offset as u32,
+        l2_len: carrier.header_offset as u32,
+        outer_len: (inner_offset - carrier.header_offset) as u32,
+        inner_ethertype: u32::from(if inner_proto == IPPROTO_IPIP {
+            ETH_P_IPV4
+        } else {
+            ETH_P_IPV6
+        }),
         counter,
+    })
+    .is_none()
+    {
+        return Ok(None);
+    }
+    let Some(inner_offset) = parked()
+        .map(|p| p.inner_offset)
+        .filter(|&offset| offset <= MAX_INNER_OFFSET)
+    else {
+        return Ok(None);
+    };
+    let inner_offset = inner_offset as usize;
+    Ok(Some(match inner_proto {
+        IPPROTO_IPIP => parse::ipv4(buf, inner_offset)?,
+        IPPROTO_IPV6 => parse::ipv6(buf, inner_offset)?,
+        _ => return Ok(None),
     }))
 }
 
 /// Removes the outer headers: the link-layer headers move up to just before the
 /// inner IP header, with the inner family's ethertype, and the frame starts there.
+/// They move as whole words (unaligned loads are allowed): as a byte array the
+/// compiler would copy them byte by byte.
 #[inline(always)]
 pub fn strip(ctx: &XdpContext, strip: Strip) -> Result<(), Failure> {
+    let internal = |_| Failure::Internal;
     match strip.l2_len {
-        14 => strip_with::<14>(ctx, strip),
-        18 => strip_with::<18>(ctx, strip),
-        22 => strip_with::<22>(ctx, strip),
-        _ => Err(Failure::Internal),
+        14 => {
+            let (a, b): (u64, u32) = (
+                read_at(ctx, 0).map_err(internal)?,
+                read_at(ctx, 8).map_err(internal)?,
+            );
+            shrink(ctx, strip.outer_len)?;
+            write_after_move(ctx, 0, a).map_err(internal)?;
+            write_after_move(ctx, 8, b).map_err(internal)?;
+        }
+        18 => {
+            let (a, b): (u64, u64) = (
+                read_at(ctx, 0).map_err(internal)?,
+                read_at(ctx, 8).map_err(internal)?,
+            );
+            shrink(ctx, strip.outer_len)?;
+            write_after_move(ctx, 0, a).map_err(internal)?;
+            write_after_move(ctx, 8, b).map_err(internal)?;
+        }
+        22 => {
+            let (a, b, c): (u64, u64, u32) = (
+                read_at(ctx, 0).map_err(internal)?,
+                read_at(ctx, 8).map_err(internal)?,
+                read_at(ctx, 16).map_err(internal)?,
+            );
+            shrink(ctx, strip.outer_len)?;
+            write_after_move(ctx, 0, a).map_err(internal)?;
+            write_after_move(ctx, 8, b).map_err(internal)?;
+            write_after_move(ctx, 16, c).map_err(internal)?;
+        }
+        _ => return Err(Failure::Internal),
     }
+    write_after_move(ctx, strip.l2_len - 2, strip.inner_ethertype.to_be_bytes()).map_err(internal)
 }
 
+/// Moves the frame's start forward by `len` bytes.
 #[inline(always)]
-fn strip_with<const L2: usize>(ctx: &XdpContext, strip: Strip) -> Result<(), Failure> {
-    let mut l2: [u8; L2] = read_at(ctx, 0).map_err(|_| Failure::Internal)?;
-    let ethertype = strip.inner_ethertype.to_be_bytes();
-    l2[L2 - 2] = ethertype[0];
-    l2[L2 - 1] = ethertype[1];
+fn shrink(ctx: &XdpContext, len: usize) -> Result<(), Failure> {
     // SAFETY: the context this program was given; shrinking the head by the
     // outer headers' length, which the parse found inside the packet.
-    if unsafe { bpf_xdp_adjust_head(ctx.ctx, strip.outer_len as i32) } != 0 {
+    if unsafe { bpf_xdp_adjust_head(ctx.ctx, len as i32) } != 0 {
         return Err(Failure::Internal);
     }
-    write_at(ctx, 0, l2).map_err(|_| Failure::Internal)
+    Ok(())
 }

@@ -87,6 +87,12 @@ pub struct Next {
 pub struct L3 {
     pub dst: Destination,
     pub next: Next,
+    pub carrier: Carrier,
+}
+
+/// What a tunnel's outer header tells beyond [`Next`].
+#[derive(Clone, Copy)]
+pub struct Carrier {
     /// Where the IP header starts: the length of the link-layer headers.
     pub header_offset: usize,
     /// IPv4 only: a fragment, first or later (MF set or a fragment offset).
@@ -145,8 +151,10 @@ pub fn network<B: PacketBuf>(buf: &B) -> Result<L3, Malformed> {
                 later_fragment: false,
                 ipv6: false,
             },
-            header_offset: offset,
-            fragment: false,
+            carrier: Carrier {
+                header_offset: offset,
+                fragment: false,
+            },
         }),
     }
 }
@@ -171,8 +179,10 @@ pub fn ipv4<B: PacketBuf>(buf: &B, offset: usize) -> Result<L3, Malformed> {
             later_fragment: frag_offset != 0,
             ipv6: false,
         },
-        header_offset: offset,
-        fragment: frag_off & (IPV4_MF | 0x1fff) != 0,
+        carrier: Carrier {
+            header_offset: offset,
+            fragment: frag_off & (IPV4_MF | 0x1fff) != 0,
+        },
     })
 }
 
@@ -203,8 +213,10 @@ pub fn ipv6<B: PacketBuf>(buf: &B, offset: usize) -> Result<L3, Malformed> {
             later_fragment: false,
             ipv6: true,
         },
-        header_offset: offset,
-        fragment: false,
+        carrier: Carrier {
+            header_offset: offset,
+            fragment: false,
+        },
     })
 }
 

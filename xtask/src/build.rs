@@ -83,7 +83,7 @@ pub fn all(root: &Path) -> anyhow::Result<Artifacts> {
         // BTF makes the object self-describing (needed by aya for map layouts).
         .env(
             "CARGO_ENCODED_RUSTFLAGS",
-            "-C\x1fdebuginfo=2\x1f-C\x1flink-arg=--btf\x1f-C\x1ftarget-cpu=v3\x1f-C\x1flink-arg=--cpu-features=+allows-misaligned-mem-access",
+            "-C\x1fdebuginfo=2\x1f-C\x1flink-arg=--btf\x1f-C\x1ftarget-cpu=v3\x1f-C\x1flink-arg=--cpu-features=+allows-misaligned-mem-access\x1f-C\x1flink-arg=--llvm-args=-enable-tail-merge=false",
         );
     run(&mut ebpf, "building the eBPF datapath")?;
     let artifacts = Artifacts {

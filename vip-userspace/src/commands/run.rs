@@ -93,7 +93,7 @@ pub fn run(
         } else {
             let layout = Layout::new(&config);
             let datapath =
-                Datapath::load(&layout, config.interfaces.len()).context("loading the datapath")?;
+                Datapath::load(&layout, &config.interfaces).context("loading the datapath")?;
             (datapath, layout)
         };
         layout_file.save(&layout)?;

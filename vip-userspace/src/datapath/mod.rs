@@ -16,7 +16,7 @@ use aya::{
 use vip_common::{
     AttachMeta, MAP_ATTACH_META, MAP_DECAP, MAP_DENSE_STATS, MAP_POLICY, MAP_RANGES,
     MAP_RANGE_META, MAP_RANGE_STATS, MAP_SPARSE_STATS, MAP_V4_L2, MAP_V4_RANGES, MAP_V6_RANGES,
-    PINNED_MAPS, PROG_TC, PROG_XDP, V4_L2_BLOCK,
+    PINNED_MAPS, PROG_BENCH_DECAP, PROG_TC, PROG_XDP, V4_L2_BLOCK,
 };
 
 pub use adopt::{adopt, AdoptError};
@@ -85,9 +85,21 @@ pub struct Datapath {
 }
 
 impl Datapath {
-    /// Loads the object with maps sized for `layout`, fills the range maps and
-    /// loads (verifies) the XDP program. Nothing is attached yet.
-    pub fn load(layout: &Layout, interfaces: usize) -> Result<Datapath, DatapathError> {
+    /// Loads the object with maps sized for `layout` and `interfaces`, fills the
+    /// range maps and loads (verifies) the programs. Nothing is attached yet.
+    pub fn load(layout: &Layout, interfaces: &[String]) -> Result<Datapath, DatapathError> {
+        // MAP_DECAP is indexed by ifindex (an array lookup, which the verifier
+        // inlines, where a hash lookup costs a helper call on every tunnel).
+        let max_ifindex = interfaces
+            .iter()
+            .map(|name| {
+                nix::net::if_::if_nametoindex(name.as_str()).map_err(|_| {
+                    DatapathError::NoInterface {
+                        interface: name.clone(),
+                    }
+                })
+            })
+            .try_fold(0, |max, index| index.map(|i| max.max(i)))?;
         let capacity = layout.capacity;
         let cpus = aya::util::nr_cpus().map_err(|(_, e)| DatapathError::Cpus(e))? as u32;
         let ebpf = EbpfLoader::new()
@@ -100,8 +112,8 @@ impl Datapath {
             .map_max_entries(MAP_RANGE_META, capacity.ranges)
             .map_max_entries(MAP_DENSE_STATS, layout.dense_stride() * cpus)
             .map_max_entries(MAP_SPARSE_STATS, layout.sparse_slots * cpus)
-            .map_max_entries(MAP_ATTACH_META, interfaces.max(1) as u32)
-            .map_max_entries(MAP_DECAP, interfaces.max(1) as u32)
+            .map_max_entries(MAP_ATTACH_META, interfaces.len().max(1) as u32)
+            .map_max_entries(MAP_DECAP, max_ifindex + 1)
             .load(EBPF_OBJECT)
             .map_err(DatapathError::Load)?;
         let mut tables = CounterTables::open(|name| ebpf.map(name), true)?;
@@ -149,6 +161,30 @@ impl Datapath {
     /// The loaded TC program, e.g. for BPF_PROG_TEST_RUN.
     pub fn tc(&mut self) -> Result<&mut SchedClassifier, DatapathError> {
         programs(self.ebpf()?).map(|p| p.tc)
+    }
+
+    /// The bench-only decap program (`PROG_BENCH_DECAP`), loaded on first use.
+    pub fn bench_decap(&mut self) -> Result<&mut Xdp, DatapathError> {
+        let name = PROG_BENCH_DECAP;
+        let program: &mut Xdp = self
+            .ebpf()?
+            .program_mut(name)
+            .ok_or(DatapathError::Missing {
+                kind: "program",
+                name,
+            })?
+            .try_into()
+            .map_err(|source| DatapathError::Program {
+                program: name,
+                source,
+            })?;
+        match program.load() {
+            Ok(()) | Err(ProgramError::AlreadyLoaded) => Ok(program),
+            Err(source) => Err(DatapathError::Program {
+                program: name,
+                source,
+            }),
+        }
     }
 
     fn ebpf(&mut self) -> Result<&mut Ebpf, DatapathError> {

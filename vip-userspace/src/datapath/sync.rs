@@ -2,7 +2,7 @@
 //! the previous layout on a reload, in an order that never points a lookup at a
 //! half-written entry.
 
-use aya::maps::{lpm_trie::Key, Array, HashMap, LpmTrie, MapError, PerCpuArray, PerCpuValues};
+use aya::maps::{lpm_trie::Key, Array, LpmTrie, MapError, PerCpuArray, PerCpuValues};
 use ipnet::IpNet;
 use vip_common::{
     DecapConfig, RangeMeta, RangePolicy, RangeStats, RangeValue, LAYOUT_VERSION, MAP_DECAP,
@@ -187,16 +187,11 @@ fn sync_decap(
         return Ok(());
     }
     let ifindex = |name: &str| nix::net::if_::if_nametoindex(name).ok();
-    {
-        let mut decap: HashMap<_, u32, DecapConfig> = typed_map_mut(maps, MAP_DECAP)?;
-        for entry in &new.decap {
-            let index = ifindex(&entry.interface).ok_or_else(|| DatapathError::NoInterface {
-                interface: entry.interface.clone(),
-            })?;
-            decap
-                .insert(index, entry.value(), 0)
-                .map_err(map_err(MAP_DECAP))?;
-        }
+    for entry in &new.decap {
+        let index = ifindex(&entry.interface).ok_or_else(|| DatapathError::NoInterface {
+            interface: entry.interface.clone(),
+        })?;
+        set(maps, MAP_DECAP, index, entry.value())?;
     }
     set(
         maps,
@@ -204,16 +199,12 @@ fn sync_decap(
         SETTING_DECAP_INTERFACES,
         new.decap.len() as u32,
     )?;
-    let mut decap: HashMap<_, u32, DecapConfig> = typed_map_mut(maps, MAP_DECAP)?;
     for entry in old_decap {
         if new.decap.iter().any(|n| n.interface == entry.interface) {
             continue;
         }
         if let Some(index) = ifindex(&entry.interface) {
-            match decap.remove(&index) {
-                Ok(()) | Err(MapError::KeyNotFound) => {}
-                Err(e) => return Err(map_err(MAP_DECAP)(e)),
-            }
+            set(maps, MAP_DECAP, index, DecapConfig::default())?;
         }
     }
     Ok(())
