@@ -10,8 +10,10 @@ pub mod counters;
 pub mod maps;
 pub mod meta;
 pub mod policy;
+pub mod steer;
 
 pub use counters::*;
 pub use maps::*;
 pub use meta::*;
 pub use policy::*;
+pub use steer::*;

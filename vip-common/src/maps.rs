@@ -46,7 +46,7 @@ pub const MAP_DECAP_SCRATCH: &str = "VIP_DECAP_SCRATCH";
 
 /// Every map the daemon pins, in pin order: `MAP_ATTACH_META` is last, so its pin
 /// marks a datapath that is fully set up.
-pub const PINNED_MAPS: [&str; 14] = [
+pub const PINNED_MAPS: [&str; 19] = [
     MAP_SETTINGS,
     MAP_POLICY,
     MAP_V4_RANGES,
@@ -60,6 +60,11 @@ pub const PINNED_MAPS: [&str; 14] = [
     MAP_GLOBAL_STATS,
     MAP_RANGE_META,
     MAP_DECAP,
+    crate::MAP_STEER,
+    crate::MAP_STEER_SOCKETS,
+    crate::MAP_STEER_STATS,
+    crate::MAP_STEERED_VIPS,
+    crate::MAP_DELIVERED,
     MAP_ATTACH_META,
 ];
 
@@ -93,7 +98,7 @@ pub const SETTINGS: u32 = 4;
 
 /// Bumped whenever a map, a shared type or the meaning of a setting changes, so
 /// that a new binary never adopts maps pinned by an incompatible one.
-pub const LAYOUT_VERSION: u32 = 2;
+pub const LAYOUT_VERSION: u32 = 3;
 
 /// Name, in the pin directory, of the pinned bpf_link that keeps the datapath
 /// attached to an interface: this prefix, then the interface name.

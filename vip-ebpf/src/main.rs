@@ -10,12 +10,13 @@ mod decap;
 mod lookup;
 mod parse;
 mod policy;
+mod steer;
 
 use aya_ebpf::{
     bindings::{xdp_action, TC_ACT_OK, TC_ACT_SHOT},
     helpers::bpf_xdp_adjust_head,
-    macros::{classifier, xdp},
-    programs::{TcContext, XdpContext},
+    macros::{classifier, sk_lookup, xdp},
+    programs::{SkLookupContext, TcContext, XdpContext},
 };
 
 use classify::{classify, Failure, Verdict};
@@ -121,6 +122,20 @@ fn try_vip_tc(ctx: &TcContext) -> Result<i32, Failure> {
         Verdict::Drop => TC_ACT_SHOT,
     })
 }
+
+/// Steers socket lookups for VIPs to the sockets of their steer entries, and
+/// counts the lookups that reach a socket vip knows of.
+///
+/// Never fails: every outcome returns SK_PASS, so that the kernel's own lookup
+/// goes on when vip assigned nothing (no entry, or its socket is down).
+#[sk_lookup]
+pub fn vip_sk_lookup(ctx: SkLookupContext) -> u32 {
+    let _ = steer::steer(&ctx);
+    SK_PASS
+}
+
+/// `enum sk_action`: let the lookup go on (with the socket assigned, if any).
+const SK_PASS: u32 = 1;
 
 #[cfg(not(test))]
 #[panic_handler]

@@ -8,6 +8,7 @@ pub mod layout;
 pub mod metrics;
 mod run_files;
 pub mod stats;
+pub mod steer;
 
 pub use config::{Config, ConfigError};
 pub use datapath::{pin::PinError, Datapath, DatapathError};

@@ -19,6 +19,7 @@ use vip_userspace::{
     },
     layout::LayoutFile,
     metrics::{server, SeriesPolicy},
+    steer::SteerAgent,
     Config, Datapath, Layout,
 };
 
@@ -46,6 +47,7 @@ struct Running<'a> {
     layout_file: &'a LayoutFile,
     exporter: Option<Arc<server::Exporter>>,
     keep_datapath: bool,
+    steer: SteerAgent,
 }
 
 /// How `vip run` ends.
@@ -117,17 +119,24 @@ pub fn run(
             layout_file: &layout_file,
             exporter: None,
             keep_datapath,
+            steer: SteerAgent::default(),
         };
 
         let result = async {
             apply(&running.netlink, &steps, &mut running.state, &file).await?;
-            let config = &running.config;
             if !adopting {
+                let config = &running.config;
                 running
                     .datapath
                     .attach_all(&config.interfaces, config.xdp_mode)?;
+                running.datapath.attach_steering()?;
                 running.datapath.pin(&pins)?;
             }
+            running
+                .steer
+                .set_layout(&running.layout, &mut running.datapath)?;
+            running.refresh_steering()?;
+            let config = &running.config;
             log::info!(
                 "counting {} range(s) on {}; maps and links pinned in {}",
                 running.layout.ranges.len(),
@@ -186,6 +195,7 @@ impl Running<'_> {
         let mut int = signal(SignalKind::interrupt()).context("SIGINT handler")?;
         let mut hup = signal(SignalKind::hangup()).context("SIGHUP handler")?;
         let mut drift = tokio::time::interval(DRIFT_INTERVAL);
+        let mut steer = tokio::time::interval(vip_userspace::steer::REFRESH_INTERVAL);
         loop {
             tokio::select! {
                 _ = term.recv() => { log::info!("SIGTERM"); return Ok(exit); }
@@ -199,6 +209,11 @@ impl Running<'_> {
                         );
                     }
                 }
+                _ = steer.tick() => {
+                    if let Err(e) = self.refresh_steering() {
+                        log::error!("steering: {}", vip_userspace::error_chain(e.as_ref()));
+                    }
+                }
                 _ = drift.tick() => {
                     if let Err(e) = repair(&self.netlink, &mut self.state, self.file).await {
                         log::error!("drift repair: {}", vip_userspace::error_chain(&e));
@@ -206,6 +221,17 @@ impl Running<'_> {
                 }
             }
         }
+    }
+
+    /// Looks for the steer targets' sockets; records their state when it changes.
+    fn refresh_steering(&mut self) -> anyhow::Result<()> {
+        self.steer.refresh(&mut self.datapath);
+        let status = self.steer.status();
+        if status != self.state.steer {
+            self.state.steer = status;
+            self.file.save(&self.state)?;
+        }
+        Ok(())
     }
 
     /// Re-reads and validates the config, then moves the datapath and the host
@@ -230,6 +256,7 @@ impl Running<'_> {
         }
         self.datapath.update(&self.layout, &layout)?;
         self.layout_file.save(&layout)?;
+        self.steer.set_layout(&layout, &mut self.datapath)?;
         apply(&self.netlink, &steps, &mut self.state, self.file).await?;
         revert_unwanted(&self.netlink, &mut self.state, self.file, &wanted).await?;
         if let Some(exporter) = &self.exporter {
@@ -237,6 +264,7 @@ impl Running<'_> {
         }
         self.layout = layout;
         self.config = config;
+        self.refresh_steering()?;
         log::info!(
             "reloaded {}: {} range(s)",
             self.config_path.display(),

@@ -12,6 +12,7 @@ pub fn stats(pin_dir: &Path, run_dir: &Path, json: bool) -> anyhow::Result<()> {
         Some(humantime::format_rfc3339_millis(std::time::SystemTime::now()).to_string());
     if let Some(state) = StateFile::in_dir(run_dir).load()? {
         report.drift_repairs = state.repairs;
+        report.steer = stats::steering(&maps, &state.steer)?;
     }
     if json {
         println!("{}", serde_json::to_string_pretty(&report)?);

@@ -10,6 +10,7 @@ use ipnet::IpNet;
 use serde::Deserialize;
 
 pub use allow::{range_policy, AllowList, Rule};
+
 pub use validate::ConfigError;
 
 /// Default number of per-VIP slots shared by all sparse ranges.
@@ -123,6 +124,16 @@ struct RawRange {
     allow: Option<Vec<String>>,
     per_vip_metrics: Option<bool>,
     max_vip_series: Option<u32>,
+    #[serde(default)]
+    steer: Vec<RawSteer>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawSteer {
+    #[serde(rename = "match")]
+    matches: String,
+    to: String,
 }
 
 #[derive(Debug, Deserialize)]
@@ -194,6 +205,31 @@ pub struct Range {
     pub per_vip_metrics: bool,
     /// At most this many per-VIP series, the busiest.
     pub max_vip_series: u32,
+    /// Socket steering entries, in config order.
+    pub steer: Vec<Steer>,
+}
+
+/// `{ match = "tcp/80", to = "127.0.0.1:8080" }`: lookups for that protocol and
+/// port on any VIP of the range go to the socket listening (TCP) or bound (UDP)
+/// on `to`.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Steer {
+    /// `IPPROTO_TCP` or `IPPROTO_UDP`.
+    pub proto: u8,
+    pub port: u16,
+    pub to: std::net::SocketAddr,
+}
+
+impl Steer {
+    /// The entry's `match` as written: `tcp/80`.
+    pub fn label(&self) -> String {
+        let proto = if self.proto == vip_common::IPPROTO_TCP {
+            "tcp"
+        } else {
+            "udp"
+        };
+        format!("{proto}/{}", self.port)
+    }
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]

@@ -3,11 +3,11 @@
 use std::{collections::HashSet, path::PathBuf};
 
 use ipnet::IpNet;
-use vip_common::{MAX_ALLOW_ENTRIES, RANGE_NAME_MAX};
+use vip_common::{IPPROTO_TCP, IPPROTO_UDP, MAX_ALLOW_ENTRIES, RANGE_NAME_MAX};
 
 use super::{
     dense_len, Accept, AllowList, Config, Decap, Encap, Range, RawConfig, RawRange, RawRoute,
-    RawRouter, Route, Router, Rule, XdpMode,
+    RawRouter, RawSteer, Route, Router, Rule, Steer, XdpMode,
 };
 
 /// Largest number of dense per-VIP slots (the sum of the sizes of IPv4 ranges of
@@ -95,6 +95,14 @@ pub enum ConfigError {
     GuePort,
     #[error("decap needs XDP: xdp_mode = \"tc\" cannot decapsulate")]
     DecapNeedsXdp,
+    #[error("range {range:?}: steer match {value:?} is not tcp/PORT or udp/PORT")]
+    SteerMatch { range: String, value: String },
+    #[error("range {range:?}: steer to {value:?} is not ADDRESS:PORT (e.g. 127.0.0.1:8080 or [::1]:5353)")]
+    SteerTo { range: String, value: String },
+    #[error("range {range:?}: steering needs the range's addresses to be local; set accept = \"alias\" or \"route\"")]
+    SteerNeedsAccept { range: String },
+    #[error("range {range:?}: steer match {value:?} is listed twice")]
+    DuplicateSteer { range: String, value: String },
 }
 
 /// Broadest prefix a range may have without `allow_broad`.
@@ -262,6 +270,7 @@ fn range(raw: RawRange) -> Result<Range, ConfigError> {
         .allow
         .map(|entries| allow_list(&raw.name, entries))
         .transpose()?;
+    let steer = steer_entries(&raw.name, raw.accept, raw.steer)?;
     // A whole /24 of IPv4 series is fine; a /64 of IPv6 could be anything.
     let small = matches!(cidr, IpNet::V4(net) if net.prefix_len() >= 24);
     Ok(Range {
@@ -272,7 +281,56 @@ fn range(raw: RawRange) -> Result<Range, ConfigError> {
         allow,
         per_vip_metrics: raw.per_vip_metrics.unwrap_or(small),
         max_vip_series: raw.max_vip_series.unwrap_or(super::DEFAULT_MAX_VIP_SERIES),
+        steer,
     })
+}
+
+fn steer_entries(
+    range: &str,
+    accept: Accept,
+    raw: Vec<RawSteer>,
+) -> Result<Vec<Steer>, ConfigError> {
+    if !raw.is_empty() && accept == Accept::None {
+        return Err(ConfigError::SteerNeedsAccept {
+            range: range.to_string(),
+        });
+    }
+    let mut entries: Vec<Steer> = Vec::new();
+    for entry in raw {
+        let bad_match = || ConfigError::SteerMatch {
+            range: range.to_string(),
+            value: entry.matches.clone(),
+        };
+        let (proto, port) = entry.matches.trim().split_once('/').ok_or_else(bad_match)?;
+        let proto = match proto {
+            "tcp" => IPPROTO_TCP,
+            "udp" => IPPROTO_UDP,
+            _ => return Err(bad_match()),
+        };
+        let port: u16 = port
+            .parse()
+            .ok()
+            .filter(|&p| p != 0)
+            .ok_or_else(bad_match)?;
+        let to = entry
+            .to
+            .trim()
+            .parse()
+            .ok()
+            .filter(|to: &std::net::SocketAddr| to.port() != 0)
+            .ok_or_else(|| ConfigError::SteerTo {
+                range: range.to_string(),
+                value: entry.to.clone(),
+            })?;
+        if entries.iter().any(|e| e.proto == proto && e.port == port) {
+            return Err(ConfigError::DuplicateSteer {
+                range: range.to_string(),
+                value: entry.matches,
+            });
+        }
+        entries.push(Steer { proto, port, to });
+    }
+    Ok(entries)
 }
 
 fn allow_list(range: &str, entries: Vec<String>) -> Result<AllowList, ConfigError> {

@@ -8,6 +8,7 @@ use std::path::PathBuf;
 use aya::maps::Array;
 use vip_common::{
     AttachMeta, LAYOUT_VERSION, MAP_ATTACH_META, MAP_SETTINGS, SETTING_LAYOUT_VERSION,
+    SK_LOOKUP_LINK_PIN,
 };
 
 use super::{
@@ -96,10 +97,12 @@ pub fn adopt(
     check_interfaces(&attachments, config)?;
     let layout = previous.update(config).map_err(AdoptError::TooBig)?;
     let tables = CounterTables::open(|name| maps.map(name), true).map_err(DatapathError::from)?;
+    let steering = Some(Link::Pinned(pins.open_link_at(SK_LOOKUP_LINK_PIN)?));
     let mut datapath = Datapath {
         maps,
         tables,
         attachments,
+        steering,
     };
     datapath.update(&previous, &layout)?;
     Ok((datapath, layout))

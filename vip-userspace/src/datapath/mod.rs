@@ -5,6 +5,7 @@ mod attach;
 pub mod cpu_table;
 pub mod maps;
 pub mod pin;
+pub mod steering;
 mod sync;
 
 use aya::{
@@ -14,9 +15,10 @@ use aya::{
 };
 
 use vip_common::{
-    AttachMeta, MAP_ATTACH_META, MAP_DECAP, MAP_DENSE_STATS, MAP_POLICY, MAP_RANGES,
-    MAP_RANGE_META, MAP_RANGE_STATS, MAP_SPARSE_STATS, MAP_V4_L2, MAP_V4_RANGES, MAP_V6_RANGES,
-    PINNED_MAPS, PROG_BENCH_DECAP, PROG_TC, PROG_XDP, V4_L2_BLOCK,
+    AttachMeta, MAP_ATTACH_META, MAP_DECAP, MAP_DELIVERED, MAP_DENSE_STATS, MAP_POLICY, MAP_RANGES,
+    MAP_RANGE_META, MAP_RANGE_STATS, MAP_SPARSE_STATS, MAP_STEER, MAP_STEER_SOCKETS,
+    MAP_STEER_STATS, MAP_V4_L2, MAP_V4_RANGES, MAP_V6_RANGES, PINNED_MAPS, PROG_BENCH_DECAP,
+    PROG_TC, PROG_XDP, V4_L2_BLOCK,
 };
 
 pub use adopt::{adopt, AdoptError};
@@ -69,6 +71,8 @@ pub enum DatapathError {
     NotALink { interface: String },
     #[error("the datapath was adopted from pins: its programs were loaded by an earlier vip run")]
     NoPrograms,
+    #[error("opening this process's network namespace: {source}")]
+    Netns { source: std::io::Error },
     #[error("interface {interface} is gone")]
     NoInterface { interface: String },
     #[error("detaching from {interface}: {source}")]
@@ -82,6 +86,8 @@ pub struct Datapath {
     maps: DatapathMaps,
     tables: CounterTables,
     attachments: Vec<Attachment>,
+    /// The sk_lookup program's link to the network namespace.
+    steering: Option<attach::Link>,
 }
 
 impl Datapath {
@@ -114,6 +120,10 @@ impl Datapath {
             .map_max_entries(MAP_SPARSE_STATS, layout.sparse_slots * cpus)
             .map_max_entries(MAP_ATTACH_META, interfaces.len().max(1) as u32)
             .map_max_entries(MAP_DECAP, max_ifindex + 1)
+            .map_max_entries(MAP_STEER, capacity.steers)
+            .map_max_entries(MAP_STEER_SOCKETS, capacity.steers)
+            .map_max_entries(MAP_STEER_STATS, capacity.steers)
+            .map_max_entries(MAP_DELIVERED, capacity.ranges)
             .load(EBPF_OBJECT)
             .map_err(DatapathError::Load)?;
         let mut tables = CounterTables::open(|name| ebpf.map(name), true)?;
@@ -137,10 +147,12 @@ impl Datapath {
                 program: PROG_TC,
                 source,
             })?;
+        steering::load(ebpf)?;
         Ok(Datapath {
             maps,
             tables,
             attachments: Vec::new(),
+            steering: None,
         })
     }
 
@@ -226,6 +238,21 @@ impl Datapath {
         sync::sync(&mut self.maps, &mut self.tables, Some(old), new)
     }
 
+    /// Attaches the sk_lookup program (socket steering, delivered counts) to
+    /// this process's network namespace.
+    pub fn attach_steering(&mut self) -> Result<(), DatapathError> {
+        let link = steering::attach(self.ebpf()?)?;
+        self.steering = Some(link);
+        Ok(())
+    }
+
+    /// The steer sockets map, for the steer agent.
+    pub fn steer_sockets(&mut self) -> Result<&mut aya::maps::Map, DatapathError> {
+        self.maps
+            .map_mut(MAP_STEER_SOCKETS)
+            .ok_or(missing_map(MAP_STEER_SOCKETS))
+    }
+
     /// Pins the maps and the links, so the datapath outlives this process. The
     /// last map pinned marks the pins complete (see [`pin::is_complete`]).
     pub fn pin(&mut self, pins: &PinDir) -> Result<(), DatapathError> {
@@ -236,12 +263,21 @@ impl Datapath {
         for attachment in &mut self.attachments {
             attachment.pin(pins)?;
         }
+        if let Some(link) = self.steering.take() {
+            self.steering = Some(steering::pin(pins, link)?);
+        }
         pins.pin_map(last, self.map(last).ok_or(missing_map(last))?)?;
         Ok(())
     }
 
-    /// Detaches from every interface.
+    /// Detaches from every interface and from the network namespace.
     pub fn detach_all(&mut self) -> Result<(), DatapathError> {
+        if let Some(link) = self.steering.take() {
+            link.detach().map_err(|source| DatapathError::Detach {
+                interface: "the network namespace".to_string(),
+                source,
+            })?;
+        }
         for attachment in std::mem::take(&mut self.attachments) {
             let interface = attachment.interface;
             attachment

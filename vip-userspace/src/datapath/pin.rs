@@ -10,7 +10,7 @@ use aya::{
     programs::links::{FdLink, LinkError, PinnedLink},
 };
 use nix::sys::statfs::FsType;
-use vip_common::{LINK_PIN_PREFIX, PINNED_MAPS};
+use vip_common::{LINK_PIN_PREFIX, PINNED_MAPS, SK_LOOKUP_LINK_PIN};
 
 pub const DEFAULT_PIN_DIR: &str = "/sys/fs/bpf/vip";
 const BPFFS_ROOT: &str = "/sys/fs/bpf";
@@ -95,16 +95,25 @@ impl PinDir {
     /// Pins the link that attaches the datapath to `interface`: it stays
     /// attached after this process exits, until the pin is removed.
     pub fn pin_link(&self, interface: &str, link: FdLink) -> Result<PinnedLink, PinError> {
-        let path = link_path(&self.dir, interface);
+        self.pin_link_at(&link_name(interface), link)
+    }
+
+    /// Pins a link under `name` in the directory.
+    pub fn pin_link_at(&self, name: &str, link: FdLink) -> Result<PinnedLink, PinError> {
+        let path = self.dir.join(name);
         link.pin(&path).map_err(|source| PinError::Pin {
-            what: format!("the link to {interface}"),
+            what: format!("link {name}"),
             path,
             source,
         })
     }
 
     pub fn open_link(&self, interface: &str) -> Result<PinnedLink, PinError> {
-        let path = link_path(&self.dir, interface);
+        self.open_link_at(&link_name(interface))
+    }
+
+    pub fn open_link_at(&self, name: &str) -> Result<PinnedLink, PinError> {
+        let path = self.dir.join(name);
         PinnedLink::from_pin(&path).map_err(|source| PinError::OpenLink { path, source })
     }
 
@@ -114,8 +123,8 @@ impl PinDir {
     }
 }
 
-fn link_path(dir: &Path, interface: &str) -> PathBuf {
-    dir.join(format!("{LINK_PIN_PREFIX}{interface}"))
+fn link_name(interface: &str) -> String {
+    format!("{LINK_PIN_PREFIX}{interface}")
 }
 
 /// The link pins in `dir`.
@@ -149,7 +158,8 @@ pub fn remove(dir: &Path) -> Result<bool, PinError> {
         source,
     })?;
     let maps = PINNED_MAPS.iter().map(|name| dir.join(name));
-    for path in links.into_iter().chain(maps) {
+    let steering = std::iter::once(dir.join(SK_LOOKUP_LINK_PIN));
+    for path in links.into_iter().chain(steering).chain(maps) {
         match std::fs::remove_file(&path) {
             Ok(()) => removed = true,
             Err(e) if e.kind() == io::ErrorKind::NotFound => {}

@@ -2,17 +2,17 @@
 //! the previous layout on a reload, in an order that never points a lookup at a
 //! half-written entry.
 
-use aya::maps::{lpm_trie::Key, Array, LpmTrie, MapError, PerCpuArray, PerCpuValues};
+use aya::maps::{lpm_trie::Key, Array, HashMap, LpmTrie, MapError, PerCpuArray, PerCpuValues};
 use ipnet::IpNet;
 use vip_common::{
-    DecapConfig, RangeMeta, RangePolicy, RangeStats, RangeValue, LAYOUT_VERSION, MAP_DECAP,
-    MAP_POLICY, MAP_RANGES, MAP_RANGE_META, MAP_RANGE_STATS, MAP_SETTINGS, MAP_V4_L1, MAP_V4_L2,
-    MAP_V4_RANGES, MAP_V6_RANGES, SETTING_DECAP_INTERFACES, SETTING_DENSE_STRIDE,
-    SETTING_LAYOUT_VERSION, SETTING_SPARSE_MASK,
+    DecapConfig, RangeMeta, RangePolicy, RangeStats, RangeValue, SteerKey, SteerValue,
+    LAYOUT_VERSION, MAP_DECAP, MAP_POLICY, MAP_RANGES, MAP_RANGE_META, MAP_RANGE_STATS,
+    MAP_SETTINGS, MAP_STEER, MAP_STEER_STATS, MAP_V4_L1, MAP_V4_L2, MAP_V4_RANGES, MAP_V6_RANGES,
+    SETTING_DECAP_INTERFACES, SETTING_DENSE_STRIDE, SETTING_LAYOUT_VERSION, SETTING_SPARSE_MASK,
 };
 
 use super::{cpu_table::CounterTables, maps::DatapathMaps, typed_map_mut, DatapathError};
-use crate::layout::{DecapEntry, Layout, RangeSlot};
+use crate::layout::{DecapEntry, Layout, RangeSlot, SteerSlot};
 
 fn map_err(map: &'static str) -> impl Fn(MapError) -> DatapathError {
     move |source| DatapathError::Map { map, source }
@@ -92,6 +92,7 @@ pub(super) fn sync(
         }
     }
     sync_decap(maps, old, new)?;
+    sync_steer(maps, old, new)?;
     // Sparse slots of removed ranges need nothing: their epoch no longer matches
     // a live range, so the datapath reuses them and `vip stats` skips them.
     Ok(())
@@ -169,6 +170,44 @@ fn zero_counters(
     for slot in added {
         for index in slot.value.dense_base..slot.value.dense_base + slot.dense_len {
             tables.dense.zero(index);
+        }
+    }
+    Ok(())
+}
+
+/// Steer entries: new and changed keys first (with fresh counts for new
+/// entries), then keys that went away. Their sockets are the steer agent's.
+fn sync_steer(
+    maps: &mut DatapathMaps,
+    old: Option<&Layout>,
+    new: &Layout,
+) -> Result<(), DatapathError> {
+    let old_steers: &[SteerSlot] = old.map_or(&[], |l| &l.steers);
+    let cpus = aya::util::nr_cpus().map_err(|(_, e)| DatapathError::Cpus(e))?;
+    for slot in &new.steers {
+        let previous = old_steers.iter().find(|o| o.key() == slot.key());
+        if previous.is_some_and(|o| o.entry == slot.entry) {
+            continue;
+        }
+        if !old_steers.iter().any(|o| o.entry == slot.entry) {
+            let mut stats: PerCpuArray<_, u64> = typed_map_mut(maps, MAP_STEER_STATS)?;
+            let zeros = PerCpuValues::try_from(vec![0u64; cpus]).map_err(DatapathError::Cpus)?;
+            stats
+                .set(slot.entry, zeros, 0)
+                .map_err(map_err(MAP_STEER_STATS))?;
+        }
+        let mut steer: HashMap<_, SteerKey, SteerValue> = typed_map_mut(maps, MAP_STEER)?;
+        steer
+            .insert(slot.key(), SteerValue { entry: slot.entry }, 0)
+            .map_err(map_err(MAP_STEER))?;
+    }
+    let mut steer: HashMap<_, SteerKey, SteerValue> = typed_map_mut(maps, MAP_STEER)?;
+    for slot in old_steers {
+        if !new.steers.iter().any(|n| n.key() == slot.key()) {
+            match steer.remove(&slot.key()) {
+                Ok(()) | Err(MapError::KeyNotFound) => {}
+                Err(e) => return Err(map_err(MAP_STEER)(e)),
+            }
         }
     }
     Ok(())

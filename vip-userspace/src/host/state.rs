@@ -44,6 +44,9 @@ pub struct State {
     pub owned: Vec<Owned>,
     /// Drift repairs by item kind.
     pub repairs: BTreeMap<String, u64>,
+    /// Steer targets and whether each is up, as the running daemon last saw them.
+    #[serde(default)]
+    pub steer: Vec<crate::steer::SteerStatus>,
 }
 
 impl State {

@@ -4,11 +4,11 @@
 use ipnet::IpNet;
 use serde::{Deserialize, Serialize};
 use vip_common::{
-    cpu_table_stride, DecapConfig, RangeMeta, RangePolicy, RangeValue, SparseSlot, Verdicts,
-    CPU_TABLE_ALIGN, FAMILY_V4, FAMILY_V6, PER_VIP_DENSE, PER_VIP_SPARSE,
+    cpu_table_stride, DecapConfig, RangeMeta, RangePolicy, RangeValue, SparseSlot, SteerKey,
+    Verdicts, CPU_TABLE_ALIGN, FAMILY_V4, FAMILY_V6, PER_VIP_DENSE, PER_VIP_SPARSE,
 };
 
-use crate::config::{dense_len, range_policy, Config};
+use crate::config::{dense_len, range_policy, Config, Steer};
 
 mod file;
 mod pod_hex;
@@ -34,6 +34,7 @@ pub struct RangeSlot {
 pub const RANGE_HEADROOM: u32 = 256;
 pub const DENSE_HEADROOM: u32 = 65_536;
 pub const L2_BLOCK_HEADROOM: u32 = 64;
+pub const STEER_HEADROOM: u32 = 64;
 
 /// Map sizes, fixed when the datapath is loaded.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -41,6 +42,8 @@ pub struct Capacity {
     pub ranges: u32,
     pub dense_slots: u32,
     pub l2_blocks: u32,
+    /// Steer entries (sockets).
+    pub steers: u32,
 }
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -53,6 +56,8 @@ pub enum LayoutError {
     Policies { capacity: u32 },
     #[error("the IPv4 ranges touch more /16s than the running datapath has room for ({capacity}); restart vip to grow")]
     Blocks { capacity: u32 },
+    #[error("the old and new steer entries together need more than the {capacity} the running datapath has room for; restart vip to grow")]
+    Steers { capacity: u32 },
 }
 
 /// Saved in the run directory ([`LayoutFile`]) whenever the maps change, so a
@@ -72,6 +77,8 @@ pub struct Layout {
     pub policies: Vec<(u32, RangePolicy)>,
     /// The interfaces that decapsulate tunnels, and which.
     pub decap: Vec<DecapEntry>,
+    /// Steer entries; `entry` indexes the steer maps.
+    pub steers: Vec<SteerSlot>,
 }
 
 impl Layout {
@@ -100,6 +107,12 @@ impl Layout {
             ranges: config.ranges.len() as u32 + RANGE_HEADROOM,
             dense_slots: dense + DENSE_HEADROOM,
             l2_blocks: blocks + L2_BLOCK_HEADROOM,
+            steers: config
+                .ranges
+                .iter()
+                .map(|r| r.steer.len() as u32)
+                .sum::<u32>()
+                + STEER_HEADROOM,
         };
         Layout::allocate(config, None, capacity).expect("a fresh layout fits its own capacity")
     }
@@ -201,7 +214,6 @@ impl Layout {
             capacity.l2_blocks,
         )?;
         Ok(Layout {
-            ranges,
             capacity,
             sparse_slots: previous
                 .map_or(sparse_slots(config.sparse_vip_capacity), |p| p.sparse_slots),
@@ -218,8 +230,76 @@ impl Layout {
                     gue_port: config.decap.gue_port,
                 })
                 .collect(),
+            steers: assign_steers(config, &ranges, previous, capacity.steers)?,
+            ranges,
         })
     }
+}
+
+/// One steer entry of one range, at its index in the steer maps.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SteerSlot {
+    pub range: String,
+    pub range_id: u32,
+    pub steer: Steer,
+    pub entry: u32,
+}
+
+impl SteerSlot {
+    pub fn key(&self) -> SteerKey {
+        SteerKey {
+            range_id: self.range_id,
+            port_host: self.steer.port,
+            proto: self.steer.proto,
+            _pad: 0,
+        }
+    }
+}
+
+/// An entry that stays (same range, protocol and port) keeps its index, so its
+/// socket and counts carry on; a new one takes an index neither layout uses.
+fn assign_steers(
+    config: &Config,
+    ranges: &[RangeSlot],
+    previous: Option<&Layout>,
+    capacity: u32,
+) -> Result<Vec<SteerSlot>, LayoutError> {
+    let old: &[SteerSlot] = previous.map_or(&[], |p| &p.steers);
+    let mut used = vec![false; capacity as usize];
+    for slot in old {
+        if let Some(u) = used.get_mut(slot.entry as usize) {
+            *u = true;
+        }
+    }
+    let mut out = Vec::new();
+    for (range, slot) in config.ranges.iter().zip(ranges) {
+        for steer in &range.steer {
+            let kept = old.iter().find(|o| {
+                o.range == range.name
+                    && o.range_id == slot.value.range_id
+                    && o.steer.proto == steer.proto
+                    && o.steer.port == steer.port
+            });
+            let entry = match kept {
+                Some(o) => o.entry,
+                None => {
+                    let free = used
+                        .iter()
+                        .position(|u| !u)
+                        .ok_or(LayoutError::Steers { capacity })?;
+                    used[free] = true;
+                    free as u32
+                }
+            };
+            out.push(SteerSlot {
+                range: range.name.clone(),
+                range_id: slot.value.range_id,
+                steer: steer.clone(),
+                entry,
+            });
+        }
+    }
+    Ok(out)
 }
 
 /// One interface that decapsulates: a `MAP_DECAP` entry, keyed by its ifindex

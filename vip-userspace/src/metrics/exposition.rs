@@ -87,14 +87,23 @@ fn info(
     help: &str,
     series: impl IntoIterator<Item = Labels>,
 ) -> Result<(), std::fmt::Error> {
+    gauges(encoder, name, help, series.into_iter().map(|l| (l, 1)))
+}
+
+fn gauges(
+    encoder: &mut DescriptorEncoder,
+    name: &str,
+    help: &str,
+    series: impl IntoIterator<Item = (Labels, i64)>,
+) -> Result<(), std::fmt::Error> {
     let mut family = encoder.encode_descriptor(
         name,
         help,
         None,
         prometheus_client::metrics::MetricType::Gauge,
     )?;
-    for labels in series {
-        ConstGauge::new(1i64).encode(family.encode_family(&labels)?)?;
+    for (labels, value) in series {
+        ConstGauge::new(value).encode(family.encode_family(&labels)?)?;
     }
     Ok(())
 }
@@ -182,6 +191,40 @@ impl Collector for Snapshot {
             "vip_range_bytes",
             "Frame bytes to a range, by verdict.",
             range_series(|r, dropped| if dropped { r.dropped_bytes } else { r.bytes }),
+        )?;
+        counters(
+            &mut encoder,
+            "vip_delivered_packets",
+            "Socket lookups for a range's VIPs that reached a socket vip knows of (steered, or with no steer entry): UDP datagrams and new TCP connections.",
+            report
+                .ranges
+                .iter()
+                .map(|r| (vec![("range", r.name.clone())], r.delivered_packets)),
+        )?;
+        let target = |s: &crate::stats::SteerReport| {
+            vec![
+                ("range", s.range.clone()),
+                ("match", s.matches.clone()),
+                ("to", s.to.clone()),
+            ]
+        };
+        gauges(
+            &mut encoder,
+            "vip_steer_target_up",
+            "1 when the steer target's socket was found and steering goes to it, else 0.",
+            report.steer.iter().map(|s| (target(s), i64::from(s.up))),
+        )?;
+        counters(
+            &mut encoder,
+            "vip_steered_packets",
+            "Socket lookups steered to a target (new TCP connections, UDP datagrams), by VIP.",
+            report.steer.iter().flat_map(|s| {
+                s.vips.iter().map(move |v| {
+                    let mut labels = target(s);
+                    labels.push(("vip", v.addr.to_string()));
+                    (labels, v.packets)
+                })
+            }),
         )?;
         counters(
             &mut encoder,

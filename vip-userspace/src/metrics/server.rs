@@ -83,6 +83,7 @@ impl Exporter {
         let mut report = self.with_maps(stats::read)?;
         if let Ok(Some(state)) = StateFile::in_dir(&self.run_dir).load() {
             report.drift_repairs = state.repairs;
+            report.steer = self.with_maps(|maps| stats::steering(maps, &state.steer))?;
         }
         Ok(Snapshot {
             report,

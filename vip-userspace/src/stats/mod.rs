@@ -9,7 +9,7 @@ use std::net::IpAddr;
 
 use serde::{Deserialize, Serialize};
 
-pub use read::{attachments, read, vip_ip, MapSource, PinnedMaps, StatsError};
+pub use read::{attachments, read, steering, vip_ip, MapSource, PinnedMaps, StatsError};
 pub use render::table;
 
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -23,6 +23,28 @@ pub struct Report {
     /// Host state put back by `vip run` after it changed from outside, by kind.
     #[serde(default)]
     pub drift_repairs: std::collections::BTreeMap<String, u64>,
+    /// Steer targets, whether each is up, and the lookups steered to it.
+    #[serde(default)]
+    pub steer: Vec<SteerReport>,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SteerReport {
+    pub range: String,
+    #[serde(rename = "match")]
+    pub matches: String,
+    pub to: String,
+    pub up: bool,
+    /// Socket lookups assigned to the target: new TCP connections, UDP datagrams.
+    pub packets: u64,
+    /// The same, per VIP.
+    pub vips: Vec<SteeredVipReport>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SteeredVipReport {
+    pub addr: IpAddr,
+    pub packets: u64,
 }
 
 /// `packets` and `bytes` are what was accepted; `dropped_*` what the allow list
@@ -37,6 +59,12 @@ pub struct RangeReport {
     pub dropped_bytes: u64,
     /// Packets counted in the range but in no VIP: the sparse VIP table was full.
     pub sparse_overflow_packets: u64,
+    /// Socket lookups for the range's VIPs that reached a socket vip knows of
+    /// (steered to its target, or with no steer entry): every UDP datagram and the
+    /// first packet of every TCP connection. Accepted packets that never get here
+    /// were lost on the way (no route, rp_filter, a steer target down).
+    #[serde(default)]
+    pub delivered_packets: u64,
     /// VIPs that saw traffic, by address.
     pub vips: Vec<VipReport>,
 }

@@ -4,22 +4,25 @@ use std::{
     path::Path,
 };
 
-use aya::maps::{Array, Map, MapError, PerCpuArray, PerCpuValues};
+use aya::maps::{Array, Map, MapError, PerCpuArray, PerCpuHashMap, PerCpuValues};
 use ipnet::IpNet;
 use vip_common::{
-    AttachMeta, RangeMeta, RangeStats, Verdicts, VipAddr, FAMILY_V4, GLOBAL_COUNTERS,
+    AttachMeta, RangeMeta, RangeStats, SteeredVip, Verdicts, VipAddr, FAMILY_V4, GLOBAL_COUNTERS,
     GLOBAL_DECAP_GUE, GLOBAL_DECAP_IP6IP6, GLOBAL_DECAP_IPIP, GLOBAL_FRAGMENTS,
-    GLOBAL_INTERNAL_ERRORS, GLOBAL_MALFORMED, GLOBAL_NON_VIP, MAP_ATTACH_META, MAP_GLOBAL_STATS,
-    MAP_RANGE_META, MAP_RANGE_STATS,
+    GLOBAL_INTERNAL_ERRORS, GLOBAL_MALFORMED, GLOBAL_NON_VIP, MAP_ATTACH_META, MAP_DELIVERED,
+    MAP_GLOBAL_STATS, MAP_RANGE_META, MAP_RANGE_STATS, MAP_STEERED_VIPS, MAP_STEER_STATS,
 };
 
-use super::{AttachReport, Decapsulated, GlobalReport, RangeReport, Report};
+use super::{
+    AttachReport, Decapsulated, GlobalReport, RangeReport, Report, SteerReport, SteeredVipReport,
+};
 use crate::datapath::{
     cpu_table::{CounterTables, CpuTable, CpuTableError},
     interface_name,
     maps::DatapathMaps,
     pin, AttachMode, Datapath,
 };
+use crate::steer::SteerStatus;
 
 #[derive(Debug, thiserror::Error)]
 pub enum StatsError {
@@ -128,6 +131,7 @@ pub fn read(source: &impl MapSource) -> Result<Report, StatsError> {
         global,
         attachments: attachments(source)?,
         drift_repairs: Default::default(),
+        steer: Vec::new(),
     })
 }
 
@@ -191,6 +195,12 @@ fn range_report(
         ..RangeReport::default()
     };
     report.add(&overflow);
+    let delivered: PerCpuArray<_, u64> = typed(source, MAP_DELIVERED)?;
+    report.delivered_packets = delivered
+        .get(&range_id, 0)
+        .map_err(map_err(MAP_DELIVERED))?
+        .iter()
+        .sum();
     if meta.dense_len > 0 {
         let IpNet::V4(net) = cidr else {
             return Err(StatsError::Corrupt {
@@ -287,6 +297,44 @@ fn global(source: &impl MapSource) -> Result<GlobalReport, StatsError> {
         fragments,
         decapsulated: Decapsulated { ipip, ip6ip6, gue },
     })
+}
+
+/// The steer targets `status` lists (from the daemon's state file), with the
+/// lookups steered to each, in total and per VIP.
+pub fn steering(
+    source: &impl MapSource,
+    status: &[SteerStatus],
+) -> Result<Vec<SteerReport>, StatsError> {
+    let totals: PerCpuArray<_, u64> = typed(source, MAP_STEER_STATS)?;
+    let per_vip: PerCpuHashMap<_, SteeredVip, u64> = typed(source, MAP_STEERED_VIPS)?;
+    let mut vips: BTreeMap<u32, Vec<SteeredVipReport>> = BTreeMap::new();
+    for item in per_vip.iter() {
+        let (key, values) = item.map_err(map_err(MAP_STEERED_VIPS))?;
+        vips.entry(key.entry).or_default().push(SteeredVipReport {
+            addr: vip_ip(&key.vip),
+            packets: values.iter().sum(),
+        });
+    }
+    status
+        .iter()
+        .map(|s| {
+            let packets = totals
+                .get(&s.entry, 0)
+                .map_err(map_err(MAP_STEER_STATS))?
+                .iter()
+                .sum();
+            let mut vips = vips.remove(&s.entry).unwrap_or_default();
+            vips.sort_by_key(|v| v.addr);
+            Ok(SteerReport {
+                range: s.range.clone(),
+                matches: s.matches.clone(),
+                to: s.to.clone(),
+                up: s.up,
+                packets,
+                vips,
+            })
+        })
+        .collect()
 }
 
 /// Where the datapath is attached, and how.

@@ -62,6 +62,23 @@ pub fn table(report: &Report) -> String {
                 "(VIP table full: in the range only)", range.sparse_overflow_packets
             );
         }
+        let _ = writeln!(
+            out,
+            "  {:<38} {:>12}",
+            "(delivered to a socket lookup)", range.delivered_packets
+        );
+    }
+    if !report.steer.is_empty() {
+        let _ = writeln!(out, "\n{:<56} {:>6} {:>12}", "STEER", "STATE", "STEERED");
+    }
+    for steer in &report.steer {
+        let _ = writeln!(
+            out,
+            "{:<56} {:>6} {:>12}",
+            format!("{} {} -> {}", steer.range, steer.matches, steer.to),
+            if steer.up { "up" } else { "DOWN" },
+            steer.packets
+        );
     }
     out
 }

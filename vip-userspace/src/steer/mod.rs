@@ -1,0 +1,147 @@
+//! Socket steering in userspace: finding each steer entry's socket and keeping
+//! it in the datapath's SOCKMAP.
+
+pub mod discover;
+
+use std::os::fd::AsRawFd;
+
+use serde::{Deserialize, Serialize};
+
+use crate::{
+    datapath::{steering, Datapath, DatapathError},
+    layout::{Layout, SteerSlot},
+};
+
+/// How often targets are looked for again, besides after a reload.
+pub const REFRESH_INTERVAL: std::time::Duration = std::time::Duration::from_secs(2);
+
+/// A steer target as `vip stats` and the metrics show it (kept in the state file).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SteerStatus {
+    pub range: String,
+    #[serde(rename = "match")]
+    pub matches: String,
+    pub to: String,
+    /// The entry's index in the steer maps.
+    pub entry: u32,
+    pub up: bool,
+}
+
+struct Target {
+    slot: SteerSlot,
+    /// Cookie of the socket in the map, if one is.
+    cookie: Option<u64>,
+}
+
+#[derive(Default)]
+pub struct SteerAgent {
+    targets: Vec<Target>,
+}
+
+impl SteerAgent {
+    /// Follows `layout`'s entries: an entry that stays keeps its socket; one that
+    /// went away has it removed from the map.
+    pub fn set_layout(
+        &mut self,
+        layout: &Layout,
+        datapath: &mut Datapath,
+    ) -> Result<(), DatapathError> {
+        let old = std::mem::take(&mut self.targets);
+        for target in &old {
+            if !layout.steers.contains(&target.slot) && target.cookie.is_some() {
+                let still_used = layout.steers.iter().any(|s| s.entry == target.slot.entry);
+                if !still_used {
+                    clear(datapath, target.slot.entry)?;
+                }
+            }
+        }
+        self.targets = layout
+            .steers
+            .iter()
+            .map(|slot| Target {
+                slot: slot.clone(),
+                cookie: old.iter().find(|t| t.slot == *slot).and_then(|t| t.cookie),
+            })
+            .collect();
+        Ok(())
+    }
+
+    /// Looks for every target's socket: a new one (a service that started or
+    /// restarted) goes into the map; a gone one leaves it (the kernel removes a
+    /// closed socket by itself). Logs each change.
+    pub fn refresh(&mut self, datapath: &mut Datapath) {
+        for target in &mut self.targets {
+            let slot = &target.slot;
+            let what = format!(
+                "steer {} {} -> {}",
+                slot.range,
+                slot.steer.label(),
+                slot.steer.to
+            );
+            let found = match discover::find(slot.steer.proto, slot.steer.to) {
+                Ok(found) => found,
+                Err(e) => {
+                    log::warn!("{what}: {}", crate::error_chain(&e));
+                    continue;
+                }
+            };
+            match found {
+                Some(found) if target.cookie == Some(found.cookie) => {}
+                Some(found) => match install(datapath, slot.entry, found) {
+                    Ok(pid) => {
+                        log::info!("{what}: up (socket of pid {pid})");
+                        target.cookie = Some(found.cookie);
+                    }
+                    Err(e) => {
+                        log::warn!("{what}: found but not taken: {e}");
+                        target.cookie = None;
+                    }
+                },
+                None => {
+                    if target.cookie.take().is_some() {
+                        log::warn!(
+                            "{what}: down (nothing listens there); lookups take the normal path"
+                        );
+                        let _ = clear(datapath, slot.entry);
+                    }
+                }
+            }
+        }
+    }
+
+    pub fn status(&self) -> Vec<SteerStatus> {
+        self.targets
+            .iter()
+            .map(|t| SteerStatus {
+                range: t.slot.range.clone(),
+                matches: t.slot.steer.label(),
+                to: t.slot.steer.to.to_string(),
+                entry: t.slot.entry,
+                up: t.cookie.is_some(),
+            })
+            .collect()
+    }
+}
+
+/// Puts the found socket in the map at `entry`; returns the owner's pid.
+fn install(datapath: &mut Datapath, entry: u32, found: discover::Found) -> Result<u32, String> {
+    let (pid, fd) = discover::owner(found.inode)
+        .ok_or_else(|| format!("no process holds socket inode {}", found.inode))?;
+    let ours = discover::take(pid, fd).map_err(|e| crate::error_chain(&e))?;
+    let map = datapath
+        .steer_sockets()
+        .map_err(|e| crate::error_chain(&e))?;
+    let mut sockets = steering::sockets(map).map_err(|e| crate::error_chain(&e))?;
+    sockets
+        .set(entry, &ours.as_raw_fd(), 0)
+        .map_err(|e| crate::error_chain(&e))?;
+    Ok(pid)
+}
+
+fn clear(datapath: &mut Datapath, entry: u32) -> Result<(), DatapathError> {
+    let map = datapath.steer_sockets()?;
+    let mut sockets = steering::sockets(map)?;
+    // Already gone when the kernel removed a closed socket.
+    let _ = sockets.clear_index(&entry);
+    Ok(())
+}
