@@ -283,3 +283,57 @@ fn decap_defaults_to_every_interface_and_is_checked() {
         Err(ConfigError::Syntax { .. })
     ));
 }
+
+#[test]
+fn steer_entries_parse_and_mistakes_are_refused() {
+    let range = |accept: &str, steer: &str| {
+        parse(&format!(
+            "interfaces = [\"eth0\"]\n[[range]]\nname = \"web\"\ncidr = \"192.0.2.0/24\"\naccept = \"{accept}\"\nsteer = [{steer}]\n"
+        ))
+    };
+    let config = range(
+        "route",
+        r#"{ match = "tcp/80", to = "127.0.0.1:8080" }, { match = "udp/5353", to = "[::1]:5353" }"#,
+    )
+    .unwrap();
+    let steer = &config.ranges[0].steer;
+    assert_eq!(steer.len(), 2);
+    assert_eq!(
+        (steer[0].proto, steer[0].port, steer[0].to),
+        (vip_common::IPPROTO_TCP, 80, "127.0.0.1:8080".parse().unwrap())
+    );
+    assert_eq!(steer[1].label(), "udp/5353");
+    assert_eq!(steer[1].to, "[::1]:5353".parse().unwrap());
+
+    let err = range("none", r#"{ match = "tcp/80", to = "127.0.0.1:8080" }"#).unwrap_err();
+    assert!(matches!(err, ConfigError::SteerNeedsAccept { .. }));
+    assert_eq!(
+        err.to_string(),
+        "range \"web\": steering needs the range's addresses to be local; set accept = \"alias\" or \"route\""
+    );
+    for bad in ["tcp", "sctp/80", "tcp/0", "tcp/http", "udp/70000"] {
+        assert!(
+            matches!(
+                range("route", &format!(r#"{{ match = "{bad}", to = "127.0.0.1:1" }}"#)),
+                Err(ConfigError::SteerMatch { .. })
+            ),
+            "{bad}"
+        );
+    }
+    for bad in ["127.0.0.1", "localhost:80", "127.0.0.1:0"] {
+        assert!(
+            matches!(
+                range("route", &format!(r#"{{ match = "tcp/80", to = "{bad}" }}"#)),
+                Err(ConfigError::SteerTo { .. })
+            ),
+            "{bad}"
+        );
+    }
+    assert!(matches!(
+        range(
+            "alias",
+            r#"{ match = "tcp/80", to = "127.0.0.1:1" }, { match = "tcp/80", to = "127.0.0.1:2" }"#
+        ),
+        Err(ConfigError::DuplicateSteer { .. })
+    ));
+}
