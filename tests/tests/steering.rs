@@ -1,6 +1,6 @@
 //! Socket steering with sk_lookup: TCP port 80 and UDP port 5353 on any VIP of
-//! a range go to one listener each, bound to 127.0.0.1 in the real server's
-//! namespace; a wildcard listener on another port gets only its own traffic. A
+//! a range go to one listener each, bound to 127.0.0.1 (or ::1) in the real
+//! server's namespace; a wildcard listener on another port gets only its own traffic. A
 //! restarted listener is picked up again within 5 s; a stopped one turns
 //! `vip_steer_target_up` to 0. Delivered counts follow accepted ones while the
 //! targets are up and fall behind when one is down.
@@ -17,7 +17,7 @@ use vip_tests::{
     http,
     netns::Netns,
     root::require_root,
-    seed::{DirectLab, DIRECT_SERVER_IF},
+    seed::{DirectLab, SeedLab, DIRECT_SERVER_IF, SERVER_IF, SERVER_V6},
 };
 
 const METRICS: &str = "127.0.0.1:9669";
@@ -260,4 +260,49 @@ fn steering_sends_each_vip_port_to_one_socket_and_follows_restarts() {
         log.contains("steer web udp/5353 -> 127.0.0.1:5353: down"),
         "{log}"
     );
+}
+
+/// IPv6: a range of 2001:db8:1::/64 steered to sockets on ::1, through a router.
+#[test]
+fn ipv6_vips_are_steered_to_sockets_on_the_loopback() {
+    if !require_root("ipv6_vips_are_steered_to_sockets_on_the_loopback") {
+        return;
+    }
+    let lab = SeedLab::new("steer6");
+    lab.router.sysctl("net.ipv6.conf.all.forwarding", "1");
+    lab.router
+        .ip(&["-6", "route", "add", "2001:db8:1::/64", "via", SERVER_V6]);
+    let tcp = tcp_listener(&lab.server, "[::1]:8080");
+    let udp = udp_socket(&lab.server, "[::1]:5353");
+    let config = format!(
+        "interfaces = [\"{SERVER_IF}\"]\n\
+         [[range]]\nname = \"web6\"\ncidr = \"2001:db8:1::/64\"\naccept = \"route\"\n\
+         steer = [{{ match = \"tcp/80\", to = \"[::1]:8080\" }}, {{ match = \"udp/5353\", to = \"[::1]:5353\" }}]\n"
+    );
+    let instance = Instance::new("steer6");
+    let _daemon = Daemon::start(&lab.server, &config, &instance);
+    wait_for("both targets up", Duration::from_secs(5), || {
+        targets_up(&instance) == [("tcp/80".to_string(), true), ("udp/5353".to_string(), true)]
+    });
+    let client_udp = lab
+        .client
+        .run_in(|| UdpSocket::bind("[::]:0").expect("client UDP"));
+    let mut held = Vec::new();
+    for i in 1..=3 {
+        let vip: IpAddr = format!("2001:db8:1::{i}").parse().unwrap();
+        held.push(connect(&lab.client, SocketAddr::new(vip, 80)).expect("steered connect"));
+        assert_eq!(accept_one(&tcp), Some(SocketAddr::new(vip, 80)));
+        client_udp.send_to(b"six", (vip, 5353)).unwrap();
+        let mut buf = [0u8; 8];
+        let (n, _) = udp.recv_from(&mut buf).expect("a steered datagram");
+        assert_eq!(&buf[..n], b"six");
+    }
+    let stats = instance.stats_json(&lab.server);
+    let steered: Vec<u64> = stats["steer"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["packets"].as_u64().unwrap())
+        .collect();
+    assert_eq!(steered, [3, 3], "{stats}");
 }

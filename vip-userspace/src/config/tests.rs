@@ -300,7 +300,11 @@ fn steer_entries_parse_and_mistakes_are_refused() {
     assert_eq!(steer.len(), 2);
     assert_eq!(
         (steer[0].proto, steer[0].port, steer[0].to),
-        (vip_common::IPPROTO_TCP, 80, "127.0.0.1:8080".parse().unwrap())
+        (
+            vip_common::IPPROTO_TCP,
+            80,
+            "127.0.0.1:8080".parse().unwrap()
+        )
     );
     assert_eq!(steer[1].label(), "udp/5353");
     assert_eq!(steer[1].to, "[::1]:5353".parse().unwrap());
@@ -314,7 +318,10 @@ fn steer_entries_parse_and_mistakes_are_refused() {
     for bad in ["tcp", "sctp/80", "tcp/0", "tcp/http", "udp/70000"] {
         assert!(
             matches!(
-                range("route", &format!(r#"{{ match = "{bad}", to = "127.0.0.1:1" }}"#)),
+                range(
+                    "route",
+                    &format!(r#"{{ match = "{bad}", to = "127.0.0.1:1" }}"#)
+                ),
                 Err(ConfigError::SteerMatch { .. })
             ),
             "{bad}"
