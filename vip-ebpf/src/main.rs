@@ -130,7 +130,7 @@ fn try_vip_tc(ctx: &TcContext) -> Result<i32, Failure> {
 /// goes on when vip assigned nothing (no entry, or its socket is down).
 #[sk_lookup]
 pub fn vip_sk_lookup(ctx: SkLookupContext) -> u32 {
-    let _ = steer::steer(&ctx);
+    steer::steer(&ctx);
     SK_PASS
 }
 

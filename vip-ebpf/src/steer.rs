@@ -27,21 +27,11 @@ static VIP_DELIVERED: PerCpuArray<u64> = PerCpuArray::with_max_entries(1, 0);
 const AF_INET: u32 = 2;
 const AF_INET6: u32 = 10;
 
-/// What became of one socket lookup.
-pub enum Steered {
-    /// Not for a VIP.
-    NotVip,
-    /// For a VIP; no steer entry matches, the normal lookup goes on.
-    Unsteered,
-    /// Assigned to the entry's socket.
-    Assigned,
-    /// The entry's socket is missing (or of the wrong family or protocol): the
-    /// normal lookup goes on.
-    TargetDown,
-}
-
+/// Assigns the lookup to its steer entry's socket, if it is for a VIP of a
+/// range with a matching entry whose socket is there; otherwise leaves it to the
+/// kernel's own lookup.
 #[inline(always)]
-pub fn steer(ctx: &SkLookupContext) -> Steered {
+pub fn steer(ctx: &SkLookupContext) {
     // SAFETY: the context the kernel passed; fields are read only.
     let lookup = unsafe { &*ctx.lookup };
     let found = match lookup.family {
@@ -60,7 +50,7 @@ pub fn steer(ctx: &SkLookupContext) -> Steered {
         _ => None,
     };
     let Some((range, vip)) = found else {
-        return Steered::NotVip;
+        return;
     };
     let key = SteerKey {
         range_id: range.range_id,
@@ -71,10 +61,12 @@ pub fn steer(ctx: &SkLookupContext) -> Steered {
     // SAFETY: a plain lookup; the value is copied out.
     let Some(entry) = (unsafe { VIP_STEER.get(&key) }).map(|v| v.entry) else {
         delivered(range);
-        return Steered::Unsteered;
+        return;
     };
+    // Fails when the entry's socket is missing, or of another family or
+    // protocol: the kernel's own lookup goes on, and nothing is delivered here.
     if VIP_STEER_SOCKETS.redirect_sk_lookup(ctx, entry, 0).is_err() {
-        return Steered::TargetDown;
+        return;
     }
     delivered(range);
     add(&VIP_STEER_STATS, entry);
@@ -91,7 +83,6 @@ pub fn steer(ctx: &SkLookupContext) -> Steered {
             let _ = VIP_STEERED_VIPS.insert(&steered, &1, 0);
         }
     }
-    Steered::Assigned
 }
 
 #[inline(always)]
