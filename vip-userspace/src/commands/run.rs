@@ -129,7 +129,16 @@ pub fn run(
                 running
                     .datapath
                     .attach_all(&config.interfaces, config.xdp_mode)?;
-                running.datapath.attach_steering()?;
+                if let Err(e) = running.datapath.attach_steering() {
+                    if config.ranges.iter().any(|r| !r.steer.is_empty()) {
+                        return Err(e.into());
+                    }
+                    // Without steer entries it only counts delivered lookups.
+                    log::warn!(
+                        "no sk_lookup program (delivered counts stay 0): {}",
+                        vip_userspace::error_chain(&e)
+                    );
+                }
                 running.datapath.pin(&pins)?;
             }
             running

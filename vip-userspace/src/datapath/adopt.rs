@@ -97,7 +97,12 @@ pub fn adopt(
     check_interfaces(&attachments, config)?;
     let layout = previous.update(config).map_err(AdoptError::TooBig)?;
     let tables = CounterTables::open(|name| maps.map(name), true).map_err(DatapathError::from)?;
-    let steering = Some(Link::Pinned(pins.open_link_at(SK_LOOKUP_LINK_PIN)?));
+    // Absent when the kernel refused the sk_lookup program (no steer entries then).
+    let steering = if pins.path().join(SK_LOOKUP_LINK_PIN).exists() {
+        Some(Link::Pinned(pins.open_link_at(SK_LOOKUP_LINK_PIN)?))
+    } else {
+        None
+    };
     let mut datapath = Datapath {
         maps,
         tables,
