@@ -280,7 +280,7 @@ fn ipv6_vips_are_steered_to_sockets_on_the_loopback() {
          steer = [{{ match = \"tcp/80\", to = \"[::1]:8080\" }}, {{ match = \"udp/5353\", to = \"[::1]:5353\" }}]\n"
     );
     let instance = Instance::new("steer6");
-    let _daemon = Daemon::start(&lab.server, &config, &instance);
+    let daemon = Daemon::start(&lab.server, &config, &instance);
     wait_for("both targets up", Duration::from_secs(5), || {
         targets_up(&instance) == [("tcp/80".to_string(), true), ("udp/5353".to_string(), true)]
     });
@@ -305,4 +305,24 @@ fn ipv6_vips_are_steered_to_sockets_on_the_loopback() {
         .map(|s| s["packets"].as_u64().unwrap())
         .collect();
     assert_eq!(steered, [3, 3], "{stats}");
+
+    // A reload points udp/5353 elsewhere, where nothing is bound: the old socket
+    // leaves the steer map and gets nothing more.
+    daemon.rewrite_config(&config.replace("[::1]:5353", "[::1]:5354"));
+    let line = daemon.reload();
+    assert!(line.contains("reloaded"), "{line}");
+    wait_for("udp/5353 down", Duration::from_secs(5), || {
+        targets_up(&instance)
+            == [
+                ("tcp/80".to_string(), true),
+                ("udp/5353".to_string(), false),
+            ]
+    });
+    let vip: IpAddr = "2001:db8:1::1".parse().unwrap();
+    client_udp.send_to(b"stale", (vip, 5353)).unwrap();
+    let mut buf = [0u8; 8];
+    assert!(
+        udp.recv_from(&mut buf).is_err(),
+        "the socket of the old target got a datagram"
+    );
 }

@@ -91,14 +91,11 @@ pub const SETTING_DENSE_STRIDE: u32 = 1;
 /// maps. The datapath never reads it; a restarted daemon does, before adopting
 /// pinned maps.
 pub const SETTING_LAYOUT_VERSION: u32 = 2;
-/// `MAP_SETTINGS` index: how many interfaces decapsulate (`MAP_DECAP` entries);
-/// 0 spares packets that are not for a VIP the lookup in `MAP_DECAP`.
-pub const SETTING_DECAP_INTERFACES: u32 = 3;
-pub const SETTINGS: u32 = 4;
+pub const SETTINGS: u32 = 3;
 
 /// Bumped whenever a map, a shared type or the meaning of a setting changes, so
 /// that a new binary never adopts maps pinned by an incompatible one.
-pub const LAYOUT_VERSION: u32 = 3;
+pub const LAYOUT_VERSION: u32 = 4;
 
 /// Name, in the pin directory, of the pinned bpf_link that keeps the datapath
 /// attached to an interface: this prefix, then the interface name.

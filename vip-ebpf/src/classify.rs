@@ -52,7 +52,7 @@ pub fn classify<B: PacketBuf>(buf: &B) -> Result<Verdict, Failure> {
     if let Some(verdict) = to_range(buf, &l3, false)? {
         return Ok(verdict);
     }
-    if buf.decap_ifindex().is_none() {
+    if !B::DECAPSULATES {
         return Ok(non_vip());
     }
     // Not for a VIP: a tunnel to one, where this program decapsulates?

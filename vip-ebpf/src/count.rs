@@ -28,7 +28,7 @@ static VIP_SETTINGS: Array<u32> = Array::with_max_entries(SETTINGS, 0);
 static VIP_GLOBAL: PerCpuArray<u64> = PerCpuArray::with_max_entries(GLOBAL_COUNTERS, 0);
 
 #[inline(always)]
-pub fn setting(index: u32) -> u32 {
+fn setting(index: u32) -> u32 {
     VIP_SETTINGS.get(index).copied().unwrap_or(0)
 }
 

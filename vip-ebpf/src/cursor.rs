@@ -17,15 +17,16 @@ pub trait PacketBuf {
         (self.end() - self.start()) as u64
     }
 
-    /// The interface the packet came in on, where the program can decapsulate
-    /// tunnels (XDP); `None` where it cannot (TC).
+    /// Whether this program type can decapsulate tunnels (XDP can, TC does not).
+    const DECAPSULATES: bool = false;
+
+    /// The interface the packet came in on (only read where `DECAPSULATES`).
     #[inline(always)]
-    fn decap_ifindex(&self) -> Option<u32> {
-        None
+    fn ingress_ifindex(&self) -> u32 {
+        0
     }
 
-    /// Removes a tunnel's outer headers (only called where `decap_ifindex` is
-    /// `Some`).
+    /// Removes a tunnel's outer headers (only called where `DECAPSULATES`).
     #[inline(always)]
     fn strip(&self, _strip: Strip) -> Result<(), Failure> {
         Err(Failure::Internal)
@@ -43,10 +44,12 @@ impl PacketBuf for XdpContext {
         self.data_end()
     }
 
+    const DECAPSULATES: bool = true;
+
     #[inline(always)]
-    fn decap_ifindex(&self) -> Option<u32> {
+    fn ingress_ifindex(&self) -> u32 {
         // SAFETY: the context pointer the kernel passed to this program.
-        Some(unsafe { (*self.ctx).ingress_ifindex })
+        unsafe { (*self.ctx).ingress_ifindex }
     }
 
     #[inline(always)]

@@ -10,12 +10,11 @@ use aya_ebpf::{
 };
 use vip_common::{
     DecapConfig, DECAP_GUE, DECAP_IP6IP6, DECAP_IPIP, GLOBAL_DECAP_GUE, GLOBAL_DECAP_IP6IP6,
-    GLOBAL_DECAP_IPIP, IPPROTO_IPIP, IPPROTO_IPV6, IPPROTO_UDP, SETTING_DECAP_INTERFACES,
+    GLOBAL_DECAP_IPIP, IPPROTO_IPIP, IPPROTO_IPV6, IPPROTO_UDP,
 };
 
 use crate::{
     classify::Failure,
-    count,
     cursor::{read_at, write_after_move, PacketBuf},
     parse::{self, Carrier, Malformed, Next, ETH_P_IPV4, ETH_P_IPV6, L3, UDP_HLEN},
 };
@@ -90,27 +89,21 @@ pub fn pending() -> Option<Strip> {
     })
 }
 
-/// The inner IP header of the packet, if it is a tunnel this interface
-/// decapsulates (see [`pending`] for how to strip it), from its outer header's
-/// `next` and `carrier`. Fragments are never decapsulated: their inner packet
-/// is not whole.
+/// The inner IP header of the packet, if it is a tunnel the interface it came
+/// in on decapsulates (see [`pending`] for how to strip it), from its outer
+/// header's `next` and `carrier`. Fragments are never decapsulated: their inner
+/// packet is not whole.
 #[inline(always)]
 pub fn tunnel<B: PacketBuf>(
     buf: &B,
     next: Next,
     carrier: Carrier,
 ) -> Result<Option<L3>, Malformed> {
-    let Some(ifindex) = buf.decap_ifindex() else {
-        return Ok(None);
-    };
     let proto = next.proto;
-    if carrier.fragment
-        || !matches!(proto, IPPROTO_IPIP | IPPROTO_IPV6 | IPPROTO_UDP)
-        || count::setting(SETTING_DECAP_INTERFACES) == 0
-    {
+    if carrier.fragment || !matches!(proto, IPPROTO_IPIP | IPPROTO_IPV6 | IPPROTO_UDP) {
         return Ok(None);
     }
-    let Some(config) = VIP_DECAP.get(ifindex) else {
+    let Some(config) = VIP_DECAP.get(buf.ingress_ifindex()) else {
         return Ok(None);
     };
     if config.flags == 0 {

@@ -46,18 +46,7 @@ struct Running<'a> {
     file: &'a StateFile,
     layout_file: &'a LayoutFile,
     exporter: Option<Arc<server::Exporter>>,
-    keep_datapath: bool,
     steer: SteerAgent,
-}
-
-/// How `vip run` ends.
-#[derive(Clone, Copy, PartialEq, Eq)]
-enum Exit {
-    /// Detach, remove the pins, revert the host state.
-    CleanUp,
-    /// Leave the datapath attached and counting, pinned, and the host state in
-    /// place, for the next `vip run` to adopt.
-    KeepDatapath,
 }
 
 pub fn run(
@@ -118,7 +107,6 @@ pub fn run(
             file: &file,
             layout_file: &layout_file,
             exporter: None,
-            keep_datapath,
             steer: SteerAgent::default(),
         };
 
@@ -169,7 +157,9 @@ pub fn run(
         }
         .await;
 
-        if matches!(result, Ok(Exit::KeepDatapath)) {
+        // With --keep-datapath a clean stop leaves the datapath attached and
+        // counting, pinned, and the host state in place; a failure still cleans up.
+        if keep_datapath && result.is_ok() {
             log::info!(
                 "exiting with the datapath attached, pinned in {}; the next `vip run` adopts it, `vip down` removes it",
                 pins.path().display()
@@ -188,27 +178,24 @@ pub fn run(
         revert(&running.netlink, &mut running.state, &file).await?;
         file.remove()?;
         layout_file.remove()?;
-        result.map(drop)
+        result
     })
 }
 
 impl Running<'_> {
     /// Repairs drift and reloads on SIGHUP, until SIGINT or SIGTERM.
-    async fn serve(&mut self) -> anyhow::Result<Exit> {
-        let exit = if self.keep_datapath {
-            Exit::KeepDatapath
-        } else {
-            Exit::CleanUp
-        };
+    async fn serve(&mut self) -> anyhow::Result<()> {
         let mut term = signal(SignalKind::terminate()).context("SIGTERM handler")?;
         let mut int = signal(SignalKind::interrupt()).context("SIGINT handler")?;
         let mut hup = signal(SignalKind::hangup()).context("SIGHUP handler")?;
         let mut drift = tokio::time::interval(DRIFT_INTERVAL);
-        let mut steer = tokio::time::interval(vip_userspace::steer::REFRESH_INTERVAL);
+        // Start-up has just looked for the steer targets.
+        let period = vip_userspace::steer::REFRESH_INTERVAL;
+        let mut steer = tokio::time::interval_at(tokio::time::Instant::now() + period, period);
         loop {
             tokio::select! {
-                _ = term.recv() => { log::info!("SIGTERM"); return Ok(exit); }
-                _ = int.recv() => { log::info!("SIGINT"); return Ok(exit); }
+                _ = term.recv() => { log::info!("SIGTERM"); return Ok(()); }
+                _ = int.recv() => { log::info!("SIGINT"); return Ok(()); }
                 _ = hup.recv() => {
                     if let Err(e) = self.reload().await {
                         log::error!(

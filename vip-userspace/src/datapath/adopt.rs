@@ -99,7 +99,7 @@ pub fn adopt(
     let tables = CounterTables::open(|name| maps.map(name), true).map_err(DatapathError::from)?;
     // Absent when the kernel refused the sk_lookup program (no steer entries then).
     let steering = if pins.path().join(SK_LOOKUP_LINK_PIN).exists() {
-        Some(Link::Pinned(pins.open_link_at(SK_LOOKUP_LINK_PIN)?))
+        Some(Link::Pinned(pins.open_link(SK_LOOKUP_LINK_PIN)?))
     } else {
         None
     };
@@ -127,7 +127,7 @@ fn adopt_links(maps: &mut DatapathMaps, pins: &PinDir) -> Result<Vec<Attachment>
             source,
         })?;
         let adopted = Attachment::adopted(&meta, |interface| {
-            Ok(Link::Pinned(pins.open_link(interface)?))
+            Ok(Link::Pinned(pins.open_link(&pin::link_name(interface))?))
         });
         match adopted {
             Some(attachment) => attachments.push(attachment?),

@@ -10,7 +10,10 @@ use aya::programs::{
 };
 use vip_common::{AttachMeta, ATTACH_TC, ATTACH_XDP_GENERIC, ATTACH_XDP_NATIVE};
 
-use super::DatapathError;
+use super::{
+    pin::{PinDir, PinError},
+    DatapathError,
+};
 use crate::config::XdpMode;
 
 /// The mode an attachment got.
@@ -74,8 +77,6 @@ pub(super) enum Link {
     /// A netlink TC filter (kernels before 6.6): it cannot be pinned, so it does
     /// not stay attached across a restart.
     TcNetlink(#[allow(dead_code, reason = "held: dropping it detaches")] SchedClassifierLink),
-    /// Only while a link moves from one state to another.
-    Detached,
 }
 
 impl Link {
@@ -83,7 +84,15 @@ impl Link {
     pub(super) fn detach(self) -> std::io::Result<()> {
         match self {
             Link::Pinned(link) => link.unpin().map(drop),
-            Link::Fd(_) | Link::TcNetlink(_) | Link::Detached => Ok(()),
+            Link::Fd(_) | Link::TcNetlink(_) => Ok(()),
+        }
+    }
+
+    /// The link pinned as `name` if it is a bpf_link; a netlink one as it is.
+    pub(super) fn pinned(self, pins: &PinDir, name: &str) -> Result<Link, PinError> {
+        match self {
+            Link::Fd(link) => pins.pin_link(name, link).map(Link::Pinned),
+            other => Ok(other),
         }
     }
 }
@@ -124,17 +133,6 @@ impl Attachment {
             fallback: meta.fallback != 0,
             link,
         }))
-    }
-
-    /// Pins an attachment's bpf_link; netlink attachments stay as they are.
-    pub(super) fn pin(&mut self, pins: &super::pin::PinDir) -> Result<(), DatapathError> {
-        if matches!(self.link, Link::Fd(_)) {
-            let Link::Fd(link) = std::mem::replace(&mut self.link, Link::Detached) else {
-                unreachable!("matched above")
-            };
-            self.link = Link::Pinned(pins.pin_link(&self.interface, link)?);
-        }
-        Ok(())
     }
 
     pub(super) fn meta(&self) -> AttachMeta {

@@ -18,7 +18,7 @@ use vip_common::{
     AttachMeta, MAP_ATTACH_META, MAP_DECAP, MAP_DELIVERED, MAP_DENSE_STATS, MAP_POLICY, MAP_RANGES,
     MAP_RANGE_META, MAP_RANGE_STATS, MAP_SPARSE_STATS, MAP_STEER, MAP_STEER_SOCKETS,
     MAP_STEER_STATS, MAP_V4_L2, MAP_V4_RANGES, MAP_V6_RANGES, PINNED_MAPS, PROG_BENCH_DECAP,
-    PROG_TC, PROG_XDP, V4_L2_BLOCK,
+    PROG_TC, PROG_XDP, SK_LOOKUP_LINK_PIN, V4_L2_BLOCK,
 };
 
 pub use adopt::{adopt, AdoptError};
@@ -260,11 +260,17 @@ impl Datapath {
         for &name in first {
             pins.pin_map(name, self.map(name).ok_or(missing_map(name))?)?;
         }
-        for attachment in &mut self.attachments {
-            attachment.pin(pins)?;
-        }
+        // On an error, the links not pinned yet are dropped, which detaches them.
+        self.attachments = std::mem::take(&mut self.attachments)
+            .into_iter()
+            .map(|mut attachment| {
+                let name = pin::link_name(&attachment.interface);
+                attachment.link = attachment.link.pinned(pins, &name)?;
+                Ok(attachment)
+            })
+            .collect::<Result<_, pin::PinError>>()?;
         if let Some(link) = self.steering.take() {
-            self.steering = Some(steering::pin(pins, link)?);
+            self.steering = Some(link.pinned(pins, SK_LOOKUP_LINK_PIN)?);
         }
         pins.pin_map(last, self.map(last).ok_or(missing_map(last))?)?;
         Ok(())

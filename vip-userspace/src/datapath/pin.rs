@@ -92,14 +92,9 @@ impl PinDir {
         })
     }
 
-    /// Pins the link that attaches the datapath to `interface`: it stays
+    /// Pins a link as `name` (see [`link_name`]): what it attaches stays
     /// attached after this process exits, until the pin is removed.
-    pub fn pin_link(&self, interface: &str, link: FdLink) -> Result<PinnedLink, PinError> {
-        self.pin_link_at(&link_name(interface), link)
-    }
-
-    /// Pins a link under `name` in the directory.
-    pub fn pin_link_at(&self, name: &str, link: FdLink) -> Result<PinnedLink, PinError> {
+    pub fn pin_link(&self, name: &str, link: FdLink) -> Result<PinnedLink, PinError> {
         let path = self.dir.join(name);
         link.pin(&path).map_err(|source| PinError::Pin {
             what: format!("link {name}"),
@@ -108,11 +103,7 @@ impl PinDir {
         })
     }
 
-    pub fn open_link(&self, interface: &str) -> Result<PinnedLink, PinError> {
-        self.open_link_at(&link_name(interface))
-    }
-
-    pub fn open_link_at(&self, name: &str) -> Result<PinnedLink, PinError> {
+    pub fn open_link(&self, name: &str) -> Result<PinnedLink, PinError> {
         let path = self.dir.join(name);
         PinnedLink::from_pin(&path).map_err(|source| PinError::OpenLink { path, source })
     }
@@ -123,7 +114,8 @@ impl PinDir {
     }
 }
 
-fn link_name(interface: &str) -> String {
+/// The pin name of the link that attaches the datapath to `interface`.
+pub fn link_name(interface: &str) -> String {
     format!("{LINK_PIN_PREFIX}{interface}")
 }
 

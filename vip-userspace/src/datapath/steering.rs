@@ -1,5 +1,5 @@
-//! The sk_lookup program: attached to this network namespace through a link
-//! pinned beside the maps, so that steering outlives a daemon restart.
+//! The sk_lookup program, attached to this network namespace (its link is
+//! pinned beside the maps, so that steering outlives a daemon restart).
 
 use std::fs::File;
 
@@ -8,13 +8,9 @@ use aya::{
     programs::{links::FdLink, SkLookup},
     Ebpf,
 };
-use vip_common::{MAP_STEER_SOCKETS, PROG_SK_LOOKUP, SK_LOOKUP_LINK_PIN};
+use vip_common::{MAP_STEER_SOCKETS, PROG_SK_LOOKUP};
 
-use super::{
-    attach::Link,
-    pin::{PinDir, PinError},
-    DatapathError,
-};
+use super::{attach::Link, DatapathError};
 
 const OWN_NETNS: &str = "/proc/self/ns/net";
 
@@ -51,14 +47,6 @@ pub(super) fn attach(ebpf: &mut Ebpf) -> Result<Link, DatapathError> {
     let id = program.attach(netns).map_err(error)?;
     let link = program.take_link(id).map_err(error)?;
     Ok(Link::Fd(FdLink::from(link)))
-}
-
-/// Pins the link (see [`PinDir::pin_link`]).
-pub(super) fn pin(pins: &PinDir, link: Link) -> Result<Link, PinError> {
-    match link {
-        Link::Fd(link) => pins.pin_link_at(SK_LOOKUP_LINK_PIN, link).map(Link::Pinned),
-        other => Ok(other),
-    }
 }
 
 /// The steer sockets map, for the steer agent.

@@ -2,13 +2,16 @@
 //! the previous layout on a reload, in an order that never points a lookup at a
 //! half-written entry.
 
-use aya::maps::{lpm_trie::Key, Array, HashMap, LpmTrie, MapError, PerCpuArray, PerCpuValues};
+use aya::maps::{
+    lpm_trie::Key, Array, HashMap, LpmTrie, MapError, PerCpuArray, PerCpuHashMap, PerCpuValues,
+};
 use ipnet::IpNet;
 use vip_common::{
-    DecapConfig, RangeMeta, RangePolicy, RangeStats, RangeValue, SteerKey, SteerValue,
-    LAYOUT_VERSION, MAP_DECAP, MAP_POLICY, MAP_RANGES, MAP_RANGE_META, MAP_RANGE_STATS,
-    MAP_SETTINGS, MAP_STEER, MAP_STEER_STATS, MAP_V4_L1, MAP_V4_L2, MAP_V4_RANGES, MAP_V6_RANGES,
-    SETTING_DECAP_INTERFACES, SETTING_DENSE_STRIDE, SETTING_LAYOUT_VERSION, SETTING_SPARSE_MASK,
+    DecapConfig, RangeMeta, RangePolicy, RangeStats, RangeValue, SteerKey, SteerValue, SteeredVip,
+    LAYOUT_VERSION, MAP_DECAP, MAP_DELIVERED, MAP_POLICY, MAP_RANGES, MAP_RANGE_META,
+    MAP_RANGE_STATS, MAP_SETTINGS, MAP_STEER, MAP_STEERED_VIPS, MAP_STEER_STATS, MAP_V4_L1,
+    MAP_V4_L2, MAP_V4_RANGES, MAP_V6_RANGES, SETTING_DENSE_STRIDE, SETTING_LAYOUT_VERSION,
+    SETTING_SPARSE_MASK,
 };
 
 use super::{cpu_table::CounterTables, maps::DatapathMaps, typed_map_mut, DatapathError};
@@ -156,18 +159,9 @@ fn zero_counters(
     tables: &mut CounterTables,
     added: &[&RangeSlot],
 ) -> Result<(), DatapathError> {
-    let cpus = aya::util::nr_cpus().map_err(|(_, e)| DatapathError::Cpus(e))?;
-    {
-        let mut stats: PerCpuArray<_, RangeStats> = typed_map_mut(maps, MAP_RANGE_STATS)?;
-        for slot in added {
-            let zeros = PerCpuValues::try_from(vec![RangeStats::default(); cpus])
-                .map_err(DatapathError::Cpus)?;
-            stats
-                .set(slot.value.range_id, zeros, 0)
-                .map_err(map_err(MAP_RANGE_STATS))?;
-        }
-    }
     for slot in added {
+        zero_per_cpu::<RangeStats>(maps, MAP_RANGE_STATS, slot.value.range_id)?;
+        zero_per_cpu::<u64>(maps, MAP_DELIVERED, slot.value.range_id)?;
         for index in slot.value.dense_base..slot.value.dense_base + slot.dense_len {
             tables.dense.zero(index);
         }
@@ -175,26 +169,36 @@ fn zero_counters(
     Ok(())
 }
 
-/// Steer entries: new and changed keys first (with fresh counts for new
-/// entries), then keys that went away. Their sockets are the steer agent's.
+/// Zeroes entry `index` of a per-CPU array on every CPU.
+fn zero_per_cpu<V: aya::Pod + Default>(
+    maps: &mut DatapathMaps,
+    map: &'static str,
+    index: u32,
+) -> Result<(), DatapathError> {
+    let cpus = aya::util::nr_cpus().map_err(|(_, e)| DatapathError::Cpus(e))?;
+    let zeros = PerCpuValues::try_from((0..cpus).map(|_| V::default()).collect::<Vec<_>>())
+        .map_err(DatapathError::Cpus)?;
+    let mut array: PerCpuArray<_, V> = typed_map_mut(maps, map)?;
+    array.set(index, zeros, 0).map_err(map_err(map))
+}
+
+/// Steer entries: new and changed keys first (a new entry's index starts with
+/// no counts, in total or per VIP), then keys that went away. Their sockets are
+/// the steer agent's.
 fn sync_steer(
     maps: &mut DatapathMaps,
     old: Option<&Layout>,
     new: &Layout,
 ) -> Result<(), DatapathError> {
     let old_steers: &[SteerSlot] = old.map_or(&[], |l| &l.steers);
-    let cpus = aya::util::nr_cpus().map_err(|(_, e)| DatapathError::Cpus(e))?;
     for slot in &new.steers {
         let previous = old_steers.iter().find(|o| o.key() == slot.key());
         if previous.is_some_and(|o| o.entry == slot.entry) {
             continue;
         }
         if !old_steers.iter().any(|o| o.entry == slot.entry) {
-            let mut stats: PerCpuArray<_, u64> = typed_map_mut(maps, MAP_STEER_STATS)?;
-            let zeros = PerCpuValues::try_from(vec![0u64; cpus]).map_err(DatapathError::Cpus)?;
-            stats
-                .set(slot.entry, zeros, 0)
-                .map_err(map_err(MAP_STEER_STATS))?;
+            zero_per_cpu::<u64>(maps, MAP_STEER_STATS, slot.entry)?;
+            forget_steered_vips(maps, slot.entry)?;
         }
         let mut steer: HashMap<_, SteerKey, SteerValue> = typed_map_mut(maps, MAP_STEER)?;
         steer
@@ -213,8 +217,25 @@ fn sync_steer(
     Ok(())
 }
 
-/// Entries of interfaces that decapsulate, then how many there are, then the
-/// entries of interfaces that no longer do. An interface that has gone away
+/// Removes the per-VIP steered counts an earlier entry left at `entry`.
+fn forget_steered_vips(maps: &mut DatapathMaps, entry: u32) -> Result<(), DatapathError> {
+    let mut vips: PerCpuHashMap<_, SteeredVip, u64> = typed_map_mut(maps, MAP_STEERED_VIPS)?;
+    let stale: Vec<SteeredVip> = vips
+        .keys()
+        .filter_map(Result::ok)
+        .filter(|key| key.entry == entry)
+        .collect();
+    for key in stale {
+        match vips.remove(&key) {
+            Ok(()) | Err(MapError::KeyNotFound) => {}
+            Err(e) => return Err(map_err(MAP_STEERED_VIPS)(e)),
+        }
+    }
+    Ok(())
+}
+
+/// Entries of interfaces that decapsulate, then those of interfaces that no
+/// longer do. An interface that has gone away
 /// took its ifindex with it: nothing to remove.
 fn sync_decap(
     maps: &mut DatapathMaps,
@@ -232,12 +253,6 @@ fn sync_decap(
         })?;
         set(maps, MAP_DECAP, index, entry.value())?;
     }
-    set(
-        maps,
-        MAP_SETTINGS,
-        SETTING_DECAP_INTERFACES,
-        new.decap.len() as u32,
-    )?;
     for entry in old_decap {
         if new.decap.iter().any(|n| n.interface == entry.interface) {
             continue;

@@ -39,8 +39,9 @@ pub struct SteerAgent {
 }
 
 impl SteerAgent {
-    /// Follows `layout`'s entries: an entry that stays keeps its socket; one that
-    /// went away has it removed from the map.
+    /// Follows `layout`'s entries: an entry that stays as it was keeps its
+    /// socket; one that went away or changed (another `to`) has its socket
+    /// removed from the map, so nothing is steered to a target no entry names.
     pub fn set_layout(
         &mut self,
         layout: &Layout,
@@ -48,11 +49,8 @@ impl SteerAgent {
     ) -> Result<(), DatapathError> {
         let old = std::mem::take(&mut self.targets);
         for target in &old {
-            if !layout.steers.contains(&target.slot) && target.cookie.is_some() {
-                let still_used = layout.steers.iter().any(|s| s.entry == target.slot.entry);
-                if !still_used {
-                    clear(datapath, target.slot.entry)?;
-                }
+            if target.cookie.is_some() && !layout.steers.contains(&target.slot) {
+                clear(datapath, target.slot.entry)?;
             }
         }
         self.targets = layout
@@ -93,7 +91,7 @@ impl SteerAgent {
                         target.cookie = Some(found.cookie);
                     }
                     Err(e) => {
-                        log::warn!("{what}: found but not taken: {e}");
+                        log::warn!("{what}: found but not taken: {}", crate::error_chain(&e));
                         target.cookie = None;
                     }
                 },
@@ -123,18 +121,34 @@ impl SteerAgent {
     }
 }
 
+#[derive(Debug, thiserror::Error)]
+enum InstallError {
+    #[error("no process holds socket inode {inode}")]
+    NoOwner { inode: u32 },
+    #[error(transparent)]
+    Discover(#[from] discover::DiscoverError),
+    #[error(transparent)]
+    Datapath(#[from] DatapathError),
+    #[error("putting it in the steer map at {entry}: {source}")]
+    Map {
+        entry: u32,
+        source: aya::maps::MapError,
+    },
+}
+
 /// Puts the found socket in the map at `entry`; returns the owner's pid.
-fn install(datapath: &mut Datapath, entry: u32, found: discover::Found) -> Result<u32, String> {
-    let (pid, fd) = discover::owner(found.inode)
-        .ok_or_else(|| format!("no process holds socket inode {}", found.inode))?;
-    let ours = discover::take(pid, fd).map_err(|e| crate::error_chain(&e))?;
-    let map = datapath
-        .steer_sockets()
-        .map_err(|e| crate::error_chain(&e))?;
-    let mut sockets = steering::sockets(map).map_err(|e| crate::error_chain(&e))?;
+fn install(
+    datapath: &mut Datapath,
+    entry: u32,
+    found: discover::Found,
+) -> Result<u32, InstallError> {
+    let (pid, fd) =
+        discover::owner(found.inode).ok_or(InstallError::NoOwner { inode: found.inode })?;
+    let ours = discover::take(pid, fd)?;
+    let mut sockets = steering::sockets(datapath.steer_sockets()?)?;
     sockets
         .set(entry, &ours.as_raw_fd(), 0)
-        .map_err(|e| crate::error_chain(&e))?;
+        .map_err(|source| InstallError::Map { entry, source })?;
     Ok(pid)
 }
 
