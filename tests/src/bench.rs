@@ -7,6 +7,8 @@ use aya::{
     Ebpf,
 };
 
+use vip_common::{PROG_BENCH_DECAP, PROG_BENCH_HARNESS};
+
 use crate::{
     fixture::{self, Verdict},
     packets::FrameSpec,
@@ -100,7 +102,8 @@ pub struct Case {
     pub dst: IpAddr,
     pub dst_port: u16,
     pub verdict: Verdict,
-    /// The frame comes in IPIP; it is timed through `PROG_BENCH_DECAP`.
+    /// The frame comes in IPIP; it is timed through `PROG_BENCH_DECAP`, in a
+    /// harness whose own cost (`PROG_BENCH_HARNESS`) is taken out.
     pub tunnelled: bool,
 }
 
@@ -153,8 +156,19 @@ impl Case {
 
 pub struct Measurement {
     pub case: Case,
+    /// vip_xdp's time per run; for a tunnelled case, with the harness's own
+    /// cost taken out: `harness.with_vip_ns - harness.alone_ns + baseline_ns`,
+    /// run by run.
     pub vip_ns: Vec<f64>,
     pub baseline_ns: Vec<f64>,
+    pub harness: Option<Harness>,
+}
+
+/// A tunnelled case's raw timings: the frame-restoring harness around vip_xdp
+/// (`PROG_BENCH_DECAP`), and around an empty program (`PROG_BENCH_HARNESS`).
+pub struct Harness {
+    pub with_vip_ns: Vec<f64>,
+    pub alone_ns: Vec<f64>,
 }
 
 pub fn median(values: &[f64]) -> f64 {
@@ -201,14 +215,29 @@ pub fn measure(case: Case, runs: usize, repeat: u32) -> Measurement {
     };
     let before = fixture::snapshot(&datapath);
     let (mut vip_ns, mut baseline_ns) = (Vec::new(), Vec::new());
+    let mut harness = Harness {
+        with_vip_ns: Vec::new(),
+        alone_ns: Vec::new(),
+    };
     for _ in 0..runs {
-        baseline_ns.push(time_xdp(baseline, &frame, repeat, case.verdict));
-        let program = if case.tunnelled {
-            datapath.bench_decap().expect("the decap bench program")
+        let empty = time_xdp(baseline, &frame, repeat, case.verdict);
+        baseline_ns.push(empty);
+        if case.tunnelled {
+            let alone = datapath
+                .bench_program(PROG_BENCH_HARNESS)
+                .expect("the harness bench program");
+            let alone = time_xdp(alone, &frame, repeat, Verdict::Pass);
+            let program = datapath
+                .bench_program(PROG_BENCH_DECAP)
+                .expect("the decap bench program");
+            let with_vip = time_xdp(program, &frame, repeat, case.verdict);
+            harness.alone_ns.push(alone);
+            harness.with_vip_ns.push(with_vip);
+            vip_ns.push(with_vip - alone + empty);
         } else {
-            datapath.xdp().expect("vip_xdp")
-        };
-        vip_ns.push(time_xdp(program, &frame, repeat, case.verdict));
+            let program = datapath.xdp().expect("vip_xdp");
+            vip_ns.push(time_xdp(program, &frame, repeat, case.verdict));
+        }
     }
     let deltas = fixture::deltas(&before, &fixture::snapshot(&datapath));
     let moved = deltas.vips.get(&case.dst).copied().unwrap_or_default();
@@ -230,6 +259,7 @@ pub fn measure(case: Case, runs: usize, repeat: u32) -> Measurement {
         case.dst
     );
     Measurement {
+        harness: case.tunnelled.then_some(harness),
         case,
         vip_ns,
         baseline_ns,

@@ -74,6 +74,8 @@ pub const PROG_TC: &str = "vip_tc";
 /// `cargo xtask bench` only, never attached: `vip_xdp` on an IPIP frame, then the
 /// frame put back as it came (BPF_PROG_TEST_RUN repeats reuse one buffer).
 pub const PROG_BENCH_DECAP: &str = "bench_vip_xdp_decap";
+/// `cargo xtask bench` only: the same harness around an empty program.
+pub const PROG_BENCH_HARNESS: &str = "bench_harness_only";
 
 pub const V4_L1_ENTRIES: u32 = 1 << 16;
 pub const V4_L2_BLOCK: u32 = 256;

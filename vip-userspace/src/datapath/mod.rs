@@ -17,8 +17,8 @@ use aya::{
 use vip_common::{
     AttachMeta, MAP_ATTACH_META, MAP_DECAP, MAP_DELIVERED, MAP_DENSE_STATS, MAP_POLICY, MAP_RANGES,
     MAP_RANGE_META, MAP_RANGE_STATS, MAP_SPARSE_STATS, MAP_STEER, MAP_STEER_SOCKETS,
-    MAP_STEER_STATS, MAP_V4_L2, MAP_V4_RANGES, MAP_V6_RANGES, PINNED_MAPS, PROG_BENCH_DECAP,
-    PROG_TC, PROG_XDP, SK_LOOKUP_LINK_PIN, V4_L2_BLOCK,
+    MAP_STEER_STATS, MAP_V4_L2, MAP_V4_RANGES, MAP_V6_RANGES, PINNED_MAPS, PROG_TC, PROG_XDP,
+    SK_LOOKUP_LINK_PIN, V4_L2_BLOCK,
 };
 
 pub use adopt::{adopt, AdoptError};
@@ -32,6 +32,11 @@ use crate::{config::XdpMode, layout::Layout};
 
 /// The datapath object, built by `cargo xtask build`.
 static EBPF_OBJECT: &[u8] = aya::include_bytes_aligned!(env!("VIP_EBPF_OBJ"));
+
+/// The embedded datapath object (ELF), e.g. for tests of its shape.
+pub fn embedded_object() -> &'static [u8] {
+    EBPF_OBJECT
+}
 
 #[derive(Debug, thiserror::Error)]
 pub enum DatapathError {
@@ -175,9 +180,9 @@ impl Datapath {
         programs(self.ebpf()?).map(|p| p.tc)
     }
 
-    /// The bench-only decap program (`PROG_BENCH_DECAP`), loaded on first use.
-    pub fn bench_decap(&mut self) -> Result<&mut Xdp, DatapathError> {
-        let name = PROG_BENCH_DECAP;
+    /// A bench-only XDP program (`PROG_BENCH_DECAP` or `PROG_BENCH_HARNESS`),
+    /// loaded on first use.
+    pub fn bench_program(&mut self, name: &'static str) -> Result<&mut Xdp, DatapathError> {
         let program: &mut Xdp = self
             .ebpf()?
             .program_mut(name)
