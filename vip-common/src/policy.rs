@@ -7,6 +7,11 @@ pub const MAX_ALLOW_ENTRIES: usize = 32;
 
 /// `RangePolicy::flags`: the range has an allow list; what it does not allow is dropped.
 pub const POLICY_ENFORCED: u32 = 1;
+/// `RangeValue::policy_id` of a range without an allow list: the datapath
+/// accepts its packets without reading `MAP_POLICY` (a lookup and a dependent
+/// load less on every packet to it). A datapath that does not know this value
+/// finds no entry for it, which means the same.
+pub const POLICY_NONE: u32 = u32::MAX;
 /// `RangePolicy::flags`: ICMP echo and errors are allowed.
 pub const POLICY_ICMP: u32 = 2;
 

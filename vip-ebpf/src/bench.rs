@@ -7,7 +7,7 @@
 
 use aya_ebpf::{bindings::xdp_action, helpers::bpf_xdp_adjust_head, programs::XdpContext};
 
-use crate::cursor::{read_at, write_after_move, Truncated};
+use crate::cursor::{moved, read_at, Truncated};
 
 /// A program the harness runs. A trait rather than a closure: LLVM does not
 /// inline a closure this large, and a BPF-to-BPF call would be timed with it.
@@ -46,17 +46,17 @@ pub fn restoring<P: Benched>(ctx: &XdpContext) -> u32 {
     };
     let start = ctx.data();
     let action = P::run(ctx);
-    let moved = ctx.data() - start;
+    let stripped = ctx.data() - start;
     // SAFETY: growing the head back by what `P` removed (maybe nothing).
-    if unsafe { bpf_xdp_adjust_head(ctx.ctx, -(moved as i32)) } != 0 {
+    if unsafe { bpf_xdp_adjust_head(ctx.ctx, -(stripped as i32)) } != 0 {
         return xdp_action::XDP_ABORTED;
     }
-    let restored = (|| {
+    let restored = moved(ctx, 34).and_then(|frame| {
         for (i, word) in words.into_iter().enumerate() {
-            write_after_move(ctx, i * 8, word)?;
+            frame.write(i * 8, word)?;
         }
-        write_after_move(ctx, 32, tail)
-    })();
+        frame.write(32, tail)
+    });
     if restored.is_err() {
         return xdp_action::XDP_ABORTED;
     }

@@ -49,7 +49,7 @@ impl From<count::MapInconsistent> for Failure {
 #[inline(always)]
 pub fn classify<B: PacketBuf>(buf: &B) -> Result<Verdict, Failure> {
     let l3 = parse::network(buf)?;
-    if let Some(verdict) = to_range(buf, &l3, false)? {
+    if let Some(verdict) = to_range(buf, &l3, 0)? {
         return Ok(verdict);
     }
     if !B::DECAPSULATES {
@@ -67,14 +67,13 @@ pub fn classify<B: PacketBuf>(buf: &B) -> Result<Verdict, Failure> {
 /// `.text` but the mem* builtins).
 #[inline(always)]
 fn tunnelled<B: PacketBuf>(buf: &B, next: Next, carrier: Carrier) -> Result<Verdict, Failure> {
-    let Some(inner) = decap::tunnel(buf, next, carrier)? else {
+    let Some((inner, strip)) = decap::tunnel(buf, next, carrier)? else {
         return Ok(non_vip());
     };
-    let Some(verdict) = to_range(buf, &inner, true)? else {
+    let Some(verdict) = to_range(buf, &inner, strip.outer_len as u64)? else {
         return Ok(non_vip());
     };
     if let Verdict::Pass = verdict {
-        let strip = decap::pending().ok_or(Failure::Internal)?;
         buf.strip(strip)?;
         count::global(strip.counter);
     }
@@ -82,10 +81,10 @@ fn tunnelled<B: PacketBuf>(buf: &B, next: Next, carrier: Carrier) -> Result<Verd
 }
 
 /// The verdict for a packet to `l3`'s destination, counted, if that is a VIP.
-/// `tunnelled`: `l3` is a tunnel's inner header, and [`decap::pending`] says
-/// how long the outer headers are (read only then, see [`decap::Pending`]).
+/// `outer_len`: the length of the tunnel headers before `l3`, which its bytes
+/// do not count (0 for a bare packet).
 #[inline(always)]
-fn to_range<B: PacketBuf>(buf: &B, l3: &L3, tunnelled: bool) -> Result<Option<Verdict>, Failure> {
+fn to_range<B: PacketBuf>(buf: &B, l3: &L3, outer_len: u64) -> Result<Option<Verdict>, Failure> {
     match l3.dst {
         Destination::V4 { addr_be } => {
             let Some(range) = lookup::range_v4(addr_be) else {
@@ -93,7 +92,7 @@ fn to_range<B: PacketBuf>(buf: &B, l3: &L3, tunnelled: bool) -> Result<Option<Ve
             };
             let (verdict, counted) = outcome(policy::judge(buf, range.policy_id, l3.next));
             if let Some(drop) = counted {
-                count::v4_hit(range, addr_be, bytes(buf, tunnelled)?, drop)?;
+                count::v4_hit(range, addr_be, buf.len().saturating_sub(outer_len), drop)?;
             }
             Ok(Some(verdict))
         }
@@ -110,22 +109,18 @@ fn to_range<B: PacketBuf>(buf: &B, l3: &L3, tunnelled: bool) -> Result<Option<Ve
             };
             let (verdict, counted) = outcome(policy::judge(buf, range.policy_id, l3.next));
             if let Some(drop) = counted {
-                count::sparse_hit(range, &vip, found, bytes(buf, tunnelled)?, drop)?;
+                count::sparse_hit(
+                    range,
+                    &vip,
+                    found,
+                    buf.len().saturating_sub(outer_len),
+                    drop,
+                )?;
             }
             Ok(Some(verdict))
         }
         Destination::NotIp => Ok(None),
     }
-}
-
-/// What a VIP's counters add: the frame's length, less a tunnel's outer headers.
-#[inline(always)]
-fn bytes<B: PacketBuf>(buf: &B, tunnelled: bool) -> Result<u64, Failure> {
-    if !tunnelled {
-        return Ok(buf.len());
-    }
-    let outer = decap::pending().ok_or(Failure::Internal)?.outer_len as u64;
-    Ok(buf.len().saturating_sub(outer))
 }
 
 #[inline(always)]

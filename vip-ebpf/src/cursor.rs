@@ -98,16 +98,17 @@ pub fn ptr_at<T, B: PacketBuf>(buf: &B, offset: usize) -> Result<*const T, Trunc
     Ok((buf.start() + offset) as *const T)
 }
 
-/// Writes a `T` at `offset` of an XDP frame right after a helper moved it
-/// (`bpf_xdp_adjust_head`): the bounds are read afresh (volatile), so that the
-/// compiler cannot reuse a packet pointer from before the move, which the
-/// verifier no longer accepts.
+/// The first `len` bytes of an XDP frame right after a helper moved its start
+/// (`bpf_xdp_adjust_head`), checked once: the bounds are read afresh (volatile),
+/// so that the compiler cannot reuse a packet pointer from before the move,
+/// which the verifier no longer accepts.
+pub struct Moved {
+    start: usize,
+    len: usize,
+}
+
 #[inline(always)]
-pub fn write_after_move<T: Copy>(
-    ctx: &XdpContext,
-    offset: usize,
-    value: T,
-) -> Result<(), Truncated> {
+pub fn moved(ctx: &XdpContext, len: usize) -> Result<Moved, Truncated> {
     // SAFETY: the context pointer the kernel passed to the program.
     let (start, end) = unsafe {
         (
@@ -115,12 +116,24 @@ pub fn write_after_move<T: Copy>(
             core::ptr::read_volatile(&(*ctx.ctx).data_end) as usize,
         )
     };
-    if start + offset + size_of::<T>() > end {
+    if start + len > end {
         return Err(Truncated);
     }
-    // SAFETY: inside the packet (checked); written unaligned.
-    unsafe { ((start + offset) as *mut T).write_unaligned(value) };
-    Ok(())
+    Ok(Moved { start, len })
+}
+
+impl Moved {
+    /// Writes a `T` at `offset`, which must lie within the checked length (with
+    /// constant arguments the compiler drops this second check).
+    #[inline(always)]
+    pub fn write<T: Copy>(&self, offset: usize, value: T) -> Result<(), Truncated> {
+        if offset + size_of::<T>() > self.len {
+            return Err(Truncated);
+        }
+        // SAFETY: inside the packet (checked in `moved`); written unaligned.
+        unsafe { ((self.start + offset) as *mut T).write_unaligned(value) };
+        Ok(())
+    }
 }
 
 /// Reads a `T` at `offset` by value (see [`ptr_at`]).

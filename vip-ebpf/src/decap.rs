@@ -15,14 +15,14 @@ use vip_common::{
 
 use crate::{
     classify::Failure,
-    cursor::{read_at, write_after_move, PacketBuf},
+    cursor::{moved, read_at, PacketBuf},
     parse::{self, Carrier, Malformed, Next, ETH_P_IPV4, ETH_P_IPV6, L3, UDP_HLEN},
 };
 
 #[map]
 static VIP_DECAP: Array<DecapConfig> = Array::with_max_entries(1, 0);
 #[map]
-static VIP_DECAP_SCRATCH: PerCpuArray<Pending> = PerCpuArray::with_max_entries(1, 0);
+static VIP_DECAP_SCRATCH: PerCpuArray<u64> = PerCpuArray::with_max_entries(1, 0);
 
 /// Deepest inner IP header vip decapsulates: two VLAN tags, IPv6, UDP and GUE
 /// with its longest options.
@@ -33,72 +33,60 @@ const GUE_HLEN: usize = 4;
 /// Variant 0, C bit: a control message, not a tunnelled packet.
 const GUE_CONTROL: u8 = 0x20;
 
-/// What one tunnel kind needs to be stripped and counted, parked in this CPU's
-/// scratch slot while the inner packet is judged. Why a map: the verifier
-/// tracks each kind's values exactly, so with them in registers it would check
-/// the whole inner path once per kind and run out of budget. Read back from a
-/// map, they are unknowns it checks once. Only this program reads it.
-#[repr(C)]
-#[derive(Clone, Copy)]
-pub struct Pending {
-    inner_offset: u32,
-    /// Length of the link-layer headers (Ethernet and VLAN tags), kept.
-    l2_len: u32,
-    /// Bytes removed after them: the outer IP header, and UDP and GUE for GUE.
-    outer_len: u32,
-    /// The ethertype the frame gets (the inner family's).
-    inner_ethertype: u32,
-    /// `GLOBAL_DECAP_*`.
-    counter: u32,
-}
-
-/// What [`strip`] removes and rewrites, read back from the scratch slot.
+/// What [`strip`] removes and rewrites, and the counter it adds to.
 #[derive(Clone, Copy)]
 pub struct Strip {
+    /// Length of the link-layer headers (Ethernet and VLAN tags), kept.
     pub l2_len: usize,
+    /// Bytes removed after them: the outer IP header, and UDP and GUE for GUE.
     pub outer_len: usize,
+    /// The ethertype the frame gets (the inner family's).
     pub inner_ethertype: u16,
+    /// `GLOBAL_DECAP_*`.
     pub counter: u32,
 }
 
+/// A tunnel kind's values, packed into one word and passed once through this
+/// CPU's scratch slot, so that the verifier sees unknowns. With each kind's
+/// exact values in registers it would check the whole inner path once per kind
+/// and run out of budget; read back from a map, they are checked once. Bits:
+/// 0-15 inner header offset, 16-31 outer length, 32-47 inner ethertype, 48-55
+/// link-layer length, 56-63 counter.
 #[inline(always)]
-fn park(pending: Pending) -> Option<()> {
+fn launder(inner_offset: usize, strip: Strip) -> Option<(usize, Strip)> {
+    let packed = (inner_offset as u64 & 0xffff)
+        | (strip.outer_len as u64 & 0xffff) << 16
+        | u64::from(strip.inner_ethertype) << 32
+        | (strip.l2_len as u64 & 0xff) << 48
+        | u64::from(strip.counter & 0xff) << 56;
     let slot = VIP_DECAP_SCRATCH.get_ptr_mut(0)?;
-    // SAFETY: this CPU's slot, and XDP programs do not nest on a CPU; volatile,
-    // so that the compiler does not carry the values past the map.
-    unsafe { core::ptr::write_volatile(slot, pending) };
-    Some(())
+    // SAFETY: this CPU's slot, and XDP programs do not nest on a CPU. Volatile,
+    // so that the compiler reads the value back from the map.
+    let packed = unsafe {
+        core::ptr::write_volatile(slot, packed);
+        core::ptr::read_volatile(slot)
+    };
+    Some((
+        (packed & 0xffff) as usize,
+        Strip {
+            outer_len: (packed >> 16 & 0xffff) as usize,
+            inner_ethertype: (packed >> 32) as u16,
+            l2_len: (packed >> 48 & 0xff) as usize,
+            counter: (packed >> 56) as u32,
+        },
+    ))
 }
 
-#[inline(always)]
-fn parked() -> Option<Pending> {
-    let slot = VIP_DECAP_SCRATCH.get_ptr_mut(0)?;
-    // SAFETY: as in `park`.
-    Some(unsafe { core::ptr::read_volatile(slot) })
-}
-
-/// How to strip the tunnel [`tunnel`] found, for the packet being classified.
-#[inline(always)]
-pub fn pending() -> Option<Strip> {
-    let pending = parked()?;
-    Some(Strip {
-        l2_len: pending.l2_len as usize,
-        outer_len: pending.outer_len as usize,
-        inner_ethertype: pending.inner_ethertype as u16,
-        counter: pending.counter,
-    })
-}
-
-/// The inner IP header of the packet, if it is a tunnel the interface it came
-/// in on decapsulates (see [`pending`] for how to strip it), from its outer
-/// header's `next` and `carrier`. Fragments are never decapsulated: their inner
-/// packet is not whole.
+/// The inner IP header of the packet, and how to strip the outer ones, if it is
+/// a tunnel the interface it came in on decapsulates, from its outer header's
+/// `next` and `carrier`. Fragments are never decapsulated: their inner packet
+/// is not whole.
 #[inline(always)]
 pub fn tunnel<B: PacketBuf>(
     buf: &B,
     next: Next,
     carrier: Carrier,
-) -> Result<Option<L3>, Malformed> {
+) -> Result<Option<(L3, Strip)>, Malformed> {
     let proto = next.proto;
     if carrier.fragment || !matches!(proto, IPPROTO_IPIP | IPPROTO_IPV6 | IPPROTO_UDP) {
         return Ok(None);
@@ -143,33 +131,27 @@ pub fn tunnel<B: PacketBuf>(
         }
         (next.offset, proto, GLOBAL_DECAP_IPIP)
     };
-    if park(Pending {
-        inner_offset: inner_offset as u32,
-        l2_len: carrier.header_offset as u32,
-        outer_len: (inner_offset - carrier.header_offset) as u32,
-        inner_ethertype: u32::from(if inner_proto == IPPROTO_IPIP {
+    let strip = Strip {
+        l2_len: carrier.header_offset,
+        outer_len: inner_offset - carrier.header_offset,
+        inner_ethertype: if inner_proto == IPPROTO_IPIP {
             ETH_P_IPV4
         } else {
             ETH_P_IPV6
-        }),
+        },
         counter,
-    })
-    .is_none()
-    {
-        return Ok(None);
-    }
-    let Some(inner_offset) = parked()
-        .map(|p| p.inner_offset)
-        .filter(|&offset| offset <= MAX_INNER_OFFSET)
+    };
+    let Some((inner_offset, strip)) =
+        launder(inner_offset, strip).filter(|&(offset, _)| offset <= MAX_INNER_OFFSET as usize)
     else {
         return Ok(None);
     };
-    let inner_offset = inner_offset as usize;
-    Ok(Some(match inner_proto {
+    let inner = match inner_proto {
         IPPROTO_IPIP => parse::ipv4(buf, inner_offset)?,
         IPPROTO_IPV6 => parse::ipv6(buf, inner_offset)?,
         _ => return Ok(None),
-    }))
+    };
+    Ok(Some((inner, strip)))
 }
 
 /// Removes the outer headers: the link-layer headers move up to just before the
@@ -179,6 +161,7 @@ pub fn tunnel<B: PacketBuf>(
 #[inline(always)]
 pub fn strip(ctx: &XdpContext, strip: Strip) -> Result<(), Failure> {
     let internal = |_| Failure::Internal;
+    let ethertype = strip.inner_ethertype.to_be_bytes();
     match strip.l2_len {
         14 => {
             let (a, b): (u64, u32) = (
@@ -186,8 +169,10 @@ pub fn strip(ctx: &XdpContext, strip: Strip) -> Result<(), Failure> {
                 read_at(ctx, 8).map_err(internal)?,
             );
             shrink(ctx, strip.outer_len)?;
-            write_after_move(ctx, 0, a).map_err(internal)?;
-            write_after_move(ctx, 8, b).map_err(internal)?;
+            let l2 = moved(ctx, 14).map_err(internal)?;
+            l2.write(0, a).map_err(internal)?;
+            l2.write(8, b).map_err(internal)?;
+            l2.write(12, ethertype).map_err(internal)
         }
         18 => {
             let (a, b): (u64, u64) = (
@@ -195,8 +180,10 @@ pub fn strip(ctx: &XdpContext, strip: Strip) -> Result<(), Failure> {
                 read_at(ctx, 8).map_err(internal)?,
             );
             shrink(ctx, strip.outer_len)?;
-            write_after_move(ctx, 0, a).map_err(internal)?;
-            write_after_move(ctx, 8, b).map_err(internal)?;
+            let l2 = moved(ctx, 18).map_err(internal)?;
+            l2.write(0, a).map_err(internal)?;
+            l2.write(8, b).map_err(internal)?;
+            l2.write(16, ethertype).map_err(internal)
         }
         22 => {
             let (a, b, c): (u64, u64, u32) = (
@@ -205,13 +192,14 @@ pub fn strip(ctx: &XdpContext, strip: Strip) -> Result<(), Failure> {
                 read_at(ctx, 16).map_err(internal)?,
             );
             shrink(ctx, strip.outer_len)?;
-            write_after_move(ctx, 0, a).map_err(internal)?;
-            write_after_move(ctx, 8, b).map_err(internal)?;
-            write_after_move(ctx, 16, c).map_err(internal)?;
+            let l2 = moved(ctx, 22).map_err(internal)?;
+            l2.write(0, a).map_err(internal)?;
+            l2.write(8, b).map_err(internal)?;
+            l2.write(16, c).map_err(internal)?;
+            l2.write(20, ethertype).map_err(internal)
         }
-        _ => return Err(Failure::Internal),
+        _ => Err(Failure::Internal),
     }
-    write_after_move(ctx, strip.l2_len - 2, strip.inner_ethertype.to_be_bytes()).map_err(internal)
 }
 
 /// Moves the frame's start forward by `len` bytes.

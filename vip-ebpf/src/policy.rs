@@ -3,7 +3,7 @@
 use aya_ebpf::{macros::map, maps::Array};
 use vip_common::{
     RangePolicy, GLOBAL_FRAGMENTS, IPPROTO_ICMP, IPPROTO_ICMPV6, MAX_ALLOW_ENTRIES,
-    POLICY_ENFORCED, POLICY_ICMP,
+    POLICY_ENFORCED, POLICY_ICMP, POLICY_NONE,
 };
 
 use crate::{
@@ -29,7 +29,11 @@ pub enum Judgement {
 /// Judges a packet under the allow list `policy_id` (its range's).
 #[inline(always)]
 pub fn judge<B: PacketBuf>(buf: &B, policy_id: u32, next: Next) -> Judgement {
-    let policy = VIP_POLICY.get(policy_id);
+    let policy = if policy_id == POLICY_NONE {
+        None
+    } else {
+        VIP_POLICY.get(policy_id)
+    };
     let enforced = policy.is_some_and(|p| p.flags & POLICY_ENFORCED != 0);
     let transport = match parse::transport(buf, next) {
         Ok(transport) => transport,

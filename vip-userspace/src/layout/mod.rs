@@ -6,6 +6,7 @@ use serde::{Deserialize, Serialize};
 use vip_common::{
     cpu_table_stride, DecapConfig, RangeMeta, RangePolicy, RangeValue, SparseSlot, SteerKey,
     Verdicts, CPU_TABLE_ALIGN, FAMILY_V4, FAMILY_V6, PER_VIP_DENSE, PER_VIP_SPARSE,
+    POLICY_ENFORCED, POLICY_NONE,
 };
 
 use crate::config::{dense_len, range_policy, Config, Steer};
@@ -337,6 +338,10 @@ fn assign_policies(
     }
     let mut policies: Vec<(u32, RangePolicy)> = Vec::new();
     for slot in ranges.iter_mut() {
+        if slot.policy.flags & POLICY_ENFORCED == 0 {
+            slot.value.policy_id = POLICY_NONE;
+            continue;
+        }
         let known = policies
             .iter()
             .chain(old.iter())
@@ -474,7 +479,7 @@ mod tests {
                 dense_base: 0,
                 network_v4_host: 0xc000_0200,
                 epoch: 1,
-                policy_id: 0,
+                policy_id: POLICY_NONE,
             }
         );
         assert_eq!(layout.ranges[1].value.per_vip_mode, PER_VIP_SPARSE);
@@ -560,13 +565,13 @@ mod tests {
         let parse = |t: &str| Config::parse(t, Path::new("t")).unwrap();
         let first = Layout::new(&parse(&text("\"tcp/80\"")));
         let ids: Vec<u32> = first.ranges.iter().map(|r| r.value.policy_id).collect();
-        assert_eq!(ids, [0, 0, 1], "a and b share a list, c has none");
-        assert_eq!(first.policies.len(), 2);
+        assert_eq!(ids, [0, 0, POLICY_NONE], "a and b share a list, c has none");
+        assert_eq!(first.policies.len(), 1);
         // b changes its list: it gets a new id, a keeps its own.
         let second = first.update(&parse(&text("\"udp/53\""))).unwrap();
         let ids: Vec<u32> = second.ranges.iter().map(|r| r.value.policy_id).collect();
-        assert_eq!(ids, [0, 2, 1]);
-        assert_eq!(second.policies.len(), 3);
+        assert_eq!(ids, [0, 1, POLICY_NONE]);
+        assert_eq!(second.policies.len(), 2);
     }
 
     #[test]
