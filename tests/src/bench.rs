@@ -48,7 +48,9 @@ pub fn baseline_object() -> PathBuf {
         })
 }
 
-/// The empty XDP programs, `baseline_pass` and `baseline_drop`, loaded.
+/// The empty XDP programs, `baseline_pass` and `baseline_drop`, and
+/// `baseline_adjust_head` (the empty program plus one `bpf_xdp_adjust_head`
+/// call), loaded.
 pub fn load_baselines() -> Ebpf {
     let path = baseline_object();
     let mut ebpf = Ebpf::load_file(&path).unwrap_or_else(|e| {
@@ -57,7 +59,7 @@ pub fn load_baselines() -> Ebpf {
             path.display()
         )
     });
-    for name in ["baseline_pass", "baseline_drop"] {
+    for name in ["baseline_pass", "baseline_drop", "baseline_adjust_head"] {
         let program: &mut Xdp = ebpf
             .program_mut(name)
             .unwrap_or_else(|| panic!("{name} in the baseline object"))
@@ -169,6 +171,8 @@ pub struct Measurement {
 pub struct Harness {
     pub with_vip_ns: Vec<f64>,
     pub alone_ns: Vec<f64>,
+    /// The empty program plus one `bpf_xdp_adjust_head` call (`baseline_adjust_head`).
+    pub adjust_head_ns: Vec<f64>,
 }
 
 pub fn median(values: &[f64]) -> f64 {
@@ -218,7 +222,13 @@ pub fn measure(case: Case, runs: usize, repeat: u32) -> Measurement {
     let mut harness = Harness {
         with_vip_ns: Vec::new(),
         alone_ns: Vec::new(),
+        adjust_head_ns: Vec::new(),
     };
+    let adjust_head: &Xdp = baselines
+        .program("baseline_adjust_head")
+        .unwrap()
+        .try_into()
+        .unwrap();
     for _ in 0..runs {
         let empty = time_xdp(baseline, &frame, repeat, case.verdict);
         baseline_ns.push(empty);
@@ -233,6 +243,9 @@ pub fn measure(case: Case, runs: usize, repeat: u32) -> Measurement {
             let with_vip = time_xdp(program, &frame, repeat, case.verdict);
             harness.alone_ns.push(alone);
             harness.with_vip_ns.push(with_vip);
+            harness
+                .adjust_head_ns
+                .push(time_xdp(adjust_head, &frame, repeat, Verdict::Pass));
             vip_ns.push(with_vip - alone + empty);
         } else {
             let program = datapath.xdp().expect("vip_xdp");

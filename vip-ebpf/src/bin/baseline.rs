@@ -24,6 +24,17 @@ pub fn baseline_drop(_ctx: XdpContext) -> u32 {
     xdp_action::XDP_DROP
 }
 
+/// The empty program plus the one helper call decapsulation cannot do without:
+/// what that call costs on the machine, for BENCHMARKS.md.
+#[xdp]
+pub fn baseline_adjust_head(ctx: XdpContext) -> u32 {
+    // SAFETY: moving the frame's start by nothing.
+    if unsafe { aya_ebpf::helpers::bpf_xdp_adjust_head(ctx.ctx, 0) } != 0 {
+        return xdp_action::XDP_ABORTED;
+    }
+    xdp_action::XDP_PASS
+}
+
 /// Destination addresses the generator cycles through (network order; IPv4 uses
 /// the first 4 bytes). Userspace sizes and fills it.
 #[map]
