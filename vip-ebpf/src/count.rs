@@ -44,8 +44,14 @@ pub struct MapInconsistent;
 
 #[inline(always)]
 pub fn global(index: u32) {
-    if let Some(slot) = VIP_GLOBAL.get_ptr_mut(index) {
-        // SAFETY: per-CPU slot, and XDP/TC programs do not nest on one CPU.
+    add(&VIP_GLOBAL, index);
+}
+
+/// Adds one to this CPU's `array[index]`, if there is such an entry.
+#[inline(always)]
+pub fn add(array: &PerCpuArray<u64>, index: u32) {
+    if let Some(slot) = array.get_ptr_mut(index) {
+        // SAFETY: per-CPU slot, and programs do not nest on one CPU.
         unsafe { *slot += 1 };
     }
 }

@@ -94,9 +94,6 @@ pub fn tunnel<B: PacketBuf>(
     let Some(config) = VIP_DECAP.get(buf.ingress_ifindex()) else {
         return Ok(None);
     };
-    if config.flags == 0 {
-        return Ok(None);
-    }
     let (inner_offset, inner_proto, counter) = if proto == IPPROTO_UDP {
         if config.flags & DECAP_GUE == 0 {
             return Ok(None);

@@ -10,7 +10,7 @@ use aya_ebpf::{
 };
 use vip_common::{RangeValue, SteerKey, SteerValue, SteeredVip, VipAddr, STEERED_VIPS};
 
-use crate::lookup;
+use crate::{count::add, lookup};
 
 #[map]
 static VIP_STEER: HashMap<SteerKey, SteerValue> = HashMap::with_max_entries(1, 0);
@@ -88,12 +88,4 @@ pub fn steer(ctx: &SkLookupContext) {
 #[inline(always)]
 fn delivered(range: &RangeValue) {
     add(&VIP_DELIVERED, range.range_id);
-}
-
-#[inline(always)]
-fn add(array: &PerCpuArray<u64>, index: u32) {
-    if let Some(count) = array.get_ptr_mut(index) {
-        // SAFETY: this CPU's slot; programs do not nest on a CPU.
-        unsafe { *count += 1 };
-    }
 }
