@@ -40,10 +40,6 @@ pub const MAP_ATTACH_META: &str = "VIP_ATTACH_META";
 /// packets to VIPs, and which tunnels (flags 0: none).
 pub const MAP_DECAP: &str = "VIP_DECAP";
 
-/// Per-CPU scratch `u32` of the decapsulation path (see vip-ebpf's decap.rs);
-/// holds nothing between packets, so it is not pinned.
-pub const MAP_DECAP_SCRATCH: &str = "VIP_DECAP_SCRATCH";
-
 /// Every map the daemon pins, in pin order: `MAP_ATTACH_META` is last, so its pin
 /// marks a datapath that is fully set up.
 pub const PINNED_MAPS: [&str; 19] = [

@@ -75,7 +75,7 @@ fn tunnelled<B: PacketBuf>(buf: &B, next: Next, carrier: Carrier) -> Result<Verd
     };
     if let Verdict::Pass = verdict {
         buf.strip(strip)?;
-        count::global(strip.counter);
+        count::bump(strip.counter);
     }
     Ok(verdict)
 }

@@ -3,6 +3,8 @@
 //! Map sizes here are placeholders: userspace sets each one from the config at load
 //! time. The statics are named exactly as the `MAP_*` constants in vip-common.
 
+use core::ptr::NonNull;
+
 use aya_ebpf::{
     helpers::bpf_get_smp_processor_id,
     macros::map,
@@ -50,9 +52,21 @@ pub fn global(index: u32) {
 /// Adds one to this CPU's `array[index]`, if there is such an entry.
 #[inline(always)]
 pub fn add(array: &PerCpuArray<u64>, index: u32) {
-    if let Some(slot) = array.get_ptr_mut(index) {
-        // SAFETY: per-CPU slot, and programs do not nest on one CPU.
-        unsafe { *slot += 1 };
+    bump(array.get_ptr_mut(index).and_then(NonNull::new));
+}
+
+/// This CPU's `VIP_GLOBAL[index]`, to [`bump`] later.
+#[inline(always)]
+pub fn global_slot(index: u32) -> Option<NonNull<u64>> {
+    VIP_GLOBAL.get_ptr_mut(index).and_then(NonNull::new)
+}
+
+/// Adds one to a per-CPU counter slot, if there is one.
+#[inline(always)]
+pub fn bump(slot: Option<NonNull<u64>>) {
+    if let Some(slot) = slot {
+        // SAFETY: a per-CPU slot, and programs do not nest on one CPU.
+        unsafe { *slot.as_ptr() += 1 };
     }
 }
 

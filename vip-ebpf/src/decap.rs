@@ -2,12 +2,9 @@
 //! where userspace enabled them (`MAP_DECAP`), and the XDP step that strips the
 //! outer headers so the stack gets the inner packet. No tunnel device needed.
 
-use aya_ebpf::{
-    helpers::bpf_xdp_adjust_head,
-    macros::map,
-    maps::{Array, PerCpuArray},
-    programs::XdpContext,
-};
+use core::ptr::NonNull;
+
+use aya_ebpf::{helpers::bpf_xdp_adjust_head, macros::map, maps::Array, programs::XdpContext};
 use vip_common::{
     DecapConfig, DECAP_GUE, DECAP_IP6IP6, DECAP_IPIP, GLOBAL_DECAP_GUE, GLOBAL_DECAP_IP6IP6,
     GLOBAL_DECAP_IPIP, IPPROTO_IPIP, IPPROTO_IPV6, IPPROTO_UDP,
@@ -15,18 +12,13 @@ use vip_common::{
 
 use crate::{
     classify::Failure,
+    count,
     cursor::{moved, read_at, PacketBuf},
     parse::{self, Carrier, Malformed, Next, ETH_P_IPV4, ETH_P_IPV6, L3, UDP_HLEN},
 };
 
 #[map]
 static VIP_DECAP: Array<DecapConfig> = Array::with_max_entries(1, 0);
-#[map]
-static VIP_DECAP_SCRATCH: PerCpuArray<u64> = PerCpuArray::with_max_entries(1, 0);
-
-/// Deepest inner IP header vip decapsulates: two VLAN tags, IPv6, UDP and GUE
-/// with its longest options.
-const MAX_INNER_OFFSET: u32 = 22 + 40 + 8 + 4 + 124;
 
 /// The GUE header's fixed part (RFC draft-ietf-intarea-gue, variant 0).
 const GUE_HLEN: usize = 4;
@@ -42,39 +34,11 @@ pub struct Strip {
     pub outer_len: usize,
     /// The ethertype the frame gets (the inner family's).
     pub inner_ethertype: u16,
-    /// `GLOBAL_DECAP_*`.
-    pub counter: u32,
-}
-
-/// A tunnel kind's values, packed into one word and passed once through this
-/// CPU's scratch slot, so that the verifier sees unknowns. With each kind's
-/// exact values in registers it would check the whole inner path once per kind
-/// and run out of budget; read back from a map, they are checked once. Bits:
-/// 0-15 inner header offset, 16-31 outer length, 32-47 inner ethertype, 48-55
-/// link-layer length, 56-63 counter.
-#[inline(always)]
-fn launder(inner_offset: usize, strip: Strip) -> Option<(usize, Strip)> {
-    let packed = (inner_offset as u64 & 0xffff)
-        | (strip.outer_len as u64 & 0xffff) << 16
-        | u64::from(strip.inner_ethertype) << 32
-        | (strip.l2_len as u64 & 0xff) << 48
-        | u64::from(strip.counter & 0xff) << 56;
-    let slot = VIP_DECAP_SCRATCH.get_ptr_mut(0)?;
-    // SAFETY: this CPU's slot, and XDP programs do not nest on a CPU. Volatile,
-    // so that the compiler reads the value back from the map.
-    let packed = unsafe {
-        core::ptr::write_volatile(slot, packed);
-        core::ptr::read_volatile(slot)
-    };
-    Some((
-        (packed & 0xffff) as usize,
-        Strip {
-            outer_len: (packed >> 16 & 0xffff) as usize,
-            inner_ethertype: (packed >> 32) as u16,
-            l2_len: (packed >> 48 & 0xff) as usize,
-            counter: (packed >> 56) as u32,
-        },
-    ))
+    /// This CPU's `GLOBAL_DECAP_*` counter, looked up where the kind is known.
+    /// A pointer rather than the index: the verifier tracks a constant map key
+    /// exactly, and with one index per kind carried along it checked the whole
+    /// inner path once per kind.
+    pub counter: Option<NonNull<u64>>,
 }
 
 /// The inner IP header of the packet, and how to strip the outer ones, if it is
@@ -136,12 +100,7 @@ pub fn tunnel<B: PacketBuf>(
         } else {
             ETH_P_IPV6
         },
-        counter,
-    };
-    let Some((inner_offset, strip)) =
-        launder(inner_offset, strip).filter(|&(offset, _)| offset <= MAX_INNER_OFFSET as usize)
-    else {
-        return Ok(None);
+        counter: count::global_slot(counter),
     };
     let inner = match inner_proto {
         IPPROTO_IPIP => parse::ipv4(buf, inner_offset)?,
