@@ -8,6 +8,7 @@ use aya::{
 };
 
 use vip_common::{PROG_BENCH_DECAP, PROG_BENCH_HARNESS};
+use vip_userspace::stats::Report;
 
 use crate::{
     fixture::{self, Verdict},
@@ -182,8 +183,16 @@ pub fn median(values: &[f64]) -> f64 {
 }
 
 impl Measurement {
+    /// The median of the runs' ratios: each run's vip_xdp time over the empty
+    /// program's, timed back to back on the same load.
     pub fn ratio(&self) -> f64 {
-        median(&self.vip_ns) / median(&self.baseline_ns)
+        let ratios: Vec<f64> = self
+            .vip_ns
+            .iter()
+            .zip(&self.baseline_ns)
+            .map(|(vip, empty)| vip / empty)
+            .collect();
+        median(&ratios)
     }
 
     /// The empty program it is compared with: same verdict, no work.
@@ -195,20 +204,12 @@ impl Measurement {
     }
 }
 
-/// Measures one case: `runs` interleaved pairs of the empty program with the same
-/// verdict and vip_xdp, checking that vip counted every packet on the right side.
+/// Measures one case: `runs` runs, each loading vip's datapath and the empty
+/// programs afresh (where the kernel places a program's code moves its time by
+/// 2 to 3 ns, so placement is sampled, not fixed for the whole case) and timing
+/// them back to back. Checks, run by run, that vip counted every timed packet on
+/// the right side.
 pub fn measure(case: Case, runs: usize, repeat: u32) -> Measurement {
-    let mut datapath = fixture::load(&case.config);
-    let baselines = load_baselines();
-    let baseline_name = match case.verdict {
-        Verdict::Pass => "baseline_pass",
-        Verdict::Drop => "baseline_drop",
-    };
-    let baseline: &Xdp = baselines
-        .program(baseline_name)
-        .unwrap()
-        .try_into()
-        .unwrap();
     let inner = FrameSpec::udp(case.dst, case.dst_port)
         .frame_len(64)
         .build();
@@ -217,19 +218,27 @@ pub fn measure(case: Case, runs: usize, repeat: u32) -> Measurement {
     } else {
         inner
     };
-    let before = fixture::snapshot(&datapath);
     let (mut vip_ns, mut baseline_ns) = (Vec::new(), Vec::new());
     let mut harness = Harness {
         with_vip_ns: Vec::new(),
         alone_ns: Vec::new(),
         adjust_head_ns: Vec::new(),
     };
-    let adjust_head: &Xdp = baselines
-        .program("baseline_adjust_head")
-        .unwrap()
-        .try_into()
-        .unwrap();
     for _ in 0..runs {
+        let mut datapath = fixture::load(&case.config);
+        let baselines = load_baselines();
+        let program = |name: &str| -> &Xdp {
+            baselines
+                .program(name)
+                .unwrap_or_else(|| panic!("{name} in the baseline object"))
+                .try_into()
+                .expect("an XDP program")
+        };
+        let baseline = program(match case.verdict {
+            Verdict::Pass => "baseline_pass",
+            Verdict::Drop => "baseline_drop",
+        });
+        let before = fixture::snapshot(&datapath);
         let empty = time_xdp(baseline, &frame, repeat, case.verdict);
         baseline_ns.push(empty);
         if case.tunnelled {
@@ -237,24 +246,39 @@ pub fn measure(case: Case, runs: usize, repeat: u32) -> Measurement {
                 .bench_program(PROG_BENCH_HARNESS)
                 .expect("the harness bench program");
             let alone = time_xdp(alone, &frame, repeat, Verdict::Pass);
-            let program = datapath
+            let with_vip = datapath
                 .bench_program(PROG_BENCH_DECAP)
                 .expect("the decap bench program");
-            let with_vip = time_xdp(program, &frame, repeat, case.verdict);
+            let with_vip = time_xdp(with_vip, &frame, repeat, case.verdict);
             harness.alone_ns.push(alone);
             harness.with_vip_ns.push(with_vip);
-            harness
-                .adjust_head_ns
-                .push(time_xdp(adjust_head, &frame, repeat, Verdict::Pass));
+            harness.adjust_head_ns.push(time_xdp(
+                program("baseline_adjust_head"),
+                &frame,
+                repeat,
+                Verdict::Pass,
+            ));
             vip_ns.push(with_vip - alone + empty);
         } else {
             let program = datapath.xdp().expect("vip_xdp");
             vip_ns.push(time_xdp(program, &frame, repeat, case.verdict));
         }
+        check_counted(&case, &before, &fixture::snapshot(&datapath), repeat);
     }
-    let deltas = fixture::deltas(&before, &fixture::snapshot(&datapath));
+    Measurement {
+        harness: case.tunnelled.then_some(harness),
+        case,
+        vip_ns,
+        baseline_ns,
+    }
+}
+
+/// vip counted all `repeat` packets of one timing to the case's VIP, on the
+/// side of its verdict, and, for a tunnel, as decapsulated.
+fn check_counted(case: &Case, before: &Report, after: &Report, repeat: u32) {
+    let deltas = fixture::deltas(before, after);
     let moved = deltas.vips.get(&case.dst).copied().unwrap_or_default();
-    let sent = runs as u64 * u64::from(repeat);
+    let sent = u64::from(repeat);
     if case.tunnelled {
         assert_eq!(
             deltas.global.decapsulated.ipip, sent,
@@ -271,12 +295,6 @@ pub fn measure(case: Case, runs: usize, repeat: u32) -> Measurement {
         "vip_xdp counted every timed packet to {}",
         case.dst
     );
-    Measurement {
-        harness: case.tunnelled.then_some(harness),
-        case,
-        vip_ns,
-        baseline_ns,
-    }
 }
 
 /// Replaces the section between `<!-- bench:NAME:start -->` and its end marker in
