@@ -72,6 +72,9 @@ pub const PROG_TC: &str = "vip_tc";
 pub const PROG_BENCH_DECAP: &str = "bench_vip_xdp_decap";
 /// `cargo xtask bench` only: the same harness around an empty program.
 pub const PROG_BENCH_HARNESS: &str = "bench_harness_only";
+/// Per-CPU slot where the bench harness keeps the frame while the program under
+/// test runs (see vip-ebpf's bench.rs). Bench programs only; not pinned.
+pub const MAP_BENCH_SAVED: &str = "VIP_BENCH_SAVED";
 
 pub const V4_L1_ENTRIES: u32 = 1 << 16;
 pub const V4_L2_BLOCK: u32 = 256;
