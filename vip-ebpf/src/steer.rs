@@ -59,7 +59,7 @@ pub fn steer(ctx: &SkLookupContext) {
         _pad: 0,
     };
     // SAFETY: a plain lookup; the value is copied out.
-    let Some(entry) = (unsafe { VIP_STEER.get(&key) }).map(|v| v.entry) else {
+    let Some(entry) = (unsafe { VIP_STEER.get(key) }).map(|v| v.entry) else {
         delivered(range);
         return;
     };
@@ -75,12 +75,12 @@ pub fn steer(ctx: &SkLookupContext) {
         entry,
         _pad: 0,
     };
-    match VIP_STEERED_VIPS.get_ptr_mut(&steered) {
+    match VIP_STEERED_VIPS.get_ptr_mut(steered) {
         // SAFETY: this CPU's value.
         Some(count) => unsafe { *count += 1 },
         None => {
             // Full: the entry's total above still has it.
-            let _ = VIP_STEERED_VIPS.insert(&steered, &1, 0);
+            let _ = VIP_STEERED_VIPS.insert(steered, 1, 0);
         }
     }
 }
