@@ -52,13 +52,18 @@ pub fn global(index: u32) {
 /// Adds one to this CPU's `array[index]`, if there is such an entry.
 #[inline(always)]
 pub fn add(array: &PerCpuArray<u64>, index: u32) {
-    bump(array.get_ptr_mut(index).and_then(NonNull::new));
+    bump(slot(array, index));
 }
 
 /// This CPU's `VIP_GLOBAL[index]`, to [`bump`] later.
 #[inline(always)]
 pub fn global_slot(index: u32) -> Option<NonNull<u64>> {
-    VIP_GLOBAL.get_ptr_mut(index).and_then(NonNull::new)
+    slot(&VIP_GLOBAL, index)
+}
+
+#[inline(always)]
+fn slot(array: &PerCpuArray<u64>, index: u32) -> Option<NonNull<u64>> {
+    array.get_ptr_mut(index).and_then(NonNull::new)
 }
 
 /// Adds one to a per-CPU counter slot, if there is one.

@@ -159,9 +159,10 @@ fn zero_counters(
     tables: &mut CounterTables,
     added: &[&RangeSlot],
 ) -> Result<(), DatapathError> {
+    let cpus = possible_cpus()?;
     for slot in added {
-        zero_per_cpu::<RangeStats>(maps, MAP_RANGE_STATS, slot.value.range_id)?;
-        zero_per_cpu::<u64>(maps, MAP_DELIVERED, slot.value.range_id)?;
+        zero_per_cpu::<RangeStats>(maps, MAP_RANGE_STATS, slot.value.range_id, cpus)?;
+        zero_per_cpu::<u64>(maps, MAP_DELIVERED, slot.value.range_id, cpus)?;
         for index in slot.value.dense_base..slot.value.dense_base + slot.dense_len {
             tables.dense.zero(index);
         }
@@ -169,13 +170,18 @@ fn zero_counters(
     Ok(())
 }
 
-/// Zeroes entry `index` of a per-CPU array on every CPU.
+/// How many CPUs a per-CPU map holds a value for (read from sysfs: once per sync).
+fn possible_cpus() -> Result<usize, DatapathError> {
+    aya::util::nr_cpus().map_err(|(_, e)| DatapathError::Cpus(e))
+}
+
+/// Zeroes entry `index` of a per-CPU array on each of `cpus` CPUs.
 fn zero_per_cpu<V: aya::Pod + Default>(
     maps: &mut DatapathMaps,
     map: &'static str,
     index: u32,
+    cpus: usize,
 ) -> Result<(), DatapathError> {
-    let cpus = aya::util::nr_cpus().map_err(|(_, e)| DatapathError::Cpus(e))?;
     let zeros = PerCpuValues::try_from((0..cpus).map(|_| V::default()).collect::<Vec<_>>())
         .map_err(DatapathError::Cpus)?;
     let mut array: PerCpuArray<_, V> = typed_map_mut(maps, map)?;
@@ -191,13 +197,14 @@ fn sync_steer(
     new: &Layout,
 ) -> Result<(), DatapathError> {
     let old_steers: &[SteerSlot] = old.map_or(&[], |l| &l.steers);
+    let cpus = possible_cpus()?;
     for slot in &new.steers {
         let previous = old_steers.iter().find(|o| o.key() == slot.key());
         if previous.is_some_and(|o| o.entry == slot.entry) {
             continue;
         }
         if !old_steers.iter().any(|o| o.entry == slot.entry) {
-            zero_per_cpu::<u64>(maps, MAP_STEER_STATS, slot.entry)?;
+            zero_per_cpu::<u64>(maps, MAP_STEER_STATS, slot.entry, cpus)?;
             forget_steered_vips(maps, slot.entry)?;
         }
         let mut steer: HashMap<_, SteerKey, SteerValue> = typed_map_mut(maps, MAP_STEER)?;
