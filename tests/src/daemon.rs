@@ -57,7 +57,20 @@ impl Instance {
 
     /// `vip --pin-dir .. --run-dir ..`, in `ns` (its network namespace only).
     pub fn command(&self, ns: &Netns) -> Command {
-        let mut command = ns.command(vip_bin());
+        self.command_via(ns, &[])
+    }
+
+    /// [`Instance::command`] run through `wrapper` (a program and its arguments,
+    /// such as `setpriv --bounding-set ...`), when it is not empty.
+    pub fn command_via(&self, ns: &Netns, wrapper: &[String]) -> Command {
+        let mut command = match wrapper.split_first() {
+            Some((program, args)) => {
+                let mut command = ns.command(program);
+                command.args(args).arg(vip_bin());
+                command
+            }
+            None => ns.command(vip_bin()),
+        };
         command
             .arg("--pin-dir")
             .arg(&self.pin_dir)
@@ -95,6 +108,22 @@ impl Drop for Instance {
     }
 }
 
+/// A `vip stats --json` steer entry's per-VIP counts, as (address, packets) in
+/// the order the report gives them.
+pub fn steered_per_vip(entry: &serde_json::Value) -> Vec<(String, u64)> {
+    entry["vips"]
+        .as_array()
+        .unwrap_or_else(|| panic!("no vips in {entry}"))
+        .iter()
+        .map(|v| {
+            (
+                v["addr"].as_str().unwrap().to_string(),
+                v["packets"].as_u64().unwrap(),
+            )
+        })
+        .collect()
+}
+
 /// A config written to a temporary file.
 pub fn config_file(text: &str) -> tempfile::NamedTempFile {
     let file = tempfile::NamedTempFile::new().expect("temp config");
@@ -125,10 +154,23 @@ impl<'a> Daemon<'a> {
         instance: &'a Instance,
         run_args: &[&str],
     ) -> Daemon<'a> {
+        Daemon::try_start(ns, config, instance, run_args, &[])
+            .unwrap_or_else(|log| panic!("vip run did not get ready:\n{log}"))
+    }
+
+    /// Starts `vip run` through `wrapper` (see [`Instance::command_via`]); the
+    /// daemon's log if it exits before it is ready.
+    pub fn try_start(
+        ns: &'a Netns,
+        config: &str,
+        instance: &'a Instance,
+        run_args: &[&str],
+        wrapper: &[String],
+    ) -> Result<Daemon<'a>, String> {
         let config_file = config_file(config);
         let log = tempfile::NamedTempFile::new().expect("temp log");
         let child = instance
-            .command(ns)
+            .command_via(ns, wrapper)
             .arg("run")
             .arg("--config")
             .arg(config_file.path())
@@ -144,20 +186,21 @@ impl<'a> Daemon<'a> {
             log,
             _config: config_file,
         };
-        daemon.wait_ready();
-        daemon
+        daemon.wait_ready()?;
+        Ok(daemon)
     }
 
-    fn wait_ready(&mut self) {
+    fn wait_ready(&mut self) -> Result<(), String> {
         let deadline = Instant::now() + Duration::from_secs(20);
         // Pins of an earlier daemon may be complete already: wait for the log too.
         while !pin::is_complete(self.instance.pin_dir()) || !self.log().contains("] counting ") {
             let child = self.child.as_mut().expect("daemon running");
             if let Some(status) = child.try_wait().expect("polling vip run") {
-                panic!(
+                self.child = None;
+                return Err(format!(
                     "vip run exited with {status} before it was ready:\n{}",
                     self.log()
-                );
+                ));
             }
             assert!(
                 Instant::now() < deadline,
@@ -166,6 +209,7 @@ impl<'a> Daemon<'a> {
             );
             std::thread::sleep(Duration::from_millis(50));
         }
+        Ok(())
     }
 
     /// Replaces the daemon's config file (for a reload).

@@ -13,7 +13,7 @@ use std::{
 
 use serde_json::Value;
 use vip_tests::{
-    daemon::{Daemon, Instance},
+    daemon::{steered_per_vip, Daemon, Instance},
     http,
     netns::Netns,
     root::require_root,
@@ -187,17 +187,7 @@ fn steering_sends_each_vip_port_to_one_socket_and_follows_restarts() {
     for (entry, expected) in steer.iter().zip([5u64, 5]) {
         assert_eq!(entry["up"], true);
         assert_eq!(entry["packets"].as_u64(), Some(expected), "{entry}");
-        let per_vip: Vec<(String, u64)> = entry["vips"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|v| {
-                (
-                    v["addr"].as_str().unwrap().to_string(),
-                    v["packets"].as_u64().unwrap(),
-                )
-            })
-            .collect();
+        let per_vip = steered_per_vip(entry);
         let want: Vec<(String, u64)> = vips().iter().map(|v| (v.to_string(), 1)).collect();
         assert_eq!(per_vip, want, "{entry}");
     }

@@ -2,84 +2,16 @@
 
 mod commands;
 
-use std::{path::PathBuf, process::ExitCode};
+use std::process::ExitCode;
 
-use clap::{Parser, Subcommand};
+use clap::Parser;
 use vip_userspace::{
-    datapath::{pin, AdoptError},
-    host::{self, HostError, SafetyError},
+    cli::{Cli, Command},
+    datapath::AdoptError,
+    host::{HostError, SafetyError},
     stats::StatsError,
     ConfigError, PinError,
 };
-
-/// vip: accept, count and police traffic to virtual CIDRs with XDP.
-#[derive(Parser)]
-#[command(version, about)]
-struct Cli {
-    /// Directory on bpffs where the daemon pins its maps and `vip stats` reads them.
-    #[arg(long, global = true, env = "VIP_PIN_DIR", default_value = pin::DEFAULT_PIN_DIR)]
-    pin_dir: PathBuf,
-
-    /// Directory of the state file that records what vip changed on the host.
-    #[arg(long, global = true, env = "VIP_RUN_DIR", default_value = host::state::DEFAULT_RUN_DIR)]
-    run_dir: PathBuf,
-
-    #[command(subcommand)]
-    command: Command,
-}
-
-#[derive(Subcommand)]
-enum Command {
-    /// Apply the host state, attach the datapath, count and repair drift until
-    /// SIGINT or SIGTERM; then detach and revert what it changed. A datapath an
-    /// earlier `vip run` left pinned (killed, or stopped with --keep-datapath) is
-    /// adopted: it never stopped counting.
-    Run {
-        /// The TOML config file.
-        #[arg(long, short)]
-        config: PathBuf,
-        /// On SIGINT or SIGTERM, exit leaving the datapath attached and counting,
-        /// its maps and links pinned and the host state in place, for the next
-        /// `vip run` (e.g. an upgrade) to adopt; `vip down` removes it all.
-        #[arg(long)]
-        keep_datapath: bool,
-    },
-    /// Validate a config file without changing anything.
-    Check {
-        /// The TOML config file.
-        #[arg(long, short)]
-        config: PathBuf,
-    },
-    /// Print the changes `apply` would make, as ip and sysctl commands; change nothing.
-    Plan {
-        /// The TOML config file.
-        #[arg(long, short)]
-        config: PathBuf,
-    },
-    /// Install the config's addresses, routes and sysctls (idempotent), recording
-    /// what changed in the state file.
-    Apply {
-        /// The TOML config file.
-        #[arg(long, short)]
-        config: PathBuf,
-    },
-    /// Ask the running `vip run` to re-read its config and apply the difference
-    /// (ranges, allow lists, host state) without detaching (same as SIGHUP).
-    Reload,
-    /// Print per-range and per-VIP counters of the running datapath.
-    Stats {
-        /// Print JSON instead of a table.
-        #[arg(long, conflicts_with = "watch")]
-        json: bool,
-        /// A live table of packets, bits and drops per second by range and VIP,
-        /// busiest first, refreshed every second; q, Esc or Ctrl-C quits.
-        #[arg(long)]
-        watch: bool,
-    },
-    /// Stop a running vip, revert exactly what the state file records (restoring
-    /// sysctls) and remove the pins. Running it twice is a no-op.
-    Down,
-}
 
 fn main() -> ExitCode {
     env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info"))

@@ -100,9 +100,23 @@ pub fn all(root: &Path) -> anyhow::Result<Artifacts> {
 
 /// Builds one binary of the tests crate (demo, bench) and returns its path.
 pub fn tests_bin(root: &Path, name: &str, artifacts: &Artifacts) -> anyhow::Result<PathBuf> {
+    package_bin(root, "vip-tests", name, artifacts)
+}
+
+/// Builds one more binary of vip-userspace (beside `vip`) and returns its path.
+pub fn userspace_bin(root: &Path, name: &str, artifacts: &Artifacts) -> anyhow::Result<PathBuf> {
+    package_bin(root, "vip-userspace", name, artifacts)
+}
+
+fn package_bin(
+    root: &Path,
+    package: &str,
+    name: &str,
+    artifacts: &Artifacts,
+) -> anyhow::Result<PathBuf> {
     let mut build = cargo(root);
     build
-        .args(["build", "--release", "-p", "vip-tests", "--bin", name])
+        .args(["build", "--release", "-p", package, "--bin", name])
         .envs(artifacts.env());
     run(&mut build, &format!("building {name}"))?;
     Ok(root.join("target/release").join(name))

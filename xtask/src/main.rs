@@ -1,6 +1,8 @@
 //! `cargo xtask`: build, run, demo, test and bench vip.
 
 mod build;
+mod dist;
+mod system;
 mod toolchain;
 
 use std::{path::PathBuf, process::Command};
@@ -26,7 +28,8 @@ enum Cmd {
     },
     /// Build, then run the demo: a throwaway two-namespace lab with an embedded config.
     Demo,
-    /// Build, then run every test (as root, or the root-only tests skip).
+    /// Install the system packages the tests need (as root, with apt), build,
+    /// package, then run every test (as root, or the root-only tests skip).
     Test {
         /// Extra arguments for `cargo test`, e.g. a test name filter.
         #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
@@ -40,6 +43,9 @@ enum Cmd {
         #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
         args: Vec<String>,
     },
+    /// Build the Debian package (cargo-deb): the binary, the systemd unit, an
+    /// example /etc/vip/vip.toml, man pages and shell completions.
+    Dist,
 }
 
 fn main() -> anyhow::Result<()> {
@@ -54,28 +60,38 @@ fn main() -> anyhow::Result<()> {
             as_root(&artifacts.vip, &args, &artifacts)?;
         }
         Cmd::Demo => {
+            system::ensure(system::DEMO)?;
             let artifacts = build::all(&root)?;
             let demo = build::tests_bin(&root, "vip-demo", &artifacts)?;
             as_root(&demo, &[], &artifacts)?;
         }
         Cmd::Test { args } => {
+            system::ensure(system::TEST)?;
             let artifacts = build::all(&root)?;
+            let deb = dist::deb(&root, &artifacts)?;
             let mut cargo = build::cargo(&root);
             cargo
                 .args(["test", "--release"])
                 .args(&args)
-                .envs(artifacts.env());
+                .envs(artifacts.env())
+                .env("VIP_DEB", deb);
             build::run(&mut cargo, "cargo test")?;
         }
         Cmd::Bench { args } => {
+            let e2e = args.iter().any(|a| a == "--e2e");
+            if e2e {
+                system::ensure(system::BENCH_E2E)?;
+            }
             let artifacts = build::all(&root)?;
-            let binary = if args.iter().any(|a| a == "--e2e") {
-                "vip-e2e"
-            } else {
-                "vip-bench"
-            };
+            let binary = if e2e { "vip-e2e" } else { "vip-bench" };
             let bench = build::tests_bin(&root, binary, &artifacts)?;
             as_root(&bench, &args, &artifacts)?;
+        }
+        Cmd::Dist => {
+            system::ensure(system::DIST)?;
+            let artifacts = build::all(&root)?;
+            let deb = dist::deb(&root, &artifacts)?;
+            println!("{}", deb.display());
         }
     }
     Ok(())
@@ -94,13 +110,7 @@ fn as_root(
     args: &[String],
     artifacts: &build::Artifacts,
 ) -> anyhow::Result<()> {
-    let is_root = Command::new("id")
-        .arg("-u")
-        .output()
-        .context("running id -u")?
-        .stdout
-        .starts_with(b"0\n");
-    let mut command = if is_root {
+    let mut command = if system::is_root() {
         Command::new(program)
     } else {
         let mut sudo = Command::new("sudo");

@@ -20,7 +20,7 @@ const BPF_FS_MAGIC: FsType = FsType(0xcafe_4a11);
 pub enum PinError {
     #[error("{} is not on a bpffs; choose a --pin-dir under a bpffs mount", dir.display())]
     NotBpffs { dir: PathBuf },
-    #[error("mounting a bpffs on {BPFFS_ROOT}: {source}")]
+    #[error("mounting a bpffs on {BPFFS_ROOT}: {source}{}", mount_hint(*source))]
     Mount { source: nix::Error },
     #[error("{}: {source}", path.display())]
     Io { path: PathBuf, source: io::Error },
@@ -39,6 +39,16 @@ pub enum PinError {
         path: PathBuf,
         source: aya::maps::MapError,
     },
+}
+
+/// systemd mounts the bpffs at boot; a daemon without CAP_SYS_ADMIN (the shipped
+/// unit) cannot mount one itself.
+fn mount_hint(error: nix::Error) -> &'static str {
+    if error == nix::Error::EPERM {
+        " (mounting needs CAP_SYS_ADMIN: mount a bpffs there first, `mount -t bpf bpf /sys/fs/bpf`)"
+    } else {
+        ""
+    }
 }
 
 impl PinError {
@@ -186,7 +196,9 @@ pub fn is_complete(dir: &Path) -> bool {
     dir.join(PINNED_MAPS[PINNED_MAPS.len() - 1]).exists()
 }
 
-fn ensure_bpffs(dir: &Path) -> Result<(), PinError> {
+/// Makes sure `dir` is (or will be, once created) on a bpffs, mounting one on
+/// /sys/fs/bpf if `dir` lies there and none is mounted.
+pub fn ensure_bpffs(dir: &Path) -> Result<(), PinError> {
     let existing = dir
         .ancestors()
         .find(|p| p.exists())

@@ -62,11 +62,17 @@ pub fn table(report: &Report) -> String {
                 "(VIP table full: in the range only)", range.sparse_overflow_packets
             );
         }
-        let _ = writeln!(
-            out,
-            "  {:<38} {:>12}",
-            "(delivered to a socket lookup)", range.delivered_packets
-        );
+        // Only where socket lookups are counted for the range: it steers, or
+        // lookups reached it (an sk_lookup program is attached and the range
+        // accepts locally). A count-only range would always show 0.
+        let steers = report.steer.iter().any(|s| s.range == range.name);
+        if steers || range.delivered_packets > 0 {
+            let _ = writeln!(
+                out,
+                "  {:<38} {:>12}",
+                "(delivered to a socket lookup)", range.delivered_packets
+            );
+        }
     }
     if !report.steer.is_empty() {
         let _ = writeln!(out, "\n{:<56} {:>6} {:>12}", "STEER", "STATE", "STEERED");
@@ -81,4 +87,51 @@ pub fn table(report: &Report) -> String {
         );
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::stats::{RangeReport, SteerReport};
+
+    const DELIVERED: &str = "(delivered to a socket lookup)";
+
+    fn range(name: &str, delivered_packets: u64) -> RangeReport {
+        RangeReport {
+            name: name.to_string(),
+            cidr: "192.0.2.0/24".to_string(),
+            packets: 10,
+            delivered_packets,
+            ..RangeReport::default()
+        }
+    }
+
+    #[test]
+    fn the_delivered_row_shows_for_steering_ranges_and_counted_lookups_only() {
+        let report = Report {
+            ranges: vec![
+                range("count-only", 0),
+                range("steered", 0),
+                range("looked-up", 7),
+            ],
+            steer: vec![SteerReport {
+                range: "steered".to_string(),
+                matches: "tcp/80".to_string(),
+                to: "127.0.0.1:8080".to_string(),
+                ..SteerReport::default()
+            }],
+            ..Report::default()
+        };
+        let text = table(&report);
+        let rows: Vec<&str> = text.lines().collect();
+        let after = |name: &str| {
+            let at = rows.iter().position(|l| l.starts_with(name)).unwrap();
+            rows[at + 1]
+        };
+        assert!(!after("count-only").contains(DELIVERED), "{text}");
+        assert!(after("steered").contains(DELIVERED), "{text}");
+        assert!(after("looked-up").contains(DELIVERED), "{text}");
+        assert!(after("looked-up").trim_end().ends_with(" 7"), "{text}");
+        assert_eq!(text.matches(DELIVERED).count(), 2, "{text}");
+    }
 }

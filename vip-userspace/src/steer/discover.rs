@@ -25,12 +25,22 @@ pub enum DiscoverError {
     SockDiag(#[source] io::Error),
     #[error("sock_diag: unexpected reply {0}")]
     Reply(String),
-    #[error("taking socket {fd} of pid {pid}: {source}")]
+    #[error("taking socket {fd} of pid {pid}: {source}{}", take_hint(source))]
     Take {
         pid: u32,
         fd: RawFd,
         source: io::Error,
     },
+}
+
+/// pidfd_getfd needs ptrace access to the owner: CAP_SYS_PTRACE for a process of
+/// another user.
+fn take_hint(error: &io::Error) -> &'static str {
+    if error.raw_os_error() == Some(libc::EPERM) {
+        " (vip needs CAP_SYS_PTRACE to take another user's socket)"
+    } else {
+        ""
+    }
 }
 
 /// A socket found by sock_diag.
@@ -115,10 +125,24 @@ pub fn find(proto: u8, to: SocketAddr) -> Result<Option<Found>, DiscoverError> {
     }
 }
 
+/// Where the socket with an inode was looked for in /proc.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Owner {
+    /// The process and the descriptor holding it.
+    Found { pid: u32, fd: RawFd },
+    /// No process readable to vip holds it; `refused` processes' descriptors
+    /// could not be read (a missing CAP_DAC_READ_SEARCH or CAP_SYS_PTRACE).
+    NotFound { refused: usize },
+}
+
 /// The process and descriptor holding the socket with this inode.
-pub fn owner(inode: u32) -> Option<(u32, RawFd)> {
+pub fn owner(inode: u32) -> Owner {
     let target = format!("socket:[{inode}]");
-    for process in std::fs::read_dir("/proc").ok()?.flatten() {
+    let mut refused = 0;
+    let Ok(processes) = std::fs::read_dir("/proc") else {
+        return Owner::NotFound { refused };
+    };
+    for process in processes.flatten() {
         let Some(pid) = process
             .file_name()
             .to_str()
@@ -126,20 +150,28 @@ pub fn owner(inode: u32) -> Option<(u32, RawFd)> {
         else {
             continue;
         };
-        let Ok(fds) = std::fs::read_dir(process.path().join("fd")) else {
-            continue;
+        let fds = match std::fs::read_dir(process.path().join("fd")) {
+            Ok(fds) => fds,
+            Err(e) => {
+                refused += usize::from(e.kind() == io::ErrorKind::PermissionDenied);
+                continue;
+            }
         };
+        let mut denied = false;
         for fd in fds.flatten() {
-            let is_it =
-                std::fs::read_link(fd.path()).is_ok_and(|link| link.as_os_str() == target.as_str());
-            if is_it {
-                if let Some(fd) = fd.file_name().to_str().and_then(|n| n.parse().ok()) {
-                    return Some((pid, fd));
+            match std::fs::read_link(fd.path()) {
+                Ok(link) if link.as_os_str() == target.as_str() => {
+                    if let Some(fd) = fd.file_name().to_str().and_then(|n| n.parse().ok()) {
+                        return Owner::Found { pid, fd };
+                    }
                 }
+                Ok(_) => {}
+                Err(e) => denied |= e.kind() == io::ErrorKind::PermissionDenied,
             }
         }
+        refused += usize::from(denied);
     }
-    None
+    Owner::NotFound { refused }
 }
 
 /// A descriptor of our own for `fd` of process `pid` (`pidfd_getfd`).

@@ -125,6 +125,12 @@ impl SteerAgent {
 enum InstallError {
     #[error("no process holds socket inode {inode}")]
     NoOwner { inode: u32 },
+    #[error(
+        "the descriptors of {refused} process(es) could not be read, and none readable holds \
+         socket inode {inode}: vip needs CAP_DAC_READ_SEARCH and CAP_SYS_PTRACE to find \
+         another user's socket"
+    )]
+    OwnerHidden { inode: u32, refused: usize },
     #[error(transparent)]
     Discover(#[from] discover::DiscoverError),
     #[error(transparent)]
@@ -142,8 +148,14 @@ fn install(
     entry: u32,
     found: discover::Found,
 ) -> Result<u32, InstallError> {
-    let (pid, fd) =
-        discover::owner(found.inode).ok_or(InstallError::NoOwner { inode: found.inode })?;
+    let inode = found.inode;
+    let (pid, fd) = match discover::owner(inode) {
+        discover::Owner::Found { pid, fd } => (pid, fd),
+        discover::Owner::NotFound { refused: 0 } => return Err(InstallError::NoOwner { inode }),
+        discover::Owner::NotFound { refused } => {
+            return Err(InstallError::OwnerHidden { inode, refused })
+        }
+    };
     let ours = discover::take(pid, fd)?;
     let mut sockets = steering::sockets(datapath.steer_sockets()?)?;
     sockets

@@ -1,0 +1,77 @@
+//! The `vip` command line, as clap derives it: parsed by the binary, and
+//! rendered into man pages and shell completions by `vip-assets`.
+
+use std::path::PathBuf;
+
+use clap::{Parser, Subcommand};
+
+use crate::{datapath::pin, host};
+
+/// vip: accept, count and police traffic to virtual CIDRs with XDP.
+#[derive(Parser)]
+#[command(name = "vip", version, about)]
+pub struct Cli {
+    /// Directory on bpffs where the daemon pins its maps and `vip stats` reads them.
+    #[arg(long, global = true, env = "VIP_PIN_DIR", default_value = pin::DEFAULT_PIN_DIR)]
+    pub pin_dir: PathBuf,
+
+    /// Directory of the state file that records what vip changed on the host.
+    #[arg(long, global = true, env = "VIP_RUN_DIR", default_value = host::state::DEFAULT_RUN_DIR)]
+    pub run_dir: PathBuf,
+
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Subcommand)]
+pub enum Command {
+    /// Apply the host state, attach the datapath, count and repair drift until
+    /// SIGINT or SIGTERM; then detach and revert what it changed. A datapath an
+    /// earlier `vip run` left pinned (killed, or stopped with --keep-datapath) is
+    /// adopted: it never stopped counting.
+    Run {
+        /// The TOML config file.
+        #[arg(long, short)]
+        config: PathBuf,
+        /// On SIGINT or SIGTERM, exit leaving the datapath attached and counting,
+        /// its maps and links pinned and the host state in place, for the next
+        /// `vip run` (e.g. an upgrade) to adopt; `vip down` removes it all.
+        #[arg(long)]
+        keep_datapath: bool,
+    },
+    /// Validate a config file without changing anything.
+    Check {
+        /// The TOML config file.
+        #[arg(long, short)]
+        config: PathBuf,
+    },
+    /// Print the changes `apply` would make, as ip and sysctl commands; change nothing.
+    Plan {
+        /// The TOML config file.
+        #[arg(long, short)]
+        config: PathBuf,
+    },
+    /// Install the config's addresses, routes and sysctls (idempotent), recording
+    /// what changed in the state file.
+    Apply {
+        /// The TOML config file.
+        #[arg(long, short)]
+        config: PathBuf,
+    },
+    /// Ask the running `vip run` to re-read its config and apply the difference
+    /// (ranges, allow lists, host state) without detaching (same as SIGHUP).
+    Reload,
+    /// Print per-range and per-VIP counters of the running datapath.
+    Stats {
+        /// Print JSON instead of a table.
+        #[arg(long, conflicts_with = "watch")]
+        json: bool,
+        /// A live table of packets, bits and drops per second by range and VIP,
+        /// busiest first, refreshed every second; q, Esc or Ctrl-C quits.
+        #[arg(long)]
+        watch: bool,
+    },
+    /// Stop a running vip, revert exactly what the state file records (restoring
+    /// sysctls) and remove the pins. Running it twice is a no-op.
+    Down,
+}
