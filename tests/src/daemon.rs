@@ -55,6 +55,11 @@ impl Instance {
         self.run_dir.path().join("state.json")
     }
 
+    /// The running daemon's status file (steer targets, drift repairs).
+    pub fn status_file(&self) -> PathBuf {
+        self.run_dir.path().join("status.json")
+    }
+
     /// `vip --pin-dir .. --run-dir ..`, in `ns` (its network namespace only).
     pub fn command(&self, ns: &Netns) -> Command {
         self.command_via(ns, &[])

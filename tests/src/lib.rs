@@ -13,3 +13,4 @@ pub mod root;
 pub mod scrape;
 pub mod seed;
 pub mod tunnel;
+pub mod wait;

@@ -16,6 +16,7 @@ use vip_tests::{
         is_neighbor_advertisement_for, neighbor_solicitation_for, tcp_connect, udp_echoes, SeedLab,
         Services, ROUTER_SERVER_IF, SERVER_IF,
     },
+    wait,
 };
 
 const ROUTER_CONFIG: &str = r#"
@@ -232,14 +233,6 @@ fn neighbor_solicitations_for_anyip_vips_are_never_answered() {
     }
 }
 
-fn wait_until(what: &str, check: impl Fn() -> bool) {
-    let deadline = Instant::now() + Duration::from_secs(5);
-    while !check() {
-        assert!(Instant::now() < deadline, "{what} within 5 s");
-        std::thread::sleep(Duration::from_millis(100));
-    }
-}
-
 #[test]
 fn drift_is_repaired_within_5_seconds_and_counted() {
     if !require_root("drift_is_repaired_within_5_seconds_and_counted") {
@@ -249,13 +242,13 @@ fn drift_is_repaired_within_5_seconds_and_counted() {
     let alias = Instance::new("drift-alias");
     let daemon = Daemon::start(&lab.server, &server_config("alias", false, ""), &alias);
     lab.server.ip(&["addr", "del", "192.0.2.0/24", "dev", "lo"]);
-    wait_until("alias restored", || {
+    wait::until("alias restored", Duration::from_secs(5), || {
         lab.server
             .ip_output(&["addr", "show", "dev", "lo"])
             .contains("192.0.2.0/24")
     });
     lab.server.sysctl("net.ipv4.conf.all.arp_ignore", "0");
-    wait_until("arp_ignore restored", || {
+    wait::until("arp_ignore restored", Duration::from_secs(5), || {
         lab.server.read_sysctl("net.ipv4.conf.all.arp_ignore") == "1"
     });
     let repairs = &daemon.stats_json()["drift_repairs"];
@@ -281,7 +274,7 @@ fn drift_is_repaired_within_5_seconds_and_counted() {
         "table",
         "local",
     ]);
-    wait_until("local route restored", || {
+    wait::until("local route restored", Duration::from_secs(5), || {
         !lab.server.ip_output(&local).is_empty()
     });
     assert_eq!(

@@ -18,6 +18,7 @@ use vip_tests::{
     netns::Netns,
     root::require_root,
     seed::{DirectLab, SeedLab, DIRECT_SERVER_IF, SERVER_IF, SERVER_V6},
+    wait,
 };
 
 const METRICS: &str = "127.0.0.1:9669";
@@ -76,9 +77,9 @@ fn connect(client: &Netns, addr: SocketAddr) -> std::io::Result<TcpStream> {
     client.run_in(move || TcpStream::connect_timeout(&addr, Duration::from_secs(1)))
 }
 
-/// The state file's steer entries, as (match, up).
+/// The status file's steer entries, as (match, up).
 fn targets_up(instance: &Instance) -> Vec<(String, bool)> {
-    let Ok(text) = std::fs::read_to_string(instance.state_file()) else {
+    let Ok(text) = std::fs::read_to_string(instance.status_file()) else {
         return Vec::new();
     };
     let state: Value = serde_json::from_str(&text).unwrap();
@@ -95,14 +96,6 @@ fn targets_up(instance: &Instance) -> Vec<(String, bool)> {
                 .collect()
         })
         .unwrap_or_default()
-}
-
-fn wait_for(what: &str, within: Duration, mut ok: impl FnMut() -> bool) {
-    let deadline = Instant::now() + within;
-    while !ok() {
-        assert!(Instant::now() < deadline, "{what}: not within {within:?}");
-        std::thread::sleep(Duration::from_millis(50));
-    }
 }
 
 fn metric(ns: &Netns, line_start: &str) -> Option<f64> {
@@ -132,7 +125,7 @@ fn steering_sends_each_vip_port_to_one_socket_and_follows_restarts() {
     let wildcard = tcp_listener(&lab.server, &format!("0.0.0.0:{WILDCARD_PORT}"));
     let instance = Instance::new("steer");
     let daemon = Daemon::start(&lab.server, &config(), &instance);
-    wait_for("both targets up", Duration::from_secs(5), || {
+    wait::until("both targets up", Duration::from_secs(5), || {
         targets_up(&instance) == [("tcp/80".to_string(), true), ("udp/5353".to_string(), true)]
     });
 
@@ -211,7 +204,7 @@ fn steering_sends_each_vip_port_to_one_socket_and_follows_restarts() {
     drop(tcp);
     let tcp = tcp_listener(&lab.server, STEERED_TCP);
     let restarted = Instant::now();
-    wait_for(
+    wait::until(
         "the restarted listener steered to",
         Duration::from_secs(5),
         || {
@@ -226,7 +219,7 @@ fn steering_sends_each_vip_port_to_one_socket_and_follows_restarts() {
     // The UDP service stops: its target goes down, and the datagrams still
     // accepted by XDP no longer reach a socket, which the delivered count shows.
     drop(udp);
-    wait_for("vip_steer_target_up 0", Duration::from_secs(5), || {
+    wait::until("vip_steer_target_up 0", Duration::from_secs(5), || {
         metric(
             &lab.server,
             "vip_steer_target_up{range=\"web\",match=\"udp/5353\",to=\"127.0.0.1:5353\"}",
@@ -236,7 +229,7 @@ fn steering_sends_each_vip_port_to_one_socket_and_follows_restarts() {
     for vip in vips() {
         client_udp.send_to(b"lost", (vip, 5353)).unwrap();
     }
-    wait_for("5 more accepted", Duration::from_secs(2), || {
+    wait::until("5 more accepted", Duration::from_secs(2), || {
         range_counts(&instance.stats_json(&lab.server)).0 >= accepted + 5
     });
     let (accepted_after, delivered_after) = range_counts(&instance.stats_json(&lab.server));
@@ -271,7 +264,7 @@ fn ipv6_vips_are_steered_to_sockets_on_the_loopback() {
     );
     let instance = Instance::new("steer6");
     let daemon = Daemon::start(&lab.server, &config, &instance);
-    wait_for("both targets up", Duration::from_secs(5), || {
+    wait::until("both targets up", Duration::from_secs(5), || {
         targets_up(&instance) == [("tcp/80".to_string(), true), ("udp/5353".to_string(), true)]
     });
     let client_udp = lab
@@ -301,7 +294,7 @@ fn ipv6_vips_are_steered_to_sockets_on_the_loopback() {
     daemon.rewrite_config(&config.replace("[::1]:5353", "[::1]:5354"));
     let line = daemon.reload();
     assert!(line.contains("reloaded"), "{line}");
-    wait_for("udp/5353 down", Duration::from_secs(5), || {
+    wait::until("udp/5353 down", Duration::from_secs(5), || {
         targets_up(&instance)
             == [
                 ("tcp/80".to_string(), true),

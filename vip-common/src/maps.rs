@@ -92,11 +92,15 @@ pub const SETTING_DENSE_STRIDE: u32 = 1;
 /// maps. The datapath never reads it; a restarted daemon does, before adopting
 /// pinned maps.
 pub const SETTING_LAYOUT_VERSION: u32 = 2;
-pub const SETTINGS: u32 = 3;
+/// `MAP_SETTINGS` index: the inode of the network namespace the datapath was set
+/// up in (namespace inodes are 32-bit). Never read by the datapath; a daemon or
+/// `vip down` in another namespace refuses the pins.
+pub const SETTING_NETNS_INODE: u32 = 3;
+pub const SETTINGS: u32 = 4;
 
 /// Bumped whenever a map, a shared type or the meaning of a setting changes, so
 /// that a new binary never adopts maps pinned by an incompatible one.
-pub const LAYOUT_VERSION: u32 = 4;
+pub const LAYOUT_VERSION: u32 = 5;
 
 /// Name, in the pin directory, of the pinned bpf_link that keeps the datapath
 /// attached to an interface: this prefix, then the interface name.

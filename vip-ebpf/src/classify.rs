@@ -5,7 +5,8 @@ use vip_common::{GLOBAL_INTERNAL_ERRORS, GLOBAL_MALFORMED, GLOBAL_NON_VIP};
 use crate::{
     count,
     cursor::PacketBuf,
-    decap, lookup,
+    decap::{self, Tunnels},
+    lookup,
     parse::{self, Carrier, Destination, Malformed, Next, L3},
     policy::{self, Judgement},
 };
@@ -39,6 +40,13 @@ impl From<Malformed> for Failure {
     }
 }
 
+impl From<decap::StripFailed> for Failure {
+    #[inline(always)]
+    fn from(_: decap::StripFailed) -> Self {
+        Failure::Internal
+    }
+}
+
 impl From<count::MapInconsistent> for Failure {
     #[inline(always)]
     fn from(_: count::MapInconsistent) -> Self {
@@ -47,7 +55,7 @@ impl From<count::MapInconsistent> for Failure {
 }
 
 #[inline(always)]
-pub fn classify<B: PacketBuf>(buf: &B) -> Result<Verdict, Failure> {
+pub fn classify<B: Tunnels>(buf: &B) -> Result<Verdict, Failure> {
     let l3 = parse::network(buf)?;
     if let Some(verdict) = to_range(buf, &l3, 0)? {
         return Ok(verdict);
@@ -66,7 +74,7 @@ pub fn classify<B: PacketBuf>(buf: &B) -> Result<Verdict, Failure> {
 /// BPF-to-BPF calls (`llvm-objdump -t` on the object shows no function in
 /// `.text` but the mem* builtins).
 #[inline(always)]
-fn tunnelled<B: PacketBuf>(buf: &B, next: Next, carrier: Carrier) -> Result<Verdict, Failure> {
+fn tunnelled<B: Tunnels>(buf: &B, next: Next, carrier: Carrier) -> Result<Verdict, Failure> {
     let Some((inner, strip)) = decap::tunnel(buf, next, carrier)? else {
         return Ok(non_vip());
     };

@@ -4,8 +4,6 @@ use core::mem::size_of;
 
 use aya_ebpf::programs::{TcContext, XdpContext};
 
-use crate::{classify::Failure, decap::Strip};
-
 /// A packet's linear data, as a `[start, end)` range of addresses.
 pub trait PacketBuf {
     fn start(&self) -> usize;
@@ -15,21 +13,6 @@ pub trait PacketBuf {
     #[inline(always)]
     fn len(&self) -> u64 {
         (self.end() - self.start()) as u64
-    }
-
-    /// Whether this program type can decapsulate tunnels (XDP can, TC does not).
-    const DECAPSULATES: bool = false;
-
-    /// The interface the packet came in on (only read where `DECAPSULATES`).
-    #[inline(always)]
-    fn ingress_ifindex(&self) -> u32 {
-        0
-    }
-
-    /// Removes a tunnel's outer headers (only called where `DECAPSULATES`).
-    #[inline(always)]
-    fn strip(&self, _strip: Strip) -> Result<(), Failure> {
-        Err(Failure::Internal)
     }
 }
 
@@ -42,19 +25,6 @@ impl PacketBuf for XdpContext {
     #[inline(always)]
     fn end(&self) -> usize {
         self.data_end()
-    }
-
-    const DECAPSULATES: bool = true;
-
-    #[inline(always)]
-    fn ingress_ifindex(&self) -> u32 {
-        // SAFETY: the context pointer the kernel passed to this program.
-        unsafe { (*self.ctx).ingress_ifindex }
-    }
-
-    #[inline(always)]
-    fn strip(&self, strip: Strip) -> Result<(), Failure> {
-        crate::decap::strip(self, strip)
     }
 }
 

@@ -4,14 +4,18 @@
 
 use core::ptr::NonNull;
 
-use aya_ebpf::{helpers::bpf_xdp_adjust_head, macros::map, maps::Array, programs::XdpContext};
+use aya_ebpf::{
+    helpers::bpf_xdp_adjust_head,
+    macros::map,
+    maps::Array,
+    programs::{TcContext, XdpContext},
+};
 use vip_common::{
     DecapConfig, DECAP_GUE, DECAP_IP6IP6, DECAP_IPIP, GLOBAL_DECAP_GUE, GLOBAL_DECAP_IP6IP6,
     GLOBAL_DECAP_IPIP, IPPROTO_IPIP, IPPROTO_IPV6, IPPROTO_UDP,
 };
 
 use crate::{
-    classify::Failure,
     count,
     cursor::{moved, read_at, PacketBuf},
     parse::{self, Carrier, Malformed, Next, ETH_P_IPV4, ETH_P_IPV6, L3, UDP_HLEN},
@@ -25,7 +29,53 @@ const GUE_HLEN: usize = 4;
 /// Variant 0, C bit: a control message, not a tunnelled packet.
 const GUE_CONTROL: u8 = 0x20;
 
-/// What [`strip`] removes and rewrites, and the counter it adds to.
+/// A packet buffer of a program type that may decapsulate (XDP does, TC does not).
+pub trait Tunnels: PacketBuf {
+    /// Whether this program type decapsulates; where false, the tunnel path
+    /// compiles away.
+    const DECAPSULATES: bool;
+
+    /// The interface the packet came in on (only read where `DECAPSULATES`).
+    fn ingress_ifindex(&self) -> u32;
+
+    /// Removes a tunnel's outer headers (only called where `DECAPSULATES`).
+    fn strip(&self, strip: Strip) -> Result<(), StripFailed>;
+}
+
+impl Tunnels for XdpContext {
+    const DECAPSULATES: bool = true;
+
+    #[inline(always)]
+    fn ingress_ifindex(&self) -> u32 {
+        // SAFETY: the context pointer the kernel passed to this program.
+        unsafe { (*self.ctx).ingress_ifindex }
+    }
+
+    #[inline(always)]
+    fn strip(&self, strip: Strip) -> Result<(), StripFailed> {
+        strip_xdp(self, strip)
+    }
+}
+
+impl Tunnels for TcContext {
+    const DECAPSULATES: bool = false;
+
+    #[inline(always)]
+    fn ingress_ifindex(&self) -> u32 {
+        0
+    }
+
+    #[inline(always)]
+    fn strip(&self, _strip: Strip) -> Result<(), StripFailed> {
+        Err(StripFailed)
+    }
+}
+
+/// The frame could not be moved (the helper refused, or the moved header is
+/// out of bounds): a map or kernel inconsistency, counted as an internal error.
+pub struct StripFailed;
+
+/// What [`Tunnels::strip`] removes and rewrites, and the counter it adds to.
 #[derive(Clone, Copy)]
 pub struct Strip {
     /// Length of the link-layer headers (Ethernet and VLAN tags), kept.
@@ -46,7 +96,7 @@ pub struct Strip {
 /// `next` and `carrier`. Fragments are never decapsulated: their inner packet
 /// is not whole.
 #[inline(always)]
-pub fn tunnel<B: PacketBuf>(
+pub fn tunnel<B: Tunnels>(
     buf: &B,
     next: Next,
     carrier: Carrier,
@@ -115,8 +165,8 @@ pub fn tunnel<B: PacketBuf>(
 /// They move as whole words (unaligned loads are allowed): as a byte array the
 /// compiler would copy them byte by byte.
 #[inline(always)]
-pub fn strip(ctx: &XdpContext, strip: Strip) -> Result<(), Failure> {
-    let internal = |_| Failure::Internal;
+fn strip_xdp(ctx: &XdpContext, strip: Strip) -> Result<(), StripFailed> {
+    let internal = |_| StripFailed;
     let ethertype = strip.inner_ethertype.to_be_bytes();
     match strip.l2_len {
         14 => {
@@ -154,17 +204,17 @@ pub fn strip(ctx: &XdpContext, strip: Strip) -> Result<(), Failure> {
             l2.write(16, c).map_err(internal)?;
             l2.write(20, ethertype).map_err(internal)
         }
-        _ => Err(Failure::Internal),
+        _ => Err(StripFailed),
     }
 }
 
 /// Moves the frame's start forward by `len` bytes.
 #[inline(always)]
-fn shrink(ctx: &XdpContext, len: usize) -> Result<(), Failure> {
+fn shrink(ctx: &XdpContext, len: usize) -> Result<(), StripFailed> {
     // SAFETY: the context this program was given; shrinking the head by the
     // outer headers' length, which the parse found inside the packet.
     if unsafe { bpf_xdp_adjust_head(ctx.ctx, len as i32) } != 0 {
-        return Err(Failure::Internal);
+        return Err(StripFailed);
     }
     Ok(())
 }

@@ -5,18 +5,22 @@ use std::path::PathBuf;
 
 use clap::{Parser, Subcommand};
 
-use crate::{datapath::pin, host};
+use crate::netns;
 
 /// vip: accept, count and police traffic to virtual CIDRs with XDP.
 #[derive(Parser)]
 #[command(name = "vip", version, about)]
 pub struct Cli {
-    /// Directory on bpffs where the daemon pins its maps and `vip stats` reads them.
-    #[arg(long, global = true, env = "VIP_PIN_DIR", default_value = pin::DEFAULT_PIN_DIR)]
+    /// Directory on bpffs where the daemon pins its maps and `vip stats` reads them
+    /// (default: /sys/fs/bpf/vip in the initial network namespace,
+    /// /sys/fs/bpf/vip-netns-INODE in another).
+    #[arg(long, global = true, env = "VIP_PIN_DIR", default_value_os_t = netns::default_pin_dir(), hide_default_value = true)]
     pub pin_dir: PathBuf,
 
-    /// Directory of the state file that records what vip changed on the host.
-    #[arg(long, global = true, env = "VIP_RUN_DIR", default_value = host::state::DEFAULT_RUN_DIR)]
+    /// Directory of vip's files: the state file (what vip changed on the host),
+    /// the layout and the daemon's status (default: /run/vip in the initial network namespace, /run/vip/netns-INODE
+    /// in another).
+    #[arg(long, global = true, env = "VIP_RUN_DIR", default_value_os_t = netns::default_run_dir(), hide_default_value = true)]
     pub run_dir: PathBuf,
 
     #[command(subcommand)]

@@ -7,8 +7,10 @@ pub mod datapath;
 pub mod host;
 pub mod layout;
 pub mod metrics;
-mod run_files;
+pub mod netns;
+pub mod run_files;
 pub mod stats;
+pub mod status;
 pub mod steer;
 
 pub use config::{Config, ConfigError};

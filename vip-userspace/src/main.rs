@@ -9,6 +9,7 @@ use vip_userspace::{
     cli::{Cli, Command},
     datapath::AdoptError,
     host::{HostError, SafetyError},
+    run_files::RunFileError,
     stats::StatsError,
     ConfigError, PinError,
 };
@@ -27,7 +28,7 @@ fn main() -> ExitCode {
         Command::Plan { config } => commands::plan(&config),
         Command::Apply { config } => commands::apply(&config, &cli.run_dir),
         Command::Reload => commands::reload(&cli.run_dir),
-        Command::Stats { watch: true, .. } => commands::watch(&cli.pin_dir),
+        Command::Stats { watch: true, .. } => commands::watch(&cli.pin_dir, &cli.run_dir),
         Command::Stats { json, .. } => commands::stats(&cli.pin_dir, &cli.run_dir, json),
         Command::Down => commands::down(&cli.pin_dir, &cli.run_dir),
     };
@@ -52,6 +53,14 @@ fn is_user_error(error: &anyhow::Error) -> bool {
             Some(StatsError::Pin(e)) => Some(e),
             _ => cause.downcast_ref::<PinError>(),
         };
+        // Transparent wrappers hide the wrapped error from the chain.
+        let run_file_error = match cause.downcast_ref::<StatsError>() {
+            Some(StatsError::Status(e)) => Some(e),
+            _ => match cause.downcast_ref::<HostError>() {
+                Some(HostError::State(e)) => Some(e),
+                _ => cause.downcast_ref::<RunFileError>(),
+            },
+        };
         cause.is::<ConfigError>()
             || cause.is::<SafetyError>()
             || cause.is::<commands::AlreadyRunning>()
@@ -66,5 +75,6 @@ fn is_user_error(error: &anyhow::Error) -> bool {
                 .downcast_ref::<AdoptError>()
                 .is_some_and(AdoptError::is_user_error)
             || cause.is::<vip_userspace::metrics::server::BindError>()
+            || run_file_error.is_some_and(RunFileError::is_user_error)
     })
 }

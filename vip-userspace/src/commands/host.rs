@@ -8,8 +8,9 @@ use std::{
 use anyhow::bail;
 use vip_userspace::{
     datapath::pin,
-    host::{self, apply::revert, plan, HostView, Netlink, State, StateFile, Step},
+    host::{self, apply::revert, plan, HostView, Netlink, StateFile, Step},
     layout::LayoutFile,
+    status::StatusFile,
     Config,
 };
 
@@ -38,7 +39,7 @@ pub fn apply(config_path: &Path, run_dir: &Path) -> anyhow::Result<()> {
     let file = StateFile::in_dir(run_dir);
     runtime()?.block_on(async {
         let (netlink, steps) = planned(&config).await?;
-        let mut state = file.load()?.unwrap_or_else(State::new);
+        let mut state = file.load()?.unwrap_or_default();
         let made = host::apply::apply(&netlink, &steps, &mut state, &file).await?;
         let in_place = steps.len() - made;
         println!(
@@ -101,6 +102,7 @@ pub fn down(pin_dir: &Path, run_dir: &Path) -> anyhow::Result<()> {
         did = true;
     }
     LayoutFile::in_dir(run_dir).remove()?;
+    StatusFile::in_dir(run_dir).remove()?;
     if !did {
         println!(
             "nothing to do: no state in {} and no pins in {}",

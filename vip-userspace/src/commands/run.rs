@@ -19,6 +19,7 @@ use vip_userspace::{
     },
     layout::LayoutFile,
     metrics::{server, SeriesPolicy},
+    status::{Status, StatusFile},
     steer::SteerAgent,
     Config, Datapath, Layout,
 };
@@ -45,6 +46,8 @@ struct Running<'a> {
     state: State,
     file: &'a StateFile,
     layout_file: &'a LayoutFile,
+    status: Status,
+    status_file: &'a StatusFile,
     exporter: Option<Arc<server::Exporter>>,
     steer: SteerAgent,
 }
@@ -60,9 +63,12 @@ pub fn run(
     config.check_host()?;
     let file = StateFile::in_dir(run_dir);
     let layout_file = LayoutFile::in_dir(run_dir);
+    let status_file = StatusFile::in_dir(run_dir);
     runtime()?.block_on(async {
         let (netlink, steps) = planned(&config).await?;
-        let mut state = file.load()?.unwrap_or_else(State::new);
+        let mut state = file.load()?.unwrap_or_default();
+        // Drift repairs count on across restarts of the daemon.
+        let status = status_file.load()?.unwrap_or_default();
         if let Some(pid) = state
             .daemon_pid
             .filter(|&p| alive(p) && p != std::process::id())
@@ -106,6 +112,8 @@ pub fn run(
             state,
             file: &file,
             layout_file: &layout_file,
+            status,
+            status_file: &status_file,
             exporter: None,
             steer: SteerAgent::default(),
         };
@@ -178,6 +186,7 @@ pub fn run(
         revert(&running.netlink, &mut running.state, &file).await?;
         file.remove()?;
         layout_file.remove()?;
+        status_file.remove()?;
         result
     })
 }
@@ -211,8 +220,8 @@ impl Running<'_> {
                     }
                 }
                 _ = drift.tick() => {
-                    if let Err(e) = repair(&self.netlink, &mut self.state, self.file).await {
-                        log::error!("drift repair: {}", vip_userspace::error_chain(&e));
+                    if let Err(e) = self.repair_drift().await {
+                        log::error!("drift repair: {}", vip_userspace::error_chain(e.as_ref()));
                     }
                 }
             }
@@ -222,11 +231,28 @@ impl Running<'_> {
     /// Looks for the steer targets' sockets; records their state when it changes.
     fn refresh_steering(&mut self) -> anyhow::Result<()> {
         self.steer.refresh(&mut self.datapath);
-        let status = self.steer.status();
-        if status != self.state.steer {
-            self.state.steer = status;
-            self.file.save(&self.state)?;
+        let steer = self.steer.status();
+        if steer != self.status.steer {
+            self.status.steer = steer;
+            self.status_file.save(&self.status)?;
         }
+        Ok(())
+    }
+
+    /// Puts back owned host state that changed from outside; counts it by kind.
+    async fn repair_drift(&mut self) -> anyhow::Result<()> {
+        let repaired = repair(&self.netlink, &self.state).await?;
+        if repaired.is_empty() {
+            return Ok(());
+        }
+        for item in repaired {
+            *self
+                .status
+                .drift_repairs
+                .entry(item.kind().to_string())
+                .or_default() += 1;
+        }
+        self.status_file.save(&self.status)?;
         Ok(())
     }
 

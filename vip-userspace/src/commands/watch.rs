@@ -54,12 +54,12 @@ fn quits(key: &KeyEvent) -> bool {
         || (key.code == KeyCode::Char('c') && key.modifiers.contains(KeyModifiers::CONTROL))
 }
 
-pub fn watch(pin_dir: &Path) -> anyhow::Result<()> {
+pub fn watch(pin_dir: &Path, run_dir: &Path) -> anyhow::Result<()> {
     if !std::io::stdout().is_terminal() {
         return Err(NotATerminal.into());
     }
     let maps = PinnedMaps::open(pin_dir)?;
-    let mut before = stats::read(&maps)?;
+    let mut before = stats::collect(&maps, run_dir)?;
     let mut since = Instant::now();
     let _screen = Screen::enter()?;
     let mut out = std::io::stdout();
@@ -74,7 +74,7 @@ pub fn watch(pin_dir: &Path) -> anyhow::Result<()> {
                 }
             }
         }
-        let now = stats::read(&maps)?;
+        let now = stats::collect(&maps, run_dir)?;
         let elapsed = since.elapsed().as_secs_f64();
         since = Instant::now();
         let (_, rows) = terminal::size().unwrap_or((80, 24));

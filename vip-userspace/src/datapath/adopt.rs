@@ -20,7 +20,9 @@ use super::{
 };
 use crate::{
     config::Config,
-    layout::{Layout, LayoutError, LayoutFile, LayoutFileError, SavedLayout},
+    layout::{Layout, LayoutError, LayoutFile},
+    netns::{self, NetnsId},
+    run_files::RunFileError,
 };
 
 #[derive(Debug, thiserror::Error)]
@@ -39,8 +41,14 @@ pub enum AdoptError {
     TooBig(#[source] LayoutError),
     #[error(transparent)]
     Pin(#[from] PinError),
+    #[error("the datapath pinned in {} was set up in {theirs}, this is {ours}: give each namespace its own --pin-dir", dir.display())]
+    OtherNetns {
+        dir: PathBuf,
+        theirs: NetnsId,
+        ours: NetnsId,
+    },
     #[error(transparent)]
-    LayoutFile(#[from] LayoutFileError),
+    LayoutFile(#[from] RunFileError),
     #[error("adopting the pinned datapath: {0}")]
     Datapath(#[source] Box<DatapathError>),
 }
@@ -49,10 +57,11 @@ impl AdoptError {
     /// The pins cannot serve this binary or config: the operator must decide
     /// (`vip down`), as opposed to a failure of the host.
     pub fn is_user_error(&self) -> bool {
-        !matches!(
-            self,
-            AdoptError::Pin(_) | AdoptError::LayoutFile(_) | AdoptError::Datapath(_)
-        )
+        match self {
+            AdoptError::LayoutFile(e) => e.is_user_error(),
+            AdoptError::Pin(_) | AdoptError::Datapath(_) => false,
+            _ => true,
+        }
     }
 }
 
@@ -78,15 +87,20 @@ pub fn adopt(
     if found != Some(LAYOUT_VERSION) {
         return Err(AdoptError::Version { dir, found });
     }
-    let previous = match layout_file.load()? {
-        Some(SavedLayout::Current(layout)) => layout,
-        Some(SavedLayout::OtherVersion(v)) => {
+    let ours = netns::current();
+    if let Some(theirs) = pin::netns(&dir).filter(|&theirs| theirs != ours) {
+        return Err(AdoptError::OtherNetns { dir, theirs, ours });
+    }
+    let previous = match layout_file.load() {
+        Ok(Some(layout)) => layout,
+        Err(RunFileError::Version { found, .. }) => {
             return Err(AdoptError::Version {
                 dir,
-                found: Some(v),
+                found: Some(found),
             })
         }
-        None => {
+        Err(e) => return Err(e.into()),
+        Ok(None) => {
             return Err(AdoptError::NoLayout {
                 dir,
                 layout: layout_file.path().to_path_buf(),

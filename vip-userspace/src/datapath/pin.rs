@@ -10,9 +10,12 @@ use aya::{
     programs::links::{FdLink, LinkError, PinnedLink},
 };
 use nix::sys::statfs::FsType;
-use vip_common::{LINK_PIN_PREFIX, PINNED_MAPS, SK_LOOKUP_LINK_PIN};
+use vip_common::{
+    LINK_PIN_PREFIX, MAP_SETTINGS, PINNED_MAPS, SETTING_NETNS_INODE, SK_LOOKUP_LINK_PIN,
+};
 
-pub const DEFAULT_PIN_DIR: &str = "/sys/fs/bpf/vip";
+use crate::netns::NetnsId;
+
 const BPFFS_ROOT: &str = "/sys/fs/bpf";
 const BPF_FS_MAGIC: FsType = FsType(0xcafe_4a11);
 
@@ -34,6 +37,12 @@ pub enum PinError {
     OpenLink { path: PathBuf, source: LinkError },
     #[error("no vip datapath is pinned at {}: is `vip run` running (with this --pin-dir)?", dir.display())]
     NotRunning { dir: PathBuf },
+    #[error("the datapath pinned in {} was set up in {theirs}, this is {ours}: run `vip down` there, or give each namespace its own --pin-dir", dir.display())]
+    OtherNetns {
+        dir: PathBuf,
+        theirs: NetnsId,
+        ours: NetnsId,
+    },
     #[error("opening pinned map {}: {source}", path.display())]
     Open {
         path: PathBuf,
@@ -56,7 +65,7 @@ impl PinError {
     pub fn is_user_error(&self) -> bool {
         matches!(
             self,
-            PinError::NotBpffs { .. } | PinError::NotRunning { .. }
+            PinError::NotBpffs { .. } | PinError::NotRunning { .. } | PinError::OtherNetns { .. }
         )
     }
 }
@@ -124,6 +133,18 @@ impl PinDir {
     }
 }
 
+/// The network namespace the datapath pinned in `dir` was set up in, if its
+/// settings map is pinned there and records one.
+pub fn netns(dir: &Path) -> Option<NetnsId> {
+    let data = MapData::from_pin(dir.join(MAP_SETTINGS)).ok()?;
+    let settings: aya::maps::Array<_, u32> = Map::Array(data).try_into().ok()?;
+    settings
+        .get(&SETTING_NETNS_INODE, 0)
+        .ok()
+        .filter(|&inode| inode != 0)
+        .map(|inode| NetnsId(inode.into()))
+}
+
 /// The pin name of the link that attaches the datapath to `interface`.
 pub fn link_name(interface: &str) -> String {
     format!("{LINK_PIN_PREFIX}{interface}")
@@ -154,6 +175,14 @@ fn link_pins(dir: &Path) -> io::Result<Vec<PathBuf>> {
 /// unless a running process still holds them), then `dir` itself if it is left
 /// empty. Returns whether there was anything to remove.
 pub fn remove(dir: &Path) -> Result<bool, PinError> {
+    let ours = crate::netns::current();
+    if let Some(theirs) = netns(dir).filter(|&theirs| theirs != ours) {
+        return Err(PinError::OtherNetns {
+            dir: dir.to_path_buf(),
+            theirs,
+            ours,
+        });
+    }
     let mut removed = false;
     let links = link_pins(dir).map_err(|source| PinError::Io {
         path: dir.to_path_buf(),

@@ -11,7 +11,7 @@ use vip_common::{
     LAYOUT_VERSION, MAP_DECAP, MAP_DELIVERED, MAP_POLICY, MAP_RANGES, MAP_RANGE_META,
     MAP_RANGE_STATS, MAP_SETTINGS, MAP_STEER, MAP_STEERED_VIPS, MAP_STEER_STATS, MAP_V4_L1,
     MAP_V4_L2, MAP_V4_RANGES, MAP_V6_RANGES, SETTING_DENSE_STRIDE, SETTING_LAYOUT_VERSION,
-    SETTING_SPARSE_MASK,
+    SETTING_NETNS_INODE, SETTING_SPARSE_MASK,
 };
 
 use super::{cpu_table::CounterTables, maps::DatapathMaps, typed_map_mut, DatapathError};
@@ -82,6 +82,7 @@ pub(super) fn sync(
         )?;
         set(maps, MAP_SETTINGS, SETTING_DENSE_STRIDE, new.dense_stride())?;
         set(maps, MAP_SETTINGS, SETTING_LAYOUT_VERSION, LAYOUT_VERSION)?;
+        set(maps, MAP_SETTINGS, SETTING_NETNS_INODE, netns_inode())?;
     }
     // Allow lists no range uses any more.
     for entry in old_policies {
@@ -171,6 +172,11 @@ fn zero_counters(
 }
 
 /// How many CPUs a per-CPU map holds a value for (read from sysfs: once per sync).
+/// Namespace inodes are 32-bit (`ns_common.inum`).
+fn netns_inode() -> u32 {
+    u32::try_from(crate::netns::current().0).expect("namespace inodes fit in 32 bits")
+}
+
 fn possible_cpus() -> Result<usize, DatapathError> {
     aya::util::nr_cpus().map_err(|(_, e)| DatapathError::Cpus(e))
 }

@@ -96,14 +96,11 @@ async fn undo(netlink: &Netlink, view: &HostView, owned: &Owned) -> Result<(), H
     Ok(())
 }
 
-/// Puts back every owned item that is no longer in place; returns the repairs.
-pub async fn repair(
-    netlink: &Netlink,
-    state: &mut State,
-    file: &StateFile,
-) -> Result<usize, HostError> {
+/// Puts back every owned item that is no longer in place; returns the items
+/// repaired.
+pub async fn repair(netlink: &Netlink, state: &State) -> Result<Vec<Item>, HostError> {
     let view = HostView::read(netlink).await?;
-    let mut repaired = 0;
+    let mut repaired = Vec::new();
     let items: Vec<Item> = state.owned.iter().map(|o| o.item.clone()).collect();
     for item in items {
         if view.status(&item)?.0 == Status::InPlace {
@@ -111,11 +108,7 @@ pub async fn repair(
         }
         make(netlink, &item).await?;
         log::warn!("drift: {} was changed from outside; repaired", item);
-        *state.repairs.entry(item.kind().to_string()).or_default() += 1;
-        repaired += 1;
-    }
-    if repaired > 0 {
-        file.save(state)?;
+        repaired.push(item);
     }
     Ok(repaired)
 }

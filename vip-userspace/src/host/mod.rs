@@ -21,7 +21,7 @@ pub enum HostError {
     #[error(transparent)]
     Sysctl(#[from] sysctl::SysctlError),
     #[error(transparent)]
-    State(#[from] state::StateError),
+    State(#[from] crate::run_files::RunFileError),
     #[error(transparent)]
     Safety(#[from] SafetyError),
 }

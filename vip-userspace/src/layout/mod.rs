@@ -15,7 +15,7 @@ mod file;
 mod pod_hex;
 mod v4_index;
 
-pub use file::{LayoutFile, LayoutFileError, SavedLayout};
+pub use file::LayoutFile;
 pub use v4_index::V4Index;
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -445,18 +445,18 @@ mod tests {
         let file = LayoutFile::in_dir(dir.path());
         assert!(file.load().unwrap().is_none());
         file.save(&layout).unwrap();
-        match file.load().unwrap() {
-            Some(SavedLayout::Current(loaded)) => assert_eq!(loaded, layout),
-            other => panic!("loaded {other:?}"),
-        }
+        assert_eq!(file.load().unwrap(), Some(layout));
         std::fs::write(
             file.path(),
-            r#"{"layout_version": 999, "layout": "whatever"}"#,
+            format!(
+                r#"{{"version": 999, "netns": {}, "whatever": 1}}"#,
+                crate::netns::current().0
+            ),
         )
         .unwrap();
         assert!(matches!(
-            file.load().unwrap(),
-            Some(SavedLayout::OtherVersion(999))
+            file.load().unwrap_err(),
+            crate::run_files::RunFileError::Version { found: 999, .. }
         ));
         assert!(file.remove().unwrap());
         assert!(!file.remove().unwrap());

@@ -228,7 +228,7 @@ impl Collector for Snapshot {
         )?;
         counters(
             &mut encoder,
-            "vip_lru_overflow",
+            "vip_sparse_overflow_packets",
             "Packets of a sparse range counted in the range but in no VIP: the per-VIP table was full.",
             report
                 .ranges

@@ -20,10 +20,7 @@ use hyper_util::rt::TokioIo;
 use tokio::net::TcpListener;
 
 use super::{encode, Format, SeriesPolicy, Snapshot};
-use crate::{
-    host::StateFile,
-    stats::{self, PinnedMaps, StatsError},
-};
+use crate::stats::{self, PinnedMaps, StatsError};
 
 #[derive(Debug, thiserror::Error)]
 #[error("metrics: cannot listen on {addr}: {source}")]
@@ -80,11 +77,7 @@ impl Exporter {
 
     /// The counters now, as /metrics shows them.
     pub fn snapshot(&self) -> Result<Snapshot, StatsError> {
-        let mut report = self.with_maps(stats::read)?;
-        if let Ok(Some(state)) = StateFile::in_dir(&self.run_dir).load() {
-            report.drift_repairs = state.repairs;
-            report.steer = self.with_maps(|maps| stats::steering(maps, &state.steer))?;
-        }
+        let report = self.with_maps(|maps| stats::collect(maps, &self.run_dir))?;
         Ok(Snapshot {
             report,
             policy: self.policy.lock().expect("policy lock").clone(),

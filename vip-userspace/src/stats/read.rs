@@ -22,7 +22,10 @@ use crate::datapath::{
     maps::DatapathMaps,
     pin, AttachMode, Datapath,
 };
-use crate::steer::SteerStatus;
+use crate::{
+    run_files::RunFileError,
+    status::{StatusFile, SteerStatus},
+};
 
 #[derive(Debug, thiserror::Error)]
 pub enum StatsError {
@@ -40,6 +43,20 @@ pub enum StatsError {
     Corrupt { map: &'static str, what: String },
     #[error(transparent)]
     CpuTable(#[from] CpuTableError),
+    #[error(transparent)]
+    Status(#[from] RunFileError),
+}
+
+/// Everything `vip stats`, `vip stats --watch` and `/metrics` show: the counters
+/// in the pins, and the running daemon's status from `run_dir` (none when no
+/// daemon wrote one). A status file that cannot be read is an error for all three.
+pub fn collect(maps: &PinnedMaps, run_dir: &Path) -> Result<Report, StatsError> {
+    let mut report = read(maps)?;
+    if let Some(status) = StatusFile::in_dir(run_dir).load()? {
+        report.drift_repairs = status.drift_repairs;
+        report.steer = steering(maps, &status.steer)?;
+    }
+    Ok(report)
 }
 
 /// Where the counters come from: pins, or a datapath loaded in this process.
@@ -299,7 +316,7 @@ fn global(source: &impl MapSource) -> Result<GlobalReport, StatsError> {
     })
 }
 
-/// The steer targets `status` lists (from the daemon's state file), with the
+/// The steer targets `status` lists (from the daemon's status file), with the
 /// lookups steered to each, in total and per VIP.
 pub fn steering(
     source: &impl MapSource,

@@ -5,27 +5,14 @@ pub mod discover;
 
 use std::os::fd::AsRawFd;
 
-use serde::{Deserialize, Serialize};
-
 use crate::{
     datapath::{steering, Datapath, DatapathError},
     layout::{Layout, SteerSlot},
+    status::SteerStatus,
 };
 
 /// How often targets are looked for again, besides after a reload.
 pub const REFRESH_INTERVAL: std::time::Duration = std::time::Duration::from_secs(2);
-
-/// A steer target as `vip stats` and the metrics show it (kept in the state file).
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct SteerStatus {
-    pub range: String,
-    #[serde(rename = "match")]
-    pub matches: String,
-    pub to: String,
-    /// The entry's index in the steer maps.
-    pub entry: u32,
-    pub up: bool,
-}
 
 struct Target {
     slot: SteerSlot,
