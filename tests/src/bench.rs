@@ -49,6 +49,24 @@ pub fn baseline_object() -> PathBuf {
         })
 }
 
+/// The datapath object with the bench-only programs (`cargo xtask bench`
+/// builds it with vip-ebpf's `bench` feature): vip_xdp as vip embeds it, plus
+/// the frame-restoring harness.
+pub fn bench_object() -> Vec<u8> {
+    let path = std::env::var_os("VIP_EBPF_BENCH_OBJ")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| {
+            PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+                .join("../target/ebpf-bench/bpfel-unknown-none/release/vip-ebpf")
+        });
+    std::fs::read(&path).unwrap_or_else(|e| {
+        panic!(
+            "reading the bench object {} (build it with cargo xtask bench): {e}",
+            path.display()
+        )
+    })
+}
+
 /// The empty XDP programs, `baseline_pass` and `baseline_drop`, and
 /// `baseline_adjust_head` (the empty program plus one `bpf_xdp_adjust_head`
 /// call), loaded.
@@ -224,8 +242,9 @@ pub fn measure(case: Case, runs: usize, repeat: u32) -> Measurement {
         alone_ns: Vec::new(),
         adjust_head_ns: Vec::new(),
     };
+    let object = bench_object();
     for _ in 0..runs {
-        let mut datapath = fixture::load(&case.config);
+        let mut datapath = fixture::load_object(&object, &case.config);
         let baselines = load_baselines();
         let program = |name: &str| -> &Xdp {
             baselines
@@ -243,11 +262,11 @@ pub fn measure(case: Case, runs: usize, repeat: u32) -> Measurement {
         baseline_ns.push(empty);
         if case.tunnelled {
             let alone = datapath
-                .bench_program(PROG_BENCH_HARNESS)
+                .xdp_program(PROG_BENCH_HARNESS)
                 .expect("the harness bench program");
             let alone = time_xdp(alone, &frame, repeat, Verdict::Pass);
             let with_vip = datapath
-                .bench_program(PROG_BENCH_DECAP)
+                .xdp_program(PROG_BENCH_DECAP)
                 .expect("the decap bench program");
             let with_vip = time_xdp(with_vip, &frame, repeat, case.verdict);
             harness.alone_ns.push(alone);
@@ -260,7 +279,7 @@ pub fn measure(case: Case, runs: usize, repeat: u32) -> Measurement {
             ));
             vip_ns.push(with_vip - alone + empty);
         } else {
-            let program = datapath.xdp().expect("vip_xdp");
+            let program = datapath.xdp();
             vip_ns.push(time_xdp(program, &frame, repeat, case.verdict));
         }
         check_counted(&case, &before, &fixture::snapshot(&datapath), repeat);
@@ -333,6 +352,6 @@ pub fn machine() -> String {
     let kernel = nix::sys::utsname::uname()
         .map(|u| u.release().to_string_lossy().into_owned())
         .unwrap_or_default();
-    let cpus = std::thread::available_parallelism().map_or(0, |n| n.get());
+    let cpus = std::thread::available_parallelism().map_or(0, std::num::NonZero::get);
     format!("Machine: {cpu}, {cpus} CPUs, kernel {kernel}.\n")
 }

@@ -51,6 +51,10 @@ impl Instance {
         &self.pin_dir
     }
 
+    pub fn run_dir(&self) -> &Path {
+        self.run_dir.path()
+    }
+
     pub fn state_file(&self) -> PathBuf {
         self.run_dir.path().join("state.json")
     }

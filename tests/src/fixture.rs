@@ -6,13 +6,18 @@ use std::{collections::BTreeMap, net::IpAddr, path::Path};
 use aya::programs::{TestRun, TestRunOptions};
 use vip_userspace::{
     stats::{self, GlobalReport, Report},
-    Config, Datapath, Layout,
+    Config, Layout, Loaded,
 };
 
-/// Loads (but does not attach) a datapath for `config_toml`.
-pub fn load(config_toml: &str) -> Datapath {
+/// Loads (but does not attach) the datapath vip embeds, for `config_toml`.
+pub fn load(config_toml: &str) -> Loaded {
+    load_object(vip_userspace::datapath::embedded_object(), config_toml)
+}
+
+/// [`load`] of another build of the datapath object (the bench's).
+pub fn load_object(object: &[u8], config_toml: &str) -> Loaded {
     let config = Config::parse(config_toml, Path::new("fixture")).expect("fixture config is valid");
-    Datapath::load(&Layout::new(&config), &config.interfaces).expect("datapath loads")
+    Loaded::load_object(object, &Layout::new(&config), &config.interfaces).expect("datapath loads")
 }
 
 /// Counter changes caused by one run.
@@ -54,8 +59,8 @@ impl Moved {
     }
 }
 
-pub fn snapshot(datapath: &Datapath) -> Report {
-    stats::read(datapath).expect("reading counters")
+pub fn snapshot(datapath: &Loaded) -> Report {
+    stats::read(datapath.maps()).expect("reading counters")
 }
 
 /// Which entry point a fixture runs.
@@ -85,7 +90,7 @@ impl Program {
 /// Runs `frame` once through one program; returns its verdict, or the kernel's
 /// refusal to run it.
 pub fn try_run_once(
-    datapath: &mut Datapath,
+    datapath: &mut Loaded,
     program: Program,
     frame: &[u8],
 ) -> Result<Verdict, aya::programs::ProgramError> {
@@ -94,14 +99,14 @@ pub fn try_run_once(
         ..TestRunOptions::default()
     };
     let result = match program {
-        Program::Xdp => datapath.xdp().expect("xdp program").test_run(options),
-        Program::Tc => datapath.tc().expect("tc program").test_run(options),
+        Program::Xdp => datapath.xdp().test_run(options),
+        Program::Tc => datapath.tc().test_run(options),
     }?;
     Ok(program.verdict(result.return_value))
 }
 
 /// Runs `frame` once through one program; returns its verdict.
-pub fn run_once(datapath: &mut Datapath, program: Program, frame: &[u8]) -> Verdict {
+pub fn run_once(datapath: &mut Loaded, program: Program, frame: &[u8]) -> Verdict {
     try_run_once(datapath, program, frame).unwrap_or_else(|e| {
         panic!(
             "BPF_PROG_TEST_RUN of {program:?} refused a {}-byte frame: {e:?}\n{}",
@@ -124,11 +129,7 @@ pub fn xdp_md(frame_len: usize, ifindex: u32) -> [u8; 24] {
 
 /// Runs `frame` once through the XDP program as if it arrived on `ifindex`;
 /// returns the verdict, the frame as the program left it, and the counter deltas.
-pub fn run_xdp_on(
-    datapath: &mut Datapath,
-    ifindex: u32,
-    frame: &[u8],
-) -> (Verdict, Vec<u8>, Deltas) {
+pub fn run_xdp_on(datapath: &mut Loaded, ifindex: u32, frame: &[u8]) -> (Verdict, Vec<u8>, Deltas) {
     let before = snapshot(datapath);
     let ctx = xdp_md(frame.len(), ifindex);
     let mut out = vec![0u8; frame.len() + 256];
@@ -140,7 +141,6 @@ pub fn run_xdp_on(
     };
     let result = datapath
         .xdp()
-        .expect("xdp program")
         .test_run(options)
         .unwrap_or_else(|e| panic!("BPF_PROG_TEST_RUN refused {}: {e:?}", hex(frame)));
     out.truncate(result.data_size_out as usize);
@@ -153,7 +153,7 @@ pub fn run_xdp_on(
 }
 
 /// Runs `frame` once; returns the verdict and exactly what every counter did.
-pub fn run(datapath: &mut Datapath, program: Program, frame: &[u8]) -> (Verdict, Deltas) {
+pub fn run(datapath: &mut Loaded, program: Program, frame: &[u8]) -> (Verdict, Deltas) {
     let before = snapshot(datapath);
     let verdict = run_once(datapath, program, frame);
     let after = snapshot(datapath);
@@ -169,7 +169,7 @@ pub fn deltas(before: &Report, after: &Report) -> Deltas {
             malformed_packets: g(|g| g.malformed_packets),
             internal_errors: g(|g| g.internal_errors),
             fragments: g(|g| g.fragments),
-            decapsulated: vip_userspace::stats::Decapsulated {
+            decapsulated: stats::Decapsulated {
                 ipip: g(|g| g.decapsulated.ipip),
                 ip6ip6: g(|g| g.decapsulated.ip6ip6),
                 gue: g(|g| g.decapsulated.gue),
@@ -190,7 +190,7 @@ pub fn deltas(before: &Report, after: &Report) -> Deltas {
             out.ranges.insert(range.name.clone(), moved);
         }
         for vip in &range.vips {
-            let zero = vip_userspace::stats::VipReport {
+            let zero = stats::VipReport {
                 addr: vip.addr,
                 packets: 0,
                 bytes: 0,

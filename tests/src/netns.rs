@@ -245,7 +245,7 @@ impl PacketSocket {
             libc::bind(
                 self.fd.as_raw_fd(),
                 (&addr as *const libc::sockaddr_ll).cast(),
-                std::mem::size_of::<libc::sockaddr_ll>() as u32,
+                size_of::<libc::sockaddr_ll>() as u32,
             )
         };
         assert_eq!(rc, 0, "bind AF_PACKET: {}", std::io::Error::last_os_error());
@@ -260,7 +260,7 @@ impl PacketSocket {
                 libc::SOL_SOCKET,
                 libc::SO_RCVTIMEO,
                 (&tv as *const libc::timeval).cast(),
-                std::mem::size_of::<libc::timeval>() as u32,
+                size_of::<libc::timeval>() as u32,
             )
         };
         assert_eq!(rc, 0, "SO_RCVTIMEO: {}", std::io::Error::last_os_error());
@@ -290,7 +290,7 @@ impl PacketSocket {
                 frame.len(),
                 0,
                 (&addr as *const libc::sockaddr_ll).cast(),
-                std::mem::size_of::<libc::sockaddr_ll>() as u32,
+                size_of::<libc::sockaddr_ll>() as u32,
             )
         };
         assert_eq!(

@@ -73,7 +73,7 @@ pub fn measure(runs: usize) -> ScrapeTimes {
     };
     for _ in 0..runs {
         let start = Instant::now();
-        let report = stats::read(&datapath).expect("reading counters");
+        let report = stats::read(datapath.maps()).expect("reading counters");
         times.read.push(start.elapsed());
         // A VIP that found no free slot among its 8 probes counts in its range
         // only (a fraction of a percent at the default capacity).

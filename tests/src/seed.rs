@@ -179,6 +179,11 @@ pub fn host_dump(ns: &Netns, sysctls: &[&str]) -> String {
     dump
 }
 
+/// Drift from outside: removes the AnyIP route `vip` installed for `cidr`.
+pub fn drift_local_route(ns: &Netns, cidr: &str) {
+    ns.ip(&["route", "del", "local", cidr, "dev", "lo", "table", "local"]);
+}
+
 /// Panics, showing the differing lines, unless two host dumps are equal.
 pub fn assert_same_dump(before: &str, after: &str, what: &str) {
     if before == after {

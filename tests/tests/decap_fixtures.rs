@@ -305,8 +305,8 @@ fn the_programs_verify_well_within_the_verifier_budget() {
     }
     const BUDGET: u32 = 400_000;
     let mut datapath = fixture::load(CONFIG);
-    let xdp = datapath.xdp().unwrap().info().unwrap();
-    let tc = datapath.tc().unwrap().info().unwrap();
+    let xdp = datapath.xdp().info().unwrap();
+    let tc = datapath.tc().info().unwrap();
     for (program, info) in [("vip_xdp", xdp), ("vip_tc", tc)] {
         let verified = info
             .verified_instruction_count()

@@ -24,7 +24,7 @@ use vip_tests::{
     oracle::{self, Key},
     root::require_root,
 };
-use vip_userspace::{Config, Datapath, Layout};
+use vip_userspace::{Config, Layout, Loaded};
 
 const CONFIG: &str = r#"
 interfaces = ["lo"]
@@ -60,7 +60,7 @@ allow = []
 
 /// Reads the counters the oracle names, summed over CPUs.
 struct Probe<'a> {
-    datapath: &'a Datapath,
+    datapath: &'a Loaded,
     layout: &'a Layout,
 }
 
@@ -68,6 +68,7 @@ impl Probe<'_> {
     fn globals(&self) -> [u64; GLOBAL_COUNTERS as usize] {
         let map: PerCpuArray<_, u64> = self
             .datapath
+            .maps()
             .map(MAP_GLOBAL_STATS)
             .unwrap()
             .try_into()
@@ -80,7 +81,7 @@ impl Probe<'_> {
         let mut total = Verdicts::default();
         match (owner.dense_len, vip) {
             (1.., IpAddr::V4(v4)) => {
-                let table = &self.datapath.tables().dense;
+                let table = &self.datapath.maps().tables().dense;
                 let index = owner.value.dense_base + (u32::from(v4) - owner.value.network_v4_host);
                 for cpu in 0..table.cpus() {
                     total.merge(&table.get(cpu, index));
@@ -92,7 +93,7 @@ impl Probe<'_> {
                     IpAddr::V6(v6) => VipAddr::from_v6_be(v6.octets()),
                 };
                 // The table's probe sequence, as the datapath walks it.
-                let table = &self.datapath.tables().sparse;
+                let table = &self.datapath.maps().tables().sparse;
                 let mask = self.layout.sparse_slots - 1;
                 let start = sparse_hash(&key);
                 for i in 0..SPARSE_PROBES {

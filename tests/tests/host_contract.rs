@@ -12,7 +12,7 @@ use vip_tests::{
     netns::Netns,
     root::require_root,
     seed::{
-        arp_request_for, assert_same_dump, host_dump, is_arp_reply_for,
+        arp_request_for, assert_same_dump, drift_local_route, host_dump, is_arp_reply_for,
         is_neighbor_advertisement_for, neighbor_solicitation_for, tcp_connect, udp_echoes, SeedLab,
         Services, ROUTER_SERVER_IF, SERVER_IF,
     },
@@ -264,16 +264,7 @@ fn drift_is_repaired_within_5_seconds_and_counted() {
     let route = Instance::new("drift-route");
     let daemon = Daemon::start(&lab.server, &server_config("route", false, ""), &route);
     let local = ["route", "show", "table", "local", "192.0.2.0/24"];
-    lab.server.ip(&[
-        "route",
-        "del",
-        "local",
-        "192.0.2.0/24",
-        "dev",
-        "lo",
-        "table",
-        "local",
-    ]);
+    drift_local_route(&lab.server, "192.0.2.0/24");
     wait::until("local route restored", Duration::from_secs(5), || {
         !lab.server.ip_output(&local).is_empty()
     });

@@ -56,8 +56,14 @@ fn ok(ns: &Netns, args: &[&str]) -> String {
 
 /// The default run directory of a namespace, as vip picks it.
 fn run_dir(ns: &Netns) -> String {
+    let dir = ns.run_in(vip_userspace::netns::default_run_dir);
     let inode = ns.run_in(vip_userspace::netns::current).0;
-    format!("/run/vip/netns-{inode}")
+    assert!(
+        dir.ends_with(format!("netns-{inode}")),
+        "{} is not this namespace's own",
+        dir.display()
+    );
+    dir.display().to_string()
 }
 
 /// Stops the daemon if a test step panics before `vip down` did.

@@ -14,7 +14,7 @@ use vip_tests::{
     http,
     netns::Netns,
     root::require_root,
-    seed::{DirectLab, DIRECT_SERVER_IF},
+    seed::{drift_local_route, DirectLab, DIRECT_SERVER_IF},
     wait,
 };
 
@@ -89,16 +89,7 @@ fn metrics_and_stats_json_show_the_same_figures() {
         steered.recv_from(&mut buf).expect("a steered datagram");
     }
     // Drift: the AnyIP route removed from outside, put back by the daemon.
-    lab.server.ip(&[
-        "route",
-        "del",
-        "local",
-        "192.0.2.0/24",
-        "dev",
-        "lo",
-        "table",
-        "local",
-    ]);
+    drift_local_route(&lab.server, "192.0.2.0/24");
     wait::until("the local route repaired", Duration::from_secs(5), || {
         daemon.stats_json()["drift_repairs"]["local_route"] == 1
     });

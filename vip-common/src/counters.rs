@@ -103,10 +103,10 @@ impl RangeStats {
     }
 }
 
-const _: () = assert!(core::mem::size_of::<Counter>() == 16);
-const _: () = assert!(core::mem::size_of::<Verdicts>() == 32);
-const _: () = assert!(core::mem::size_of::<SparseSlot>() == 64);
-const _: () = assert!(core::mem::size_of::<RangeStats>() == 32);
+const _: () = assert!(size_of::<Counter>() == 16);
+const _: () = assert!(size_of::<Verdicts>() == 32);
+const _: () = assert!(size_of::<SparseSlot>() == 64);
+const _: () = assert!(size_of::<RangeStats>() == 32);
 
 #[cfg(feature = "user")]
 mod pod {

@@ -212,9 +212,9 @@ pub struct DecapConfig {
     pub _pad: [u8; 2],
 }
 
-const _: () = assert!(core::mem::size_of::<DecapConfig>() == 8);
-const _: () = assert!(core::mem::size_of::<RangeValue>() == 24);
-const _: () = assert!(core::mem::size_of::<VipAddr>() == 16);
+const _: () = assert!(size_of::<DecapConfig>() == 8);
+const _: () = assert!(size_of::<RangeValue>() == 24);
+const _: () = assert!(size_of::<VipAddr>() == 16);
 
 /// Slots per CPU of a CPU table that needs `slots` slots of `slot_size` bytes
 /// each (a power of two no larger than `CPU_TABLE_ALIGN`).

@@ -47,8 +47,8 @@ pub struct AttachMeta {
     pub _pad: u32,
 }
 
-const _: () = assert!(core::mem::size_of::<RangeMeta>() == 104);
-const _: () = assert!(core::mem::size_of::<AttachMeta>() == 32);
+const _: () = assert!(size_of::<RangeMeta>() == 104);
+const _: () = assert!(size_of::<AttachMeta>() == 32);
 
 #[cfg(feature = "user")]
 mod pod {

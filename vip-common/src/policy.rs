@@ -45,8 +45,8 @@ pub struct RangePolicy {
     pub entries: [AllowEntry; MAX_ALLOW_ENTRIES],
 }
 
-const _: () = assert!(core::mem::size_of::<AllowEntry>() == 8);
-const _: () = assert!(core::mem::size_of::<RangePolicy>() == 8 + 8 * MAX_ALLOW_ENTRIES);
+const _: () = assert!(size_of::<AllowEntry>() == 8);
+const _: () = assert!(size_of::<RangePolicy>() == 8 + 8 * MAX_ALLOW_ENTRIES);
 
 #[cfg(feature = "user")]
 mod pod {

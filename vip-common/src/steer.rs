@@ -53,9 +53,9 @@ pub struct SteeredVip {
     pub _pad: u32,
 }
 
-const _: () = assert!(core::mem::size_of::<SteerKey>() == 8);
-const _: () = assert!(core::mem::size_of::<SteerValue>() == 4);
-const _: () = assert!(core::mem::size_of::<SteeredVip>() == 24);
+const _: () = assert!(size_of::<SteerKey>() == 8);
+const _: () = assert!(size_of::<SteerValue>() == 4);
+const _: () = assert!(size_of::<SteeredVip>() == 24);
 
 #[cfg(feature = "user")]
 mod pod {

@@ -4,13 +4,42 @@
 //! and then puts the frame back as it came: a `bpf_xdp_adjust_head` call and
 //! the frame's first 34 bytes, which are not vip's work. The bench times the
 //! same harness around an empty program too, and takes that harness's cost out.
+//!
+//! Built only with the `bench` feature, into the bench's own object: the
+//! object vip ships has none of this.
 
 use aya_ebpf::{
-    bindings::xdp_action, helpers::bpf_xdp_adjust_head, macros::map, maps::PerCpuArray,
+    bindings::xdp_action,
+    helpers::bpf_xdp_adjust_head,
+    macros::{map, xdp},
+    maps::PerCpuArray,
     programs::XdpContext,
 };
 
 use crate::cursor::{moved, read_at};
+
+/// `vip_xdp` in the frame-restoring harness.
+#[xdp]
+#[inline(always)]
+pub fn bench_vip_xdp_decap(ctx: XdpContext) -> u32 {
+    restoring::<VipXdp>(&ctx)
+}
+
+struct VipXdp;
+
+impl Benched for VipXdp {
+    #[inline(always)]
+    fn run(ctx: &XdpContext) -> u32 {
+        crate::run_xdp(ctx)
+    }
+}
+
+/// The same harness around an empty program, to time the harness alone.
+#[xdp]
+#[inline(always)]
+pub fn bench_harness_only(ctx: XdpContext) -> u32 {
+    restoring::<Empty>(&ctx)
+}
 
 /// What the harness keeps while the program runs: the frame's first 34 bytes
 /// (Ethernet and an outer IPv4 header) and where it started. In a map rather

@@ -3,6 +3,7 @@
 #![no_std]
 #![no_main]
 
+#[cfg(feature = "bench")]
 mod bench;
 mod classify;
 mod count;
@@ -55,31 +56,6 @@ fn try_vip_xdp(ctx: &XdpContext) -> Result<u32, Failure> {
         Verdict::Pass => xdp_action::XDP_PASS,
         Verdict::Drop => xdp_action::XDP_DROP,
     })
-}
-
-/// `cargo xtask bench` only: `vip_xdp` in the bench's frame-restoring harness
-/// (see `bench`).
-#[xdp]
-#[inline(always)]
-pub fn bench_vip_xdp_decap(ctx: XdpContext) -> u32 {
-    bench::restoring::<VipXdp>(&ctx)
-}
-
-struct VipXdp;
-
-impl bench::Benched for VipXdp {
-    #[inline(always)]
-    fn run(ctx: &XdpContext) -> u32 {
-        run_xdp(ctx)
-    }
-}
-
-/// `cargo xtask bench` only: the same harness around an empty program, to time
-/// the harness alone.
-#[xdp]
-#[inline(always)]
-pub fn bench_harness_only(ctx: XdpContext) -> u32 {
-    bench::restoring::<bench::Empty>(&ctx)
 }
 
 /// The same classifier as a TC ingress program, where XDP cannot attach.

@@ -35,9 +35,8 @@ pub fn judge<B: PacketBuf>(buf: &B, policy_id: u32, next: Next) -> Judgement {
         VIP_POLICY.get(policy_id)
     };
     let enforced = policy.is_some_and(|p| p.flags & POLICY_ENFORCED != 0);
-    let transport = match parse::transport(buf, next) {
-        Ok(transport) => transport,
-        Err(_) => return Judgement::Malformed { drop: enforced },
+    let Ok(transport) = parse::transport(buf, next) else {
+        return Judgement::Malformed { drop: enforced };
     };
     let accept = match policy {
         Some(policy) if enforced => allows(policy, &transport, next.ipv6),

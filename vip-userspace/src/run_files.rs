@@ -53,10 +53,10 @@ pub enum RunFileError {
     },
 }
 
-impl RunFileError {
+impl crate::errors::Blame for RunFileError {
     /// The file is not this binary's or this namespace's to use: the operator
     /// pointed vip at it, as opposed to a failure of the host.
-    pub fn is_user_error(&self) -> bool {
+    fn is_user_error(&self) -> bool {
         matches!(
             self,
             RunFileError::Version { .. } | RunFileError::OtherNetns { .. }
@@ -185,6 +185,7 @@ impl<T: RunFileKind> RunFile<T> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::errors::Blame;
 
     #[derive(Debug, PartialEq, Serialize, Deserialize)]
     struct Sample {

@@ -3,67 +3,67 @@
 use std::{
     ffi::OsString,
     path::{Path, PathBuf},
-    process::Command,
 };
 
-use anyhow::{bail, Context};
-
-use crate::toolchain;
+use crate::{
+    command::{cargo, run},
+    toolchain,
+};
 
 /// What a build produced; handed to tests, the demo and the bench through the environment.
 pub struct Artifacts {
     pub ebpf_object: PathBuf,
     pub baseline_object: PathBuf,
+    /// The datapath with the bench-only programs ([`with_bench_object`]).
+    pub bench_object: Option<PathBuf>,
     pub vip: PathBuf,
 }
 
 impl Artifacts {
     pub fn env(&self) -> Vec<(&'static str, OsString)> {
-        vec![
+        let mut env = vec![
             ("VIP_EBPF_OBJ", self.ebpf_object.clone().into()),
             ("VIP_BASELINE_OBJ", self.baseline_object.clone().into()),
             ("VIP_BIN", self.vip.clone().into()),
-        ]
+        ];
+        if let Some(bench) = &self.bench_object {
+            env.push(("VIP_EBPF_BENCH_OBJ", bench.clone().into()));
+        }
+        env
     }
-}
-
-/// Variables an outer cargo or rustup may have set that must not leak into the
-/// inner builds (they would pin the toolchain or the flags).
-pub fn clean_env(command: &mut Command) {
-    for var in [
-        "RUSTC",
-        "RUSTDOC",
-        "RUSTUP_TOOLCHAIN",
-        "RUSTFLAGS",
-        "CARGO_BUILD_RUSTFLAGS",
-        "RUSTC_WRAPPER",
-    ] {
-        command.env_remove(var);
-    }
-}
-
-pub fn cargo(root: &Path) -> Command {
-    let mut command = Command::new("cargo");
-    command.current_dir(root);
-    clean_env(&mut command);
-    command
-}
-
-pub fn run(command: &mut Command, what: &str) -> anyhow::Result<()> {
-    let status = command
-        .status()
-        .with_context(|| format!("starting {what}"))?;
-    if !status.success() {
-        bail!("{what} failed ({status})");
-    }
-    Ok(())
 }
 
 /// The toolchain, the eBPF objects and the release `vip` binary.
 pub fn all(root: &Path) -> anyhow::Result<Artifacts> {
     toolchain::ensure_rust_src()?;
+    let target_dir = ebpf(root, "target", &[])?;
+    let artifacts = Artifacts {
+        ebpf_object: target_dir.join("vip-ebpf"),
+        baseline_object: target_dir.join("vip-baseline"),
+        bench_object: None,
+        vip: root.join("target/release/vip"),
+    };
+    let mut vip = cargo(root);
+    vip.args(["build", "--release", "-p", "vip-userspace", "--bin", "vip"])
+        .envs(artifacts.env());
+    run(&mut vip, "building vip")?;
+    Ok(artifacts)
+}
+
+/// [`all`], and the datapath object with the bench-only programs (vip-ebpf's
+/// `bench` feature), in a target directory of its own so that it never
+/// replaces the object vip embeds.
+pub fn with_bench_object(root: &Path) -> anyhow::Result<Artifacts> {
+    let mut artifacts = all(root)?;
+    let target_dir = ebpf(root, "target/ebpf-bench", &["--features", "bench"])?;
+    artifacts.bench_object = Some(target_dir.join("vip-ebpf"));
+    Ok(artifacts)
+}
+
+/// Builds vip-ebpf into `target_dir` (relative to `root`); returns the
+/// directory that holds its objects.
+fn ebpf(root: &Path, target_dir: &str, extra: &[&str]) -> anyhow::Result<PathBuf> {
     let linker_dir = toolchain::bpf_linker_dir(root)?;
-    let target_dir = root.join("target/bpfel-unknown-none/release");
     let path = std::env::join_paths(std::iter::once(linker_dir).chain(std::env::split_paths(
         &std::env::var_os("PATH").unwrap_or_default(),
     )))?;
@@ -78,7 +78,10 @@ pub fn all(root: &Path) -> anyhow::Result<Artifacts> {
             "--release",
             "-p",
             "vip-ebpf",
+            "--target-dir",
+            target_dir,
         ])
+        .args(extra)
         .env("PATH", path)
         // BTF makes the object self-describing (needed by aya for map layouts).
         .env(
@@ -86,16 +89,7 @@ pub fn all(root: &Path) -> anyhow::Result<Artifacts> {
             "-C\x1fdebuginfo=2\x1f-C\x1flink-arg=--btf\x1f-C\x1ftarget-cpu=v3\x1f-C\x1flink-arg=--cpu-features=+allows-misaligned-mem-access\x1f-C\x1flink-arg=--llvm-args=-enable-tail-merge=false",
         );
     run(&mut ebpf, "building the eBPF datapath")?;
-    let artifacts = Artifacts {
-        ebpf_object: target_dir.join("vip-ebpf"),
-        baseline_object: target_dir.join("vip-baseline"),
-        vip: root.join("target/release/vip"),
-    };
-    let mut vip = cargo(root);
-    vip.args(["build", "--release", "-p", "vip-userspace", "--bin", "vip"])
-        .envs(artifacts.env());
-    run(&mut vip, "building vip")?;
-    Ok(artifacts)
+    Ok(root.join(target_dir).join("bpfel-unknown-none/release"))
 }
 
 /// Builds one binary of the tests crate (demo, bench) and returns its path.

@@ -8,7 +8,10 @@ use std::{
 
 use anyhow::{bail, Context};
 
-use crate::build::{self, run, Artifacts};
+use crate::{
+    build::{self, Artifacts},
+    command::{cargo, run},
+};
 
 const CARGO_DEB_VERSION: &str = "3.8.0";
 
@@ -37,7 +40,7 @@ pub fn deb(root: &Path, artifacts: &Artifacts) -> anyhow::Result<PathBuf> {
     let version = env!("CARGO_PKG_VERSION");
     let deb = out.join(format!("vip_{version}-1_amd64.deb"));
     let _ = std::fs::remove_file(&deb);
-    let mut package = build::cargo(root);
+    let mut package = cargo(root);
     package
         .env("PATH", path_with(cargo_deb.parent().expect("bin dir"))?)
         .args(["deb", "--no-build", "-p", "vip-userspace", "--output"])
@@ -57,7 +60,7 @@ fn cargo_deb(root: &Path) -> anyhow::Result<PathBuf> {
         return Ok(bin);
     }
     eprintln!("xtask: installing cargo-deb {CARGO_DEB_VERSION} under target/tools");
-    let mut cargo = build::cargo(root);
+    let mut cargo = cargo(root);
     cargo
         .args([
             "install",

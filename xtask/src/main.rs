@@ -1,6 +1,7 @@
 //! `cargo xtask`: build, run, demo, test and bench vip.
 
 mod build;
+mod command;
 mod dist;
 mod system;
 mod toolchain;
@@ -67,22 +68,24 @@ fn main() -> anyhow::Result<()> {
         }
         Cmd::Test { args } => {
             system::ensure(system::TEST)?;
-            let artifacts = build::all(&root)?;
+            let artifacts = build::with_bench_object(&root)?;
             let deb = dist::deb(&root, &artifacts)?;
-            let mut cargo = build::cargo(&root);
+            let mut cargo = command::cargo(&root);
             cargo
                 .args(["test", "--release"])
                 .args(&args)
                 .envs(artifacts.env())
                 .env("VIP_DEB", deb);
-            build::run(&mut cargo, "cargo test")?;
+            command::run(&mut cargo, "cargo test")?;
         }
         Cmd::Bench { args } => {
+            // `--e2e` picks the binary; the rest is the binary's.
             let e2e = args.iter().any(|a| a == "--e2e");
+            let args: Vec<String> = args.into_iter().filter(|a| a != "--e2e").collect();
             if e2e {
                 system::ensure(system::BENCH_E2E)?;
             }
-            let artifacts = build::all(&root)?;
+            let artifacts = build::with_bench_object(&root)?;
             let binary = if e2e { "vip-e2e" } else { "vip-bench" };
             let bench = build::tests_bin(&root, binary, &artifacts)?;
             as_root(&bench, &args, &artifacts)?;

@@ -7,7 +7,7 @@ use std::{path::Path, process::Command};
 
 use anyhow::{bail, Context};
 
-use crate::build::run;
+use crate::command::run;
 
 /// A command a task runs, and the Debian package that provides it.
 #[derive(Clone, Copy)]

@@ -8,7 +8,7 @@ use std::{
 
 use anyhow::{bail, Context};
 
-use crate::build::run;
+use crate::command::{clean_env, run};
 
 /// The toolchain that compiles the eBPF crate.
 pub const EBPF_TOOLCHAIN: &str = "nightly";
@@ -126,7 +126,7 @@ pub fn bpf_linker_dir(root: &Path) -> anyhow::Result<PathBuf> {
         .env("CARGO_PROFILE_RELEASE_DEBUG", "0")
         .env("CARGO_PROFILE_RELEASE_STRIP", "true")
         .env("CARGO_TARGET_DIR", root.join("target/bpf-linker/build"));
-    crate::build::clean_env(&mut cargo);
+    clean_env(&mut cargo);
     run(&mut cargo, "cargo install bpf-linker")?;
     Ok(bin)
 }

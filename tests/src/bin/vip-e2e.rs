@@ -4,50 +4,34 @@
 
 use std::{fmt::Write, net::IpAddr, path::PathBuf, process::ExitCode, time::Duration};
 
+use clap::Parser;
+
 use vip_tests::{
     bench::{machine, median, update_section},
     e2e::{run_case, E2eCase, E2eResult, Receiver, RECEIVER_IF},
     packets::FrameSpec,
 };
 
+/// End-to-end packet rates through a veth pair: vip beside a bare XDP program,
+/// nftables, iptables and the loopback trick.
+#[derive(clap::Parser)]
+#[command(name = "vip-e2e")]
 struct Args {
+    /// Runs per case.
+    #[arg(long, default_value_t = 3)]
     runs: usize,
+    /// Seconds each run sends for.
+    #[arg(long, default_value_t = 3.0)]
     seconds: f64,
+    /// Exit non-zero when a target is missed.
+    #[arg(long)]
     check: bool,
+    /// Rewrite the end-to-end section of that file with this run.
+    #[arg(long, value_name = "BENCHMARKS.md")]
     update: Option<PathBuf>,
-    /// Run only the cases whose label contains this (for profiling one case).
+    /// Run only the cases whose label contains TEXT (for profiling one case).
+    #[arg(long, value_name = "TEXT")]
     only: Option<String>,
-}
-
-fn parse_args() -> Args {
-    let mut args = Args {
-        runs: 3,
-        seconds: 3.0,
-        check: false,
-        update: None,
-        only: None,
-    };
-    let mut it = std::env::args().skip(1);
-    while let Some(arg) = it.next() {
-        let mut value = || it.next().unwrap_or_else(|| usage());
-        match arg.as_str() {
-            "--runs" => args.runs = value().parse().unwrap_or_else(|_| usage()),
-            "--seconds" => args.seconds = value().parse().unwrap_or_else(|_| usage()),
-            "--check" => args.check = true,
-            "--update" => args.update = Some(PathBuf::from(value())),
-            "--only" => args.only = Some(value()),
-            "--e2e" => {}
-            _ => usage(),
-        }
-    }
-    args
-}
-
-fn usage() -> ! {
-    eprintln!(
-        "usage: vip-e2e [--runs N] [--seconds S] [--check] [--update BENCHMARKS.md] [--only TEXT]"
-    );
-    std::process::exit(2)
 }
 
 fn vip_config(ranges: &[(String, String)], allow: &str) -> String {
@@ -147,7 +131,7 @@ fn main() -> ExitCode {
         eprintln!("vip-e2e: needs root (run it through `cargo xtask bench --e2e`)");
         return ExitCode::FAILURE;
     }
-    let args = parse_args();
+    let args = Args::parse();
     let duration = Duration::from_secs_f64(args.seconds);
     if let Some(only) = &args.only {
         for case in cases()

@@ -5,37 +5,46 @@ use std::{
     time::{Duration, Instant},
 };
 
-use anyhow::bail;
 use vip_userspace::{
     datapath::pin,
-    host::{self, apply::revert, plan, HostView, Netlink, StateFile, Step},
+    errors::Blame,
+    host::{
+        self,
+        apply::revert,
+        plan::{self, planned},
+        Netlink, StateFile,
+    },
     layout::LayoutFile,
+    preflight::{self, Purpose},
     status::StatusFile,
-    Config,
 };
 
-use super::{alive, runtime};
+use super::{runtime, Failure};
 
-/// Validates `config` and plans it against this host: changes nothing.
-pub async fn planned(config: &Config) -> anyhow::Result<(Netlink, Vec<Step>)> {
-    let netlink = Netlink::connect()?;
-    let view = HostView::read(&netlink).await?;
-    view.check_safety(config)?;
-    let steps = plan::plan(&view, host::desired(config))?;
-    Ok((netlink, steps))
+/// How long `vip down` waits for a daemon to stop.
+const STOP_TIMEOUT: Duration = Duration::from_secs(15);
+
+#[derive(Debug, thiserror::Error)]
+#[error("vip run (pid {pid}) did not stop within {} s", STOP_TIMEOUT.as_secs())]
+pub struct DidNotStop {
+    pid: u32,
 }
 
-pub fn plan(config_path: &Path) -> anyhow::Result<()> {
-    let config = Config::load(config_path)?;
-    config.check_host()?;
+impl Blame for DidNotStop {
+    fn is_user_error(&self) -> bool {
+        false
+    }
+}
+
+pub fn plan(config_path: &Path) -> Result<(), Failure> {
+    let config = preflight::config(config_path, Purpose::Host)?;
     let steps = runtime()?.block_on(async { planned(&config).await.map(|(_, steps)| steps) })?;
     print!("{}", plan::render(&steps));
     Ok(())
 }
 
-pub fn apply(config_path: &Path, run_dir: &Path) -> anyhow::Result<()> {
-    let config = Config::load(config_path)?;
-    config.check_host()?;
+pub fn apply(config_path: &Path, run_dir: &Path) -> Result<(), Failure> {
+    let config = preflight::config(config_path, Purpose::Host)?;
     let file = StateFile::in_dir(run_dir);
     runtime()?.block_on(async {
         let (netlink, steps) = planned(&config).await?;
@@ -46,7 +55,7 @@ pub fn apply(config_path: &Path, run_dir: &Path) -> anyhow::Result<()> {
             "applied {made} change(s), {in_place} already in place; recorded in {}",
             file.path().display()
         );
-        anyhow::Ok(())
+        Ok::<_, Failure>(())
     })
 }
 
@@ -54,23 +63,19 @@ pub fn apply(config_path: &Path, run_dir: &Path) -> anyhow::Result<()> {
 /// `--keep-datapath`), reverts what the state file still records, and removes
 /// the pins, which detaches a datapath no process holds. A second run finds
 /// nothing to do.
-pub fn down(pin_dir: &Path, run_dir: &Path) -> anyhow::Result<()> {
+pub fn down(pin_dir: &Path, run_dir: &Path) -> Result<(), Failure> {
     let file = StateFile::in_dir(run_dir);
     let mut did = false;
-    if let Some(pid) = file
-        .load()?
-        .and_then(|s| s.daemon_pid)
-        .filter(|&p| alive(p))
-    {
+    if let Some(pid) = file.load()?.and_then(|s| s.live_daemon()) {
         println!("stopping vip run (pid {pid})");
         nix::sys::signal::kill(
             nix::unistd::Pid::from_raw(pid as i32),
             nix::sys::signal::Signal::SIGTERM,
         )?;
-        let deadline = Instant::now() + Duration::from_secs(15);
-        while alive(pid) {
+        let deadline = Instant::now() + STOP_TIMEOUT;
+        while host::state::alive(pid) {
             if Instant::now() > deadline {
-                bail!("vip run (pid {pid}) did not stop within 15 s");
+                return Err(DidNotStop { pid }.into());
             }
             std::thread::sleep(Duration::from_millis(50));
         }
@@ -88,7 +93,8 @@ pub fn down(pin_dir: &Path, run_dir: &Path) -> anyhow::Result<()> {
         let changes = state.owned.len();
         runtime()?.block_on(async {
             let netlink = Netlink::connect()?;
-            revert(&netlink, &mut state, &file).await
+            revert(&netlink, &mut state, &file).await?;
+            Ok::<_, Failure>(())
         })?;
         file.remove()?;
         println!(

@@ -1,39 +1,74 @@
-//! One module per group of subcommands.
+//! One module per group of subcommands, and how a command fails.
 
 mod host;
 mod run;
 mod stats;
 mod watch;
 
-pub use host::{apply, down, plan};
-pub use run::{reload, run, AlreadyRunning, NotRunning};
-pub use stats::stats;
-pub use watch::{watch, NotATerminal};
+use std::error::Error;
 
-use anyhow::Context;
+pub use host::{apply, down, plan};
+pub use run::{reload, run};
+pub use stats::stats;
+pub use watch::watch;
+
+use vip_userspace::{
+    errors::Blame,
+    preflight::{self, Purpose},
+};
+
+/// A command's failure: the error, and whether it is the operator's (exit
+/// status 2) or the host's (1), as its type says through [`Blame`].
+pub struct Failure {
+    pub error: Box<dyn Error + Send + Sync>,
+    pub user: bool,
+}
+
+impl<E: Blame + Error + Send + Sync + 'static> From<E> for Failure {
+    fn from(error: E) -> Failure {
+        Failure {
+            user: error.is_user_error(),
+            error: Box::new(error),
+        }
+    }
+}
+
+/// A failure of the host, said as what vip was doing.
+#[derive(Debug, thiserror::Error)]
+#[error("{what}")]
+struct HostFailure {
+    what: &'static str,
+    #[source]
+    source: Box<dyn Error + Send + Sync>,
+}
+
+/// `.context("what vip was doing")` for errors of other crates: a host failure.
+trait Context<T> {
+    fn context(self, what: &'static str) -> Result<T, Failure>;
+}
+
+impl<T, E: Error + Send + Sync + 'static> Context<T> for Result<T, E> {
+    fn context(self, what: &'static str) -> Result<T, Failure> {
+        self.map_err(|source| Failure {
+            error: Box::new(HostFailure {
+                what,
+                source: Box::new(source),
+            }),
+            user: false,
+        })
+    }
+}
 
 /// vip's async work (netlink, signals, timers) runs on one thread.
-fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+fn runtime() -> Result<tokio::runtime::Runtime, Failure> {
     tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .context("starting the runtime")
 }
 
-/// Whether a process with this pid exists and has not exited (a zombie has).
-fn alive(pid: u32) -> bool {
-    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
-        // The state follows the parenthesised command name.
-        Ok(stat) => stat
-            .rsplit_once(") ")
-            .is_some_and(|(_, rest)| !rest.starts_with('Z')),
-        Err(_) => false,
-    }
-}
-
-pub fn check(config_path: &std::path::Path) -> anyhow::Result<()> {
-    let config = vip_userspace::Config::load(config_path)?;
-    config.check_host()?;
+pub fn check(config_path: &std::path::Path) -> Result<(), Failure> {
+    let config = preflight::config(config_path, Purpose::Host)?;
     println!(
         "{}: ok ({} ranges, {} routes, {} interfaces)",
         config_path.display(),

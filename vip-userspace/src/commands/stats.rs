@@ -1,9 +1,14 @@
 use std::path::Path;
 
-use vip_userspace::stats::{self, PinnedMaps};
+use vip_userspace::{
+    datapath::maps::{Access, Maps},
+    stats,
+};
 
-pub fn stats(pin_dir: &Path, run_dir: &Path, json: bool) -> anyhow::Result<()> {
-    let maps = PinnedMaps::open(pin_dir)?;
+use super::Failure;
+
+pub fn stats(pin_dir: &Path, run_dir: &Path, json: bool) -> Result<(), Failure> {
+    let maps = Maps::open_pinned(pin_dir, Access::ReadOnly)?;
     let mut report = stats::collect(&maps, run_dir)?;
     report.timestamp =
         Some(humantime::format_rfc3339_millis(std::time::SystemTime::now()).to_string());

@@ -7,14 +7,19 @@ use std::{
     time::{Duration, Instant},
 };
 
-use anyhow::Context;
 use crossterm::{
     cursor,
     event::{self, Event, KeyCode, KeyEvent, KeyModifiers},
     execute, queue,
     terminal::{self, ClearType},
 };
-use vip_userspace::stats::{self, rates, PinnedMaps};
+use vip_userspace::{
+    datapath::maps::{Access, Maps},
+    errors::Blame,
+    stats::{self, rates},
+};
+
+use super::{Context, Failure};
 
 const REFRESH: Duration = Duration::from_secs(1);
 
@@ -22,11 +27,17 @@ const REFRESH: Duration = Duration::from_secs(1);
 #[error("vip stats --watch needs a terminal; use vip stats --json to read counters from a script")]
 pub struct NotATerminal;
 
+impl Blame for NotATerminal {
+    fn is_user_error(&self) -> bool {
+        true
+    }
+}
+
 /// Puts the terminal back however the watch ends.
 struct Screen;
 
 impl Screen {
-    fn enter() -> anyhow::Result<Screen> {
+    fn enter() -> Result<Screen, Failure> {
         terminal::enable_raw_mode().context("terminal raw mode")?;
         execute!(
             std::io::stdout(),
@@ -54,11 +65,11 @@ fn quits(key: &KeyEvent) -> bool {
         || (key.code == KeyCode::Char('c') && key.modifiers.contains(KeyModifiers::CONTROL))
 }
 
-pub fn watch(pin_dir: &Path, run_dir: &Path) -> anyhow::Result<()> {
+pub fn watch(pin_dir: &Path, run_dir: &Path) -> Result<(), Failure> {
     if !std::io::stdout().is_terminal() {
         return Err(NotATerminal.into());
     }
-    let maps = PinnedMaps::open(pin_dir)?;
+    let maps = Maps::open_pinned(pin_dir, Access::ReadOnly)?;
     let mut before = stats::collect(&maps, run_dir)?;
     let mut since = Instant::now();
     let _screen = Screen::enter()?;

@@ -2,11 +2,6 @@
 
 use std::fmt;
 
-use vip_common::{
-    AllowEntry, RangePolicy, IPPROTO_TCP, IPPROTO_UDP, MAX_ALLOW_ENTRIES, POLICY_ENFORCED,
-    POLICY_ICMP,
-};
-
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Rule {
     Tcp { first: u16, last: u16 },
@@ -61,35 +56,6 @@ impl fmt::Display for Rule {
     }
 }
 
-/// The datapath's form of a range's allow list (`None`: no list, allow all).
-pub fn range_policy(allow: Option<&AllowList>) -> RangePolicy {
-    let mut policy: RangePolicy = bytemuck::Zeroable::zeroed();
-    let Some(allow) = allow else {
-        return policy;
-    };
-    policy.flags = POLICY_ENFORCED;
-    for rule in &allow.rules {
-        let (proto, first, last) = match *rule {
-            Rule::Icmp => {
-                policy.flags |= POLICY_ICMP;
-                continue;
-            }
-            Rule::Tcp { first, last } => (IPPROTO_TCP, first, last),
-            Rule::Udp { first, last } => (IPPROTO_UDP, first, last),
-        };
-        let index = policy.entry_count as usize;
-        assert!(index < MAX_ALLOW_ENTRIES, "validation bounds allow lists");
-        policy.entries[index] = AllowEntry {
-            proto,
-            port_first_host: first,
-            port_last_host: last,
-            ..AllowEntry::default()
-        };
-        policy.entry_count += 1;
-    }
-    policy
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -111,38 +77,5 @@ mod tests {
         ] {
             assert_eq!(Rule::parse(bad), None, "{bad}");
         }
-    }
-
-    #[test]
-    fn policies_encode_entries_and_icmp() {
-        let allow = AllowList {
-            rules: ["tcp/80", "icmp", "udp/5000-5100"]
-                .map(|r| Rule::parse(r).unwrap())
-                .to_vec(),
-        };
-        let policy = range_policy(Some(&allow));
-        assert_eq!(policy.flags, POLICY_ENFORCED | POLICY_ICMP);
-        assert_eq!(policy.entry_count, 2);
-        assert_eq!(
-            (
-                policy.entries[0].proto,
-                policy.entries[0].port_first_host,
-                policy.entries[0].port_last_host
-            ),
-            (6, 80, 80)
-        );
-        assert_eq!(
-            (
-                policy.entries[1].proto,
-                policy.entries[1].port_first_host,
-                policy.entries[1].port_last_host
-            ),
-            (17, 5000, 5100)
-        );
-        assert_eq!(range_policy(None).flags, 0);
-        assert_eq!(
-            range_policy(Some(&AllowList::default())).flags,
-            POLICY_ENFORCED
-        );
     }
 }

@@ -9,7 +9,7 @@ use std::path::Path;
 use ipnet::IpNet;
 use serde::Deserialize;
 
-pub use allow::{range_policy, AllowList, Rule};
+pub use allow::{AllowList, Rule};
 
 pub use validate::ConfigError;
 
@@ -24,7 +24,7 @@ pub const DEFAULT_MAX_VIP_SERIES: u32 = 1024;
 pub const DEFAULT_GUE_PORT: u16 = 6080;
 
 /// A tunnel the XDP program can strip.
-#[derive(Clone, Copy, Debug, Deserialize, PartialEq, Eq, serde::Serialize)]
+#[derive(Clone, Copy, Debug, Deserialize, PartialEq, Eq, PartialOrd, Ord, serde::Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Encap {
     /// IPv4 or IPv6 in IPv4 (IP protocol 4 or 41): LVS-TUN, Katran.
@@ -34,16 +34,6 @@ pub enum Encap {
     /// Generic UDP Encapsulation on `gue_port`: variant 0 (protocol 4 or 41) or
     /// variant 1 (the IP header right after UDP, as Katran sends it).
     Gue,
-}
-
-impl Encap {
-    pub fn flag(self) -> u32 {
-        match self {
-            Encap::Ipip => vip_common::DECAP_IPIP,
-            Encap::Ip6ip6 => vip_common::DECAP_IP6IP6,
-            Encap::Gue => vip_common::DECAP_GUE,
-        }
-    }
 }
 
 /// How to attach the classifier.
@@ -185,13 +175,6 @@ pub struct Decap {
     pub interfaces: Vec<String>,
 }
 
-impl Decap {
-    /// `DECAP_*` bits.
-    pub fn flags(&self) -> u32 {
-        self.encaps.iter().fold(0, |flags, e| flags | e.flag())
-    }
-}
-
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Range {
     pub name: String,
@@ -251,7 +234,7 @@ pub struct Router {
 
 impl Config {
     /// Reads and validates `path`. Checks that need the host (interfaces) are in
-    /// [`Config::check_host`].
+    /// `host::interfaces`.
     pub fn load(path: &Path) -> Result<Config, ConfigError> {
         let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
             path: path.to_path_buf(),
@@ -280,17 +263,6 @@ impl Config {
         }
         Ok(())
     }
-
-    /// Checks the parts of the config that depend on this host, before anything changes.
-    pub fn check_host(&self) -> Result<Vec<u32>, ConfigError> {
-        self.interfaces
-            .iter()
-            .map(|name| {
-                nix::net::if_::if_nametoindex(name.as_str())
-                    .map_err(|_| ConfigError::UnknownInterface { name: name.clone() })
-            })
-            .collect()
-    }
 }
 
 fn location(text: &str, span: Option<std::ops::Range<usize>>) -> String {
@@ -301,17 +273,6 @@ fn location(text: &str, span: Option<std::ops::Range<usize>>) -> String {
     let line = before.matches('\n').count() + 1;
     let column = before.len() - before.rfind('\n').map_or(0, |i| i + 1) + 1;
     format!(":{line}:{column}")
-}
-
-/// Number of dense per-VIP slots a range needs: its size for IPv4 ranges of
-/// `DENSE_MIN_PREFIX_V4` or longer, else 0 (sparse).
-pub fn dense_len(cidr: &IpNet) -> u32 {
-    match cidr {
-        IpNet::V4(net) if net.prefix_len() >= vip_common::DENSE_MIN_PREFIX_V4 => {
-            1u32 << (32 - net.prefix_len())
-        }
-        _ => 0,
-    }
 }
 
 #[cfg(test)]

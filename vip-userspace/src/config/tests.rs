@@ -166,15 +166,6 @@ fn empty_and_duplicate_lists_are_rejected() {
 }
 
 #[test]
-fn dense_slots_cover_ipv4_ranges_of_16_or_longer() {
-    assert_eq!(dense_len(&"192.0.2.0/24".parse().unwrap()), 256);
-    assert_eq!(dense_len(&"192.0.2.7/32".parse().unwrap()), 1);
-    assert_eq!(dense_len(&"198.18.0.0/16".parse().unwrap()), 65_536);
-    assert_eq!(dense_len(&"198.18.0.0/15".parse().unwrap()), 0);
-    assert_eq!(dense_len(&"2001:db8::/120".parse().unwrap()), 0);
-}
-
-#[test]
 fn host_contract_keys_parse_with_defaults() {
     let config = parse(
         "interfaces = [\"eth0\"]\n[[range]]\nname = \"a\"\ncidr = \"192.0.2.0/24\"\naccept = \"alias\"\n\
@@ -252,13 +243,12 @@ fn decap_defaults_to_every_interface_and_is_checked() {
         ))
     };
     let none = decap("").unwrap().decap;
-    assert_eq!(none.flags(), 0);
+    assert!(none.encaps.is_empty());
     assert!(none.interfaces.is_empty());
     assert_eq!(none.gue_port, DEFAULT_GUE_PORT);
 
     let all = decap("decap = [\"gue\", \"ipip\", \"gue\"]").unwrap().decap;
     assert_eq!(all.encaps, [Encap::Ipip, Encap::Gue]);
-    assert_eq!(all.flags(), vip_common::DECAP_IPIP | vip_common::DECAP_GUE);
     assert_eq!(all.interfaces, ["eth0", "eth1"]);
 
     let one = decap("decap = [\"ip6ip6\"]\ngue_port = 7000\ndecap_interfaces = [\"eth1\"]")

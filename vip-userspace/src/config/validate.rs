@@ -6,13 +6,12 @@ use ipnet::IpNet;
 use vip_common::{IPPROTO_TCP, IPPROTO_UDP, MAX_ALLOW_ENTRIES, RANGE_NAME_MAX};
 
 use super::{
-    dense_len, Accept, AllowList, Config, Decap, Encap, Range, RawConfig, RawRange, RawRoute,
-    RawRouter, RawSteer, Route, Router, Rule, Steer, XdpMode,
+    Accept, AllowList, Config, Decap, Encap, Range, RawConfig, RawRange, RawRoute, RawRouter,
+    RawSteer, Route, Router, Rule, Steer, XdpMode,
 };
 
 /// Largest number of dense per-VIP slots (the sum of the sizes of IPv4 ranges of
 /// /16 or longer); 16 Mi slots use 256 MiB per CPU.
-pub const MAX_DENSE_SLOTS: u64 = 1 << 24;
 pub const MAX_SPARSE_VIP_CAPACITY: u32 = 1 << 24;
 
 #[derive(Debug, thiserror::Error)]
@@ -32,8 +31,6 @@ pub enum ConfigError {
     NoInterfaces,
     #[error("interface {name:?} is listed twice")]
     DuplicateInterface { name: String },
-    #[error("unknown interface {name:?}")]
-    UnknownInterface { name: String },
     #[error("config has no [[range]]")]
     NoRanges,
     #[error("range name {name:?} is invalid: use 1 to {RANGE_NAME_MAX} characters from a-z, A-Z, 0-9, '_', '-', '.'")]
@@ -81,10 +78,6 @@ pub enum ConfigError {
         second: String,
         second_cidr: IpNet,
     },
-    #[error(
-        "IPv4 ranges of /16 or longer cover {slots} addresses; the limit is {MAX_DENSE_SLOTS}"
-    )]
-    TooManyDenseSlots { slots: u64 },
     #[error("sparse_vip_capacity = {value} is out of range 1..={MAX_SPARSE_VIP_CAPACITY}")]
     SparseCapacity { value: u32 },
     #[error("metrics.listen = {value:?}: expected ADDRESS:PORT (e.g. 127.0.0.1:9669 or [::1]:9669) or \"off\"")]
@@ -128,7 +121,6 @@ pub(super) fn validate(raw: RawConfig) -> Result<Config, ConfigError> {
         .collect::<Result<Vec<_>, _>>()?;
     check_unique_names(&ranges)?;
     check_no_overlap(&ranges)?;
-    check_dense_slots(&ranges)?;
     let routes = raw
         .routes
         .into_iter()
@@ -179,7 +171,7 @@ fn decap(
     gue_port: u16,
     decap_interfaces: Option<Vec<String>>,
 ) -> Result<Decap, ConfigError> {
-    encaps.sort_by_key(|e| e.flag());
+    encaps.sort();
     encaps.dedup();
     if gue_port == 0 {
         return Err(ConfigError::GuePort);
@@ -389,10 +381,9 @@ fn check_no_overlap(ranges: &[Range]) -> Result<(), ConfigError> {
     Ok(())
 }
 
-fn check_dense_slots(ranges: &[Range]) -> Result<(), ConfigError> {
-    let slots: u64 = ranges.iter().map(|r| dense_len(&r.cidr) as u64).sum();
-    if slots > MAX_DENSE_SLOTS {
-        return Err(ConfigError::TooManyDenseSlots { slots });
+impl crate::errors::Blame for ConfigError {
+    /// Every config error is in the file the operator wrote.
+    fn is_user_error(&self) -> bool {
+        true
     }
-    Ok(())
 }

@@ -6,20 +6,17 @@
 use std::path::PathBuf;
 
 use aya::maps::Array;
-use vip_common::{
-    AttachMeta, LAYOUT_VERSION, MAP_ATTACH_META, MAP_SETTINGS, SETTING_LAYOUT_VERSION,
-    SK_LOOKUP_LINK_PIN,
-};
+use vip_common::{AttachMeta, LAYOUT_VERSION, MAP_ATTACH_META, SK_LOOKUP_LINK_PIN};
 
 use super::{
     attach::{Attachment, Link},
-    cpu_table::CounterTables,
-    maps::DatapathMaps,
+    maps::{Access, Maps, MapsError},
     pin::{self, PinDir, PinError},
     Datapath, DatapathError,
 };
 use crate::{
     config::Config,
+    errors::Blame,
     layout::{Layout, LayoutError, LayoutFile},
     netns::{self, NetnsId},
     run_files::RunFileError,
@@ -53,13 +50,14 @@ pub enum AdoptError {
     Datapath(#[source] Box<DatapathError>),
 }
 
-impl AdoptError {
+impl Blame for AdoptError {
     /// The pins cannot serve this binary or config: the operator must decide
     /// (`vip down`), as opposed to a failure of the host.
-    pub fn is_user_error(&self) -> bool {
+    fn is_user_error(&self) -> bool {
         match self {
             AdoptError::LayoutFile(e) => e.is_user_error(),
-            AdoptError::Pin(_) | AdoptError::Datapath(_) => false,
+            AdoptError::Pin(e) => e.is_user_error(),
+            AdoptError::Datapath(e) => e.is_user_error(),
             _ => true,
         }
     }
@@ -82,11 +80,12 @@ pub fn adopt(
     if !pin::is_complete(&dir) {
         return Err(AdoptError::Incomplete { dir });
     }
-    let mut maps = DatapathMaps::open_pinned(&dir)?;
-    let found = pinned_version(&maps);
-    if found != Some(LAYOUT_VERSION) {
-        return Err(AdoptError::Version { dir, found });
-    }
+    let mut maps = match Maps::open_pinned(&dir, Access::ReadWrite) {
+        Ok(maps) => maps,
+        Err(MapsError::Version { found, .. }) => return Err(AdoptError::Version { dir, found }),
+        Err(MapsError::Pin(e)) => return Err(e.into()),
+        Err(e) => return Err(DatapathError::from(e).into()),
+    };
     let ours = netns::current();
     if let Some(theirs) = pin::netns(&dir).filter(|&theirs| theirs != ours) {
         return Err(AdoptError::OtherNetns { dir, theirs, ours });
@@ -110,7 +109,6 @@ pub fn adopt(
     let attachments = adopt_links(&mut maps, pins)?;
     check_interfaces(&attachments, config)?;
     let layout = previous.update(config).map_err(AdoptError::TooBig)?;
-    let tables = CounterTables::open(|name| maps.map(name), true).map_err(DatapathError::from)?;
     // Absent when the kernel refused the sk_lookup program (no steer entries then).
     let steering = if pins.path().join(SK_LOOKUP_LINK_PIN).exists() {
         Some(Link::Pinned(pins.open_link(SK_LOOKUP_LINK_PIN)?))
@@ -119,7 +117,6 @@ pub fn adopt(
     };
     let mut datapath = Datapath {
         maps,
-        tables,
         attachments,
         steering,
     };
@@ -127,13 +124,8 @@ pub fn adopt(
     Ok((datapath, layout))
 }
 
-fn pinned_version(maps: &DatapathMaps) -> Option<u32> {
-    let settings: Array<_, u32> = maps.map(MAP_SETTINGS)?.try_into().ok()?;
-    settings.get(&SETTING_LAYOUT_VERSION, 0).ok()
-}
-
-fn adopt_links(maps: &mut DatapathMaps, pins: &PinDir) -> Result<Vec<Attachment>, AdoptError> {
-    let metas: Array<_, AttachMeta> = super::typed_map_mut(maps, MAP_ATTACH_META)?;
+fn adopt_links(maps: &mut Maps, pins: &PinDir) -> Result<Vec<Attachment>, AdoptError> {
+    let metas: Array<_, AttachMeta> = maps.typed_mut(MAP_ATTACH_META)?;
     let mut attachments = Vec::new();
     for meta in metas.iter() {
         let meta = meta.map_err(|source| DatapathError::Map {

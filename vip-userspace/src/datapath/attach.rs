@@ -229,7 +229,7 @@ pub(super) fn attach(
             }
             Err(error) => {
                 if tried + 1 < candidates.len() {
-                    log::warn!("{}", crate::error_chain(&error));
+                    log::warn!("{}", crate::errors::chain(&error));
                 }
                 last_error = Some(error);
             }

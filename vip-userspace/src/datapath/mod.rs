@@ -1,4 +1,6 @@
-//! The loaded datapath: the eBPF object with its maps filled from a [`Layout`].
+//! The datapath: the eBPF object with its maps filled from a [`Layout`], first
+//! [`Loaded`] (programs verified, nothing attached), then live ([`Datapath`]:
+//! attached and pinned, or adopted from pins).
 
 mod adopt;
 mod attach;
@@ -24,11 +26,10 @@ use vip_common::{
 pub use adopt::{adopt, AdoptError};
 use attach::Programs;
 pub use attach::{interface_name, AttachMode, Attachment};
-use cpu_table::CounterTables;
-use maps::DatapathMaps;
+use maps::{Maps, MapsError};
 use pin::PinDir;
 
-use crate::{config::XdpMode, layout::Layout};
+use crate::{config::XdpMode, errors::Blame, layout::Layout};
 
 /// The datapath object, built by `cargo xtask build`.
 static EBPF_OBJECT: &[u8] = aya::include_bytes_aligned!(env!("VIP_EBPF_OBJ"));
@@ -71,11 +72,9 @@ pub enum DatapathError {
     #[error("counting CPUs: {0}")]
     Cpus(#[source] std::io::Error),
     #[error(transparent)]
-    CpuTable(#[from] cpu_table::CpuTableError),
+    Maps(#[from] MapsError),
     #[error("{interface}: XDP attached through netlink, not a bpf_link (kernel before 5.9?), so it cannot stay attached across restarts; remove it with `ip link set dev {interface} xdp off`")]
     NotALink { interface: String },
-    #[error("the datapath was adopted from pins: its programs were loaded by an earlier vip run")]
-    NoPrograms,
     #[error("opening this process's network namespace: {source}")]
     Netns { source: std::io::Error },
     #[error("interface {interface} is gone")]
@@ -87,18 +86,47 @@ pub enum DatapathError {
     },
 }
 
+impl Blame for DatapathError {
+    fn is_user_error(&self) -> bool {
+        match self {
+            DatapathError::Pin(e) => e.is_user_error(),
+            DatapathError::Maps(e) => e.is_user_error(),
+            _ => false,
+        }
+    }
+}
+
+/// A datapath that is live: attached and pinned by this process, or adopted
+/// from the pins an earlier `vip run` left.
 pub struct Datapath {
-    maps: DatapathMaps,
-    tables: CounterTables,
+    maps: Maps,
     attachments: Vec<Attachment>,
     /// The sk_lookup program's link to the network namespace.
     steering: Option<attach::Link>,
 }
 
-impl Datapath {
-    /// Loads the object with maps sized for `layout` and `interfaces`, fills the
-    /// range maps and loads (verifies) the programs. Nothing is attached yet.
-    pub fn load(layout: &Layout, interfaces: &[String]) -> Result<Datapath, DatapathError> {
+/// A datapath this process loaded: maps filled, programs verified, nothing
+/// attached yet. [`Loaded::pin`] makes it a live [`Datapath`].
+pub struct Loaded {
+    /// The programs (the maps are taken out into `datapath`).
+    ebpf: Ebpf,
+    datapath: Datapath,
+}
+
+impl Loaded {
+    /// Loads the embedded object with maps sized for `layout` and `interfaces`,
+    /// fills the range maps and loads (verifies) the programs.
+    pub fn load(layout: &Layout, interfaces: &[String]) -> Result<Loaded, DatapathError> {
+        Loaded::load_object(EBPF_OBJECT, layout, interfaces)
+    }
+
+    /// [`Loaded::load`] from another build of the datapath object (the bench's,
+    /// which adds bench-only programs).
+    pub fn load_object(
+        object: &[u8],
+        layout: &Layout,
+        interfaces: &[String],
+    ) -> Result<Loaded, DatapathError> {
         // MAP_DECAP is indexed by ifindex (an array lookup, which the verifier
         // inlines, where a hash lookup costs a helper call on every tunnel).
         let max_ifindex = interfaces
@@ -113,7 +141,7 @@ impl Datapath {
             .try_fold(0, |max, index| index.map(|i| max.max(i)))?;
         let capacity = layout.capacity;
         let cpus = aya::util::nr_cpus().map_err(|(_, e)| DatapathError::Cpus(e))? as u32;
-        let ebpf = EbpfLoader::new()
+        let mut ebpf = EbpfLoader::new()
             .map_max_entries(MAP_V4_RANGES, capacity.ranges)
             .map_max_entries(MAP_V6_RANGES, capacity.ranges)
             .map_max_entries(MAP_RANGES, capacity.ranges)
@@ -129,15 +157,11 @@ impl Datapath {
             .map_max_entries(MAP_STEER_SOCKETS, capacity.steers)
             .map_max_entries(MAP_STEER_STATS, capacity.steers)
             .map_max_entries(MAP_DELIVERED, capacity.ranges)
-            .load(EBPF_OBJECT)
+            .load(object)
             .map_err(DatapathError::Load)?;
-        let mut tables = CounterTables::open(|name| ebpf.map(name), true)?;
-        let mut maps = DatapathMaps::Loaded(ebpf);
-        sync::sync(&mut maps, &mut tables, None, layout)?;
-        let DatapathMaps::Loaded(ebpf) = &mut maps else {
-            unreachable!("just loaded")
-        };
-        let programs = programs(ebpf)?;
+        let mut maps = Maps::take(&mut ebpf)?;
+        sync::sync(&mut maps, None, layout)?;
+        let programs = programs(&mut ebpf)?;
         programs
             .xdp
             .load()
@@ -152,39 +176,44 @@ impl Datapath {
                 program: PROG_TC,
                 source,
             })?;
-        steering::load(ebpf)?;
-        Ok(Datapath {
-            maps,
-            tables,
-            attachments: Vec::new(),
-            steering: None,
+        steering::load(&mut ebpf)?;
+        Ok(Loaded {
+            ebpf,
+            datapath: Datapath {
+                maps,
+                attachments: Vec::new(),
+                steering: None,
+            },
         })
     }
 
-    pub fn map(&self, name: &str) -> Option<&Map> {
-        self.maps.map(name)
+    pub fn maps(&self) -> &Maps {
+        &self.datapath.maps
     }
 
-    /// The per-VIP counter tables, mapped.
-    pub fn tables(&self) -> &CounterTables {
-        &self.tables
+    /// Moves the maps from `old` to `new`, as on a live datapath.
+    pub fn update(&mut self, old: &Layout, new: &Layout) -> Result<(), DatapathError> {
+        self.datapath.update(old, new)
     }
 
-    /// The loaded XDP program, e.g. for BPF_PROG_TEST_RUN.
-    pub fn xdp(&mut self) -> Result<&mut Xdp, DatapathError> {
-        programs(self.ebpf()?).map(|p| p.xdp)
+    /// The XDP program, e.g. for BPF_PROG_TEST_RUN.
+    pub fn xdp(&mut self) -> &mut Xdp {
+        self.programs().xdp
     }
 
-    /// The loaded TC program, e.g. for BPF_PROG_TEST_RUN.
-    pub fn tc(&mut self) -> Result<&mut SchedClassifier, DatapathError> {
-        programs(self.ebpf()?).map(|p| p.tc)
+    /// The TC program, e.g. for BPF_PROG_TEST_RUN.
+    pub fn tc(&mut self) -> &mut SchedClassifier {
+        self.programs().tc
     }
 
-    /// A bench-only XDP program (`PROG_BENCH_DECAP` or `PROG_BENCH_HARNESS`),
-    /// loaded on first use.
-    pub fn bench_program(&mut self, name: &'static str) -> Result<&mut Xdp, DatapathError> {
+    fn programs(&mut self) -> Programs<'_> {
+        programs(&mut self.ebpf).expect("checked when loaded")
+    }
+
+    /// Another XDP program of the object (the bench object's), loaded on first use.
+    pub fn xdp_program(&mut self, name: &'static str) -> Result<&mut Xdp, DatapathError> {
         let program: &mut Xdp = self
-            .ebpf()?
+            .ebpf
             .program_mut(name)
             .ok_or(DatapathError::Missing {
                 kind: "program",
@@ -204,30 +233,20 @@ impl Datapath {
         }
     }
 
-    fn ebpf(&mut self) -> Result<&mut Ebpf, DatapathError> {
-        match &mut self.maps {
-            DatapathMaps::Loaded(ebpf) => Ok(ebpf),
-            DatapathMaps::Pinned(_) => Err(DatapathError::NoPrograms),
-        }
-    }
-
-    pub fn attachments(&self) -> &[Attachment] {
-        &self.attachments
-    }
-
     /// Attaches to every interface, in order; on error, what was attached stays
-    /// attached until the datapath is dropped.
+    /// attached until this is dropped.
     pub fn attach_all(
         &mut self,
         interfaces: &[String],
         mode: XdpMode,
     ) -> Result<(), DatapathError> {
         for interface in interfaces {
-            let attachment = attach::attach(&mut programs(self.ebpf()?)?, interface, mode)?;
-            self.attachments.push(attachment);
+            let attachment = attach::attach(&mut self.programs(), interface, mode)?;
+            self.datapath.attachments.push(attachment);
         }
-        let mut meta: Array<_, AttachMeta> = typed_map_mut(&mut self.maps, MAP_ATTACH_META)?;
-        for (index, attachment) in self.attachments.iter().enumerate() {
+        let datapath = &mut self.datapath;
+        let mut meta: Array<_, AttachMeta> = datapath.maps.typed_mut(MAP_ATTACH_META)?;
+        for (index, attachment) in datapath.attachments.iter().enumerate() {
             meta.set(index as u32, attachment.meta(), 0)
                 .map_err(|source| DatapathError::Map {
                     map: MAP_ATTACH_META,
@@ -237,36 +256,24 @@ impl Datapath {
         Ok(())
     }
 
-    /// Moves the running datapath from `old` to `new` (from [`Layout::update`])
-    /// through map updates only; nothing is detached.
-    pub fn update(&mut self, old: &Layout, new: &Layout) -> Result<(), DatapathError> {
-        sync::sync(&mut self.maps, &mut self.tables, Some(old), new)
-    }
-
     /// Attaches the sk_lookup program (socket steering, delivered counts) to
     /// this process's network namespace.
     pub fn attach_steering(&mut self) -> Result<(), DatapathError> {
-        let link = steering::attach(self.ebpf()?)?;
-        self.steering = Some(link);
+        let link = steering::attach(&mut self.ebpf)?;
+        self.datapath.steering = Some(link);
         Ok(())
     }
 
-    /// The steer sockets map, for the steer agent.
-    pub fn steer_sockets(&mut self) -> Result<&mut aya::maps::Map, DatapathError> {
-        self.maps
-            .map_mut(MAP_STEER_SOCKETS)
-            .ok_or(missing_map(MAP_STEER_SOCKETS))
-    }
-
-    /// Pins the maps and the links, so the datapath outlives this process. The
-    /// last map pinned marks the pins complete (see [`pin::is_complete`]).
-    pub fn pin(&mut self, pins: &PinDir) -> Result<(), DatapathError> {
+    /// Pins the maps and the links, so the datapath outlives this process: the
+    /// live datapath. The last map pinned marks the pins complete (see
+    /// [`pin::is_complete`]); on an error, dropping what is left detaches it.
+    pub fn pin(self, pins: &PinDir) -> Result<Datapath, DatapathError> {
+        let mut datapath = self.datapath;
         let (last, first) = PINNED_MAPS.split_last().expect("maps to pin");
         for &name in first {
-            pins.pin_map(name, self.map(name).ok_or(missing_map(name))?)?;
+            pins.pin_map(name, datapath.map(name)?)?;
         }
-        // On an error, the links not pinned yet are dropped, which detaches them.
-        self.attachments = std::mem::take(&mut self.attachments)
+        datapath.attachments = std::mem::take(&mut datapath.attachments)
             .into_iter()
             .map(|mut attachment| {
                 let name = pin::link_name(&attachment.interface);
@@ -274,11 +281,39 @@ impl Datapath {
                 Ok(attachment)
             })
             .collect::<Result<_, pin::PinError>>()?;
-        if let Some(link) = self.steering.take() {
-            self.steering = Some(link.pinned(pins, SK_LOOKUP_LINK_PIN)?);
+        if let Some(link) = datapath.steering.take() {
+            datapath.steering = Some(link.pinned(pins, SK_LOOKUP_LINK_PIN)?);
         }
-        pins.pin_map(last, self.map(last).ok_or(missing_map(last))?)?;
-        Ok(())
+        pins.pin_map(last, datapath.map(last)?)?;
+        // The links hold the programs in the kernel from here on.
+        Ok(datapath)
+    }
+}
+
+impl Datapath {
+    pub fn maps(&self) -> &Maps {
+        &self.maps
+    }
+
+    fn map(&self, name: &'static str) -> Result<&Map, DatapathError> {
+        self.maps.map(name).ok_or(missing_map(name))
+    }
+
+    pub fn attachments(&self) -> &[Attachment] {
+        &self.attachments
+    }
+
+    /// Moves the running datapath from `old` to `new` (from [`Layout::update`])
+    /// through map updates only; nothing is detached.
+    pub fn update(&mut self, old: &Layout, new: &Layout) -> Result<(), DatapathError> {
+        sync::sync(&mut self.maps, Some(old), new)
+    }
+
+    /// The steer sockets map, for the steer agent.
+    pub fn steer_sockets(&mut self) -> Result<&mut Map, DatapathError> {
+        self.maps
+            .map_mut(MAP_STEER_SOCKETS)
+            .ok_or(missing_map(MAP_STEER_SOCKETS))
     }
 
     /// Detaches from every interface and from the network namespace.
@@ -302,16 +337,6 @@ impl Datapath {
 
 fn missing_map(name: &'static str) -> DatapathError {
     DatapathError::Missing { kind: "map", name }
-}
-
-fn typed_map_mut<'a, T>(maps: &'a mut DatapathMaps, name: &'static str) -> Result<T, DatapathError>
-where
-    T: TryFrom<&'a mut aya::maps::Map, Error = MapError>,
-{
-    let map = maps
-        .map_mut(name)
-        .ok_or(DatapathError::Missing { kind: "map", name })?;
-    T::try_from(map).map_err(|source| DatapathError::Map { map: name, source })
 }
 
 fn programs(ebpf: &mut Ebpf) -> Result<Programs<'_>, DatapathError> {

@@ -60,9 +60,9 @@ fn mount_hint(error: nix::Error) -> &'static str {
     }
 }
 
-impl PinError {
+impl crate::errors::Blame for PinError {
     /// The operator pointed vip at the wrong place, as opposed to a host failure.
-    pub fn is_user_error(&self) -> bool {
+    fn is_user_error(&self) -> bool {
         matches!(
             self,
             PinError::NotBpffs { .. } | PinError::NotRunning { .. } | PinError::OtherNetns { .. }

@@ -14,7 +14,7 @@ use vip_common::{
     SETTING_NETNS_INODE, SETTING_SPARSE_MASK,
 };
 
-use super::{cpu_table::CounterTables, maps::DatapathMaps, typed_map_mut, DatapathError};
+use super::{maps::Maps, DatapathError};
 use crate::layout::{DecapEntry, Layout, RangeSlot, SteerSlot};
 
 fn map_err(map: &'static str) -> impl Fn(MapError) -> DatapathError {
@@ -26,8 +26,7 @@ fn same(a: &RangeSlot, b: &RangeSlot) -> bool {
 }
 
 pub(super) fn sync(
-    maps: &mut DatapathMaps,
-    tables: &mut CounterTables,
+    maps: &mut Maps,
     old: Option<&Layout>,
     new: &Layout,
 ) -> Result<(), DatapathError> {
@@ -51,7 +50,7 @@ pub(super) fn sync(
     }
     // New ranges: clean counters, then their entries, then make them findable.
     if old.is_some() {
-        zero_counters(maps, tables, &added)?;
+        zero_counters(maps, &added)?;
     }
     for slot in &added {
         write_entries(maps, slot)?;
@@ -103,22 +102,22 @@ pub(super) fn sync(
 }
 
 fn set<V: aya::Pod>(
-    maps: &mut DatapathMaps,
+    maps: &mut Maps,
     map: &'static str,
     index: u32,
     value: V,
 ) -> Result<(), DatapathError> {
-    let mut array: Array<_, V> = typed_map_mut(maps, map)?;
+    let mut array: Array<_, V> = maps.typed_mut(map)?;
     array.set(index, value, 0).map_err(map_err(map))
 }
 
-fn write_entries(maps: &mut DatapathMaps, slot: &RangeSlot) -> Result<(), DatapathError> {
+fn write_entries(maps: &mut Maps, slot: &RangeSlot) -> Result<(), DatapathError> {
     let id = slot.value.range_id;
     set(maps, MAP_RANGES, id, slot.value)?;
     set(maps, MAP_RANGE_META, id, slot.meta())
 }
 
-fn clear_entries(maps: &mut DatapathMaps, slot: &RangeSlot) -> Result<(), DatapathError> {
+fn clear_entries(maps: &mut Maps, slot: &RangeSlot) -> Result<(), DatapathError> {
     let id = slot.value.range_id;
     set(
         maps,
@@ -129,10 +128,10 @@ fn clear_entries(maps: &mut DatapathMaps, slot: &RangeSlot) -> Result<(), Datapa
     set(maps, MAP_RANGES, id, RangeValue::default())
 }
 
-fn trie(maps: &mut DatapathMaps, slot: &RangeSlot, insert: bool) -> Result<(), DatapathError> {
+fn trie(maps: &mut Maps, slot: &RangeSlot, insert: bool) -> Result<(), DatapathError> {
     match slot.cidr {
         IpNet::V4(net) => {
-            let mut trie: LpmTrie<_, [u8; 4], RangeValue> = typed_map_mut(maps, MAP_V4_RANGES)?;
+            let mut trie: LpmTrie<_, [u8; 4], RangeValue> = maps.typed_mut(MAP_V4_RANGES)?;
             let key = Key::new(u32::from(net.prefix_len()), net.network().octets());
             if insert {
                 trie.insert(&key, slot.value, 0)
@@ -142,7 +141,7 @@ fn trie(maps: &mut DatapathMaps, slot: &RangeSlot, insert: bool) -> Result<(), D
             .map_err(map_err(MAP_V4_RANGES))
         }
         IpNet::V6(net) => {
-            let mut trie: LpmTrie<_, [u8; 16], RangeValue> = typed_map_mut(maps, MAP_V6_RANGES)?;
+            let mut trie: LpmTrie<_, [u8; 16], RangeValue> = maps.typed_mut(MAP_V6_RANGES)?;
             let key = Key::new(u32::from(net.prefix_len()), net.network().octets());
             if insert {
                 trie.insert(&key, slot.value, 0)
@@ -155,17 +154,13 @@ fn trie(maps: &mut DatapathMaps, slot: &RangeSlot, insert: bool) -> Result<(), D
 }
 
 /// A reused id or dense span may hold counts of a range removed earlier.
-fn zero_counters(
-    maps: &mut DatapathMaps,
-    tables: &mut CounterTables,
-    added: &[&RangeSlot],
-) -> Result<(), DatapathError> {
+fn zero_counters(maps: &mut Maps, added: &[&RangeSlot]) -> Result<(), DatapathError> {
     let cpus = possible_cpus()?;
     for slot in added {
         zero_per_cpu::<RangeStats>(maps, MAP_RANGE_STATS, slot.value.range_id, cpus)?;
         zero_per_cpu::<u64>(maps, MAP_DELIVERED, slot.value.range_id, cpus)?;
         for index in slot.value.dense_base..slot.value.dense_base + slot.dense_len {
-            tables.dense.zero(index);
+            maps.tables_mut().dense.zero(index);
         }
     }
     Ok(())
@@ -183,25 +178,21 @@ fn possible_cpus() -> Result<usize, DatapathError> {
 
 /// Zeroes entry `index` of a per-CPU array on each of `cpus` CPUs.
 fn zero_per_cpu<V: aya::Pod + Default>(
-    maps: &mut DatapathMaps,
+    maps: &mut Maps,
     map: &'static str,
     index: u32,
     cpus: usize,
 ) -> Result<(), DatapathError> {
     let zeros = PerCpuValues::try_from((0..cpus).map(|_| V::default()).collect::<Vec<_>>())
         .map_err(DatapathError::Cpus)?;
-    let mut array: PerCpuArray<_, V> = typed_map_mut(maps, map)?;
+    let mut array: PerCpuArray<_, V> = maps.typed_mut(map)?;
     array.set(index, zeros, 0).map_err(map_err(map))
 }
 
 /// Steer entries: new and changed keys first (a new entry's index starts with
 /// no counts, in total or per VIP), then keys that went away. Their sockets are
 /// the steer agent's.
-fn sync_steer(
-    maps: &mut DatapathMaps,
-    old: Option<&Layout>,
-    new: &Layout,
-) -> Result<(), DatapathError> {
+fn sync_steer(maps: &mut Maps, old: Option<&Layout>, new: &Layout) -> Result<(), DatapathError> {
     let old_steers: &[SteerSlot] = old.map_or(&[], |l| &l.steers);
     let cpus = possible_cpus()?;
     for slot in &new.steers {
@@ -213,12 +204,12 @@ fn sync_steer(
             zero_per_cpu::<u64>(maps, MAP_STEER_STATS, slot.entry, cpus)?;
             forget_steered_vips(maps, slot.entry)?;
         }
-        let mut steer: HashMap<_, SteerKey, SteerValue> = typed_map_mut(maps, MAP_STEER)?;
+        let mut steer: HashMap<_, SteerKey, SteerValue> = maps.typed_mut(MAP_STEER)?;
         steer
             .insert(slot.key(), SteerValue { entry: slot.entry }, 0)
             .map_err(map_err(MAP_STEER))?;
     }
-    let mut steer: HashMap<_, SteerKey, SteerValue> = typed_map_mut(maps, MAP_STEER)?;
+    let mut steer: HashMap<_, SteerKey, SteerValue> = maps.typed_mut(MAP_STEER)?;
     for slot in old_steers {
         if !new.steers.iter().any(|n| n.key() == slot.key()) {
             match steer.remove(&slot.key()) {
@@ -231,8 +222,8 @@ fn sync_steer(
 }
 
 /// Removes the per-VIP steered counts an earlier entry left at `entry`.
-fn forget_steered_vips(maps: &mut DatapathMaps, entry: u32) -> Result<(), DatapathError> {
-    let mut vips: PerCpuHashMap<_, SteeredVip, u64> = typed_map_mut(maps, MAP_STEERED_VIPS)?;
+fn forget_steered_vips(maps: &mut Maps, entry: u32) -> Result<(), DatapathError> {
+    let mut vips: PerCpuHashMap<_, SteeredVip, u64> = maps.typed_mut(MAP_STEERED_VIPS)?;
     let stale: Vec<SteeredVip> = vips
         .keys()
         .filter_map(Result::ok)
@@ -250,11 +241,7 @@ fn forget_steered_vips(maps: &mut DatapathMaps, entry: u32) -> Result<(), Datapa
 /// Entries of interfaces that decapsulate, then those of interfaces that no
 /// longer do. An interface that has gone away
 /// took its ifindex with it: nothing to remove.
-fn sync_decap(
-    maps: &mut DatapathMaps,
-    old: Option<&Layout>,
-    new: &Layout,
-) -> Result<(), DatapathError> {
+fn sync_decap(maps: &mut Maps, old: Option<&Layout>, new: &Layout) -> Result<(), DatapathError> {
     let old_decap: &[DecapEntry] = old.map_or(&[], |l| &l.decap);
     if old.is_some() && old_decap == new.decap.as_slice() {
         return Ok(());
@@ -279,11 +266,7 @@ fn sync_decap(
 
 /// Level-2 entries that gain or change a value first, then level 1, then what
 /// goes away in the reverse order. Blocks of /16s that stay do not move.
-fn sync_index(
-    maps: &mut DatapathMaps,
-    old: Option<&Layout>,
-    new: &Layout,
-) -> Result<(), DatapathError> {
+fn sync_index(maps: &mut Maps, old: Option<&Layout>, new: &Layout) -> Result<(), DatapathError> {
     let (old_l1, old_l2): (&[(u32, u32)], &[u32]) =
         old.map_or((&[], &[]), |l| (&l.v4_index.l1, &l.v4_index.l2));
     let (new_l1, new_l2) = (&new.v4_index.l1, &new.v4_index.l2);

@@ -48,7 +48,7 @@ pub async fn apply(
             let made = state.owned.split_off(before);
             for owned in made.iter().rev() {
                 if let Err(e) = unmake(netlink, owned).await {
-                    log::error!("undoing {}: {}", owned.item, crate::error_chain(&e));
+                    log::error!("undoing {}: {}", owned.item, crate::errors::chain(&e));
                 }
             }
             file.save(state)?;

@@ -3,6 +3,7 @@
 //! through netlink and /proc/sys.
 
 pub mod apply;
+pub mod interfaces;
 pub mod items;
 pub mod netlink;
 pub mod plan;
@@ -24,4 +25,14 @@ pub enum HostError {
     State(#[from] crate::run_files::RunFileError),
     #[error(transparent)]
     Safety(#[from] SafetyError),
+}
+
+impl crate::errors::Blame for HostError {
+    fn is_user_error(&self) -> bool {
+        match self {
+            HostError::Safety(_) => true,
+            HostError::State(e) => e.is_user_error(),
+            HostError::Netlink(_) | HostError::Sysctl(_) => false,
+        }
+    }
 }

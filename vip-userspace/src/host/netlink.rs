@@ -27,6 +27,12 @@ pub enum NetlinkError {
     InvalidRoute { cidr: IpNet, message: String },
 }
 
+impl crate::errors::Blame for NetlinkError {
+    fn is_user_error(&self) -> bool {
+        false
+    }
+}
+
 pub const TABLE_MAIN: u32 = RouteHeader::RT_TABLE_MAIN as u32;
 /// `RT_TABLE_LOCAL`.
 pub const TABLE_LOCAL: u32 = 255;

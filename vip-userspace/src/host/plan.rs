@@ -9,6 +9,7 @@ use super::{
     items::Item,
     netlink::{Address, Netlink, NetlinkError, Route, TABLE_LOCAL, TABLE_MAIN},
     sysctl::{self, SysctlError},
+    HostError,
 };
 use crate::config::Config;
 
@@ -46,6 +47,13 @@ pub enum SafetyError {
     },
     #[error("{item}: {reason}; vip does not replace what it did not add")]
     Conflict { item: String, reason: String },
+}
+
+impl crate::errors::Blame for SafetyError {
+    /// The config would take over addresses or routes the host already uses.
+    fn is_user_error(&self) -> bool {
+        true
+    }
 }
 
 /// A snapshot of the host's addresses and routes.
@@ -159,7 +167,7 @@ fn interface_name(index: u32) -> String {
 }
 
 /// Every item of the config with its status; refuses conflicts.
-pub fn plan(view: &HostView, items: Vec<Item>) -> Result<Vec<Step>, super::HostError> {
+pub fn plan(view: &HostView, items: Vec<Item>) -> Result<Vec<Step>, HostError> {
     items
         .into_iter()
         .map(|item| {
@@ -196,4 +204,14 @@ pub fn render(steps: &[Step]) -> String {
         out.push_str("# nothing to change\n");
     }
     out
+}
+
+/// Reads this host and plans `config` against it (after its safety check):
+/// changes nothing.
+pub async fn planned(config: &Config) -> Result<(Netlink, Vec<Step>), HostError> {
+    let netlink = Netlink::connect()?;
+    let view = HostView::read(&netlink).await?;
+    view.check_safety(config)?;
+    let steps = plan(&view, super::desired(config))?;
+    Ok((netlink, steps))
 }

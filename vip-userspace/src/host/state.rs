@@ -33,4 +33,20 @@ impl State {
     pub fn owns(&self, item: &Item) -> bool {
         self.owned.iter().any(|o| o.item.same_target(item))
     }
+
+    /// The `vip run` that owns this state, if it is still running.
+    pub fn live_daemon(&self) -> Option<u32> {
+        self.daemon_pid.filter(|&pid| alive(pid))
+    }
+}
+
+/// Whether a process with this pid exists and has not exited (a zombie has).
+pub fn alive(pid: u32) -> bool {
+    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        // The state follows the parenthesised command name.
+        Ok(stat) => stat
+            .rsplit_once(") ")
+            .is_some_and(|(_, rest)| !rest.starts_with('Z')),
+        Err(_) => false,
+    }
 }

@@ -10,6 +10,12 @@ pub struct SysctlError {
     pub source: std::io::Error,
 }
 
+impl crate::errors::Blame for SysctlError {
+    fn is_user_error(&self) -> bool {
+        false
+    }
+}
+
 fn path(key: &str) -> PathBuf {
     PathBuf::from("/proc/sys").join(key.replace('.', "/"))
 }

@@ -9,12 +9,14 @@ use vip_common::{
     POLICY_ENFORCED, POLICY_NONE,
 };
 
-use crate::config::{dense_len, range_policy, Config, Steer};
+use crate::config::{Config, Steer};
 
+mod encode;
 mod file;
 mod pod_hex;
 mod v4_index;
 
+pub use encode::{decap_flags, dense_len, encap_flag, range_policy};
 pub use file::LayoutFile;
 pub use v4_index::V4Index;
 
@@ -47,8 +49,15 @@ pub struct Capacity {
     pub steers: u32,
 }
 
+/// Dense per-VIP slots a datapath can have (32 bytes of counters each, per CPU).
+pub const MAX_DENSE_SLOTS: u64 = 1 << 24;
+
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum LayoutError {
+    #[error(
+        "IPv4 ranges of /16 or longer cover {slots} addresses; the limit is {MAX_DENSE_SLOTS}"
+    )]
+    TooManyDenseSlots { slots: u64 },
     #[error("{needed} ranges do not fit the {capacity} the running datapath has room for; restart vip to grow")]
     Ranges { needed: usize, capacity: u32 },
     #[error("range {range:?} needs {len} per-VIP slots and the running datapath has no such free span; restart vip to grow")]
@@ -59,6 +68,13 @@ pub enum LayoutError {
     Blocks { capacity: u32 },
     #[error("the old and new steer entries together need more than the {capacity} the running datapath has room for; restart vip to grow")]
     Steers { capacity: u32 },
+}
+
+impl crate::errors::Blame for LayoutError {
+    /// The config does not fit the running datapath: the operator restarts vip.
+    fn is_user_error(&self) -> bool {
+        true
+    }
 }
 
 /// Saved in the run directory ([`LayoutFile`]) whenever the maps change, so a
@@ -88,7 +104,22 @@ impl Layout {
         cpu_table_stride(self.capacity.dense_slots, size_of::<Verdicts>() as u32)
     }
 
-    /// A fresh layout, with room for reloads to add ranges.
+    /// Whether a fresh layout for `config` fits a datapath at all; checked
+    /// with the config, before anything changes.
+    pub fn check(config: &Config) -> Result<(), LayoutError> {
+        let slots: u64 = config
+            .ranges
+            .iter()
+            .map(|r| u64::from(dense_len(&r.cidr)))
+            .sum();
+        if slots > MAX_DENSE_SLOTS {
+            return Err(LayoutError::TooManyDenseSlots { slots });
+        }
+        Ok(())
+    }
+
+    /// A fresh layout, with room for reloads to add ranges; for a config that
+    /// passed [`Layout::check`].
     pub fn new(config: &Config) -> Layout {
         let dense: u32 = config.ranges.iter().map(|r| dense_len(&r.cidr)).sum();
         // Level 2 needs a block per /16 an IPv4 range touches.
@@ -227,7 +258,7 @@ impl Layout {
                 .iter()
                 .map(|interface| DecapEntry {
                     interface: interface.clone(),
-                    flags: config.decap.flags(),
+                    flags: decap_flags(&config.decap),
                     gue_port: config.decap.gue_port,
                 })
                 .collect(),

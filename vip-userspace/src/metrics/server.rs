@@ -20,7 +20,10 @@ use hyper_util::rt::TokioIo;
 use tokio::net::TcpListener;
 
 use super::{encode, Format, SeriesPolicy, Snapshot};
-use crate::stats::{self, PinnedMaps, StatsError};
+use crate::{
+    datapath::maps::{Access, Maps},
+    stats::{self, StatsError},
+};
 
 #[derive(Debug, thiserror::Error)]
 #[error("metrics: cannot listen on {addr}: {source}")]
@@ -28,6 +31,13 @@ pub struct BindError {
     pub addr: SocketAddr,
     #[source]
     pub source: std::io::Error,
+}
+
+impl crate::errors::Blame for BindError {
+    /// The configured address is taken or not this host's.
+    fn is_user_error(&self) -> bool {
+        true
+    }
 }
 
 /// Binds the listener; done before vip changes anything, so a taken port is an
@@ -45,7 +55,7 @@ pub struct Exporter {
     policy: Mutex<SeriesPolicy>,
     /// Opened on the first scrape after the daemon pinned its maps, then kept
     /// (mapping the counter tables costs time in proportion to their size).
-    maps: Mutex<Option<PinnedMaps>>,
+    maps: Mutex<Option<Maps>>,
 }
 
 impl Exporter {
@@ -66,11 +76,11 @@ impl Exporter {
     /// Runs `f` on the pinned maps, opening them first if need be.
     fn with_maps<T>(
         &self,
-        f: impl FnOnce(&PinnedMaps) -> Result<T, StatsError>,
+        f: impl FnOnce(&Maps) -> Result<T, StatsError>,
     ) -> Result<T, StatsError> {
         let mut maps = self.maps.lock().expect("maps lock");
         if maps.is_none() {
-            *maps = Some(PinnedMaps::open(&self.pin_dir)?);
+            *maps = Some(Maps::open_pinned(&self.pin_dir, Access::ReadOnly)?);
         }
         f(maps.as_ref().expect("opened above"))
     }
@@ -92,11 +102,11 @@ impl Exporter {
                 encode(snapshot, format),
             ),
             Err(e) => {
-                log::warn!("metrics scrape: {}", crate::error_chain(&e));
+                log::warn!("metrics scrape: {}", crate::errors::chain(&e));
                 response(
                     StatusCode::SERVICE_UNAVAILABLE,
                     "text/plain",
-                    format!("{}\n", crate::error_chain(&e)),
+                    format!("{}\n", crate::errors::chain(&e)),
                 )
             }
         }
@@ -123,7 +133,7 @@ impl Exporter {
             Err(e) => response(
                 StatusCode::SERVICE_UNAVAILABLE,
                 "text/plain",
-                format!("not attached: {}\n", crate::error_chain(&e)),
+                format!("not attached: {}\n", crate::errors::chain(&e)),
             ),
         }
     }

@@ -9,7 +9,7 @@ use std::net::IpAddr;
 
 use serde::{Deserialize, Serialize};
 
-pub use read::{attachments, collect, read, steering, vip_ip, MapSource, PinnedMaps, StatsError};
+pub use read::{attachments, collect, read, steering, vip_ip, StatsError};
 pub use render::table;
 
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]

@@ -17,10 +17,10 @@ use super::{
     AttachReport, Decapsulated, GlobalReport, RangeReport, Report, SteerReport, SteeredVipReport,
 };
 use crate::datapath::{
-    cpu_table::{CounterTables, CpuTable, CpuTableError},
+    cpu_table::CpuTable,
     interface_name,
-    maps::DatapathMaps,
-    pin, AttachMode, Datapath,
+    maps::{Maps, MapsError},
+    AttachMode,
 };
 use crate::{
     run_files::RunFileError,
@@ -30,7 +30,7 @@ use crate::{
 #[derive(Debug, thiserror::Error)]
 pub enum StatsError {
     #[error(transparent)]
-    Pin(#[from] pin::PinError),
+    Maps(#[from] MapsError),
     #[error("map {map} is missing")]
     Missing { map: &'static str },
     #[error("reading map {map}: {source}")]
@@ -42,15 +42,13 @@ pub enum StatsError {
     #[error("map {map} holds an invalid entry: {what}")]
     Corrupt { map: &'static str, what: String },
     #[error(transparent)]
-    CpuTable(#[from] CpuTableError),
-    #[error(transparent)]
     Status(#[from] RunFileError),
 }
 
 /// Everything `vip stats`, `vip stats --watch` and `/metrics` show: the counters
 /// in the pins, and the running daemon's status from `run_dir` (none when no
 /// daemon wrote one). A status file that cannot be read is an error for all three.
-pub fn collect(maps: &PinnedMaps, run_dir: &Path) -> Result<Report, StatsError> {
+pub fn collect(maps: &Maps, run_dir: &Path) -> Result<Report, StatsError> {
     let mut report = read(maps)?;
     if let Some(status) = StatusFile::in_dir(run_dir).load()? {
         report.drift_repairs = status.drift_repairs;
@@ -59,53 +57,7 @@ pub fn collect(maps: &PinnedMaps, run_dir: &Path) -> Result<Report, StatsError> 
     Ok(report)
 }
 
-/// Where the counters come from: pins, or a datapath loaded in this process.
-pub trait MapSource {
-    fn map(&self, name: &'static str) -> Option<&Map>;
-    fn tables(&self) -> &CounterTables;
-}
-
-impl MapSource for Datapath {
-    fn map(&self, name: &'static str) -> Option<&Map> {
-        Datapath::map(self, name)
-    }
-
-    fn tables(&self) -> &CounterTables {
-        Datapath::tables(self)
-    }
-}
-
-/// The maps a running daemon pinned.
-pub struct PinnedMaps {
-    maps: DatapathMaps,
-    tables: CounterTables,
-}
-
-impl PinnedMaps {
-    pub fn open(dir: &Path) -> Result<PinnedMaps, StatsError> {
-        if !pin::is_complete(dir) {
-            return Err(pin::PinError::NotRunning {
-                dir: dir.to_path_buf(),
-            }
-            .into());
-        }
-        let maps = DatapathMaps::open_pinned(dir)?;
-        let tables = CounterTables::open(|name| maps.map(name), false)?;
-        Ok(PinnedMaps { maps, tables })
-    }
-}
-
-impl MapSource for PinnedMaps {
-    fn map(&self, name: &'static str) -> Option<&Map> {
-        self.maps.map(name)
-    }
-
-    fn tables(&self) -> &CounterTables {
-        &self.tables
-    }
-}
-
-fn typed<'a, T>(source: &'a impl MapSource, map: &'static str) -> Result<T, StatsError>
+fn typed<'a, T>(source: &'a Maps, map: &'static str) -> Result<T, StatsError>
 where
     T: TryFrom<&'a Map, Error = MapError>,
 {
@@ -126,7 +78,7 @@ fn sum<T: aya::Pod + Default>(values: &PerCpuValues<T>, merge: impl Fn(&mut T, &
 }
 
 /// Reads every counter into a report.
-pub fn read(source: &impl MapSource) -> Result<Report, StatsError> {
+pub fn read(source: &Maps) -> Result<Report, StatsError> {
     let metas = range_metas(source)?;
     let dense = &source.tables().dense;
     let mut ranges = metas
@@ -154,7 +106,7 @@ pub fn read(source: &impl MapSource) -> Result<Report, StatsError> {
 
 /// The configured ranges' metadata with their ids; ids without a range (room
 /// kept for reloads, or freed by one) have no family and are skipped.
-fn range_metas(source: &impl MapSource) -> Result<Vec<(u32, RangeMeta, IpNet)>, StatsError> {
+fn range_metas(source: &Maps) -> Result<Vec<(u32, RangeMeta, IpNet)>, StatsError> {
     let metas: Array<_, RangeMeta> = typed(source, MAP_RANGE_META)?;
     let mut ranges = Vec::new();
     for (id, meta) in metas.iter().enumerate() {
@@ -191,7 +143,7 @@ fn meta_name(meta: &RangeMeta) -> String {
 }
 
 fn range_report(
-    source: &impl MapSource,
+    source: &Maps,
     dense: &CpuTable<Verdicts>,
     range_id: u32,
     meta: &RangeMeta,
@@ -248,7 +200,7 @@ fn range_report(
 /// VIP; a slot counts for the range whose id and epoch it recorded, if that range
 /// is still configured (a reload may have removed it).
 fn add_sparse_vips(
-    source: &impl MapSource,
+    source: &Maps,
     metas: &[(u32, RangeMeta, IpNet)],
     ranges: &mut [RangeReport],
 ) -> Result<(), StatsError> {
@@ -286,7 +238,7 @@ pub fn vip_ip(key: &VipAddr) -> IpAddr {
     }
 }
 
-fn global(source: &impl MapSource) -> Result<GlobalReport, StatsError> {
+fn global(source: &Maps) -> Result<GlobalReport, StatsError> {
     let counters: PerCpuArray<_, u64> = typed(source, MAP_GLOBAL_STATS)?;
     let mut totals = [0u64; GLOBAL_COUNTERS as usize];
     for (index, total) in totals.iter_mut().enumerate() {
@@ -318,10 +270,7 @@ fn global(source: &impl MapSource) -> Result<GlobalReport, StatsError> {
 
 /// The steer targets `status` lists (from the daemon's status file), with the
 /// lookups steered to each, in total and per VIP.
-pub fn steering(
-    source: &impl MapSource,
-    status: &[SteerStatus],
-) -> Result<Vec<SteerReport>, StatsError> {
+pub fn steering(source: &Maps, status: &[SteerStatus]) -> Result<Vec<SteerReport>, StatsError> {
     let totals: PerCpuArray<_, u64> = typed(source, MAP_STEER_STATS)?;
     let per_vip: PerCpuHashMap<_, SteeredVip, u64> = typed(source, MAP_STEERED_VIPS)?;
     let mut vips: BTreeMap<u32, Vec<SteeredVipReport>> = BTreeMap::new();
@@ -355,7 +304,7 @@ pub fn steering(
 }
 
 /// Where the datapath is attached, and how.
-pub fn attachments(source: &impl MapSource) -> Result<Vec<AttachReport>, StatsError> {
+pub fn attachments(source: &Maps) -> Result<Vec<AttachReport>, StatsError> {
     let metas: Array<_, AttachMeta> = typed(source, MAP_ATTACH_META)?;
     let mut reports = Vec::new();
     for meta in metas.iter() {
@@ -370,4 +319,14 @@ pub fn attachments(source: &impl MapSource) -> Result<Vec<AttachReport>, StatsEr
         });
     }
     Ok(reports)
+}
+
+impl crate::errors::Blame for StatsError {
+    fn is_user_error(&self) -> bool {
+        match self {
+            StatsError::Maps(e) => e.is_user_error(),
+            StatsError::Status(e) => e.is_user_error(),
+            _ => false,
+        }
+    }
 }

@@ -18,6 +18,24 @@ struct Target {
     slot: SteerSlot,
     /// Cookie of the socket in the map, if one is.
     cookie: Option<u64>,
+    /// Why the last look did not put a socket in the map, if it did not.
+    problem: Problem,
+}
+
+/// A target's current problem, so that one that persists is logged once, not
+/// at every refresh.
+#[derive(Default)]
+struct Problem(Option<String>);
+
+impl Problem {
+    /// Records this look's problem (`None`: none); returns it when it is new.
+    fn update(&mut self, now: Option<String>) -> Option<&str> {
+        if now == self.0 {
+            return None;
+        }
+        self.0 = now;
+        self.0.as_deref()
+    }
 }
 
 #[derive(Default)]
@@ -46,6 +64,7 @@ impl SteerAgent {
             .map(|slot| Target {
                 slot: slot.clone(),
                 cookie: old.iter().find(|t| t.slot == *slot).and_then(|t| t.cookie),
+                problem: Problem::default(),
             })
             .collect();
         Ok(())
@@ -66,7 +85,10 @@ impl SteerAgent {
             let found = match discover::find(slot.steer.proto, slot.steer.to) {
                 Ok(found) => found,
                 Err(e) => {
-                    log::warn!("{what}: {}", crate::error_chain(&e));
+                    let problem = crate::errors::chain(&e);
+                    if let Some(problem) = target.problem.update(Some(problem)) {
+                        log::warn!("{what}: {problem}");
+                    }
                     continue;
                 }
             };
@@ -76,13 +98,18 @@ impl SteerAgent {
                     Ok(pid) => {
                         log::info!("{what}: up (socket of pid {pid})");
                         target.cookie = Some(found.cookie);
+                        target.problem.update(None);
                     }
                     Err(e) => {
-                        log::warn!("{what}: found but not taken: {}", crate::error_chain(&e));
+                        let problem = format!("found but not taken: {}", crate::errors::chain(&e));
+                        if let Some(problem) = target.problem.update(Some(problem)) {
+                            log::warn!("{what}: {problem}");
+                        }
                         target.cookie = None;
                     }
                 },
                 None => {
+                    target.problem.update(None);
                     if target.cookie.take().is_some() {
                         log::warn!(
                             "{what}: down (nothing listens there); lookups take the normal path"
@@ -157,4 +184,30 @@ fn clear(datapath: &mut Datapath, entry: u32) -> Result<(), DatapathError> {
     // Already gone when the kernel removed a closed socket.
     let _ = sockets.clear_index(&entry);
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Problem;
+
+    #[test]
+    fn a_problem_is_reported_once_until_it_changes_or_clears() {
+        let mut problem = Problem::default();
+        let cap = || Some("found but not taken: needs CAP_SYS_PTRACE".to_string());
+        assert_eq!(
+            problem.update(cap()),
+            Some("found but not taken: needs CAP_SYS_PTRACE")
+        );
+        assert_eq!(problem.update(cap()), None);
+        assert_eq!(problem.update(cap()), None);
+        assert_eq!(
+            problem.update(Some("no process holds socket inode 7".into())),
+            Some("no process holds socket inode 7")
+        );
+        assert_eq!(problem.update(None), None);
+        assert_eq!(
+            problem.update(cap()),
+            Some("found but not taken: needs CAP_SYS_PTRACE")
+        );
+    }
 }

@@ -1,0 +1,357 @@
+//! `vip run`'s life: [`Daemon::start`] (load or adopt the datapath, apply the
+//! host state, attach, pin, steer, export), then [`Daemon::serve`] (drift
+//! repair, steering, reload on SIGHUP) until SIGINT or SIGTERM, then
+//! [`Daemon::shutdown`], which reverts everything or keeps the datapath for the
+//! next `vip run` to adopt.
+
+mod serve;
+
+use std::{
+    path::{Path, PathBuf},
+    sync::Arc,
+};
+
+use tokio::task::JoinHandle;
+
+use crate::{
+    config::Config,
+    datapath::{
+        self,
+        pin::{PinDir, PinError},
+        AdoptError, Datapath, DatapathError, Loaded,
+    },
+    errors::{self, Blame},
+    host::{
+        apply::{apply, revert},
+        plan::planned,
+        HostError, Netlink, State, StateFile,
+    },
+    layout::{Layout, LayoutError, LayoutFile},
+    metrics::{
+        server::{self, BindError, Exporter},
+        SeriesPolicy,
+    },
+    preflight::{self, PreflightError, Purpose},
+    run_files::RunFileError,
+    status::{Status, StatusFile},
+    steer::SteerAgent,
+};
+
+pub use serve::Served;
+
+/// Where a daemon finds its config and keeps its pins and run files.
+#[derive(Clone, Debug)]
+pub struct Options {
+    pub config_path: PathBuf,
+    pub pin_dir: PathBuf,
+    pub run_dir: PathBuf,
+}
+
+/// How a daemon stops.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Stop {
+    /// Detach, remove the pins, revert the host state, remove the run files.
+    Revert,
+    /// Leave the datapath attached, counting and pinned, and the host state in
+    /// place, for the next `vip run` to adopt (`--keep-datapath`).
+    KeepDatapath,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum DaemonError {
+    #[error(transparent)]
+    Preflight(#[from] PreflightError),
+    #[error("vip run (pid {pid}) already owns {}; stop it or run `vip down`", path.display())]
+    AlreadyRunning { pid: u32, path: PathBuf },
+    #[error(transparent)]
+    Host(#[from] HostError),
+    #[error(transparent)]
+    RunFile(#[from] RunFileError),
+    #[error(transparent)]
+    Bind(#[from] BindError),
+    #[error(transparent)]
+    Pin(#[from] PinError),
+    #[error(transparent)]
+    Adopt(#[from] AdoptError),
+    #[error("loading the datapath: {0}")]
+    Load(#[source] DatapathError),
+    #[error(transparent)]
+    Datapath(#[from] DatapathError),
+    #[error(transparent)]
+    Layout(#[from] LayoutError),
+    #[error("{what}: {source}")]
+    Io {
+        what: &'static str,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+impl Blame for DaemonError {
+    fn is_user_error(&self) -> bool {
+        match self {
+            DaemonError::Preflight(e) => e.is_user_error(),
+            DaemonError::AlreadyRunning { .. } => true,
+            DaemonError::Host(e) => e.is_user_error(),
+            DaemonError::RunFile(e) => e.is_user_error(),
+            DaemonError::Bind(e) => e.is_user_error(),
+            DaemonError::Pin(e) => e.is_user_error(),
+            DaemonError::Adopt(e) => e.is_user_error(),
+            DaemonError::Load(e) | DaemonError::Datapath(e) => e.is_user_error(),
+            DaemonError::Layout(e) => e.is_user_error(),
+            DaemonError::Io { .. } => false,
+        }
+    }
+}
+
+/// The run files a daemon keeps in its run directory.
+struct RunFiles {
+    state: StateFile,
+    layout: LayoutFile,
+    status: StatusFile,
+}
+
+impl RunFiles {
+    fn in_dir(run_dir: &Path) -> RunFiles {
+        RunFiles {
+            state: StateFile::in_dir(run_dir),
+            layout: LayoutFile::in_dir(run_dir),
+            status: StatusFile::in_dir(run_dir),
+        }
+    }
+
+    fn remove(&self) -> Result<(), RunFileError> {
+        self.state.remove()?;
+        self.layout.remove()?;
+        self.status.remove()?;
+        Ok(())
+    }
+}
+
+/// A running daemon: everything it holds.
+pub struct Daemon {
+    options: Options,
+    config: Config,
+    layout: Layout,
+    datapath: Datapath,
+    netlink: Netlink,
+    state: State,
+    status: Status,
+    files: RunFiles,
+    pins: PinDir,
+    exporter: Option<(Arc<Exporter>, JoinHandle<()>)>,
+    steer: SteerAgent,
+}
+
+/// The datapath before start-up finishes: freshly loaded, or adopted.
+enum Starting {
+    Loaded(Loaded),
+    Adopted(Datapath),
+}
+
+impl Daemon {
+    /// Checks everything that can be checked before any change; then loads
+    /// the datapath (or adopts the one pinned in `pin_dir`), applies the host
+    /// state, attaches, pins, starts steering and the exporter. A failure before
+    /// the first change leaves the host as it was; a later one reverts what
+    /// start-up did.
+    pub async fn start(options: Options) -> Result<Daemon, DaemonError> {
+        let config = preflight::config(&options.config_path, Purpose::Run)?;
+        let files = RunFiles::in_dir(&options.run_dir);
+        let (netlink, steps) = planned(&config).await?;
+        let mut state = files.state.load()?.unwrap_or_default();
+        // Drift repairs count on across restarts of the daemon.
+        let status = files.status.load()?.unwrap_or_default();
+        if let Some(pid) = state.live_daemon().filter(|&p| p != std::process::id()) {
+            return Err(DaemonError::AlreadyRunning {
+                pid,
+                path: files.state.path().to_path_buf(),
+            });
+        }
+        let listener = match config.metrics_listen {
+            Some(addr) => Some(server::bind(addr).await?),
+            None => None,
+        };
+        let pins = PinDir::open(&options.pin_dir)?;
+        let adopting = pins.holds_pins();
+        let (starting, layout) = if adopting {
+            let (datapath, layout) = datapath::adopt(&pins, &files.layout, &config)?;
+            (Starting::Adopted(datapath), layout)
+        } else {
+            let layout = Layout::new(&config);
+            let loaded = Loaded::load(&layout, &config.interfaces).map_err(DaemonError::Load)?;
+            (Starting::Loaded(loaded), layout)
+        };
+        files.layout.save(&layout)?;
+        state.daemon_pid = Some(std::process::id());
+        files.state.save(&state)?;
+        if adopting {
+            log::info!(
+                "adopted the datapath pinned in {}: still attached to {}, counters carry on",
+                pins.path().display(),
+                config.interfaces.join(", ")
+            );
+        }
+        // From here on a failure reverts what start-up did.
+        let mut started = Started {
+            netlink,
+            state,
+            files,
+            pins,
+        };
+        match started.bring_up(&config, &steps, starting).await {
+            Ok(datapath) => {
+                let Started {
+                    netlink,
+                    state,
+                    files,
+                    pins,
+                } = started;
+                let mut daemon = Daemon {
+                    options,
+                    config,
+                    layout,
+                    datapath,
+                    netlink,
+                    state,
+                    status,
+                    files,
+                    pins,
+                    exporter: None,
+                    steer: SteerAgent::default(),
+                };
+                match daemon.finish_start(listener).await {
+                    Ok(()) => Ok(daemon),
+                    Err(e) => {
+                        daemon.shutdown(Stop::Revert).await?;
+                        Err(e)
+                    }
+                }
+            }
+            Err(e) => {
+                started.revert(None).await?;
+                Err(e)
+            }
+        }
+    }
+
+    /// Steering and the exporter, on the live datapath.
+    async fn finish_start(
+        &mut self,
+        listener: Option<tokio::net::TcpListener>,
+    ) -> Result<(), DaemonError> {
+        self.steer.set_layout(&self.layout, &mut self.datapath)?;
+        self.refresh_steering()?;
+        log::info!(
+            "counting {} range(s) on {}; maps and links pinned in {}",
+            self.layout.ranges.len(),
+            self.config.interfaces.join(", "),
+            self.pins.path().display()
+        );
+        if let Some(listener) = listener {
+            let exporter = Exporter::new(
+                self.options.pin_dir.clone(),
+                self.options.run_dir.clone(),
+                SeriesPolicy::from_config(&self.config),
+            );
+            let addr = listener.local_addr().map_err(|source| DaemonError::Io {
+                what: "metrics listener",
+                source,
+            })?;
+            log::info!("serving /metrics and /healthz on http://{addr}");
+            let task = tokio::spawn(server::serve(listener, exporter.clone()));
+            self.exporter = Some((exporter, task));
+        }
+        Ok(())
+    }
+
+    /// The live datapath, e.g. for tests that read its maps.
+    pub fn datapath(&self) -> &Datapath {
+        &self.datapath
+    }
+
+    pub fn layout(&self) -> &Layout {
+        &self.layout
+    }
+
+    /// What the daemon records about itself in the run directory.
+    pub fn status(&self) -> &Status {
+        &self.status
+    }
+
+    /// Stops the daemon as `stop` says.
+    pub async fn shutdown(mut self, stop: Stop) -> Result<(), DaemonError> {
+        if let Some((_, task)) = self.exporter.take() {
+            task.abort();
+        }
+        if stop == Stop::KeepDatapath {
+            log::info!(
+                "exiting with the datapath attached, pinned in {}; the next `vip run` adopts it, `vip down` removes it",
+                self.pins.path().display()
+            );
+            self.state.daemon_pid = None;
+            self.files.state.save(&self.state)?;
+            return Ok(());
+        }
+        log::info!("shutting down: detaching and reverting host state");
+        let started = Started {
+            netlink: self.netlink,
+            state: self.state,
+            files: self.files,
+            pins: self.pins,
+        };
+        started.revert(Some(&mut self.datapath)).await
+    }
+}
+
+/// What start-up has changed so far, to revert on a failure.
+struct Started {
+    netlink: Netlink,
+    state: State,
+    files: RunFiles,
+    pins: PinDir,
+}
+
+impl Started {
+    /// Applies the host state, and attaches and pins a freshly loaded datapath.
+    async fn bring_up(
+        &mut self,
+        config: &Config,
+        steps: &[crate::host::Step],
+        starting: Starting,
+    ) -> Result<Datapath, DaemonError> {
+        apply(&self.netlink, steps, &mut self.state, &self.files.state).await?;
+        let mut loaded = match starting {
+            Starting::Adopted(datapath) => return Ok(datapath),
+            Starting::Loaded(loaded) => loaded,
+        };
+        loaded.attach_all(&config.interfaces, config.xdp_mode)?;
+        if let Err(e) = loaded.attach_steering() {
+            if config.ranges.iter().any(|r| !r.steer.is_empty()) {
+                return Err(e.into());
+            }
+            // Without steer entries it only counts delivered lookups.
+            log::warn!(
+                "no sk_lookup program (delivered counts stay 0): {}",
+                errors::chain(&e)
+            );
+        }
+        Ok(loaded.pin(&self.pins)?)
+    }
+
+    /// Detaches (an unpinned datapath detached when it was dropped), removes
+    /// the pins, reverts the host state and removes the run files.
+    async fn revert(mut self, datapath: Option<&mut Datapath>) -> Result<(), DaemonError> {
+        if let Some(datapath) = datapath {
+            if let Err(e) = datapath.detach_all() {
+                log::error!("detaching: {}", errors::chain(&e));
+            }
+        }
+        if let Err(e) = self.pins.remove() {
+            log::error!("removing pins: {}", errors::chain(&e));
+        }
+        revert(&self.netlink, &mut self.state, &self.files.state).await?;
+        self.files.remove()?;
+        Ok(())
+    }
+}

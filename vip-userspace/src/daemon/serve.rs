@@ -1,0 +1,137 @@
+//! A started daemon's work: drift repair, steering, reloads, until a signal.
+
+use std::time::Duration;
+
+use tokio::signal::unix::{signal, SignalKind};
+
+use super::{Daemon, DaemonError};
+use crate::{
+    errors,
+    host::{
+        self,
+        apply::{apply, repair, revert_unwanted},
+        plan, HostView,
+    },
+    metrics::SeriesPolicy,
+    preflight::{self, Purpose},
+};
+
+/// How often owned host state is checked for drift.
+const DRIFT_INTERVAL: Duration = Duration::from_secs(1);
+
+/// Why [`Daemon::serve`] returned.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Served {
+    Sigterm,
+    Sigint,
+}
+
+impl Daemon {
+    /// Repairs drift and reloads on SIGHUP, until SIGINT or SIGTERM. Errors of
+    /// each round are logged; the daemon carries on.
+    pub async fn serve(&mut self) -> Result<Served, DaemonError> {
+        let handler = |kind: SignalKind, what: &'static str| {
+            signal(kind).map_err(|source| DaemonError::Io { what, source })
+        };
+        let mut term = handler(SignalKind::terminate(), "SIGTERM handler")?;
+        let mut int = handler(SignalKind::interrupt(), "SIGINT handler")?;
+        let mut hup = handler(SignalKind::hangup(), "SIGHUP handler")?;
+        let mut drift = tokio::time::interval(DRIFT_INTERVAL);
+        // Start-up has just looked for the steer targets.
+        let period = crate::steer::REFRESH_INTERVAL;
+        let mut steer = tokio::time::interval_at(tokio::time::Instant::now() + period, period);
+        loop {
+            tokio::select! {
+                _ = term.recv() => { log::info!("SIGTERM"); return Ok(Served::Sigterm); }
+                _ = int.recv() => { log::info!("SIGINT"); return Ok(Served::Sigint); }
+                _ = hup.recv() => {
+                    if let Err(e) = self.reload().await {
+                        log::error!(
+                            "reload of {} refused, still running the previous config: {}",
+                            self.options.config_path.display(),
+                            errors::chain(&e)
+                        );
+                    }
+                }
+                _ = steer.tick() => {
+                    if let Err(e) = self.refresh_steering() {
+                        log::error!("steering: {}", errors::chain(&e));
+                    }
+                }
+                _ = drift.tick() => {
+                    if let Err(e) = self.repair_drift().await {
+                        log::error!("drift repair: {}", errors::chain(&e));
+                    }
+                }
+            }
+        }
+    }
+
+    /// Looks for the steer targets' sockets; records their state when it changes.
+    pub fn refresh_steering(&mut self) -> Result<(), DaemonError> {
+        self.steer.refresh(&mut self.datapath);
+        let steer = self.steer.status();
+        if steer != self.status.steer {
+            self.status.steer = steer;
+            self.files.status.save(&self.status)?;
+        }
+        Ok(())
+    }
+
+    /// Puts back owned host state that changed from outside; counts it by kind.
+    pub async fn repair_drift(&mut self) -> Result<(), DaemonError> {
+        let repaired = repair(&self.netlink, &self.state).await?;
+        if repaired.is_empty() {
+            return Ok(());
+        }
+        for item in repaired {
+            *self
+                .status
+                .drift_repairs
+                .entry(item.kind().to_string())
+                .or_default() += 1;
+        }
+        self.files.status.save(&self.status)?;
+        Ok(())
+    }
+
+    /// Re-reads and checks the config, then moves the datapath and the host
+    /// state to it through map updates and netlink; nothing is detached. On any
+    /// error before the first change, nothing changes.
+    pub async fn reload(&mut self) -> Result<(), DaemonError> {
+        let config = preflight::config(&self.options.config_path, Purpose::Run)?;
+        let layout = self.layout.update(&config)?;
+        let view = HostView::read(&self.netlink)
+            .await
+            .map_err(host::HostError::from)?;
+        view.check_safety(&config).map_err(host::HostError::from)?;
+        let wanted = host::desired(&config);
+        let steps = plan::plan(&view, wanted.clone())?;
+        if config.interfaces != self.config.interfaces
+            || config.xdp_mode != self.config.xdp_mode
+            || config.metrics_listen != self.config.metrics_listen
+        {
+            log::warn!(
+                "interfaces, xdp_mode and metrics.listen changes take effect when vip restarts"
+            );
+        }
+        self.datapath.update(&self.layout, &layout)?;
+        self.files.layout.save(&layout)?;
+        self.steer.set_layout(&layout, &mut self.datapath)?;
+        let state_file = &self.files.state;
+        apply(&self.netlink, &steps, &mut self.state, state_file).await?;
+        revert_unwanted(&self.netlink, &mut self.state, state_file, &wanted).await?;
+        if let Some((exporter, _)) = &self.exporter {
+            exporter.set_policy(SeriesPolicy::from_config(&config));
+        }
+        self.layout = layout;
+        self.config = config;
+        self.refresh_steering()?;
+        log::info!(
+            "reloaded {}: {} range(s)",
+            self.options.config_path.display(),
+            self.layout.ranges.len()
+        );
+        Ok(())
+    }
+}

@@ -1,0 +1,122 @@
+//! The datapath's encodings of the operator's config: allow lists as
+//! `RangePolicy`, tunnels as `DECAP_*` bits, ranges as dense slot counts.
+
+use ipnet::IpNet;
+use vip_common::{
+    AllowEntry, RangePolicy, DECAP_GUE, DECAP_IP6IP6, DECAP_IPIP, DENSE_MIN_PREFIX_V4, IPPROTO_TCP,
+    IPPROTO_UDP, MAX_ALLOW_ENTRIES, POLICY_ENFORCED, POLICY_ICMP,
+};
+
+use crate::config::{AllowList, Decap, Encap, Rule};
+
+/// A range's allow list as the datapath reads it (`None`: no list, allow all).
+pub fn range_policy(allow: Option<&AllowList>) -> RangePolicy {
+    let mut policy: RangePolicy = bytemuck::Zeroable::zeroed();
+    let Some(allow) = allow else {
+        return policy;
+    };
+    policy.flags = POLICY_ENFORCED;
+    for rule in &allow.rules {
+        let (proto, first, last) = match *rule {
+            Rule::Icmp => {
+                policy.flags |= POLICY_ICMP;
+                continue;
+            }
+            Rule::Tcp { first, last } => (IPPROTO_TCP, first, last),
+            Rule::Udp { first, last } => (IPPROTO_UDP, first, last),
+        };
+        let index = policy.entry_count as usize;
+        assert!(index < MAX_ALLOW_ENTRIES, "validation bounds allow lists");
+        policy.entries[index] = AllowEntry {
+            proto,
+            port_first_host: first,
+            port_last_host: last,
+            ..AllowEntry::default()
+        };
+        policy.entry_count += 1;
+    }
+    policy
+}
+
+pub fn encap_flag(encap: Encap) -> u32 {
+    match encap {
+        Encap::Ipip => DECAP_IPIP,
+        Encap::Ip6ip6 => DECAP_IP6IP6,
+        Encap::Gue => DECAP_GUE,
+    }
+}
+
+/// The `DECAP_*` bits of the tunnels an interface strips.
+pub fn decap_flags(decap: &Decap) -> u32 {
+    decap
+        .encaps
+        .iter()
+        .fold(0, |flags, &e| flags | encap_flag(e))
+}
+
+/// Number of dense per-VIP slots a range needs: its size for IPv4 ranges of
+/// `DENSE_MIN_PREFIX_V4` or longer, else 0 (sparse).
+pub fn dense_len(cidr: &IpNet) -> u32 {
+    match cidr {
+        IpNet::V4(net) if net.prefix_len() >= DENSE_MIN_PREFIX_V4 => {
+            1u32 << (32 - net.prefix_len())
+        }
+        _ => 0,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    use super::*;
+    use crate::config::Config;
+
+    #[test]
+    fn policies_encode_entries_and_icmp() {
+        let allow = AllowList {
+            rules: ["tcp/80", "icmp", "udp/5000-5100"]
+                .map(|r| Rule::parse(r).unwrap())
+                .to_vec(),
+        };
+        let policy = range_policy(Some(&allow));
+        assert_eq!(policy.flags, POLICY_ENFORCED | POLICY_ICMP);
+        assert_eq!(policy.entry_count, 2);
+        let entry = |i: usize| {
+            let e = policy.entries[i];
+            (e.proto, e.port_first_host, e.port_last_host)
+        };
+        assert_eq!(entry(0), (6, 80, 80));
+        assert_eq!(entry(1), (17, 5000, 5100));
+        assert_eq!(range_policy(None).flags, 0);
+        assert_eq!(
+            range_policy(Some(&AllowList::default())).flags,
+            POLICY_ENFORCED
+        );
+    }
+
+    #[test]
+    fn decap_flags_are_the_configured_tunnels() {
+        let decap = |extra: &str| {
+            let text = format!(
+                "interfaces = [\"eth0\"]\n{extra}\n[[range]]\nname = \"a\"\ncidr = \"192.0.2.0/24\"\n"
+            );
+            Config::parse(&text, Path::new("test")).unwrap().decap
+        };
+        assert_eq!(decap_flags(&decap("")), 0);
+        assert_eq!(
+            decap_flags(&decap("decap = [\"gue\", \"ipip\", \"gue\"]")),
+            DECAP_IPIP | DECAP_GUE
+        );
+        assert_eq!(decap_flags(&decap("decap = [\"ip6ip6\"]")), DECAP_IP6IP6);
+    }
+
+    #[test]
+    fn dense_slots_cover_ipv4_ranges_of_16_or_longer() {
+        assert_eq!(dense_len(&"192.0.2.0/24".parse().unwrap()), 256);
+        assert_eq!(dense_len(&"192.0.2.7/32".parse().unwrap()), 1);
+        assert_eq!(dense_len(&"198.18.0.0/16".parse().unwrap()), 65_536);
+        assert_eq!(dense_len(&"198.18.0.0/15".parse().unwrap()), 0);
+        assert_eq!(dense_len(&"2001:db8::/120".parse().unwrap()), 0);
+    }
+}
