@@ -353,5 +353,22 @@ pub fn machine() -> String {
         .map(|u| u.release().to_string_lossy().into_owned())
         .unwrap_or_default();
     let cpus = std::thread::available_parallelism().map_or(0, std::num::NonZero::get);
-    format!("Machine: {cpu}, {cpus} CPUs, kernel {kernel}.\n")
+    format!(
+        "Machine: {cpu}, {cpus} CPUs, kernel {kernel}; mitigations: {}.\n",
+        mitigations()
+    )
+}
+
+/// The kernel's verdicts on the CPU weaknesses that tax returns and indirect
+/// branches, which BPF programs and their helper calls are made of.
+fn mitigations() -> String {
+    ["spec_rstack_overflow", "retbleed", "spectre_v2"]
+        .iter()
+        .filter_map(|name| {
+            let path = format!("/sys/devices/system/cpu/vulnerabilities/{name}");
+            let verdict = std::fs::read_to_string(path).ok()?;
+            Some(format!("{name} \"{}\"", verdict.trim()))
+        })
+        .collect::<Vec<_>>()
+        .join(", ")
 }

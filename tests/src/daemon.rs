@@ -28,11 +28,23 @@ pub fn vip_bin() -> PathBuf {
     path
 }
 
+/// The older vip the upgrade tests start from: `$VIP_OLD_BIN`, which `cargo
+/// xtask test` builds from a fixed commit and caches.
+pub fn old_vip_bin() -> PathBuf {
+    let path = std::env::var_os("VIP_OLD_BIN").map(PathBuf::from).expect(
+        "VIP_OLD_BIN is unset: run the tests with `cargo xtask test`, which builds the older vip",
+    );
+    assert!(path.exists(), "{} is missing", path.display());
+    path
+}
+
 /// Where one vip instance keeps its state: a fresh pin directory on bpffs and a
 /// fresh run directory, so tests can run in parallel. Pins are removed on drop.
 pub struct Instance {
     pin_dir: PathBuf,
     run_dir: tempfile::TempDir,
+    /// The `vip` its commands run: [`vip_bin`] unless [`Instance::use_binary`] said otherwise.
+    binary: std::sync::Mutex<PathBuf>,
 }
 
 impl Instance {
@@ -44,7 +56,13 @@ impl Instance {
                 NEXT_INSTANCE.fetch_add(1, Ordering::Relaxed)
             )),
             run_dir: tempfile::tempdir().expect("temp run dir"),
+            binary: std::sync::Mutex::new(vip_bin()),
         }
+    }
+
+    /// Runs `binary` (another build of vip) from now on.
+    pub fn use_binary(&self, binary: &Path) {
+        *self.binary.lock().unwrap() = binary.to_path_buf();
     }
 
     pub fn pin_dir(&self) -> &Path {
@@ -75,10 +93,10 @@ impl Instance {
         let mut command = match wrapper.split_first() {
             Some((program, args)) => {
                 let mut command = ns.command(program);
-                command.args(args).arg(vip_bin());
+                command.args(args).arg(&*self.binary.lock().unwrap());
                 command
             }
-            None => ns.command(vip_bin()),
+            None => ns.command(&*self.binary.lock().unwrap()),
         };
         command
             .arg("--pin-dir")

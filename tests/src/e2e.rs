@@ -282,3 +282,61 @@ fn run_in(ns: &Netns, program: &str, args: &[&str], stdin: Option<&str>) {
     let status = child.wait().unwrap();
     assert!(status.success(), "{program} {}: {status}", args.join(" "));
 }
+
+/// What an in-place upgrade under load did.
+pub struct UpgradeResult {
+    /// From starting the new `vip run` to its datapath counting again under
+    /// its own programs (programs loaded, maps moved, links replaced).
+    pub took: Duration,
+    /// Frames the generator sent over the whole run, the receiver's interface
+    /// counted, and vip counted (before, during and after the upgrade).
+    pub sent: u64,
+    pub received: u64,
+    pub counted: u64,
+}
+
+/// `vip run --keep-datapath` with `config` under the generator's load to
+/// `targets` for `duration`; a second start of the same binary upgrades its
+/// datapath in place (loads its programs onto the pinned maps, replaces them
+/// through the links) while the frames keep coming.
+pub fn upgrade_under_load(
+    config: &str,
+    template: FrameSpec,
+    targets: &[IpAddr],
+    duration: Duration,
+) -> UpgradeResult {
+    let lab = lab();
+    let instance = crate::daemon::Instance::new("e2e-up");
+    let first =
+        crate::daemon::Daemon::start_with(&lab.server, config, &instance, &["--keep-datapath"]);
+    let generator = Generator::new(template, targets);
+    let counted_before = vip_total(&first.stats_json());
+    let before = received(&lab);
+    let (sent, took, second) = std::thread::scope(|scope| {
+        let load = scope.spawn(|| generator.run(&lab, duration));
+        std::thread::sleep(duration / 3);
+        first.stop();
+        let started = Instant::now();
+        let second =
+            crate::daemon::Daemon::start_with(&lab.server, config, &instance, &["--keep-datapath"]);
+        let took = started.elapsed();
+        let (sent, _) = load.join().expect("generator");
+        (sent, took, second)
+    });
+    std::thread::sleep(Duration::from_millis(200)); // let NAPI drain
+    let received = received(&lab) - before;
+    let counted = vip_total(&second.stats_json()) - counted_before;
+    assert!(
+        second.log().contains("in-place upgrade 1"),
+        "the second start upgraded in place:\n{}",
+        second.log()
+    );
+    second.stop();
+    instance.vip_ok(&lab.server, &["down"]);
+    UpgradeResult {
+        took,
+        sent,
+        received,
+        counted,
+    }
+}

@@ -4,6 +4,7 @@ pub mod bench;
 pub mod daemon;
 pub mod e2e;
 pub mod fixture;
+pub mod flow;
 pub mod fuzz;
 pub mod http;
 pub mod netns;

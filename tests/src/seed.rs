@@ -162,6 +162,8 @@ impl DirectLab {
 
 /// Everything `vip` may touch on a host, as the kernel reports it: addresses,
 /// the main and local routing tables of both families, and the given sysctls.
+/// An attached XDP program shows as `xdp/id:ID` (or `xdpgeneric/id:ID`) with
+/// the id left out: an upgrade replaces the program behind the same attachment.
 pub fn host_dump(ns: &Netns, sysctls: &[&str]) -> String {
     let mut dump = String::new();
     for args in [
@@ -173,6 +175,7 @@ pub fn host_dump(ns: &Netns, sysctls: &[&str]) -> String {
     ] {
         dump.push_str(&format!("$ ip {}\n{}", args.join(" "), ns.ip_output(args)));
     }
+    let mut dump = without_program_ids(&dump);
     for key in sysctls {
         dump.push_str(&format!("{key} = {}\n", ns.read_sysctl(key)));
     }
@@ -182,6 +185,19 @@ pub fn host_dump(ns: &Netns, sysctls: &[&str]) -> String {
 /// Drift from outside: removes the AnyIP route `vip` installed for `cidr`.
 pub fn drift_local_route(ns: &Netns, cidr: &str) {
     ns.ip(&["route", "del", "local", cidr, "dev", "lo", "table", "local"]);
+}
+
+fn without_program_ids(dump: &str) -> String {
+    let mut out = String::with_capacity(dump.len());
+    let mut rest = dump;
+    while let Some(at) = rest.find("/id:") {
+        let (before, after) = rest.split_at(at + "/id:".len());
+        out.push_str(before);
+        out.push_str("ID");
+        rest = after.trim_start_matches(|c: char| c.is_ascii_digit());
+    }
+    out.push_str(rest);
+    out
 }
 
 /// Panics, showing the differing lines, unless two host dumps are equal.

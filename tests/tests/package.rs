@@ -104,7 +104,7 @@ fn the_package_holds_what_a_server_needs() {
     // The unit as deploy/ has it; its ExecStart is the packaged binary.
     let unit = read(root, "usr/lib/systemd/system/vip.service");
     assert_eq!(unit, repo_file("deploy/vip.service"));
-    assert!(unit.contains("ExecStart=/usr/bin/vip run --config /etc/vip/vip.toml"));
+    assert!(unit.contains("ExecStart=/usr/bin/vip run --keep-datapath --config /etc/vip/vip.toml"));
 
     // The example config: a conffile, and one vip accepts.
     assert_eq!(read(&control, "conffiles"), "/etc/vip/vip.toml\n");

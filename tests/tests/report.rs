@@ -1,7 +1,8 @@
 //! `vip stats --json` and `/metrics` are one report (`stats::collect`): read from
 //! the same pins and run directory once traffic has stopped, every figure the
 //! JSON shows (per VIP, per range, global, steer targets and steered lookups,
-//! drift repairs) appears in /metrics with the same value.
+//! drift repairs, the running build and program ids) appears in /metrics with
+//! the same value.
 
 use std::{
     net::{SocketAddr, UdpSocket},
@@ -186,5 +187,24 @@ fn metrics_and_stats_json_show_the_same_figures() {
         value("vip_drift_repairs_total", &[("kind", "local_route")]),
         n(&stats["drift_repairs"]["local_route"])
     );
+    let datapath = &stats["datapath"];
+    let build = datapath["build"].as_str().unwrap();
+    assert_ne!(build, "unknown", "cargo xtask build records the build");
+    assert_eq!(
+        value(
+            "vip_datapath_info",
+            &[("version", env!("CARGO_PKG_VERSION")), ("build", build)]
+        ),
+        1.0
+    );
+    let programs = datapath["programs"].as_array().unwrap();
+    assert_eq!(programs.len(), 2, "vip_xdp and vip_sk_lookup: {datapath}");
+    for program in programs {
+        let l = [
+            ("program", program["program"].as_str().unwrap()),
+            ("attached_to", program["attached_to"].as_str().unwrap()),
+        ];
+        assert_eq!(value("vip_datapath_program_id", &l), n(&program["id"]));
+    }
     daemon.stop();
 }

@@ -1,34 +1,25 @@
 //! Restart-safe state: the datapath's maps and links are pinned, so a `vip run`
 //! killed with `kill -9`, or stopped with `--keep-datapath`, leaves it attached
-//! and counting; the next `vip run` adopts it. A UDP flow to three VIPs runs all
+//! and counting; the next `vip run` adopts it and replaces its programs in
+//! place with its own. A UDP flow to three VIPs runs all
 //! through: every datagram is echoed, no counter ever goes backwards, and the
 //! final counts equal what was sent. The alias and the AnyIP route stay.
 
-use std::{
-    collections::BTreeMap,
-    net::{IpAddr, UdpSocket},
-    sync::{
-        atomic::{AtomicBool, Ordering},
-        Arc,
-    },
-    time::{Duration, Instant},
-};
+use std::{net::IpAddr, time::Duration};
 
 use aya::maps::{Array, Map, MapData};
 use serde_json::Value;
 use vip_common::{MAP_SETTINGS, SETTING_LAYOUT_VERSION};
 use vip_tests::{
     daemon::{Daemon, Instance},
+    flow::{assert_exact, total, Flow, Sampler},
     netns::Netns,
     root::require_root,
-    seed::{udp_echoes, DirectLab, Services, DIRECT_SERVER_IF, UDP_PORT},
+    seed::{udp_echoes, DirectLab, Services, DIRECT_SERVER_IF},
 };
 
 /// One VIP of the alias range, two of the route range.
 const VIPS: [&str; 3] = ["192.0.2.10", "198.51.100.20", "198.51.100.30"];
-/// Bounds of the flow, whatever the test does meanwhile.
-const MAX_DATAGRAMS: u64 = 20_000;
-const MAX_FLOW_TIME: Duration = Duration::from_secs(60);
 
 fn config() -> String {
     format!(
@@ -36,125 +27,6 @@ fn config() -> String {
          [[range]]\nname = \"aliased\"\ncidr = \"192.0.2.0/24\"\naccept = \"alias\"\n\
          [[range]]\nname = \"routed\"\ncidr = \"198.51.100.0/24\"\naccept = \"route\"\n"
     )
-}
-
-/// What the flow did: datagrams sent per VIP, and how many came back unechoed.
-struct FlowResult {
-    sent: BTreeMap<String, u64>,
-    lost: u64,
-}
-
-/// UDP datagrams to the VIPs in turn, each waiting for its echo, until told to
-/// stop (or a bound is hit).
-struct Flow {
-    stop: Arc<AtomicBool>,
-    thread: std::thread::JoinHandle<FlowResult>,
-}
-
-impl Flow {
-    fn start(client: &Netns) -> Flow {
-        let stop = Arc::new(AtomicBool::new(false));
-        let thread = {
-            let stop = stop.clone();
-            client.spawn_in(move || {
-                let socket = UdpSocket::bind("0.0.0.0:0").unwrap();
-                socket
-                    .set_read_timeout(Some(Duration::from_millis(500)))
-                    .unwrap();
-                let started = Instant::now();
-                let mut result = FlowResult {
-                    sent: BTreeMap::new(),
-                    lost: 0,
-                };
-                let mut buf = [0u8; 64];
-                for n in 0..MAX_DATAGRAMS {
-                    if stop.load(Ordering::Relaxed) || started.elapsed() > MAX_FLOW_TIME {
-                        break;
-                    }
-                    let vip = VIPS[n as usize % VIPS.len()];
-                    let addr: IpAddr = vip.parse().unwrap();
-                    let payload = n.to_be_bytes();
-                    socket.send_to(&payload, (addr, UDP_PORT)).unwrap();
-                    *result.sent.entry(vip.to_string()).or_default() += 1;
-                    // An echo of an earlier datagram would be a late one: skip it.
-                    let echoed = loop {
-                        match socket.recv_from(&mut buf) {
-                            Ok((8, _)) if buf[..8] == payload => break true,
-                            Ok(_) => continue,
-                            Err(_) => break false,
-                        }
-                    };
-                    if !echoed {
-                        result.lost += 1;
-                    }
-                    std::thread::sleep(Duration::from_millis(2));
-                }
-                result
-            })
-        };
-        Flow { stop, thread }
-    }
-
-    fn finish(self) -> FlowResult {
-        self.stop.store(true, Ordering::Relaxed);
-        self.thread.join().expect("the flow thread")
-    }
-}
-
-/// Packets per listed VIP in `vip stats --json`.
-fn vip_packets(stats: &Value) -> BTreeMap<String, u64> {
-    let mut out = BTreeMap::new();
-    for range in stats["ranges"].as_array().expect("ranges") {
-        for vip in range["vips"].as_array().expect("vips") {
-            out.insert(
-                vip["addr"].as_str().unwrap().to_string(),
-                vip["packets"].as_u64().unwrap(),
-            );
-        }
-    }
-    out
-}
-
-/// Samples `vip stats --json` while the flow runs; every sample must read, and
-/// no VIP's count may be lower than in the sample before.
-struct Sampler<'a> {
-    instance: &'a Instance,
-    ns: &'a Netns,
-    last: BTreeMap<String, u64>,
-    samples: usize,
-}
-
-impl Sampler<'_> {
-    fn sample(&mut self, when: &str) -> BTreeMap<String, u64> {
-        let now = vip_packets(&self.instance.stats_json(self.ns));
-        for (vip, before) in &self.last {
-            let after = now.get(vip).copied().unwrap_or(0);
-            assert!(
-                after >= *before,
-                "{vip} went backwards {when}: {before} -> {after}"
-            );
-        }
-        self.last = now.clone();
-        self.samples += 1;
-        now
-    }
-
-    /// Samples for `duration`; returns the last sample.
-    fn sample_for(&mut self, duration: Duration, when: &str) -> BTreeMap<String, u64> {
-        let end = Instant::now() + duration;
-        let mut last = self.sample(when);
-        while Instant::now() < end {
-            std::thread::sleep(Duration::from_millis(50));
-            last = self.sample(when);
-        }
-        last
-    }
-}
-
-fn total(packets: &BTreeMap<String, u64>) -> u64 {
-    VIPS.iter()
-        .map(|v| packets.get(*v).copied().unwrap_or(0))
-        .sum()
 }
 
 fn assert_host_state_in_place(server: &Netns, when: &str) {
@@ -178,8 +50,11 @@ fn assert_gap_counts(lab: &DirectLab, sampler: &mut Sampler, program: Option<u32
         "the program stays attached with no daemon"
     );
     assert_host_state_in_place(&lab.server, "with no daemon");
-    let before = total(&sampler.sample("as the daemon went"));
-    let after = total(&sampler.sample_for(Duration::from_millis(600), "with no daemon"));
+    let before = total(&sampler.sample("as the daemon went"), &VIPS);
+    let after = total(
+        &sampler.sample_for(Duration::from_millis(600), "with no daemon"),
+        &VIPS,
+    );
     assert!(
         after > before,
         "nothing counted in the gap: {before} -> {after}"
@@ -187,8 +62,8 @@ fn assert_gap_counts(lab: &DirectLab, sampler: &mut Sampler, program: Option<u32
 }
 
 /// A daemon started with `run_args` goes away through `stop` while the flow
-/// runs; the datapath counts in the gap; a second daemon adopts it (same
-/// program), and the final counts are exact. A plain SIGTERM then cleans up.
+/// runs; the datapath counts in the gap; a second daemon adopts it (and
+/// replaces the program in place), and the final counts are exact. A plain SIGTERM then cleans up.
 fn restart_under_flow(tag: &str, run_args: &[&str], stop: impl FnOnce(Daemon, &Instance)) {
     let lab = DirectLab::new(tag);
     let _services = Services::start(&lab.server);
@@ -196,13 +71,8 @@ fn restart_under_flow(tag: &str, run_args: &[&str], stop: impl FnOnce(Daemon, &I
     let daemon = Daemon::start_with(&lab.server, &config(), &instance, run_args);
     let program = lab.server.xdp_prog_id(DIRECT_SERVER_IF);
     assert!(program.is_some());
-    let flow = Flow::start(&lab.client);
-    let mut sampler = Sampler {
-        instance: &instance,
-        ns: &lab.server,
-        last: BTreeMap::new(),
-        samples: 0,
-    };
+    let flow = Flow::start(&lab.client, &VIPS);
+    let mut sampler = Sampler::new(&instance, &lab.server);
     sampler.sample_for(Duration::from_millis(500), "before the stop");
 
     stop(daemon, &instance);
@@ -214,7 +84,11 @@ fn restart_under_flow(tag: &str, run_args: &[&str], stop: impl FnOnce(Daemon, &I
         "the second daemon adopted:\n{}",
         restarted.log()
     );
-    assert_eq!(lab.server.xdp_prog_id(DIRECT_SERVER_IF), program);
+    let replaced = lab.server.xdp_prog_id(DIRECT_SERVER_IF);
+    assert!(
+        replaced.is_some() && replaced != program,
+        "the adopting daemon replaced the program in place: {program:?} -> {replaced:?}"
+    );
     assert_host_state_in_place(&lab.server, "after the restart");
     sampler.sample_for(Duration::from_millis(500), "after the restart");
 
@@ -236,12 +110,7 @@ fn restart_under_flow(tag: &str, run_args: &[&str], stop: impl FnOnce(Daemon, &I
     let result = flow.finish();
     // Each datagram was echoed, so its count had landed before the flow ended.
     let last = sampler.sample("at the end");
-    assert_eq!(result.lost, 0, "datagrams without an echo");
-    let counted: BTreeMap<String, u64> = VIPS
-        .iter()
-        .map(|v| (v.to_string(), last.get(*v).copied().unwrap_or(0)))
-        .collect();
-    assert_eq!(counted, result.sent, "counted == sent, per VIP");
+    assert_exact(&result, &last, &VIPS);
     assert!(sampler.samples > 20, "only {} samples", sampler.samples);
 
     restarted.stop();
@@ -282,8 +151,9 @@ fn keep_datapath_stop_then_restart_adopts_the_datapath_and_loses_no_count() {
     });
 }
 
-/// Pins of another layout version are refused with a pointer to `vip down`,
-/// changing nothing; `vip down` then removes them, which detaches.
+/// Pins of a newer layout version, or of one too old to upgrade, are refused
+/// with one line pointing to `vip down`, changing nothing; `vip down` then
+/// removes them, which detaches.
 #[test]
 fn incompatible_pins_are_refused_until_vip_down() {
     if !require_root("incompatible_pins_are_refused_until_vip_down") {
@@ -300,27 +170,35 @@ fn incompatible_pins_are_refused_until_vip_down() {
         .expect("the pinned settings");
     let mut settings: Array<_, u32> = settings.try_into().unwrap();
     let version = settings.get(&SETTING_LAYOUT_VERSION, 0).unwrap();
-    settings
-        .set(SETTING_LAYOUT_VERSION, version + 1, 0)
-        .unwrap();
     let config_file = vip_tests::daemon::config_file(&config());
     let config_path = config_file.path().to_str().unwrap();
-    let out = instance.vip(&lab.server, &["run", "--config", config_path]);
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(2), "a user error:\n{stderr}");
-    assert!(
-        stderr.contains(&format!(
-            "has layout version {}, this vip has {version}: run `vip down`",
-            version + 1
-        )),
-        "{stderr}"
-    );
-    assert_eq!(
-        lab.server.xdp_prog_id(DIRECT_SERVER_IF),
-        program,
-        "still attached"
-    );
-    assert_host_state_in_place(&lab.server, "after the refusal");
+    // A newer layout (a downgrade), then one older than any this vip upgrades.
+    for (pinned, refusal) in [
+        (
+            version + 1,
+            format!(
+                "was set up by a newer vip (layout version {}, this vip has {version})",
+                version + 1
+            ),
+        ),
+        (
+            3,
+            format!("has layout version 3, this vip has {version}: run `vip down`"),
+        ),
+    ] {
+        settings.set(SETTING_LAYOUT_VERSION, pinned, 0).unwrap();
+        let out = instance.vip(&lab.server, &["run", "--config", config_path]);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "a user error:\n{stderr}");
+        assert_eq!(stderr.lines().count(), 1, "one line:\n{stderr}");
+        assert!(stderr.contains(&refusal), "{stderr}");
+        assert_eq!(
+            lab.server.xdp_prog_id(DIRECT_SERVER_IF),
+            program,
+            "still attached, the same program"
+        );
+        assert_host_state_in_place(&lab.server, "after the refusal");
+    }
 
     let down = instance.vip_ok(&lab.server, &["down"]);
     assert!(down.contains("removed pins"), "{down}");

@@ -40,10 +40,14 @@ pub const MAP_ATTACH_META: &str = "VIP_ATTACH_META";
 /// packets to VIPs, and which tunnels (flags 0: none).
 pub const MAP_DECAP: &str = "VIP_DECAP";
 
+/// Array of one `DatapathInfo`: the running programs' build (layout 6 on).
+pub const MAP_INFO: &str = "VIP_INFO";
+
 /// Every map the daemon pins, in pin order: `MAP_ATTACH_META` is last, so its pin
 /// marks a datapath that is fully set up.
-pub const PINNED_MAPS: [&str; 19] = [
+pub const PINNED_MAPS: [&str; 20] = [
     MAP_SETTINGS,
+    MAP_INFO,
     MAP_POLICY,
     MAP_V4_RANGES,
     MAP_V6_RANGES,
@@ -99,8 +103,13 @@ pub const SETTING_NETNS_INODE: u32 = 3;
 pub const SETTINGS: u32 = 4;
 
 /// Bumped whenever a map, a shared type or the meaning of a setting changes, so
-/// that a new binary never adopts maps pinned by an incompatible one.
-pub const LAYOUT_VERSION: u32 = 5;
+/// that a binary never adopts maps pinned by one it does not know. A binary
+/// upgrades a datapath of its own layout or of one in `UPGRADES_FROM`.
+pub const LAYOUT_VERSION: u32 = 6;
+
+/// Older layouts this binary upgrades in place, with the maps each lacks
+/// (created and pinned by the upgrade): 5 had no `MAP_INFO`.
+pub const UPGRADES_FROM: [(u32, &[&str]); 1] = [(5, &[MAP_INFO])];
 
 /// Name, in the pin directory, of the pinned bpf_link that keeps the datapath
 /// attached to an interface: this prefix, then the interface name.

@@ -47,11 +47,32 @@ pub struct AttachMeta {
     pub _pad: u32,
 }
 
+/// Bytes of a build id: NUL-padded ASCII, such as `git describe` prints it.
+pub const BUILD_ID_LEN: usize = 48;
+
+/// ELF section of the datapath object that holds its build id
+/// (`BUILD_ID_LEN` bytes), read by the loader: which build's programs these are.
+pub const BUILD_SECTION: &str = "vip_build";
+
+/// The one entry of `MAP_INFO`: which build's programs the datapath runs,
+/// written when they are attached or replaced.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Pod, Zeroable)]
+pub struct DatapathInfo {
+    /// The running programs' object's build id (see `BUILD_SECTION`).
+    pub build: [u8; BUILD_ID_LEN],
+    /// In-place upgrades this datapath has had since it was first attached.
+    pub upgrades: u32,
+    pub _pad: u32,
+}
+
 const _: () = assert!(size_of::<RangeMeta>() == 104);
 const _: () = assert!(size_of::<AttachMeta>() == 32);
+const _: () = assert!(size_of::<DatapathInfo>() == 56);
 
 #[cfg(feature = "user")]
 mod pod {
     unsafe impl aya::Pod for super::RangeMeta {}
     unsafe impl aya::Pod for super::AttachMeta {}
+    unsafe impl aya::Pod for super::DatapathInfo {}
 }

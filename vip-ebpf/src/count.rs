@@ -11,8 +11,8 @@ use aya_ebpf::{
     maps::{Array, PerCpuArray},
 };
 use vip_common::{
-    sparse_hash, AttachMeta, RangeMeta, RangeStats, RangeValue, SparseSlot, Verdicts, VipAddr,
-    CPU_TABLE_MAP_FLAGS, GLOBAL_COUNTERS, PER_VIP_DENSE, PER_VIP_SPARSE, SETTINGS,
+    sparse_hash, AttachMeta, DatapathInfo, RangeMeta, RangeStats, RangeValue, SparseSlot, Verdicts,
+    VipAddr, CPU_TABLE_MAP_FLAGS, GLOBAL_COUNTERS, PER_VIP_DENSE, PER_VIP_SPARSE, SETTINGS,
     SETTING_DENSE_STRIDE, SETTING_SPARSE_MASK, SPARSE_PROBES,
 };
 
@@ -204,3 +204,5 @@ pub fn sparse_hit(
 static VIP_RANGE_META: Array<RangeMeta> = Array::with_max_entries(1, 0);
 #[map]
 static VIP_ATTACH_META: Array<AttachMeta> = Array::with_max_entries(1, 0);
+#[map]
+static VIP_INFO: Array<DatapathInfo> = Array::with_max_entries(1, 0);

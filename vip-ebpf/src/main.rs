@@ -21,6 +21,7 @@ use aya_ebpf::{
 };
 
 use classify::{classify, Failure, Verdict};
+use vip_common::BUILD_ID_LEN;
 
 /// Counts packets to the configured ranges and drops what their allow lists do
 /// not allow.
@@ -105,6 +106,27 @@ const SK_PASS: u32 = 1;
 #[panic_handler]
 fn panic(_info: &core::panic::PanicInfo) -> ! {
     loop {}
+}
+
+/// This object's build id, which the loader records with the running programs
+/// (`vip_common::BUILD_SECTION`; `cargo xtask build` sets `VIP_BUILD_ID`).
+#[unsafe(link_section = "vip_build")]
+#[unsafe(no_mangle)]
+static VIP_BUILD: [u8; BUILD_ID_LEN] = build_id();
+
+const fn build_id() -> [u8; BUILD_ID_LEN] {
+    let id = match option_env!("VIP_BUILD_ID") {
+        Some(id) => id.as_bytes(),
+        None => b"unknown",
+    };
+    let mut out = [0u8; BUILD_ID_LEN];
+    let mut i = 0;
+    // The last byte stays NUL.
+    while i < id.len() && i < BUILD_ID_LEN - 1 {
+        out[i] = id[i];
+        i += 1;
+    }
+    out
 }
 
 #[unsafe(link_section = "license")]

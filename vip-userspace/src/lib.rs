@@ -6,6 +6,7 @@ pub mod config;
 pub mod daemon;
 pub mod datapath;
 pub mod errors;
+pub mod fault;
 pub mod host;
 pub mod layout;
 pub mod metrics;

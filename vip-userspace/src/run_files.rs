@@ -21,6 +21,8 @@ pub trait RunFileKind: Serialize + DeserializeOwned {
     const WHAT: &'static str;
     /// The version of its format this binary reads and writes.
     const VERSION: u32;
+    /// Older format versions that read as this one (the same fields).
+    const READS: &'static [u32] = &[];
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -116,7 +118,7 @@ impl<T: RunFileKind> RunFile<T> {
         };
         // The header alone first: a body of another version may not parse.
         let header: Header = serde_json::from_str(&text).map_err(|e| self.parse(e))?;
-        if header.version != T::VERSION {
+        if header.version != T::VERSION && !T::READS.contains(&header.version) {
             return Err(RunFileError::Version {
                 what: T::WHAT,
                 path: self.path.clone(),

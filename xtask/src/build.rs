@@ -88,8 +88,24 @@ fn ebpf(root: &Path, target_dir: &str, extra: &[&str]) -> anyhow::Result<PathBuf
             "CARGO_ENCODED_RUSTFLAGS",
             "-C\x1fdebuginfo=2\x1f-C\x1flink-arg=--btf\x1f-C\x1ftarget-cpu=v3\x1f-C\x1flink-arg=--cpu-features=+allows-misaligned-mem-access\x1f-C\x1flink-arg=--llvm-args=-enable-tail-merge=false",
         );
+    ebpf.env("VIP_BUILD_ID", build_id(root));
     run(&mut ebpf, "building the eBPF datapath")?;
     Ok(root.join(target_dir).join("bpfel-unknown-none/release"))
+}
+
+/// What the datapath object records as its build: `git describe --always
+/// --dirty` of the tree, or `unknown` outside a git checkout.
+fn build_id(root: &Path) -> String {
+    std::process::Command::new("git")
+        .args(["describe", "--always", "--dirty", "--abbrev=12"])
+        .current_dir(root)
+        .output()
+        .ok()
+        .filter(|out| out.status.success())
+        .and_then(|out| String::from_utf8(out.stdout).ok())
+        .map(|id| id.trim().to_string())
+        .filter(|id| !id.is_empty())
+        .unwrap_or_else(|| "unknown".to_string())
 }
 
 /// Builds one binary of the tests crate (demo, bench) and returns its path.

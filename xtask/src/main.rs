@@ -5,6 +5,7 @@ mod command;
 mod dist;
 mod system;
 mod toolchain;
+mod upgrade_base;
 
 use std::{path::PathBuf, process::Command};
 
@@ -70,12 +71,14 @@ fn main() -> anyhow::Result<()> {
             system::ensure(system::TEST)?;
             let artifacts = build::with_bench_object(&root)?;
             let deb = dist::deb(&root, &artifacts)?;
+            let old_vip = upgrade_base::vip(&root)?;
             let mut cargo = command::cargo(&root);
             cargo
                 .args(["test", "--release"])
                 .args(&args)
                 .envs(artifacts.env())
-                .env("VIP_DEB", deb);
+                .env("VIP_DEB", deb)
+                .env("VIP_OLD_BIN", old_vip);
             command::run(&mut cargo, "cargo test")?;
         }
         Cmd::Bench { args } => {

@@ -8,7 +8,7 @@ use clap::Parser;
 
 use vip_tests::{
     bench::{machine, median, update_section},
-    e2e::{run_case, E2eCase, E2eResult, Receiver, RECEIVER_IF},
+    e2e::{run_case, upgrade_under_load, E2eCase, E2eResult, Receiver, RECEIVER_IF},
     packets::FrameSpec,
 };
 
@@ -32,6 +32,11 @@ struct Args {
     /// Run only the cases whose label contains TEXT (for profiling one case).
     #[arg(long, value_name = "TEXT")]
     only: Option<String>,
+    /// Instead of the cases: an in-place upgrade of vip with 10,000 ranges,
+    /// under load to 65,536 VIPs; how long it takes and whether a frame went
+    /// uncounted (with --update, into the upgrade section).
+    #[arg(long)]
+    upgrade: bool,
 }
 
 fn vip_config(ranges: &[(String, String)], allow: &str) -> String {
@@ -54,19 +59,7 @@ fn cases() -> Vec<E2eCase> {
     let v6 = ip("2001:db8::7");
     let web = vec![("web".to_string(), "192.0.2.0/24".to_string())];
     let web6 = vec![("web6".to_string(), "2001:db8::/64".to_string())];
-    let many: Vec<(String, String)> = (0..10_000)
-        .map(|k| (format!("r{k}"), format!("2001:db8:0:{k:x}::/64")))
-        .collect();
-    // 65,536 VIPs spread over the 10,000 ranges.
-    let spread: Vec<IpAddr> = (0..65_536u32)
-        .map(|i| {
-            ip(&format!(
-                "2001:db8:0:{:x}::{:x}",
-                i % 10_000,
-                i / 10_000 + 1
-            ))
-        })
-        .collect();
+    let (many_config, many_template, spread) = many();
     let denied = |dst| FrameSpec::udp(dst, 9);
     let allowed = |dst| FrameSpec::udp(dst, 53);
     let case = |label: &str, receiver, template, targets| E2eCase {
@@ -102,8 +95,8 @@ fn cases() -> Vec<E2eCase> {
         case("vip drops, IPv6, 1 VIP in 1 range", Receiver::Vip { config: vip_config(&web6, "\"tcp/80\"") }, denied(v6), vec![v6]),
         case(
             "vip drops, IPv6, 65,536 VIPs in 10,000 ranges",
-            Receiver::Vip { config: vip_config(&many, "\"tcp/80\"") },
-            denied(spread[0]),
+            Receiver::Vip { config: many_config },
+            many_template,
             spread,
         ),
     ]
@@ -133,6 +126,9 @@ fn main() -> ExitCode {
     }
     let args = Args::parse();
     let duration = Duration::from_secs_f64(args.seconds);
+    if args.upgrade {
+        return upgrade(&args);
+    }
     if let Some(only) = &args.only {
         for case in cases()
             .into_iter()
@@ -163,6 +159,71 @@ fn main() -> ExitCode {
     }
     if args.check && misses > 0 {
         eprintln!("vip-e2e: {misses} targets missed");
+        return ExitCode::FAILURE;
+    }
+    ExitCode::SUCCESS
+}
+
+/// The IPv6 config of the 65,536-VIP case (10,000 ranges, 65,536 VIPs spread
+/// over them), its frame to a denied port, and the targets.
+fn many() -> (String, FrameSpec, Vec<IpAddr>) {
+    let many: Vec<(String, String)> = (0..10_000)
+        .map(|k| (format!("r{k}"), format!("2001:db8:0:{k:x}::/64")))
+        .collect();
+    let spread: Vec<IpAddr> = (0..65_536u32)
+        .map(|i| {
+            ip(&format!(
+                "2001:db8:0:{:x}::{:x}",
+                i % 10_000,
+                i / 10_000 + 1
+            ))
+        })
+        .collect();
+    (
+        vip_config(&many, "\"tcp/80\""),
+        FrameSpec::udp(spread[0], 9),
+        spread,
+    )
+}
+
+/// One in-place upgrade under load per run; every frame the interface took in
+/// must be counted by vip.
+fn upgrade(args: &Args) -> ExitCode {
+    let (config, template, targets) = many();
+    // Long enough that the upgrade falls well inside the load.
+    let duration = Duration::from_secs_f64(args.seconds.max(3.0) * 2.0);
+    let mut out = format!(
+        "In-place upgrade (same build: programs loaded onto the pinned maps, then each link \
+         replaced) of vip with 10,000 IPv6 ranges, under 64-byte frames to 65,536 of their \
+         VIPs for {:.0} s, generator pinned to CPU 0; {} run(s)\n\n\
+         | run | upgrade took (ms) | sent | received | counted by vip | uncounted |\n\
+         |---:|---:|---:|---:|---:|---:|\n",
+        duration.as_secs_f64(),
+        args.runs
+    );
+    let mut uncounted_runs = 0;
+    for run in 1..=args.runs {
+        let r = upgrade_under_load(&config, template.clone(), &targets, duration);
+        let uncounted = r.received as i64 - r.counted as i64;
+        if uncounted != 0 {
+            uncounted_runs += 1;
+        }
+        let _ = writeln!(
+            out,
+            "| {run} | {} | {} | {} | {} | {uncounted} |",
+            r.took.as_millis(),
+            r.sent,
+            r.received,
+            r.counted
+        );
+    }
+    print!("{out}");
+    if let Some(path) = &args.update {
+        update_section(path, "upgrade", &format!("{}\n{out}", machine()));
+        println!("updated {}", path.display());
+    }
+    if uncounted_runs > 0 {
+        eprintln!("vip-e2e: frames went uncounted during an upgrade in {uncounted_runs} run(s)");
         return ExitCode::FAILURE;
     }
     ExitCode::SUCCESS

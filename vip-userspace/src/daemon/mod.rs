@@ -185,11 +185,14 @@ impl Daemon {
         files.layout.save(&layout)?;
         state.daemon_pid = Some(std::process::id());
         files.state.save(&state)?;
-        if adopting {
+        if let Starting::Adopted(datapath) = &starting {
+            let info = datapath::build::info(datapath.maps());
             log::info!(
-                "adopted the datapath pinned in {}: still attached to {}, counters carry on",
+                "adopted the datapath pinned in {}: still attached to {}, counters carry on; its programs replaced in place by this build's ({}, in-place upgrade {})",
                 pins.path().display(),
-                config.interfaces.join(", ")
+                config.interfaces.join(", "),
+                info.map_or_else(|| "unknown".to_string(), |i| datapath::build::text(&i.build)),
+                info.map_or(0, |i| i.upgrades)
             );
         }
         // From here on a failure reverts what start-up did.

@@ -6,13 +6,12 @@
 use std::path::PathBuf;
 
 use aya::maps::Array;
-use vip_common::{AttachMeta, LAYOUT_VERSION, MAP_ATTACH_META, SK_LOOKUP_LINK_PIN};
+use vip_common::{AttachMeta, LAYOUT_VERSION, MAP_ATTACH_META, SK_LOOKUP_LINK_PIN, UPGRADES_FROM};
 
 use super::{
     attach::{Attachment, Link},
-    maps::{Access, Maps, MapsError},
     pin::{self, PinDir, PinError},
-    Datapath, DatapathError,
+    upgrade, Datapath, DatapathError,
 };
 use crate::{
     config::Config,
@@ -36,6 +35,8 @@ pub enum AdoptError {
     InterfaceGone { interface: String },
     #[error("the config does not fit the maps of the pinned datapath ({0}); run `vip down` to start afresh")]
     TooBig(#[source] LayoutError),
+    #[error("the datapath pinned in {} was set up by a newer vip (layout version {found}, this vip has {LAYOUT_VERSION}): run that vip, or `vip down` and start afresh", dir.display())]
+    Newer { dir: PathBuf, found: u32 },
     #[error(transparent)]
     Pin(#[from] PinError),
     #[error("the datapath pinned in {} was set up in {theirs}, this is {ours}: give each namespace its own --pin-dir", dir.display())]
@@ -69,8 +70,9 @@ impl From<DatapathError> for AdoptError {
     }
 }
 
-/// The pinned datapath in `pins`, moved to `config` through map updates; and
-/// the layout it now has.
+/// The pinned datapath in `pins`, moved to `config` through map updates and
+/// running this binary's programs (an in-place upgrade, see
+/// [`super::upgrade`]); and the layout it now has.
 pub fn adopt(
     pins: &PinDir,
     layout_file: &LayoutFile,
@@ -80,12 +82,27 @@ pub fn adopt(
     if !pin::is_complete(&dir) {
         return Err(AdoptError::Incomplete { dir });
     }
-    let mut maps = match Maps::open_pinned(&dir, Access::ReadWrite) {
-        Ok(maps) => maps,
-        Err(MapsError::Version { found, .. }) => return Err(AdoptError::Version { dir, found }),
-        Err(MapsError::Pin(e)) => return Err(e.into()),
-        Err(e) => return Err(DatapathError::from(e).into()),
+    let found = pin::layout_version(&dir);
+    let missing: &[&'static str] = match found {
+        Some(LAYOUT_VERSION) => &[],
+        Some(version) if version > LAYOUT_VERSION => {
+            return Err(AdoptError::Newer {
+                dir,
+                found: version,
+            })
+        }
+        Some(version) => match UPGRADES_FROM.iter().find(|(from, _)| *from == version) {
+            Some((_, missing)) => missing,
+            None => return Err(AdoptError::Version { dir, found }),
+        },
+        None => return Err(AdoptError::Version { dir, found }),
     };
+    // A map an interrupted upgrade already pinned is complete: it is used.
+    let missing: Vec<&'static str> = missing
+        .iter()
+        .copied()
+        .filter(|name| !dir.join(name).exists())
+        .collect();
     let ours = netns::current();
     if let Some(theirs) = pin::netns(&dir).filter(|&theirs| theirs != ours) {
         return Err(AdoptError::OtherNetns { dir, theirs, ours });
@@ -106,7 +123,7 @@ pub fn adopt(
             })
         }
     };
-    let attachments = adopt_links(&mut maps, pins)?;
+    let attachments = adopt_links(&pin::open(&dir, MAP_ATTACH_META)?, pins)?;
     check_interfaces(&attachments, config)?;
     let layout = previous.update(config).map_err(AdoptError::TooBig)?;
     // Absent when the kernel refused the sk_lookup program (no steer entries then).
@@ -115,17 +132,23 @@ pub fn adopt(
     } else {
         None
     };
-    let mut datapath = Datapath {
-        maps,
+    let datapath = upgrade::upgrade(
+        pins,
+        &missing,
+        &previous,
+        &layout,
+        &config.interfaces,
         attachments,
         steering,
-    };
-    datapath.update(&previous, &layout)?;
+    )?;
     Ok((datapath, layout))
 }
 
-fn adopt_links(maps: &mut Maps, pins: &PinDir) -> Result<Vec<Attachment>, AdoptError> {
-    let metas: Array<_, AttachMeta> = maps.typed_mut(MAP_ATTACH_META)?;
+fn adopt_links(metas: &aya::maps::Map, pins: &PinDir) -> Result<Vec<Attachment>, AdoptError> {
+    let metas: Array<_, AttachMeta> = metas.try_into().map_err(|source| DatapathError::Map {
+        map: MAP_ATTACH_META,
+        source,
+    })?;
     let mut attachments = Vec::new();
     for meta in metas.iter() {
         let meta = meta.map_err(|source| DatapathError::Map {

@@ -8,10 +8,10 @@ use std::{
 };
 
 use aya::{
-    maps::{Array, Map, MapError},
+    maps::{Map, MapError},
     Ebpf,
 };
-use vip_common::{LAYOUT_VERSION, MAP_SETTINGS, PINNED_MAPS, SETTING_LAYOUT_VERSION};
+use vip_common::{LAYOUT_VERSION, PINNED_MAPS};
 
 use crate::errors::Blame;
 
@@ -33,6 +33,8 @@ pub enum Access {
 pub struct Maps {
     maps: HashMap<&'static str, Map>,
     tables: CounterTables,
+    /// Where they are pinned, when they were opened from pins.
+    pin_dir: Option<PathBuf>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -41,7 +43,7 @@ pub enum MapsError {
     Pin(#[from] PinError),
     #[error("the eBPF object has no map {name:?}")]
     Missing { name: &'static str },
-    #[error("the datapath pinned in {} has layout version {}, this vip has {LAYOUT_VERSION}: run `vip down`, then start again", dir.display(), found.map_or("none".to_string(), |v| v.to_string()))]
+    #[error("the datapath pinned in {} has layout version {}, this vip reads {LAYOUT_VERSION}: use the vip that runs it, or restart `vip run` with this one (it upgrades an older datapath in place)", dir.display(), found.map_or("none".to_string(), |v| v.to_string()))]
     Version { dir: PathBuf, found: Option<u32> },
     #[error(transparent)]
     CpuTable(#[from] CpuTableError),
@@ -58,18 +60,21 @@ impl Maps {
             }
             .into());
         }
-        let maps = PINNED_MAPS
-            .iter()
-            .map(|&name| Ok((name, pin::open(dir, name)?)))
-            .collect::<Result<HashMap<_, _>, PinError>>()?;
-        let found = layout_version(&maps);
+        // Before opening maps an older or newer layout may not have.
+        let found = pin::layout_version(dir);
         if found != Some(LAYOUT_VERSION) {
             return Err(MapsError::Version {
                 dir: dir.to_path_buf(),
                 found,
             });
         }
-        Maps::with_tables(maps, access)
+        let maps = PINNED_MAPS
+            .iter()
+            .map(|&name| Ok((name, pin::open(dir, name)?)))
+            .collect::<Result<HashMap<_, _>, PinError>>()?;
+        let mut maps = Maps::with_tables(maps, access)?;
+        maps.pin_dir = Some(dir.to_path_buf());
+        Ok(maps)
     }
 
     /// Takes the pinned set of maps out of a freshly loaded object (the
@@ -89,7 +94,11 @@ impl Maps {
 
     fn with_tables(maps: HashMap<&'static str, Map>, access: Access) -> Result<Maps, MapsError> {
         let tables = CounterTables::open(|name| maps.get(name), access == Access::ReadWrite)?;
-        Ok(Maps { maps, tables })
+        Ok(Maps {
+            maps,
+            tables,
+            pin_dir: None,
+        })
     }
 
     pub fn map(&self, name: &str) -> Option<&Map> {
@@ -98,6 +107,11 @@ impl Maps {
 
     pub fn map_mut(&mut self, name: &str) -> Option<&mut Map> {
         self.maps.get_mut(name)
+    }
+
+    /// The pin directory they were opened from, if they were.
+    pub fn pin_dir(&self) -> Option<&Path> {
+        self.pin_dir.as_deref()
     }
 
     /// The per-VIP counter tables, mapped.
@@ -120,11 +134,6 @@ impl Maps {
             .ok_or(DatapathError::Missing { kind: "map", name })?;
         T::try_from(map).map_err(|source| DatapathError::Map { map: name, source })
     }
-}
-
-fn layout_version(maps: &HashMap<&'static str, Map>) -> Option<u32> {
-    let settings: Array<_, u32> = maps.get(MAP_SETTINGS)?.try_into().ok()?;
-    settings.get(&SETTING_LAYOUT_VERSION, 0).ok()
 }
 
 impl Blame for MapsError {

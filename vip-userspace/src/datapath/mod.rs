@@ -4,11 +4,14 @@
 
 mod adopt;
 mod attach;
+pub mod build;
 pub mod cpu_table;
+mod link_update;
 pub mod maps;
 pub mod pin;
 pub mod steering;
 mod sync;
+mod upgrade;
 
 use aya::{
     maps::{Array, Map, MapError},
@@ -79,6 +82,11 @@ pub enum DatapathError {
     Netns { source: std::io::Error },
     #[error("interface {interface} is gone")]
     NoInterface { interface: String },
+    #[error("replacing the program attached to {what}: {source}")]
+    Replace {
+        what: String,
+        source: std::io::Error,
+    },
     #[error("detaching from {interface}: {source}")]
     Detach {
         interface: String,
@@ -127,40 +135,14 @@ impl Loaded {
         layout: &Layout,
         interfaces: &[String],
     ) -> Result<Loaded, DatapathError> {
-        // MAP_DECAP is indexed by ifindex (an array lookup, which the verifier
-        // inlines, where a hash lookup costs a helper call on every tunnel).
-        let max_ifindex = interfaces
-            .iter()
-            .map(|name| {
-                nix::net::if_::if_nametoindex(name.as_str()).map_err(|_| {
-                    DatapathError::NoInterface {
-                        interface: name.clone(),
-                    }
-                })
-            })
-            .try_fold(0, |max, index| index.map(|i| max.max(i)))?;
-        let capacity = layout.capacity;
-        let cpus = aya::util::nr_cpus().map_err(|(_, e)| DatapathError::Cpus(e))? as u32;
-        let mut ebpf = EbpfLoader::new()
-            .map_max_entries(MAP_V4_RANGES, capacity.ranges)
-            .map_max_entries(MAP_V6_RANGES, capacity.ranges)
-            .map_max_entries(MAP_RANGES, capacity.ranges)
-            .map_max_entries(MAP_POLICY, capacity.ranges)
-            .map_max_entries(MAP_V4_L2, (capacity.l2_blocks * V4_L2_BLOCK).max(1))
-            .map_max_entries(MAP_RANGE_STATS, capacity.ranges)
-            .map_max_entries(MAP_RANGE_META, capacity.ranges)
-            .map_max_entries(MAP_DENSE_STATS, layout.dense_stride() * cpus)
-            .map_max_entries(MAP_SPARSE_STATS, layout.sparse_slots * cpus)
-            .map_max_entries(MAP_ATTACH_META, interfaces.len().max(1) as u32)
-            .map_max_entries(MAP_DECAP, max_ifindex + 1)
-            .map_max_entries(MAP_STEER, capacity.steers)
-            .map_max_entries(MAP_STEER_SOCKETS, capacity.steers)
-            .map_max_entries(MAP_STEER_STATS, capacity.steers)
-            .map_max_entries(MAP_DELIVERED, capacity.ranges)
-            .load(object)
-            .map_err(DatapathError::Load)?;
-        let mut maps = Maps::take(&mut ebpf)?;
+        let (ebpf, mut maps) = open(object, layout, interfaces, None)?;
         sync::sync(&mut maps, None, layout)?;
+        build::record(&mut maps, object, 0)?;
+        Loaded::verify(ebpf, maps)
+    }
+
+    /// Loads (verifies) the programs of an object whose maps are filled.
+    fn verify(mut ebpf: Ebpf, maps: Maps) -> Result<Loaded, DatapathError> {
         let programs = programs(&mut ebpf)?;
         programs
             .xdp
@@ -333,6 +315,63 @@ impl Datapath {
         }
         Ok(())
     }
+}
+
+/// Loads `object` with maps sized for `layout` and `interfaces`; with
+/// `pinned`, the maps pinned in that directory (all of vip's but the listed
+/// ones) are used as they are, so the object's programs share the live
+/// datapath's state. Returns the programs, not loaded yet, and the maps.
+fn open(
+    object: &[u8],
+    layout: &Layout,
+    interfaces: &[String],
+    pinned: Option<(&std::path::Path, &[&str])>,
+) -> Result<(Ebpf, Maps), DatapathError> {
+    // MAP_DECAP is indexed by ifindex (an array lookup, which the verifier
+    // inlines, where a hash lookup costs a helper call on every tunnel).
+    let max_ifindex = interfaces
+        .iter()
+        .map(|name| {
+            nix::net::if_::if_nametoindex(name.as_str()).map_err(|_| DatapathError::NoInterface {
+                interface: name.clone(),
+            })
+        })
+        .try_fold(0, |max, index| index.map(|i| max.max(i)))?;
+    let capacity = layout.capacity;
+    let cpus = aya::util::nr_cpus().map_err(|(_, e)| DatapathError::Cpus(e))? as u32;
+    let pin_paths: Vec<(&'static str, std::path::PathBuf)> = match pinned {
+        Some((dir, missing)) => PINNED_MAPS
+            .iter()
+            .filter(|name| !missing.contains(name))
+            .map(|&name| (name, dir.join(name)))
+            .collect(),
+        None => Vec::new(),
+    };
+    let mut loader = EbpfLoader::new();
+    loader
+        .map_max_entries(MAP_V4_RANGES, capacity.ranges)
+        .map_max_entries(MAP_V6_RANGES, capacity.ranges)
+        .map_max_entries(MAP_RANGES, capacity.ranges)
+        .map_max_entries(MAP_POLICY, capacity.ranges)
+        .map_max_entries(MAP_V4_L2, (capacity.l2_blocks * V4_L2_BLOCK).max(1))
+        .map_max_entries(MAP_RANGE_STATS, capacity.ranges)
+        .map_max_entries(MAP_RANGE_META, capacity.ranges)
+        .map_max_entries(MAP_DENSE_STATS, layout.dense_stride() * cpus)
+        .map_max_entries(MAP_SPARSE_STATS, layout.sparse_slots * cpus)
+        .map_max_entries(MAP_ATTACH_META, interfaces.len().max(1) as u32)
+        .map_max_entries(MAP_DECAP, max_ifindex + 1)
+        .map_max_entries(MAP_STEER, capacity.steers)
+        .map_max_entries(MAP_STEER_SOCKETS, capacity.steers)
+        .map_max_entries(MAP_STEER_STATS, capacity.steers)
+        .map_max_entries(MAP_DELIVERED, capacity.ranges);
+    for (name, path) in &pin_paths {
+        // An existing pin is used as it is (aya would pin a missing one, but
+        // the list holds only pins that exist).
+        loader.map_pin_path(name, path.as_path());
+    }
+    let mut ebpf = loader.load(object).map_err(DatapathError::Load)?;
+    let maps = Maps::take(&mut ebpf)?;
+    Ok((ebpf, maps))
 }
 
 fn missing_map(name: &'static str) -> DatapathError {

@@ -11,7 +11,8 @@ use aya::{
 };
 use nix::sys::statfs::FsType;
 use vip_common::{
-    LINK_PIN_PREFIX, MAP_SETTINGS, PINNED_MAPS, SETTING_NETNS_INODE, SK_LOOKUP_LINK_PIN,
+    LINK_PIN_PREFIX, MAP_SETTINGS, PINNED_MAPS, SETTING_LAYOUT_VERSION, SETTING_NETNS_INODE,
+    SK_LOOKUP_LINK_PIN,
 };
 
 use crate::netns::NetnsId;
@@ -136,13 +137,21 @@ impl PinDir {
 /// The network namespace the datapath pinned in `dir` was set up in, if its
 /// settings map is pinned there and records one.
 pub fn netns(dir: &Path) -> Option<NetnsId> {
-    let data = MapData::from_pin(dir.join(MAP_SETTINGS)).ok()?;
-    let settings: aya::maps::Array<_, u32> = Map::Array(data).try_into().ok()?;
-    settings
-        .get(&SETTING_NETNS_INODE, 0)
-        .ok()
+    setting(dir, SETTING_NETNS_INODE)
         .filter(|&inode| inode != 0)
         .map(|inode| NetnsId(inode.into()))
+}
+
+/// The layout version the datapath pinned in `dir` records, if its settings
+/// map is pinned there.
+pub fn layout_version(dir: &Path) -> Option<u32> {
+    setting(dir, SETTING_LAYOUT_VERSION)
+}
+
+fn setting(dir: &Path, index: u32) -> Option<u32> {
+    let data = MapData::from_pin(dir.join(MAP_SETTINGS)).ok()?;
+    let settings: aya::maps::Array<_, u32> = Map::Array(data).try_into().ok()?;
+    settings.get(&index, 0).ok()
 }
 
 /// The pin name of the link that attaches the datapath to `interface`.

@@ -23,7 +23,7 @@ pub(super) fn load(ebpf: &mut Ebpf) -> Result<(), DatapathError> {
         })
 }
 
-fn program(ebpf: &mut Ebpf) -> Result<&mut SkLookup, DatapathError> {
+pub(super) fn program(ebpf: &mut Ebpf) -> Result<&mut SkLookup, DatapathError> {
     ebpf.program_mut(PROG_SK_LOOKUP)
         .ok_or(DatapathError::Missing {
             kind: "program",

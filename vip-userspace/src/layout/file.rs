@@ -1,8 +1,9 @@
 //! The layout of the running datapath, saved beside the state file: what a
 //! restarted `vip run` needs to adopt the pinned maps and keep updating them.
-//! Its format version is the maps' [`LAYOUT_VERSION`].
+//! Its format version is the maps' [`LAYOUT_VERSION`]; the layouts this binary
+//! upgrades from wrote the same fields.
 
-use vip_common::LAYOUT_VERSION;
+use vip_common::{LAYOUT_VERSION, UPGRADES_FROM};
 
 use super::Layout;
 use crate::run_files::{RunFile, RunFileKind};
@@ -11,6 +12,17 @@ impl RunFileKind for Layout {
     const FILE: &'static str = "layout.json";
     const WHAT: &'static str = "layout file";
     const VERSION: u32 = LAYOUT_VERSION;
+    const READS: &'static [u32] = &UPGRADABLE;
 }
+
+const UPGRADABLE: [u32; UPGRADES_FROM.len()] = {
+    let mut versions = [0; UPGRADES_FROM.len()];
+    let mut i = 0;
+    while i < versions.len() {
+        versions[i] = UPGRADES_FROM[i].0;
+        i += 1;
+    }
+    versions
+};
 
 pub type LayoutFile = RunFile<Layout>;

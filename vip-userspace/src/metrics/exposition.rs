@@ -208,6 +208,29 @@ impl Collector for Snapshot {
                 ("to", s.to.clone()),
             ]
         };
+        info(
+            &mut encoder,
+            "vip_datapath_info",
+            "The running datapath: the vip version that serves it and the build id of its programs.",
+            [vec![
+                ("version", env!("CARGO_PKG_VERSION").to_string()),
+                ("build", report.datapath.build.clone()),
+            ]],
+        )?;
+        gauges(
+            &mut encoder,
+            "vip_datapath_program_id",
+            "The kernel's id of each attached program (it changes when an upgrade replaces the program).",
+            report.datapath.programs.iter().map(|p| {
+                (
+                    vec![
+                        ("program", p.program.clone()),
+                        ("attached_to", p.attached_to.clone()),
+                    ],
+                    i64::from(p.id),
+                )
+            }),
+        )?;
         gauges(
             &mut encoder,
             "vip_steer_target_up",

@@ -1,6 +1,7 @@
 //! Reading the datapath's counters into a [`Report`], from the pins of a running
 //! daemon or from a datapath loaded in this process.
 
+mod datapath;
 pub mod rates;
 mod read;
 mod render;
@@ -9,6 +10,7 @@ use std::net::IpAddr;
 
 use serde::{Deserialize, Serialize};
 
+pub use datapath::datapath;
 pub use read::{attachments, collect, read, steering, vip_ip, StatsError};
 pub use render::table;
 
@@ -26,6 +28,32 @@ pub struct Report {
     /// Steer targets, whether each is up, and the lookups steered to it.
     #[serde(default)]
     pub steer: Vec<SteerReport>,
+    /// Which build's programs run, and their ids.
+    #[serde(default)]
+    pub datapath: DatapathReport,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DatapathReport {
+    /// The running programs' build id (`unknown` when none was recorded).
+    pub build: String,
+    /// The maps' layout version.
+    pub layout_version: u32,
+    /// In-place upgrades since the datapath was first attached.
+    pub upgrades: u32,
+    /// The attached programs (read from the pinned links; none for a datapath
+    /// loaded in this process and not pinned).
+    pub programs: Vec<ProgramReport>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ProgramReport {
+    /// `vip_xdp`, `vip_tc` or `vip_sk_lookup`.
+    pub program: String,
+    /// The interface, or `netns` for the sk_lookup program.
+    pub attached_to: String,
+    /// The kernel's program id.
+    pub id: u32,
 }
 
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]

@@ -89,6 +89,7 @@ pub fn read(source: &Maps) -> Result<Report, StatsError> {
     for range in &mut ranges {
         range.vips.sort_by_key(|v| v.addr);
     }
+    let attachments = attachments(source)?;
     let mut global = global(source)?;
     global.packets += ranges
         .iter()
@@ -98,7 +99,8 @@ pub fn read(source: &Maps) -> Result<Report, StatsError> {
         timestamp: None,
         ranges,
         global,
-        attachments: attachments(source)?,
+        datapath: super::datapath(source, &attachments),
+        attachments,
         drift_repairs: Default::default(),
         steer: Vec::new(),
     })

@@ -6,6 +6,21 @@ use super::Report;
 
 pub fn table(report: &Report) -> String {
     let mut out = String::new();
+    let d = &report.datapath;
+    let programs: Vec<String> = d
+        .programs
+        .iter()
+        .map(|p| format!("{} on {} (id {})", p.program, p.attached_to, p.id))
+        .collect();
+    let _ = writeln!(
+        out,
+        "datapath build {} (layout {}, {} in-place upgrade(s)){}{}",
+        d.build,
+        d.layout_version,
+        d.upgrades,
+        if programs.is_empty() { "" } else { ": " },
+        programs.join(", ")
+    );
     for a in &report.attachments {
         let note = if a.fallback { " (fallback)" } else { "" };
         let _ = writeln!(out, "interface {} mode {}{}", a.interface, a.mode, note);

@@ -1,0 +1,80 @@
+//! Replacing the program behind a pinned bpf_link in place (BPF_LINK_UPDATE):
+//! the interface or namespace never goes without a program. aya 0.14 offers
+//! this for XDP and TC links it created, but neither for sk_lookup links nor
+//! for links opened from a pin, so these are the two raw `bpf(2)` calls.
+
+use std::{
+    ffi::CString,
+    io,
+    os::{
+        fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd},
+        unix::ffi::OsStrExt,
+    },
+    path::Path,
+};
+
+// `enum bpf_cmd` in linux/bpf.h.
+const BPF_OBJ_GET: libc::c_long = 7;
+const BPF_LINK_UPDATE: libc::c_long = 29;
+
+/// `union bpf_attr` for BPF_OBJ_GET.
+#[repr(C)]
+struct ObjGet {
+    pathname: u64,
+    bpf_fd: u32,
+    file_flags: u32,
+    path_fd: i32,
+    /// Explicit, so that it is zero: the kernel refuses non-zero bytes past
+    /// the command's last field.
+    _pad: u32,
+}
+
+/// `union bpf_attr` for BPF_LINK_UPDATE.
+#[repr(C)]
+struct LinkUpdate {
+    link_fd: u32,
+    new_prog_fd: u32,
+    flags: u32,
+    old_prog_fd: u32,
+}
+
+fn bpf<T>(command: libc::c_long, attr: &mut T) -> io::Result<libc::c_long> {
+    // SAFETY: `attr` is a live, correctly laid out `bpf_attr` prefix of the
+    // size passed; the kernel zero-extends the rest.
+    let ret = unsafe {
+        libc::syscall(
+            libc::SYS_bpf,
+            command,
+            std::ptr::from_mut(attr),
+            size_of::<T>(),
+        )
+    };
+    if ret < 0 {
+        Err(io::Error::last_os_error())
+    } else {
+        Ok(ret)
+    }
+}
+
+/// Makes the link pinned at `pin` run `program` from now on.
+pub(super) fn replace_program(pin: &Path, program: BorrowedFd<'_>) -> io::Result<()> {
+    let path = CString::new(pin.as_os_str().as_bytes())
+        .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
+    let mut get = ObjGet {
+        pathname: path.as_ptr() as u64,
+        bpf_fd: 0,
+        file_flags: 0,
+        path_fd: 0,
+        _pad: 0,
+    };
+    let fd = bpf(BPF_OBJ_GET, &mut get)?;
+    // SAFETY: BPF_OBJ_GET returned a new descriptor that nothing else owns.
+    let link = unsafe { OwnedFd::from_raw_fd(fd as i32) };
+    let mut update = LinkUpdate {
+        link_fd: link.as_raw_fd() as u32,
+        new_prog_fd: program.as_raw_fd() as u32,
+        flags: 0,
+        old_prog_fd: 0,
+    };
+    bpf(BPF_LINK_UPDATE, &mut update).map(drop)
+}

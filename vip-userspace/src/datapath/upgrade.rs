@@ -1,0 +1,105 @@
+//! Upgrading a pinned datapath in place. This binary's programs are loaded onto
+//! the live maps (the pins, used as they are, so every counter carries on in
+//! the same memory) and replace the running ones link by link through
+//! BPF_LINK_UPDATE: nothing is detached, and the host state is not touched.
+//!
+//! A layout in `UPGRADES_FROM` lacks some maps: they are created fresh and
+//! pinned only once every link runs the new programs. The layout version in
+//! `VIP_SETTINGS` moves last, so a crash at any step leaves a datapath that
+//! counts (old programs, new ones, or a mix on several interfaces, all on the
+//! same maps) and that the next start upgrades again.
+
+use aya::maps::Array;
+use vip_common::{
+    LAYOUT_VERSION, MAP_SETTINGS, PROG_SK_LOOKUP, SETTING_LAYOUT_VERSION, SK_LOOKUP_LINK_PIN,
+};
+
+use super::{
+    attach::{Attachment, Link},
+    build, link_update, open,
+    pin::{self, PinDir},
+    steering, sync, AttachMode, Datapath, DatapathError, Loaded, EBPF_OBJECT,
+};
+use crate::{fault, layout::Layout};
+
+/// The pinned datapath in `pins` (with `attachments` and its sk_lookup link),
+/// moved from `previous` to `layout` and running this binary's programs.
+pub(super) fn upgrade(
+    pins: &PinDir,
+    missing: &[&'static str],
+    previous: &Layout,
+    layout: &Layout,
+    interfaces: &[String],
+    attachments: Vec<Attachment>,
+    steering_link: Option<Link>,
+) -> Result<Datapath, DatapathError> {
+    let (ebpf, maps) = open(
+        EBPF_OBJECT,
+        layout,
+        interfaces,
+        Some((pins.path(), missing)),
+    )?;
+    let upgrades = build::info(&maps).map_or(0, |info| info.upgrades);
+    // Verified before any map changes: a program the kernel refuses leaves
+    // the running datapath exactly as it was.
+    let mut loaded = Loaded::verify(ebpf, maps)?;
+    fault::at("upgrade-loaded");
+    sync::sync(&mut loaded.datapath.maps, Some(previous), layout)?;
+    for (index, attachment) in attachments.iter().enumerate() {
+        let program = match attachment.mode {
+            AttachMode::Tc => loaded.tc().fd(),
+            AttachMode::Native | AttachMode::Generic => loaded.xdp().fd(),
+        }
+        .map_err(|source| DatapathError::Program {
+            program: "vip_xdp or vip_tc",
+            source,
+        })?
+        .try_clone()
+        .map_err(|source| replace_error(&attachment.interface, source))?;
+        let pin = pins.path().join(pin::link_name(&attachment.interface));
+        link_update::replace_program(&pin, std::os::fd::AsFd::as_fd(&program))
+            .map_err(|source| replace_error(&attachment.interface, source))?;
+        if index == 0 {
+            fault::at("upgrade-replaced-first");
+        }
+    }
+    if steering_link.is_some() {
+        let program = steering::program(&mut loaded.ebpf)?
+            .fd()
+            .map_err(|source| DatapathError::Program {
+                program: PROG_SK_LOOKUP,
+                source,
+            })?
+            .try_clone()
+            .map_err(|source| replace_error("the network namespace", source))?;
+        link_update::replace_program(
+            &pins.path().join(SK_LOOKUP_LINK_PIN),
+            std::os::fd::AsFd::as_fd(&program),
+        )
+        .map_err(|source| replace_error("the network namespace", source))?;
+    }
+    fault::at("upgrade-replaced");
+    let mut datapath = loaded.datapath;
+    build::record(&mut datapath.maps, EBPF_OBJECT, upgrades + 1)?;
+    for &name in missing {
+        pins.pin_map(name, datapath.map(name)?)?;
+    }
+    fault::at("upgrade-committing");
+    let mut settings: Array<_, u32> = datapath.maps.typed_mut(MAP_SETTINGS)?;
+    settings
+        .set(SETTING_LAYOUT_VERSION, LAYOUT_VERSION, 0)
+        .map_err(|source| DatapathError::Map {
+            map: MAP_SETTINGS,
+            source,
+        })?;
+    datapath.attachments = attachments;
+    datapath.steering = steering_link;
+    Ok(datapath)
+}
+
+fn replace_error(what: &str, source: std::io::Error) -> DatapathError {
+    DatapathError::Replace {
+        what: what.to_string(),
+        source,
+    }
+}

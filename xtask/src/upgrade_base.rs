@@ -1,0 +1,65 @@
+//! The older `vip` the upgrade tests start from: built once from a fixed
+//! commit of this repository, in a git worktree under `target/`, and cached.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{bail, Context};
+
+use crate::command::{cargo, run};
+
+/// The last commit before in-place upgrades (issue 16): its datapath has layout
+/// version 5, which this tree upgrades from.
+pub const COMMIT: &str = "8a1784f3bf7f254be0a217ee9a59c756c3450386";
+
+/// The older binary, built if it is not cached yet.
+pub fn vip(root: &Path) -> anyhow::Result<PathBuf> {
+    let dir = root.join("target/upgrade-from").join(&COMMIT[..12]);
+    let bin = dir.join("target/release/vip");
+    if bin.exists() {
+        return Ok(bin);
+    }
+    if !dir.join(".git").exists() {
+        let known = std::process::Command::new("git")
+            .args(["cat-file", "-e", &format!("{COMMIT}^{{commit}}")])
+            .current_dir(root)
+            .status()
+            .context("running git")?;
+        if !known.success() {
+            bail!("commit {COMMIT} (the upgrade tests' older vip) is not in this clone: clone with its history (no --depth)");
+        }
+        let _ = std::fs::remove_dir_all(&dir);
+        run(
+            std::process::Command::new("git")
+                .args(["worktree", "add", "--detach", "--force"])
+                .arg(&dir)
+                .arg(COMMIT)
+                .current_dir(root),
+            "checking out the older vip",
+        )?;
+    }
+    // Its xtask builds bpf-linker where ours already did; lend it ours.
+    let linker = root.join("target/bpf-linker");
+    let theirs = dir.join("target/bpf-linker");
+    if linker.exists() && !theirs.exists() {
+        std::fs::create_dir_all(dir.join("target"))?;
+        run(
+            std::process::Command::new("cp")
+                .arg("-a")
+                .arg(&linker)
+                .arg(&theirs),
+            "lending bpf-linker to the older vip's build",
+        )?;
+    }
+    eprintln!(
+        "xtask: building the older vip ({}) for the upgrade tests",
+        &COMMIT[..12]
+    );
+    run(
+        cargo(&dir).args(["xtask", "build"]),
+        "building the older vip",
+    )?;
+    if !bin.exists() {
+        bail!("building the older vip left no {}", bin.display());
+    }
+    Ok(bin)
+}
