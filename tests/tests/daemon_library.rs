@@ -66,6 +66,7 @@ fn the_daemon_library_starts_counts_reloads_repairs_and_shuts_down() {
         config_path: config_path.clone(),
         pin_dir: instance.pin_dir().to_path_buf(),
         run_dir: instance.run_dir().to_path_buf(),
+        keep_datapath: false,
     };
     let before = host_dump(&lab.server, &[]);
 

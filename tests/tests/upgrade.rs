@@ -101,7 +101,42 @@ fn stats(instance: &Instance, ns: &Netns) -> Value {
     instance.stats_json(ns)
 }
 
+/// Below TCX (kernel 6.6) a TC program is attached through netlink and cannot
+/// outlive its daemon: `--keep-datapath` in TC mode is refused at start, with
+/// one line and exit 2, before anything changes.
+fn tc_keep_is_refused(tag: &str) {
+    let lab = DirectLab::new(tag);
+    let instance = Instance::new(tag);
+    let host = host_dump(&lab.server, &SYSCTLS);
+    let config_file = vip_tests::daemon::config_file(&config("tc"));
+    let out = instance.vip(
+        &lab.server,
+        &[
+            "run",
+            "--keep-datapath",
+            "--config",
+            config_file.path().to_str().unwrap(),
+        ],
+    );
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert_eq!(stderr.lines().count(), 1, "{stderr}");
+    assert!(
+        stderr.contains("needs TCX (kernel 6.6 or later)"),
+        "{stderr}"
+    );
+    assert!(!lab.server.has_xdp(DIRECT_SERVER_IF));
+    assert_same_dump(
+        &host,
+        &host_dump(&lab.server, &SYSCTLS),
+        "after the refusal",
+    );
+}
+
 fn upgrade_under_flow(tag: &str, mode: &str) {
+    if mode == "tc" && !vip_userspace::host::kernel::has_tcx() {
+        return tc_keep_is_refused(tag);
+    }
     let lab = DirectLab::new(tag);
     let _services = Services::start(&lab.server);
     let listener = steer_target(&lab.server);

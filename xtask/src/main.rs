@@ -3,6 +3,7 @@
 mod build;
 mod command;
 mod dist;
+mod kernel;
 mod system;
 mod toolchain;
 mod upgrade_base;
@@ -33,6 +34,10 @@ enum Cmd {
     /// Install the system packages the tests need (as root, with apt), build,
     /// package, then run every test (as root, or the root-only tests skip).
     Test {
+        /// Run the kernel-dependent tests in a VM booted with this Debian kernel
+        /// instead (`6.1`, `6.12`, or a release such as `6.1.0-47-amd64`).
+        #[arg(long, value_name = "VERSION")]
+        kernel: Option<String>,
         /// Extra arguments for `cargo test`, e.g. a test name filter.
         #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
         args: Vec<String>,
@@ -67,7 +72,17 @@ fn main() -> anyhow::Result<()> {
             let demo = build::tests_bin(&root, "vip-demo", &artifacts)?;
             as_root(&demo, &[], &artifacts)?;
         }
-        Cmd::Test { args } => {
+        Cmd::Test {
+            kernel: Some(version),
+            ..
+        } => {
+            system::ensure(system::TEST)?;
+            system::ensure(system::KERNEL_VM)?;
+            let artifacts = build::with_bench_object(&root)?;
+            let old_vip = upgrade_base::vip(&root)?;
+            kernel::test(&root, &version, &artifacts, &old_vip)?;
+        }
+        Cmd::Test { kernel: None, args } => {
             system::ensure(system::TEST)?;
             let artifacts = build::with_bench_object(&root)?;
             let deb = dist::deb(&root, &artifacts)?;

@@ -49,6 +49,13 @@ pub const BENCH_E2E: &[Need] = &[
     need("iptables", "iptables"),
 ];
 
+/// `cargo xtask test --kernel`: qemu boots the kernel, virtme-ng's init needs
+/// a static busybox (virtme-ng itself comes from PyPI, see kernel.rs).
+pub const KERNEL_VM: &[Need] = &[
+    need("qemu-system-x86_64", "qemu-system-x86"),
+    need("busybox", "busybox-static"),
+];
+
 /// `cargo xtask dist` checks the package it built.
 pub const DIST: &[Need] = &[need("dpkg-deb", "dpkg")];
 

@@ -20,6 +20,7 @@ pub fn run(
         config_path: config_path.to_path_buf(),
         pin_dir: pin_dir.to_path_buf(),
         run_dir: run_dir.to_path_buf(),
+        keep_datapath,
     };
     runtime()?.block_on(async {
         let mut daemon = Daemon::start(options).await?;

@@ -14,7 +14,7 @@ use std::{
 use tokio::task::JoinHandle;
 
 use crate::{
-    config::Config,
+    config::{Config, XdpMode},
     datapath::{
         self,
         pin::{PinDir, PinError},
@@ -23,6 +23,7 @@ use crate::{
     errors::{self, Blame},
     host::{
         apply::{apply, revert},
+        kernel,
         plan::planned,
         HostError, Netlink, State, StateFile,
     },
@@ -45,6 +46,9 @@ pub struct Options {
     pub config_path: PathBuf,
     pub pin_dir: PathBuf,
     pub run_dir: PathBuf,
+    /// The daemon will stop with [`Stop::KeepDatapath`]: checked at start
+    /// against what this kernel can keep.
+    pub keep_datapath: bool,
 }
 
 /// How a daemon stops.
@@ -63,6 +67,8 @@ pub enum DaemonError {
     Preflight(#[from] PreflightError),
     #[error("vip run (pid {pid}) already owns {}; stop it or run `vip down`", path.display())]
     AlreadyRunning { pid: u32, path: PathBuf },
+    #[error("--keep-datapath with xdp_mode = \"tc\" needs TCX (kernel 6.6 or later), and this kernel is {kernel}: TC programs attached through netlink cannot outlive vip; use xdp_mode native or generic, or run without --keep-datapath")]
+    KeepNeedsTcx { kernel: String },
     #[error(transparent)]
     Host(#[from] HostError),
     #[error(transparent)]
@@ -91,7 +97,7 @@ impl Blame for DaemonError {
     fn is_user_error(&self) -> bool {
         match self {
             DaemonError::Preflight(e) => e.is_user_error(),
-            DaemonError::AlreadyRunning { .. } => true,
+            DaemonError::AlreadyRunning { .. } | DaemonError::KeepNeedsTcx { .. } => true,
             DaemonError::Host(e) => e.is_user_error(),
             DaemonError::RunFile(e) => e.is_user_error(),
             DaemonError::Bind(e) => e.is_user_error(),
@@ -157,6 +163,11 @@ impl Daemon {
     /// start-up did.
     pub async fn start(options: Options) -> Result<Daemon, DaemonError> {
         let config = preflight::config(&options.config_path, Purpose::Run)?;
+        if options.keep_datapath && config.xdp_mode == XdpMode::Tc && !kernel::has_tcx() {
+            return Err(DaemonError::KeepNeedsTcx {
+                kernel: kernel::release(),
+            });
+        }
         let files = RunFiles::in_dir(&options.run_dir);
         let (netlink, steps) = planned(&config).await?;
         let mut state = files.state.load()?.unwrap_or_default();
@@ -287,6 +298,12 @@ impl Daemon {
         if let Some((_, task)) = self.exporter.take() {
             task.abort();
         }
+        let stop = if stop == Stop::KeepDatapath && !self.datapath.outlives_its_daemon() {
+            log::warn!("a TC attachment through netlink (no TCX before kernel 6.6) cannot outlive vip: stopping as without --keep-datapath");
+            Stop::Revert
+        } else {
+            stop
+        };
         if stop == Stop::KeepDatapath {
             log::info!(
                 "exiting with the datapath attached, pinned in {}; the next `vip run` adopts it, `vip down` removes it",

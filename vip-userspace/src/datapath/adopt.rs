@@ -9,7 +9,7 @@ use aya::maps::Array;
 use vip_common::{AttachMeta, LAYOUT_VERSION, MAP_ATTACH_META, SK_LOOKUP_LINK_PIN, UPGRADES_FROM};
 
 use super::{
-    attach::{Attachment, Link},
+    attach::{AttachMode, Attachment, Link},
     pin::{self, PinDir, PinError},
     upgrade, Datapath, DatapathError,
 };
@@ -37,6 +37,8 @@ pub enum AdoptError {
     TooBig(#[source] LayoutError),
     #[error("the datapath pinned in {} was set up by a newer vip (layout version {found}, this vip has {LAYOUT_VERSION}): run that vip, or `vip down` and start afresh", dir.display())]
     Newer { dir: PathBuf, found: u32 },
+    #[error("the pinned datapath's attachment to {interface} has no pinned link (a TC filter attached through netlink, as kernels before 6.6 have no TCX, does not outlive its daemon): run `vip down`")]
+    NotPinned { interface: String },
     #[error(transparent)]
     Pin(#[from] PinError),
     #[error("the datapath pinned in {} was set up in {theirs}, this is {ours}: give each namespace its own --pin-dir", dir.display())]
@@ -155,6 +157,12 @@ fn adopt_links(metas: &aya::maps::Map, pins: &PinDir) -> Result<Vec<Attachment>,
             map: MAP_ATTACH_META,
             source,
         })?;
+        let interface = super::interface_name(&meta);
+        if AttachMode::from_meta(meta.mode).is_some()
+            && !pins.path().join(pin::link_name(&interface)).exists()
+        {
+            return Err(AdoptError::NotPinned { interface });
+        }
         let adopted = Attachment::adopted(&meta, |interface| {
             Ok(Link::Pinned(pins.open_link(&pin::link_name(interface))?))
         });

@@ -285,6 +285,14 @@ impl Datapath {
         &self.attachments
     }
 
+    /// Whether every attachment stays when this process exits (no netlink TC
+    /// filter, which kernels before 6.6 use and which cannot be pinned).
+    pub fn outlives_its_daemon(&self) -> bool {
+        self.attachments
+            .iter()
+            .all(|a| !matches!(a.link, attach::Link::TcNetlink(_)))
+    }
+
     /// Moves the running datapath from `old` to `new` (from [`Layout::update`])
     /// through map updates only; nothing is detached.
     pub fn update(&mut self, old: &Layout, new: &Layout) -> Result<(), DatapathError> {

@@ -5,6 +5,7 @@
 pub mod apply;
 pub mod interfaces;
 pub mod items;
+pub mod kernel;
 pub mod netlink;
 pub mod plan;
 pub mod state;
