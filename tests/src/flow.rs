@@ -15,6 +15,9 @@ use serde_json::Value;
 
 use crate::{daemon::Instance, netns::Netns, seed::UDP_PORT};
 
+/// Samples [`Sampler::sample_for`] takes at the least.
+pub const MIN_SAMPLES: usize = 5;
+
 /// Bounds of a flow, whatever the test does meanwhile.
 const MAX_DATAGRAMS: u64 = 30_000;
 const MAX_FLOW_TIME: Duration = Duration::from_secs(90);
@@ -103,7 +106,6 @@ pub struct Sampler<'a> {
     instance: &'a Instance,
     ns: &'a Netns,
     last: BTreeMap<String, u64>,
-    pub samples: usize,
 }
 
 impl<'a> Sampler<'a> {
@@ -112,7 +114,6 @@ impl<'a> Sampler<'a> {
             instance,
             ns,
             last: BTreeMap::new(),
-            samples: 0,
         }
     }
 
@@ -126,17 +127,19 @@ impl<'a> Sampler<'a> {
             );
         }
         self.last = now.clone();
-        self.samples += 1;
         now
     }
 
-    /// Samples for `duration`; returns the last sample.
+    /// Samples for `duration`, and at least [`MIN_SAMPLES`] times however slow
+    /// a sample is (a VM without KVM takes 10 times longer); returns the last.
     pub fn sample_for(&mut self, duration: Duration, when: &str) -> BTreeMap<String, u64> {
         let end = Instant::now() + duration;
         let mut last = self.sample(when);
-        while Instant::now() < end {
+        let mut taken = 1;
+        while Instant::now() < end || taken < MIN_SAMPLES {
             std::thread::sleep(Duration::from_millis(50));
             last = self.sample(when);
+            taken += 1;
         }
         last
     }

@@ -111,7 +111,6 @@ fn restart_under_flow(tag: &str, run_args: &[&str], stop: impl FnOnce(Daemon, &I
     // Each datagram was echoed, so its count had landed before the flow ended.
     let last = sampler.sample("at the end");
     assert_exact(&result, &last, &VIPS);
-    assert!(sampler.samples > 20, "only {} samples", sampler.samples);
 
     restarted.stop();
     assert_eq!(

@@ -231,7 +231,14 @@ pub fn test(
     std::fs::write(&script_path, script(&env, &tests))?;
 
     let mut command = Command::new(&vng);
+    // vng runs its helpers (virtme-run) from PATH.
+    let path = std::env::join_paths(
+        std::iter::once(vng.parent().expect("the venv's bin").to_path_buf()).chain(
+            std::env::split_paths(&std::env::var_os("PATH").unwrap_or_default()),
+        ),
+    )?;
     command
+        .env("PATH", path)
         .arg("--run")
         .arg(&image)
         .args(["--memory", "2G", "--cpus", "2"])

@@ -67,6 +67,8 @@ pub enum DaemonError {
     Preflight(#[from] PreflightError),
     #[error("vip run (pid {pid}) already owns {}; stop it or run `vip down`", path.display())]
     AlreadyRunning { pid: u32, path: PathBuf },
+    #[error("vip needs Linux {}.{} or later (XDP bpf_links, sk_lookup, mmapable arrays), and this kernel is {kernel}", kernel::FLOOR.0, kernel::FLOOR.1)]
+    KernelTooOld { kernel: String },
     #[error("--keep-datapath with xdp_mode = \"tc\" needs TCX (kernel 6.6 or later), and this kernel is {kernel}: TC programs attached through netlink cannot outlive vip; use xdp_mode native or generic, or run without --keep-datapath")]
     KeepNeedsTcx { kernel: String },
     #[error(transparent)]
@@ -97,7 +99,9 @@ impl Blame for DaemonError {
     fn is_user_error(&self) -> bool {
         match self {
             DaemonError::Preflight(e) => e.is_user_error(),
-            DaemonError::AlreadyRunning { .. } | DaemonError::KeepNeedsTcx { .. } => true,
+            DaemonError::AlreadyRunning { .. }
+            | DaemonError::KeepNeedsTcx { .. }
+            | DaemonError::KernelTooOld { .. } => true,
             DaemonError::Host(e) => e.is_user_error(),
             DaemonError::RunFile(e) => e.is_user_error(),
             DaemonError::Bind(e) => e.is_user_error(),
@@ -147,6 +151,7 @@ pub struct Daemon {
     pins: PinDir,
     exporter: Option<(Arc<Exporter>, JoinHandle<()>)>,
     steer: SteerAgent,
+    signals: serve::Signals,
 }
 
 /// The datapath before start-up finishes: freshly loaded, or adopted.
@@ -163,11 +168,17 @@ impl Daemon {
     /// start-up did.
     pub async fn start(options: Options) -> Result<Daemon, DaemonError> {
         let config = preflight::config(&options.config_path, Purpose::Run)?;
+        if !kernel::supported() {
+            return Err(DaemonError::KernelTooOld {
+                kernel: kernel::release(),
+            });
+        }
         if options.keep_datapath && config.xdp_mode == XdpMode::Tc && !kernel::has_tcx() {
             return Err(DaemonError::KeepNeedsTcx {
                 kernel: kernel::release(),
             });
         }
+        let signals = serve::Signals::take()?;
         let files = RunFiles::in_dir(&options.run_dir);
         let (netlink, steps) = planned(&config).await?;
         let mut state = files.state.load()?.unwrap_or_default();
@@ -233,6 +244,7 @@ impl Daemon {
                     pins,
                     exporter: None,
                     steer: SteerAgent::default(),
+                    signals,
                 };
                 match daemon.finish_start(listener).await {
                     Ok(()) => Ok(daemon),

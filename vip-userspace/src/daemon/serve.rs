@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use tokio::signal::unix::{signal, SignalKind};
+use tokio::signal::unix::{signal, Signal, SignalKind};
 
 use super::{Daemon, DaemonError};
 use crate::{
@@ -19,6 +19,27 @@ use crate::{
 /// How often owned host state is checked for drift.
 const DRIFT_INTERVAL: Duration = Duration::from_secs(1);
 
+/// The signals a daemon answers, taken over before it says it is counting: a
+/// SIGTERM right after that must stop it cleanly, not kill it.
+pub(super) struct Signals {
+    term: Signal,
+    int: Signal,
+    hup: Signal,
+}
+
+impl Signals {
+    pub(super) fn take() -> Result<Signals, DaemonError> {
+        let handler = |kind: SignalKind, what: &'static str| {
+            signal(kind).map_err(|source| DaemonError::Io { what, source })
+        };
+        Ok(Signals {
+            term: handler(SignalKind::terminate(), "SIGTERM handler")?,
+            int: handler(SignalKind::interrupt(), "SIGINT handler")?,
+            hup: handler(SignalKind::hangup(), "SIGHUP handler")?,
+        })
+    }
+}
+
 /// Why [`Daemon::serve`] returned.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Served {
@@ -30,21 +51,15 @@ impl Daemon {
     /// Repairs drift and reloads on SIGHUP, until SIGINT or SIGTERM. Errors of
     /// each round are logged; the daemon carries on.
     pub async fn serve(&mut self) -> Result<Served, DaemonError> {
-        let handler = |kind: SignalKind, what: &'static str| {
-            signal(kind).map_err(|source| DaemonError::Io { what, source })
-        };
-        let mut term = handler(SignalKind::terminate(), "SIGTERM handler")?;
-        let mut int = handler(SignalKind::interrupt(), "SIGINT handler")?;
-        let mut hup = handler(SignalKind::hangup(), "SIGHUP handler")?;
         let mut drift = tokio::time::interval(DRIFT_INTERVAL);
         // Start-up has just looked for the steer targets.
         let period = crate::steer::REFRESH_INTERVAL;
         let mut steer = tokio::time::interval_at(tokio::time::Instant::now() + period, period);
         loop {
             tokio::select! {
-                _ = term.recv() => { log::info!("SIGTERM"); return Ok(Served::Sigterm); }
-                _ = int.recv() => { log::info!("SIGINT"); return Ok(Served::Sigint); }
-                _ = hup.recv() => {
+                _ = self.signals.term.recv() => { log::info!("SIGTERM"); return Ok(Served::Sigterm); }
+                _ = self.signals.int.recv() => { log::info!("SIGINT"); return Ok(Served::Sigint); }
+                _ = self.signals.hup.recv() => {
                     if let Err(e) = self.reload().await {
                         log::error!(
                             "reload of {} refused, still running the previous config: {}",

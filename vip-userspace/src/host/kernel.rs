@@ -1,5 +1,14 @@
 //! The running kernel, for the features that depend on its version.
 
+/// The oldest kernel vip runs on: 5.9 brought XDP bpf_links (what keeps the
+/// datapath attached across restarts) and sk_lookup; 5.5 mmapable arrays.
+pub const FLOOR: (u32, u32) = (5, 9);
+
+/// Whether this kernel is at least [`FLOOR`] (an unknown version is let through).
+pub fn supported() -> bool {
+    version().is_none_or(|v| v >= FLOOR)
+}
+
 /// TCX (bpf_link attachments for TC) arrived in 6.6; below it TC programs are
 /// attached through netlink (clsact), which cannot be pinned.
 pub const TCX: (u32, u32) = (6, 6);
