@@ -123,6 +123,21 @@ impl Instance {
         String::from_utf8(out.stdout).expect("utf-8 output")
     }
 
+    /// Runs `vip ARGS` in `ns` and panics unless it is refused as the
+    /// operator's error: exit status 2 and one line on stderr, which it returns.
+    pub fn vip_refused(&self, ns: &Netns, args: &[&str]) -> String {
+        let out = self.vip(ns, args);
+        let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+        assert_eq!(
+            out.status.code(),
+            Some(2),
+            "vip {}: {stderr}",
+            args.join(" ")
+        );
+        assert_eq!(stderr.lines().count(), 1, "one line: {stderr}");
+        stderr
+    }
+
     /// `vip stats --json`, parsed.
     pub fn stats_json(&self, ns: &Netns) -> serde_json::Value {
         serde_json::from_str(&self.vip_ok(ns, &["stats", "--json"])).expect("vip stats prints JSON")

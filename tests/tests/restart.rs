@@ -186,10 +186,7 @@ fn incompatible_pins_are_refused_until_vip_down() {
         ),
     ] {
         settings.set(SETTING_LAYOUT_VERSION, pinned, 0).unwrap();
-        let out = instance.vip(&lab.server, &["run", "--config", config_path]);
-        let stderr = String::from_utf8_lossy(&out.stderr);
-        assert_eq!(out.status.code(), Some(2), "a user error:\n{stderr}");
-        assert_eq!(stderr.lines().count(), 1, "one line:\n{stderr}");
+        let stderr = instance.vip_refused(&lab.server, &["run", "--config", config_path]);
         assert!(stderr.contains(&refusal), "{stderr}");
         assert_eq!(
             lab.server.xdp_prog_id(DIRECT_SERVER_IF),

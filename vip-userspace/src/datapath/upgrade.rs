@@ -11,7 +11,8 @@
 
 use aya::maps::Array;
 use vip_common::{
-    LAYOUT_VERSION, MAP_SETTINGS, PROG_SK_LOOKUP, SETTING_LAYOUT_VERSION, SK_LOOKUP_LINK_PIN,
+    LAYOUT_VERSION, MAP_SETTINGS, PROG_SK_LOOKUP, PROG_TC, PROG_XDP, SETTING_LAYOUT_VERSION,
+    SK_LOOKUP_LINK_PIN,
 };
 
 use super::{
@@ -46,16 +47,17 @@ pub(super) fn upgrade(
     fault::at("upgrade-loaded");
     sync::sync(&mut loaded.datapath.maps, Some(previous), layout)?;
     for (index, attachment) in attachments.iter().enumerate() {
-        let program = match attachment.mode {
-            AttachMode::Tc => loaded.tc().fd(),
-            AttachMode::Native | AttachMode::Generic => loaded.xdp().fd(),
-        }
-        .map_err(|source| DatapathError::Program {
-            program: "vip_xdp or vip_tc",
-            source,
-        })?
-        .try_clone()
-        .map_err(|source| replace_error(&attachment.interface, source))?;
+        let (name, program) = match attachment.mode {
+            AttachMode::Tc => (PROG_TC, loaded.tc().fd()),
+            AttachMode::Native | AttachMode::Generic => (PROG_XDP, loaded.xdp().fd()),
+        };
+        let program = program
+            .map_err(|source| DatapathError::Program {
+                program: name,
+                source,
+            })?
+            .try_clone()
+            .map_err(|source| replace_error(&attachment.interface, source))?;
         let pin = pins.path().join(pin::link_name(&attachment.interface));
         link_update::replace_program(&pin, std::os::fd::AsFd::as_fd(&program))
             .map_err(|source| replace_error(&attachment.interface, source))?;

@@ -12,7 +12,7 @@ use vip_common::{
 };
 
 use super::{AttachReport, DatapathReport, ProgramReport};
-use crate::datapath::{build, maps::Maps, pin};
+use crate::datapath::{build, maps::Maps, pin, AttachMode};
 
 /// The datapath's build and, when `maps` came from pins, its programs.
 pub fn datapath(maps: &Maps, attachments: &[AttachReport]) -> DatapathReport {
@@ -38,7 +38,11 @@ fn programs(dir: &Path, attachments: &[AttachReport]) -> Vec<ProgramReport> {
     let mut programs: Vec<ProgramReport> = attachments
         .iter()
         .filter_map(|a| {
-            let program = if a.mode == "tc" { PROG_TC } else { PROG_XDP };
+            let program = if a.mode == AttachMode::Tc.as_str() {
+                PROG_TC
+            } else {
+                PROG_XDP
+            };
             let id = program_id(&dir.join(pin::link_name(&a.interface)))?;
             Some(ProgramReport {
                 program: program.to_string(),
