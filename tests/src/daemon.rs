@@ -15,6 +15,13 @@ use crate::netns::Netns;
 
 static NEXT_INSTANCE: AtomicU32 = AtomicU32::new(0);
 
+/// The unsigned number at `key` of a JSON object.
+pub fn number(v: &serde_json::Value, key: &str) -> u64 {
+    v[key]
+        .as_u64()
+        .unwrap_or_else(|| panic!("{key} is not a number in {v}"))
+}
+
 /// The `vip` binary under test: `$VIP_BIN`, else the workspace's release build.
 pub fn vip_bin() -> PathBuf {
     let path = std::env::var_os("VIP_BIN")
@@ -295,6 +302,29 @@ impl<'a> Daemon<'a> {
     /// `vip stats --json`, parsed.
     pub fn stats_json(&self) -> serde_json::Value {
         self.instance.stats_json(self.ns)
+    }
+
+    /// `vip stats --json` once the datapath has counted exactly `packets`
+    /// frames in all (veth delivers through NAPI, after sendto has returned);
+    /// panics if it counts more, or fewer within 10 s.
+    pub fn stats_once_counted(&self, packets: u64) -> serde_json::Value {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let stats = self.stats_json();
+            let seen = number(&stats["global"], "packets");
+            assert!(
+                seen <= packets,
+                "more frames counted than sent: {seen} > {packets}"
+            );
+            if seen == packets {
+                return stats;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "{seen} of {packets} frames counted in 10 s:\n{stats:#}"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
     }
 
     /// Sends SIGTERM and waits for a clean exit; returns the daemon's log.

@@ -39,6 +39,10 @@ pub struct Moved {
     pub dropped_bytes: u64,
     /// Ranges only.
     pub overflow_packets: u64,
+    /// Sparse ranges only: packets moved out of reclaimed rows, and packets
+    /// to addresses the range does not learn.
+    pub reclaimed_packets: u64,
+    pub unlearned_packets: u64,
 }
 
 impl Moved {
@@ -57,6 +61,21 @@ impl Moved {
             ..Moved::default()
         }
     }
+}
+
+/// Pins the calling thread to CPU 0, for tests of per-CPU tables:
+/// BPF_PROG_TEST_RUN runs the program on the caller's CPU.
+pub fn pin_to_cpu0() {
+    let mut cpu0 = nix::sched::CpuSet::new();
+    cpu0.set(0).unwrap();
+    nix::sched::sched_setaffinity(nix::unistd::Pid::from_raw(0), &cpu0).unwrap();
+}
+
+/// The datapath's sparse table hash key.
+pub fn sparse_key(datapath: &Loaded) -> u64 {
+    vip_userspace::datapath::sparse_control::read(datapath.maps())
+        .expect("the sparse control entry")
+        .hash_key
 }
 
 pub fn snapshot(datapath: &Loaded) -> Report {
@@ -185,6 +204,10 @@ pub fn deltas(before: &Report, after: &Report) -> Deltas {
             dropped_packets: range.dropped_packets - old.dropped_packets,
             dropped_bytes: range.dropped_bytes - old.dropped_bytes,
             overflow_packets: range.sparse_overflow_packets - old.sparse_overflow_packets,
+            reclaimed_packets: pressure(range, |p| p.reclaimed_packets)
+                - pressure(old, |p| p.reclaimed_packets),
+            unlearned_packets: pressure(range, |p| p.unlearned_packets)
+                - pressure(old, |p| p.unlearned_packets),
         };
         if moved != Moved::default() {
             out.ranges.insert(range.name.clone(), moved);
@@ -196,6 +219,7 @@ pub fn deltas(before: &Report, after: &Report) -> Deltas {
                 bytes: 0,
                 dropped_packets: 0,
                 dropped_bytes: 0,
+                declared: vip.declared,
             };
             let was = old.vip(vip.addr).unwrap_or(&zero);
             let moved = Moved {
@@ -203,7 +227,7 @@ pub fn deltas(before: &Report, after: &Report) -> Deltas {
                 bytes: vip.bytes - was.bytes,
                 dropped_packets: vip.dropped_packets - was.dropped_packets,
                 dropped_bytes: vip.dropped_bytes - was.dropped_bytes,
-                overflow_packets: 0,
+                ..Moved::default()
             };
             if moved != Moved::default() {
                 out.vips.insert(vip.addr, moved);
@@ -211,6 +235,10 @@ pub fn deltas(before: &Report, after: &Report) -> Deltas {
         }
     }
     out
+}
+
+fn pressure(range: &stats::RangeReport, value: fn(&stats::SparsePressure) -> u64) -> u64 {
+    range.sparse.as_ref().map_or(0, value)
 }
 
 /// A frame as hex, 16 bytes a line.

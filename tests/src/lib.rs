@@ -13,5 +13,6 @@ pub mod packets;
 pub mod root;
 pub mod scrape;
 pub mod seed;
+pub mod sparse_model;
 pub mod tunnel;
 pub mod wait;

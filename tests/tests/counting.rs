@@ -1,15 +1,10 @@
 //! `vip run` attached to a veth in a server namespace counts exactly what a client
 //! namespace sends, per VIP, in native and in generic mode.
 
-use std::{
-    collections::BTreeMap,
-    net::IpAddr,
-    time::{Duration, Instant},
-};
+use std::{collections::BTreeMap, net::IpAddr};
 
-use serde_json::Value;
 use vip_tests::{
-    daemon::{Daemon, Instance},
+    daemon::{number, Daemon, Instance},
     netns::Lab,
     packets::{arp_request, FrameSpec},
     root::require_root,
@@ -55,26 +50,6 @@ fn tcp(dst: IpAddr) -> Vec<u8> {
     FrameSpec::tcp(dst, 80).build()
 }
 
-fn u(v: &Value, key: &str) -> u64 {
-    v[key]
-        .as_u64()
-        .unwrap_or_else(|| panic!("{key} is not a number in {v}"))
-}
-
-/// Polls `vip stats --json` until it has seen `packets` frames (veth delivers
-/// through NAPI, after sendto has returned).
-fn stats_after(daemon: &Daemon, packets: u64) -> Value {
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        let stats = daemon.stats_json();
-        let seen = u(&stats["global"], "packets");
-        if seen >= packets || Instant::now() > deadline {
-            return stats;
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-}
-
 fn counts_exact_per_vip(mode: &str) {
     let lab = Lab::new(&format!("cnt{}", &mode[..3]));
     let instance = Instance::new(mode);
@@ -106,15 +81,15 @@ fn counts_exact_per_vip(mode: &str) {
     let total = frames.len() as u64;
     lab.client.send_frames(Lab::CLIENT_IF, frames);
 
-    let stats = stats_after(&daemon, total);
+    let stats = daemon.stats_once_counted(total);
     let global = &stats["global"];
     assert_eq!(
-        u(global, "packets"),
+        number(global, "packets"),
         total,
         "every frame seen once: {stats:#}"
     );
-    assert_eq!(u(global, "non_vip_packets"), non_vip, "{stats:#}");
-    assert_eq!(u(global, "malformed_packets"), 0, "{stats:#}");
+    assert_eq!(number(global, "non_vip_packets"), non_vip, "{stats:#}");
+    assert_eq!(number(global, "malformed_packets"), 0, "{stats:#}");
 
     let attachments = stats["attachments"].as_array().expect("attachments");
     assert_eq!(attachments.len(), 1);
@@ -132,12 +107,12 @@ fn counts_exact_per_vip(mode: &str) {
                 .expect("an address");
             let cidr: ipnet::IpNet = range["cidr"].as_str().unwrap().parse().unwrap();
             assert!(cidr.contains(&addr), "{addr} listed under {cidr}");
-            seen.insert(addr, (u(vip, "packets"), u(vip, "bytes")));
-            packets += u(vip, "packets");
-            bytes += u(vip, "bytes");
+            seen.insert(addr, (number(vip, "packets"), number(vip, "bytes")));
+            packets += number(vip, "packets");
+            bytes += number(vip, "bytes");
         }
         assert_eq!(
-            (u(range, "packets"), u(range, "bytes")),
+            (number(range, "packets"), number(range, "bytes")),
             (packets, bytes),
             "range total = sum of VIPs: {range}"
         );

@@ -1,18 +1,14 @@
 //! Fixture tables for `vip_xdp` and `vip_tc` under BPF_PROG_TEST_RUN: frame in,
 //! verdict and exact counter deltas out. Every case runs through both programs.
 
-use std::{
-    net::{IpAddr, Ipv4Addr, Ipv6Addr},
-    path::Path,
-};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
-use vip_common::{sparse_hash, VipAddr, SPARSE_PROBES};
 use vip_tests::{
     fixture::{self, Deltas, Moved, Program, Verdict},
     packets::{arp_request, Ext, FrameSpec, ETH_P_8021AD, ETH_P_8021Q, L3_OFFSET},
     root::require_root,
 };
-use vip_userspace::{stats::GlobalReport, Config, Layout};
+use vip_userspace::stats::GlobalReport;
 
 const CONFIG: &str = r#"
 interfaces = ["lo"]
@@ -53,10 +49,6 @@ fn v4(a: u8, b: u8, c: u8, d: u8) -> IpAddr {
 
 fn v6(s: &str) -> IpAddr {
     IpAddr::V6(s.parse::<Ipv6Addr>().unwrap())
-}
-
-fn v6_octets(s: &str) -> [u8; 16] {
-    s.parse::<Ipv6Addr>().unwrap().octets()
 }
 
 /// What a frame should do.
@@ -698,61 +690,4 @@ table_tests! {
     policy: policy_cases,
     fragments_and_extensions: fragment_and_extension_cases,
     truncation: truncation_cases,
-}
-
-#[test]
-fn sparse_table_overflow_is_counted_in_the_range() {
-    if !require_root("sparse_table_overflow_is_counted_in_the_range") {
-        return;
-    }
-    // The smallest table, 64 slots (a page) per CPU. It is per CPU, so every run
-    // here must be on the same CPU.
-    let mut cpu0 = nix::sched::CpuSet::new();
-    cpu0.set(0).unwrap();
-    nix::sched::sched_setaffinity(nix::unistd::Pid::from_raw(0), &cpu0).unwrap();
-    let config = CONFIG.replace("sparse_vip_capacity = 64", "sparse_vip_capacity = 2");
-    let mask = Layout::new(&Config::parse(&config, Path::new("fixture")).unwrap()).sparse_slots - 1;
-    assert_eq!(mask, 63);
-    // Nine VIPs whose probe sequences all start at slot 0: eight fill slots 0 to
-    // 7, and the ninth finds every slot it may probe taken.
-    let same_start: Vec<String> = (1u32..)
-        .map(|host| format!("2001:db8:1::{host:x}"))
-        .filter(|vip| sparse_hash(&VipAddr::from_v6_be(v6_octets(vip))) & mask == 0)
-        .take(SPARSE_PROBES as usize + 1)
-        .collect();
-    let (fits, overflows) = same_start.split_at(SPARSE_PROBES as usize);
-    let mut datapath = fixture::load(&config);
-    let frame = |vip: &str, port: u16| FrameSpec::udp(v6(vip), port).frame_len(80).build();
-    for vip in fits {
-        let (_, deltas) = fixture::run(&mut datapath, Program::Xdp, &frame(vip, 53));
-        assert_eq!(
-            deltas.vips.get(&v6(vip)),
-            Some(&Moved::accepted(80)),
-            "{vip} gets a slot"
-        );
-    }
-    let (fits, overflow_vip) = (&fits[0], &overflows[0]);
-    let (verdict, deltas) = fixture::run(&mut datapath, Program::Xdp, &frame(overflow_vip, 53));
-    assert_eq!(verdict, Verdict::Pass);
-    let overflow = Moved {
-        overflow_packets: 1,
-        ..Moved::accepted(80)
-    };
-    assert_eq!(
-        deltas.ranges.get("v6"),
-        Some(&overflow),
-        "counted in the range, as overflow"
-    );
-    assert!(deltas.vips.is_empty(), "no VIP slot moved: {deltas:?}");
-    let (verdict, deltas) = fixture::run(&mut datapath, Program::Tc, &frame(overflow_vip, 54));
-    assert_eq!(verdict, Verdict::Drop, "policy still applies to overflow");
-    let dropped = Moved {
-        overflow_packets: 1,
-        ..Moved::dropped(80)
-    };
-    assert_eq!(deltas.ranges.get("v6"), Some(&dropped));
-    // A VIP that has a slot still counts once the table is full.
-    let (_, deltas) = fixture::run(&mut datapath, Program::Xdp, &frame(fits, 53));
-    assert_eq!(deltas.vips.get(&v6(fits)), Some(&Moved::accepted(80)));
-    assert_eq!(deltas.ranges.get("v6"), Some(&Moved::accepted(80)));
 }

@@ -113,7 +113,7 @@ fn prometheus_configs_parse() {
 }
 
 #[test]
-fn grafana_dashboard_is_json_with_rate_drop_and_attach_panels() {
+fn grafana_dashboard_is_json_with_rate_drop_attach_and_sparse_table_panels() {
     let dashboard: Value = serde_json::from_str(&read("grafana-dashboard.json")).unwrap();
     let exprs: Vec<&str> = dashboard["panels"]
         .as_array()
@@ -126,6 +126,9 @@ fn grafana_dashboard_is_json_with_rate_drop_and_attach_panels() {
         "rate(vip_packets_total",
         "vip_range_packets_total{verdict=\"dropped\"",
         "vip_attach_info",
+        "vip_sparse_table_fullest_cpu_ratio",
+        "rate(vip_sparse_overflow_packets_total",
+        "rate(vip_sparse_reclaimed_packets_total",
     ] {
         assert!(
             exprs.iter().any(|e| e.contains(wanted)),

@@ -2,6 +2,11 @@
 //! under BPF_PROG_TEST_RUN, each checked against the etherparse-based reference
 //! classifier (tests/src/oracle.rs): the verdict, and which counter moved.
 //!
+//! Packets to sparse VIPs are also checked against a model of the sparse table
+//! (tests/src/sparse_model.rs) on a table small enough to fill, with sweeps
+//! every `SWEEP_EVERY` packets: which slot each VIP takes, overflow, reclaim
+//! and what it moves, declared VIPs and a range that does not learn.
+//!
 //! `VIP_DIFF_SEED` replays a run; `VIP_DIFF_PACKETS` sets the count (default
 //! 200,000, each through both programs).
 
@@ -15,19 +20,26 @@ use std::{
 use aya::maps::PerCpuArray;
 use ipnet::IpNet;
 use vip_common::{
-    sparse_hash, Verdicts, VipAddr, GLOBAL_COUNTERS, GLOBAL_FRAGMENTS, GLOBAL_MALFORMED,
-    GLOBAL_NON_VIP, MAP_GLOBAL_STATS, SPARSE_PROBES,
+    RangePressure, RangeStats, Verdicts, VipAddr, GLOBAL_COUNTERS, GLOBAL_FRAGMENTS,
+    GLOBAL_MALFORMED, GLOBAL_NON_VIP, MAP_GLOBAL_STATS, MAP_PRESSURE, MAP_RANGE_STATS,
+    PER_VIP_DENSE,
 };
 use vip_tests::{
     fixture::{self, hex, Program, Verdict},
     fuzz::Generator,
     oracle::{self, Key},
     root::require_root,
+    sparse_model::{Counted, SparseModel},
 };
 use vip_userspace::{Config, Layout, Loaded};
 
+/// Packets between two sweeps of the sparse table.
+const SWEEP_EVERY: usize = 1_500;
+
+/// 64 slots per CPU (a page), for about 3,000 IPv6 VIPs the generator picks.
 const CONFIG: &str = r#"
 interfaces = ["lo"]
+sparse_vip_capacity = 32
 
 [[range]]
 name = "web"
@@ -47,21 +59,25 @@ allow = ["tcp/22"]
 name = "v6"
 cidr = "2001:db8:1::/64"
 allow = ["tcp/80", "udp/53", "udp/5000-5100", "icmp"]
+vips = ["2001:db8:1::7"]
 
 [[range]]
 name = "open6"
 cidr = "2001:db8:2::/64"
+vips = ["2001:db8:2::1", "2001:db8:2::2", "2001:db8:2::100", "2001:db8:2:0:8000::7"]
 
 [[range]]
 name = "none6"
 cidr = "2001:db8:3::/64"
 allow = []
+learn = false
 "#;
 
 /// Reads the counters the oracle names, summed over CPUs.
 struct Probe<'a> {
     datapath: &'a Loaded,
     layout: &'a Layout,
+    config: &'a Config,
 }
 
 impl Probe<'_> {
@@ -76,50 +92,123 @@ impl Probe<'_> {
         std::array::from_fn(|i| map.get(&(i as u32), 0).unwrap().iter().sum())
     }
 
-    fn vip(&self, range: usize, vip: IpAddr) -> Verdicts {
+    /// The counts of a VIP with a slot of its own for all time: every VIP of
+    /// a dense range, a declared VIP of a sparse one.
+    fn dense_vip(&self, range: usize, vip: IpAddr) -> Option<Verdicts> {
         let owner = &self.layout.ranges[range];
+        let index = match vip {
+            _ if owner.value.per_vip_mode != PER_VIP_DENSE => {
+                owner.declared_slots().find(|(addr, _)| *addr == vip)?.1
+            }
+            IpAddr::V4(v4) => {
+                owner.value.dense_base + (u32::from(v4) - owner.value.network_v4_host)
+            }
+            IpAddr::V6(_) => unreachable!("IPv6 ranges are sparse"),
+        };
+        let table = &self.datapath.maps().tables().dense;
         let mut total = Verdicts::default();
-        match (owner.dense_len, vip) {
-            (1.., IpAddr::V4(v4)) => {
-                let table = &self.datapath.maps().tables().dense;
-                let index = owner.value.dense_base + (u32::from(v4) - owner.value.network_v4_host);
-                for cpu in 0..table.cpus() {
-                    total.merge(&table.get(cpu, index));
-                }
-            }
-            _ => {
-                let key = match vip {
-                    IpAddr::V4(v4) => VipAddr::from_v4_be(v4.octets()),
-                    IpAddr::V6(v6) => VipAddr::from_v6_be(v6.octets()),
-                };
-                // The table's probe sequence, as the datapath walks it.
-                let table = &self.datapath.maps().tables().sparse;
-                let mask = self.layout.sparse_slots - 1;
-                let start = sparse_hash(&key);
-                for i in 0..SPARSE_PROBES {
-                    let index = start.wrapping_add(i) & mask;
-                    for slot in (0..table.cpus()).map(|cpu| table.get(cpu, index)) {
-                        if slot.vip == key
-                            && slot.range_id == owner.value.range_id
-                            && slot.epoch == owner.value.epoch
-                        {
-                            total.merge(&slot.verdicts);
-                        }
-                    }
-                }
-            }
+        for cpu in 0..table.cpus() {
+            total.merge(&table.get(cpu, index));
         }
-        total
+        Some(total)
     }
 
-    /// The value of the counter `key` names.
-    fn read(&self, key: Key) -> u64 {
+    /// This CPU's (CPU 0's) entry of a per-CPU array.
+    fn cpu0<V: aya::Pod>(&self, map: &'static str, index: u32) -> V {
+        let array: PerCpuArray<_, V> = self.datapath.maps().map(map).unwrap().try_into().unwrap();
+        array.get(&index, 0).unwrap()[0]
+    }
+
+    /// The value of the counter `key` names, where one counter holds it: not
+    /// for a VIP of the sparse table, which the model checks.
+    fn read(&self, key: Key) -> Option<u64> {
         match key {
-            Key::Accepted { range, vip } => self.vip(range, vip).accepted.packets,
-            Key::Dropped { range, vip } => self.vip(range, vip).dropped.packets,
-            Key::NonVip => self.globals()[GLOBAL_NON_VIP as usize],
-            Key::Malformed => self.globals()[GLOBAL_MALFORMED as usize],
+            Key::Accepted { range, vip } => Some(self.dense_vip(range, vip)?.accepted.packets),
+            Key::Dropped { range, vip } => Some(self.dense_vip(range, vip)?.dropped.packets),
+            Key::NonVip => Some(self.globals()[GLOBAL_NON_VIP as usize]),
+            Key::Malformed => Some(self.globals()[GLOBAL_MALFORMED as usize]),
         }
+    }
+
+    /// After a packet to `vip` of sparse range `range` with no slot of its own
+    /// for all time: counts it in the model, and checks that the datapath
+    /// counted it in the same place, with the same result.
+    fn check_sparse(
+        &self,
+        model: &mut SparseModel,
+        range: usize,
+        vip: IpAddr,
+        bytes: u64,
+        drop: bool,
+    ) -> Result<(), String> {
+        let owner = &self.layout.ranges[range].value;
+        if !self.config.ranges[range].learn {
+            model.unlearned(owner.range_id, bytes, drop);
+            let got: RangePressure = self.cpu0(MAP_PRESSURE, owner.range_id);
+            let want = model.pressure[&owner.range_id];
+            return (got == want)
+                .then_some(())
+                .ok_or(format!("unlearned: {got:?}, the model has {want:?}"));
+        }
+        let counted = model.count(
+            VipAddr::from_ip(vip),
+            owner.range_id,
+            owner.epoch,
+            bytes,
+            drop,
+        );
+        match counted {
+            Counted::Row(index) => {
+                let got = self.datapath.maps().tables().sparse.get(0, index as u32);
+                let want = model.slots[index];
+                (got == want)
+                    .then_some(())
+                    .ok_or(format!("slot {index}: {got:?}, the model has {want:?}"))
+            }
+            Counted::Overflow => {
+                let got = self.cpu0::<RangeStats>(MAP_RANGE_STATS, owner.range_id);
+                let want = model.overflow[&owner.range_id];
+                (got.sparse_overflow == want).then_some(()).ok_or(format!(
+                    "overflow: {:?}, the model has {want:?}",
+                    got.sparse_overflow
+                ))
+            }
+        }
+    }
+
+    /// The whole of CPU 0's table, and every sparse range's pressure and
+    /// overflow, against the model.
+    fn check_table(&self, model: &SparseModel) -> Result<(), String> {
+        let table = &self.datapath.maps().tables().sparse;
+        for (index, want) in model.slots.iter().enumerate() {
+            let got = table.get(0, index as u32);
+            if got != *want {
+                return Err(format!("slot {index}: {got:?}, the model has {want:?}"));
+            }
+        }
+        for slot in &self.layout.ranges {
+            if slot.value.per_vip_mode == PER_VIP_DENSE {
+                continue;
+            }
+            let id = slot.value.range_id;
+            let got: RangePressure = self.cpu0(MAP_PRESSURE, id);
+            let want = model.pressure.get(&id).copied().unwrap_or_default();
+            if got != want {
+                return Err(format!(
+                    "{} pressure: {got:?}, the model has {want:?}",
+                    slot.name
+                ));
+            }
+            let got = self.cpu0::<RangeStats>(MAP_RANGE_STATS, id).sparse_overflow;
+            let want = model.overflow.get(&id).copied().unwrap_or_default();
+            if got != want {
+                return Err(format!(
+                    "{} overflow: {got:?}, the model has {want:?}",
+                    slot.name
+                ));
+            }
+        }
+        Ok(())
     }
 }
 
@@ -144,9 +233,12 @@ fn datapath_agrees_with_the_reference_classifier() {
     let packets: usize = std::env::var("VIP_DIFF_PACKETS").map_or(200_000, |n| n.parse().unwrap());
     println!("differential: seed {seed} (replay with VIP_DIFF_SEED={seed}), {packets} packets");
 
+    // The sparse table is per CPU: every run here must be on CPU 0, the model's.
+    fixture::pin_to_cpu0();
     let config = Config::parse(CONFIG, Path::new("differential")).unwrap();
     let layout = Layout::new(&config);
     let mut datapath = fixture::load(CONFIG);
+    let mut model = SparseModel::new(layout.sparse_slots as usize, fixture::sparse_key(&datapath));
     let cidrs: Vec<IpNet> = config.ranges.iter().map(|r| r.cidr).collect();
     let mut generator = Generator::new(seed, &cidrs, &[22, 53, 80, 443, 5000, 5100]);
     let mut tally: BTreeMap<&str, u64> = BTreeMap::new();
@@ -158,7 +250,19 @@ fn datapath_agrees_with_the_reference_classifier() {
     let mut runs = 0u64;
 
     for index in 0..packets {
+        if index % SWEEP_EVERY == 0 && index > 0 {
+            datapath.sweep_sparse().unwrap();
+            model.sweep();
+        }
         if index % CHECK_EVERY == 0 && index > 0 {
+            let probe = Probe {
+                datapath: &datapath,
+                layout: &layout,
+                config: &config,
+            };
+            if let Err(e) = probe.check_table(&model) {
+                panic!("after packet {index} (seed {seed}): {e}");
+            }
             let total = fixture::snapshot(&datapath).global.packets;
             assert_eq!(
                 total - total_before,
@@ -183,6 +287,7 @@ fn datapath_agrees_with_the_reference_classifier() {
             let probe = Probe {
                 datapath: &datapath,
                 layout: &layout,
+                config: &config,
             };
             let (key_before, globals_before) = (probe.read(want.key), probe.globals());
             runs += 1;
@@ -199,8 +304,16 @@ fn datapath_agrees_with_the_reference_classifier() {
             let probe = Probe {
                 datapath: &datapath,
                 layout: &layout,
+                config: &config,
             };
             let (key_after, globals_after) = (probe.read(want.key), probe.globals());
+            let counted = match (want.key, key_before) {
+                (Key::Accepted { range, vip } | Key::Dropped { range, vip }, None) => probe
+                    .check_sparse(&mut model, range, vip, frame.len() as u64, want.drop)
+                    .map_err(|e| format!("sparse table: {e}")),
+                (_, Some(before)) if key_after == Some(before + 1) => Ok(()),
+                _ => Err(format!("counter {key_before:?} -> {key_after:?}")),
+            };
             let fragments = globals_after[GLOBAL_FRAGMENTS as usize]
                 - globals_before[GLOBAL_FRAGMENTS as usize];
             let want_verdict = if want.drop {
@@ -214,18 +327,48 @@ fn datapath_agrees_with_the_reference_classifier() {
                 .sum();
             let want_globals = u64::from(matches!(want.key, Key::NonVip | Key::Malformed));
             let agrees = verdict == want_verdict
-                && key_after == key_before + 1
+                && counted.is_ok()
                 && fragments == u64::from(want.fragment)
                 && moved_globals == want_globals;
             assert!(
                 agrees,
-                "packet {index} (seed {seed}) through {program:?}: verdict {verdict:?}, counter {key_before} -> {key_after}, \
+                "packet {index} (seed {seed}) through {program:?}: verdict {verdict:?}, {counted:?}, \
                  fragments +{fragments}, globals +{moved_globals}; the reference says {want:?}\n{}",
                 hex(&frame)
             );
         }
     }
-    println!("differential: {packets} packets agreed through XDP and TC: {tally:?}");
+    let probe = Probe {
+        datapath: &datapath,
+        layout: &layout,
+        config: &config,
+    };
+    if let Err(e) = probe.check_table(&model) {
+        panic!("at the end (seed {seed}): {e}");
+    }
+    let pressure: RangePressure =
+        model
+            .pressure
+            .values()
+            .fold(RangePressure::default(), |mut all, p| {
+                all.merge(p);
+                all
+            });
+    println!("differential: {packets} packets agreed through XDP and TC: {tally:?}; sparse table: {pressure:?}");
+    assert!(
+        pressure.slots_reclaimed > packets as u64 / 2_500
+            && pressure.unlearned.dropped.packets > packets as u64 / 100,
+        "the run reclaims slots and meets a range that does not learn: {pressure:?}"
+    );
+    let overflow: u64 = model
+        .overflow
+        .values()
+        .map(|v| v.accepted.packets + v.dropped.packets)
+        .sum();
+    assert!(
+        overflow > packets as u64 / 100,
+        "the run overflows the table: {overflow}"
+    );
     for kind in ["accepted", "dropped", "non-VIP", "malformed"] {
         assert!(
             tally.get(kind).copied().unwrap_or(0) > packets as u64 / 50,

@@ -178,6 +178,10 @@ fn prometheus_scrapes_per_vip_counters_that_match_vip_stats() {
     assert_eq!(build.len(), 1, "{build:?}");
     let attach = prometheus.query(&lab.server, "vip_attach_info");
     assert_eq!(attach[0]["metric"]["mode"], "native", "{attach:?}");
+    // No sparse range here: the table's alert gauge is there, at 0.
+    let fullest = prometheus.query(&lab.server, "vip_sparse_table_fullest_cpu_ratio");
+    assert_eq!(fullest.len(), 1, "{fullest:?}");
+    assert_eq!(fullest[0]["value"][1], "0", "{fullest:?}");
 
     // promtool's linter on the exposition itself.
     let (status, text) = http::get(&lab.server, metrics, "/metrics");

@@ -253,7 +253,7 @@ fn the_older_vip_refuses_a_newer_datapath() {
     );
     assert!(
         stderr.contains(&format!(
-            "has layout version {LAYOUT_VERSION}, this vip has {}",
+            "was set up by a newer vip (layout version {LAYOUT_VERSION}, this vip has {})",
             LAYOUT_VERSION - 1
         )),
         "{stderr}"

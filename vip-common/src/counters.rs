@@ -43,6 +43,7 @@ impl Counter {
         self.bytes += bytes;
     }
 
+    #[inline(always)]
     pub fn merge(&mut self, other: &Counter) {
         self.packets += other.packets;
         self.bytes += other.bytes;
@@ -68,6 +69,7 @@ impl Verdicts {
         }
     }
 
+    #[inline(always)]
     pub fn merge(&mut self, other: &Verdicts) {
         self.accepted.merge(&other.accepted);
         self.dropped.merge(&other.dropped);
@@ -84,8 +86,11 @@ pub struct SparseSlot {
     pub range_id: u32,
     /// The range's epoch when the slot was taken; 0 for a free slot.
     pub epoch: u32,
+    /// `SparseControl::generation` at the VIP's latest packet on this CPU (0
+    /// in a slot written by a layout 6 datapath).
+    pub seen_generation: u32,
     /// Fills the slot to one cache line.
-    pub _pad: u64,
+    pub _pad: u32,
 }
 
 /// Per-range counters that are not the sum of VIP slots.
@@ -93,7 +98,8 @@ pub struct SparseSlot {
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Pod, Zeroable)]
 pub struct RangeStats {
     /// Packets to VIPs of a sparse range that found no free slot in
-    /// `MAP_SPARSE_STATS`; the range's totals are its VIP slots plus these.
+    /// `MAP_SPARSE_STATS`; the range's totals are its VIP slots (sparse and
+    /// declared) plus these plus its `RangePressure::reclaimed` and `unlearned`.
     pub sparse_overflow: Verdicts,
 }
 

@@ -6,14 +6,19 @@
 //! network order, `_host` is host order.
 #![no_std]
 
+#[cfg(test)]
+extern crate std;
+
 pub mod counters;
 pub mod maps;
 pub mod meta;
 pub mod policy;
+pub mod sparse;
 pub mod steer;
 
 pub use counters::*;
 pub use maps::*;
 pub use meta::*;
 pub use policy::*;
+pub use sparse::*;
 pub use steer::*;

@@ -43,11 +43,24 @@ pub const MAP_DECAP: &str = "VIP_DECAP";
 /// Array of one `DatapathInfo`: the running programs' build (layout 6 on).
 pub const MAP_INFO: &str = "VIP_INFO";
 
+/// Array of one [`crate::SparseControl`]: the sparse table's hash key and sweep
+/// generation (layout 7 on).
+pub const MAP_SPARSE_CONTROL: &str = "VIP_SPARSE_CTL";
+/// Per-CPU array of [`crate::RangePressure`], indexed by `RangeValue::range_id`
+/// (layout 7 on).
+pub const MAP_PRESSURE: &str = "VIP_PRESSURE";
+/// Hash of [`VipAddr`] -> [`crate::DeclaredVip`]: the declared VIPs of sparse
+/// ranges (layout 7 on).
+pub const MAP_DECLARED: &str = "VIP_DECLARED";
+
 /// Every map the daemon pins, in pin order: `MAP_ATTACH_META` is last, so its pin
 /// marks a datapath that is fully set up.
-pub const PINNED_MAPS: [&str; 20] = [
+pub const PINNED_MAPS: [&str; 23] = [
     MAP_SETTINGS,
     MAP_INFO,
+    MAP_SPARSE_CONTROL,
+    MAP_PRESSURE,
+    MAP_DECLARED,
     MAP_POLICY,
     MAP_V4_RANGES,
     MAP_V6_RANGES,
@@ -105,11 +118,18 @@ pub const SETTINGS: u32 = 4;
 /// Bumped whenever a map, a shared type or the meaning of a setting changes, so
 /// that a binary never adopts maps pinned by one it does not know. A binary
 /// upgrades a datapath of its own layout or of one in `UPGRADES_FROM`.
-pub const LAYOUT_VERSION: u32 = 6;
+pub const LAYOUT_VERSION: u32 = 7;
 
 /// Older layouts this binary upgrades in place, with the maps each lacks
-/// (created and pinned by the upgrade): 5 had no `MAP_INFO`.
-pub const UPGRADES_FROM: [(u32, &[&str]); 1] = [(5, &[MAP_INFO])];
+/// (created and pinned by the upgrade): 5 had no `MAP_INFO`, and neither 5 nor 6
+/// had the sparse table's control, pressure counters or declared VIPs.
+pub const UPGRADES_FROM: [(u32, &[&str]); 2] = [
+    (
+        5,
+        &[MAP_INFO, MAP_SPARSE_CONTROL, MAP_PRESSURE, MAP_DECLARED],
+    ),
+    (6, &[MAP_SPARSE_CONTROL, MAP_PRESSURE, MAP_DECLARED]),
+];
 
 /// Name, in the pin directory, of the pinned bpf_link that keeps the datapath
 /// attached to an interface: this prefix, then the interface name.
@@ -128,24 +148,6 @@ pub const CPU_TABLE_ALIGN: u32 = 4096;
 /// Slots tried for a sparse VIP before its packets count as the range's overflow.
 pub const SPARSE_PROBES: u32 = 8;
 
-/// The sparse table's hash of an address: MurmurHash3's 64-bit finalizer over
-/// both words, so that the low bits the table uses depend on every bit of the
-/// address. The datapath and userspace share it.
-#[inline(always)]
-pub fn sparse_hash(vip: &VipAddr) -> u32 {
-    let words: [u64; 2] = bytemuck::cast(vip.addr_be);
-    fmix64(words[0] ^ fmix64(words[1])) as u32
-}
-
-#[inline(always)]
-fn fmix64(mut h: u64) -> u64 {
-    h ^= h >> 33;
-    h = h.wrapping_mul(0xff51_afd7_ed55_8ccd);
-    h ^= h >> 33;
-    h = h.wrapping_mul(0xc4ce_b9fe_1a85_ec53);
-    h ^ (h >> 33)
-}
-
 /// IPv4 ranges of this prefix length or longer get a dense per-VIP index.
 pub const DENSE_MIN_PREFIX_V4: u8 = 16;
 
@@ -153,6 +155,13 @@ pub const DENSE_MIN_PREFIX_V4: u8 = 16;
 pub const PER_VIP_DENSE: u32 = 1;
 /// `RangeValue::per_vip_mode`: per-VIP counters live in `MAP_SPARSE_STATS`.
 pub const PER_VIP_SPARSE: u32 = 2;
+/// `RangeValue::per_vip_mode`: a sparse range with declared VIPs. A declared VIP
+/// (in `MAP_DECLARED`) counts in its own slot of `MAP_DENSE_STATS`; any other
+/// address counts as in `PER_VIP_SPARSE`.
+pub const PER_VIP_SPARSE_DECLARED: u32 = 3;
+/// `RangeValue::per_vip_mode`: only declared VIPs have rows; packets to any
+/// other address count as the range's `RangePressure::unlearned`.
+pub const PER_VIP_DECLARED_ONLY: u32 = 4;
 
 /// What an LPM lookup of a destination returns.
 #[repr(C)]
@@ -160,9 +169,10 @@ pub const PER_VIP_SPARSE: u32 = 2;
 pub struct RangeValue {
     /// Index into `MAP_RANGE_STATS` and `MAP_RANGE_META`.
     pub range_id: u32,
-    /// `PER_VIP_DENSE` or `PER_VIP_SPARSE`.
+    /// One of the `PER_VIP_*` modes.
     pub per_vip_mode: u32,
-    /// First slot of this range in `MAP_DENSE_STATS` (dense ranges only).
+    /// First slot of this range in `MAP_DENSE_STATS`: its addresses' slots for a
+    /// dense range, its declared VIPs' for a sparse one.
     pub dense_base: u32,
     /// The range's IPv4 network address in host order (dense ranges only).
     pub network_v4_host: u32,
@@ -193,6 +203,14 @@ impl VipAddr {
 
     pub const fn from_v6_be(v6: [u8; 16]) -> Self {
         Self { addr_be: v6 }
+    }
+
+    /// The key of an address: IPv4 mapped into `::ffff:0:0/96`.
+    pub const fn from_ip(addr: core::net::IpAddr) -> Self {
+        match addr {
+            core::net::IpAddr::V4(v4) => Self::from_v4_be(v4.octets()),
+            core::net::IpAddr::V6(v6) => Self::from_v6_be(v6.octets()),
+        }
     }
 
     /// From the address as two words loaded straight from the packet (so their
@@ -244,23 +262,6 @@ mod pod {
 mod tests {
     use super::*;
 
-    /// Addresses that differ in any one byte of the host part spread over the
-    /// table: no slot gets more than a handful of them.
-    #[test]
-    fn sparse_hash_spreads_addresses_that_differ_in_one_byte() {
-        const SLOTS: usize = 8192;
-        for byte in 8..16 {
-            let mut load = [0u8; SLOTS];
-            for value in 0..=255u8 {
-                let mut addr = [0x20, 0x01, 0x0d, 0xb8, 0, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 7];
-                addr[byte] = value;
-                let slot = sparse_hash(&VipAddr::from_v6_be(addr)) as usize & (SLOTS - 1);
-                load[slot] += 1;
-            }
-            let worst = load.iter().max().unwrap();
-            assert!(*worst <= 3, "byte {byte}: {worst} addresses in one slot");
-        }
-    }
     #[test]
     fn cpu_table_strides_fill_whole_pages() {
         assert_eq!(cpu_table_stride(0, 32), 128);

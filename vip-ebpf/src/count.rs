@@ -8,12 +8,13 @@ use core::ptr::NonNull;
 use aya_ebpf::{
     helpers::bpf_get_smp_processor_id,
     macros::map,
-    maps::{Array, PerCpuArray},
+    maps::{Array, HashMap, PerCpuArray},
 };
 use vip_common::{
-    sparse_hash, AttachMeta, DatapathInfo, RangeMeta, RangeStats, RangeValue, SparseSlot, Verdicts,
-    VipAddr, CPU_TABLE_MAP_FLAGS, GLOBAL_COUNTERS, PER_VIP_DENSE, PER_VIP_SPARSE, SETTINGS,
-    SETTING_DENSE_STRIDE, SETTING_SPARSE_MASK, SPARSE_PROBES,
+    sparse_hash, sparse_idle, AttachMeta, DatapathInfo, DeclaredVip, RangeMeta, RangePressure,
+    RangeStats, RangeValue, SparseControl, SparseSlot, Verdicts, VipAddr, CPU_TABLE_MAP_FLAGS,
+    GLOBAL_COUNTERS, PER_VIP_DECLARED_ONLY, PER_VIP_DENSE, PER_VIP_SPARSE, PER_VIP_SPARSE_DECLARED,
+    SETTINGS, SETTING_DENSE_STRIDE, SETTING_SPARSE_MASK, SPARSE_PROBES,
 };
 
 use crate::lookup;
@@ -28,6 +29,12 @@ static VIP_SPARSE_STATS: Array<SparseSlot> = Array::with_max_entries(1, CPU_TABL
 static VIP_SETTINGS: Array<u32> = Array::with_max_entries(SETTINGS, 0);
 #[map]
 static VIP_GLOBAL: PerCpuArray<u64> = PerCpuArray::with_max_entries(GLOBAL_COUNTERS, 0);
+#[map]
+static VIP_SPARSE_CTL: Array<SparseControl> = Array::with_max_entries(1, 0);
+#[map]
+static VIP_PRESSURE: PerCpuArray<RangePressure> = PerCpuArray::with_max_entries(1, 0);
+#[map]
+static VIP_DECLARED: HashMap<VipAddr, DeclaredVip> = HashMap::with_max_entries(1, 0);
 
 #[inline(always)]
 fn setting(index: u32) -> u32 {
@@ -88,13 +95,15 @@ pub fn v4_hit(
         return sparse_hit(range, &vip, sparse_find(&vip), bytes, drop);
     }
     let offset = u32::from_be_bytes(addr_be).wrapping_sub(range.network_v4_host);
+    dense_hit(range.dense_base.wrapping_add(offset), bytes, drop)
+}
+
+/// Counts one packet in this CPU's slot `index` of the dense table.
+#[inline(always)]
+fn dense_hit(index: u32, bytes: u64, drop: bool) -> Result<(), MapInconsistent> {
     let stride = setting(SETTING_DENSE_STRIDE);
     let slot = VIP_DENSE_STATS
-        .get_ptr_mut(
-            cpu()
-                .wrapping_mul(stride)
-                .wrapping_add(range.dense_base.wrapping_add(offset)),
-        )
+        .get_ptr_mut(cpu().wrapping_mul(stride).wrapping_add(index))
         .ok_or(MapInconsistent)?;
     // SAFETY: this CPU's slot, and XDP/TC programs do not nest on one CPU.
     unsafe { (*slot).side(drop).add(bytes) };
@@ -111,15 +120,19 @@ pub struct Sparse {
     slot: *mut SparseSlot,
     /// `slot` is the VIP's (its range may since have been removed by a reload).
     found: bool,
+    /// The sweep generation, stamped on the slot when it counts.
+    generation: u32,
 }
 
 /// Probes this CPU's table for `vip`. The table is never emptied, so a never-used
-/// slot ends the search; slots of removed ranges are reused.
+/// slot ends the search; slots of removed ranges, and slots idle for
+/// `sparse_idle_seconds`, are taken over.
 #[inline(always)]
 pub fn sparse_find(vip: &VipAddr) -> Sparse {
+    let control = VIP_SPARSE_CTL.get(0).copied().unwrap_or_default();
     let mask = setting(SETTING_SPARSE_MASK);
     let base = cpu().wrapping_mul(mask.wrapping_add(1));
-    let start = sparse_hash(vip);
+    let start = sparse_hash(vip, control.hash_key);
     let mut reusable: *mut SparseSlot = core::ptr::null_mut();
     for i in 0..SPARSE_PROBES {
         let index = base.wrapping_add(start.wrapping_add(i) & mask);
@@ -130,18 +143,30 @@ pub fn sparse_find(vip: &VipAddr) -> Sparse {
         let current = unsafe { &*slot };
         if current.epoch == 0 {
             let slot = if reusable.is_null() { slot } else { reusable };
-            return Sparse { slot, found: false };
+            return Sparse {
+                slot,
+                found: false,
+                generation: control.generation,
+            };
         }
         if current.vip == *vip {
-            return Sparse { slot, found: true };
+            return Sparse {
+                slot,
+                found: true,
+                generation: control.generation,
+            };
         }
-        if reusable.is_null() && live_range(current).is_none() {
+        if reusable.is_null()
+            && (sparse_idle(control.generation, current.seen_generation)
+                || live_range(current).is_none())
+        {
             reusable = slot;
         }
     }
     Sparse {
         slot: reusable,
         found: false,
+        generation: control.generation,
     }
 }
 
@@ -161,8 +186,9 @@ pub fn found_range(found: Sparse) -> Option<&'static RangeValue> {
     live_range(unsafe { &*found.slot })
 }
 
-/// Counts one packet to `vip` of sparse `range` in the slot `sparse_find` gave
-/// (taking it if need be), or as the range's overflow when the table is full.
+/// Counts one packet to `vip` of sparse `range`: in its declared slot if it is
+/// a declared VIP, else in the slot `sparse_find` gave (taking it if need be),
+/// or as the range's overflow when every probed slot is busy.
 #[inline(always)]
 pub fn sparse_hit(
     range: &RangeValue,
@@ -171,8 +197,22 @@ pub fn sparse_hit(
     bytes: u64,
     drop: bool,
 ) -> Result<(), MapInconsistent> {
-    if range.per_vip_mode != PER_VIP_SPARSE {
-        return Err(MapInconsistent);
+    match range.per_vip_mode {
+        PER_VIP_SPARSE => {}
+        PER_VIP_SPARSE_DECLARED | PER_VIP_DECLARED_ONLY => {
+            // SAFETY: the value is copied out at once, before any update.
+            if let Some(declared) = unsafe { VIP_DECLARED.get(vip) }.copied() {
+                if declared.epoch == range.epoch {
+                    return dense_hit(declared.dense_index, bytes, drop);
+                }
+            }
+            if range.per_vip_mode == PER_VIP_DECLARED_ONLY {
+                let pressure = pressure(range.range_id)?;
+                pressure.unlearned.side(drop).add(bytes);
+                return Ok(());
+            }
+        }
+        _ => return Err(MapInconsistent),
     }
     if found.slot.is_null() {
         let stats = VIP_RANGE_STATS
@@ -185,17 +225,43 @@ pub fn sparse_hit(
     // SAFETY: per-CPU slot, as above.
     let slot = unsafe { &mut *found.slot };
     if slot.epoch != range.epoch || slot.range_id != range.range_id || slot.vip != *vip {
-        // A new slot, or one left by a removed range: start it afresh.
-        *slot = SparseSlot {
-            vip: *vip,
-            verdicts: Verdicts::default(),
-            range_id: range.range_id,
-            epoch: range.epoch,
-            _pad: 0,
-        };
+        take(slot, range, vip)?;
     }
+    slot.seen_generation = found.generation;
     slot.verdicts.side(drop).add(bytes);
     Ok(())
+}
+
+/// Starts `slot` afresh for `vip`. An idle VIP of a live range first moves its
+/// counts into its range's pressure counters, on this CPU like the slot, so
+/// the range's totals do not change.
+#[inline(always)]
+fn take(slot: &mut SparseSlot, range: &RangeValue, vip: &VipAddr) -> Result<(), MapInconsistent> {
+    if slot.epoch != 0 {
+        if let Some(owner) = live_range(slot) {
+            let pressure = pressure(owner.range_id)?;
+            pressure.reclaimed.merge(&slot.verdicts);
+            pressure.slots_reclaimed += 1;
+        }
+    }
+    *slot = SparseSlot {
+        vip: *vip,
+        verdicts: Verdicts::default(),
+        range_id: range.range_id,
+        epoch: range.epoch,
+        seen_generation: 0,
+        _pad: 0,
+    };
+    pressure(range.range_id)?.slots_learned += 1;
+    Ok(())
+}
+
+/// This CPU's pressure counters of range `range_id`.
+#[inline(always)]
+fn pressure(range_id: u32) -> Result<&'static mut RangePressure, MapInconsistent> {
+    let pressure = VIP_PRESSURE.get_ptr_mut(range_id).ok_or(MapInconsistent)?;
+    // SAFETY: this CPU's entry, and XDP/TC programs do not nest on one CPU.
+    Ok(unsafe { &mut *pressure })
 }
 
 // Written by userspace only, for `vip stats`; declared here so that every map of the

@@ -18,6 +18,7 @@ use crate::{build::Artifacts, command::run};
 /// formats and userspace logic).
 pub const TESTS: &[&str] = &[
     "datapath_fixtures",
+    "sparse_fixtures",
     "decap_fixtures",
     "counting",
     "attach_modes",

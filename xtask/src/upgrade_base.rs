@@ -7,9 +7,9 @@ use anyhow::{bail, Context};
 
 use crate::command::{cargo, run};
 
-/// The last commit before in-place upgrades (issue 16): its datapath has layout
-/// version 5, which this tree upgrades from.
-pub const COMMIT: &str = "8a1784f3bf7f254be0a217ee9a59c756c3450386";
+/// The last commit before the sparse table's reclaim (issue 18): its datapath
+/// has layout version 6, which this tree upgrades from.
+pub const COMMIT: &str = "21169f1538b6bdcf9d037c0d35acd42575881b79";
 
 /// The older binary, built if it is not cached yet.
 pub fn vip(root: &Path) -> anyhow::Result<PathBuf> {

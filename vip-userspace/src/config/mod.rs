@@ -15,6 +15,9 @@ pub use validate::ConfigError;
 
 /// Default number of per-VIP slots shared by all sparse ranges.
 pub const DEFAULT_SPARSE_VIP_CAPACITY: u32 = 65_536;
+/// A sparse VIP that has seen no packet for this long gives its slot up to the
+/// next new VIP that needs one.
+pub const DEFAULT_SPARSE_IDLE_SECONDS: u32 = 60;
 /// Where `vip run` serves /metrics and /healthz unless told otherwise: loopback,
 /// on purpose (per-VIP counters are not for everyone to read).
 pub const DEFAULT_METRICS_LISTEN: &str = "127.0.0.1:9669";
@@ -76,6 +79,8 @@ struct RawConfig {
     xdp_mode: XdpMode,
     #[serde(default = "default_sparse_vip_capacity")]
     sparse_vip_capacity: u32,
+    #[serde(default = "default_sparse_idle_seconds")]
+    sparse_idle_seconds: u32,
     arp_sysctls: Option<bool>,
     #[serde(default, rename = "range")]
     ranges: Vec<RawRange>,
@@ -116,6 +121,9 @@ struct RawRange {
     max_vip_series: Option<u32>,
     #[serde(default)]
     steer: Vec<RawSteer>,
+    #[serde(default)]
+    vips: Vec<String>,
+    learn: Option<bool>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -145,6 +153,10 @@ fn default_sparse_vip_capacity() -> u32 {
     DEFAULT_SPARSE_VIP_CAPACITY
 }
 
+fn default_sparse_idle_seconds() -> u32 {
+    DEFAULT_SPARSE_IDLE_SECONDS
+}
+
 /// A validated config.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Config {
@@ -152,6 +164,9 @@ pub struct Config {
     pub xdp_mode: XdpMode,
     /// Slots in the per-VIP table of sparse ranges (IPv6, IPv4 wider than /16).
     pub sparse_vip_capacity: u32,
+    /// Seconds without a packet after which a sparse VIP's slot is reclaimed
+    /// (its counts move into its range's).
+    pub sparse_idle_seconds: u32,
     /// In file order; a range's position is its id in the datapath.
     pub ranges: Vec<Range>,
     /// Router role: CIDR routes through a next hop.
@@ -190,6 +205,12 @@ pub struct Range {
     pub max_vip_series: u32,
     /// Socket steering entries, in config order.
     pub steer: Vec<Steer>,
+    /// Declared VIPs (sparse ranges only): each always has its own row, never
+    /// reclaimed. In config order, no duplicates.
+    pub vips: Vec<std::net::IpAddr>,
+    /// Whether addresses other than `vips` get rows in the sparse table (true)
+    /// or count only in the range's totals.
+    pub learn: bool,
 }
 
 /// `{ match = "tcp/80", to = "127.0.0.1:8080" }`: lookups for that protocol and

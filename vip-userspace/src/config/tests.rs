@@ -334,3 +334,82 @@ fn steer_entries_parse_and_mistakes_are_refused() {
         Err(ConfigError::DuplicateSteer { .. })
     ));
 }
+
+#[test]
+fn sparse_accounting_keys_parse_with_defaults() {
+    let config = parse(&with_ranges(&[("v6", "2001:db8::/64")])).unwrap();
+    assert_eq!(config.sparse_idle_seconds, DEFAULT_SPARSE_IDLE_SECONDS);
+    assert_eq!(config.ranges[0].vips, Vec::<std::net::IpAddr>::new());
+    assert!(config.ranges[0].learn);
+    let config = parse(&format!(
+        "sparse_idle_seconds = 10\n{}vips = [\"2001:db8::10\", \" 2001:db8::1 \"]\nlearn = false\n",
+        with_ranges(&[("v6", "2001:db8::/64")])
+    ))
+    .unwrap();
+    assert_eq!(config.sparse_idle_seconds, 10);
+    let want: Vec<std::net::IpAddr> = vec![
+        "2001:db8::10".parse().unwrap(),
+        "2001:db8::1".parse().unwrap(),
+    ];
+    assert_eq!(config.ranges[0].vips, want, "in config order");
+    assert!(!config.ranges[0].learn);
+}
+
+#[test]
+fn bad_sparse_accounting_values_are_refused_by_name() {
+    let v6 = with_ranges(&[("v6", "2001:db8::/64")]);
+    let web = with_ranges(&[("web", "192.0.2.0/24")]);
+    for (text, want) in [
+        (
+            format!("sparse_idle_seconds = 1\n{v6}"),
+            "sparse_idle_seconds = 1 is out of range 2..=86400",
+        ),
+        (
+            format!("{v6}vips = [\"2001:db8:1::1\"]\n"),
+            "range \"v6\": vips entry \"2001:db8:1::1\" is not an address in 2001:db8::/64",
+        ),
+        (
+            format!("{v6}vips = [\"banana\"]\n"),
+            "range \"v6\": vips entry \"banana\" is not an address in 2001:db8::/64",
+        ),
+        (
+            format!("{v6}vips = [\"2001:db8::1\", \"2001:db8:0::1\"]\n"),
+            "range \"v6\": vips lists 2001:db8::1 twice",
+        ),
+        (
+            format!("{web}vips = [\"192.0.2.1\"]\n"),
+            "range \"web\": vips applies to sparse ranges (IPv6, IPv4 wider than /16); every address of 192.0.2.0/24 has its own row already",
+        ),
+        (
+            format!("{web}learn = false\n"),
+            "range \"web\": learn = false applies to sparse ranges",
+        ),
+    ] {
+        let err = parse(&text).unwrap_err().to_string();
+        assert!(err.starts_with(want), "{err}");
+        assert!(!err.contains('\n'), "{err}");
+    }
+}
+
+#[test]
+fn declared_vips_are_bounded_over_all_ranges() {
+    let list = |range: u32, count: u32| {
+        (0..count)
+            .map(|i| format!("\"2001:db8:{range}::{i:x}\""))
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    let text = |second: u32| {
+        format!(
+            "interfaces = [\"eth0\"]\n[[range]]\nname = \"a\"\ncidr = \"2001:db8:1::/64\"\nvips = [{}]\n\
+             [[range]]\nname = \"b\"\ncidr = \"2001:db8:2::/64\"\nvips = [{}]\n",
+            list(1, 60_000),
+            list(2, second)
+        )
+    };
+    assert!(parse(&text(5_536)).is_ok());
+    assert_eq!(
+        parse(&text(5_537)).unwrap_err().to_string(),
+        "the ranges declare 65537 VIPs in all; at most 65536"
+    );
+}

@@ -3,7 +3,9 @@
 use std::{collections::HashSet, path::PathBuf};
 
 use ipnet::IpNet;
-use vip_common::{IPPROTO_TCP, IPPROTO_UDP, MAX_ALLOW_ENTRIES, RANGE_NAME_MAX};
+use vip_common::{
+    DENSE_MIN_PREFIX_V4, IPPROTO_TCP, IPPROTO_UDP, MAX_ALLOW_ENTRIES, RANGE_NAME_MAX,
+};
 
 use super::{
     Accept, AllowList, Config, Decap, Encap, Range, RawConfig, RawRange, RawRoute, RawRouter,
@@ -13,6 +15,11 @@ use super::{
 /// Largest number of dense per-VIP slots (the sum of the sizes of IPv4 ranges of
 /// /16 or longer); 16 Mi slots use 256 MiB per CPU.
 pub const MAX_SPARSE_VIP_CAPACITY: u32 = 1 << 24;
+/// Declared VIPs a config may list, over all ranges: each takes a dense slot
+/// (32 bytes per CPU) and an entry in one hash map.
+pub const MAX_DECLARED_VIPS: usize = 65_536;
+/// Bounds of `sparse_idle_seconds`: the daemon sweeps every half of it.
+pub const SPARSE_IDLE_SECONDS: std::ops::RangeInclusive<u32> = 2..=86_400;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
@@ -80,6 +87,27 @@ pub enum ConfigError {
     },
     #[error("sparse_vip_capacity = {value} is out of range 1..={MAX_SPARSE_VIP_CAPACITY}")]
     SparseCapacity { value: u32 },
+    #[error("sparse_idle_seconds = {value} is out of range {}..={}", SPARSE_IDLE_SECONDS.start(), SPARSE_IDLE_SECONDS.end())]
+    SparseIdle { value: u32 },
+    #[error("range {range:?}: vips entry {value:?} is not an address in {cidr}")]
+    DeclaredVip {
+        range: String,
+        value: String,
+        cidr: IpNet,
+    },
+    #[error("range {range:?}: vips lists {addr} twice")]
+    DuplicateDeclaredVip {
+        range: String,
+        addr: std::net::IpAddr,
+    },
+    #[error("range {range:?}: {what} applies to sparse ranges (IPv6, IPv4 wider than /16); every address of {cidr} has its own row already")]
+    DeclaredOnDense {
+        range: String,
+        cidr: IpNet,
+        what: &'static str,
+    },
+    #[error("the ranges declare {count} VIPs in all; at most {MAX_DECLARED_VIPS}")]
+    TooManyDeclared { count: usize },
     #[error("metrics.listen = {value:?}: expected ADDRESS:PORT (e.g. 127.0.0.1:9669 or [::1]:9669) or \"off\"")]
     MetricsListen { value: String },
     #[error("decap_interfaces lists {name:?}, which is not in interfaces")]
@@ -114,11 +142,20 @@ pub(super) fn validate(raw: RawConfig) -> Result<Config, ConfigError> {
             value: raw.sparse_vip_capacity,
         });
     }
+    if !SPARSE_IDLE_SECONDS.contains(&raw.sparse_idle_seconds) {
+        return Err(ConfigError::SparseIdle {
+            value: raw.sparse_idle_seconds,
+        });
+    }
     let ranges = raw
         .ranges
         .into_iter()
         .map(range)
         .collect::<Result<Vec<_>, _>>()?;
+    let declared: usize = ranges.iter().map(|r| r.vips.len()).sum();
+    if declared > MAX_DECLARED_VIPS {
+        return Err(ConfigError::TooManyDeclared { count: declared });
+    }
     check_unique_names(&ranges)?;
     check_no_overlap(&ranges)?;
     let routes = raw
@@ -156,6 +193,7 @@ pub(super) fn validate(raw: RawConfig) -> Result<Config, ConfigError> {
         interfaces: raw.interfaces,
         xdp_mode: raw.xdp_mode,
         sparse_vip_capacity: raw.sparse_vip_capacity,
+        sparse_idle_seconds: raw.sparse_idle_seconds,
         arp_sysctls: raw.arp_sysctls.unwrap_or(accepts_locally),
         ranges,
         routes,
@@ -263,6 +301,23 @@ fn range(raw: RawRange) -> Result<Range, ConfigError> {
         .map(|entries| allow_list(&raw.name, entries))
         .transpose()?;
     let steer = steer_entries(&raw.name, raw.accept, raw.steer)?;
+    let vips = declared_vips(&raw.name, cidr, raw.vips)?;
+    let learn = raw.learn.unwrap_or(true);
+    // Dense ranges (see `layout::dense_len`) have a row for every address.
+    if matches!(cidr, IpNet::V4(net) if net.prefix_len() >= DENSE_MIN_PREFIX_V4) {
+        let what = match (vips.is_empty(), learn) {
+            (false, _) => Some("vips"),
+            (true, false) => Some("learn = false"),
+            (true, true) => None,
+        };
+        if let Some(what) = what {
+            return Err(ConfigError::DeclaredOnDense {
+                range: raw.name,
+                cidr,
+                what,
+            });
+        }
+    }
     // A whole /24 of IPv4 series is fine; a /64 of IPv6 could be anything.
     let small = matches!(cidr, IpNet::V4(net) if net.prefix_len() >= 24);
     Ok(Range {
@@ -274,7 +329,38 @@ fn range(raw: RawRange) -> Result<Range, ConfigError> {
         per_vip_metrics: raw.per_vip_metrics.unwrap_or(small),
         max_vip_series: raw.max_vip_series.unwrap_or(super::DEFAULT_MAX_VIP_SERIES),
         steer,
+        vips,
+        learn,
     })
+}
+
+fn declared_vips(
+    range: &str,
+    cidr: IpNet,
+    raw: Vec<String>,
+) -> Result<Vec<std::net::IpAddr>, ConfigError> {
+    let mut seen = HashSet::new();
+    let mut vips = Vec::with_capacity(raw.len());
+    for value in raw {
+        let addr: std::net::IpAddr = value
+            .trim()
+            .parse()
+            .ok()
+            .filter(|addr| cidr.contains(addr))
+            .ok_or_else(|| ConfigError::DeclaredVip {
+                range: range.to_string(),
+                value: value.clone(),
+                cidr,
+            })?;
+        if !seen.insert(addr) {
+            return Err(ConfigError::DuplicateDeclaredVip {
+                range: range.to_string(),
+                addr,
+            });
+        }
+        vips.push(addr);
+    }
+    Ok(vips)
 }
 
 fn steer_entries(

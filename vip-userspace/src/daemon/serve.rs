@@ -47,25 +47,42 @@ pub enum Served {
     Sigint,
 }
 
+/// Every half idle time, from one period on: see `vip_common::sparse`.
+fn sweep_interval(idle_seconds: u32) -> tokio::time::Interval {
+    let period = Duration::from_millis(u64::from(idle_seconds) * 500);
+    tokio::time::interval_at(tokio::time::Instant::now() + period, period)
+}
+
 impl Daemon {
-    /// Repairs drift and reloads on SIGHUP, until SIGINT or SIGTERM. Errors of
+    /// Repairs drift, ages the sparse table and reloads on SIGHUP, until
+    /// SIGINT or SIGTERM. Errors of
     /// each round are logged; the daemon carries on.
     pub async fn serve(&mut self) -> Result<Served, DaemonError> {
         let mut drift = tokio::time::interval(DRIFT_INTERVAL);
         // Start-up has just looked for the steer targets.
         let period = crate::steer::REFRESH_INTERVAL;
         let mut steer = tokio::time::interval_at(tokio::time::Instant::now() + period, period);
+        let mut sweep = sweep_interval(self.config.sparse_idle_seconds);
         loop {
             tokio::select! {
                 _ = self.signals.term.recv() => { log::info!("SIGTERM"); return Ok(Served::Sigterm); }
                 _ = self.signals.int.recv() => { log::info!("SIGINT"); return Ok(Served::Sigint); }
                 _ = self.signals.hup.recv() => {
+                    let idle = self.config.sparse_idle_seconds;
                     if let Err(e) = self.reload().await {
                         log::error!(
                             "reload of {} refused, still running the previous config: {}",
                             self.options.config_path.display(),
                             errors::chain(&e)
                         );
+                    }
+                    if self.config.sparse_idle_seconds != idle {
+                        sweep = sweep_interval(self.config.sparse_idle_seconds);
+                    }
+                }
+                _ = sweep.tick() => {
+                    if let Err(e) = self.datapath.sweep_sparse() {
+                        log::error!("sparse table sweep: {}", errors::chain(&e));
                     }
                 }
                 _ = steer.tick() => {

@@ -9,6 +9,7 @@ pub mod cpu_table;
 mod link_update;
 pub mod maps;
 pub mod pin;
+pub mod sparse_control;
 pub mod steering;
 mod sync;
 mod upgrade;
@@ -20,10 +21,10 @@ use aya::{
 };
 
 use vip_common::{
-    AttachMeta, MAP_ATTACH_META, MAP_DECAP, MAP_DELIVERED, MAP_DENSE_STATS, MAP_POLICY, MAP_RANGES,
-    MAP_RANGE_META, MAP_RANGE_STATS, MAP_SPARSE_STATS, MAP_STEER, MAP_STEER_SOCKETS,
-    MAP_STEER_STATS, MAP_V4_L2, MAP_V4_RANGES, MAP_V6_RANGES, PINNED_MAPS, PROG_TC, PROG_XDP,
-    SK_LOOKUP_LINK_PIN, V4_L2_BLOCK,
+    AttachMeta, MAP_ATTACH_META, MAP_DECAP, MAP_DECLARED, MAP_DELIVERED, MAP_DENSE_STATS,
+    MAP_POLICY, MAP_PRESSURE, MAP_RANGES, MAP_RANGE_META, MAP_RANGE_STATS, MAP_SPARSE_STATS,
+    MAP_STEER, MAP_STEER_SOCKETS, MAP_STEER_STATS, MAP_V4_L2, MAP_V4_RANGES, MAP_V6_RANGES,
+    PINNED_MAPS, PROG_TC, PROG_XDP, SK_LOOKUP_LINK_PIN, V4_L2_BLOCK,
 };
 
 pub use adopt::{adopt, AdoptError};
@@ -74,6 +75,8 @@ pub enum DatapathError {
     Pin(#[from] pin::PinError),
     #[error("counting CPUs: {0}")]
     Cpus(#[source] std::io::Error),
+    #[error("drawing the sparse table's hash key: {0}")]
+    Random(#[source] getrandom::Error),
     #[error(transparent)]
     Maps(#[from] MapsError),
     #[error("{interface}: XDP attached through netlink, not a bpf_link (kernel before 5.9?), so it cannot stay attached across restarts; remove it with `ip link set dev {interface} xdp off`")]
@@ -137,6 +140,7 @@ impl Loaded {
     ) -> Result<Loaded, DatapathError> {
         let (ebpf, mut maps) = open(object, layout, interfaces, None)?;
         sync::sync(&mut maps, None, layout)?;
+        sparse_control::create(&mut maps)?;
         build::record(&mut maps, object, 0)?;
         Loaded::verify(ebpf, maps)
     }
@@ -176,6 +180,11 @@ impl Loaded {
     /// Moves the maps from `old` to `new`, as on a live datapath.
     pub fn update(&mut self, old: &Layout, new: &Layout) -> Result<(), DatapathError> {
         self.datapath.update(old, new)
+    }
+
+    /// Ages the sparse table by one sweep, as the daemon does.
+    pub fn sweep_sparse(&mut self) -> Result<u32, DatapathError> {
+        self.datapath.sweep_sparse()
     }
 
     /// The XDP program, e.g. for BPF_PROG_TEST_RUN.
@@ -299,6 +308,11 @@ impl Datapath {
         sync::sync(&mut self.maps, Some(old), new)
     }
 
+    /// Ages the sparse table by one sweep generation; returns the new one.
+    pub fn sweep_sparse(&mut self) -> Result<u32, DatapathError> {
+        sparse_control::sweep(&mut self.maps)
+    }
+
     /// The steer sockets map, for the steer agent.
     pub fn steer_sockets(&mut self) -> Result<&mut Map, DatapathError> {
         self.maps
@@ -363,6 +377,8 @@ fn open(
         .map_max_entries(MAP_POLICY, capacity.ranges)
         .map_max_entries(MAP_V4_L2, (capacity.l2_blocks * V4_L2_BLOCK).max(1))
         .map_max_entries(MAP_RANGE_STATS, capacity.ranges)
+        .map_max_entries(MAP_PRESSURE, capacity.ranges)
+        .map_max_entries(MAP_DECLARED, capacity.declared.max(1))
         .map_max_entries(MAP_RANGE_META, capacity.ranges)
         .map_max_entries(MAP_DENSE_STATS, layout.dense_stride() * cpus)
         .map_max_entries(MAP_SPARSE_STATS, layout.sparse_slots * cpus)

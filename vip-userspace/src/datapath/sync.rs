@@ -7,10 +7,11 @@ use aya::maps::{
 };
 use ipnet::IpNet;
 use vip_common::{
-    DecapConfig, RangeMeta, RangePolicy, RangeStats, RangeValue, SteerKey, SteerValue, SteeredVip,
-    LAYOUT_VERSION, MAP_DECAP, MAP_DELIVERED, MAP_POLICY, MAP_RANGES, MAP_RANGE_META,
-    MAP_RANGE_STATS, MAP_SETTINGS, MAP_STEER, MAP_STEERED_VIPS, MAP_STEER_STATS, MAP_V4_L1,
-    MAP_V4_L2, MAP_V4_RANGES, MAP_V6_RANGES, SETTING_DENSE_STRIDE, SETTING_LAYOUT_VERSION,
+    DecapConfig, DeclaredVip, RangeMeta, RangePolicy, RangePressure, RangeStats, RangeValue,
+    SteerKey, SteerValue, SteeredVip, VipAddr, LAYOUT_VERSION, MAP_DECAP, MAP_DECLARED,
+    MAP_DELIVERED, MAP_POLICY, MAP_PRESSURE, MAP_RANGES, MAP_RANGE_META, MAP_RANGE_STATS,
+    MAP_SETTINGS, MAP_STEER, MAP_STEERED_VIPS, MAP_STEER_STATS, MAP_V4_L1, MAP_V4_L2,
+    MAP_V4_RANGES, MAP_V6_RANGES, SETTING_DENSE_STRIDE, SETTING_LAYOUT_VERSION,
     SETTING_NETNS_INODE, SETTING_SPARSE_MASK,
 };
 
@@ -48,12 +49,14 @@ pub(super) fn sync(
             set(maps, MAP_POLICY, entry.0, entry.1)?;
         }
     }
-    // New ranges: clean counters, then their entries, then make them findable.
+    // New ranges: clean counters, then their entries and declared VIPs, then
+    // make them findable.
     if old.is_some() {
         zero_counters(maps, &added)?;
     }
     for slot in &added {
         write_entries(maps, slot)?;
+        declare(maps, slot)?;
         trie(maps, slot, true)?;
     }
     // Kept ranges whose allow list changed point at the new one (in the range
@@ -67,10 +70,14 @@ pub(super) fn sync(
         }
     }
     sync_index(maps, old, new)?;
-    // Removed ranges: unfindable first, then their entries go.
+    // Removed ranges: unfindable first (unless a new range took over the
+    // same CIDR and so its trie key), then their entries go.
     for slot in &removed {
-        trie(maps, slot, false)?;
+        if !added.iter().any(|n| n.cidr == slot.cidr) {
+            trie(maps, slot, false)?;
+        }
         clear_entries(maps, slot)?;
+        undeclare(maps, slot, new)?;
     }
     if old.is_none() {
         set(
@@ -98,6 +105,37 @@ pub(super) fn sync(
     sync_steer(maps, old, new)?;
     // Sparse slots of removed ranges need nothing: their epoch no longer matches
     // a live range, so the datapath reuses them and `vip stats` skips them.
+    Ok(())
+}
+
+/// Points each declared VIP of a new range at its dense slot.
+fn declare(maps: &mut Maps, slot: &RangeSlot) -> Result<(), DatapathError> {
+    let mut declared: HashMap<_, VipAddr, DeclaredVip> = maps.typed_mut(MAP_DECLARED)?;
+    for (addr, dense_index) in slot.declared_slots() {
+        let value = DeclaredVip {
+            dense_index,
+            epoch: slot.value.epoch,
+        };
+        declared
+            .insert(VipAddr::from_ip(addr), value, 0)
+            .map_err(map_err(MAP_DECLARED))?;
+    }
+    Ok(())
+}
+
+/// Removes the declared VIPs of a removed range that no range of `new`
+/// declares (a range that replaced it has written its own entry over them).
+fn undeclare(maps: &mut Maps, slot: &RangeSlot, new: &Layout) -> Result<(), DatapathError> {
+    let mut declared: HashMap<_, VipAddr, DeclaredVip> = maps.typed_mut(MAP_DECLARED)?;
+    for addr in &slot.declared {
+        if new.ranges.iter().any(|n| n.declared.contains(addr)) {
+            continue;
+        }
+        match declared.remove(&VipAddr::from_ip(*addr)) {
+            Ok(()) | Err(MapError::KeyNotFound) => {}
+            Err(e) => return Err(map_err(MAP_DECLARED)(e)),
+        }
+    }
     Ok(())
 }
 
@@ -159,6 +197,7 @@ fn zero_counters(maps: &mut Maps, added: &[&RangeSlot]) -> Result<(), DatapathEr
     for slot in added {
         zero_per_cpu::<RangeStats>(maps, MAP_RANGE_STATS, slot.value.range_id, cpus)?;
         zero_per_cpu::<u64>(maps, MAP_DELIVERED, slot.value.range_id, cpus)?;
+        zero_per_cpu::<RangePressure>(maps, MAP_PRESSURE, slot.value.range_id, cpus)?;
         for index in slot.value.dense_base..slot.value.dense_base + slot.dense_len {
             maps.tables_mut().dense.zero(index);
         }

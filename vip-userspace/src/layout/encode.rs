@@ -4,10 +4,11 @@
 use ipnet::IpNet;
 use vip_common::{
     AllowEntry, RangePolicy, DECAP_GUE, DECAP_IP6IP6, DECAP_IPIP, DENSE_MIN_PREFIX_V4, IPPROTO_TCP,
-    IPPROTO_UDP, MAX_ALLOW_ENTRIES, POLICY_ENFORCED, POLICY_ICMP,
+    IPPROTO_UDP, MAX_ALLOW_ENTRIES, PER_VIP_DECLARED_ONLY, PER_VIP_SPARSE, PER_VIP_SPARSE_DECLARED,
+    POLICY_ENFORCED, POLICY_ICMP,
 };
 
-use crate::config::{AllowList, Decap, Encap, Rule};
+use crate::config::{AllowList, Decap, Encap, Range, Rule};
 
 /// A range's allow list as the datapath reads it (`None`: no list, allow all).
 pub fn range_policy(allow: Option<&AllowList>) -> RangePolicy {
@@ -52,6 +53,17 @@ pub fn decap_flags(decap: &Decap) -> u32 {
         .encaps
         .iter()
         .fold(0, |flags, &e| flags | encap_flag(e))
+}
+
+/// How a sparse range counts per VIP: `PER_VIP_SPARSE`, or with declared VIPs
+/// first (`PER_VIP_SPARSE_DECLARED`), or declared VIPs only
+/// (`PER_VIP_DECLARED_ONLY`, when it does not learn).
+pub fn sparse_mode(range: &Range) -> u32 {
+    match (range.learn, range.vips.is_empty()) {
+        (false, _) => PER_VIP_DECLARED_ONLY,
+        (true, true) => PER_VIP_SPARSE,
+        (true, false) => PER_VIP_SPARSE_DECLARED,
+    }
 }
 
 /// Number of dense per-VIP slots a range needs: its size for IPv4 ranges of

@@ -5,8 +5,7 @@ use ipnet::IpNet;
 use serde::{Deserialize, Serialize};
 use vip_common::{
     cpu_table_stride, DecapConfig, RangeMeta, RangePolicy, RangeValue, SparseSlot, SteerKey,
-    Verdicts, CPU_TABLE_ALIGN, FAMILY_V4, FAMILY_V6, PER_VIP_DENSE, PER_VIP_SPARSE,
-    POLICY_ENFORCED, POLICY_NONE,
+    Verdicts, CPU_TABLE_ALIGN, FAMILY_V4, FAMILY_V6, PER_VIP_DENSE, POLICY_ENFORCED, POLICY_NONE,
 };
 
 use crate::config::{Config, Steer};
@@ -16,7 +15,7 @@ mod file;
 mod pod_hex;
 mod v4_index;
 
-pub use encode::{decap_flags, dense_len, encap_flag, range_policy};
+pub use encode::{decap_flags, dense_len, encap_flag, range_policy, sparse_mode};
 pub use file::LayoutFile;
 pub use v4_index::V4Index;
 
@@ -26,10 +25,23 @@ pub struct RangeSlot {
     pub cidr: IpNet,
     #[serde(with = "pod_hex")]
     pub value: RangeValue,
-    /// Dense per-VIP slots of this range, 0 when sparse.
+    /// Dense per-VIP slots of this range: its size when dense, its declared
+    /// VIPs when sparse.
     pub dense_len: u32,
     #[serde(with = "pod_hex")]
     pub policy: RangePolicy,
+    /// A sparse range's declared VIPs, in slot order from `value.dense_base`.
+    #[serde(default)]
+    pub declared: Vec<std::net::IpAddr>,
+}
+
+impl RangeSlot {
+    /// The declared VIPs with their dense slots.
+    pub fn declared_slots(&self) -> impl Iterator<Item = (std::net::IpAddr, u32)> + '_ {
+        (self.value.dense_base..)
+            .zip(&self.declared)
+            .map(|(slot, addr)| (*addr, slot))
+    }
 }
 
 /// Room a running datapath keeps for ranges added by a reload; a reload that
@@ -38,6 +50,7 @@ pub const RANGE_HEADROOM: u32 = 256;
 pub const DENSE_HEADROOM: u32 = 65_536;
 pub const L2_BLOCK_HEADROOM: u32 = 64;
 pub const STEER_HEADROOM: u32 = 64;
+pub const DECLARED_HEADROOM: u32 = 4096;
 
 /// Map sizes, fixed when the datapath is loaded.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -47,6 +60,14 @@ pub struct Capacity {
     pub l2_blocks: u32,
     /// Steer entries (sockets).
     pub steers: u32,
+    /// Entries of the declared-VIP map (layout files of layout 6 and older
+    /// have none: a datapath upgraded from one gets the headroom).
+    #[serde(default = "declared_headroom")]
+    pub declared: u32,
+}
+
+fn declared_headroom() -> u32 {
+    DECLARED_HEADROOM
 }
 
 /// Dense per-VIP slots a datapath can have (32 bytes of counters each, per CPU).
@@ -68,6 +89,8 @@ pub enum LayoutError {
     Blocks { capacity: u32 },
     #[error("the old and new steer entries together need more than the {capacity} the running datapath has room for; restart vip to grow")]
     Steers { capacity: u32 },
+    #[error("the old and new declared VIPs together ({needed}) need more than the {capacity} the running datapath has room for; restart vip to grow")]
+    Declared { needed: usize, capacity: u32 },
 }
 
 impl crate::errors::Blame for LayoutError {
@@ -110,7 +133,7 @@ impl Layout {
         let slots: u64 = config
             .ranges
             .iter()
-            .map(|r| u64::from(dense_len(&r.cidr)))
+            .map(|r| u64::from(range_dense_len(r)))
             .sum();
         if slots > MAX_DENSE_SLOTS {
             return Err(LayoutError::TooManyDenseSlots { slots });
@@ -121,7 +144,12 @@ impl Layout {
     /// A fresh layout, with room for reloads to add ranges; for a config that
     /// passed [`Layout::check`].
     pub fn new(config: &Config) -> Layout {
-        let dense: u32 = config.ranges.iter().map(|r| dense_len(&r.cidr)).sum();
+        let dense: u32 = config.ranges.iter().map(range_dense_len).sum();
+        let declared = config
+            .ranges
+            .iter()
+            .map(|r| r.vips.len() as u32)
+            .sum::<u32>();
         // Level 2 needs a block per /16 an IPv4 range touches.
         let slash16s: std::collections::BTreeSet<u32> = config
             .ranges
@@ -145,6 +173,7 @@ impl Layout {
                 .map(|r| r.steer.len() as u32)
                 .sum::<u32>()
                 + STEER_HEADROOM,
+            declared: declared + DECLARED_HEADROOM,
         };
         Layout::allocate(config, None, capacity).expect("a fresh layout fits its own capacity")
     }
@@ -167,8 +196,18 @@ impl Layout {
                 capacity: capacity.ranges,
             });
         }
-        let kept = |name: &str, cidr: &IpNet| {
-            previous.and_then(|p| p.ranges.iter().find(|r| r.name == name && r.cidr == *cidr))
+        // A range stays if its name, CIDR and way of counting per VIP do;
+        // anything else is a new range, whose counters start afresh.
+        let kept = |range: &crate::config::Range| {
+            previous.and_then(|p| {
+                p.ranges.iter().find(|r| {
+                    r.name == range.name
+                        && r.cidr == range.cidr
+                        && r.declared == range.vips
+                        && (r.value.per_vip_mode == PER_VIP_DENSE
+                            || r.value.per_vip_mode == sparse_mode(range))
+                })
+            })
         };
         // New ranges take nothing the previous layout used, not even what this
         // update frees: lookups may still reach a removed range's id or slots
@@ -185,7 +224,7 @@ impl Layout {
         let mut ranges = Vec::with_capacity(config.ranges.len());
         for range in &config.ranges {
             let policy = range_policy(range.allow.as_ref());
-            if let Some(old) = kept(&range.name, &range.cidr) {
+            if let Some(old) = kept(range) {
                 ranges.push(RangeSlot {
                     policy,
                     ..old.clone()
@@ -202,28 +241,33 @@ impl Layout {
             used_ids[id] = true;
             let epoch = next_epoch;
             next_epoch += 1;
-            let dense_len = dense_len(&range.cidr);
-            let value = match range.cidr {
-                IpNet::V4(net) if dense_len > 0 => {
-                    let base = first_fit(&used_dense, dense_len, capacity.dense_slots).ok_or_else(
-                        || LayoutError::DenseSlots {
+            let slots = range_dense_len(range);
+            let base = if slots > 0 {
+                let base =
+                    first_fit(&used_dense, slots, capacity.dense_slots).ok_or_else(|| {
+                        LayoutError::DenseSlots {
                             range: range.name.clone(),
-                            len: dense_len,
-                        },
-                    )?;
-                    used_dense.push((base, dense_len));
-                    RangeValue {
-                        range_id: id as u32,
-                        per_vip_mode: PER_VIP_DENSE,
-                        dense_base: base,
-                        network_v4_host: u32::from(net.network()),
-                        epoch,
-                        policy_id: 0,
-                    }
-                }
+                            len: slots,
+                        }
+                    })?;
+                used_dense.push((base, slots));
+                base
+            } else {
+                0
+            };
+            let value = match range.cidr {
+                IpNet::V4(net) if dense_len(&range.cidr) > 0 => RangeValue {
+                    range_id: id as u32,
+                    per_vip_mode: PER_VIP_DENSE,
+                    dense_base: base,
+                    network_v4_host: u32::from(net.network()),
+                    epoch,
+                    policy_id: 0,
+                },
                 _ => RangeValue {
                     range_id: id as u32,
-                    per_vip_mode: PER_VIP_SPARSE,
+                    per_vip_mode: sparse_mode(range),
+                    dense_base: base,
                     epoch,
                     ..RangeValue::default()
                 },
@@ -232,10 +276,12 @@ impl Layout {
                 name: range.name.clone(),
                 cidr: range.cidr,
                 value,
-                dense_len,
+                dense_len: slots,
                 policy,
+                declared: range.vips.clone(),
             });
         }
+        check_declared(&ranges, previous, capacity.declared)?;
         let policies = assign_policies(&mut ranges, previous, capacity.ranges)?;
         let v4_index = V4Index::build(
             ranges.iter().filter_map(|slot| match slot.cidr {
@@ -266,6 +312,36 @@ impl Layout {
             ranges,
         })
     }
+}
+
+/// Dense per-VIP slots `range` takes: its size when dense, its declared VIPs
+/// when sparse.
+fn range_dense_len(range: &crate::config::Range) -> u32 {
+    match dense_len(&range.cidr) {
+        0 => range.vips.len() as u32,
+        len => len,
+    }
+}
+
+/// The declared-VIP map holds the old layout's entries and the new one's
+/// until a reload completes.
+fn check_declared(
+    ranges: &[RangeSlot],
+    previous: Option<&Layout>,
+    capacity: u32,
+) -> Result<(), LayoutError> {
+    let all: std::collections::HashSet<std::net::IpAddr> = ranges
+        .iter()
+        .chain(previous.map_or(&[][..], |p| &p.ranges))
+        .flat_map(|r| r.declared.iter().copied())
+        .collect();
+    if all.len() > capacity as usize {
+        return Err(LayoutError::Declared {
+            needed: all.len(),
+            capacity,
+        });
+    }
+    Ok(())
 }
 
 /// One steer entry of one range, at its index in the steer maps.
@@ -436,7 +512,10 @@ impl RangeSlot {
         }
         meta.prefix_len = u32::from(self.cidr.prefix_len());
         meta.dense_base = self.value.dense_base;
-        meta.dense_len = self.dense_len;
+        // Declared VIPs are found through their map, with their addresses.
+        if self.value.per_vip_mode == PER_VIP_DENSE {
+            meta.dense_len = self.dense_len;
+        }
         meta.epoch = self.value.epoch;
         meta
     }
@@ -513,7 +592,10 @@ mod tests {
                 policy_id: POLICY_NONE,
             }
         );
-        assert_eq!(layout.ranges[1].value.per_vip_mode, PER_VIP_SPARSE);
+        assert_eq!(
+            layout.ranges[1].value.per_vip_mode,
+            vip_common::PER_VIP_SPARSE
+        );
         assert_eq!(layout.ranges[1].dense_len, 0);
         assert_eq!(layout.ranges[2].value.dense_base, 256);
         assert_eq!(layout.ranges[2].value.network_v4_host, 0xc633_6400);
@@ -603,6 +685,84 @@ mod tests {
         let ids: Vec<u32> = second.ranges.iter().map(|r| r.value.policy_id).collect();
         assert_eq!(ids, [0, 1, POLICY_NONE]);
         assert_eq!(second.policies.len(), 2);
+    }
+
+    fn parse(text: &str) -> Config {
+        Config::parse(text, Path::new("t")).unwrap()
+    }
+
+    const DECLARING: &str = "interfaces = [\"lo\"]\n[[range]]\nname = \"a\"\ncidr = \"192.0.2.0/24\"\n\
+         [[range]]\nname = \"v6\"\ncidr = \"2001:db8::/64\"\nvips = [\"2001:db8::10\", \"2001:db8::1\"]\n";
+
+    #[test]
+    fn declared_vips_take_dense_slots_after_the_dense_ranges() {
+        let layout = Layout::new(&parse(DECLARING));
+        let v6 = &layout.ranges[1];
+        assert_eq!(v6.value.per_vip_mode, vip_common::PER_VIP_SPARSE_DECLARED);
+        assert_eq!((v6.value.dense_base, v6.dense_len), (256, 2));
+        let slots: Vec<(std::net::IpAddr, u32)> = v6.declared_slots().collect();
+        assert_eq!(
+            slots,
+            [
+                ("2001:db8::10".parse().unwrap(), 256),
+                ("2001:db8::1".parse().unwrap(), 257)
+            ]
+        );
+        assert_eq!(layout.capacity.dense_slots, 256 + 2 + DENSE_HEADROOM);
+        assert_eq!(layout.capacity.declared, 2 + DECLARED_HEADROOM);
+        assert_eq!(
+            v6.meta().dense_len,
+            0,
+            "stats finds declared VIPs by address"
+        );
+        let quiet = parse(&DECLARING.replace("vips = [", "learn = false\nvips = ["));
+        let quiet = Layout::new(&quiet);
+        assert_eq!(
+            quiet.ranges[1].value.per_vip_mode,
+            vip_common::PER_VIP_DECLARED_ONLY
+        );
+    }
+
+    /// Changing a range's declared VIPs or learning makes it a new range (new
+    /// id, new epoch, counters afresh), as changing its CIDR does.
+    #[test]
+    fn a_range_whose_declared_vips_change_is_replaced() {
+        let first = Layout::new(&parse(DECLARING));
+        let same = first.update(&parse(DECLARING)).unwrap();
+        assert_eq!(same.ranges, first.ranges);
+        let changed = first
+            .update(&parse(
+                &DECLARING.replace("\"2001:db8::1\"", "\"2001:db8::2\""),
+            ))
+            .unwrap();
+        assert_eq!(changed.ranges[0], first.ranges[0]);
+        let (old, new) = (&first.ranges[1].value, &changed.ranges[1].value);
+        assert_ne!(new.range_id, old.range_id);
+        assert_ne!(new.epoch, old.epoch);
+        assert_eq!(new.dense_base, 258, "not the span the old range still uses");
+        let unlearning = first
+            .update(&parse(
+                &DECLARING.replace("vips = [", "learn = false\nvips = ["),
+            ))
+            .unwrap();
+        assert_ne!(unlearning.ranges[1].value.epoch, old.epoch);
+    }
+
+    #[test]
+    fn declared_vips_past_the_room_left_are_refused() {
+        let mut layout = Layout::new(&parse(DECLARING));
+        layout.capacity.declared = 2;
+        assert!(layout.update(&parse(DECLARING)).is_ok());
+        // The old two and the new two (three addresses) are in the map together
+        // for a moment.
+        let changed = parse(&DECLARING.replace("\"2001:db8::1\"", "\"2001:db8::2\""));
+        assert_eq!(
+            layout.update(&changed).unwrap_err(),
+            LayoutError::Declared {
+                needed: 3,
+                capacity: 2
+            }
+        );
     }
 
     #[test]

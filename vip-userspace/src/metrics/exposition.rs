@@ -108,6 +108,79 @@ fn gauges(
     Ok(())
 }
 
+/// The sparse VIP table's pressure: how full each CPU's copy is, and what
+/// reclaim and learning did, per range.
+fn sparse_table(encoder: &mut DescriptorEncoder, report: &Report) -> Result<(), std::fmt::Error> {
+    let table = &report.sparse_table;
+    let mut family = encoder.encode_descriptor(
+        "vip_sparse_table_fullest_cpu_ratio",
+        "Used slots over slots in the sparse VIP table, on the CPU where it is fullest (alert when it stays near 1: new VIPs then count in their range only).",
+        None,
+        prometheus_client::metrics::MetricType::Gauge,
+    )?;
+    ConstGauge::new(table.fullest_cpu_ratio()).encode(family.encode_family(&Labels::new())?)?;
+    gauges(
+        encoder,
+        "vip_sparse_table_slots",
+        "Slots per CPU of the sparse VIP table.",
+        [(
+            Labels::new(),
+            i64::try_from(table.slots).unwrap_or(i64::MAX),
+        )],
+    )?;
+    let sparse: Vec<(&RangeReport, &crate::stats::SparsePressure)> = report
+        .ranges
+        .iter()
+        .filter_map(|r| r.sparse.as_ref().map(|p| (r, p)))
+        .collect();
+    gauges(
+        encoder,
+        "vip_sparse_slots",
+        "Slots of the sparse VIP table holding a range's VIPs, per CPU.",
+        sparse.iter().flat_map(|(range, pressure)| {
+            pressure
+                .slots_per_cpu
+                .iter()
+                .enumerate()
+                .map(|(cpu, &used)| {
+                    (
+                        vec![("range", range.name.clone()), ("cpu", cpu.to_string())],
+                        i64::try_from(used).unwrap_or(i64::MAX),
+                    )
+                })
+        }),
+    )?;
+    let per_range = |value: fn(&crate::stats::SparsePressure) -> u64| {
+        sparse
+            .iter()
+            .map(move |(range, pressure)| (vec![("range", range.name.clone())], value(pressure)))
+    };
+    counters(
+        encoder,
+        "vip_sparse_slots_learned",
+        "Slots of the sparse VIP table a range's VIPs took.",
+        per_range(|p| p.slots_learned),
+    )?;
+    counters(
+        encoder,
+        "vip_sparse_slots_reclaimed",
+        "Slots of a range's VIPs reclaimed after sparse_idle_seconds without a packet (their counts stay in the range's).",
+        per_range(|p| p.slots_reclaimed),
+    )?;
+    counters(
+        encoder,
+        "vip_sparse_reclaimed_packets",
+        "Packets of VIPs whose rows were reclaimed: in the range's totals, in no VIP's.",
+        per_range(|p| p.reclaimed_packets),
+    )?;
+    counters(
+        encoder,
+        "vip_sparse_unlearned_packets",
+        "Packets to addresses a range does not learn (learn = false): in the range's totals only.",
+        per_range(|p| p.unlearned_packets),
+    )
+}
+
 /// A range's VIPs that get series: the busiest `max` (ties by address).
 fn exported_vips(range: &RangeReport, max: usize) -> Vec<&VipReport> {
     if max == 0 {
@@ -252,12 +325,13 @@ impl Collector for Snapshot {
         counters(
             &mut encoder,
             "vip_sparse_overflow_packets",
-            "Packets of a sparse range counted in the range but in no VIP: the per-VIP table was full.",
+            "Packets of a sparse range counted in the range but in no VIP: every slot their address could take was busy.",
             report
                 .ranges
                 .iter()
                 .map(|r| (vec![("range", r.name.clone())], r.sparse_overflow_packets)),
         )?;
+        sparse_table(&mut encoder, report)?;
         let global = &report.global;
         for (name, help, value) in [
             (
@@ -335,6 +409,7 @@ mod tests {
             bytes: packets * 100,
             dropped_packets: 0,
             dropped_bytes: 0,
+            declared: false,
         }
     }
 
@@ -427,6 +502,54 @@ mod tests {
             ]
         );
         assert!(text.ends_with("# EOF\n"), "OpenMetrics ends with EOF");
+    }
+
+    #[test]
+    fn sparse_table_pressure_is_exported_per_range_and_per_cpu() {
+        let mut snapshot =
+            snapshot("[[range]]\nname = \"web\"\ncidr = \"192.0.2.0/24\"\n[[range]]\nname = \"v6\"\ncidr = \"2001:db8::/64\"\n");
+        snapshot.report.sparse_table = crate::stats::SparseTableReport {
+            slots: 128,
+            used_per_cpu: vec![32, 96],
+            keyed: true,
+            generation: 5,
+        };
+        snapshot.report.ranges[1].sparse = Some(crate::stats::SparsePressure {
+            slots_per_cpu: vec![30, 90],
+            slots_learned: 400,
+            slots_reclaimed: 280,
+            reclaimed_packets: 1234,
+            unlearned_packets: 0,
+            declared_vips: 2,
+        });
+        let text = encode(snapshot, Format::PrometheusText);
+        assert_eq!(
+            lines(&text, "vip_sparse_table_fullest_cpu_ratio"),
+            ["vip_sparse_table_fullest_cpu_ratio 0.75"]
+        );
+        assert_eq!(
+            lines(&text, "vip_sparse_slots{"),
+            [
+                "vip_sparse_slots{range=\"v6\",cpu=\"0\"} 30",
+                "vip_sparse_slots{range=\"v6\",cpu=\"1\"} 90",
+            ],
+            "sparse ranges only"
+        );
+        for (family, value) in [
+            ("vip_sparse_slots_learned_total", 400),
+            ("vip_sparse_slots_reclaimed_total", 280),
+            ("vip_sparse_reclaimed_packets_total", 1234),
+            ("vip_sparse_unlearned_packets_total", 0),
+        ] {
+            assert_eq!(
+                lines(&text, &format!("{family}{{")),
+                [format!("{family}{{range=\"v6\"}} {value}")]
+            );
+        }
+        assert_eq!(
+            lines(&text, "vip_sparse_table_slots "),
+            ["vip_sparse_table_slots 128"]
+        );
     }
 
     #[test]

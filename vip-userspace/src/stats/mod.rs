@@ -31,6 +31,34 @@ pub struct Report {
     /// Which build's programs run, and their ids.
     #[serde(default)]
     pub datapath: DatapathReport,
+    /// How full the sparse VIP table is, per CPU.
+    #[serde(default)]
+    pub sparse_table: SparseTableReport,
+}
+
+/// The sparse VIP table as a whole: each CPU has a copy of its own.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SparseTableReport {
+    /// Slots per CPU.
+    pub slots: u64,
+    /// Slots holding a VIP of a configured range, per CPU.
+    pub used_per_cpu: Vec<u64>,
+    /// Whether the table's hash has a key (a datapath upgraded from layout 6
+    /// or older keeps the unkeyed hash until it is started afresh).
+    pub keyed: bool,
+    /// The sweep generation (moves every half `sparse_idle_seconds`).
+    pub generation: u32,
+}
+
+impl SparseTableReport {
+    /// Used slots over slots on the fullest CPU, 0 to 1.
+    pub fn fullest_cpu_ratio(&self) -> f64 {
+        let fullest = self.used_per_cpu.iter().copied().max().unwrap_or(0);
+        if self.slots == 0 {
+            return 0.0;
+        }
+        fullest as f64 / self.slots as f64
+    }
 }
 
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -85,8 +113,12 @@ pub struct RangeReport {
     pub bytes: u64,
     pub dropped_packets: u64,
     pub dropped_bytes: u64,
-    /// Packets counted in the range but in no VIP: the sparse VIP table was full.
+    /// Packets counted in the range but in no VIP: every slot their address
+    /// could take in the sparse VIP table was busy.
     pub sparse_overflow_packets: u64,
+    /// Sparse ranges only: reclaim and learning in the sparse VIP table.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sparse: Option<SparsePressure>,
     /// Socket lookups for the range's VIPs that reached a socket vip knows of
     /// (steered to its target, or with no steer entry): every UDP datagram and the
     /// first packet of every TCP connection. Accepted packets that never get here
@@ -97,6 +129,23 @@ pub struct RangeReport {
     pub vips: Vec<VipReport>,
 }
 
+/// A sparse range's share of the sparse VIP table. Its totals include
+/// `reclaimed_packets` and `unlearned_packets`, which are in no VIP row.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SparsePressure {
+    /// Slots holding this range's VIPs, per CPU.
+    pub slots_per_cpu: Vec<u64>,
+    /// Slots its VIPs took, and slots of its idle VIPs taken over since.
+    pub slots_learned: u64,
+    pub slots_reclaimed: u64,
+    /// Packets (accepted and dropped) of VIPs whose rows were reclaimed.
+    pub reclaimed_packets: u64,
+    /// Packets to addresses the range does not learn (`learn = false`).
+    pub unlearned_packets: u64,
+    /// Its declared VIPs (listed in `vips` whether or not they saw traffic).
+    pub declared_vips: u64,
+}
+
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct VipReport {
     pub addr: IpAddr,
@@ -104,6 +153,9 @@ pub struct VipReport {
     pub bytes: u64,
     pub dropped_packets: u64,
     pub dropped_bytes: u64,
+    /// A declared VIP: its row is never reclaimed.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub declared: bool,
 }
 
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -164,16 +216,18 @@ impl RangeReport {
         self.dropped_bytes += verdicts.dropped.bytes;
     }
 
-    /// Adds a VIP's counters to the range, and lists the VIP if it saw traffic.
-    fn add_vip(&mut self, addr: IpAddr, verdicts: &vip_common::Verdicts) {
+    /// Adds a VIP's counters to the range, and lists the VIP if it saw
+    /// traffic or is declared.
+    fn add_vip(&mut self, addr: IpAddr, verdicts: &vip_common::Verdicts, declared: bool) {
         self.add(verdicts);
-        if verdicts.accepted.packets + verdicts.dropped.packets > 0 {
+        if declared || verdicts.accepted.packets + verdicts.dropped.packets > 0 {
             self.vips.push(VipReport {
                 addr,
                 packets: verdicts.accepted.packets,
                 bytes: verdicts.accepted.bytes,
                 dropped_packets: verdicts.dropped.packets,
                 dropped_bytes: verdicts.dropped.bytes,
+                declared,
             });
         }
     }

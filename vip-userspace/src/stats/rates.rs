@@ -154,6 +154,7 @@ mod tests {
                 bytes: packets * 100,
                 dropped_packets: *dropped,
                 dropped_bytes: dropped * 100,
+                declared: false,
             })
             .collect();
         let web = RangeReport {

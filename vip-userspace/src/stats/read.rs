@@ -4,23 +4,27 @@ use std::{
     path::Path,
 };
 
-use aya::maps::{Array, Map, MapError, PerCpuArray, PerCpuHashMap, PerCpuValues};
+use aya::maps::{
+    Array, HashMap as BpfHashMap, Map, MapError, PerCpuArray, PerCpuHashMap, PerCpuValues,
+};
 use ipnet::IpNet;
 use vip_common::{
-    AttachMeta, RangeMeta, RangeStats, SteeredVip, Verdicts, VipAddr, FAMILY_V4, GLOBAL_COUNTERS,
-    GLOBAL_DECAP_GUE, GLOBAL_DECAP_IP6IP6, GLOBAL_DECAP_IPIP, GLOBAL_FRAGMENTS,
-    GLOBAL_INTERNAL_ERRORS, GLOBAL_MALFORMED, GLOBAL_NON_VIP, MAP_ATTACH_META, MAP_DELIVERED,
-    MAP_GLOBAL_STATS, MAP_RANGE_META, MAP_RANGE_STATS, MAP_STEERED_VIPS, MAP_STEER_STATS,
+    AttachMeta, DeclaredVip, RangeMeta, RangePressure, RangeStats, SteeredVip, Verdicts, VipAddr,
+    FAMILY_V4, GLOBAL_COUNTERS, GLOBAL_DECAP_GUE, GLOBAL_DECAP_IP6IP6, GLOBAL_DECAP_IPIP,
+    GLOBAL_FRAGMENTS, GLOBAL_INTERNAL_ERRORS, GLOBAL_MALFORMED, GLOBAL_NON_VIP, MAP_ATTACH_META,
+    MAP_DECLARED, MAP_DELIVERED, MAP_GLOBAL_STATS, MAP_PRESSURE, MAP_RANGE_META, MAP_RANGE_STATS,
+    MAP_STEERED_VIPS, MAP_STEER_STATS,
 };
 
 use super::{
-    AttachReport, Decapsulated, GlobalReport, RangeReport, Report, SteerReport, SteeredVipReport,
+    AttachReport, Decapsulated, GlobalReport, RangeReport, Report, SparsePressure,
+    SparseTableReport, SteerReport, SteeredVipReport,
 };
 use crate::datapath::{
     cpu_table::CpuTable,
     interface_name,
     maps::{Maps, MapsError},
-    AttachMode,
+    sparse_control, AttachMode, DatapathError,
 };
 use crate::{
     run_files::RunFileError,
@@ -43,6 +47,8 @@ pub enum StatsError {
     Corrupt { map: &'static str, what: String },
     #[error(transparent)]
     Status(#[from] RunFileError),
+    #[error(transparent)]
+    Datapath(#[from] DatapathError),
 }
 
 /// Everything `vip stats`, `vip stats --watch` and `/metrics` show: the counters
@@ -85,7 +91,8 @@ pub fn read(source: &Maps) -> Result<Report, StatsError> {
         .iter()
         .map(|(id, meta, cidr)| range_report(source, dense, *id, meta, *cidr))
         .collect::<Result<Vec<_>, _>>()?;
-    add_sparse_vips(source, &metas, &mut ranges)?;
+    let sparse_table = add_sparse_vips(source, &metas, &mut ranges)?;
+    add_declared_vips(source, &metas, &mut ranges)?;
     for range in &mut ranges {
         range.vips.sort_by_key(|v| v.addr);
     }
@@ -103,6 +110,7 @@ pub fn read(source: &Maps) -> Result<Report, StatsError> {
         attachments,
         drift_repairs: Default::default(),
         steer: Vec::new(),
+        sparse_table,
     })
 }
 
@@ -166,6 +174,23 @@ fn range_report(
         ..RangeReport::default()
     };
     report.add(&overflow);
+    if meta.dense_len == 0 {
+        let pressures: PerCpuArray<_, RangePressure> = typed(source, MAP_PRESSURE)?;
+        let pressure = sum(
+            &pressures.get(&range_id, 0).map_err(map_err(MAP_PRESSURE))?,
+            RangePressure::merge,
+        );
+        report.add(&pressure.reclaimed);
+        report.add(&pressure.unlearned);
+        let packets = |v: &Verdicts| v.accepted.packets + v.dropped.packets;
+        report.sparse = Some(SparsePressure {
+            slots_learned: pressure.slots_learned,
+            slots_reclaimed: pressure.slots_reclaimed,
+            reclaimed_packets: packets(&pressure.reclaimed),
+            unlearned_packets: packets(&pressure.unlearned),
+            ..SparsePressure::default()
+        });
+    }
     let delivered: PerCpuArray<_, u64> = typed(source, MAP_DELIVERED)?;
     report.delivered_packets = delivered
         .get(&range_id, 0)
@@ -192,26 +217,40 @@ fn range_report(
             for cpu in 0..dense.cpus() {
                 verdicts.merge(&dense.get(cpu, slot));
             }
-            report.add_vip(IpAddr::V4(Ipv4Addr::from(first + offset)), &verdicts);
+            report.add_vip(IpAddr::V4(Ipv4Addr::from(first + offset)), &verdicts, false);
         }
     }
     Ok(report)
 }
 
-/// Adds the sparse table's VIPs. Each CPU's copy of a slot may hold a different
-/// VIP; a slot counts for the range whose id and epoch it recorded, if that range
-/// is still configured (a reload may have removed it).
+/// Adds the sparse table's VIPs, and counts the slots each range holds on each
+/// CPU. Each CPU's copy of a slot may hold a different VIP; a slot counts for
+/// the range whose id and epoch it recorded, if that range is still configured
+/// (a reload may have removed it).
 fn add_sparse_vips(
     source: &Maps,
     metas: &[(u32, RangeMeta, IpNet)],
     ranges: &mut [RangeReport],
-) -> Result<(), StatsError> {
+) -> Result<SparseTableReport, StatsError> {
     let live: HashMap<(u32, u32), usize> = metas
         .iter()
         .enumerate()
         .map(|(index, (id, meta, _))| ((*id, meta.epoch), index))
         .collect();
     let sparse = &source.tables().sparse;
+    let control = sparse_control::read(source)?;
+    let cpus = sparse.cpus() as usize;
+    let mut table = SparseTableReport {
+        slots: u64::from(sparse.stride()),
+        used_per_cpu: vec![0; cpus],
+        keyed: control.hash_key != 0,
+        generation: control.generation,
+    };
+    for range in ranges.iter_mut() {
+        if let Some(pressure) = &mut range.sparse {
+            pressure.slots_per_cpu = vec![0; cpus];
+        }
+    }
     let mut vips: BTreeMap<(usize, IpAddr), Verdicts> = BTreeMap::new();
     for cpu in 0..sparse.cpus() {
         for index in 0..sparse.stride() {
@@ -220,6 +259,10 @@ fn add_sparse_vips(
                 continue;
             }
             if let Some(&index) = live.get(&(slot.range_id, slot.epoch)) {
+                table.used_per_cpu[cpu as usize] += 1;
+                if let Some(pressure) = &mut ranges[index].sparse {
+                    pressure.slots_per_cpu[cpu as usize] += 1;
+                }
                 vips.entry((index, vip_ip(&slot.vip)))
                     .or_default()
                     .merge(&slot.verdicts);
@@ -227,7 +270,46 @@ fn add_sparse_vips(
         }
     }
     for ((index, addr), verdicts) in vips {
-        ranges[index].add_vip(addr, &verdicts);
+        ranges[index].add_vip(addr, &verdicts, false);
+    }
+    Ok(table)
+}
+
+/// Adds the declared VIPs of sparse ranges, each from its dense slot, listed
+/// whether or not they saw traffic. An entry counts for the range of its epoch,
+/// if that range is still configured.
+fn add_declared_vips(
+    source: &Maps,
+    metas: &[(u32, RangeMeta, IpNet)],
+    ranges: &mut [RangeReport],
+) -> Result<(), StatsError> {
+    let by_epoch: HashMap<u32, usize> = metas
+        .iter()
+        .enumerate()
+        .map(|(index, (_, meta, _))| (meta.epoch, index))
+        .collect();
+    let declared: BpfHashMap<_, VipAddr, DeclaredVip> = typed(source, MAP_DECLARED)?;
+    let dense = &source.tables().dense;
+    for entry in declared.iter() {
+        let (key, value) = entry.map_err(map_err(MAP_DECLARED))?;
+        let Some(&index) = by_epoch.get(&value.epoch) else {
+            continue;
+        };
+        if value.dense_index >= dense.stride() {
+            return Err(StatsError::Corrupt {
+                map: MAP_DECLARED,
+                what: format!("dense slot {} beyond the table", value.dense_index),
+            });
+        }
+        let mut verdicts = Verdicts::default();
+        for cpu in 0..dense.cpus() {
+            verdicts.merge(&dense.get(cpu, value.dense_index));
+        }
+        let range = &mut ranges[index];
+        range.add_vip(vip_ip(&key), &verdicts, true);
+        if let Some(pressure) = &mut range.sparse {
+            pressure.declared_vips += 1;
+        }
     }
     Ok(())
 }

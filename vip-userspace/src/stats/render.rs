@@ -44,6 +44,17 @@ pub fn table(report: &Report) -> String {
     for (kind, count) in &report.drift_repairs {
         let _ = writeln!(out, "drift repaired: {kind} x{count}");
     }
+    let table = &report.sparse_table;
+    let _ =
+        writeln!(
+        out,
+        "sparse VIP table: {} slots per CPU, used {:?} ({:.0}% on the fullest CPU), {}, sweep {}",
+        table.slots,
+        table.used_per_cpu,
+        table.fullest_cpu_ratio() * 100.0,
+        if table.keyed { "keyed hash" } else { "unkeyed hash (upgraded from layout 6 or older)" },
+        table.generation
+    );
     let _ = writeln!(
         out,
         "\n{:<40} {:>12} {:>14} {:>12} {:>14}",
@@ -63,7 +74,11 @@ pub fn table(report: &Report) -> String {
             let _ = writeln!(
                 out,
                 "  {:<38} {:>12} {:>14} {:>12} {:>14}",
-                vip.addr.to_string(),
+                if vip.declared {
+                    format!("{} (declared)", vip.addr)
+                } else {
+                    vip.addr.to_string()
+                },
                 vip.packets,
                 vip.bytes,
                 vip.dropped_packets,
@@ -76,6 +91,9 @@ pub fn table(report: &Report) -> String {
                 "  {:<38} {:>12}",
                 "(VIP table full: in the range only)", range.sparse_overflow_packets
             );
+        }
+        if let Some(pressure) = &range.sparse {
+            sparse_rows(&mut out, pressure);
         }
         // Only where socket lookups are counted for the range: it steers, or
         // lookups reached it (an sk_lookup program is attached and the range
@@ -102,6 +120,32 @@ pub fn table(report: &Report) -> String {
         );
     }
     out
+}
+
+/// A sparse range's rows that are in no VIP, and its share of the table.
+fn sparse_rows(out: &mut String, pressure: &super::SparsePressure) {
+    for (label, packets) in [
+        (
+            "(rows reclaimed: in the range only)",
+            pressure.reclaimed_packets,
+        ),
+        (
+            "(not learned: in the range only)",
+            pressure.unlearned_packets,
+        ),
+    ] {
+        if packets > 0 {
+            let _ = writeln!(out, "  {label:<38} {packets:>12}");
+        }
+    }
+    let _ = writeln!(
+        out,
+        "  (sparse slots per CPU {:?}, {} learned, {} reclaimed, {} declared)",
+        pressure.slots_per_cpu,
+        pressure.slots_learned,
+        pressure.slots_reclaimed,
+        pressure.declared_vips
+    );
 }
 
 #[cfg(test)]

@@ -1,0 +1,343 @@
+//! Fixtures for the sparse VIP table under BPF_PROG_TEST_RUN: overflow, reclaim
+//! of idle slots, declared VIPs, a range that does not learn, and the keyed
+//! hash. The table is per CPU, so each test pins itself to CPU 0, and uses the
+//! smallest table, 64 slots (a page) per CPU.
+
+use std::net::{IpAddr, Ipv6Addr};
+
+use vip_common::{sparse_hash, VipAddr, SPARSE_PROBES};
+use vip_tests::{
+    fixture::{self, Moved, Program, Verdict},
+    packets::FrameSpec,
+    root::require_root,
+};
+use vip_userspace::{stats::Report, Loaded};
+
+const CONFIG: &str = r#"
+interfaces = ["lo"]
+sparse_vip_capacity = 2
+
+[[range]]
+name = "v6"
+cidr = "2001:db8:1::/64"
+allow = ["udp/53"]
+
+[[range]]
+name = "declared"
+cidr = "2001:db8:2::/64"
+vips = ["2001:db8:2::a", "2001:db8:2::b"]
+
+[[range]]
+name = "quiet"
+cidr = "2001:db8:3::/64"
+vips = ["2001:db8:3::a"]
+learn = false
+"#;
+
+const SLOTS: u32 = 64;
+
+fn v6(s: &str) -> IpAddr {
+    IpAddr::V6(s.parse::<Ipv6Addr>().unwrap())
+}
+
+fn start(datapath: &Loaded, vip: &str) -> u32 {
+    let vip = VipAddr::from_ip(v6(vip));
+    sparse_hash(&vip, fixture::sparse_key(datapath)) & (SLOTS - 1)
+}
+
+/// `count` addresses of `prefix` (`2001:db8:1::`) other than `except`, whose
+/// probe sequences start where `except`'s does, under this datapath's key.
+fn same_start(datapath: &Loaded, prefix: &str, except: &str, count: usize) -> Vec<String> {
+    let want = start(datapath, except);
+    (1u32..)
+        .map(|host| format!("{prefix}{host:x}"))
+        .filter(|vip| vip != except && start(datapath, vip) == want)
+        .take(count)
+        .collect()
+}
+
+fn frame(vip: &str, port: u16) -> Vec<u8> {
+    FrameSpec::udp(v6(vip), port).frame_len(80).build()
+}
+
+fn send(datapath: &mut Loaded, vip: &str) -> fixture::Deltas {
+    fixture::run(datapath, Program::Xdp, &frame(vip, 53)).1
+}
+
+fn pressure(report: &Report, range: &str) -> vip_userspace::stats::SparsePressure {
+    report.range(range).unwrap().sparse.clone().unwrap()
+}
+
+#[test]
+fn overflow_is_counted_in_the_range() {
+    if !require_root("overflow_is_counted_in_the_range") {
+        return;
+    }
+    fixture::pin_to_cpu0();
+    let mut datapath = fixture::load(CONFIG);
+    // Nine VIPs whose probe sequences all start at one slot: eight fill it and
+    // the seven after it, and the ninth finds every slot it may probe taken.
+    let same = same_start(
+        &datapath,
+        "2001:db8:1::",
+        "2001:db8:1::1",
+        SPARSE_PROBES as usize,
+    );
+    let fits: Vec<&str> = std::iter::once("2001:db8:1::1")
+        .chain(
+            same[..SPARSE_PROBES as usize - 1]
+                .iter()
+                .map(String::as_str),
+        )
+        .collect();
+    let overflow_vip = same[SPARSE_PROBES as usize - 1].as_str();
+    for vip in &fits {
+        let deltas = send(&mut datapath, vip);
+        assert_eq!(
+            deltas.vips.get(&v6(vip)),
+            Some(&Moved::accepted(80)),
+            "{vip} gets a slot"
+        );
+    }
+    let (verdict, deltas) = fixture::run(&mut datapath, Program::Xdp, &frame(overflow_vip, 53));
+    assert_eq!(verdict, Verdict::Pass);
+    let overflow = Moved {
+        overflow_packets: 1,
+        ..Moved::accepted(80)
+    };
+    assert_eq!(
+        deltas.ranges.get("v6"),
+        Some(&overflow),
+        "counted in the range, as overflow"
+    );
+    assert!(deltas.vips.is_empty(), "no VIP slot moved: {deltas:?}");
+    let (verdict, deltas) = fixture::run(&mut datapath, Program::Tc, &frame(overflow_vip, 54));
+    assert_eq!(verdict, Verdict::Drop, "policy still applies to overflow");
+    let dropped = Moved {
+        overflow_packets: 1,
+        ..Moved::dropped(80)
+    };
+    assert_eq!(deltas.ranges.get("v6"), Some(&dropped));
+    // A VIP that has a slot still counts once the table is full.
+    let deltas = send(&mut datapath, fits[0]);
+    assert_eq!(deltas.vips.get(&v6(fits[0])), Some(&Moved::accepted(80)));
+    assert_eq!(deltas.ranges.get("v6"), Some(&Moved::accepted(80)));
+}
+
+/// A VIP idle for three sweeps gives its slot up to the next new VIP that
+/// probes it; its counts move into the range's, whose totals do not change.
+/// VIPs that saw a packet in the last two sweeps keep theirs.
+#[test]
+fn an_idle_vip_gives_its_slot_up_and_its_counts_stay_in_the_range() {
+    if !require_root("an_idle_vip_gives_its_slot_up_and_its_counts_stay_in_the_range") {
+        return;
+    }
+    fixture::pin_to_cpu0();
+    let mut datapath = fixture::load(CONFIG);
+    let idle = "2001:db8:1::1";
+    let same = same_start(&datapath, "2001:db8:1::", idle, SPARSE_PROBES as usize);
+    let (busy, late) = same.split_at(SPARSE_PROBES as usize - 1);
+    let late = late[0].as_str();
+    for _ in 0..3 {
+        send(&mut datapath, idle);
+    }
+    for vip in busy {
+        send(&mut datapath, vip);
+    }
+    let before = fixture::snapshot(&datapath);
+    let v6_before = before.range("v6").unwrap().clone();
+    assert_eq!(v6_before.vip(v6(idle)).unwrap().packets, 3);
+    for sweep in 1..=3 {
+        let deltas = send(&mut datapath, late);
+        assert_eq!(
+            deltas.ranges.get("v6").map(|m| m.overflow_packets),
+            Some(1),
+            "before sweep {sweep}, every slot is busy"
+        );
+        datapath.sweep_sparse().unwrap();
+        for vip in busy {
+            send(&mut datapath, vip);
+        }
+    }
+    let (verdict, deltas) = fixture::run(&mut datapath, Program::Xdp, &frame(late, 53));
+    assert_eq!(verdict, Verdict::Pass);
+    assert_eq!(
+        deltas.ranges.get("v6"),
+        Some(&Moved {
+            reclaimed_packets: 3,
+            ..Moved::accepted(80)
+        }),
+        "the range counts the packet once; the idle VIP's three packets move into its reclaimed count"
+    );
+    assert_eq!(deltas.vips.len(), 1, "{deltas:?}");
+    assert_eq!(deltas.vips.get(&v6(late)), Some(&Moved::accepted(80)));
+    let after = fixture::snapshot(&datapath);
+    let v6_after = after.range("v6").unwrap();
+    assert_eq!(v6_after.vip(v6(idle)), None, "the idle VIP's row is gone");
+    for vip in busy {
+        assert_eq!(
+            v6_after.vip(v6(vip)).unwrap().packets,
+            4,
+            "{vip} keeps its row"
+        );
+    }
+    let sent = 3 + busy.len() as u64 * 4 + 4;
+    assert_eq!(
+        v6_after.packets, sent,
+        "range totals are exact across reclaim"
+    );
+    assert_eq!(v6_after.bytes, sent * 80);
+    let pressure = pressure(&after, "v6");
+    assert_eq!((pressure.slots_learned, pressure.slots_reclaimed), (9, 1));
+    assert_eq!(pressure.reclaimed_packets, 3);
+    assert_eq!(pressure.slots_per_cpu[0], 8);
+    assert_eq!(after.sparse_table.generation, 3);
+    assert!(after.sparse_table.keyed);
+    // The new row counts on, through TC too.
+    let (_, deltas) = fixture::run(&mut datapath, Program::Tc, &frame(late, 53));
+    assert_eq!(deltas.vips.get(&v6(late)), Some(&Moved::accepted(80)));
+}
+
+/// Declared VIPs count in rows of their own from the start: addresses that
+/// fill their probe sequence, and sweeps, change nothing for them.
+#[test]
+fn declared_vips_have_rows_whatever_fills_the_table() {
+    if !require_root("declared_vips_have_rows_whatever_fills_the_table") {
+        return;
+    }
+    fixture::pin_to_cpu0();
+    let mut datapath = fixture::load(CONFIG);
+    let report = fixture::snapshot(&datapath);
+    let rows: Vec<(IpAddr, u64, bool)> = report
+        .range("declared")
+        .unwrap()
+        .vips
+        .iter()
+        .map(|v| (v.addr, v.packets, v.declared))
+        .collect();
+    assert_eq!(
+        rows,
+        [
+            (v6("2001:db8:2::a"), 0, true),
+            (v6("2001:db8:2::b"), 0, true)
+        ],
+        "listed before any traffic"
+    );
+    let declared = "2001:db8:2::a";
+    let scan = same_start(
+        &datapath,
+        "2001:db8:2::",
+        declared,
+        SPARSE_PROBES as usize + 4,
+    );
+    for vip in &scan {
+        send(&mut datapath, vip);
+    }
+    for _ in 0..4 {
+        datapath.sweep_sparse().unwrap();
+        for vip in &scan {
+            send(&mut datapath, vip);
+        }
+        let deltas = send(&mut datapath, declared);
+        assert_eq!(deltas.vips.get(&v6(declared)), Some(&Moved::accepted(80)));
+        assert_eq!(deltas.ranges.get("declared"), Some(&Moved::accepted(80)));
+    }
+    let after = fixture::snapshot(&datapath);
+    let range = after.range("declared").unwrap();
+    let row = range.vip(v6(declared)).unwrap();
+    assert_eq!((row.packets, row.bytes, row.declared), (4, 320, true));
+    assert_eq!(range.vip(v6("2001:db8:2::b")).unwrap().packets, 0);
+    let learned = range.vips.iter().filter(|v| !v.declared).count();
+    assert_eq!(
+        learned, SPARSE_PROBES as usize,
+        "other addresses learn as usual"
+    );
+    assert_eq!(
+        range.packets,
+        5 * scan.len() as u64 + 4,
+        "range totals are exact"
+    );
+    let pressure = pressure(&after, "declared");
+    assert_eq!(pressure.declared_vips, 2);
+    assert_eq!(pressure.slots_per_cpu[0], u64::from(SPARSE_PROBES));
+}
+
+#[test]
+fn a_range_that_does_not_learn_counts_other_addresses_in_its_totals_only() {
+    if !require_root("a_range_that_does_not_learn_counts_other_addresses_in_its_totals_only") {
+        return;
+    }
+    fixture::pin_to_cpu0();
+    let mut datapath = fixture::load(CONFIG);
+    let deltas = send(&mut datapath, "2001:db8:3::a");
+    assert_eq!(
+        deltas.vips.get(&v6("2001:db8:3::a")),
+        Some(&Moved::accepted(80))
+    );
+    for host in 1..=20 {
+        let deltas = send(&mut datapath, &format!("2001:db8:3::1:{host:x}"));
+        assert!(deltas.vips.is_empty(), "{deltas:?}");
+        assert_eq!(
+            deltas.ranges.get("quiet"),
+            Some(&Moved {
+                unlearned_packets: 1,
+                ..Moved::accepted(80)
+            })
+        );
+    }
+    let after = fixture::snapshot(&datapath);
+    let pressure = pressure(&after, "quiet");
+    assert_eq!(
+        (pressure.slots_learned, pressure.unlearned_packets),
+        (0, 20)
+    );
+    assert_eq!(after.range("quiet").unwrap().packets, 21);
+    assert_eq!(after.sparse_table.used_per_cpu[0], 0, "no slot taken");
+}
+
+/// Each datapath draws its own key, so the same addresses land in different
+/// slots, each within the probe sequence its own key gives.
+#[test]
+fn two_datapaths_place_the_same_addresses_differently() {
+    if !require_root("two_datapaths_place_the_same_addresses_differently") {
+        return;
+    }
+    fixture::pin_to_cpu0();
+    let vips: Vec<String> = (1..=16)
+        .map(|host| format!("2001:db8:1::{host:x}"))
+        .collect();
+    let placements: Vec<(u64, Vec<u32>)> = (0..2)
+        .map(|_| {
+            let mut datapath = fixture::load(CONFIG);
+            let key = fixture::sparse_key(&datapath);
+            for vip in &vips {
+                send(&mut datapath, vip);
+            }
+            let table = &datapath.maps().tables().sparse;
+            let slots = vips
+                .iter()
+                .map(|vip| {
+                    let key_of = VipAddr::from_ip(v6(vip));
+                    let index = (0..SLOTS)
+                        .find(|&i| table.get(0, i).vip == key_of)
+                        .unwrap_or_else(|| panic!("{vip} has a slot"));
+                    let offset = index.wrapping_sub(start(&datapath, vip)) & (SLOTS - 1);
+                    assert!(
+                        offset < SPARSE_PROBES,
+                        "{vip} at {index}, within its probe sequence"
+                    );
+                    index
+                })
+                .collect();
+            (key, slots)
+        })
+        .collect();
+    let ((key_a, a), (key_b, b)) = (&placements[0], &placements[1]);
+    assert_ne!(key_a, key_b);
+    assert!(*key_a != 0 && *key_b != 0, "a new datapath's hash is keyed");
+    let same = a.iter().zip(b).filter(|(x, y)| x == y).count();
+    assert!(
+        same <= 4,
+        "{same} of 16 addresses in the same slot: {a:?} and {b:?}"
+    );
+}
