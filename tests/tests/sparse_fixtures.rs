@@ -1,9 +1,12 @@
 //! Fixtures for the sparse VIP table under BPF_PROG_TEST_RUN: overflow, reclaim
-//! of idle slots, declared VIPs, a range that does not learn, and the keyed
-//! hash. The table is per CPU, so each test pins itself to CPU 0, and uses the
+//! of idle slots (a removed range's among them), declared VIPs, a range that
+//! does not learn, and the keyed hash. The table is per CPU, so each test pins itself to CPU 0, and uses the
 //! smallest table, 64 slots (a page) per CPU.
 
-use std::net::{IpAddr, Ipv6Addr};
+use std::{
+    net::{IpAddr, Ipv6Addr},
+    path::Path,
+};
 
 use vip_common::{sparse_hash, VipAddr, SPARSE_PROBES};
 use vip_tests::{
@@ -11,7 +14,7 @@ use vip_tests::{
     packets::FrameSpec,
     root::require_root,
 };
-use vip_userspace::{stats::Report, Loaded};
+use vip_userspace::{stats::Report, Config, Layout, Loaded};
 
 const CONFIG: &str = r#"
 interfaces = ["lo"]
@@ -339,5 +342,49 @@ fn two_datapaths_place_the_same_addresses_differently() {
     assert!(
         same <= 4,
         "{same} of 16 addresses in the same slot: {a:?} and {b:?}"
+    );
+}
+
+/// Slots of a range a reload removed are never stamped again: they go idle
+/// like any other, and are taken over then, their counts gone with their range.
+#[test]
+fn slots_of_a_removed_range_are_taken_over_once_idle() {
+    if !require_root("slots_of_a_removed_range_are_taken_over_once_idle") {
+        return;
+    }
+    fixture::pin_to_cpu0();
+    let mut datapath = fixture::load(CONFIG);
+    let late = "2001:db8:2::99";
+    let gone = same_start(&datapath, "2001:db8:1::", late, SPARSE_PROBES as usize);
+    for vip in &gone {
+        send(&mut datapath, vip);
+    }
+    let parse = |text: &str| Config::parse(text, Path::new("fixture")).unwrap();
+    let old = Layout::new(&parse(CONFIG));
+    let without_v6 = CONFIG.replace(
+        "[[range]]\nname = \"v6\"\ncidr = \"2001:db8:1::/64\"\nallow = [\"udp/53\"]\n",
+        "",
+    );
+    let new = old.update(&parse(&without_v6)).unwrap();
+    assert_eq!(new.ranges.len(), 2);
+    datapath.update(&old, &new).unwrap();
+    for sweep in 0..3 {
+        let deltas = send(&mut datapath, late);
+        assert_eq!(
+            deltas.ranges.get("declared"),
+            Some(&Moved {
+                overflow_packets: 1,
+                ..Moved::accepted(80)
+            }),
+            "after {sweep} sweeps, the removed range's slots are not idle yet"
+        );
+        datapath.sweep_sparse().unwrap();
+    }
+    let deltas = send(&mut datapath, late);
+    assert_eq!(deltas.vips.get(&v6(late)), Some(&Moved::accepted(80)));
+    assert_eq!(
+        deltas.ranges.get("declared"),
+        Some(&Moved::accepted(80)),
+        "nothing of the removed range moves into this one"
     );
 }

@@ -107,7 +107,7 @@ fn to_range<B: PacketBuf>(buf: &B, l3: &L3, outer_len: u64) -> Result<Option<Ver
         Destination::V6 { vip } => {
             // IPv6 ranges are all sparse: a VIP this CPU has seen finds its range
             // in its slot, without the trie.
-            let found = count::sparse_find(&vip);
+            let found = count::sparse_find(&vip)?;
             let range = match count::found_range(found) {
                 Some(range) => range,
                 None => match lookup::range_v6(&vip) {

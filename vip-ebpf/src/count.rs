@@ -36,9 +36,12 @@ static VIP_PRESSURE: PerCpuArray<RangePressure> = PerCpuArray::with_max_entries(
 #[map]
 static VIP_DECLARED: HashMap<VipAddr, DeclaredVip> = HashMap::with_max_entries(1, 0);
 
+/// A setting; its absence is an error rather than a default: on kernels before
+/// 6.8 or so the verifier takes an array lookup as maybe-null even with a
+/// constant key, and a default would double every path after it.
 #[inline(always)]
-fn setting(index: u32) -> u32 {
-    VIP_SETTINGS.get(index).copied().unwrap_or(0)
+fn setting(index: u32) -> Result<u32, MapInconsistent> {
+    VIP_SETTINGS.get(index).copied().ok_or(MapInconsistent)
 }
 
 /// The CPU this program runs on: its stretch of the CPU tables.
@@ -92,7 +95,7 @@ pub fn v4_hit(
 ) -> Result<(), MapInconsistent> {
     if range.per_vip_mode != PER_VIP_DENSE {
         let vip = VipAddr::from_v4_be(addr_be);
-        return sparse_hit(range, &vip, sparse_find(&vip), bytes, drop);
+        return sparse_hit(range, &vip, sparse_find(&vip)?, bytes, drop);
     }
     let offset = u32::from_be_bytes(addr_be).wrapping_sub(range.network_v4_host);
     dense_hit(range.dense_base.wrapping_add(offset), bytes, drop)
@@ -101,7 +104,7 @@ pub fn v4_hit(
 /// Counts one packet in this CPU's slot `index` of the dense table.
 #[inline(always)]
 fn dense_hit(index: u32, bytes: u64, drop: bool) -> Result<(), MapInconsistent> {
-    let stride = setting(SETTING_DENSE_STRIDE);
+    let stride = setting(SETTING_DENSE_STRIDE)?;
     let slot = VIP_DENSE_STATS
         .get_ptr_mut(cpu().wrapping_mul(stride).wrapping_add(index))
         .ok_or(MapInconsistent)?;
@@ -125,12 +128,13 @@ pub struct Sparse {
 }
 
 /// Probes this CPU's table for `vip`. The table is never emptied, so a never-used
-/// slot ends the search; slots of removed ranges, and slots idle for
-/// `sparse_idle_seconds`, are taken over.
+/// slot ends the search; slots idle for `sparse_idle_seconds` (those of removed
+/// ranges among them) are taken over.
 #[inline(always)]
-pub fn sparse_find(vip: &VipAddr) -> Sparse {
-    let control = VIP_SPARSE_CTL.get(0).copied().unwrap_or_default();
-    let mask = setting(SETTING_SPARSE_MASK);
+pub fn sparse_find(vip: &VipAddr) -> Result<Sparse, MapInconsistent> {
+    // An error rather than a default, as in `setting`.
+    let control = *VIP_SPARSE_CTL.get(0).ok_or(MapInconsistent)?;
+    let mask = setting(SETTING_SPARSE_MASK)?;
     let base = cpu().wrapping_mul(mask.wrapping_add(1));
     let start = sparse_hash(vip, control.hash_key);
     let mut reusable: *mut SparseSlot = core::ptr::null_mut();
@@ -143,31 +147,30 @@ pub fn sparse_find(vip: &VipAddr) -> Sparse {
         let current = unsafe { &*slot };
         if current.epoch == 0 {
             let slot = if reusable.is_null() { slot } else { reusable };
-            return Sparse {
+            return Ok(Sparse {
                 slot,
                 found: false,
                 generation: control.generation,
-            };
+            });
         }
         if current.vip == *vip {
-            return Sparse {
+            return Ok(Sparse {
                 slot,
                 found: true,
                 generation: control.generation,
-            };
+            });
         }
-        if reusable.is_null()
-            && (sparse_idle(control.generation, current.seen_generation)
-                || live_range(current).is_none())
-        {
+        // A slot of a range a reload removed is never stamped again, so it
+        // goes idle like any other.
+        if reusable.is_null() && sparse_idle(control.generation, current.seen_generation) {
             reusable = slot;
         }
     }
-    Sparse {
+    Ok(Sparse {
         slot: reusable,
         found: false,
         generation: control.generation,
-    }
+    })
 }
 
 /// The range a slot was counted for, if a reload has not removed it since.

@@ -28,6 +28,7 @@ pub const TESTS: &[&str] = &[
     "reload",
     "host_contract",
     "upgrade",
+    "sparse_upgrade",
 ];
 
 /// virtme-ng, from PyPI into a venv under `target/`.

@@ -1,0 +1,168 @@
+//! The sparse table's hash key across the datapath's life: kept by restarts
+//! (adoption) of a datapath vip created, and, on a datapath upgraded in place
+//! from layout 6, the unkeyed hash kept so that every row stays where it is and
+//! per-VIP counts stay exact across the upgrade.
+//!
+//! The test thread is pinned to CPU 0, and so the threads that send its frames
+//! (they inherit the mask): every frame is counted in CPU 0's table.
+
+use std::net::IpAddr;
+
+use serde_json::Value;
+use vip_tests::{
+    daemon::{number, old_vip_bin, vip_bin, Daemon, Instance},
+    fixture,
+    netns::Lab,
+    packets::FrameSpec,
+    root::require_root,
+};
+use vip_userspace::datapath::{
+    maps::{Access, Maps},
+    sparse_control,
+};
+
+const VIPS: usize = 20;
+
+fn config() -> String {
+    format!(
+        "interfaces = [\"{}\"]\n[metrics]\nlisten = \"off\"\n\
+         [[range]]\nname = \"v6\"\ncidr = \"2001:db8:1::/64\"\n",
+        Lab::SERVER_IF
+    )
+}
+
+fn vip(i: usize) -> IpAddr {
+    format!("2001:db8:1::{:x}", 0x100 + i).parse().unwrap()
+}
+
+/// Sends `per_vip(i)` frames to VIP `i`, for every VIP; returns how many.
+fn send(lab: &Lab, per_vip: impl Fn(usize) -> u64) -> u64 {
+    let frames: Vec<Vec<u8>> = (0..VIPS)
+        .flat_map(|i| {
+            let frame = FrameSpec::udp(vip(i), 53).frame_len(90).build();
+            std::iter::repeat_n(frame, per_vip(i) as usize)
+        })
+        .collect();
+    let sent = frames.len() as u64;
+    lab.client.send_frames(Lab::CLIENT_IF, frames);
+    sent
+}
+
+fn range(stats: &Value) -> &Value {
+    &stats["ranges"][0]
+}
+
+fn rows(stats: &Value) -> Vec<(IpAddr, u64)> {
+    range(stats)["vips"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| {
+            (
+                v["addr"].as_str().unwrap().parse().unwrap(),
+                number(v, "packets"),
+            )
+        })
+        .collect()
+}
+
+fn want_rows(per_vip: impl Fn(usize) -> u64) -> Vec<(IpAddr, u64)> {
+    (0..VIPS).map(|i| (vip(i), per_vip(i))).collect()
+}
+
+fn pinned_key(instance: &Instance) -> u64 {
+    let maps = Maps::open_pinned(instance.pin_dir(), Access::ReadOnly).unwrap();
+    sparse_control::read(&maps).unwrap().hash_key
+}
+
+/// Slots learned since the pressure counters began, and slots in use, on CPU 0.
+fn slots(stats: &Value) -> (u64, u64) {
+    let pressure = &range(stats)["sparse"];
+    (
+        number(pressure, "slots_learned"),
+        pressure["slots_per_cpu"][0].as_u64().unwrap(),
+    )
+}
+
+#[test]
+fn a_restarted_daemon_keeps_the_key_its_datapath_drew() {
+    if !require_root("a_restarted_daemon_keeps_the_key_its_datapath_drew") {
+        return;
+    }
+    fixture::pin_to_cpu0();
+    let lab = Lab::new("skey");
+    let instance = Instance::new("skey");
+    let first = Daemon::start_with(&lab.server, &config(), &instance, &["--keep-datapath"]);
+    let key = pinned_key(&instance);
+    assert_ne!(key, 0, "a new datapath draws a key");
+    let mut sent = send(&lab, |i| 1 + i as u64);
+    let stats = first.stats_once_counted(sent);
+    assert_eq!(slots(&stats), (VIPS as u64, VIPS as u64));
+    first.stop();
+
+    let second = Daemon::start_with(&lab.server, &config(), &instance, &["--keep-datapath"]);
+    assert!(
+        second.log().contains("adopted the datapath pinned in"),
+        "{}",
+        second.log()
+    );
+    assert_eq!(pinned_key(&instance), key, "kept by the adoption");
+    sent += send(&lab, |_| 2);
+    let stats = second.stats_once_counted(sent);
+    assert_eq!(rows(&stats), want_rows(|i| 3 + i as u64));
+    assert_eq!(
+        slots(&stats),
+        (VIPS as u64, VIPS as u64),
+        "every VIP found its row where it was: none learned again"
+    );
+    assert!(stats["sparse_table"]["keyed"].as_bool().unwrap());
+    second.stop();
+    instance.vip_ok(&lab.server, &["down"]);
+}
+
+#[test]
+fn an_upgrade_from_layout_6_keeps_every_sparse_row_where_it_is() {
+    if !require_root("an_upgrade_from_layout_6_keeps_every_sparse_row_where_it_is") {
+        return;
+    }
+    fixture::pin_to_cpu0();
+    let lab = Lab::new("supg");
+    let instance = Instance::new("supg");
+    instance.use_binary(&old_vip_bin());
+    let old = Daemon::start_with(&lab.server, &config(), &instance, &["--keep-datapath"]);
+    let mut sent = send(&lab, |i| 1 + i as u64);
+    let stats = old.stats_once_counted(sent);
+    assert_eq!(
+        rows(&stats),
+        want_rows(|i| 1 + i as u64),
+        "the older vip's rows"
+    );
+    old.stop();
+
+    instance.use_binary(&vip_bin());
+    let new = Daemon::start_with(&lab.server, &config(), &instance, &["--keep-datapath"]);
+    assert!(new.log().contains("in-place upgrade 1"), "{}", new.log());
+    assert_eq!(
+        pinned_key(&instance),
+        0,
+        "the upgraded table keeps the unkeyed hash"
+    );
+    let stats = new.stats_once_counted(sent);
+    assert_eq!(
+        rows(&stats),
+        want_rows(|i| 1 + i as u64),
+        "rows kept by the upgrade"
+    );
+    assert!(!stats["sparse_table"]["keyed"].as_bool().unwrap());
+    sent += send(&lab, |_| 3);
+    let stats = new.stats_once_counted(sent);
+    assert_eq!(rows(&stats), want_rows(|i| 4 + i as u64));
+    assert_eq!(
+        slots(&stats),
+        (0, VIPS as u64),
+        "every VIP found its row where the older vip put it: none learned since"
+    );
+    assert_eq!(number(range(&stats), "packets"), sent);
+    new.stop();
+    instance.vip_ok(&lab.server, &["down"]);
+}
