@@ -1,0 +1,67 @@
+#!/usr/bin/env python3
+"""A/B two builds of vip, as root: alternate their bench binaries, many short runs.
+
+Single runs on a noisy machine spread by several ns (BPF_PROG_TEST_RUN) or by
+±15% (end to end), more than most datapath changes. Alternating the two builds'
+binaries in the order A B B A, many times, and comparing means takes drift out.
+Build both trees first (e.g. the older one in a git worktree):
+
+    cargo xtask bench --only nothing; cargo xtask bench --e2e --only nothing
+
+(each tree's binaries find their own datapath object and `vip` under their own
+target/). Then, for the cases whose label has TEXT:
+
+    tools/ab-vip.py --rounds 20 --only IPv6 OLD_TREE NEW_TREE
+    tools/ab-vip.py --e2e --rounds 10 --only 65,536 OLD_TREE NEW_TREE
+
+BPF_PROG_TEST_RUN: ns vip adds over the empty program of the same run, per
+case. End to end: Mpps per case.
+"""
+import argparse
+import re
+import statistics
+import subprocess
+
+PROG = re.compile(r"\| (.+?) \| ([0-9.]+) .*?\| empty XDP_\w+ \| ([0-9.]+) ")
+E2E = re.compile(r"^(.+): ([0-9.]+) \(.*Mpps$", re.M)
+
+
+def once(tree, e2e, only):
+    binary = f"{tree}/target/release/{'vip-e2e' if e2e else 'vip-bench'}"
+    args = ["--only", only, "--runs", "1"] + (["--seconds", "2"] if e2e else [])
+    out = subprocess.run([binary] + args, check=True, capture_output=True, text=True).stdout
+    if e2e:
+        return {m[1]: float(m[2]) for m in E2E.finditer(out)}
+    return {m[1]: float(m[2]) - float(m[3]) for m in PROG.finditer(out)}
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rounds", type=int, default=10)
+    parser.add_argument("--only", required=True)
+    parser.add_argument("--e2e", action="store_true")
+    parser.add_argument("before")
+    parser.add_argument("after")
+    args = parser.parse_args()
+    results = {}
+    for round_ in range(args.rounds):
+        order = ["before", "after", "after", "before"]
+        if round_ % 2:
+            order.reverse()
+        for which in order:
+            tree = getattr(args, which)
+            for case, value in once(tree, args.e2e, args.only).items():
+                results.setdefault(case, {}).setdefault(which, []).append(value)
+    unit = "Mpps" if args.e2e else "ns added"
+    for case, by in results.items():
+        for which in ("before", "after"):
+            v = by.get(which, [])
+            if len(v) > 1:
+                print(
+                    f"{case} | {which} | {unit}: mean {statistics.mean(v):.2f}, "
+                    f"median {statistics.median(v):.2f}, sd {statistics.stdev(v):.2f}, n {len(v)}"
+                )
+
+
+if __name__ == "__main__":
+    main()
