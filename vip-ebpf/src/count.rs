@@ -118,8 +118,8 @@ fn dense_hit(index: u32, bytes: u64, drop: bool) -> Result<(), MapInconsistent> 
 /// unset payload copied, and the compiler copies it.
 #[derive(Clone, Copy)]
 pub struct Sparse {
-    /// The VIP's slot, or a free slot (or one of a removed range) to take; null
-    /// when every probed slot holds another live VIP.
+    /// The VIP's slot, or a free or idle slot to take; null when every probed
+    /// slot holds another VIP seen lately.
     slot: *mut SparseSlot,
     /// `slot` is the VIP's (its range may since have been removed by a reload).
     found: bool,
