@@ -213,6 +213,16 @@ impl Measurement {
         median(&ratios)
     }
 
+    /// The ns vip_xdp adds over the empty program, run by run (both timed
+    /// back to back on the same load).
+    pub fn added_ns(&self) -> Vec<f64> {
+        self.vip_ns
+            .iter()
+            .zip(&self.baseline_ns)
+            .map(|(vip, empty)| vip - empty)
+            .collect()
+    }
+
     /// The empty program it is compared with: same verdict, no work.
     pub fn baseline_name(&self) -> &'static str {
         match self.case.verdict {

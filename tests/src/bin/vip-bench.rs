@@ -34,6 +34,46 @@ struct Args {
     /// Rewrite the prog-test-run and scrape sections of that file with this run.
     #[arg(long, value_name = "BENCHMARKS.md")]
     update: Option<PathBuf>,
+    /// Also write every figure of the BPF_PROG_TEST_RUN cases, run by run, as
+    /// JSON to that file.
+    #[arg(long, value_name = "FILE")]
+    json: Option<PathBuf>,
+}
+
+/// One case's figures, for `--json`.
+#[derive(serde::Serialize)]
+struct CaseFigures<'a> {
+    case: &'a str,
+    baseline: &'static str,
+    vip_ns: &'a [f64],
+    baseline_ns: &'a [f64],
+    added_ns: Vec<f64>,
+    added_ns_median: f64,
+    ratio: f64,
+    ratio_target: Option<f64>,
+}
+
+fn write_json(path: &std::path::Path, args: &Args, results: &[Measurement]) -> std::io::Result<()> {
+    let cases: Vec<CaseFigures> = results
+        .iter()
+        .map(|m| CaseFigures {
+            case: &m.case.label,
+            baseline: m.baseline_name(),
+            vip_ns: &m.vip_ns,
+            baseline_ns: &m.baseline_ns,
+            added_ns_median: median(&m.added_ns()),
+            added_ns: m.added_ns(),
+            ratio: m.ratio(),
+            ratio_target: target(m),
+        })
+        .collect();
+    let doc = serde_json::json!({
+        "machine": machine(),
+        "repeat": args.repeat,
+        "runs": args.runs,
+        "cases": cases,
+    });
+    std::fs::write(path, serde_json::to_string_pretty(&doc)? + "\n")
 }
 
 /// The targets: for the IPv4 frame, ≤ 1.5 with one range and ≤ 1.6 with more
@@ -106,6 +146,12 @@ fn main() -> ExitCode {
         .collect();
     let table = render(&results, &args);
     print!("{table}");
+    if let Some(path) = &args.json {
+        if let Err(e) = write_json(path, &args, &results) {
+            eprintln!("vip-bench: writing {}: {e}", path.display());
+            return ExitCode::FAILURE;
+        }
+    }
     if let Some(path) = &args.update {
         update_section(path, "prog-test-run", &format!("{}\n{table}", machine()));
         println!("updated {}", path.display());
@@ -139,14 +185,15 @@ fn render(results: &[Measurement], args: &Args) -> String {
         out,
         "64-byte UDP frame to a VIP, BPF_PROG_TEST_RUN repeat={}, median of {} runs (min-max), ns/packet;\n\
          each case beside the empty XDP program that returns the same verdict. Each run loads the\n\
-         programs afresh and times them back to back; the ratio is the median of the runs' ratios\n",
+         programs afresh and times them back to back; added ns and the ratio are the medians of the\n\
+         runs' differences and ratios\n",
         args.repeat, args.runs
     );
     let _ = writeln!(
         out,
-        "| case | vip_xdp ns | empty program | empty ns | ratio | target |"
+        "| case | vip_xdp ns | empty program | empty ns | added ns | ratio | target |"
     );
-    let _ = writeln!(out, "|---|---:|---|---:|---:|---:|");
+    let _ = writeln!(out, "|---|---:|---|---:|---:|---:|---:|");
     for m in results {
         let target = match target(m) {
             Some(t) if missed(m) => format!("≤ {t:.1} MISSED"),
@@ -155,11 +202,12 @@ fn render(results: &[Measurement], args: &Args) -> String {
         };
         let _ = writeln!(
             out,
-            "| {} | {} | {} | {} | {:.2} | {target} |",
+            "| {} | {} | {} | {} | {} | {:.2} | {target} |",
             m.case.label,
             range(&m.vip_ns),
             m.baseline_name(),
             range(&m.baseline_ns),
+            range(&m.added_ns()),
             m.ratio()
         );
     }
@@ -183,6 +231,6 @@ fn render(results: &[Measurement], args: &Args) -> String {
 /// Median, with min and max.
 fn range(values: &[f64]) -> String {
     let min = values.iter().copied().fold(f64::INFINITY, f64::min);
-    let max = values.iter().copied().fold(0.0, f64::max);
+    let max = values.iter().copied().fold(f64::NEG_INFINITY, f64::max);
     format!("{:.1} ({min:.1}-{max:.1})", median(values))
 }
