@@ -133,10 +133,7 @@ impl Generator {
             scope
                 .spawn(|| {
                     lab.client.enter();
-                    let mut cpu0 = nix::sched::CpuSet::new();
-                    cpu0.set(0).unwrap();
-                    nix::sched::sched_setaffinity(nix::unistd::Pid::from_raw(0), &cpu0)
-                        .expect("pinning to CPU 0");
+                    crate::fixture::pin_to_cpu0();
                     let ifindex =
                         nix::net::if_::if_nametoindex(SENDER_IF).expect("sender interface");
                     // struct xdp_md: data, data_end, data_meta, ingress_ifindex, rx_queue_index, egress_ifindex.

@@ -63,12 +63,17 @@ impl Moved {
     }
 }
 
+/// Pins the calling thread (and the threads it spawns from now on) to `cpu`.
+pub fn pin_to_cpu(cpu: usize) {
+    let mut mask = nix::sched::CpuSet::new();
+    mask.set(cpu).expect("a CPU number");
+    nix::sched::sched_setaffinity(nix::unistd::Pid::from_raw(0), &mask).expect("pinning to a CPU");
+}
+
 /// Pins the calling thread to CPU 0, for tests of per-CPU tables:
 /// BPF_PROG_TEST_RUN runs the program on the caller's CPU.
 pub fn pin_to_cpu0() {
-    let mut cpu0 = nix::sched::CpuSet::new();
-    cpu0.set(0).unwrap();
-    nix::sched::sched_setaffinity(nix::unistd::Pid::from_raw(0), &cpu0).unwrap();
+    pin_to_cpu(0);
 }
 
 /// The datapath's sparse table hash key.

@@ -52,9 +52,7 @@ pub struct ScrapeTimes {
 /// encodes the counters `runs` times. Panics unless every VIP reads exactly 1.
 pub fn measure(runs: usize) -> ScrapeTimes {
     // The per-VIP table is per CPU: fill it from one.
-    let mut cpu0 = nix::sched::CpuSet::new();
-    cpu0.set(0).unwrap();
-    nix::sched::sched_setaffinity(nix::unistd::Pid::from_raw(0), &cpu0).unwrap();
+    crate::fixture::pin_to_cpu0();
     let text = config();
     let config = Config::parse(&text, Path::new("scrape bench")).unwrap();
     let mut datapath = fixture::load(&text);

@@ -17,6 +17,7 @@ use rand::{rngs::StdRng, Rng, SeedableRng};
 use serde_json::Value;
 use vip_tests::{
     daemon::{number, Daemon, Instance},
+    fixture,
     netns::Lab,
     packets::FrameSpec,
     root::require_root,
@@ -209,9 +210,7 @@ fn reclaim_under_traffic_on_every_cpu_loses_no_count() {
             .map(|cpu| {
                 let lab = &lab;
                 scope.spawn(move || {
-                    let mut mask = nix::sched::CpuSet::new();
-                    mask.set(cpu).unwrap();
-                    nix::sched::sched_setaffinity(nix::unistd::Pid::from_raw(0), &mask).unwrap();
+                    fixture::pin_to_cpu(cpu);
                     let mut rng = StdRng::seed_from_u64(cpu as u64);
                     let mut sent = 0;
                     for _ in 0..ROUNDS {
