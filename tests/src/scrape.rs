@@ -52,7 +52,7 @@ pub struct ScrapeTimes {
 /// encodes the counters `runs` times. Panics unless every VIP reads exactly 1.
 pub fn measure(runs: usize) -> ScrapeTimes {
     // The per-VIP table is per CPU: fill it from one.
-    crate::fixture::pin_to_cpu0();
+    fixture::pin_to_cpu0();
     let text = config();
     let config = Config::parse(&text, Path::new("scrape bench")).unwrap();
     let mut datapath = fixture::load(&text);
