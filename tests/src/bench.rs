@@ -126,6 +126,10 @@ pub struct Case {
     /// The frame comes in IPIP; it is timed through `PROG_BENCH_DECAP`, in a
     /// harness whose own cost (`PROG_BENCH_HARNESS`) is taken out.
     pub tunnelled: bool,
+    /// Another config timed in the same run on the same frame, which the case
+    /// is compared with as well as with the empty program: the same range
+    /// without an allow list, for the allow-list cases.
+    pub reference: Option<String>,
 }
 
 impl Case {
@@ -140,6 +144,7 @@ impl Case {
             dst_port: 53,
             verdict: Verdict::Pass,
             tunnelled: false,
+            reference: None,
         }
     }
 
@@ -153,24 +158,26 @@ impl Case {
         }
     }
 
-    /// The VIP's range has `allow`; the frame goes to `dst_port`.
+    /// The VIP's range has `allow`; the frame goes to `dst_port`. A frame the
+    /// list lets through is also compared with the same frame to the range
+    /// without a list, timed in the same run.
     pub fn policy(label: &str, allow: &[String], dst_port: u16, verdict: Verdict) -> Case {
         let list = allow
             .iter()
             .map(|e| format!("{e:?}"))
             .collect::<Vec<_>>()
             .join(", ");
+        let web = "interfaces = [\"lo\"]\n[[range]]\nname = \"web\"\ncidr = \"192.0.2.0/24\"\n";
         Case {
             label: label.to_string(),
             family: "IPv4",
             ranges: 1,
-            config: format!(
-                "interfaces = [\"lo\"]\n[[range]]\nname = \"web\"\ncidr = \"192.0.2.0/24\"\nallow = [{list}]\n"
-            ),
+            config: format!("{web}allow = [{list}]\n"),
             dst: "192.0.2.7".parse().unwrap(),
             dst_port,
             verdict,
             tunnelled: false,
+            reference: matches!(verdict, Verdict::Pass).then(|| web.to_string()),
         }
     }
 }
@@ -183,6 +190,8 @@ pub struct Measurement {
     pub vip_ns: Vec<f64>,
     pub baseline_ns: Vec<f64>,
     pub harness: Option<Harness>,
+    /// The case's `reference` config, timed in each run.
+    pub reference_ns: Option<Vec<f64>>,
 }
 
 /// A tunnelled case's raw timings: the frame-restoring harness around vip_xdp
@@ -223,6 +232,20 @@ impl Measurement {
             .collect()
     }
 
+    /// What else the case is compared with, and the ns vip_xdp adds over it,
+    /// run by run: the same frame to a range without an allow list, or for a
+    /// tunnel, the empty program plus the one `bpf_xdp_adjust_head` call
+    /// decapsulation makes (its cost differs tenfold between CPUs).
+    pub fn added_over_reference(&self) -> Option<(&'static str, Vec<f64>)> {
+        let (name, reference) = match (&self.reference_ns, &self.harness) {
+            (Some(ns), _) => ("no allow list", ns),
+            (None, Some(harness)) => ("empty + adjust_head", &harness.adjust_head_ns),
+            (None, None) => return None,
+        };
+        let added = self.vip_ns.iter().zip(reference).map(|(v, r)| v - r);
+        Some((name, added.collect()))
+    }
+
     /// The empty program it is compared with: same verdict, no work.
     pub fn baseline_name(&self) -> &'static str {
         match self.case.verdict {
@@ -246,7 +269,7 @@ pub fn measure(case: Case, runs: usize, repeat: u32) -> Measurement {
     } else {
         inner
     };
-    let (mut vip_ns, mut baseline_ns) = (Vec::new(), Vec::new());
+    let (mut vip_ns, mut baseline_ns, mut reference_ns) = (Vec::new(), Vec::new(), Vec::new());
     let mut harness = Harness {
         with_vip_ns: Vec::new(),
         alone_ns: Vec::new(),
@@ -267,6 +290,13 @@ pub fn measure(case: Case, runs: usize, repeat: u32) -> Measurement {
             Verdict::Pass => "baseline_pass",
             Verdict::Drop => "baseline_drop",
         });
+        if let Some(config) = &case.reference {
+            let mut reference = fixture::load_object(&object, config);
+            let before = fixture::snapshot(&reference);
+            reference_ns.push(time_xdp(reference.xdp(), &frame, repeat, Verdict::Pass));
+            let after = fixture::snapshot(&reference);
+            check_counted(&case.dst, Verdict::Pass, false, &before, &after, repeat);
+        }
         let before = fixture::snapshot(&datapath);
         let empty = time_xdp(baseline, &frame, repeat, case.verdict);
         baseline_ns.push(empty);
@@ -292,37 +322,52 @@ pub fn measure(case: Case, runs: usize, repeat: u32) -> Measurement {
             let program = datapath.xdp();
             vip_ns.push(time_xdp(program, &frame, repeat, case.verdict));
         }
-        check_counted(&case, &before, &fixture::snapshot(&datapath), repeat);
+        let after = fixture::snapshot(&datapath);
+        check_counted(
+            &case.dst,
+            case.verdict,
+            case.tunnelled,
+            &before,
+            &after,
+            repeat,
+        );
     }
     Measurement {
         harness: case.tunnelled.then_some(harness),
+        reference_ns: case.reference.is_some().then_some(reference_ns),
         case,
         vip_ns,
         baseline_ns,
     }
 }
 
-/// vip counted all `repeat` packets of one timing to the case's VIP, on the
-/// side of its verdict, and, for a tunnel, as decapsulated.
-fn check_counted(case: &Case, before: &Report, after: &Report, repeat: u32) {
+/// vip counted all `repeat` packets of one timing to `dst`, on the side of
+/// `verdict`, and, for a tunnel, as decapsulated.
+fn check_counted(
+    dst: &IpAddr,
+    verdict: Verdict,
+    tunnelled: bool,
+    before: &Report,
+    after: &Report,
+    repeat: u32,
+) {
     let deltas = fixture::deltas(before, after);
-    let moved = deltas.vips.get(&case.dst).copied().unwrap_or_default();
+    let moved = deltas.vips.get(dst).copied().unwrap_or_default();
     let sent = u64::from(repeat);
-    if case.tunnelled {
+    if tunnelled {
         assert_eq!(
             deltas.global.decapsulated.ipip, sent,
             "every run decapsulated"
         );
     }
-    let counted = match case.verdict {
+    let counted = match verdict {
         Verdict::Pass => (moved.packets, moved.bytes),
         Verdict::Drop => (moved.dropped_packets, moved.dropped_bytes),
     };
     assert_eq!(
         counted,
         (sent, sent * 64),
-        "vip_xdp counted every timed packet to {}",
-        case.dst
+        "vip_xdp counted every timed packet to {dst}"
     );
 }
 

@@ -41,6 +41,12 @@ cidr = "2001:db8:2::/64"
 name = "ssh6"
 cidr = "2001:db8:3::/64"
 allow = ["tcp/22"]
+
+# 32 entries, the most a list may have: tcp/1, tcp/3 ... tcp/61, then udp/65535.
+[[range]]
+name = "many"
+cidr = "198.51.100.128/25"
+allow = ["tcp/1", "tcp/3", "tcp/5", "tcp/7", "tcp/9", "tcp/11", "tcp/13", "tcp/15", "tcp/17", "tcp/19", "tcp/21", "tcp/23", "tcp/25", "tcp/27", "tcp/29", "tcp/31", "tcp/33", "tcp/35", "tcp/37", "tcp/39", "tcp/41", "tcp/43", "tcp/45", "tcp/47", "tcp/49", "tcp/51", "tcp/53", "tcp/55", "tcp/57", "tcp/59", "tcp/61", "udp/65535"]
 "#;
 
 fn v4(a: u8, b: u8, c: u8, d: u8) -> IpAddr {
@@ -226,6 +232,7 @@ fn policy_cases() -> Vec<Case> {
     let web = v4(192, 0, 2, 20);
     let ssh = v4(203, 0, 113, 5);
     let (v6vip, ssh6) = (v6("2001:db8:1::20"), v6("2001:db8:3::5"));
+    let many = v4(198, 51, 100, 200);
     vec![
         case("tcp/443 allowed", tcp(web, 443), Accept("web", web)),
         case("tcp/8080 denied", tcp(web, 8080), Drop("web", web)),
@@ -312,6 +319,35 @@ fn policy_cases() -> Vec<Case> {
             "gre to an allow list",
             with_byte(udp(web, 53), L3_OFFSET + 9, 47),
             Drop("web", web),
+        ),
+        case("32 entries: the first", tcp(many, 1), Accept("many", many)),
+        case("32 entries: the 31st", tcp(many, 61), Accept("many", many)),
+        case(
+            "32 entries: the last, port 65535",
+            udp(many, 65_535),
+            Accept("many", many),
+        ),
+        case("32 entries: between two", tcp(many, 2), Drop("many", many)),
+        case("32 entries: port 0", tcp(many, 0), Drop("many", many)),
+        case(
+            "32 entries: past the 31st",
+            tcp(many, 63),
+            Drop("many", many),
+        ),
+        case(
+            "32 entries: tcp/65535 is not udp/65535",
+            tcp(many, 65_535),
+            Drop("many", many),
+        ),
+        case(
+            "32 entries: udp/1 is not tcp/1",
+            udp(many, 1),
+            Drop("many", many),
+        ),
+        case(
+            "32 entries: later fragment of tcp",
+            FrameSpec::tcp(many, 9).ipv4_fragment(10, true).build(),
+            Fragment("many", many),
         ),
     ]
 }

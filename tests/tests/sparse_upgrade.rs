@@ -1,7 +1,7 @@
 //! The sparse table's hash key across the datapath's life: kept by restarts
-//! (adoption) of a datapath vip created, and, on a datapath upgraded in place
-//! from layout 6, the unkeyed hash kept so that every row stays where it is and
-//! per-VIP counts stay exact across the upgrade.
+//! (adoption) of a datapath vip created, and by an upgrade in place from the
+//! older vip (layout 7), so that every row stays where it is and per-VIP
+//! counts stay exact across the upgrade.
 //!
 //! The test thread is pinned to CPU 0, and so the threads that send its frames
 //! (they inherit the mask): every frame is counted in CPU 0's table.
@@ -121,8 +121,8 @@ fn a_restarted_daemon_keeps_the_key_its_datapath_drew() {
 }
 
 #[test]
-fn an_upgrade_from_layout_6_keeps_every_sparse_row_where_it_is() {
-    if !require_root("an_upgrade_from_layout_6_keeps_every_sparse_row_where_it_is") {
+fn an_upgrade_keeps_the_key_and_every_sparse_row_where_it_is() {
+    if !require_root("an_upgrade_keeps_the_key_and_every_sparse_row_where_it_is") {
         return;
     }
     fixture::pin_to_cpu0();
@@ -137,30 +137,27 @@ fn an_upgrade_from_layout_6_keeps_every_sparse_row_where_it_is() {
         want_rows(|i| 1 + i as u64),
         "the older vip's rows"
     );
+    assert_eq!(slots(&stats), (VIPS as u64, VIPS as u64));
     old.stop();
 
     instance.use_binary(&vip_bin());
     let new = Daemon::start_with(&lab.server, &config(), &instance, &["--keep-datapath"]);
     assert!(new.log().contains("in-place upgrade 1"), "{}", new.log());
-    assert_eq!(
-        pinned_key(&instance),
-        0,
-        "the upgraded table keeps the unkeyed hash"
-    );
+    assert_ne!(pinned_key(&instance), 0, "the older vip's key, kept");
     let stats = new.stats_once_counted(sent);
     assert_eq!(
         rows(&stats),
         want_rows(|i| 1 + i as u64),
         "rows kept by the upgrade"
     );
-    assert!(!stats["sparse_table"]["keyed"].as_bool().unwrap());
+    assert!(stats["sparse_table"]["keyed"].as_bool().unwrap());
     sent += send(&lab, |_| 3);
     let stats = new.stats_once_counted(sent);
     assert_eq!(rows(&stats), want_rows(|i| 4 + i as u64));
     assert_eq!(
         slots(&stats),
-        (0, VIPS as u64),
-        "every VIP found its row where the older vip put it: none learned since"
+        (VIPS as u64, VIPS as u64),
+        "every VIP found its row where the older vip put it (same key): none learned since"
     );
     assert_eq!(number(range(&stats), "packets"), sent);
     new.stop();

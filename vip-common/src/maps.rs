@@ -15,7 +15,10 @@ pub const MAP_V4_L1: &str = "VIP_V4_L1";
 /// octet: `V4_SLOT_NONE`, `V4_SLOT_LPM`, or 1 + the id of the range that covers
 /// the whole /24.
 pub const MAP_V4_L2: &str = "VIP_V4_L2";
-/// Array of [`crate::RangePolicy`], indexed by `RangeValue::policy_id`.
+/// Array of [`crate::RangePolicy`], indexed by `RangeValue::policy_id`. The
+/// datapath reads its flags for ICMP and later fragments; TCP and UDP ports are
+/// judged in `crate::MAP_PORTS`. Its entries stay filled in: programs of
+/// layout 7 and older read them until an upgrade replaces them.
 pub const MAP_POLICY: &str = "VIP_POLICY";
 /// Per-CPU array of [`crate::RangeStats`], indexed by `RangeValue::range_id`.
 pub const MAP_RANGE_STATS: &str = "VIP_RANGE_STATS";
@@ -55,13 +58,14 @@ pub const MAP_DECLARED: &str = "VIP_DECLARED";
 
 /// Every map the daemon pins, in pin order: `MAP_ATTACH_META` is last, so its pin
 /// marks a datapath that is fully set up.
-pub const PINNED_MAPS: [&str; 23] = [
+pub const PINNED_MAPS: [&str; 24] = [
     MAP_SETTINGS,
     MAP_INFO,
     MAP_SPARSE_CONTROL,
     MAP_PRESSURE,
     MAP_DECLARED,
     MAP_POLICY,
+    crate::MAP_PORTS,
     MAP_V4_RANGES,
     MAP_V6_RANGES,
     MAP_RANGES,
@@ -118,17 +122,33 @@ pub const SETTINGS: u32 = 4;
 /// Bumped whenever a map, a shared type or the meaning of a setting changes, so
 /// that a binary never adopts maps pinned by one it does not know. A binary
 /// upgrades a datapath of its own layout or of one in `UPGRADES_FROM`.
-pub const LAYOUT_VERSION: u32 = 7;
+pub const LAYOUT_VERSION: u32 = 8;
 
 /// Older layouts this binary upgrades in place, with the maps each lacks
-/// (created and pinned by the upgrade): 5 had no `MAP_INFO`, and neither 5 nor 6
-/// had the sparse table's control, pressure counters or declared VIPs.
-pub const UPGRADES_FROM: [(u32, &[&str]); 2] = [
+/// (created and pinned by the upgrade): 5 had no `MAP_INFO`, neither 5 nor 6
+/// had the sparse table's control, pressure counters or declared VIPs, and
+/// none before 8 had the allow lists' port bitmaps.
+pub const UPGRADES_FROM: [(u32, &[&str]); 3] = [
     (
         5,
-        &[MAP_INFO, MAP_SPARSE_CONTROL, MAP_PRESSURE, MAP_DECLARED],
+        &[
+            MAP_INFO,
+            MAP_SPARSE_CONTROL,
+            MAP_PRESSURE,
+            MAP_DECLARED,
+            crate::MAP_PORTS,
+        ],
     ),
-    (6, &[MAP_SPARSE_CONTROL, MAP_PRESSURE, MAP_DECLARED]),
+    (
+        6,
+        &[
+            MAP_SPARSE_CONTROL,
+            MAP_PRESSURE,
+            MAP_DECLARED,
+            crate::MAP_PORTS,
+        ],
+    ),
+    (7, &[crate::MAP_PORTS]),
 ];
 
 /// Name, in the pin directory, of the pinned bpf_link that keeps the datapath

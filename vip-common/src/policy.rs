@@ -14,6 +14,42 @@ pub const POLICY_ENFORCED: u32 = 1;
 pub const POLICY_NONE: u32 = u32::MAX;
 /// `RangePolicy::flags`: ICMP echo and errors are allowed.
 pub const POLICY_ICMP: u32 = 2;
+/// `RangePolicy::flags`: the list allows some TCP port, so later fragments of
+/// TCP are let through (they carry no port to check). Layout 8 on.
+pub const POLICY_TCP: u32 = 4;
+/// `RangePolicy::flags`: as `POLICY_TCP`, for UDP.
+pub const POLICY_UDP: u32 = 8;
+
+/// Array of [`PortBitmap`], two per policy id (`RangeValue::policy_id`): the TCP
+/// ports it allows at [`port_bitmap_index`]`(id, false)`, UDP at `(id, true)`.
+/// The datapath judges a TCP or UDP packet with one lookup and one bit test,
+/// whatever the length of the list (layout 8 on).
+pub const MAP_PORTS: &str = "VIP_PORTS";
+
+/// Words of a [`PortBitmap`]: one bit per port.
+pub const PORT_BITMAP_WORDS: usize = 65_536 / 64;
+
+/// The ports of one protocol an allow list lets through: port `p` is bit
+/// `p % 64` of `words[p / 64]`.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Pod, Zeroable)]
+pub struct PortBitmap {
+    pub words: [u64; PORT_BITMAP_WORDS],
+}
+
+impl PortBitmap {
+    #[inline(always)]
+    pub fn allows(&self, port_host: u16) -> bool {
+        let word = self.words[usize::from(port_host >> 6)];
+        (word >> (port_host & 63)) & 1 != 0
+    }
+}
+
+/// Where policy `policy_id`'s bitmap for TCP (`udp` false) or UDP is in `MAP_PORTS`.
+#[inline(always)]
+pub const fn port_bitmap_index(policy_id: u32, udp: bool) -> u32 {
+    policy_id.wrapping_mul(2).wrapping_add(udp as u32)
+}
 
 pub const IPPROTO_ICMP: u8 = 1;
 pub const IPPROTO_TCP: u8 = 6;
@@ -47,9 +83,11 @@ pub struct RangePolicy {
 
 const _: () = assert!(size_of::<AllowEntry>() == 8);
 const _: () = assert!(size_of::<RangePolicy>() == 8 + 8 * MAX_ALLOW_ENTRIES);
+const _: () = assert!(size_of::<PortBitmap>() == 8192);
 
 #[cfg(feature = "user")]
 mod pod {
     unsafe impl aya::Pod for super::AllowEntry {}
     unsafe impl aya::Pod for super::RangePolicy {}
+    unsafe impl aya::Pod for super::PortBitmap {}
 }

@@ -2,8 +2,8 @@
 
 use aya_ebpf::{macros::map, maps::Array};
 use vip_common::{
-    RangePolicy, GLOBAL_FRAGMENTS, IPPROTO_ICMP, IPPROTO_ICMPV6, MAX_ALLOW_ENTRIES,
-    POLICY_ENFORCED, POLICY_ICMP, POLICY_NONE,
+    port_bitmap_index, PortBitmap, RangePolicy, GLOBAL_FRAGMENTS, IPPROTO_ICMP, IPPROTO_ICMPV6,
+    IPPROTO_TCP, IPPROTO_UDP, POLICY_ICMP, POLICY_NONE, POLICY_TCP, POLICY_UDP,
 };
 
 use crate::{
@@ -14,6 +14,8 @@ use crate::{
 
 #[map]
 static VIP_POLICY: Array<RangePolicy> = Array::with_max_entries(1, 0);
+#[map]
+static VIP_PORTS: Array<PortBitmap> = Array::with_max_entries(1, 0);
 
 pub enum Judgement {
     Accept,
@@ -26,23 +28,15 @@ pub enum Judgement {
     },
 }
 
-/// Judges a packet under the allow list `policy_id` (its range's).
+/// Judges a packet under the allow list `policy_id` (its range's; `POLICY_NONE`
+/// for a range without one).
 #[inline(always)]
 pub fn judge<B: PacketBuf>(buf: &B, policy_id: u32, next: Next) -> Judgement {
-    let policy = if policy_id == POLICY_NONE {
-        None
-    } else {
-        VIP_POLICY.get(policy_id)
-    };
-    let enforced = policy.is_some_and(|p| p.flags & POLICY_ENFORCED != 0);
+    let enforced = policy_id != POLICY_NONE;
     let Ok(transport) = parse::transport(buf, next) else {
         return Judgement::Malformed { drop: enforced };
     };
-    let accept = match policy {
-        Some(policy) if enforced => allows(policy, &transport, next.ipv6),
-        _ => true,
-    };
-    if !accept {
+    if enforced && !allows(policy_id, &transport, next.ipv6) {
         return Judgement::Drop;
     }
     if let Transport::LaterFragment { .. } = transport {
@@ -51,51 +45,38 @@ pub fn judge<B: PacketBuf>(buf: &B, policy_id: u32, next: Next) -> Judgement {
     Judgement::Accept
 }
 
+/// A TCP or UDP port costs one lookup and one bit test, however long the list.
+/// A policy id the maps have no entry for (they are written before any range
+/// points at them, so this is a map inconsistency) judges as no list: vip never
+/// drops on its own error.
 #[inline(always)]
-fn allows(policy: &RangePolicy, transport: &Transport, ipv6: bool) -> bool {
-    let icmp = policy.flags & POLICY_ICMP != 0;
+fn allows(policy_id: u32, transport: &Transport, ipv6: bool) -> bool {
+    if let Transport::Ports { proto, dst_port } = *transport {
+        let udp = proto == IPPROTO_UDP;
+        return VIP_PORTS
+            .get(port_bitmap_index(policy_id, udp))
+            .is_none_or(|ports| ports.allows(dst_port));
+    }
+    let Some(policy) = VIP_POLICY.get(policy_id) else {
+        return true;
+    };
+    let flag = |bit: u32| policy.flags & bit != 0;
     match *transport {
-        Transport::Ports { proto, dst_port } => allows_port(policy, proto, dst_port),
         Transport::Icmp {
             icmp_type,
             icmp_code,
-        } => path_mtu(ipv6, icmp_type, icmp_code) || (icmp && icmp_allowed(ipv6, icmp_type)),
-        Transport::LaterFragment { proto } => {
-            if proto == IPPROTO_ICMP || proto == IPPROTO_ICMPV6 {
-                icmp
-            } else {
-                allows_proto(policy, proto)
-            }
+        } => {
+            path_mtu(ipv6, icmp_type, icmp_code)
+                || (flag(POLICY_ICMP) && icmp_allowed(ipv6, icmp_type))
         }
-        Transport::Other => false,
+        Transport::LaterFragment { proto } => match proto {
+            IPPROTO_ICMP | IPPROTO_ICMPV6 => flag(POLICY_ICMP),
+            IPPROTO_TCP => flag(POLICY_TCP),
+            IPPROTO_UDP => flag(POLICY_UDP),
+            _ => false,
+        },
+        Transport::Ports { .. } | Transport::Other => false,
     }
-}
-
-#[inline(always)]
-fn allows_port(policy: &RangePolicy, proto: u8, port: u16) -> bool {
-    for i in 0..MAX_ALLOW_ENTRIES {
-        if i as u32 >= policy.entry_count {
-            break;
-        }
-        let entry = &policy.entries[i];
-        if entry.proto == proto && entry.port_first_host <= port && port <= entry.port_last_host {
-            return true;
-        }
-    }
-    false
-}
-
-#[inline(always)]
-fn allows_proto(policy: &RangePolicy, proto: u8) -> bool {
-    for i in 0..MAX_ALLOW_ENTRIES {
-        if i as u32 >= policy.entry_count {
-            break;
-        }
-        if policy.entries[i].proto == proto {
-            return true;
-        }
-    }
-    false
 }
 
 /// Fragmentation needed (ICMP) and Packet Too Big (ICMPv6) always pass: dropping

@@ -7,9 +7,9 @@ use anyhow::{bail, Context};
 
 use crate::command::{cargo, run};
 
-/// The last commit before the sparse table's reclaim (issue 18): its datapath
-/// has layout version 6, which this tree upgrades from.
-pub const COMMIT: &str = "21169f1538b6bdcf9d037c0d35acd42575881b79";
+/// The last commit before the allow lists' port bitmaps (issue 19): its
+/// datapath has layout version 7, which this tree upgrades from.
+pub const COMMIT: &str = "020f3d8bd0a1995e79b87f9402ee631f53a2896d";
 
 /// The older binary, built if it is not cached yet.
 pub fn vip(root: &Path) -> anyhow::Result<PathBuf> {

@@ -7,16 +7,16 @@ use aya::maps::{
 };
 use ipnet::IpNet;
 use vip_common::{
-    DecapConfig, DeclaredVip, RangeMeta, RangePolicy, RangePressure, RangeStats, RangeValue,
-    SteerKey, SteerValue, SteeredVip, VipAddr, LAYOUT_VERSION, MAP_DECAP, MAP_DECLARED,
-    MAP_DELIVERED, MAP_POLICY, MAP_PRESSURE, MAP_RANGES, MAP_RANGE_META, MAP_RANGE_STATS,
-    MAP_SETTINGS, MAP_STEER, MAP_STEERED_VIPS, MAP_STEER_STATS, MAP_V4_L1, MAP_V4_L2,
-    MAP_V4_RANGES, MAP_V6_RANGES, SETTING_DENSE_STRIDE, SETTING_LAYOUT_VERSION,
-    SETTING_NETNS_INODE, SETTING_SPARSE_MASK,
+    port_bitmap_index, DecapConfig, DeclaredVip, RangeMeta, RangePolicy, RangePressure, RangeStats,
+    RangeValue, SteerKey, SteerValue, SteeredVip, VipAddr, IPPROTO_TCP, IPPROTO_UDP,
+    LAYOUT_VERSION, MAP_DECAP, MAP_DECLARED, MAP_DELIVERED, MAP_POLICY, MAP_PORTS, MAP_PRESSURE,
+    MAP_RANGES, MAP_RANGE_META, MAP_RANGE_STATS, MAP_SETTINGS, MAP_STEER, MAP_STEERED_VIPS,
+    MAP_STEER_STATS, MAP_V4_L1, MAP_V4_L2, MAP_V4_RANGES, MAP_V6_RANGES, SETTING_DENSE_STRIDE,
+    SETTING_LAYOUT_VERSION, SETTING_NETNS_INODE, SETTING_SPARSE_MASK,
 };
 
 use super::{maps::Maps, DatapathError};
-use crate::layout::{DecapEntry, Layout, RangeSlot, SteerSlot};
+use crate::layout::{port_bitmap, DecapEntry, Layout, RangeSlot, SteerSlot};
 
 fn map_err(map: &'static str) -> impl Fn(MapError) -> DatapathError {
     move |source| DatapathError::Map { map, source }
@@ -46,7 +46,7 @@ pub(super) fn sync(
     let old_policies: &[(u32, RangePolicy)] = old.map_or(&[], |l| &l.policies);
     for entry in &new.policies {
         if !old_policies.contains(entry) {
-            set(maps, MAP_POLICY, entry.0, entry.1)?;
+            write_policy(maps, entry.0, &entry.1)?;
         }
     }
     // New ranges: clean counters, then their entries and declared VIPs, then
@@ -93,18 +93,31 @@ pub(super) fn sync(
     // Allow lists no range uses any more.
     for entry in old_policies {
         if !new.policies.iter().any(|(id, _)| *id == entry.0) {
-            set(
-                maps,
-                MAP_POLICY,
-                entry.0,
-                <RangePolicy as bytemuck::Zeroable>::zeroed(),
-            )?;
+            write_policy(maps, entry.0, &bytemuck::Zeroable::zeroed())?;
         }
     }
     sync_decap(maps, old, new)?;
     sync_steer(maps, old, new)?;
     // Sparse slots of removed ranges need nothing: their epoch no longer matches
     // a live range, so the datapath reuses them and `vip stats` skips them.
+    Ok(())
+}
+
+/// Allow list `id`: its port bitmaps, then its entry.
+fn write_policy(maps: &mut Maps, id: u32, policy: &RangePolicy) -> Result<(), DatapathError> {
+    for (proto, udp) in [(IPPROTO_TCP, false), (IPPROTO_UDP, true)] {
+        let bitmap = port_bitmap(policy, proto);
+        set(maps, MAP_PORTS, port_bitmap_index(id, udp), bitmap)?;
+    }
+    set(maps, MAP_POLICY, id, *policy)
+}
+
+/// Every allow list of `layout`, into a `MAP_PORTS` an upgrade has just
+/// created (the policies themselves are in place already).
+pub(super) fn fill_ports(maps: &mut Maps, layout: &Layout) -> Result<(), DatapathError> {
+    for (id, policy) in &layout.policies {
+        write_policy(maps, *id, policy)?;
+    }
     Ok(())
 }
 

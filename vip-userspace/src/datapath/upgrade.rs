@@ -11,8 +11,8 @@
 
 use aya::maps::Array;
 use vip_common::{
-    LAYOUT_VERSION, MAP_SETTINGS, PROG_SK_LOOKUP, PROG_TC, PROG_XDP, SETTING_LAYOUT_VERSION,
-    SK_LOOKUP_LINK_PIN,
+    LAYOUT_VERSION, MAP_PORTS, MAP_SETTINGS, PROG_SK_LOOKUP, PROG_TC, PROG_XDP,
+    SETTING_LAYOUT_VERSION, SK_LOOKUP_LINK_PIN,
 };
 
 use super::{
@@ -45,6 +45,11 @@ pub(super) fn upgrade(
     // the running datapath exactly as it was.
     let mut loaded = Loaded::verify(ebpf, maps)?;
     fault::at("upgrade-loaded");
+    if missing.contains(&MAP_PORTS) {
+        // Before any allow list is checked in it: every one the old layout
+        // has, whose id the new layout may keep.
+        sync::fill_ports(&mut loaded.datapath.maps, previous)?;
+    }
     sync::sync(&mut loaded.datapath.maps, Some(previous), layout)?;
     for (index, attachment) in attachments.iter().enumerate() {
         let (name, program) = match attachment.mode {

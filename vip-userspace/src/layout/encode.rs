@@ -3,9 +3,9 @@
 
 use ipnet::IpNet;
 use vip_common::{
-    AllowEntry, RangePolicy, DECAP_GUE, DECAP_IP6IP6, DECAP_IPIP, DENSE_MIN_PREFIX_V4, IPPROTO_TCP,
-    IPPROTO_UDP, MAX_ALLOW_ENTRIES, PER_VIP_DECLARED_ONLY, PER_VIP_SPARSE, PER_VIP_SPARSE_DECLARED,
-    POLICY_ENFORCED, POLICY_ICMP,
+    AllowEntry, PortBitmap, RangePolicy, DECAP_GUE, DECAP_IP6IP6, DECAP_IPIP, DENSE_MIN_PREFIX_V4,
+    IPPROTO_TCP, IPPROTO_UDP, MAX_ALLOW_ENTRIES, PER_VIP_DECLARED_ONLY, PER_VIP_SPARSE,
+    PER_VIP_SPARSE_DECLARED, POLICY_ENFORCED, POLICY_ICMP, POLICY_TCP, POLICY_UDP,
 };
 
 use crate::config::{AllowList, Decap, Encap, Range, Rule};
@@ -23,8 +23,14 @@ pub fn range_policy(allow: Option<&AllowList>) -> RangePolicy {
                 policy.flags |= POLICY_ICMP;
                 continue;
             }
-            Rule::Tcp { first, last } => (IPPROTO_TCP, first, last),
-            Rule::Udp { first, last } => (IPPROTO_UDP, first, last),
+            Rule::Tcp { first, last } => {
+                policy.flags |= POLICY_TCP;
+                (IPPROTO_TCP, first, last)
+            }
+            Rule::Udp { first, last } => {
+                policy.flags |= POLICY_UDP;
+                (IPPROTO_UDP, first, last)
+            }
         };
         let index = policy.entry_count as usize;
         assert!(index < MAX_ALLOW_ENTRIES, "validation bounds allow lists");
@@ -37,6 +43,19 @@ pub fn range_policy(allow: Option<&AllowList>) -> RangePolicy {
         policy.entry_count += 1;
     }
     policy
+}
+
+/// The ports `policy` allows for `proto` (TCP or UDP), as the datapath tests
+/// them: one bit per port.
+pub fn port_bitmap(policy: &RangePolicy, proto: u8) -> PortBitmap {
+    let mut bitmap: PortBitmap = bytemuck::Zeroable::zeroed();
+    let used = &policy.entries[..policy.entry_count as usize];
+    for entry in used.iter().filter(|e| e.proto == proto) {
+        for port in entry.port_first_host..=entry.port_last_host {
+            bitmap.words[usize::from(port / 64)] |= 1 << (port % 64);
+        }
+    }
+    bitmap
 }
 
 pub fn encap_flag(encap: Encap) -> u32 {
@@ -92,7 +111,10 @@ mod tests {
                 .to_vec(),
         };
         let policy = range_policy(Some(&allow));
-        assert_eq!(policy.flags, POLICY_ENFORCED | POLICY_ICMP);
+        assert_eq!(
+            policy.flags,
+            POLICY_ENFORCED | POLICY_ICMP | POLICY_TCP | POLICY_UDP
+        );
         assert_eq!(policy.entry_count, 2);
         let entry = |i: usize| {
             let e = policy.entries[i];
@@ -104,6 +126,29 @@ mod tests {
         assert_eq!(
             range_policy(Some(&AllowList::default())).flags,
             POLICY_ENFORCED
+        );
+    }
+
+    #[test]
+    fn port_bitmaps_hold_exactly_the_listed_ports() {
+        let allow = AllowList {
+            rules: ["tcp/80", "tcp/60-130", "udp/0", "udp/65472-65535", "icmp"]
+                .map(|r| Rule::parse(r).unwrap())
+                .to_vec(),
+        };
+        let policy = range_policy(Some(&allow));
+        let tcp = port_bitmap(&policy, IPPROTO_TCP);
+        let udp = port_bitmap(&policy, IPPROTO_UDP);
+        for port in 0..=u16::MAX {
+            assert_eq!(tcp.allows(port), (60..=130).contains(&port), "tcp/{port}");
+            assert_eq!(udp.allows(port), port == 0 || port >= 65_472, "udp/{port}");
+        }
+        assert_eq!(tcp.words[0], !0 << 60);
+        assert_eq!(tcp.words[2], (1 << 3) - 1);
+        assert_eq!(udp.words[1023], !0);
+        assert_eq!(
+            port_bitmap(&range_policy(None), IPPROTO_TCP).words,
+            [0; 1024]
         );
     }
 

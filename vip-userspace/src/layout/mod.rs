@@ -15,7 +15,7 @@ mod file;
 mod pod_hex;
 mod v4_index;
 
-pub use encode::{decap_flags, dense_len, encap_flag, range_policy, sparse_mode};
+pub use encode::{decap_flags, dense_len, encap_flag, port_bitmap, range_policy, sparse_mode};
 pub use file::LayoutFile;
 pub use v4_index::V4Index;
 
@@ -51,6 +51,11 @@ pub const DENSE_HEADROOM: u32 = 65_536;
 pub const L2_BLOCK_HEADROOM: u32 = 64;
 pub const STEER_HEADROOM: u32 = 64;
 pub const DECLARED_HEADROOM: u32 = 4096;
+/// Allow lists a reload may add beyond twice the distinct lists at load; each
+/// takes two 8 KiB port bitmaps.
+pub const POLICY_HEADROOM: u32 = 16;
+/// Distinct allow lists a config may have (64 MiB of port bitmaps at most).
+pub const MAX_ALLOW_LISTS: usize = 4096;
 
 /// Map sizes, fixed when the datapath is loaded.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -64,6 +69,10 @@ pub struct Capacity {
     /// have none: a datapath upgraded from one gets the headroom).
     #[serde(default = "declared_headroom")]
     pub declared: u32,
+    /// Allow lists (policy ids) with port bitmaps in `MAP_PORTS`. 0 in a
+    /// layout file of layout 7 or older: [`Layout::update`] sizes it then.
+    #[serde(default)]
+    pub policies: u32,
 }
 
 fn declared_headroom() -> u32 {
@@ -85,6 +94,8 @@ pub enum LayoutError {
     DenseSlots { range: String, len: u32 },
     #[error("the old and new allow lists together need more than the {capacity} policy entries of the running datapath; restart vip to grow")]
     Policies { capacity: u32 },
+    #[error("the config has {lists} different allow lists; the limit is {MAX_ALLOW_LISTS}")]
+    TooManyAllowLists { lists: usize },
     #[error("the IPv4 ranges touch more /16s than the running datapath has room for ({capacity}); restart vip to grow")]
     Blocks { capacity: u32 },
     #[error("the old and new steer entries together need more than the {capacity} the running datapath has room for; restart vip to grow")]
@@ -138,6 +149,10 @@ impl Layout {
         if slots > MAX_DENSE_SLOTS {
             return Err(LayoutError::TooManyDenseSlots { slots });
         }
+        let lists = distinct_allow_lists(config);
+        if lists > MAX_ALLOW_LISTS {
+            return Err(LayoutError::TooManyAllowLists { lists });
+        }
         Ok(())
     }
 
@@ -174,6 +189,7 @@ impl Layout {
                 .sum::<u32>()
                 + STEER_HEADROOM,
             declared: declared + DECLARED_HEADROOM,
+            policies: policy_capacity(config, 0),
         };
         Layout::allocate(config, None, capacity).expect("a fresh layout fits its own capacity")
     }
@@ -182,7 +198,14 @@ impl Layout {
     /// (same name and CIDR) keep their id, per-VIP slots and index blocks, so
     /// their counters carry on; new ones take free room.
     pub fn update(&self, config: &Config) -> Result<Layout, LayoutError> {
-        Layout::allocate(config, Some(self), self.capacity)
+        let mut capacity = self.capacity;
+        if capacity.policies == 0 {
+            // From a layout before port bitmaps: their map is created by the
+            // upgrade, with room for the ids in use and the new config's.
+            let in_use = self.policies.iter().map(|(id, _)| id + 1).max();
+            capacity.policies = policy_capacity(config, in_use.unwrap_or(0));
+        }
+        Layout::allocate(config, Some(self), capacity)
     }
 
     fn allocate(
@@ -282,7 +305,11 @@ impl Layout {
             });
         }
         check_declared(&ranges, previous, capacity.declared)?;
-        let policies = assign_policies(&mut ranges, previous, capacity.ranges)?;
+        let policies = assign_policies(
+            &mut ranges,
+            previous,
+            capacity.policies.min(capacity.ranges),
+        )?;
         let v4_index = V4Index::build(
             ranges.iter().filter_map(|slot| match slot.cidr {
                 IpNet::V4(net) => Some((slot.value.range_id, net)),
@@ -312,6 +339,25 @@ impl Layout {
             ranges,
         })
     }
+}
+
+fn distinct_allow_lists(config: &Config) -> usize {
+    let mut lists: Vec<RangePolicy> = config
+        .ranges
+        .iter()
+        .filter(|r| r.allow.is_some())
+        .map(|r| range_policy(r.allow.as_ref()))
+        .collect();
+    lists.sort_by(|a, b| bytemuck::bytes_of(a).cmp(bytemuck::bytes_of(b)));
+    lists.dedup();
+    lists.len()
+}
+
+/// Policy ids a datapath has room for: `in_use` (ids below it may be taken),
+/// then twice the config's distinct allow lists, so that a reload can replace
+/// every one, and some headroom.
+fn policy_capacity(config: &Config, in_use: u32) -> u32 {
+    in_use + 2 * distinct_allow_lists(config) as u32 + POLICY_HEADROOM
 }
 
 /// Dense per-VIP slots `range` takes: its size when dense, its declared VIPs
