@@ -55,6 +55,13 @@ pub struct Attached {
 /// Attaches `baseline_pass` or `baseline_drop` natively to the receiver interface.
 pub fn attach_baseline(lab: &Lab, name: &str) -> Attached {
     let mut ebpf = Ebpf::load_file(baseline_object()).expect("loading the bench programs");
+    attach_native(lab, &mut ebpf, name);
+    Attached { _ebpf: ebpf }
+}
+
+/// Loads program `name` of `ebpf` and attaches it natively to the receiver
+/// interface, from inside the receiver's namespace; attached while `ebpf` lives.
+fn attach_native(lab: &Lab, ebpf: &mut Ebpf, name: &str) {
     std::thread::scope(|scope| {
         scope
             .spawn(|| {
@@ -64,7 +71,9 @@ pub fn attach_baseline(lab: &Lab, name: &str) -> Attached {
                     .expect("program")
                     .try_into()
                     .expect("XDP");
-                program.load().expect("loading");
+                program
+                    .load()
+                    .unwrap_or_else(|e| panic!("loading {name}: {e}"));
                 program
                     .attach(RECEIVER_IF, XdpMode::Driver)
                     .expect("attaching natively");
@@ -72,7 +81,6 @@ pub fn attach_baseline(lab: &Lab, name: &str) -> Attached {
             .join()
             .expect("attach thread");
     });
-    Attached { _ebpf: ebpf }
 }
 
 /// The XDP live-frames generator, loaded for a set of destinations.
@@ -172,6 +180,56 @@ pub enum Receiver {
     Iptables { args: &'static [&'static str] },
     /// XDP_PASS, then the loopback trick: the block local, nothing listening.
     LoopbackTrick,
+    /// The floor of per-VIP accounting: vip-baseline's `floor_per_vip`, which
+    /// counts per address of [`floor_vips`] and drops.
+    Floor,
+    /// XDP_PASS, then an ipset `hash:ip` with counters holding [`floor_vips`],
+    /// matched from ip6tables raw PREROUTING (DROP): per-VIP counting without vip.
+    Ipset,
+    /// XDP_PASS, then an nftables set of [`floor_vips`] with a counter per
+    /// element, matched in netdev ingress (drop).
+    NftSet,
+}
+
+/// The synthetic set of the per-VIP comparisons: the 65,536 addresses of
+/// 2001:db8:0:1::/112 (`vip_common::FLOOR_PREFIX_V6`), in index order.
+pub fn floor_vips() -> Vec<IpAddr> {
+    (0..vip_common::FLOOR_VIPS)
+        .map(|i| {
+            let mut octets = [0u8; 16];
+            octets[..14].copy_from_slice(&vip_common::FLOOR_PREFIX_V6);
+            octets[14..].copy_from_slice(&(i as u16).to_be_bytes());
+            IpAddr::from(octets)
+        })
+        .collect()
+}
+
+/// `draws` destinations from `vips` under Zipf's law with s = 1 (rank k drawn
+/// with weight 1/k), from a fixed seed; ranks are spread over the set by a
+/// multiplicative shuffle, so the hottest VIPs are not neighbours.
+pub fn zipf(vips: &[IpAddr], draws: usize) -> Vec<IpAddr> {
+    let n = vips.len();
+    let mut cumulative = Vec::with_capacity(n);
+    let mut total = 0.0;
+    for rank in 1..=n {
+        total += 1.0 / rank as f64;
+        cumulative.push(total);
+    }
+    let mut state: u64 = 0x9e37_79b9_7f4a_7c15;
+    (0..draws)
+        .map(|_| {
+            // xorshift64*: good enough to sample a distribution.
+            state ^= state >> 12;
+            state ^= state << 25;
+            state ^= state >> 27;
+            let uniform =
+                (state.wrapping_mul(0x2545_f491_4f6c_dd1d) >> 11) as f64 / (1u64 << 53) as f64;
+            let rank = cumulative
+                .partition_point(|&c| c < uniform * total)
+                .min(n - 1);
+            vips[(rank.wrapping_mul(40_503)) % n]
+        })
+        .collect()
 }
 
 pub struct E2eCase {
@@ -185,8 +243,9 @@ pub struct E2eResult {
     pub label: String,
     /// Received packets per second, one per run.
     pub rates: Vec<f64>,
-    /// vip's own count of the runs' packets beside the interface's, for vip cases.
-    pub vip_vs_interface: Option<(u64, u64)>,
+    /// The receiver's own count of the runs' packets (vip's, the floor's, the
+    /// ipset's or the nftables set's counters) beside the interface's.
+    pub counted_vs_interface: Option<(u64, u64)>,
 }
 
 fn vip_total(stats: &serde_json::Value) -> u64 {
@@ -198,10 +257,99 @@ fn vip_total(stats: &serde_json::Value) -> u64 {
         .sum()
 }
 
+/// What counts on the receiver besides the interface, and how to read it.
+enum Counter<'a> {
+    Vip(crate::daemon::Daemon<'a>),
+    Floor(Ebpf),
+    Ipset,
+    NftSet,
+}
+
+impl Counter<'_> {
+    /// Packets counted so far, over every VIP.
+    fn total(&self, lab: &Lab) -> u64 {
+        match self {
+            Counter::Vip(daemon) => vip_total(&daemon.stats_json()),
+            Counter::Floor(ebpf) => {
+                let slots: Array<_, vip_common::Verdicts> = ebpf
+                    .map(vip_common::MAP_FLOOR_SLOTS)
+                    .expect("the floor's map")
+                    .try_into()
+                    .expect("an array");
+                slots
+                    .iter()
+                    .map(|slot| slot.expect("reading a floor slot").dropped.packets)
+                    .sum()
+            }
+            Counter::Ipset => {
+                let out = output_in(&lab.server, "ipset", &["list", "vips"]);
+                out.lines()
+                    .filter_map(|line| {
+                        let mut words = line.split_whitespace().skip_while(|w| *w != "packets");
+                        words.nth(1)?.parse::<u64>().ok()
+                    })
+                    .sum()
+            }
+            Counter::NftSet => {
+                let out = output_in(
+                    &lab.server,
+                    "nft",
+                    &["-j", "list", "set", "netdev", "t", "vips"],
+                );
+                let json: serde_json::Value = serde_json::from_str(&out).expect("nft -j output");
+                json["nftables"]
+                    .as_array()
+                    .expect("nftables array")
+                    .iter()
+                    .filter_map(|item| item["set"]["elem"].as_array())
+                    .flatten()
+                    .map(|elem| {
+                        elem["elem"]["counter"]["packets"]
+                            .as_u64()
+                            .expect("element counter")
+                    })
+                    .sum()
+            }
+        }
+    }
+}
+
+/// Attaches `floor_per_vip` natively to the receiver interface.
+fn attach_floor(lab: &Lab) -> Ebpf {
+    let cpus = aya::util::nr_cpus().expect("CPU count") as u32;
+    let mut ebpf = EbpfLoader::new()
+        .map_max_entries(vip_common::MAP_FLOOR_SLOTS, vip_common::FLOOR_VIPS * cpus)
+        .load_file(baseline_object())
+        .expect("loading the bench programs");
+    attach_native(lab, &mut ebpf, "floor_per_vip");
+    ebpf
+}
+
+fn ipset_restore(vips: &[IpAddr]) -> String {
+    let mut text = format!(
+        "create vips hash:ip family inet6 counters hashsize {n} maxelem {n}\n",
+        n = vips.len()
+    );
+    for vip in vips {
+        text.push_str(&format!("add vips {vip}\n"));
+    }
+    text
+}
+
+fn nft_set_ruleset(vips: &[IpAddr]) -> String {
+    let elements: Vec<String> = vips.iter().map(ToString::to_string).collect();
+    format!(
+        "table netdev t {{\n set vips {{\n  type ipv6_addr\n  size {}\n  counter\n  elements = {{ {} }}\n }}\n \
+         chain c {{\n  type filter hook ingress device {RECEIVER_IF} priority 0;\n  ip6 daddr @vips drop\n }}\n}}\n",
+        vips.len(),
+        elements.join(", ")
+    )
+}
+
 pub fn run_case(case: E2eCase, runs: usize, duration: Duration) -> E2eResult {
     let lab = lab();
     let instance = crate::daemon::Instance::new("e2e");
-    let mut daemon = None;
+    let mut counter = None;
     let mut attached = None;
     match &case.receiver {
         Receiver::Bare { drop } => {
@@ -215,7 +363,11 @@ pub fn run_case(case: E2eCase, runs: usize, duration: Duration) -> E2eResult {
             ))
         }
         Receiver::Vip { config } => {
-            daemon = Some(crate::daemon::Daemon::start(&lab.server, config, &instance));
+            counter = Some(Counter::Vip(crate::daemon::Daemon::start(
+                &lab.server,
+                config,
+                &instance,
+            )));
         }
         Receiver::Nft { ruleset } => {
             attached = Some(attach_baseline(&lab, "baseline_pass"));
@@ -230,31 +382,92 @@ pub fn run_case(case: E2eCase, runs: usize, duration: Duration) -> E2eResult {
             lab.server
                 .ip(&["route", "add", "local", "192.0.2.0/24", "dev", "lo"]);
         }
+        Receiver::Floor => counter = Some(Counter::Floor(attach_floor(&lab))),
+        Receiver::Ipset => {
+            attached = Some(attach_baseline(&lab, "baseline_pass"));
+            // The lab turns IPv6 off; the stack drops IPv6 before PREROUTING then.
+            lab.server
+                .sysctl(&format!("net.ipv6.conf.{RECEIVER_IF}.disable_ipv6"), "0");
+            run_in(
+                &lab.server,
+                "ipset",
+                &["restore"],
+                Some(&ipset_restore(&floor_vips())),
+            );
+            run_in(
+                &lab.server,
+                "ip6tables",
+                &[
+                    "-t",
+                    "raw",
+                    "-A",
+                    "PREROUTING",
+                    "-m",
+                    "set",
+                    "--match-set",
+                    "vips",
+                    "dst",
+                    "-j",
+                    "DROP",
+                ],
+                None,
+            );
+            counter = Some(Counter::Ipset);
+        }
+        Receiver::NftSet => {
+            attached = Some(attach_baseline(&lab, "baseline_pass"));
+            run_in(
+                &lab.server,
+                "nft",
+                &["-f", "-"],
+                Some(&nft_set_ruleset(&floor_vips())),
+            );
+            counter = Some(Counter::NftSet);
+        }
     }
     let generator = Generator::new(case.template.clone(), &case.targets);
     let mut rates = Vec::new();
-    let (mut vip_counted, mut interface_counted) = (0, 0);
+    let (mut counted, mut interface_counted) = (0, 0);
     for _ in 0..runs {
-        let vip_before = daemon.as_ref().map(|d| vip_total(&d.stats_json()));
+        let counted_before = counter.as_ref().map(|c| c.total(&lab));
         let before = received(&lab);
         let (_, elapsed) = generator.run(&lab, duration);
         std::thread::sleep(Duration::from_millis(200)); // let NAPI drain
         let received = received(&lab) - before;
         rates.push(received as f64 / elapsed.as_secs_f64());
-        if let (Some(d), Some(vip_before)) = (&daemon, vip_before) {
-            vip_counted += vip_total(&d.stats_json()) - vip_before;
+        if let (Some(c), Some(counted_before)) = (&counter, counted_before) {
+            counted += c.total(&lab) - counted_before;
             interface_counted += received;
         }
     }
     drop(attached);
+    let counted_vs_interface = counter.map(|c| {
+        if let Counter::Vip(daemon) = c {
+            daemon.stop();
+        }
+        (counted, interface_counted)
+    });
     E2eResult {
         label: case.label,
         rates,
-        vip_vs_interface: daemon.map(|d| {
-            d.stop();
-            (vip_counted, interface_counted)
-        }),
+        counted_vs_interface,
     }
+}
+
+/// `program ARGS` in the namespace; its standard output.
+fn output_in(ns: &Netns, program: &str, args: &[&str]) -> String {
+    let out = std::process::Command::new("ip")
+        .args(["netns", "exec", ns.name(), program])
+        .args(args)
+        .output()
+        .unwrap_or_else(|e| panic!("running {program}: {e}"));
+    assert!(
+        out.status.success(),
+        "{program} {}: {}",
+        args.join(" "),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).expect("UTF-8 output")
 }
 
 /// Runs `program ARGS` in the namespace (`ip netns exec`: nft and iptables need

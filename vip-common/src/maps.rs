@@ -97,12 +97,27 @@ pub const PROG_BENCH_HARNESS: &str = "bench_harness_only";
 /// test runs (see vip-ebpf's bench.rs). Bench programs only; not pinned.
 pub const MAP_BENCH_SAVED: &str = "VIP_BENCH_SAVED";
 
+/// The per-VIP floor of the end-to-end bench (vip-baseline's `floor_per_vip`,
+/// never in vip's object): a CPU table of [`crate::Verdicts`],
+/// `FLOOR_VIPS` slots per CPU, one per address of `FLOOR_PREFIX_V6`/112.
+pub const MAP_FLOOR_SLOTS: &str = "FLOOR_SLOTS";
+/// The floor's synthetic VIP set: 2001:db8:0:1::/112, the last 16 bits the
+/// slot index.
+pub const FLOOR_PREFIX_V6: [u8; 14] = [0x20, 0x01, 0x0d, 0xb8, 0, 0, 0, 1, 0, 0, 0, 0, 0, 0];
+pub const FLOOR_VIPS: u32 = 1 << 16;
+
 pub const V4_L1_ENTRIES: u32 = 1 << 16;
 pub const V4_L2_BLOCK: u32 = 256;
 /// No range covers any address of this /24.
 pub const V4_SLOT_NONE: u32 = 0;
 /// Ranges longer than /24 lie in this /24: ask the LPM trie.
 pub const V4_SLOT_LPM: u32 = u32::MAX;
+
+/// Global (read-only data) of the datapath object that the loader sets to
+/// `SETTING_DENSE_STRIDE`'s value: the programs read it instead of the map.
+pub const GLOBAL_DENSE_STRIDE: &str = "VIP_DENSE_STRIDE";
+/// Global the loader sets to `SETTING_SPARSE_MASK`'s value, as above.
+pub const GLOBAL_SPARSE_MASK: &str = "VIP_SPARSE_MASK";
 
 /// `MAP_SETTINGS` index: the sparse table's length per CPU minus one (a power of
 /// two minus one).

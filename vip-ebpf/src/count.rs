@@ -14,7 +14,7 @@ use vip_common::{
     sparse_hash, sparse_idle, AttachMeta, DatapathInfo, DeclaredVip, RangeMeta, RangePressure,
     RangeStats, RangeValue, SparseControl, SparseSlot, Verdicts, VipAddr, CPU_TABLE_MAP_FLAGS,
     GLOBAL_COUNTERS, PER_VIP_DECLARED_ONLY, PER_VIP_DENSE, PER_VIP_SPARSE, PER_VIP_SPARSE_DECLARED,
-    SETTINGS, SETTING_DENSE_STRIDE, SETTING_SPARSE_MASK, SPARSE_PROBES,
+    SETTINGS, SPARSE_PROBES,
 };
 
 use crate::lookup;
@@ -36,12 +36,19 @@ static VIP_PRESSURE: PerCpuArray<RangePressure> = PerCpuArray::with_max_entries(
 #[map]
 static VIP_DECLARED: HashMap<VipAddr, DeclaredVip> = HashMap::with_max_entries(1, 0);
 
-/// A setting; its absence is an error rather than a default: on kernels before
-/// 6.8 or so the verifier takes an array lookup as maybe-null even with a
-/// constant key, and a default would double every path after it.
+/// Slots per CPU of `VIP_DENSE_STATS` and the sparse table's mask, set by the
+/// loader from the layout (`vip_common::GLOBAL_*`; the same values are in
+/// `VIP_SETTINGS` for userspace). Fixed for the datapath's life, so a constant
+/// in the program's read-only data rather than a map lookup per packet.
+#[unsafe(no_mangle)]
+static VIP_DENSE_STRIDE: u32 = 0;
+#[unsafe(no_mangle)]
+static VIP_SPARSE_MASK: u32 = 0;
+
 #[inline(always)]
-fn setting(index: u32) -> Result<u32, MapInconsistent> {
-    VIP_SETTINGS.get(index).copied().ok_or(MapInconsistent)
+fn loader_constant(value: &'static u32) -> u32 {
+    // SAFETY: a static. Read volatile, or the compiler folds the 0 above.
+    unsafe { core::ptr::read_volatile(value) }
 }
 
 /// The CPU this program runs on: its stretch of the CPU tables.
@@ -104,7 +111,7 @@ pub fn v4_hit(
 /// Counts one packet in this CPU's slot `index` of the dense table.
 #[inline(always)]
 fn dense_hit(index: u32, bytes: u64, drop: bool) -> Result<(), MapInconsistent> {
-    let stride = setting(SETTING_DENSE_STRIDE)?;
+    let stride = loader_constant(&VIP_DENSE_STRIDE);
     let slot = VIP_DENSE_STATS
         .get_ptr_mut(cpu().wrapping_mul(stride).wrapping_add(index))
         .ok_or(MapInconsistent)?;
@@ -134,7 +141,7 @@ pub struct Sparse {
 pub fn sparse_find(vip: &VipAddr) -> Result<Sparse, MapInconsistent> {
     // An error rather than a default, as in `setting`.
     let control = *VIP_SPARSE_CTL.get(0).ok_or(MapInconsistent)?;
-    let mask = setting(SETTING_SPARSE_MASK)?;
+    let mask = loader_constant(&VIP_SPARSE_MASK);
     let base = cpu().wrapping_mul(mask.wrapping_add(1));
     let start = sparse_hash(vip, control.hash_key);
     let mut reusable: *mut SparseSlot = core::ptr::null_mut();

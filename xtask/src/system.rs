@@ -42,11 +42,14 @@ pub const TEST: &[Need] = &[
 
 pub const DEMO: &[Need] = LAB;
 
-/// The end-to-end bench compares vip with nftables, iptables and the loopback trick.
+/// The end-to-end bench compares vip with nftables, iptables and the loopback
+/// trick, and its per-VIP counting with an ipset and an nftables set.
 pub const BENCH_E2E: &[Need] = &[
     need("ip", "iproute2"),
     need("nft", "nftables"),
     need("iptables", "iptables"),
+    need("ip6tables", "iptables"),
+    need("ipset", "ipset"),
 ];
 
 /// `cargo xtask test --kernel`: qemu boots the kernel, virtme-ng's init needs

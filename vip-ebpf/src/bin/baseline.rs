@@ -9,10 +9,12 @@ use aya_ebpf::{
         bpf_adj_room_mode::BPF_ADJ_ROOM_MAC, xdp_action, BPF_F_ADJ_ROOM_ENCAP_L3_IPV4,
         BPF_F_ADJ_ROOM_ENCAP_L3_IPV6, BPF_F_ADJ_ROOM_ENCAP_L4_UDP, TC_ACT_OK,
     },
+    helpers::bpf_get_smp_processor_id,
     macros::{classifier, map, xdp},
     maps::{Array, PerCpuArray},
     programs::{TcContext, XdpContext},
 };
+use vip_common::{Verdicts, FLOOR_PREFIX_V6, FLOOR_VIPS};
 
 #[xdp]
 pub fn baseline_pass(_ctx: XdpContext) -> u32 {
@@ -33,6 +35,67 @@ pub fn baseline_adjust_head(ctx: XdpContext) -> u32 {
         return xdp_action::XDP_ABORTED;
     }
     xdp_action::XDP_PASS
+}
+
+/// The floor's per-VIP counters: `FLOOR_VIPS` slots per CPU (userspace sizes
+/// it for the CPUs there are).
+#[map]
+static FLOOR_SLOTS: Array<Verdicts> = Array::with_max_entries(1, 0);
+
+const PREFIX_HI: [u8; 8] = split(0);
+const PREFIX_LO: [u8; 8] = split(8);
+/// Bytes 8 to 13 of the address: the prefix's; 14 and 15 are the index.
+const LOW_MASK: [u8; 8] = [0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0, 0];
+
+/// Eight bytes of the floor's prefix from `at`, zero past its 14.
+const fn split(at: usize) -> [u8; 8] {
+    let mut out = [0; 8];
+    let mut i = 0;
+    while i < 8 && at + i < FLOOR_PREFIX_V6.len() {
+        out[i] = FLOOR_PREFIX_V6[at + i];
+        i += 1;
+    }
+    out
+}
+
+/// The floor of per-VIP accounting (issue 19): the least an XDP program can do
+/// to count packets and bytes per destination exactly. It checks the address
+/// is in the synthetic set (`FLOOR_PREFIX_V6`/112), takes the slot the last 16
+/// bits name in this CPU's stretch, counts and drops. Anything else passes.
+#[xdp]
+pub fn floor_per_vip(ctx: XdpContext) -> u32 {
+    const DST: usize = 14 + 24;
+    let (start, end) = (ctx.data(), ctx.data_end());
+    if start + DST + 16 > end {
+        return xdp_action::XDP_PASS;
+    }
+    let frame = start as *const u8;
+    // SAFETY: the bytes read are inside the frame (checked above). Compared as
+    // words: a byte-slice comparison would call memcmp.
+    let read =
+        |offset: usize| unsafe { core::ptr::read_unaligned(frame.add(offset) as *const u64) };
+    let (ethertype, dst) = unsafe {
+        (
+            core::ptr::read_unaligned(frame.add(12) as *const u16),
+            core::ptr::read_unaligned(frame.add(DST + 14) as *const [u8; 2]),
+        )
+    };
+    let prefix_lo = read(DST + 8) & u64::from_ne_bytes(LOW_MASK);
+    if ethertype != u16::from_ne_bytes([0x86, 0xdd])
+        || read(DST) != u64::from_ne_bytes(PREFIX_HI)
+        || prefix_lo != u64::from_ne_bytes(PREFIX_LO)
+    {
+        return xdp_action::XDP_PASS;
+    }
+    let vip = u32::from(u16::from_be_bytes(dst));
+    // SAFETY: a helper without arguments.
+    let cpu = unsafe { bpf_get_smp_processor_id() };
+    let Some(slot) = FLOOR_SLOTS.get_ptr_mut(cpu * FLOOR_VIPS + vip) else {
+        return xdp_action::XDP_PASS;
+    };
+    // SAFETY: this CPU's slot; XDP programs do not nest on one CPU.
+    unsafe { (*slot).side(true).add((end - start) as u64) };
+    xdp_action::XDP_DROP
 }
 
 /// Destination addresses the generator cycles through (network order; IPv4 uses

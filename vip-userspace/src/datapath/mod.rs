@@ -21,10 +21,11 @@ use aya::{
 };
 
 use vip_common::{
-    AttachMeta, MAP_ATTACH_META, MAP_DECAP, MAP_DECLARED, MAP_DELIVERED, MAP_DENSE_STATS,
-    MAP_POLICY, MAP_PORTS, MAP_PRESSURE, MAP_RANGES, MAP_RANGE_META, MAP_RANGE_STATS,
-    MAP_SPARSE_STATS, MAP_STEER, MAP_STEER_SOCKETS, MAP_STEER_STATS, MAP_V4_L2, MAP_V4_RANGES,
-    MAP_V6_RANGES, PINNED_MAPS, PROG_TC, PROG_XDP, SK_LOOKUP_LINK_PIN, V4_L2_BLOCK,
+    AttachMeta, GLOBAL_DENSE_STRIDE, GLOBAL_SPARSE_MASK, MAP_ATTACH_META, MAP_DECAP, MAP_DECLARED,
+    MAP_DELIVERED, MAP_DENSE_STATS, MAP_POLICY, MAP_PORTS, MAP_PRESSURE, MAP_RANGES,
+    MAP_RANGE_META, MAP_RANGE_STATS, MAP_SPARSE_STATS, MAP_STEER, MAP_STEER_SOCKETS,
+    MAP_STEER_STATS, MAP_V4_L2, MAP_V4_RANGES, MAP_V6_RANGES, PINNED_MAPS, PROG_TC, PROG_XDP,
+    SK_LOOKUP_LINK_PIN, V4_L2_BLOCK,
 };
 
 pub use adopt::{adopt, AdoptError};
@@ -369,8 +370,11 @@ fn open(
             .collect(),
         None => Vec::new(),
     };
+    let (stride, mask) = (layout.dense_stride(), layout.sparse_slots - 1);
     let mut loader = EbpfLoader::new();
     loader
+        .override_global(GLOBAL_DENSE_STRIDE, &stride, true)
+        .override_global(GLOBAL_SPARSE_MASK, &mask, true)
         .map_max_entries(MAP_V4_RANGES, capacity.ranges)
         .map_max_entries(MAP_V6_RANGES, capacity.ranges)
         .map_max_entries(MAP_RANGES, capacity.ranges)
