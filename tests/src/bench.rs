@@ -393,9 +393,40 @@ pub fn update_section(path: &std::path::Path, name: &str, body: &str) {
     std::fs::write(path, new).unwrap_or_else(|e| panic!("writing {}: {e}", path.display()));
 }
 
-/// The machine a run was made on, for BENCHMARKS.md.
-pub fn machine() -> String {
-    let cpu = std::fs::read_to_string("/proc/cpuinfo")
+/// Replaces this machine's section `NAME` of `path` (see [`update_section`]):
+/// one section per CPU model, so that a run on another kind of CPU adds its
+/// own table beside this one's rather than replacing it. The body opens with
+/// the date, the command that made it (`command`, then this process's
+/// arguments) and the machine.
+pub fn update_machine_section(path: &std::path::Path, name: &str, command: &str, body: &str) {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let date = std::process::Command::new("date")
+        .args(["-u", "+%Y-%m-%d"])
+        .output()
+        .map(|out| String::from_utf8_lossy(&out.stdout).trim().to_string())
+        .unwrap_or_default();
+    let section = format!("{name}:{}", cpu_slug());
+    let header = format!(
+        "Measured {date} with `{command} {}`.\n{}",
+        args.join(" "),
+        machine()
+    );
+    update_section(path, &section, &format!("{header}\n{body}"));
+}
+
+/// The CPU model in lower case, words joined by dashes: the key of its
+/// sections in BENCHMARKS.md.
+fn cpu_slug() -> String {
+    cpu_model()
+        .split(|c: char| !c.is_ascii_alphanumeric())
+        .filter(|w| !w.is_empty())
+        .map(str::to_ascii_lowercase)
+        .collect::<Vec<_>>()
+        .join("-")
+}
+
+fn cpu_model() -> String {
+    std::fs::read_to_string("/proc/cpuinfo")
         .ok()
         .and_then(|t| {
             t.lines().find_map(|l| {
@@ -403,7 +434,12 @@ pub fn machine() -> String {
                     .map(|v| v.trim_start_matches([' ', '\t', ':']).to_string())
             })
         })
-        .unwrap_or_else(|| "unknown CPU".into());
+        .unwrap_or_else(|| "unknown CPU".into())
+}
+
+/// The machine a run was made on, for BENCHMARKS.md.
+pub fn machine() -> String {
+    let cpu = cpu_model();
     let kernel = nix::sys::utsname::uname()
         .map(|u| u.release().to_string_lossy().into_owned())
         .unwrap_or_default();

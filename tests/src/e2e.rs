@@ -204,6 +204,20 @@ pub fn floor_vips() -> Vec<IpAddr> {
         .collect()
 }
 
+/// `vips` in an order where neighbours are far apart (an odd multiplier mod a
+/// power of two is a permutation), so that the uniform cases of the per-VIP
+/// comparisons cycle through memory as real traffic would, not in the
+/// address order a prefetcher follows.
+pub fn scattered(vips: &[IpAddr]) -> Vec<IpAddr> {
+    assert!(vips.len().is_power_of_two());
+    (0..vips.len())
+        .map(|i| vips[i.wrapping_mul(SCATTER) % vips.len()])
+        .collect()
+}
+
+/// An odd multiplier near n / φ for n = 65,536.
+const SCATTER: usize = 40_503;
+
 /// `draws` destinations from `vips` under Zipf's law with s = 1 (rank k drawn
 /// with weight 1/k), from a fixed seed; ranks are spread over the set by a
 /// multiplicative shuffle, so the hottest VIPs are not neighbours.
@@ -227,7 +241,7 @@ pub fn zipf(vips: &[IpAddr], draws: usize) -> Vec<IpAddr> {
             let rank = cumulative
                 .partition_point(|&c| c < uniform * total)
                 .min(n - 1);
-            vips[(rank.wrapping_mul(40_503)) % n]
+            vips[rank.wrapping_mul(SCATTER) % n]
         })
         .collect()
 }

@@ -6,7 +6,7 @@ use std::{fmt::Write, path::PathBuf, process::ExitCode};
 use clap::Parser;
 
 use vip_tests::{
-    bench::{machine, measure, median, update_section, Case, Measurement},
+    bench::{machine, measure, median, update_machine_section, Case, Measurement},
     fixture::Verdict,
     scrape,
 };
@@ -196,7 +196,7 @@ fn main() -> ExitCode {
         }
     }
     if let Some(path) = &args.update {
-        update_section(path, "prog-test-run", &format!("{}\n{table}", machine()));
+        update_machine_section(path, "prog-test-run", "cargo xtask bench --", &table);
         println!("updated {}", path.display());
     }
     if args.only.is_some() {
@@ -211,7 +211,7 @@ fn main() -> ExitCode {
     let scrape_table = scrape::render(&scrape);
     print!("\n{scrape_table}");
     if let Some(path) = &args.update {
-        update_section(path, "scrape", &scrape_table);
+        update_machine_section(path, "scrape", "cargo xtask bench --", &scrape_table);
     }
     let scrape_missed = scrape::median_read(&scrape) >= scrape::TARGET;
     let misses = results.iter().filter(|m| missed(m)).count() + usize::from(scrape_missed);

@@ -9,9 +9,10 @@ use std::{fmt::Write, net::IpAddr, path::PathBuf, process::ExitCode, time::Durat
 use clap::Parser;
 
 use vip_tests::{
-    bench::{machine, median, update_section},
+    bench::{machine, median, update_machine_section},
     e2e::{
-        floor_vips, run_case, upgrade_under_load, zipf, E2eCase, E2eResult, Receiver, RECEIVER_IF,
+        floor_vips, run_case, scattered, upgrade_under_load, zipf, E2eCase, E2eResult, Receiver,
+        RECEIVER_IF,
     },
     packets::FrameSpec,
 };
@@ -88,6 +89,7 @@ fn cases() -> Vec<E2eCase> {
     let web6 = vec![("web6".to_string(), "2001:db8::/64".to_string())];
     let set = vec![("set".to_string(), "2001:db8:0:1::/112".to_string())];
     let vips = floor_vips();
+    let uniform = scattered(&vips);
     let (many_config, many_template, spread) = many();
     let denied = |dst| FrameSpec::udp(dst, 9);
     let allowed = |dst| FrameSpec::udp(dst, 53);
@@ -124,12 +126,12 @@ fn cases() -> Vec<E2eCase> {
         case(VIP_PASS_V4, Receiver::Vip { config: vip_config(&web, "\"udp/53\"") }, allowed(v4), vec![v4]),
         case(VIP_DROP_V6, Receiver::Vip { config: vip_config(&web6, "\"tcp/80\"") }, denied(v6), vec![v6]),
         case(VIP_MANY_RANGES, Receiver::Vip { config: many_config }, many_template, spread),
-        case(FLOOR, Receiver::Floor, denied(vips[0]), vips.clone()),
-        case(VIP_SET_UNIFORM, Receiver::Vip { config: set_config() }, denied(vips[0]), vips.clone()),
+        case(FLOOR, Receiver::Floor, denied(vips[0]), uniform.clone()),
+        case(VIP_SET_UNIFORM, Receiver::Vip { config: set_config() }, denied(vips[0]), uniform.clone()),
         case(VIP_SET_ZIPF, Receiver::Vip { config: set_config() }, denied(vips[0]), zipf(&vips, vips.len())),
         case(VIP_SET_ONE, Receiver::Vip { config: set_config() }, denied(vips[7]), vec![vips[7]]),
-        case(IPSET, Receiver::Ipset, denied(vips[0]), vips.clone()),
-        case(NFT_SET, Receiver::NftSet, denied(vips[0]), vips),
+        case(IPSET, Receiver::Ipset, denied(vips[0]), uniform.clone()),
+        case(NFT_SET, Receiver::NftSet, denied(vips[0]), uniform),
     ]
 }
 
@@ -229,7 +231,7 @@ fn main() -> ExitCode {
         }
     }
     if let Some(path) = &args.update {
-        update_section(path, "e2e", &format!("{}\n{table}", machine()));
+        update_machine_section(path, "e2e", "cargo xtask bench --e2e", &table);
         println!("updated {}", path.display());
     }
     if disagreements > 0 {
@@ -298,7 +300,7 @@ fn upgrade(args: &Args) -> ExitCode {
     }
     print!("{out}");
     if let Some(path) = &args.update {
-        update_section(path, "upgrade", &format!("{}\n{out}", machine()));
+        update_machine_section(path, "upgrade", "cargo xtask bench --e2e", &out);
         println!("updated {}", path.display());
     }
     if uncounted_runs > 0 {
