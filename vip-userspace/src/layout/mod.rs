@@ -733,6 +733,59 @@ mod tests {
         assert_eq!(second.policies.len(), 2);
     }
 
+    #[test]
+    fn policy_room_is_twice_the_lists_plus_headroom_and_sized_for_older_layout_files() {
+        let text = |lists: usize| {
+            let mut t = String::from("interfaces = [\"lo\"]\n");
+            for i in 0..lists {
+                t += &format!(
+                    "[[range]]\nname = \"r{i}\"\ncidr = \"2001:db8:{i:x}::/64\"\nallow = [\"tcp/{}\"]\n",
+                    i + 1
+                );
+            }
+            t
+        };
+        let fresh = Layout::new(&parse(&text(3)));
+        assert_eq!(fresh.capacity.policies, 2 * 3 + POLICY_HEADROOM);
+        // A layout file of layout 7 has no such field (0): its ids in use are
+        // kept free, and the new config's lists fit after them.
+        let mut older = fresh.clone();
+        older.capacity.policies = 0;
+        older.policies[0].0 = 9;
+        older.ranges[0].value.policy_id = 9;
+        let upgraded = older.update(&parse(&text(4))).unwrap();
+        assert_eq!(upgraded.capacity.policies, 10 + 2 * 4 + POLICY_HEADROOM);
+        assert!(upgraded
+            .policies
+            .iter()
+            .all(|(id, _)| *id < upgraded.capacity.policies));
+        // Replacing every list at once fits; doing it again before the room
+        // is free would not, and says so.
+        let mut tight = fresh.clone();
+        tight.capacity.policies = 4;
+        assert_eq!(
+            tight.update(&parse(&text(3).replace("tcp/", "udp/"))),
+            Err(LayoutError::Policies { capacity: 4 })
+        );
+    }
+
+    #[test]
+    fn more_distinct_allow_lists_than_the_limit_are_refused() {
+        let mut text = String::from("interfaces = [\"lo\"]\n");
+        for i in 0..=MAX_ALLOW_LISTS {
+            text += &format!(
+                "[[range]]\nname = \"r{i}\"\ncidr = \"2001:db8:{i:x}::/64\"\nallow = [\"tcp/{}\"]\n",
+                i + 1
+            );
+        }
+        assert_eq!(
+            Layout::check(&parse(&text)),
+            Err(LayoutError::TooManyAllowLists {
+                lists: MAX_ALLOW_LISTS + 1
+            })
+        );
+    }
+
     fn parse(text: &str) -> Config {
         Config::parse(text, Path::new("t")).unwrap()
     }
