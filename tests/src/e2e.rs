@@ -360,15 +360,19 @@ fn nft_set_ruleset(vips: &[IpAddr]) -> String {
     )
 }
 
-pub fn run_case(case: E2eCase, runs: usize, duration: Duration) -> E2eResult {
-    let lab = lab();
-    let instance = crate::daemon::Instance::new("e2e");
+/// Sets `receiver` up in `lab`: what counts on it, if anything, and what
+/// must stay alive for it to stay attached.
+fn set_up<'a>(
+    receiver: &Receiver,
+    lab: &'a Lab,
+    instance: &'a crate::daemon::Instance,
+) -> (Option<Counter<'a>>, Option<Attached>) {
     let mut counter = None;
     let mut attached = None;
-    match &case.receiver {
+    match receiver {
         Receiver::Bare { drop } => {
             attached = Some(attach_baseline(
-                &lab,
+                lab,
                 if *drop {
                     "baseline_drop"
                 } else {
@@ -380,25 +384,25 @@ pub fn run_case(case: E2eCase, runs: usize, duration: Duration) -> E2eResult {
             counter = Some(Counter::Vip(crate::daemon::Daemon::start(
                 &lab.server,
                 config,
-                &instance,
+                instance,
             )));
         }
         Receiver::Nft { ruleset } => {
-            attached = Some(attach_baseline(&lab, "baseline_pass"));
+            attached = Some(attach_baseline(lab, "baseline_pass"));
             run_in(&lab.server, "nft", &["-f", "-"], Some(ruleset));
         }
         Receiver::Iptables { args } => {
-            attached = Some(attach_baseline(&lab, "baseline_pass"));
+            attached = Some(attach_baseline(lab, "baseline_pass"));
             run_in(&lab.server, "iptables", args, None);
         }
         Receiver::LoopbackTrick => {
-            attached = Some(attach_baseline(&lab, "baseline_pass"));
+            attached = Some(attach_baseline(lab, "baseline_pass"));
             lab.server
                 .ip(&["route", "add", "local", "192.0.2.0/24", "dev", "lo"]);
         }
-        Receiver::Floor => counter = Some(Counter::Floor(attach_floor(&lab))),
+        Receiver::Floor => counter = Some(Counter::Floor(attach_floor(lab))),
         Receiver::Ipset => {
-            attached = Some(attach_baseline(&lab, "baseline_pass"));
+            attached = Some(attach_baseline(lab, "baseline_pass"));
             // The lab turns IPv6 off; the stack drops IPv6 before PREROUTING then.
             lab.server
                 .sysctl(&format!("net.ipv6.conf.{RECEIVER_IF}.disable_ipv6"), "0");
@@ -429,7 +433,7 @@ pub fn run_case(case: E2eCase, runs: usize, duration: Duration) -> E2eResult {
             counter = Some(Counter::Ipset);
         }
         Receiver::NftSet => {
-            attached = Some(attach_baseline(&lab, "baseline_pass"));
+            attached = Some(attach_baseline(lab, "baseline_pass"));
             run_in(
                 &lab.server,
                 "nft",
@@ -439,10 +443,22 @@ pub fn run_case(case: E2eCase, runs: usize, duration: Duration) -> E2eResult {
             counter = Some(Counter::NftSet);
         }
     }
-    let generator = Generator::new(case.template.clone(), &case.targets);
+    (counter, attached)
+}
+
+/// `runs` runs of `duration`, each in a lab of its own with the receiver set
+/// up afresh (a new daemon, new maps): where the kernel puts a receiver's
+/// tables moves its rate by more than the runs of one set-up differ, so the
+/// placement is sampled run by run, as vip-bench samples program placement.
+pub fn run_case(case: E2eCase, runs: usize, duration: Duration) -> E2eResult {
     let mut rates = Vec::new();
     let (mut counted, mut interface_counted) = (0, 0);
+    let mut counts = false;
     for _ in 0..runs {
+        let lab = lab();
+        let instance = crate::daemon::Instance::new("e2e");
+        let (counter, attached) = set_up(&case.receiver, &lab, &instance);
+        let generator = Generator::new(case.template.clone(), &case.targets);
         let counted_before = counter.as_ref().map(|c| c.total(&lab));
         let before = received(&lab);
         let (_, elapsed) = generator.run(&lab, duration);
@@ -452,19 +468,17 @@ pub fn run_case(case: E2eCase, runs: usize, duration: Duration) -> E2eResult {
         if let (Some(c), Some(counted_before)) = (&counter, counted_before) {
             counted += c.total(&lab) - counted_before;
             interface_counted += received;
+            counts = true;
         }
-    }
-    drop(attached);
-    let counted_vs_interface = counter.map(|c| {
-        if let Counter::Vip(daemon) = c {
+        drop(attached);
+        if let Some(Counter::Vip(daemon)) = counter {
             daemon.stop();
         }
-        (counted, interface_counted)
-    });
+    }
     E2eResult {
         label: case.label,
         rates,
-        counted_vs_interface,
+        counted_vs_interface: counts.then_some((counted, interface_counted)),
     }
 }
 
