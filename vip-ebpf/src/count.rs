@@ -25,6 +25,8 @@ static VIP_RANGE_STATS: PerCpuArray<RangeStats> = PerCpuArray::with_max_entries(
 static VIP_DENSE_STATS: Array<Verdicts> = Array::with_max_entries(1, CPU_TABLE_MAP_FLAGS);
 #[map]
 static VIP_SPARSE_STATS: Array<SparseSlot> = Array::with_max_entries(1, CPU_TABLE_MAP_FLAGS);
+// Read by userspace only since layout 8 (the programs get the stride and the
+// mask as loader-set constants, below); declared so the object creates it.
 #[map]
 static VIP_SETTINGS: Array<u32> = Array::with_max_entries(SETTINGS, 0);
 #[map]
@@ -139,7 +141,9 @@ pub struct Sparse {
 /// ranges among them) are taken over.
 #[inline(always)]
 pub fn sparse_find(vip: &VipAddr) -> Result<Sparse, MapInconsistent> {
-    // An error rather than a default, as in `setting`.
+    // An error rather than a default: on kernels before 6.8 or so the verifier
+    // takes an array lookup as maybe-null even with a constant key, and a
+    // default would double every path after it.
     let control = *VIP_SPARSE_CTL.get(0).ok_or(MapInconsistent)?;
     let mask = loader_constant(&VIP_SPARSE_MASK);
     let base = cpu().wrapping_mul(mask.wrapping_add(1));

@@ -54,7 +54,8 @@ pub const DECLARED_HEADROOM: u32 = 4096;
 /// Allow lists a reload may add beyond twice the distinct lists at load; each
 /// takes two 8 KiB port bitmaps.
 pub const POLICY_HEADROOM: u32 = 16;
-/// Distinct allow lists a config may have (64 MiB of port bitmaps at most).
+/// Distinct allow lists a config may have: with the room for a reload to
+/// replace them all, 128 MiB of port bitmaps at most.
 pub const MAX_ALLOW_LISTS: usize = 4096;
 
 /// Map sizes, fixed when the datapath is loaded.
@@ -759,8 +760,8 @@ mod tests {
             .policies
             .iter()
             .all(|(id, _)| *id < upgraded.capacity.policies));
-        // Replacing every list at once fits; doing it again before the room
-        // is free would not, and says so.
+        // With room for 4 ids, replacing all 3 lists at once needs 3 new ids
+        // while the old ones are still in use: refused, and said so.
         let mut tight = fresh.clone();
         tight.capacity.policies = 4;
         assert_eq!(
