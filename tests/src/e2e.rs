@@ -219,13 +219,13 @@ pub fn scattered(vips: &[IpAddr]) -> Vec<IpAddr> {
 const SCATTER: usize = 40_503;
 
 /// `draws` destinations from `vips` under Zipf's law with s = 1 (rank k drawn
-/// with weight 1/k), from a fixed seed; ranks are spread over the set by a
-/// multiplicative shuffle, so the hottest VIPs are not neighbours.
+/// with weight 1/k), from a fixed seed; rank k is the k-th VIP of
+/// [`scattered`], so the hottest VIPs are not neighbours.
 pub fn zipf(vips: &[IpAddr], draws: usize) -> Vec<IpAddr> {
-    let n = vips.len();
-    let mut cumulative = Vec::with_capacity(n);
+    let order = scattered(vips);
+    let mut cumulative = Vec::with_capacity(order.len());
     let mut total = 0.0;
-    for rank in 1..=n {
+    for rank in 1..=order.len() {
         total += 1.0 / rank as f64;
         cumulative.push(total);
     }
@@ -238,10 +238,8 @@ pub fn zipf(vips: &[IpAddr], draws: usize) -> Vec<IpAddr> {
             state ^= state >> 27;
             let uniform =
                 (state.wrapping_mul(0x2545_f491_4f6c_dd1d) >> 11) as f64 / (1u64 << 53) as f64;
-            let rank = cumulative
-                .partition_point(|&c| c < uniform * total)
-                .min(n - 1);
-            vips[rank.wrapping_mul(SCATTER) % n]
+            let rank = cumulative.partition_point(|&c| c < uniform * total);
+            order[rank.min(order.len() - 1)]
         })
         .collect()
 }
@@ -296,7 +294,7 @@ impl Counter<'_> {
                     .sum()
             }
             Counter::Ipset => {
-                let out = output_in(&lab.server, "ipset", &["list", "vips"]);
+                let out = run_in(&lab.server, "ipset", &["list", "vips"], None);
                 out.lines()
                     .filter_map(|line| {
                         let mut words = line.split_whitespace().skip_while(|w| *w != "packets");
@@ -305,10 +303,11 @@ impl Counter<'_> {
                     .sum()
             }
             Counter::NftSet => {
-                let out = output_in(
+                let out = run_in(
                     &lab.server,
                     "nft",
                     &["-j", "list", "set", "netdev", "t", "vips"],
+                    None,
                 );
                 let json: serde_json::Value = serde_json::from_str(&out).expect("nft -j output");
                 json["nftables"]
@@ -482,13 +481,24 @@ pub fn run_case(case: E2eCase, runs: usize, duration: Duration) -> E2eResult {
     }
 }
 
-/// `program ARGS` in the namespace; its standard output.
-fn output_in(ns: &Netns, program: &str, args: &[&str]) -> String {
-    let out = std::process::Command::new("ip")
-        .args(["netns", "exec", ns.name(), program])
+/// Runs `program ARGS` in the namespace, with `stdin` fed if given, and
+/// panics unless it succeeds; returns its standard output.
+fn run_in(ns: &Netns, program: &str, args: &[&str], stdin: Option<&str>) -> String {
+    use std::{io::Write, process::Stdio};
+    let mut child = ns
+        .command(program)
         .args(args)
-        .output()
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
         .unwrap_or_else(|e| panic!("running {program}: {e}"));
+    let mut input = child.stdin.take().expect("piped stdin");
+    if let Some(text) = stdin {
+        input.write_all(text.as_bytes()).expect("feeding stdin");
+    }
+    drop(input);
+    let out = child.wait_with_output().expect("waiting");
     assert!(
         out.status.success(),
         "{program} {}: {}",
@@ -496,29 +506,6 @@ fn output_in(ns: &Netns, program: &str, args: &[&str]) -> String {
         String::from_utf8_lossy(&out.stderr)
     );
     String::from_utf8(out.stdout).expect("UTF-8 output")
-}
-
-/// Runs `program ARGS` in the namespace (`ip netns exec`: nft and iptables need
-/// nothing else from it), with `stdin` fed if given.
-fn run_in(ns: &Netns, program: &str, args: &[&str], stdin: Option<&str>) {
-    use std::io::Write;
-    let mut child = std::process::Command::new("ip")
-        .args(["netns", "exec", ns.name(), program])
-        .args(args)
-        .stdin(std::process::Stdio::piped())
-        .spawn()
-        .unwrap_or_else(|e| panic!("running {program}: {e}"));
-    if let Some(text) = stdin {
-        child
-            .stdin
-            .take()
-            .unwrap()
-            .write_all(text.as_bytes())
-            .unwrap();
-    }
-    drop(child.stdin.take());
-    let status = child.wait().unwrap();
-    assert!(status.success(), "{program} {}: {status}", args.join(" "));
 }
 
 /// What an in-place upgrade under load did.

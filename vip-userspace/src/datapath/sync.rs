@@ -105,18 +105,24 @@ pub(super) fn sync(
 
 /// Allow list `id`: its port bitmaps, then its entry.
 fn write_policy(maps: &mut Maps, id: u32, policy: &RangePolicy) -> Result<(), DatapathError> {
+    write_ports(maps, id, policy)?;
+    set(maps, MAP_POLICY, id, *policy)
+}
+
+fn write_ports(maps: &mut Maps, id: u32, policy: &RangePolicy) -> Result<(), DatapathError> {
     for (proto, udp) in [(IPPROTO_TCP, false), (IPPROTO_UDP, true)] {
         let bitmap = port_bitmap(policy, proto);
         set(maps, MAP_PORTS, port_bitmap_index(id, udp), bitmap)?;
     }
-    set(maps, MAP_POLICY, id, *policy)
+    Ok(())
 }
 
-/// Every allow list of `layout`, into a `MAP_PORTS` an upgrade has just
-/// created (the policies themselves are in place already).
-pub(super) fn fill_ports(maps: &mut Maps, layout: &Layout) -> Result<(), DatapathError> {
-    for (id, policy) in &layout.policies {
-        write_policy(maps, *id, policy)?;
+/// Into a `MAP_PORTS` an upgrade has just created: the port bitmaps of the
+/// allow lists `new` keeps from `old` (same id, same list). [`sync`] writes
+/// only the lists that change, bitmaps and all.
+pub(super) fn fill_ports(maps: &mut Maps, old: &Layout, new: &Layout) -> Result<(), DatapathError> {
+    for (id, policy) in new.policies.iter().filter(|p| old.policies.contains(p)) {
+        write_ports(maps, *id, policy)?;
     }
     Ok(())
 }

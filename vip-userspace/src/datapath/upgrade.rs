@@ -46,9 +46,9 @@ pub(super) fn upgrade(
     let mut loaded = Loaded::verify(ebpf, maps)?;
     fault::at("upgrade-loaded");
     if missing.contains(&MAP_PORTS) {
-        // Before any allow list is checked in it: every one the old layout
-        // has, whose id the new layout may keep.
-        sync::fill_ports(&mut loaded.datapath.maps, previous)?;
+        // Before any program reads it: the bitmaps of the lists the sync
+        // below leaves as they are.
+        sync::fill_ports(&mut loaded.datapath.maps, previous, layout)?;
     }
     sync::sync(&mut loaded.datapath.maps, Some(previous), layout)?;
     for (index, attachment) in attachments.iter().enumerate() {
