@@ -154,6 +154,15 @@ impl Instance {
 impl Drop for Instance {
     fn drop(&mut self) {
         let _ = pin::remove(&self.pin_dir);
+        // A BIRD that vip started (it outlives vip on purpose) and that a
+        // failed test left running.
+        let bird_pid = self.run_dir.path().join("bgp/bird.pid");
+        if let Some(pid) = std::fs::read_to_string(bird_pid)
+            .ok()
+            .and_then(|p| p.trim().parse::<i32>().ok())
+        {
+            let _ = nix::sys::signal::kill(Pid::from_raw(pid), Signal::SIGKILL);
+        }
     }
 }
 

@@ -51,7 +51,6 @@ impl Flow {
                     sent: BTreeMap::new(),
                     lost: 0,
                 };
-                let mut buf = [0u8; 64];
                 for n in 0..MAX_DATAGRAMS {
                     if stop.load(Ordering::Relaxed) || started.elapsed() > MAX_FLOW_TIME {
                         break;
@@ -59,17 +58,8 @@ impl Flow {
                     let vip = vips[n as usize % vips.len()];
                     let addr: IpAddr = vip.parse().unwrap();
                     let payload = n.to_be_bytes();
-                    socket.send_to(&payload, (addr, UDP_PORT)).unwrap();
                     *result.sent.entry(vip.to_string()).or_default() += 1;
-                    // An echo of an earlier datagram would be a late one: skip it.
-                    let echoed = loop {
-                        match socket.recv_from(&mut buf) {
-                            Ok((8, _)) if buf[..8] == payload => break true,
-                            Ok(_) => continue,
-                            Err(_) => break false,
-                        }
-                    };
-                    if !echoed {
+                    if !send_echoed(&socket, addr, payload) {
                         result.lost += 1;
                     }
                     std::thread::sleep(Duration::from_millis(2));
@@ -83,6 +73,21 @@ impl Flow {
     pub fn finish(self) -> FlowResult {
         self.stop.store(true, Ordering::Relaxed);
         self.thread.join().expect("the flow thread")
+    }
+}
+
+/// Sends `payload` to `addr`'s UDP echo service (`seed::Services`) and waits
+/// for its echo within the socket's read timeout. An echo of an earlier
+/// datagram would be a late one: skipped.
+pub fn send_echoed(socket: &UdpSocket, addr: IpAddr, payload: [u8; 8]) -> bool {
+    socket.send_to(&payload, (addr, UDP_PORT)).unwrap();
+    let mut buf = [0u8; 64];
+    loop {
+        match socket.recv_from(&mut buf) {
+            Ok((8, _)) if buf[..8] == payload => return true,
+            Ok(_) => continue,
+            Err(_) => return false,
+        }
     }
 }
 

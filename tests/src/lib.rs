@@ -1,7 +1,9 @@
 //! Shared harness for vip's integration tests, demo and bench.
 
+pub mod anycast;
 pub mod bench;
 pub mod daemon;
+pub mod deploy;
 pub mod e2e;
 pub mod fixture;
 pub mod flow;

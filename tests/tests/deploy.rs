@@ -113,7 +113,7 @@ fn prometheus_configs_parse() {
 }
 
 #[test]
-fn grafana_dashboard_is_json_with_rate_drop_attach_and_sparse_table_panels() {
+fn grafana_dashboard_is_json_with_rate_drop_attach_sparse_table_and_anycast_panels() {
     let dashboard: Value = serde_json::from_str(&read("grafana-dashboard.json")).unwrap();
     let exprs: Vec<&str> = dashboard["panels"]
         .as_array()
@@ -129,6 +129,9 @@ fn grafana_dashboard_is_json_with_rate_drop_attach_and_sparse_table_panels() {
         "vip_sparse_table_fullest_cpu_ratio",
         "rate(vip_sparse_overflow_packets_total",
         "rate(vip_sparse_reclaimed_packets_total",
+        "vip_announced",
+        "vip_health_up",
+        "vip_announce_transitions_total",
     ] {
         assert!(
             exprs.iter().any(|e| e.contains(wanted)),

@@ -108,6 +108,10 @@ fn the_package_holds_what_a_server_needs() {
 
     // The example config: a conffile, and one vip accepts.
     assert_eq!(read(&control, "conffiles"), "/etc/vip/vip.toml\n");
+    assert!(
+        read(&control, "control").contains("\nRecommends: bird2\n"),
+        "the package recommends BIRD for [bgp]"
+    );
     let config = read(root, "etc/vip/vip.toml");
     assert_eq!(config, repo_file("deploy/vip.toml"));
     let parsed = vip_userspace::Config::parse(&config, Path::new("/etc/vip/vip.toml"))

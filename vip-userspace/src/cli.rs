@@ -76,6 +76,28 @@ pub enum Command {
         watch: bool,
     },
     /// Stop a running vip, revert exactly what the state file records (restoring
-    /// sysctls) and remove the pins. Running it twice is a no-op.
+    /// sysctls) and remove the pins. Announced ranges are drained first
+    /// (graceful shutdown, drain_seconds, withdraw). Running it twice is a no-op.
     Down,
+    /// Take ranges out of the BGP announcement: tag them with the
+    /// graceful-shutdown community (65535:0), wait bgp.drain_seconds, withdraw.
+    /// Returns once they are withdrawn. They stay drained across restarts of
+    /// vip run until `vip undrain`.
+    Drain {
+        /// Range names, as in the config.
+        #[arg(required_unless_present = "all", conflicts_with = "all")]
+        ranges: Vec<String>,
+        /// Every announced range.
+        #[arg(long)]
+        all: bool,
+    },
+    /// Undo `vip drain`: the ranges are announced again while healthy.
+    Undrain {
+        /// Range names, as in the config.
+        #[arg(required_unless_present = "all", conflicts_with = "all")]
+        ranges: Vec<String>,
+        /// Every range (also clears `vip drain --all`).
+        #[arg(long)]
+        all: bool,
+    },
 }

@@ -1,6 +1,7 @@
 //! vip: the virtual-CIDR acceptor. Library half of the `vip` binary, also used by
 //! the integration tests and the bench.
 
+pub mod bgp;
 pub mod cli;
 pub mod config;
 pub mod daemon;

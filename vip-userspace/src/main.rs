@@ -24,6 +24,8 @@ fn main() -> ExitCode {
         Command::Stats { watch: true, .. } => commands::watch(&cli.pin_dir, &cli.run_dir),
         Command::Stats { json, .. } => commands::stats(&cli.pin_dir, &cli.run_dir, json),
         Command::Down => commands::down(&cli.pin_dir, &cli.run_dir),
+        Command::Drain { ranges, all } => commands::drain(&cli.run_dir, &ranges, all, true),
+        Command::Undrain { ranges, all } => commands::drain(&cli.run_dir, &ranges, all, false),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

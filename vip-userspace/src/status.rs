@@ -1,9 +1,10 @@
 //! The status file: what the running daemon sees (its steer targets, the drift
-//! it repaired), written by `vip run` and read by `vip stats` and the exporter
+//! it repaired, each announced range's BGP phase), written by `vip run` and read by `vip stats` and the exporter
 //! through [`crate::stats::collect`]. A leaf: the host-only commands never need it.
 
 use std::collections::BTreeMap;
 
+use ipnet::IpNet;
 use serde::{Deserialize, Serialize};
 
 use crate::run_files::{RunFile, RunFileKind};
@@ -14,6 +15,12 @@ pub struct Status {
     pub steer: Vec<SteerStatus>,
     /// Host state put back after it changed from outside, by item kind.
     pub drift_repairs: BTreeMap<String, u64>,
+    /// Each announced range's phase and health checks (empty without `[bgp]`).
+    #[serde(default)]
+    pub bgp: Vec<AnnounceStatus>,
+    /// The speaker's session with each neighbor.
+    #[serde(default)]
+    pub bgp_sessions: Vec<Session>,
 }
 
 impl RunFileKind for Status {
@@ -34,4 +41,43 @@ pub struct SteerStatus {
     /// The entry's index in the steer maps.
     pub entry: u32,
     pub up: bool,
+}
+
+/// A range's BGP announcement (`crate::bgp`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Phase {
+    Withdrawn,
+    Announced,
+    /// Announced with the graceful-shutdown community, until withdrawn.
+    Draining,
+}
+
+/// A range's announcement as `vip stats` and the metrics show it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AnnounceStatus {
+    pub range: String,
+    pub cidr: IpNet,
+    pub phase: Phase,
+    /// Why it is not simply announced ("" when it is).
+    pub reason: String,
+    /// Changes of phase since the daemon started.
+    pub transitions: u64,
+    pub health: Vec<HealthStatus>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HealthStatus {
+    pub check: String,
+    pub up: bool,
+    pub transitions: u64,
+}
+
+/// A neighbor's BGP session as the speaker reports it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Session {
+    pub neighbor: std::net::IpAddr,
+    pub established: bool,
+    /// The speaker's own words: `Established`, `Active`, `Error: No listening socket`.
+    pub info: String,
 }

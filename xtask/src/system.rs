@@ -38,6 +38,10 @@ pub const TEST: &[Need] = &[
     need("setpriv", "util-linux"),
     // The package test unpacks the .deb.
     need("dpkg-deb", "dpkg"),
+    // The anycast lab: vip drives BIRD on the servers; the router runs FRR.
+    need("bird", "bird2"),
+    need("birdc", "bird2"),
+    need("vtysh", "frr"),
 ];
 
 pub const DEMO: &[Need] = LAB;

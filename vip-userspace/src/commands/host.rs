@@ -68,11 +68,15 @@ pub fn down(pin_dir: &Path, run_dir: &Path) -> Result<(), Failure> {
     let mut did = false;
     if let Some(pid) = file.load()?.and_then(|s| s.live_daemon()) {
         println!("stopping vip run (pid {pid})");
+        // It drains its announcements before it lets the host state go.
+        let drain = vip_userspace::bgp::SpeakerFile::in_dir(run_dir)
+            .load()?
+            .map_or(0, |r| u64::from(r.drain_seconds));
         nix::sys::signal::kill(
             nix::unistd::Pid::from_raw(pid as i32),
             nix::sys::signal::Signal::SIGTERM,
         )?;
-        let deadline = Instant::now() + STOP_TIMEOUT;
+        let deadline = Instant::now() + STOP_TIMEOUT + Duration::from_secs(drain);
         while host::state::alive(pid) {
             if Instant::now() > deadline {
                 return Err(DidNotStop { pid }.into());
@@ -86,6 +90,11 @@ pub fn down(pin_dir: &Path, run_dir: &Path) -> Result<(), Failure> {
                 "vip run (pid {pid}) stopped and left its datapath (--keep-datapath): removing it"
             );
         }
+        did = true;
+    }
+    // A killed daemon's (or a --keep-datapath one's) announcement goes
+    // before its host state.
+    if super::drain::stand_down_orphan(run_dir)? {
         did = true;
     }
     // Whatever a killed daemon or `vip apply` left behind.
@@ -109,6 +118,11 @@ pub fn down(pin_dir: &Path, run_dir: &Path) -> Result<(), Failure> {
     }
     LayoutFile::in_dir(run_dir).remove()?;
     StatusFile::in_dir(run_dir).remove()?;
+    if let Err(e) = std::fs::remove_file(super::drain::drain_file(run_dir)) {
+        if e.kind() != std::io::ErrorKind::NotFound {
+            return Err(e.into());
+        }
+    }
     if !did {
         println!(
             "nothing to do: no state in {} and no pins in {}",

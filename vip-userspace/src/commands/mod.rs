@@ -1,5 +1,6 @@
 //! One module per group of subcommands, and how a command fails.
 
+mod drain;
 mod host;
 mod run;
 mod stats;
@@ -7,6 +8,7 @@ mod watch;
 
 use std::error::Error;
 
+pub use drain::drain;
 pub use host::{apply, down, plan};
 pub use run::{reload, run};
 pub use stats::stats;

@@ -40,13 +40,7 @@ pub fn run(
 
 /// `vip reload`: asks the running daemon to reload its config.
 pub fn reload(run_dir: &Path) -> Result<(), Failure> {
-    let file = StateFile::in_dir(run_dir);
-    let pid = file
-        .load()?
-        .and_then(|s| s.live_daemon())
-        .ok_or_else(|| NotRunning {
-            path: file.path().to_path_buf(),
-        })?;
+    let pid = running_daemon(run_dir, "reload")?;
     nix::sys::signal::kill(
         nix::unistd::Pid::from_raw(pid as i32),
         nix::sys::signal::Signal::SIGHUP,
@@ -55,10 +49,22 @@ pub fn reload(run_dir: &Path) -> Result<(), Failure> {
     Ok(())
 }
 
+/// The pid of the `vip run` that owns `run_dir`; `to` names what the caller
+/// wanted of it.
+pub fn running_daemon(run_dir: &Path, to: &'static str) -> Result<u32, Failure> {
+    let file = StateFile::in_dir(run_dir);
+    let pid = file.load()?.and_then(|s| s.live_daemon());
+    Ok(pid.ok_or_else(|| NotRunning {
+        path: file.path().to_path_buf(),
+        to,
+    })?)
+}
+
 #[derive(Debug, thiserror::Error)]
-#[error("no vip run owns {}: nothing to reload", path.display())]
+#[error("no vip run owns {}: nothing to {to}", path.display())]
 pub struct NotRunning {
     pub path: PathBuf,
+    pub to: &'static str,
 }
 
 impl Blame for NotRunning {

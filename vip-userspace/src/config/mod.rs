@@ -2,6 +2,7 @@
 //! the rest of vip can trust. Nothing here touches the host.
 
 mod allow;
+mod bgp;
 mod validate;
 
 use std::path::Path;
@@ -10,6 +11,7 @@ use ipnet::IpNet;
 use serde::Deserialize;
 
 pub use allow::{AllowList, Rule};
+pub use bgp::{Bgp, BgpConfigError, HealthCheck, Neighbor, Probe};
 
 pub use validate::ConfigError;
 
@@ -95,6 +97,7 @@ struct RawConfig {
     #[serde(default = "default_gue_port")]
     gue_port: u16,
     decap_interfaces: Option<Vec<String>>,
+    bgp: Option<bgp::RawBgp>,
 }
 
 fn default_gue_port() -> u16 {
@@ -124,6 +127,10 @@ struct RawRange {
     #[serde(default)]
     vips: Vec<String>,
     learn: Option<bool>,
+    #[serde(default)]
+    announce: bool,
+    #[serde(default)]
+    health: Vec<bgp::RawHealth>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -177,6 +184,8 @@ pub struct Config {
     /// Where `vip run` serves Prometheus metrics; `None` when `listen = "off"`.
     pub metrics_listen: Option<std::net::SocketAddr>,
     pub decap: Decap,
+    /// The anycast announcement's speaker; `None` without `[bgp]`.
+    pub bgp: Option<Bgp>,
 }
 
 /// Which tunnels XDP strips, and where.
@@ -211,6 +220,10 @@ pub struct Range {
     /// Whether addresses other than `vips` get rows in the sparse table (true)
     /// or count only in the range's totals.
     pub learn: bool,
+    /// Announce the CIDR over BGP while the range is healthy.
+    pub announce: bool,
+    /// What must pass, besides vip's own state, for the range to be announced.
+    pub health: Vec<HealthCheck>,
 }
 
 /// `{ match = "tcp/80", to = "127.0.0.1:8080" }`: lookups for that protocol and

@@ -413,3 +413,140 @@ fn declared_vips_are_bounded_over_all_ranges() {
         "the ranges declare 65537 VIPs in all; at most 65536"
     );
 }
+
+const BGP: &str = "interfaces = [\"eth0\"]\n\
+    [bgp]\nlocal_as = 65001\nrouter_id = \"198.18.1.2\"\n\
+    [[bgp.neighbor]]\naddress = \"198.18.1.1\"\nas = 65000\n";
+
+fn announced(range_extra: &str) -> String {
+    format!(
+        "{BGP}[[range]]\nname = \"web\"\ncidr = \"192.0.2.0/24\"\naccept = \"alias\"\nannounce = true\n{range_extra}"
+    )
+}
+
+#[test]
+fn bgp_keys_parse_with_defaults_and_each_kind_of_check() {
+    let config = parse(&announced(
+        "health = [\n\
+           { check = \"tcp:198.18.1.2:80\" },\n\
+           { check = \"http://198.18.1.2:8080/health?deep=1\", interval_ms = 300, timeout_ms = 100, rise = 1, fall = 3 },\n\
+           { check = \"http://[2001:db8::1]:80\" },\n\
+           { check = \"exec:/usr/local/bin/ok\" },\n\
+         ]\n",
+    ))
+    .unwrap();
+    let bgp = config.bgp.as_ref().unwrap();
+    assert_eq!(bgp.local_as, 65001);
+    assert_eq!(bgp.drain_seconds, bgp::DEFAULT_DRAIN_SECONDS);
+    assert_eq!(bgp.bird, Path::new("bird"));
+    assert_eq!(bgp.neighbors[0].remote_as, 65000);
+    let range = &config.ranges[0];
+    assert!(range.announce);
+    let probes: Vec<&Probe> = range.health.iter().map(|h| &h.probe).collect();
+    assert_eq!(*probes[0], Probe::Tcp("198.18.1.2:80".parse().unwrap()));
+    assert_eq!(
+        *probes[1],
+        Probe::Http {
+            addr: "198.18.1.2:8080".parse().unwrap(),
+            path: "/health?deep=1".into()
+        }
+    );
+    assert_eq!(
+        *probes[2],
+        Probe::Http {
+            addr: "[2001:db8::1]:80".parse().unwrap(),
+            path: "/".into()
+        }
+    );
+    assert_eq!(*probes[3], Probe::Exec("/usr/local/bin/ok".into()));
+    let first = &range.health[0];
+    assert_eq!(
+        (
+            first.interval.as_millis(),
+            first.timeout.as_millis(),
+            first.rise,
+            first.fall
+        ),
+        (1000, 500, 2, 2)
+    );
+    assert_eq!(range.health[1].fall, 3);
+    // Without [bgp] nothing is announced and nothing is required.
+    let plain = parse(&with_ranges(&[("web", "192.0.2.0/24")])).unwrap();
+    assert_eq!(plain.bgp, None);
+    assert!(!plain.ranges[0].announce);
+}
+
+#[test]
+fn bgp_mistakes_are_refused_with_the_value_named() {
+    let cases = [
+        (
+            BGP.replace("as = 65000", "as = 0"),
+            "bgp neighbor 198.18.1.1: as = 0",
+        ),
+        (
+            format!("{BGP}[[bgp.neighbor]]\naddress = \"198.18.1.1\"\nas = 65002\n"),
+            "bgp neighbor 198.18.1.1 is listed twice",
+        ),
+        (
+            BGP.replace("as = 65000\n", "as = 65000\n[bgp.x]\n"),
+            "unknown field",
+        ),
+        (
+            BGP.replace(
+                "router_id = \"198.18.1.2\"\n",
+                "router_id = \"198.18.1.2\"\ncommunities = [\"65536:1\"]\n",
+            ),
+            "bgp.communities entry \"65536:1\"",
+        ),
+        (
+            BGP.replace(
+                "router_id = \"198.18.1.2\"\n",
+                "router_id = \"198.18.1.2\"\ndrain_seconds = 3601\n",
+            ),
+            "bgp.drain_seconds = 3601",
+        ),
+        (
+            "interfaces = [\"eth0\"]\n[bgp]\nlocal_as = 65001\nrouter_id = \"198.18.1.2\"\n"
+                .to_string(),
+            "[bgp] has no [[bgp.neighbor]]",
+        ),
+        (
+            announced("health = [{ check = \"tcp:198.18.1.2:80\", timeout_ms = 1000 }]"),
+            "timeout_ms = 1000 must be above 0 and below interval_ms (1000)",
+        ),
+        (
+            announced("health = [{ check = \"tcp:198.18.1.2:80\", interval_ms = 50 }]"),
+            "interval_ms = 50 is out of range",
+        ),
+        (
+            announced("health = [{ check = \"tcp:198.18.1.2:80\", rise = 0 }]"),
+            "rise = 0 is out of range",
+        ),
+        (
+            announced("health = [{ check = \"exec:relative/path\" }]"),
+            "is not tcp:ADDRESS:PORT",
+        ),
+        (
+            announced("health = [{ check = \"https://198.18.1.2/\" }]"),
+            "is not tcp:ADDRESS:PORT",
+        ),
+        (
+            announced(
+                "health = [{ check = \"tcp:198.18.1.2:80\" }, { check = \"tcp:198.18.1.2:80\" }]",
+            ),
+            "is listed twice",
+        ),
+        (
+            announced("").replace(
+                "announce = true\n",
+                "health = [{ check = \"tcp:198.18.1.2:80\" }]\n",
+            ),
+            "health checks gate the announcement; set announce = true",
+        ),
+    ];
+    for (text, wanted) in cases {
+        let err = parse(&text).unwrap_err().to_string();
+        assert!(err.contains(wanted), "{wanted:?} in {err:?}\n{text}");
+        assert!(!err.contains('\n'), "{err}");
+    }
+}

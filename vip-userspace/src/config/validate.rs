@@ -8,8 +8,8 @@ use vip_common::{
 };
 
 use super::{
-    Accept, AllowList, Config, Decap, Encap, Range, RawConfig, RawRange, RawRoute, RawRouter,
-    RawSteer, Route, Router, Rule, Steer, XdpMode,
+    bgp::BgpConfigError, Accept, AllowList, Bgp, Config, Decap, Encap, Range, RawConfig, RawRange,
+    RawRoute, RawRouter, RawSteer, Route, Router, Rule, Steer, XdpMode,
 };
 
 /// Largest number of dense per-VIP slots (the sum of the sizes of IPv4 ranges of
@@ -124,6 +124,8 @@ pub enum ConfigError {
     SteerNeedsAccept { range: String },
     #[error("range {range:?}: steer match {value:?} is listed twice")]
     DuplicateSteer { range: String, value: String },
+    #[error(transparent)]
+    Bgp(#[from] BgpConfigError),
 }
 
 /// Broadest prefix a range may have without `allow_broad`.
@@ -147,10 +149,11 @@ pub(super) fn validate(raw: RawConfig) -> Result<Config, ConfigError> {
             value: raw.sparse_idle_seconds,
         });
     }
+    let bgp = raw.bgp.map(super::bgp::bgp).transpose()?;
     let ranges = raw
         .ranges
         .into_iter()
-        .map(range)
+        .map(|r| range(r, bgp.as_ref()))
         .collect::<Result<Vec<_>, _>>()?;
     let declared: usize = ranges.iter().map(|r| r.vips.len()).sum();
     if declared > MAX_DECLARED_VIPS {
@@ -199,6 +202,7 @@ pub(super) fn validate(raw: RawConfig) -> Result<Config, ConfigError> {
         routes,
         router,
         metrics_listen,
+        bgp,
     })
 }
 
@@ -267,7 +271,7 @@ fn router(raw: RawRouter, routes: &[Route]) -> Result<Router, ConfigError> {
     })
 }
 
-fn range(raw: RawRange) -> Result<Range, ConfigError> {
+fn range(raw: RawRange, bgp: Option<&Bgp>) -> Result<Range, ConfigError> {
     let name_ok = !raw.name.is_empty()
         && raw.name.len() <= RANGE_NAME_MAX
         && raw
@@ -320,6 +324,8 @@ fn range(raw: RawRange) -> Result<Range, ConfigError> {
     }
     // A whole /24 of IPv4 series is fine; a /64 of IPv6 could be anything.
     let small = matches!(cidr, IpNet::V4(net) if net.prefix_len() >= 24);
+    let health =
+        super::bgp::announcement(&raw.name, cidr, raw.accept, raw.announce, raw.health, bgp)?;
     Ok(Range {
         name: raw.name,
         cidr,
@@ -331,6 +337,8 @@ fn range(raw: RawRange) -> Result<Range, ConfigError> {
         steer,
         vips,
         learn,
+        announce: raw.announce,
+        health,
     })
 }
 

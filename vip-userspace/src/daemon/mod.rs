@@ -4,6 +4,7 @@
 //! [`Daemon::shutdown`], which reverts everything or keeps the datapath for the
 //! next `vip run` to adopt.
 
+mod announce;
 mod serve;
 
 use std::{
@@ -14,6 +15,7 @@ use std::{
 use tokio::task::JoinHandle;
 
 use crate::{
+    bgp::{Announcer, SpeakerError},
     config::{Config, XdpMode},
     datapath::{
         self,
@@ -87,6 +89,8 @@ pub enum DaemonError {
     Datapath(#[from] DatapathError),
     #[error(transparent)]
     Layout(#[from] LayoutError),
+    #[error("BGP speaker: {0}")]
+    Speaker(#[from] SpeakerError),
     #[error("{what}: {source}")]
     Io {
         what: &'static str,
@@ -109,6 +113,7 @@ impl Blame for DaemonError {
             DaemonError::Adopt(e) => e.is_user_error(),
             DaemonError::Load(e) | DaemonError::Datapath(e) => e.is_user_error(),
             DaemonError::Layout(e) => e.is_user_error(),
+            DaemonError::Speaker(e) => e.is_user_error(),
             DaemonError::Io { .. } => false,
         }
     }
@@ -152,6 +157,8 @@ pub struct Daemon {
     exporter: Option<(Arc<Exporter>, JoinHandle<()>)>,
     steer: SteerAgent,
     signals: serve::Signals,
+    /// The anycast announcement, with `[bgp]`.
+    bgp: Option<Announcer>,
 }
 
 /// The datapath before start-up finishes: freshly loaded, or adopted.
@@ -177,6 +184,9 @@ impl Daemon {
             return Err(DaemonError::KeepNeedsTcx {
                 kernel: kernel::release(),
             });
+        }
+        if let Some(bgp) = &config.bgp {
+            crate::bgp::bird::Bird::locate(bgp, &options.run_dir)?;
         }
         let signals = serve::Signals::take()?;
         let files = RunFiles::in_dir(&options.run_dir);
@@ -245,6 +255,7 @@ impl Daemon {
                     exporter: None,
                     steer: SteerAgent::default(),
                     signals,
+                    bgp: None,
                 };
                 match daemon.finish_start(listener).await {
                     Ok(()) => Ok(daemon),
@@ -288,7 +299,7 @@ impl Daemon {
             let task = tokio::spawn(server::serve(listener, exporter.clone()));
             self.exporter = Some((exporter, task));
         }
-        Ok(())
+        self.start_announcing().await
     }
 
     /// The live datapath, e.g. for tests that read its maps.
@@ -317,6 +328,7 @@ impl Daemon {
             stop
         };
         if stop == Stop::KeepDatapath {
+            self.leave_announcing();
             log::info!(
                 "exiting with the datapath attached, pinned in {}; the next `vip run` adopts it, `vip down` removes it",
                 self.pins.path().display()
@@ -325,6 +337,9 @@ impl Daemon {
             self.files.state.save(&self.state)?;
             return Ok(());
         }
+        // Withdrawn before the alias or route goes, so that no packet drawn
+        // by the announcement arrives to find the host no longer accepts it.
+        self.stop_announcing().await;
         log::info!("shutting down: detaching and reverting host state");
         let started = Started {
             netlink: self.netlink,

@@ -25,6 +25,8 @@ pub(super) struct Signals {
     term: Signal,
     int: Signal,
     hup: Signal,
+    /// `vip drain` and `vip undrain`: re-read the drain requests.
+    usr1: Signal,
 }
 
 impl Signals {
@@ -36,6 +38,7 @@ impl Signals {
             term: handler(SignalKind::terminate(), "SIGTERM handler")?,
             int: handler(SignalKind::interrupt(), "SIGINT handler")?,
             hup: handler(SignalKind::hangup(), "SIGHUP handler")?,
+            usr1: handler(SignalKind::user_defined1(), "SIGUSR1 handler")?,
         })
     }
 }
@@ -45,6 +48,14 @@ impl Signals {
 pub enum Served {
     Sigterm,
     Sigint,
+}
+
+/// The next change of a health check; pending forever without `[bgp]`.
+async fn next_health_change(bgp: &mut Option<crate::bgp::Announcer>) -> crate::bgp::health::Change {
+    match bgp {
+        Some(announcer) => announcer.next_change().await,
+        None => std::future::pending().await,
+    }
 }
 
 /// Every half idle time, from one period on: see `vip_common::sparse`.
@@ -63,6 +74,7 @@ impl Daemon {
         let period = crate::steer::REFRESH_INTERVAL;
         let mut steer = tokio::time::interval_at(tokio::time::Instant::now() + period, period);
         let mut sweep = sweep_interval(self.config.sparse_idle_seconds);
+        let mut drains = tokio::time::interval(super::announce::DRAIN_TICK);
         loop {
             tokio::select! {
                 _ = self.signals.term.recv() => { log::info!("SIGTERM"); return Ok(Served::Sigterm); }
@@ -80,6 +92,21 @@ impl Daemon {
                         sweep = sweep_interval(self.config.sparse_idle_seconds);
                     }
                 }
+                _ = self.signals.usr1.recv() => {
+                    if let Err(e) = self.reread_drains().await {
+                        log::error!("drain requests: {}", errors::chain(&e));
+                    }
+                }
+                change = next_health_change(&mut self.bgp) => {
+                    if let Err(e) = self.health_changed(change).await {
+                        log::error!("announcement: {}", errors::chain(&e));
+                    }
+                }
+                _ = drains.tick() => {
+                    if let Err(e) = self.drain_tick().await {
+                        log::error!("announcement: {}", errors::chain(&e));
+                    }
+                }
                 _ = sweep.tick() => {
                     if let Err(e) = self.datapath.sweep_sparse() {
                         log::error!("sparse table sweep: {}", errors::chain(&e));
@@ -93,6 +120,13 @@ impl Daemon {
                 _ = drift.tick() => {
                     if let Err(e) = self.repair_drift().await {
                         log::error!("drift repair: {}", errors::chain(&e));
+                    }
+                    // The host state and the steer targets, as they are now.
+                    if let Err(e) = self.refresh_announcements().await {
+                        log::error!("announcement: {}", errors::chain(&e));
+                    }
+                    if let Err(e) = self.refresh_sessions() {
+                        log::error!("BGP sessions: {}", errors::chain(&e));
                     }
                 }
             }
@@ -157,8 +191,9 @@ impl Daemon {
             exporter.set_policy(SeriesPolicy::from_config(&config));
         }
         self.layout = layout;
-        self.config = config;
+        let old = std::mem::replace(&mut self.config, config);
         self.refresh_steering()?;
+        self.reload_announcements(&old).await?;
         log::info!(
             "reloaded {}: {} range(s)",
             self.options.config_path.display(),

@@ -5,7 +5,7 @@ use std::{fmt, net::IpAddr};
 use ipnet::{IpNet, Ipv4Net};
 use serde::{Deserialize, Serialize};
 
-use crate::config::{Accept, Config};
+use crate::config::{Accept, Config, Range};
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
@@ -93,20 +93,27 @@ fn sysctl(key: String, value: &str) -> Item {
     }
 }
 
+/// What makes range number `index` local to the host: its alias or AnyIP route.
+pub fn range_item(index: usize, range: &Range) -> Option<Item> {
+    match (range.accept, range.cidr) {
+        (Accept::Alias, IpNet::V4(cidr)) => Some(Item::Alias {
+            cidr,
+            label: format!("lo:vip{index}"),
+        }),
+        (Accept::Route, cidr) => Some(Item::LocalRoute { cidr }),
+        // Validation refuses alias on IPv6.
+        (Accept::Alias, IpNet::V6(_)) | (Accept::None, _) => None,
+    }
+}
+
 /// Everything `config` asks of the host, in the order it is applied.
 pub fn desired(config: &Config) -> Vec<Item> {
-    let mut items = Vec::new();
-    for (index, range) in config.ranges.iter().enumerate() {
-        match (range.accept, range.cidr) {
-            (Accept::Alias, IpNet::V4(cidr)) => items.push(Item::Alias {
-                cidr,
-                label: format!("lo:vip{index}"),
-            }),
-            (Accept::Route, cidr) => items.push(Item::LocalRoute { cidr }),
-            // Validation refuses alias on IPv6.
-            (Accept::Alias, IpNet::V6(_)) | (Accept::None, _) => {}
-        }
-    }
+    let mut items: Vec<Item> = config
+        .ranges
+        .iter()
+        .enumerate()
+        .filter_map(|(index, range)| range_item(index, range))
+        .collect();
     for route in &config.routes {
         items.push(Item::Route {
             cidr: route.cidr,

@@ -110,6 +110,69 @@ fn gauges(
 
 /// The sparse VIP table's pressure: how full each CPU's copy is, and what
 /// reclaim and learning did, per range.
+/// The anycast announcement: which ranges this server announces, and why not.
+fn announcements(
+    encoder: &mut DescriptorEncoder,
+    bgp: &[crate::status::AnnounceStatus],
+) -> Result<(), std::fmt::Error> {
+    use crate::status::Phase;
+    gauges(
+        encoder,
+        "vip_announced",
+        "1 while the range is announced over BGP (draining included), 0 when withdrawn.",
+        bgp.iter().map(|r| {
+            (
+                vec![("range", r.range.clone())],
+                i64::from(r.phase != Phase::Withdrawn),
+            )
+        }),
+    )?;
+    gauges(
+        encoder,
+        "vip_draining",
+        "1 while the range is announced with the graceful-shutdown community before its withdrawal.",
+        bgp.iter().map(|r| {
+            (
+                vec![("range", r.range.clone())],
+                i64::from(r.phase == Phase::Draining),
+            )
+        }),
+    )?;
+    counters(
+        encoder,
+        "vip_announce_transitions",
+        "Changes of a range's announcement (announced, draining, withdrawn) since vip run started.",
+        bgp.iter()
+            .map(|r| (vec![("range", r.range.clone())], r.transitions)),
+    )?;
+    gauges(
+        encoder,
+        "vip_health_up",
+        "1 while the health check passes (after rise/fall), else 0.",
+        bgp.iter().flat_map(|r| {
+            r.health.iter().map(move |c| {
+                (
+                    vec![("range", r.range.clone()), ("check", c.check.clone())],
+                    i64::from(c.up),
+                )
+            })
+        }),
+    )?;
+    counters(
+        encoder,
+        "vip_health_transitions",
+        "Changes of a health check between up and down since vip run started.",
+        bgp.iter().flat_map(|r| {
+            r.health.iter().map(move |c| {
+                (
+                    vec![("range", r.range.clone()), ("check", c.check.clone())],
+                    c.transitions,
+                )
+            })
+        }),
+    )
+}
+
 fn sparse_table(encoder: &mut DescriptorEncoder, report: &Report) -> Result<(), std::fmt::Error> {
     let table = &report.sparse_table;
     let mut family = encoder.encode_descriptor(
@@ -365,6 +428,18 @@ impl Collector for Snapshot {
                 .decapsulated
                 .by_encap()
                 .map(|(encap, packets)| (vec![("encap", encap.to_string())], packets)),
+        )?;
+        announcements(&mut encoder, &report.bgp)?;
+        gauges(
+            &mut encoder,
+            "vip_bgp_session_up",
+            "1 while the BGP speaker's session with the neighbor is established, else 0.",
+            report.bgp_sessions.iter().map(|s| {
+                (
+                    vec![("neighbor", s.neighbor.to_string())],
+                    i64::from(s.established),
+                )
+            }),
         )?;
         counters(
             &mut encoder,

@@ -28,6 +28,12 @@ pub struct Report {
     /// Steer targets, whether each is up, and the lookups steered to it.
     #[serde(default)]
     pub steer: Vec<SteerReport>,
+    /// Each announced range's BGP phase and health checks (`[bgp]` only).
+    #[serde(default)]
+    pub bgp: Vec<crate::status::AnnounceStatus>,
+    /// The BGP speaker's session with each neighbor.
+    #[serde(default)]
+    pub bgp_sessions: Vec<crate::status::Session>,
     /// Which build's programs run, and their ids.
     #[serde(default)]
     pub datapath: DatapathReport,

@@ -59,6 +59,8 @@ pub fn collect(maps: &Maps, run_dir: &Path) -> Result<Report, StatsError> {
     if let Some(status) = StatusFile::in_dir(run_dir).load()? {
         report.drift_repairs = status.drift_repairs;
         report.steer = steering(maps, &status.steer)?;
+        report.bgp = status.bgp;
+        report.bgp_sessions = status.bgp_sessions;
     }
     Ok(report)
 }
@@ -110,6 +112,8 @@ pub fn read(source: &Maps) -> Result<Report, StatsError> {
         attachments,
         drift_repairs: Default::default(),
         steer: Vec::new(),
+        bgp: Vec::new(),
+        bgp_sessions: Vec::new(),
         sparse_table,
     })
 }

@@ -119,7 +119,46 @@ pub fn table(report: &Report) -> String {
             steer.packets
         );
     }
+    announcements(&mut out, &report.bgp);
+    for session in &report.bgp_sessions {
+        let _ = writeln!(
+            out,
+            "BGP session with {}: {}",
+            session.neighbor, session.info
+        );
+    }
     out
+}
+
+/// The BGP table: each announced range's phase and why, then its checks.
+fn announcements(out: &mut String, bgp: &[crate::status::AnnounceStatus]) {
+    use crate::status::Phase;
+    if bgp.is_empty() {
+        return;
+    }
+    let _ = writeln!(out, "\n{:<40} {:>10}  WHY", "BGP", "STATE");
+    for range in bgp {
+        let phase = match range.phase {
+            Phase::Announced => "announced",
+            Phase::Draining => "draining",
+            Phase::Withdrawn => "withdrawn",
+        };
+        let _ = writeln!(
+            out,
+            "{:<40} {:>10}  {}",
+            format!("{} {}", range.range, range.cidr),
+            phase,
+            range.reason
+        );
+        for check in &range.health {
+            let _ = writeln!(
+                out,
+                "  {:<38} {:>10}",
+                format!("health {}", check.check),
+                if check.up { "up" } else { "DOWN" }
+            );
+        }
+    }
 }
 
 /// A sparse range's rows that are in no VIP, and its share of the table.
@@ -192,5 +231,48 @@ mod tests {
         assert!(after("looked-up").contains(DELIVERED), "{text}");
         assert!(after("looked-up").trim_end().ends_with(" 7"), "{text}");
         assert_eq!(text.matches(DELIVERED).count(), 2, "{text}");
+    }
+
+    #[test]
+    fn the_bgp_table_shows_each_range_its_reason_checks_and_sessions() {
+        use crate::status::{AnnounceStatus, HealthStatus, Phase, Session};
+        let report = Report {
+            bgp: vec![AnnounceStatus {
+                range: "web".to_string(),
+                cidr: "192.0.2.0/24".parse().unwrap(),
+                phase: Phase::Withdrawn,
+                reason: "health check tcp:198.18.1.2:80 down".to_string(),
+                transitions: 2,
+                health: vec![HealthStatus {
+                    check: "tcp:198.18.1.2:80".to_string(),
+                    up: false,
+                    transitions: 1,
+                }],
+            }],
+            bgp_sessions: vec![Session {
+                neighbor: "198.18.1.1".parse().unwrap(),
+                established: true,
+                info: "Established".to_string(),
+            }],
+            ..Report::default()
+        };
+        let text = table(&report);
+        let lines: Vec<&str> = text.lines().map(str::trim_end).collect();
+        let at = lines
+            .iter()
+            .position(|l| l.starts_with("BGP "))
+            .expect(&text);
+        assert_eq!(
+            lines[at + 1],
+            format!(
+                "{:<40} {:>10}  health check tcp:198.18.1.2:80 down",
+                "web 192.0.2.0/24", "withdrawn"
+            )
+        );
+        assert_eq!(
+            lines[at + 2],
+            format!("  {:<38} {:>10}", "health tcp:198.18.1.2:80", "DOWN")
+        );
+        assert_eq!(lines[at + 3], "BGP session with 198.18.1.1: Established");
     }
 }
