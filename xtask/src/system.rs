@@ -90,13 +90,31 @@ pub fn ensure(needs: &[Need]) -> anyhow::Result<()> {
         Command::new("apt-get").args(["update", "-qq"]),
         "apt-get update",
     )?;
-    run(
-        Command::new("apt-get")
-            .env("DEBIAN_FRONTEND", "noninteractive")
-            .args(["install", "-y", "-qq", "--no-install-recommends"])
-            .args(&missing),
-        &format!("apt-get install {list}"),
-    )?;
+    let installed = {
+        // The tests start their own BIRD and FRR inside namespaces; the host's
+        // own must not start (or be enabled) because a test needed the package.
+        let _no_start = NoServiceStarts::new()?;
+        run(
+            Command::new("apt-get")
+                .env("DEBIAN_FRONTEND", "noninteractive")
+                .args(["install", "-y", "-qq", "--no-install-recommends"])
+                .args(&missing),
+            &format!("apt-get install {list}"),
+        )
+    };
+    installed?;
+    for unit in HOST_SERVICES
+        .iter()
+        .filter(|(package, _)| missing.contains(package))
+        .map(|(_, unit)| *unit)
+    {
+        if on_path("systemctl") {
+            // Not booted with systemd (a container): nothing to disable.
+            let _ = Command::new("systemctl")
+                .args(["disable", "--quiet", unit])
+                .status();
+        }
+    }
     if let Some(still) = needs.iter().find(|n| !on_path(n.command)) {
         bail!(
             "{} installed, but `{}` is still not found",
@@ -105,6 +123,42 @@ pub fn ensure(needs: &[Need]) -> anyhow::Result<()> {
         );
     }
     Ok(())
+}
+
+/// Packages whose postinst would start and enable a service on the host.
+const HOST_SERVICES: &[(&str, &str)] = &[("bird2", "bird.service"), ("frr", "frr.service")];
+
+/// Debian's policy-rc.d, denying every service start, while it lives (only
+/// where none exists already).
+struct NoServiceStarts {
+    created: bool,
+}
+
+const POLICY_RC_D: &str = "/usr/sbin/policy-rc.d";
+
+impl NoServiceStarts {
+    fn new() -> anyhow::Result<NoServiceStarts> {
+        if Path::new(POLICY_RC_D).exists() {
+            return Ok(NoServiceStarts { created: false });
+        }
+        std::fs::write(
+            POLICY_RC_D,
+            "#!/bin/sh\n# xtask: no service starts while it installs packages\nexit 101\n",
+        )
+        .with_context(|| format!("writing {POLICY_RC_D}"))?;
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(POLICY_RC_D, std::fs::Permissions::from_mode(0o755))
+            .with_context(|| format!("chmod {POLICY_RC_D}"))?;
+        Ok(NoServiceStarts { created: true })
+    }
+}
+
+impl Drop for NoServiceStarts {
+    fn drop(&mut self) {
+        if self.created {
+            let _ = std::fs::remove_file(POLICY_RC_D);
+        }
+    }
 }
 
 /// Whether `command` is on PATH or in an sbin directory (a non-root PATH often
