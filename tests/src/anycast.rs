@@ -19,6 +19,9 @@ pub const ROUTER_AS: u32 = 65000;
 pub const SERVER_AS: u32 = 65001;
 pub const CLIENT_IF: &str = "c0";
 pub const RANGE: &str = "192.0.2.0/24";
+/// Server 1 steers TCP port 80 of its VIPs here: a steer target the tests
+/// can take down.
+pub const STEER_TO: &str = "127.0.0.1:8081";
 
 /// One real server's side of the lab.
 pub struct Server {
@@ -165,7 +168,8 @@ impl AnycastLab {
     }
 
     /// A server's vip config: `range` announced with a TCP check on its own
-    /// service and an exec check of `flag` (the test removes it to fail).
+    /// service and an exec check of `flag` (the test removes it to fail);
+    /// server 1 also steers TCP port 80 to [`STEER_TO`].
     pub fn server_config(&self, index: usize, flag: &Path, drain_seconds: u32) -> String {
         let server = &self.servers[index];
         let check = health_script(flag);
@@ -179,7 +183,12 @@ impl AnycastLab {
              health = [\n\
                {{ check = \"tcp:{addr}:{tcp}\", interval_ms = 200, timeout_ms = 100, rise = 2, fall = 2 }},\n\
                {{ check = \"exec:{script}\", interval_ms = 200, timeout_ms = 150, rise = 2, fall = 2 }},\n\
-             ]\n",
+             ]\n{steer}",
+            steer = if index == 0 {
+                format!("steer = [{{ match = \"tcp/80\", to = \"{STEER_TO}\" }}]\n")
+            } else {
+                String::new()
+            },
             ifname = server.ifname,
             addr = server.addr,
             router = server.router_addr,

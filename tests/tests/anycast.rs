@@ -5,7 +5,7 @@
 
 use std::{
     collections::BTreeMap,
-    net::{IpAddr, UdpSocket},
+    net::{IpAddr, TcpListener, UdpSocket},
     sync::{
         atomic::{AtomicBool, Ordering},
         Arc,
@@ -14,7 +14,7 @@ use std::{
 };
 
 use vip_tests::{
-    anycast::{AnycastLab, RANGE},
+    anycast::{AnycastLab, RANGE, STEER_TO},
     daemon::{config_file, Daemon, Instance},
     deploy::{bounded, unit_capabilities},
     flow::{send_echoed, vip_packets},
@@ -90,6 +90,8 @@ struct Servers {
     flags: [std::path::PathBuf; 2],
     _services: Vec<Services>,
     instances: [Instance; 2],
+    /// Server 1's steer target, while it is up.
+    steer_target: std::sync::Mutex<Option<TcpListener>>,
 }
 
 impl Servers {
@@ -99,12 +101,25 @@ impl Servers {
         for flag in &flags {
             std::fs::write(flag, "").unwrap();
         }
-        Servers {
+        let servers = Servers {
             _services: lab.servers.iter().map(|s| Services::start(&s.ns)).collect(),
             instances: [Instance::new("any1"), Instance::new("any2")],
             flags,
             _dir: dir,
-        }
+            steer_target: std::sync::Mutex::new(None),
+        };
+        servers.steer_target_up(lab, true);
+        servers
+    }
+
+    /// Starts or stops server 1's steer target.
+    fn steer_target_up(&self, lab: &AnycastLab, up: bool) {
+        let listener = up.then(|| {
+            lab.servers[0]
+                .ns
+                .run_in(|| TcpListener::bind(STEER_TO).expect("the steer target"))
+        });
+        *self.steer_target.lock().unwrap() = listener;
     }
 
     /// `vip run` on both servers, draining for `drain_seconds` on the way out;
@@ -275,6 +290,14 @@ fn flows_spread_over_both_servers_move_on_a_failed_check_and_come_back() {
         stats["bgp"][0]["transitions"], 3,
         "announced, withdrawn, announced"
     );
+
+    // Server 1's steer target goes down: withdrawn; back up: announced.
+    servers.steer_target_up(&lab, false);
+    wait_hops(&lab, &servers, &["198.18.2.2"], Duration::from_secs(8));
+    let stats = instances[0].stats_json(&lab.servers[0].ns);
+    assert_eq!(stats["bgp"][0]["reason"], "a steer target is down");
+    servers.steer_target_up(&lab, true);
+    wait_hops(&lab, &servers, &BOTH, Duration::from_secs(8));
 
     // The operator drains server 2: graceful shutdown first, then withdrawn;
     // traffic moves to server 1; undrain brings it back.

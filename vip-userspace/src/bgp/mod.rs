@@ -333,7 +333,7 @@ impl Announcer {
                         range.drain_until = Some(now + self.drain);
                         range.set_phase(Phase::Draining, why.to_string());
                     }
-                    Phase::Draining if range.drain_until.is_some_and(|t| t <= now) => {
+                    Phase::Draining if range.drain_until.is_none_or(|t| t <= now) => {
                         range.drain_until = None;
                         range.set_phase(Phase::Withdrawn, why.to_string());
                     }

@@ -77,10 +77,16 @@ pub fn drain(run_dir: &Path, ranges: &[String], all: bool, drain: bool) -> Resul
         ranges.to_vec()
     };
     if !drain {
-        println!(
-            "undrained {}: announced again while healthy",
-            named.join(", ")
-        );
+        if requests.all {
+            println!(
+                "note: every range stays drained (an earlier `vip drain --all`); `vip undrain --all` undoes it"
+            );
+        } else {
+            println!(
+                "undrained {}: announced again while healthy",
+                named.join(", ")
+            );
+        }
         return Ok(());
     }
     if requests.all && !all {
