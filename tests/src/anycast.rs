@@ -6,6 +6,9 @@
 //! client 198.18.0.2 -- 198.18.0.1 router 198.18.1.1 -- 198.18.1.2 server 1
 //!                                        198.18.2.1 -- 198.18.2.2 server 2
 //! ```
+//!
+//! and the same in IPv6, on 2001:db8:ff00::/64, 2001:db8:ff01::/64 and
+//! 2001:db8:ff02::/64, each host `::1` on the router's side, `::2` on the other.
 
 use std::{
     path::{Path, PathBuf},
@@ -19,6 +22,8 @@ pub const ROUTER_AS: u32 = 65000;
 pub const SERVER_AS: u32 = 65001;
 pub const CLIENT_IF: &str = "c0";
 pub const RANGE: &str = "192.0.2.0/24";
+/// The IPv6 range, announced over the IPv6 sessions when a test asks for it.
+pub const RANGE_V6: &str = "2001:db8:1::/64";
 /// Server 1 steers TCP port 80 of its VIPs here: a steer target the tests
 /// can take down.
 pub const STEER_TO: &str = "127.0.0.1:8081";
@@ -29,6 +34,8 @@ pub struct Server {
     pub ifname: String,
     pub addr: String,
     pub router_addr: String,
+    pub addr_v6: String,
+    pub router_addr_v6: String,
 }
 
 pub struct AnycastLab {
@@ -78,14 +85,25 @@ fn frr_config() -> String {
          route-map VIP-IN permit 20\n\
          router bgp {ROUTER_AS}\n bgp router-id 198.18.0.1\n no bgp ebgp-requires-policy\n"
     );
-    for server in ["198.18.1.2", "198.18.2.2"] {
+    let v4 = ["198.18.1.2", "198.18.2.2"];
+    let v6 = ["2001:db8:ff01::2", "2001:db8:ff02::2"];
+    for server in v4.iter().chain(&v6) {
         config.push_str(&format!(" neighbor {server} remote-as {SERVER_AS}\n"));
     }
-    config.push_str(" address-family ipv4 unicast\n  maximum-paths 8\n");
-    for server in ["198.18.1.2", "198.18.2.2"] {
-        config.push_str(&format!("  neighbor {server} route-map VIP-IN in\n"));
+    for (family, servers, other) in [("ipv4", v4, v6), ("ipv6", v6, v4)] {
+        config.push_str(&format!(
+            " address-family {family} unicast\n  maximum-paths 8\n"
+        ));
+        for server in servers {
+            config.push_str(&format!(
+                "  neighbor {server} activate\n  neighbor {server} route-map VIP-IN in\n"
+            ));
+        }
+        for server in other {
+            config.push_str(&format!("  no neighbor {server} activate\n"));
+        }
+        config.push_str(" exit-address-family\n");
     }
-    config.push_str(" exit-address-family\n");
     config
 }
 
@@ -103,9 +121,21 @@ impl AnycastLab {
         client.ip(&["addr", "add", "198.18.0.2/30", "dev", CLIENT_IF]);
         router.ip(&["addr", "add", "198.18.0.1/30", "dev", "rc"]);
         client.ip(&["route", "add", "default", "via", "198.18.0.1"]);
+        client.ip(&[
+            "addr",
+            "add",
+            "2001:db8:ff00::2/64",
+            "dev",
+            CLIENT_IF,
+            "nodad",
+        ]);
+        router.ip(&["addr", "add", "2001:db8:ff00::1/64", "dev", "rc", "nodad"]);
+        client.ip(&["-6", "route", "add", "default", "via", "2001:db8:ff00::1"]);
         router.sysctl("net.ipv4.ip_forward", "1");
+        router.sysctl("net.ipv6.conf.all.forwarding", "1");
         // Flows, not packets, spread over the servers: the hash takes ports.
         router.sysctl("net.ipv4.fib_multipath_hash_policy", "1");
+        router.sysctl("net.ipv6.fib_multipath_hash_policy", "1");
         let servers = [1, 2].map(|n| {
             let ns = make(&format!("s{n}"));
             let ifname = format!("s{n}");
@@ -122,11 +152,26 @@ impl AnycastLab {
             ]);
             ns.ip(&["addr", "add", &format!("{addr}/30"), "dev", &ifname]);
             ns.ip(&["route", "add", "default", "via", &router_addr]);
+            let addr_v6 = format!("2001:db8:ff0{n}::2");
+            let router_addr_v6 = format!("2001:db8:ff0{n}::1");
+            let prefixed = |a: &str| format!("{a}/64");
+            router.ip(&[
+                "addr",
+                "add",
+                &prefixed(&router_addr_v6),
+                "dev",
+                &router_if,
+                "nodad",
+            ]);
+            ns.ip(&["addr", "add", &prefixed(&addr_v6), "dev", &ifname, "nodad"]);
+            ns.ip(&["-6", "route", "add", "default", "via", &router_addr_v6]);
             Server {
                 ns,
                 ifname,
                 addr,
                 router_addr,
+                addr_v6,
+                router_addr_v6,
             }
         });
         let frr = start_frr(&router);
@@ -155,7 +200,13 @@ impl AnycastLab {
     /// The next hops of the router's kernel route to the range (what ECMP
     /// spreads over), sorted.
     pub fn next_hops(&self) -> Vec<String> {
-        let route = self.router.ip_output(&["route", "show", RANGE]);
+        self.next_hops_of(RANGE)
+    }
+
+    /// [`AnycastLab::next_hops`] of `cidr`, IPv4 or IPv6.
+    pub fn next_hops_of(&self, cidr: &str) -> Vec<String> {
+        let family = if cidr.contains(':') { "-6" } else { "-4" };
+        let route = self.router.ip_output(&[family, "route", "show", cidr]);
         let mut hops: Vec<String> = route
             .split_whitespace()
             .collect::<Vec<_>>()
@@ -195,6 +246,27 @@ impl AnycastLab {
             tcp = crate::seed::TCP_PORT,
             script = check.display(),
         )
+    }
+}
+
+impl AnycastLab {
+    /// [`AnycastLab::server_config`] plus [`RANGE_V6`], announced over an IPv6
+    /// session with the router.
+    pub fn server_config_v6(&self, index: usize, flag: &Path, drain_seconds: u32) -> String {
+        let server = &self.servers[index];
+        let mut config = self.server_config(index, flag, drain_seconds);
+        let ranges = config.find("[[range]]").expect("a range");
+        config.insert_str(
+            ranges,
+            &format!(
+                "[[bgp.neighbor]]\naddress = \"{}\"\nas = {ROUTER_AS}\n",
+                server.router_addr_v6
+            ),
+        );
+        config.push_str(&format!(
+            "[[range]]\nname = \"web6\"\ncidr = \"{RANGE_V6}\"\naccept = \"route\"\nannounce = true\n"
+        ));
+        config
     }
 }
 

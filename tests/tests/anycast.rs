@@ -14,7 +14,7 @@ use std::{
 };
 
 use vip_tests::{
-    anycast::{AnycastLab, RANGE, STEER_TO},
+    anycast::{AnycastLab, RANGE, RANGE_V6, STEER_TO},
     daemon::{config_file, Daemon, Instance},
     deploy::{bounded, unit_capabilities},
     flow::{send_echoed, vip_packets},
@@ -39,11 +39,20 @@ struct Sent {
 /// One datagram to every VIP from each of `flows` new sockets (a new source
 /// port each: new flows for the router's hash), each waiting for its echo.
 fn round(lab: &AnycastLab, flows: usize) -> Sent {
-    let vips = vips();
+    round_to(lab, flows, vips())
+}
+
+/// [`round`] to other VIPs, IPv4 or IPv6.
+fn round_to(lab: &AnycastLab, flows: usize, vips: Vec<String>) -> Sent {
+    let any = if vips[0].contains(':') {
+        "[::]:0"
+    } else {
+        "0.0.0.0:0"
+    };
     lab.client.run_in(move || {
         let mut sent = Sent::default();
         for _ in 0..flows {
-            let socket = UdpSocket::bind("0.0.0.0:0").unwrap();
+            let socket = UdpSocket::bind(any).unwrap();
             socket
                 .set_read_timeout(Some(Duration::from_millis(300)))
                 .unwrap();
@@ -73,6 +82,32 @@ fn minus(after: &BTreeMap<String, u64>, before: &BTreeMap<String, u64>) -> BTree
         .map(|(vip, n)| (vip.clone(), n - before.get(vip).copied().unwrap_or(0)))
         .filter(|(_, n)| *n > 0)
         .collect()
+}
+
+/// 8 new flows to each of `vips`: every datagram echoed, both servers get
+/// some, and each VIP counted exactly once over the two. Each server's counts.
+fn spread_exactly(
+    lab: &AnycastLab,
+    instances: &[Instance; 2],
+    vips: Vec<String>,
+) -> [BTreeMap<String, u64>; 2] {
+    let counts = |i: usize| per_vip(&instances[i], &lab.servers[i].ns);
+    let before = [counts(0), counts(1)];
+    let sent = round_to(lab, 8, vips);
+    assert_eq!(sent.lost, 0, "datagrams without an echo");
+    let got = [minus(&counts(0), &before[0]), minus(&counts(1), &before[1])];
+    assert!(
+        total(&got[0]) > 0 && total(&got[1]) > 0,
+        "both servers get flows: {got:?}"
+    );
+    for (vip, n) in &sent.per_vip {
+        let counted = got[0].get(vip).copied().unwrap_or(0) + got[1].get(vip).copied().unwrap_or(0);
+        assert_eq!(
+            counted, *n,
+            "{vip}: sent {n}, counted {counted} over both servers"
+        );
+    }
+    got
 }
 
 fn phase(instance: &Instance, ns: &vip_tests::netns::Netns) -> String {
@@ -126,12 +161,21 @@ impl Servers {
     /// server 2 bounded to the shipped unit's capabilities, as is the BIRD it
     /// starts.
     fn start<'a>(&'a self, lab: &'a AnycastLab, drain_seconds: u32) -> Vec<Daemon<'a>> {
+        self.start_with(lab, |i| lab.server_config(i, &self.flags[i], drain_seconds))
+    }
+
+    /// [`Servers::start`] with each server's config from `config`.
+    fn start_with<'a>(
+        &'a self,
+        lab: &'a AnycastLab,
+        config: impl Fn(usize) -> String,
+    ) -> Vec<Daemon<'a>> {
         let wrappers = [Vec::new(), bounded(&unit_capabilities())];
         (0..2)
             .map(|i| {
                 Daemon::try_start(
                     &lab.servers[i].ns,
-                    &lab.server_config(i, &self.flags[i], drain_seconds),
+                    &config(i),
                     &self.instances[i],
                     &[],
                     &wrappers[i],
@@ -205,21 +249,7 @@ fn flows_spread_over_both_servers_move_on_a_failed_check_and_come_back() {
 
     // Spread: flows to 20 VIPs land on both servers, each counted once.
     let counts = |i: usize| per_vip(&instances[i], &lab.servers[i].ns);
-    let before = [counts(0), counts(1)];
-    let sent = round(&lab, 8);
-    assert_eq!(sent.lost, 0, "datagrams without an echo");
-    let got = [minus(&counts(0), &before[0]), minus(&counts(1), &before[1])];
-    assert!(
-        total(&got[0]) > 0 && total(&got[1]) > 0,
-        "both servers get flows: {got:?}"
-    );
-    for (vip, n) in &sent.per_vip {
-        let counted = got[0].get(vip).copied().unwrap_or(0) + got[1].get(vip).copied().unwrap_or(0);
-        assert_eq!(
-            counted, *n,
-            "{vip}: sent {n}, counted {counted} over both servers"
-        );
-    }
+    let got = spread_exactly(&lab, instances, vips());
     assert_eq!(total(&got[0]) + total(&got[1]), 160);
 
     // Server 1's exec check fails: withdrawn within interval x fall + timeout
@@ -356,6 +386,56 @@ fn flows_spread_over_both_servers_move_on_a_failed_check_and_come_back() {
     let sent = round(&lab, 4);
     assert_eq!(sent.lost, 0, "server 2 takes everything");
     drop(daemons);
+}
+
+#[test]
+fn an_ipv6_range_is_announced_over_ipv6_sessions_spread_and_drained_alone() {
+    if !require_root("anycast lab, IPv6") {
+        return;
+    }
+    let lab = AnycastLab::new("any6");
+    let servers = Servers::new(&lab);
+    let _daemons = servers.start_with(&lab, |i| lab.server_config_v6(i, &servers.flags[i], 1));
+    let start = Instant::now();
+    while lab.next_hops_of(RANGE_V6).len() != 2 || lab.next_hops() != BOTH {
+        assert!(
+            start.elapsed() < Duration::from_secs(30),
+            "router next hops {:?} and {:?}\n{}\n{}",
+            lab.next_hops_of(RANGE_V6),
+            lab.next_hops(),
+            lab.vtysh("show bgp summary"),
+            servers.diagnostics()
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let instances = &servers.instances;
+    for (i, instance) in instances.iter().enumerate() {
+        let stats = instance.stats_json(&lab.servers[i].ns);
+        let sessions = stats["bgp_sessions"].as_array().unwrap();
+        assert_eq!(sessions.len(), 2, "{stats}");
+        assert_eq!(sessions[1]["neighbor"], lab.servers[i].router_addr_v6);
+        assert_eq!(stats["bgp"][1]["phase"], "announced");
+    }
+
+    let vips6: Vec<String> = (1..=20).map(|n| format!("2001:db8:1::{n:x}")).collect();
+    let counts = |i: usize| per_vip(&instances[i], &lab.servers[i].ns);
+    spread_exactly(&lab, instances, vips6.clone());
+
+    // Draining the IPv6 range of server 2 leaves its IPv4 range announced.
+    let out = instances[1].vip_ok(&lab.servers[1].ns, &["drain", "web6"]);
+    assert!(out.contains("withdrawn: web6"), "{out}");
+    wait::until("one IPv6 next hop", Duration::from_secs(5), || {
+        lab.next_hops_of(RANGE_V6).len() == 1
+    });
+    assert_eq!(lab.next_hops(), BOTH);
+    let before = counts(1);
+    let sent = round_to(&lab, 4, vips6);
+    assert_eq!(sent.lost, 0);
+    assert_eq!(
+        total(&minus(&counts(1), &before)),
+        0,
+        "server 2 gets no IPv6 flow once drained"
+    );
 }
 
 #[test]
