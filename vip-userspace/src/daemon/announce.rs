@@ -186,11 +186,17 @@ impl Daemon {
         let Some(mut announcer) = self.bgp.take() else {
             return;
         };
-        if let Err(e) = announcer.stand_down().await {
-            log::error!("withdrawing the announcements: {}", errors::chain(&e));
-        }
-        if let Err(e) = SpeakerFile::in_dir(&self.options.run_dir).remove() {
-            log::error!("{}", errors::chain(&e));
+        match announcer.stand_down().await {
+            // The record stays for `vip down` to try again.
+            Err(e) => log::error!(
+                "withdrawing the announcements: {}; `vip down` tries again",
+                errors::chain(&e)
+            ),
+            Ok(()) => {
+                if let Err(e) = SpeakerFile::in_dir(&self.options.run_dir).remove() {
+                    log::error!("{}", errors::chain(&e));
+                }
+            }
         }
         self.status.bgp.clear();
         self.status.bgp_sessions.clear();
