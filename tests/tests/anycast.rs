@@ -356,14 +356,20 @@ fn flows_spread_over_both_servers_move_on_a_failed_check_and_come_back() {
 
     // The restarted daemon re-evaluates at once: its check now fails.
     std::fs::remove_file(&flags[0]).unwrap();
-    let restarted = Daemon::start(ns1, &config, &instances[0]);
+    let restarted = Daemon::start_with(ns1, &config, &instances[0], &["--keep-datapath"]);
     wait_hops(&lab, &servers, &["198.18.2.2"], Duration::from_secs(3));
     std::fs::write(&flags[0], "").unwrap();
     wait_hops(&lab, &servers, &BOTH, Duration::from_secs(5));
 
-    // `vip down` after another kill -9: it drains and withdraws what the dead
-    // daemon announced, stops BIRD, then reverts the host.
-    restarted.kill();
+    // A stop with --keep-datapath (the shipped unit's restart) leaves BIRD
+    // announcing, as it leaves the datapath.
+    let log = restarted.stop();
+    assert!(log.contains("announcing as it is"), "{log}");
+    std::thread::sleep(Duration::from_secs(2));
+    assert_eq!(lab.next_hops(), BOTH, "still announced after the stop");
+
+    // `vip down` then drains and withdraws what the stopped daemon announced,
+    // stops BIRD, and only then reverts the host.
     let bird_pid: u32 = std::fs::read_to_string(instances[0].run_dir().join("bgp/bird.pid"))
         .unwrap()
         .trim()
