@@ -156,6 +156,18 @@ impl DirectLab {
         for block in ["192.0.2.0/24", "198.51.100.0/24", "203.0.113.0/24"] {
             client.ip(&["route", "add", block, "via", "198.18.0.2"]);
         }
+        // Carrier comes asynchronously (slowly in an emulated VM): a host dump
+        // taken before it would differ from one taken later.
+        for (ns, ifname) in [(&client, "pc0"), (&server, DIRECT_SERVER_IF)] {
+            crate::wait::until(
+                &format!("carrier on {ifname}"),
+                Duration::from_secs(10),
+                || {
+                    let link = ns.ip_output(&["-br", "link", "show", "dev", ifname]);
+                    link.contains("LOWER_UP") && !link.contains("NO-CARRIER")
+                },
+            );
+        }
         DirectLab { client, server }
     }
 }
