@@ -2,7 +2,7 @@
 //! anycast announcement and puts them back; the running daemon acts on it.
 
 use std::{
-    path::{Path, PathBuf},
+    path::Path,
     time::{Duration, Instant},
 };
 
@@ -166,9 +166,4 @@ pub fn stand_down_orphan(run_dir: &Path) -> Result<bool, Failure> {
     }
     file.remove()?;
     Ok(true)
-}
-
-/// The drain requests' file, removed when vip is taken off the host.
-pub fn drain_file(run_dir: &Path) -> PathBuf {
-    DrainFile::in_dir(run_dir).path().to_path_buf()
 }

@@ -118,11 +118,8 @@ pub fn down(pin_dir: &Path, run_dir: &Path) -> Result<(), Failure> {
     }
     LayoutFile::in_dir(run_dir).remove()?;
     StatusFile::in_dir(run_dir).remove()?;
-    if let Err(e) = std::fs::remove_file(super::drain::drain_file(run_dir)) {
-        if e.kind() != std::io::ErrorKind::NotFound {
-            return Err(e.into());
-        }
-    }
+    // Drains end with vip on this host.
+    vip_userspace::bgp::DrainFile::in_dir(run_dir).remove()?;
     if !did {
         println!(
             "nothing to do: no state in {} and no pins in {}",
