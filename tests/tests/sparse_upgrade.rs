@@ -1,6 +1,6 @@
 //! The sparse table's hash key across the datapath's life: kept by restarts
 //! (adoption) of a datapath vip created, and by an upgrade in place from the
-//! older vip (layout 7), so that every row stays where it is and per-VIP
+//! older vip (layout 8), so that every row stays where it is and per-VIP
 //! counts stay exact across the upgrade.
 //!
 //! The test thread is pinned to CPU 0, and so the threads that send its frames

@@ -13,8 +13,13 @@ pub const MAP_RANGES: &str = "VIP_RANGES";
 pub const MAP_V4_L1: &str = "VIP_V4_L1";
 /// Array of `u32`, `V4_L2_BLOCK` per block, indexed by block * 256 + the third
 /// octet: `V4_SLOT_NONE`, `V4_SLOT_LPM`, or 1 + the id of the range that covers
-/// the whole /24.
+/// the whole /24. Read by programs of layout 8 and older only; kept written so
+/// that they stay right during an upgrade.
 pub const MAP_V4_L2: &str = "VIP_V4_L2";
+/// Array of [`V4Slash24`], indexed as `MAP_V4_L2` (layout 9 on): what the
+/// datapath needs of the /24, so that a dense range's packet is judged and
+/// counted without reading the range.
+pub const MAP_V4_SLASH24: &str = "VIP_V4_SLASH24";
 /// Array of [`crate::RangePolicy`], indexed by `RangeValue::policy_id`. The
 /// datapath reads its flags for ICMP and later fragments; TCP and UDP ports are
 /// judged in `crate::MAP_PORTS`. Its entries stay filled in: programs of
@@ -58,7 +63,7 @@ pub const MAP_DECLARED: &str = "VIP_DECLARED";
 
 /// Every map the daemon pins, in pin order: `MAP_ATTACH_META` is last, so its pin
 /// marks a datapath that is fully set up.
-pub const PINNED_MAPS: [&str; 24] = [
+pub const PINNED_MAPS: [&str; 25] = [
     MAP_SETTINGS,
     MAP_INFO,
     MAP_SPARSE_CONTROL,
@@ -71,6 +76,7 @@ pub const PINNED_MAPS: [&str; 24] = [
     MAP_RANGES,
     MAP_V4_L1,
     MAP_V4_L2,
+    MAP_V4_SLASH24,
     MAP_RANGE_STATS,
     MAP_DENSE_STATS,
     MAP_SPARSE_STATS,
@@ -112,6 +118,25 @@ pub const V4_L2_BLOCK: u32 = 256;
 pub const V4_SLOT_NONE: u32 = 0;
 /// Ranges longer than /24 lie in this /24: ask the LPM trie.
 pub const V4_SLOT_LPM: u32 = u32::MAX;
+/// `V4Slash24::direct`: the /24 is covered by a range in `PER_VIP_DENSE` mode.
+pub const V4_DIRECT_DENSE: u32 = 1;
+
+/// Value of `MAP_V4_SLASH24`: one /24 of the IPv4 direct index.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Pod, Zeroable)]
+pub struct V4Slash24 {
+    /// `V4_SLOT_NONE`, `V4_SLOT_LPM`, or 1 + the id of the range that covers
+    /// the whole /24 (the value `MAP_V4_L2` has for it).
+    pub range_slot: u32,
+    /// `V4_DIRECT_DENSE`, or 0: read the range from `MAP_RANGES`.
+    pub direct: u32,
+    /// With `V4_DIRECT_DENSE`: the range's `policy_id`, and the slot in
+    /// `MAP_DENSE_STATS` of the /24's address .0 (its address .n is n slots on).
+    pub policy_id: u32,
+    pub dense_first: u32,
+}
+
+const _: () = assert!(size_of::<V4Slash24>() == 16);
 
 /// Global (read-only data) of the datapath object that the loader sets to
 /// `SETTING_DENSE_STRIDE`'s value: the programs read it instead of the map.
@@ -137,13 +162,14 @@ pub const SETTINGS: u32 = 4;
 /// Bumped whenever a map, a shared type or the meaning of a setting changes, so
 /// that a binary never adopts maps pinned by one it does not know. A binary
 /// upgrades a datapath of its own layout or of one in `UPGRADES_FROM`.
-pub const LAYOUT_VERSION: u32 = 8;
+pub const LAYOUT_VERSION: u32 = 9;
 
 /// Older layouts this binary upgrades in place, with the maps each lacks
 /// (created and pinned by the upgrade): 5 had no `MAP_INFO`, neither 5 nor 6
-/// had the sparse table's control, pressure counters or declared VIPs, and
-/// none before 8 had the allow lists' port bitmaps.
-pub const UPGRADES_FROM: [(u32, &[&str]); 3] = [
+/// had the sparse table's control, pressure counters or declared VIPs, none
+/// before 8 had the allow lists' port bitmaps, and none before 9 the /24
+/// entries of the direct index.
+pub const UPGRADES_FROM: [(u32, &[&str]); 4] = [
     (
         5,
         &[
@@ -152,6 +178,7 @@ pub const UPGRADES_FROM: [(u32, &[&str]); 3] = [
             MAP_PRESSURE,
             MAP_DECLARED,
             crate::MAP_PORTS,
+            MAP_V4_SLASH24,
         ],
     ),
     (
@@ -161,9 +188,11 @@ pub const UPGRADES_FROM: [(u32, &[&str]); 3] = [
             MAP_PRESSURE,
             MAP_DECLARED,
             crate::MAP_PORTS,
+            MAP_V4_SLASH24,
         ],
     ),
-    (7, &[crate::MAP_PORTS]),
+    (7, &[crate::MAP_PORTS, MAP_V4_SLASH24]),
+    (8, &[MAP_V4_SLASH24]),
 ];
 
 /// Name, in the pin directory, of the pinned bpf_link that keeps the datapath
@@ -291,6 +320,7 @@ mod pod {
     unsafe impl aya::Pod for super::RangeValue {}
     unsafe impl aya::Pod for super::VipAddr {}
     unsafe impl aya::Pod for super::DecapConfig {}
+    unsafe impl aya::Pod for super::V4Slash24 {}
 }
 
 #[cfg(test)]

@@ -95,12 +95,12 @@ fn tunnelled<B: Tunnels>(buf: &B, next: Next, carrier: Carrier) -> Result<Verdic
 fn to_range<B: PacketBuf>(buf: &B, l3: &L3, outer_len: u64) -> Result<Option<Verdict>, Failure> {
     match l3.dst {
         Destination::V4 { addr_be } => {
-            let Some(range) = lookup::range_v4(addr_be) else {
+            let Some(target) = lookup::v4(addr_be) else {
                 return Ok(None);
             };
-            let (verdict, counted) = outcome(policy::judge(buf, range.policy_id, l3.next));
+            let (verdict, counted) = outcome(policy::judge(buf, target.policy_id, l3.next));
             if let Some(drop) = counted {
-                count::v4_hit(range, addr_be, buf.len().saturating_sub(outer_len), drop)?;
+                count::v4_hit(&target, addr_be, buf.len().saturating_sub(outer_len), drop)?;
             }
             Ok(Some(verdict))
         }

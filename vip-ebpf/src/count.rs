@@ -94,14 +94,17 @@ pub fn bump(slot: Option<NonNull<u64>>) {
     }
 }
 
-/// Counts one packet of `bytes` to an IPv4 VIP of `range`.
+/// Counts one packet of `bytes` to an IPv4 VIP.
 #[inline(always)]
 pub fn v4_hit(
-    range: &RangeValue,
+    target: &lookup::V4Target,
     addr_be: [u8; 4],
     bytes: u64,
     drop: bool,
 ) -> Result<(), MapInconsistent> {
+    let Some(range) = target.range else {
+        return dense_hit(target.dense_slot, bytes, drop);
+    };
     if range.per_vip_mode != PER_VIP_DENSE {
         let vip = VipAddr::from_v4_be(addr_be);
         return sparse_hit(range, &vip, sparse_find(&vip)?, bytes, drop);

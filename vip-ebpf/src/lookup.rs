@@ -1,13 +1,18 @@
 //! Which range a destination is in. The LPM tries are the authority; for IPv4, a
 //! two-level direct index (top 16 bits, then the third octet) answers every
-//! address whose /24 is covered by a single range in three array reads, which the
+//! address whose /24 is covered by a single range in array reads, which the
 //! verifier inlines, and sends only /24s that hold longer ranges to the trie.
+//! A /24 of a dense range carries its policy and dense slots itself, so its
+//! packets never read the range: two reads, then the counter.
 
 use aya_ebpf::{
     macros::map,
     maps::{lpm_trie::Key, Array, LpmTrie},
 };
-use vip_common::{RangeValue, VipAddr, V4_L1_ENTRIES, V4_L2_BLOCK, V4_SLOT_LPM, V4_SLOT_NONE};
+use vip_common::{
+    RangeValue, V4Slash24, VipAddr, V4_DIRECT_DENSE, V4_L1_ENTRIES, V4_L2_BLOCK, V4_SLOT_LPM,
+    V4_SLOT_NONE,
+};
 
 #[map]
 static VIP_V4_RANGES: LpmTrie<[u8; 4], RangeValue> = LpmTrie::with_max_entries(1, 0);
@@ -17,18 +22,59 @@ static VIP_V6_RANGES: LpmTrie<[u8; 16], RangeValue> = LpmTrie::with_max_entries(
 static VIP_RANGES: Array<RangeValue> = Array::with_max_entries(1, 0);
 #[map]
 static VIP_V4_L1: Array<u32> = Array::with_max_entries(V4_L1_ENTRIES, 0);
+// Programs of layout 8 and older read it; declared so the object creates it.
 #[map]
 static VIP_V4_L2: Array<u32> = Array::with_max_entries(1, 0);
+#[map]
+static VIP_V4_SLASH24: Array<V4Slash24> = Array::with_max_entries(1, 0);
 
+/// An IPv4 destination in a range: what judging and counting it needs.
+pub struct V4Target {
+    pub policy_id: u32,
+    /// The range, when it must be read; `None` for an address of a dense
+    /// range's /24, whose slot is `dense_slot`.
+    pub range: Option<&'static RangeValue>,
+    pub dense_slot: u32,
+}
+
+/// For the packet path.
+#[inline(always)]
+pub fn v4(addr_be: [u8; 4]) -> Option<V4Target> {
+    let host = u32::from_be_bytes(addr_be);
+    let slash24 = slash24(host)?;
+    if slash24.direct == V4_DIRECT_DENSE {
+        return Some(V4Target {
+            policy_id: slash24.policy_id,
+            range: None,
+            dense_slot: slash24.dense_first.wrapping_add(host & 0xff),
+        });
+    }
+    let range = range_of(slash24, addr_be)?;
+    Some(V4Target {
+        policy_id: range.policy_id,
+        range: Some(range),
+        dense_slot: 0,
+    })
+}
+
+/// The range an IPv4 address is in, read whatever its mode.
 #[inline(always)]
 pub fn range_v4(addr_be: [u8; 4]) -> Option<&'static RangeValue> {
-    let host = u32::from_be_bytes(addr_be);
+    range_of(slash24(u32::from_be_bytes(addr_be))?, addr_be)
+}
+
+#[inline(always)]
+fn slash24(host: u32) -> Option<&'static V4Slash24> {
     let block = *VIP_V4_L1.get(host >> 16)?;
     if block == 0 {
         return None;
     }
-    let slot = *VIP_V4_L2.get((block - 1) * V4_L2_BLOCK + ((host >> 8) & 0xff))?;
-    match slot {
+    VIP_V4_SLASH24.get((block - 1) * V4_L2_BLOCK + ((host >> 8) & 0xff))
+}
+
+#[inline(always)]
+fn range_of(slash24: &V4Slash24, addr_be: [u8; 4]) -> Option<&'static RangeValue> {
+    match slash24.range_slot {
         V4_SLOT_NONE => None,
         V4_SLOT_LPM => VIP_V4_RANGES.get(Key::new(32, addr_be)),
         range_slot => VIP_RANGES.get(range_slot - 1),

@@ -7,9 +7,9 @@ use anyhow::{bail, Context};
 
 use crate::command::{cargo, run};
 
-/// The last commit before the allow lists' port bitmaps (issue 19): its
-/// datapath has layout version 7, which this tree upgrades from.
-pub const COMMIT: &str = "020f3d8bd0a1995e79b87f9402ee631f53a2896d";
+/// The last commit before the /24 entries of the IPv4 direct index (issue
+/// 19): its datapath has layout version 8, which this tree upgrades from.
+pub const COMMIT: &str = "455e5943afd0eed146eaf99ef0549a8b8010dc29";
 
 /// The older binary, built if it is not cached yet.
 pub fn vip(root: &Path) -> anyhow::Result<PathBuf> {

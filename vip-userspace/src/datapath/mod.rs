@@ -24,8 +24,8 @@ use vip_common::{
     AttachMeta, GLOBAL_DENSE_STRIDE, GLOBAL_SPARSE_MASK, MAP_ATTACH_META, MAP_DECAP, MAP_DECLARED,
     MAP_DELIVERED, MAP_DENSE_STATS, MAP_POLICY, MAP_PORTS, MAP_PRESSURE, MAP_RANGES,
     MAP_RANGE_META, MAP_RANGE_STATS, MAP_SPARSE_STATS, MAP_STEER, MAP_STEER_SOCKETS,
-    MAP_STEER_STATS, MAP_V4_L2, MAP_V4_RANGES, MAP_V6_RANGES, PINNED_MAPS, PROG_TC, PROG_XDP,
-    SK_LOOKUP_LINK_PIN, V4_L2_BLOCK,
+    MAP_STEER_STATS, MAP_V4_L2, MAP_V4_RANGES, MAP_V4_SLASH24, MAP_V6_RANGES, PINNED_MAPS, PROG_TC,
+    PROG_XDP, SK_LOOKUP_LINK_PIN, V4_L2_BLOCK,
 };
 
 pub use adopt::{adopt, AdoptError};
@@ -381,6 +381,7 @@ fn open(
         .map_max_entries(MAP_POLICY, capacity.ranges)
         .map_max_entries(MAP_PORTS, capacity.policies.saturating_mul(2).max(2))
         .map_max_entries(MAP_V4_L2, (capacity.l2_blocks * V4_L2_BLOCK).max(1))
+        .map_max_entries(MAP_V4_SLASH24, (capacity.l2_blocks * V4_L2_BLOCK).max(1))
         .map_max_entries(MAP_RANGE_STATS, capacity.ranges)
         .map_max_entries(MAP_PRESSURE, capacity.ranges)
         .map_max_entries(MAP_DECLARED, capacity.declared.max(1))

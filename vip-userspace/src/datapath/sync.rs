@@ -8,11 +8,11 @@ use aya::maps::{
 use ipnet::IpNet;
 use vip_common::{
     port_bitmap_index, DecapConfig, DeclaredVip, RangeMeta, RangePolicy, RangePressure, RangeStats,
-    RangeValue, SteerKey, SteerValue, SteeredVip, VipAddr, IPPROTO_TCP, IPPROTO_UDP,
+    RangeValue, SteerKey, SteerValue, SteeredVip, V4Slash24, VipAddr, IPPROTO_TCP, IPPROTO_UDP,
     LAYOUT_VERSION, MAP_DECAP, MAP_DECLARED, MAP_DELIVERED, MAP_POLICY, MAP_PORTS, MAP_PRESSURE,
     MAP_RANGES, MAP_RANGE_META, MAP_RANGE_STATS, MAP_SETTINGS, MAP_STEER, MAP_STEERED_VIPS,
-    MAP_STEER_STATS, MAP_V4_L1, MAP_V4_L2, MAP_V4_RANGES, MAP_V6_RANGES, SETTING_DENSE_STRIDE,
-    SETTING_LAYOUT_VERSION, SETTING_NETNS_INODE, SETTING_SPARSE_MASK,
+    MAP_STEER_STATS, MAP_V4_L1, MAP_V4_L2, MAP_V4_RANGES, MAP_V4_SLASH24, MAP_V6_RANGES,
+    SETTING_DENSE_STRIDE, SETTING_LAYOUT_VERSION, SETTING_NETNS_INODE, SETTING_SPARSE_MASK,
 };
 
 use super::{maps::Maps, DatapathError};
@@ -322,17 +322,26 @@ fn sync_decap(maps: &mut Maps, old: Option<&Layout>, new: &Layout) -> Result<(),
     Ok(())
 }
 
-/// Level-2 entries that gain or change a value first, then level 1, then what
-/// goes away in the reverse order. Blocks of /16s that stay do not move.
+/// Level-2 entries (and their /24 entries) that gain or change a value first,
+/// then level 1, then what goes away in the reverse order. Blocks of /16s that
+/// stay do not move.
 fn sync_index(maps: &mut Maps, old: Option<&Layout>, new: &Layout) -> Result<(), DatapathError> {
     let (old_l1, old_l2): (&[(u32, u32)], &[u32]) =
         old.map_or((&[], &[]), |l| (&l.v4_index.l1, &l.v4_index.l2));
     let (new_l1, new_l2) = (&new.v4_index.l1, &new.v4_index.l2);
+    let (old_24s, new_24s) = (old.map_or_else(Vec::new, Layout::slash24s), new.slash24s());
     let old_at = |i: usize| old_l2.get(i).copied().unwrap_or(0);
     let new_at = |i: usize| new_l2.get(i).copied().unwrap_or(0);
+    let old_24 = |i: usize| old_24s.get(i).copied().unwrap_or_default();
+    let new_24 = |i: usize| new_24s.get(i).copied().unwrap_or_default();
     let len = old_l2.len().max(new_l2.len());
-    for i in (0..len).filter(|&i| new_at(i) != 0 && new_at(i) != old_at(i)) {
-        set(maps, MAP_V4_L2, i as u32, new_at(i))?;
+    for i in (0..len).filter(|&i| new_at(i) != 0) {
+        if new_24(i) != old_24(i) {
+            set(maps, MAP_V4_SLASH24, i as u32, new_24(i))?;
+        }
+        if new_at(i) != old_at(i) {
+            set(maps, MAP_V4_L2, i as u32, new_at(i))?;
+        }
     }
     for entry in new_l1.iter().filter(|e| !old_l1.contains(e)) {
         set(maps, MAP_V4_L1, entry.0, entry.1)?;
@@ -342,6 +351,19 @@ fn sync_index(maps: &mut Maps, old: Option<&Layout>, new: &Layout) -> Result<(),
     }
     for i in (0..len).filter(|&i| new_at(i) == 0 && old_at(i) != 0) {
         set(maps, MAP_V4_L2, i as u32, 0u32)?;
+        set(maps, MAP_V4_SLASH24, i as u32, V4Slash24::default())?;
+    }
+    Ok(())
+}
+
+/// Into a `MAP_V4_SLASH24` an upgrade has just created: the entries of `old`,
+/// the layout the index's other maps hold, so that [`sync`] moves all of them
+/// to the new one together.
+pub(super) fn fill_slash24s(maps: &mut Maps, old: &Layout) -> Result<(), DatapathError> {
+    for (i, entry) in old.slash24s().into_iter().enumerate() {
+        if entry.range_slot != 0 {
+            set(maps, MAP_V4_SLASH24, i as u32, entry)?;
+        }
     }
     Ok(())
 }

@@ -11,7 +11,7 @@
 
 use aya::maps::Array;
 use vip_common::{
-    LAYOUT_VERSION, MAP_PORTS, MAP_SETTINGS, PROG_SK_LOOKUP, PROG_TC, PROG_XDP,
+    LAYOUT_VERSION, MAP_PORTS, MAP_SETTINGS, MAP_V4_SLASH24, PROG_SK_LOOKUP, PROG_TC, PROG_XDP,
     SETTING_LAYOUT_VERSION, SK_LOOKUP_LINK_PIN,
 };
 
@@ -49,6 +49,9 @@ pub(super) fn upgrade(
         // Before any program reads it: the bitmaps of the lists the sync
         // below leaves as they are.
         sync::fill_ports(&mut loaded.datapath.maps, previous, layout)?;
+    }
+    if missing.contains(&MAP_V4_SLASH24) {
+        sync::fill_slash24s(&mut loaded.datapath.maps, previous)?;
     }
     sync::sync(&mut loaded.datapath.maps, Some(previous), layout)?;
     for (index, attachment) in attachments.iter().enumerate() {

@@ -139,6 +139,11 @@ impl Layout {
         cpu_table_stride(self.capacity.dense_slots, size_of::<Verdicts>() as u32)
     }
 
+    /// The entries of `MAP_V4_SLASH24`, derived from the index and the ranges.
+    pub fn slash24s(&self) -> Vec<vip_common::V4Slash24> {
+        self.v4_index.slash24s(self.ranges.iter().map(|r| &r.value))
+    }
+
     /// Whether a fresh layout for `config` fits a datapath at all; checked
     /// with the config, before anything changes.
     pub fn check(config: &Config) -> Result<(), LayoutError> {

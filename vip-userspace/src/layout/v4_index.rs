@@ -2,10 +2,12 @@
 //! level 1 maps each /16 to a block of level 2, which maps each /24 to the one
 //! range covering it, or to "ask the trie" when ranges longer than /24 lie in it.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use ipnet::Ipv4Net;
-use vip_common::{V4_L2_BLOCK, V4_SLOT_LPM};
+use vip_common::{
+    RangeValue, V4Slash24, PER_VIP_DENSE, V4_DIRECT_DENSE, V4_L2_BLOCK, V4_SLOT_LPM, V4_SLOT_NONE,
+};
 
 use super::LayoutError;
 
@@ -74,6 +76,43 @@ impl V4Index {
         Ok(V4Index { l1, l2 })
     }
 
+    /// The entries of `MAP_V4_SLASH24`, one per level-2 entry: its value, and
+    /// for a /24 of a dense range that range's policy and the /24's first
+    /// dense slot. `ranges`: every range value, by id.
+    pub fn slash24s<'a>(&self, ranges: impl IntoIterator<Item = &'a RangeValue>) -> Vec<V4Slash24> {
+        let by_id: HashMap<u32, &RangeValue> =
+            ranges.into_iter().map(|r| (r.range_id, r)).collect();
+        let mut entries = vec![V4Slash24::default(); self.l2.len()];
+        for &(slash16, block) in &self.l1 {
+            for octet in 0..V4_L2_BLOCK {
+                let index = ((block - 1) * V4_L2_BLOCK + octet) as usize;
+                let range_slot = self.l2[index];
+                let range = match range_slot {
+                    V4_SLOT_NONE | V4_SLOT_LPM => None,
+                    id_plus_one => by_id.get(&(id_plus_one - 1)).copied(),
+                };
+                entries[index] = match range {
+                    Some(range) if range.per_vip_mode == PER_VIP_DENSE => {
+                        let first = (slash16 << 16) | (octet << 8);
+                        V4Slash24 {
+                            range_slot,
+                            direct: V4_DIRECT_DENSE,
+                            policy_id: range.policy_id,
+                            dense_first: range
+                                .dense_base
+                                .wrapping_add(first.wrapping_sub(range.network_v4_host)),
+                        }
+                    }
+                    _ => V4Slash24 {
+                        range_slot,
+                        ..V4Slash24::default()
+                    },
+                };
+            }
+        }
+        entries
+    }
+
     /// Blocks level 2 needs (the highest block in use).
     pub fn blocks(&self) -> u32 {
         self.l2.len() as u32 / V4_L2_BLOCK
@@ -118,14 +157,18 @@ mod tests {
         /// What the datapath's lookup does: `Some(Some(id))` for a direct hit,
         /// `Some(None)` when the trie decides, `None` for no range.
         fn resolve(&self, addr: &str) -> Option<Option<u32>> {
-            let host = u32::from(addr.parse::<std::net::Ipv4Addr>().unwrap());
-            let (_, block) = self.l1.iter().find(|&&(index, _)| index == host >> 16)?;
-            let value = self.l2[((block - 1) * V4_L2_BLOCK + ((host >> 8) & 0xff)) as usize];
-            match value {
+            match self.l2[self.slot(addr)?] {
                 0 => None,
                 V4_SLOT_LPM => Some(None),
                 id_plus_one => Some(Some(id_plus_one - 1)),
             }
+        }
+
+        /// The level-2 entry of `addr`'s /24, if its /16 has a block.
+        fn slot(&self, addr: &str) -> Option<usize> {
+            let host = u32::from(addr.parse::<std::net::Ipv4Addr>().unwrap());
+            let (_, block) = self.l1.iter().find(|&&(index, _)| index == host >> 16)?;
+            Some(((block - 1) * V4_L2_BLOCK + ((host >> 8) & 0xff)) as usize)
         }
     }
 
@@ -168,6 +211,58 @@ mod tests {
         assert_eq!(index.l2[..256].iter().filter(|&&v| v != 0).count(), 1);
         assert!(index.l2[256..].iter().all(|&v| v == 8));
         assert_eq!(index.resolve("198.19.255.255"), Some(Some(7)));
+    }
+
+    fn range(id: u32, mode: u32, net: &str, dense_base: u32, policy_id: u32) -> RangeValue {
+        RangeValue {
+            range_id: id,
+            per_vip_mode: mode,
+            dense_base,
+            network_v4_host: u32::from(self::net(net).network()),
+            epoch: id + 1,
+            policy_id,
+        }
+    }
+
+    #[test]
+    fn dense_slash24s_carry_their_policy_and_first_slot() {
+        let ranges = [
+            range(0, PER_VIP_DENSE, "198.18.0.0/22", 100, 7),
+            range(1, vip_common::PER_VIP_SPARSE, "198.19.0.0/16", 0, 3),
+            range(2, PER_VIP_DENSE, "192.0.2.16/28", 5000, 1),
+        ];
+        let index = V4Index::build(
+            [
+                (0, net("198.18.0.0/22")),
+                (1, net("198.19.0.0/16")),
+                (2, net("192.0.2.16/28")),
+            ],
+            None,
+            16,
+        )
+        .unwrap();
+        let entries = index.slash24s(&ranges);
+        assert_eq!(entries.len(), index.l2.len());
+        let at = |addr: &str| entries[index.slot(addr).unwrap()];
+        let dense = |first| V4Slash24 {
+            range_slot: 1,
+            direct: V4_DIRECT_DENSE,
+            policy_id: 7,
+            dense_first: first,
+        };
+        assert_eq!(at("198.18.0.9"), dense(100));
+        assert_eq!(at("198.18.3.9"), dense(100 + 3 * 256));
+        let read_the_range = |range_slot| V4Slash24 {
+            range_slot,
+            ..V4Slash24::default()
+        };
+        assert_eq!(at("198.19.113.1"), read_the_range(2), "sparse");
+        assert_eq!(
+            at("192.0.2.20"),
+            read_the_range(V4_SLOT_LPM),
+            "longer than /24"
+        );
+        assert_eq!(at("198.18.4.1"), V4Slash24::default(), "no range");
     }
 
     #[test]
