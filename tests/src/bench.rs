@@ -3,11 +3,14 @@
 use std::{fmt::Write, net::IpAddr, path::PathBuf};
 
 use aya::{
+    maps::Array,
     programs::{TestRun, TestRunOptions, Xdp},
-    Ebpf,
+    Ebpf, EbpfLoader,
 };
 
-use vip_common::{PROG_BENCH_DECAP, PROG_BENCH_HARNESS};
+use vip_common::{
+    Verdicts, FLOOR_V4_VIPS, MAP_FLOOR_V4_SLOTS, PROG_BENCH_DECAP, PROG_BENCH_HARNESS,
+};
 use vip_userspace::stats::Report;
 
 use crate::{
@@ -67,18 +70,27 @@ pub fn bench_object() -> Vec<u8> {
     })
 }
 
-/// The empty XDP programs, `baseline_pass` and `baseline_drop`, and
+/// The empty XDP programs, `baseline_pass` and `baseline_drop`,
 /// `baseline_adjust_head` (the empty program plus one `bpf_xdp_adjust_head`
-/// call), loaded.
+/// call) and the IPv4 floor `floor_v4_count`, loaded.
 pub fn load_baselines() -> Ebpf {
     let path = baseline_object();
-    let mut ebpf = Ebpf::load_file(&path).unwrap_or_else(|e| {
-        panic!(
-            "loading {} (build with cargo xtask build): {e}",
-            path.display()
-        )
-    });
-    for name in ["baseline_pass", "baseline_drop", "baseline_adjust_head"] {
+    let cpus = aya::util::nr_cpus().expect("CPU count") as u32;
+    let mut ebpf = EbpfLoader::new()
+        .map_max_entries(MAP_FLOOR_V4_SLOTS, FLOOR_V4_VIPS * cpus)
+        .load_file(&path)
+        .unwrap_or_else(|e| {
+            panic!(
+                "loading {} (build with cargo xtask build): {e}",
+                path.display()
+            )
+        });
+    for name in [
+        "baseline_pass",
+        "baseline_drop",
+        "baseline_adjust_head",
+        "floor_v4_count",
+    ] {
         let program: &mut Xdp = ebpf
             .program_mut(name)
             .unwrap_or_else(|| panic!("{name} in the baseline object"))
@@ -130,6 +142,8 @@ pub struct Case {
     /// is compared with as well as with the empty program: the same range
     /// without an allow list, for the allow-list cases.
     pub reference: Option<String>,
+    /// Also time the IPv4 floor (`floor_v4_count`) on the frame, in each run.
+    pub floor: bool,
 }
 
 impl Case {
@@ -145,6 +159,7 @@ impl Case {
             verdict: Verdict::Pass,
             tunnelled: false,
             reference: None,
+            floor: family == "IPv4",
         }
     }
 
@@ -154,6 +169,7 @@ impl Case {
             label: "decap: IPIP, 64-byte inner UDP frame".to_string(),
             config: format!("decap = [\"ipip\"]\n{}", config(1)),
             tunnelled: true,
+            floor: false,
             ..Case::ranges(1, "192.0.2.7".parse().unwrap(), "IPv4")
         }
     }
@@ -178,6 +194,7 @@ impl Case {
             verdict,
             tunnelled: false,
             reference: matches!(verdict, Verdict::Pass).then(|| web.to_string()),
+            floor: false,
         }
     }
 }
@@ -192,6 +209,8 @@ pub struct Measurement {
     pub harness: Option<Harness>,
     /// The case's `reference` config, timed in each run.
     pub reference_ns: Option<Vec<f64>>,
+    /// The IPv4 floor, timed in each run (`Case::floor`).
+    pub floor_ns: Option<Vec<f64>>,
 }
 
 /// A tunnelled case's raw timings: the frame-restoring harness around vip_xdp
@@ -246,6 +265,15 @@ impl Measurement {
         Some((name, added.collect()))
     }
 
+    /// The ns the IPv4 floor adds over the empty program, and the ns vip_xdp
+    /// adds over the floor, run by run.
+    pub fn floor_figures(&self) -> Option<(Vec<f64>, Vec<f64>)> {
+        let floor = self.floor_ns.as_ref()?;
+        let over_empty = floor.iter().zip(&self.baseline_ns).map(|(f, e)| f - e);
+        let vip_over = self.vip_ns.iter().zip(floor).map(|(v, f)| v - f);
+        Some((over_empty.collect(), vip_over.collect()))
+    }
+
     /// The empty program it is compared with: same verdict, no work.
     pub fn baseline_name(&self) -> &'static str {
         match self.case.verdict {
@@ -270,6 +298,7 @@ pub fn measure(case: Case, runs: usize, repeat: u32) -> Measurement {
         inner
     };
     let (mut vip_ns, mut baseline_ns, mut reference_ns) = (Vec::new(), Vec::new(), Vec::new());
+    let mut floor_ns = Vec::new();
     let mut harness = Harness {
         with_vip_ns: Vec::new(),
         alone_ns: Vec::new(),
@@ -296,6 +325,22 @@ pub fn measure(case: Case, runs: usize, repeat: u32) -> Measurement {
             reference_ns.push(time_xdp(reference.xdp(), &frame, repeat, Verdict::Pass));
             let after = fixture::snapshot(&reference);
             check_counted(&case.dst, Verdict::Pass, false, &before, &after, repeat);
+        }
+        if case.floor {
+            let before = floor_count(&baselines, &case.dst);
+            floor_ns.push(time_xdp(
+                program("floor_v4_count"),
+                &frame,
+                repeat,
+                Verdict::Pass,
+            ));
+            let counted = floor_count(&baselines, &case.dst) - before;
+            assert_eq!(
+                counted,
+                u64::from(repeat),
+                "the floor counted every timed packet to {}",
+                case.dst
+            );
         }
         let before = fixture::snapshot(&datapath);
         let empty = time_xdp(baseline, &frame, repeat, case.verdict);
@@ -335,10 +380,32 @@ pub fn measure(case: Case, runs: usize, repeat: u32) -> Measurement {
     Measurement {
         harness: case.tunnelled.then_some(harness),
         reference_ns: case.reference.is_some().then_some(reference_ns),
+        floor_ns: case.floor.then_some(floor_ns),
         case,
         vip_ns,
         baseline_ns,
     }
+}
+
+/// Packets the IPv4 floor has counted to `dst`, over every CPU.
+fn floor_count(baselines: &Ebpf, dst: &IpAddr) -> u64 {
+    let IpAddr::V4(v4) = dst else {
+        panic!("the IPv4 floor counts IPv4 only")
+    };
+    let slots: Array<_, Verdicts> = baselines
+        .map(MAP_FLOOR_V4_SLOTS)
+        .expect("the IPv4 floor's map")
+        .try_into()
+        .expect("an array");
+    let cpus = slots.len() / FLOOR_V4_VIPS;
+    (0..cpus)
+        .map(|cpu| {
+            let slot = slots
+                .get(&(cpu * FLOOR_V4_VIPS + u32::from(v4.octets()[3])), 0)
+                .expect("a floor slot");
+            slot.accepted.packets
+        })
+        .sum()
 }
 
 /// vip counted all `repeat` packets of one timing to `dst`, on the side of

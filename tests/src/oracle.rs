@@ -93,15 +93,18 @@ pub fn classify(config: &Config, frame: &[u8]) -> Expected {
     let Some(range) = config.ranges.iter().position(|r| r.cidr.contains(&dst)) else {
         return plain(Key::NonVip);
     };
-    let allow = config.ranges[range].allow.as_ref();
+    // A range without an allow list: nothing past the IP header is read.
+    let Some(allow) = config.ranges[range].allow.as_ref() else {
+        return plain(Key::Accepted { range, vip: dst });
+    };
     let Some(transport) = transport(next, l4, later, v6) else {
         return Expected {
-            drop: allow.is_some(),
+            drop: true,
             key: Key::Malformed,
             fragment: false,
         };
     };
-    let accept = allow.is_none_or(|list| allows(&list.rules, &transport, v6));
+    let accept = allows(&allow.rules, &transport, v6);
     Expected {
         drop: !accept,
         key: if accept {

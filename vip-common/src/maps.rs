@@ -111,6 +111,12 @@ pub const MAP_FLOOR_SLOTS: &str = "FLOOR_SLOTS";
 /// slot index.
 pub const FLOOR_PREFIX_V6: [u8; 14] = [0x20, 0x01, 0x0d, 0xb8, 0, 0, 0, 1, 0, 0, 0, 0, 0, 0];
 pub const FLOOR_VIPS: u32 = 1 << 16;
+/// The IPv4 floor of `cargo xtask bench` (vip-baseline's `floor_v4_count`): a
+/// CPU table of [`crate::Verdicts`], `FLOOR_V4_VIPS` slots per CPU, one per
+/// address of `FLOOR_V4_PREFIX`/24, the bench's IPv4 range.
+pub const MAP_FLOOR_V4_SLOTS: &str = "FLOOR_V4_SLOTS";
+pub const FLOOR_V4_PREFIX: [u8; 3] = [192, 0, 2];
+pub const FLOOR_V4_VIPS: u32 = 256;
 
 pub const V4_L1_ENTRIES: u32 = 1 << 16;
 pub const V4_L2_BLOCK: u32 = 256;

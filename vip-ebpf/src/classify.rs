@@ -144,9 +144,9 @@ fn outcome(judgement: Judgement) -> (Verdict, Option<bool>) {
     match judgement {
         Judgement::Accept => (Verdict::Pass, Some(false)),
         Judgement::Drop => (Verdict::Drop, Some(true)),
-        Judgement::Malformed { drop } => {
+        Judgement::Malformed => {
             count::global(GLOBAL_MALFORMED);
-            (if drop { Verdict::Drop } else { Verdict::Pass }, None)
+            (Verdict::Drop, None)
         }
     }
 }

@@ -53,6 +53,11 @@ struct CaseFigures<'a> {
     /// The second comparison (see `Measurement::added_over_reference`).
     reference: Option<&'static str>,
     added_over_reference_ns: Option<Vec<f64>>,
+    /// The IPv4 floor (`floor_v4_count`): its ns, the ns it adds over the
+    /// empty program, and the ns vip_xdp adds over it, run by run.
+    floor_ns: Option<&'a [f64]>,
+    floor_added_ns: Option<Vec<f64>>,
+    added_over_floor_ns: Option<Vec<f64>>,
     /// At most this many ns added, over `target_over`.
     target_ns: f64,
     target_over: &'static str,
@@ -64,6 +69,7 @@ fn write_json(path: &std::path::Path, args: &Args, results: &[Measurement]) -> s
         .iter()
         .map(|m| {
             let over = m.added_over_reference();
+            let floor = m.floor_figures();
             let target = target(m);
             CaseFigures {
                 case: &m.case.label,
@@ -75,6 +81,9 @@ fn write_json(path: &std::path::Path, args: &Args, results: &[Measurement]) -> s
                 ratio: m.ratio(),
                 reference: over.as_ref().map(|(name, _)| *name),
                 added_over_reference_ns: over.map(|(_, added)| added),
+                floor_ns: m.floor_ns.as_deref(),
+                floor_added_ns: floor.as_ref().map(|(f, _)| f.clone()),
+                added_over_floor_ns: floor.map(|(_, v)| v),
                 target_ns: target.ns,
                 target_over: target.over,
                 target_met: !missed(m),
@@ -256,6 +265,21 @@ fn render(results: &[Measurement], args: &Args) -> String {
             range(&m.baseline_ns),
             range(&m.added_ns()),
             m.ratio()
+        );
+    }
+    for m in results {
+        let Some((floor_added, vip_over)) = m.floor_figures() else {
+            continue;
+        };
+        let _ = writeln!(
+            out,
+            "\n{}: the IPv4 floor (vip-baseline's `floor_v4_count`: ethertype and a fixed /24 \
+             checked, this CPU's slot of the last octet counted, XDP_PASS) took {} ns, {} ns \
+             added over the empty program; vip_xdp added {} ns over the floor.",
+            m.case.label,
+            range(m.floor_ns.as_deref().unwrap_or_default()),
+            range(&floor_added),
+            range(&vip_over),
         );
     }
     for m in results {

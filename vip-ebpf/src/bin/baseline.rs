@@ -14,7 +14,7 @@ use aya_ebpf::{
     maps::{Array, PerCpuArray},
     programs::{TcContext, XdpContext},
 };
-use vip_common::{Verdicts, FLOOR_PREFIX_V6, FLOOR_VIPS};
+use vip_common::{Verdicts, FLOOR_PREFIX_V6, FLOOR_V4_PREFIX, FLOOR_V4_VIPS, FLOOR_VIPS};
 
 #[xdp]
 pub fn baseline_pass(_ctx: XdpContext) -> u32 {
@@ -96,6 +96,47 @@ pub fn floor_per_vip(ctx: XdpContext) -> u32 {
     // SAFETY: this CPU's slot; XDP programs do not nest on one CPU.
     unsafe { (*slot).side(true).add((end - start) as u64) };
     xdp_action::XDP_DROP
+}
+
+/// The IPv4 floor's per-VIP counters: `FLOOR_V4_VIPS` slots per CPU.
+#[map]
+static FLOOR_V4_SLOTS: Array<Verdicts> = Array::with_max_entries(1, 0);
+
+/// The floor of an IPv4 hit under BPF_PROG_TEST_RUN (issue 19): the least an
+/// XDP program can do to count a packet per destination exactly. Ethernet and
+/// IPv4 destination in the frame, ethertype IPv4, destination in
+/// `FLOOR_V4_PREFIX`/24, this CPU's slot of the last octet, packets and bytes
+/// counted, XDP_PASS. No VLANs, no header length check, one fixed /24.
+#[xdp]
+pub fn floor_v4_count(ctx: XdpContext) -> u32 {
+    const DST: usize = 14 + 16;
+    let (start, end) = (ctx.data(), ctx.data_end());
+    if start + DST + 4 > end {
+        return xdp_action::XDP_PASS;
+    }
+    let frame = start as *const u8;
+    // SAFETY: inside the frame (checked above).
+    let (ethertype, dst) = unsafe {
+        (
+            core::ptr::read_unaligned(frame.add(12) as *const u16),
+            core::ptr::read_unaligned(frame.add(DST) as *const [u8; 4]),
+        )
+    };
+    let [a, b, c] = FLOOR_V4_PREFIX;
+    let prefix = u32::from_ne_bytes([0xff, 0xff, 0xff, 0]);
+    if ethertype != u16::from_ne_bytes([0x08, 0x00])
+        || u32::from_ne_bytes(dst) & prefix != u32::from_ne_bytes([a, b, c, 0])
+    {
+        return xdp_action::XDP_PASS;
+    }
+    // SAFETY: a helper without arguments.
+    let cpu = unsafe { bpf_get_smp_processor_id() };
+    let Some(slot) = FLOOR_V4_SLOTS.get_ptr_mut(cpu * FLOOR_V4_VIPS + u32::from(dst[3])) else {
+        return xdp_action::XDP_PASS;
+    };
+    // SAFETY: this CPU's slot; XDP programs do not nest on one CPU.
+    unsafe { (*slot).side(false).add((end - start) as u64) };
+    xdp_action::XDP_PASS
 }
 
 /// Destination addresses the generator cycles through (network order; IPv4 uses
