@@ -241,7 +241,9 @@ pub fn sparse_hit(
     }
     // SAFETY: per-CPU slot, as above.
     let slot = unsafe { &mut *found.slot };
-    if slot.epoch != range.epoch || slot.range_id != range.range_id || slot.vip != *vip {
+    // `found`: sparse_find saw `vip` in this slot, and nothing ran on this CPU
+    // since, so the address need not be compared again.
+    if !found.found || slot.epoch != range.epoch || slot.range_id != range.range_id {
         take(slot, range, vip)?;
     }
     slot.seen_generation = found.generation;
