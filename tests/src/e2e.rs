@@ -172,6 +172,9 @@ impl Generator {
 pub enum Receiver {
     /// An empty XDP program returning this verdict.
     Bare { drop: bool },
+    /// vip-baseline's `baseline_read_drop`: XDP_DROP after reading the
+    /// ethertype and the IPv4 destination (an IPv4 frame, or it passes).
+    BareReading,
     /// `vip run` with this config.
     Vip { config: String },
     /// XDP_PASS, then this nftables ruleset (`nft -f`).
@@ -379,6 +382,7 @@ fn set_up<'a>(
                 },
             ))
         }
+        Receiver::BareReading => attached = Some(attach_baseline(lab, "baseline_read_drop")),
         Receiver::Vip { config } => {
             counter = Some(Counter::Vip(crate::daemon::Daemon::start(
                 &lab.server,

@@ -37,7 +37,7 @@ pub struct V4Target {
     pub dense_slot: u32,
 }
 
-/// For the packet path.
+/// What the packet path needs of an IPv4 destination, if it is in a range.
 #[inline(always)]
 pub fn v4(addr_be: [u8; 4]) -> Option<V4Target> {
     let host = u32::from_be_bytes(addr_be);

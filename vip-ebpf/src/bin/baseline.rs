@@ -26,6 +26,30 @@ pub fn baseline_drop(_ctx: XdpContext) -> u32 {
     xdp_action::XDP_DROP
 }
 
+/// XDP_DROP after reading what any classifier reads first, the ethertype and
+/// the IPv4 destination: end to end, bare XDP_DROP never touches the frame, so
+/// this tells what the first read of a frame costs on its own.
+#[xdp]
+pub fn baseline_read_drop(ctx: XdpContext) -> u32 {
+    const DST: usize = 14 + 16;
+    let (start, end) = (ctx.data(), ctx.data_end());
+    if start + DST + 4 > end {
+        return xdp_action::XDP_PASS;
+    }
+    let frame = start as *const u8;
+    // SAFETY: inside the frame (checked above).
+    let (ethertype, dst) = unsafe {
+        (
+            core::ptr::read_unaligned(frame.add(12) as *const u16),
+            core::ptr::read_unaligned(frame.add(DST) as *const u32),
+        )
+    };
+    if ethertype != u16::from_ne_bytes([0x08, 0x00]) || dst == 0 {
+        return xdp_action::XDP_PASS;
+    }
+    xdp_action::XDP_DROP
+}
+
 /// The empty program plus the one helper call decapsulation cannot do without:
 /// what that call costs on the machine, for BENCHMARKS.md.
 #[xdp]
