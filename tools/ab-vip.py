@@ -16,8 +16,16 @@ target/). Then, for the cases whose label has TEXT:
 
 BPF_PROG_TEST_RUN: ns vip adds over the empty program of the same run, per
 case. End to end: Mpps per case.
+
+With --objects, BEFORE and AFTER are two datapath bench objects (copies of
+target/ebpf-bench/bpfel-unknown-none/release/vip-ebpf from two builds of one
+tree): this tree's vip-bench times each through VIP_EBPF_BENCH_OBJ, for a
+datapath change alone, without a second tree.
+
+    tools/ab-vip.py --objects --rounds 10 --only IPv4 /tmp/before.o /tmp/after.o
 """
 import argparse
+import os
 import re
 import statistics
 import subprocess
@@ -26,10 +34,18 @@ PROG = re.compile(r"\| (.+?) \| ([0-9.]+) .*?\| empty XDP_\w+ \| ([0-9.]+) ")
 E2E = re.compile(r"^(.+): ([0-9.]+) \(.*Mpps$", re.M)
 
 
-def once(tree, e2e, only):
+TREE = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def once(build, e2e, only, objects):
+    tree, env = build, None
+    if objects:
+        tree, env = TREE, dict(os.environ, VIP_EBPF_BENCH_OBJ=os.path.abspath(build))
     binary = f"{tree}/target/release/{'vip-e2e' if e2e else 'vip-bench'}"
     args = ["--only", only, "--runs", "1"] + (["--seconds", "2"] if e2e else [])
-    out = subprocess.run([binary] + args, check=True, capture_output=True, text=True).stdout
+    out = subprocess.run(
+        [binary] + args, check=True, capture_output=True, text=True, env=env
+    ).stdout
     if e2e:
         return {m[1]: float(m[2]) for m in E2E.finditer(out)}
     return {m[1]: float(m[2]) - float(m[3]) for m in PROG.finditer(out)}
@@ -40,17 +56,21 @@ def main():
     parser.add_argument("--rounds", type=int, default=10)
     parser.add_argument("--only", required=True)
     parser.add_argument("--e2e", action="store_true")
+    parser.add_argument("--objects", action="store_true",
+                        help="BEFORE and AFTER are bench objects, not trees")
     parser.add_argument("before")
     parser.add_argument("after")
     args = parser.parse_args()
+    if args.objects and args.e2e:
+        parser.error("--objects times BPF_PROG_TEST_RUN cases only")
     results = {}
     for round_ in range(args.rounds):
         order = ["before", "after", "after", "before"]
         if round_ % 2:
             order.reverse()
         for which in order:
-            tree = getattr(args, which)
-            for case, value in once(tree, args.e2e, args.only).items():
+            build = getattr(args, which)
+            for case, value in once(build, args.e2e, args.only, args.objects).items():
                 results.setdefault(case, {}).setdefault(which, []).append(value)
     unit = "Mpps" if args.e2e else "ns added"
     for case, by in results.items():

@@ -142,7 +142,7 @@ fn cases() -> Vec<E2eCase> {
 /// it sets one (vip against bare XDP, IPv6 against IPv4, the per-VIP floor and
 /// peers, Zipf), the earlier issues' otherwise. The second row holds vip to
 /// the same target over a program that reads the frame, as vip must (bare
-/// XDP_DROP never touches it): it cannot fail where the first row passes.
+/// XDP_DROP never touches it); the first row is the target.
 const COMPARISONS: [(&str, &str, &str, f64); 13] = [
     ("vip drop vs bare XDP_DROP", VIP_DROP_V4, BARE_DROP, 0.93),
     (
