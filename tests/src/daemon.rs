@@ -153,7 +153,7 @@ impl Instance {
 
 impl Drop for Instance {
     fn drop(&mut self) {
-        let _ = pin::remove(&self.pin_dir);
+        remove_pin_dir(&self.pin_dir);
         // A BIRD that vip started (it outlives vip on purpose) and that a
         // failed test left running.
         let bird_pid = self.run_dir.path().join("bgp/bird.pid");
@@ -164,6 +164,19 @@ impl Drop for Instance {
             let _ = nix::sys::signal::kill(Pid::from_raw(pid), Signal::SIGKILL);
         }
     }
+}
+
+/// Unlinks every pin in `dir`, then `dir`. Not `pin::remove`: that refuses a
+/// datapath recorded in another network namespace (the lab's, for a test that
+/// panicked before its `vip down`), and would leave its pins and programs
+/// behind on the host's bpffs.
+fn remove_pin_dir(dir: &Path) {
+    if let Ok(entries) = std::fs::read_dir(dir) {
+        for entry in entries.flatten() {
+            let _ = std::fs::remove_file(entry.path());
+        }
+    }
+    let _ = std::fs::remove_dir(dir);
 }
 
 /// A `vip stats --json` steer entry's per-VIP counts, as (address, packets) in
