@@ -76,11 +76,10 @@ pub fn pin_to_cpu0() {
     pin_to_cpu(0);
 }
 
-/// The datapath's sparse table hash key.
-pub fn sparse_key(datapath: &Loaded) -> u64 {
+/// The datapath's sparse table control entry: its hash and key.
+pub fn sparse_control(datapath: &Loaded) -> vip_common::SparseControl {
     vip_userspace::datapath::sparse_control::read(datapath.maps())
         .expect("the sparse control entry")
-        .hash_key
 }
 
 pub fn snapshot(datapath: &Loaded) -> Report {

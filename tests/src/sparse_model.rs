@@ -7,7 +7,7 @@
 use std::collections::HashMap;
 
 use vip_common::{
-    sparse_hash, sparse_idle, RangePressure, SparseSlot, Verdicts, VipAddr, SPARSE_PROBES,
+    sparse_idle, RangePressure, SparseControl, SparseSlot, Verdicts, VipAddr, SPARSE_PROBES,
 };
 
 /// Where a packet counted.
@@ -21,7 +21,8 @@ pub enum Counted {
 
 pub struct SparseModel {
     pub slots: Vec<SparseSlot>,
-    key: u64,
+    /// The datapath's hash and key (its generation is the model's own).
+    control: SparseControl,
     generation: u32,
     /// By range id.
     pub pressure: HashMap<u32, RangePressure>,
@@ -29,13 +30,13 @@ pub struct SparseModel {
 }
 
 impl SparseModel {
-    /// An empty table of `slots` slots (a power of two) under `key`; every
-    /// range stays configured for the model's life.
-    pub fn new(slots: usize, key: u64) -> SparseModel {
+    /// An empty table of `slots` slots (a power of two) under `control`'s
+    /// hash and key; every range stays configured for the model's life.
+    pub fn new(slots: usize, control: SparseControl) -> SparseModel {
         assert!(slots.is_power_of_two());
         SparseModel {
             slots: vec![SparseSlot::default(); slots],
-            key,
+            control,
             generation: 0,
             pressure: HashMap::new(),
             overflow: HashMap::new(),
@@ -57,7 +58,7 @@ impl SparseModel {
         drop: bool,
     ) -> Counted {
         let mask = self.slots.len() - 1;
-        let start = sparse_hash(&vip, self.key) as usize;
+        let start = self.control.slot_hash(&vip) as usize;
         // The VIP's own slot, else the first free one after the first idle
         // one, else the first idle one.
         let mut idle = None;
@@ -132,13 +133,17 @@ mod tests {
     /// The model's own rules, on a table where every VIP collides.
     #[test]
     fn the_model_reclaims_only_after_three_idle_sweeps() {
-        let key = 7;
+        let control = SparseControl {
+            hash_key: 7,
+            hash_kind: vip_common::SPARSE_HASH_MULTIPLY,
+            ..SparseControl::default()
+        };
         let colliding: Vec<VipAddr> = (0..u16::MAX)
             .map(vip)
-            .filter(|v| sparse_hash(v, key) as usize & 63 == 0)
+            .filter(|v| control.slot_hash(v) as usize & 63 == 0)
             .take(SPARSE_PROBES as usize + 1)
             .collect();
-        let mut model = SparseModel::new(64, key);
+        let mut model = SparseModel::new(64, control);
         for (i, v) in colliding[..8].iter().enumerate() {
             assert_eq!(model.count(*v, 1, 1, 100, false), Counted::Row(i));
         }

@@ -238,7 +238,10 @@ fn datapath_agrees_with_the_reference_classifier() {
     let config = Config::parse(CONFIG, Path::new("differential")).unwrap();
     let layout = Layout::new(&config);
     let mut datapath = fixture::load(CONFIG);
-    let mut model = SparseModel::new(layout.sparse_slots as usize, fixture::sparse_key(&datapath));
+    let mut model = SparseModel::new(
+        layout.sparse_slots as usize,
+        fixture::sparse_control(&datapath),
+    );
     let cidrs: Vec<IpNet> = config.ranges.iter().map(|r| r.cidr).collect();
     let mut generator = Generator::new(seed, &cidrs, &[22, 53, 80, 443, 5000, 5100]);
     let mut tally: BTreeMap<&str, u64> = BTreeMap::new();

@@ -8,7 +8,7 @@ use std::{
     path::Path,
 };
 
-use vip_common::{sparse_hash, VipAddr, SPARSE_PROBES};
+use vip_common::{VipAddr, SPARSE_HASH_MULTIPLY, SPARSE_PROBES};
 use vip_tests::{
     fixture::{self, Moved, Program, Verdict},
     packets::FrameSpec,
@@ -45,7 +45,7 @@ fn v6(s: &str) -> IpAddr {
 
 fn start(datapath: &Loaded, vip: &str) -> u32 {
     let vip = VipAddr::from_ip(v6(vip));
-    sparse_hash(&vip, fixture::sparse_key(datapath)) & (SLOTS - 1)
+    fixture::sparse_control(datapath).slot_hash(&vip) & (SLOTS - 1)
 }
 
 /// `count` addresses of `prefix` (`2001:db8:1::`) other than `except`, whose
@@ -312,7 +312,12 @@ fn two_datapaths_place_the_same_addresses_differently() {
     let placements: Vec<(u64, Vec<u32>)> = (0..2)
         .map(|_| {
             let mut datapath = fixture::load(CONFIG);
-            let key = fixture::sparse_key(&datapath);
+            let control = fixture::sparse_control(&datapath);
+            assert_eq!(
+                control.hash_kind, SPARSE_HASH_MULTIPLY,
+                "a new datapath's hash"
+            );
+            let key = control.hash_key;
             for vip in &vips {
                 send(&mut datapath, vip);
             }

@@ -1,7 +1,7 @@
 //! The sparse table's hash key across the datapath's life: kept by restarts
 //! (adoption) of a datapath vip created, and by an upgrade in place from the
-//! older vip (layout 8), so that every row stays where it is and per-VIP
-//! counts stay exact across the upgrade.
+//! older vip (layout 9, whose only hash was fmix), so that every row stays
+//! where it is and per-VIP counts stay exact across the upgrade.
 //!
 //! The test thread is pinned to CPU 0, and so the threads that send its frames
 //! (they inherit the mask): every frame is counted in CPU 0's table.
@@ -9,6 +9,7 @@
 use std::net::IpAddr;
 
 use serde_json::Value;
+use vip_common::{SparseControl, MAP_SPARSE_CONTROL, SPARSE_HASH_FMIX, SPARSE_HASH_MULTIPLY};
 use vip_tests::{
     daemon::{number, old_vip_bin, vip_bin, Daemon, Instance},
     fixture,
@@ -16,10 +17,7 @@ use vip_tests::{
     packets::FrameSpec,
     root::require_root,
 };
-use vip_userspace::datapath::{
-    maps::{Access, Maps},
-    sparse_control,
-};
+use vip_userspace::datapath::pin;
 
 const VIPS: usize = 20;
 
@@ -70,9 +68,16 @@ fn want_rows(per_vip: impl Fn(usize) -> u64) -> Vec<(IpAddr, u64)> {
     (0..VIPS).map(|i| (vip(i), per_vip(i))).collect()
 }
 
+/// The pinned control entry, read without the layout check of `Maps` (the
+/// older vip's datapath has the older layout version until the upgrade).
+fn pinned_control(instance: &Instance) -> SparseControl {
+    let map = pin::open(instance.pin_dir(), MAP_SPARSE_CONTROL).unwrap();
+    let array: aya::maps::Array<_, SparseControl> = map.try_into().unwrap();
+    array.get(&0, 0).unwrap()
+}
+
 fn pinned_key(instance: &Instance) -> u64 {
-    let maps = Maps::open_pinned(instance.pin_dir(), Access::ReadOnly).unwrap();
-    sparse_control::read(&maps).unwrap().hash_key
+    pinned_control(instance).hash_key
 }
 
 /// Slots learned since the pressure counters began, and slots in use, on CPU 0.
@@ -95,6 +100,11 @@ fn a_restarted_daemon_keeps_the_key_its_datapath_drew() {
     let first = Daemon::start_with(&lab.server, &config(), &instance, &["--keep-datapath"]);
     let key = pinned_key(&instance);
     assert_ne!(key, 0, "a new datapath draws a key");
+    assert_eq!(
+        pinned_control(&instance).hash_kind,
+        SPARSE_HASH_MULTIPLY,
+        "a new datapath's hash"
+    );
     let mut sent = send(&lab, |i| 1 + i as u64);
     let stats = first.stats_once_counted(sent);
     assert_eq!(slots(&stats), (VIPS as u64, VIPS as u64));
@@ -107,6 +117,7 @@ fn a_restarted_daemon_keeps_the_key_its_datapath_drew() {
         second.log()
     );
     assert_eq!(pinned_key(&instance), key, "kept by the adoption");
+    assert_eq!(pinned_control(&instance).hash_kind, SPARSE_HASH_MULTIPLY);
     sent += send(&lab, |_| 2);
     let stats = second.stats_once_counted(sent);
     assert_eq!(rows(&stats), want_rows(|i| 3 + i as u64));
@@ -139,11 +150,22 @@ fn an_upgrade_keeps_the_key_and_every_sparse_row_where_it_is() {
     );
     assert_eq!(slots(&stats), (VIPS as u64, VIPS as u64));
     old.stop();
+    let before = pinned_control(&instance);
+    assert_eq!(
+        before.hash_kind, SPARSE_HASH_FMIX,
+        "the older vip's hash (layout 9 had only fmix)"
+    );
 
     instance.use_binary(&vip_bin());
     let new = Daemon::start_with(&lab.server, &config(), &instance, &["--keep-datapath"]);
     assert!(new.log().contains("in-place upgrade 1"), "{}", new.log());
-    assert_ne!(pinned_key(&instance), 0, "the older vip's key, kept");
+    let after = pinned_control(&instance);
+    assert_ne!(after.hash_key, 0, "the older vip's key, kept");
+    assert_eq!(
+        (after.hash_key, after.hash_kind),
+        (before.hash_key, SPARSE_HASH_FMIX),
+        "the older vip's key and hash, kept"
+    );
     let stats = new.stats_once_counted(sent);
     assert_eq!(
         rows(&stats),

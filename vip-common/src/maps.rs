@@ -149,6 +149,11 @@ const _: () = assert!(size_of::<V4Slash24>() == 16);
 pub const GLOBAL_DENSE_STRIDE: &str = "VIP_DENSE_STRIDE";
 /// Global the loader sets to `SETTING_SPARSE_MASK`'s value, as above.
 pub const GLOBAL_SPARSE_MASK: &str = "VIP_SPARSE_MASK";
+/// Global the loader sets to the pinned or new `SparseControl::hash_kind`.
+pub const GLOBAL_SPARSE_HASH_KIND: &str = "VIP_SPARSE_HASH_KIND";
+/// Global (`[u64; 4]`) the loader sets to `sparse_multipliers` of the
+/// control entry's key.
+pub const GLOBAL_SPARSE_MULTIPLIERS: &str = "VIP_SPARSE_MULTIPLIERS";
 
 /// `MAP_SETTINGS` index: the sparse table's length per CPU minus one (a power of
 /// two minus one).
@@ -168,14 +173,16 @@ pub const SETTINGS: u32 = 4;
 /// Bumped whenever a map, a shared type or the meaning of a setting changes, so
 /// that a binary never adopts maps pinned by one it does not know. A binary
 /// upgrades a datapath of its own layout or of one in `UPGRADES_FROM`.
-pub const LAYOUT_VERSION: u32 = 9;
+pub const LAYOUT_VERSION: u32 = 10;
 
 /// Older layouts this binary upgrades in place, with the maps each lacks
 /// (created and pinned by the upgrade): 5 had no `MAP_INFO`, neither 5 nor 6
 /// had the sparse table's control, pressure counters or declared VIPs, none
 /// before 8 had the allow lists' port bitmaps, and none before 9 the /24
-/// entries of the direct index.
-pub const UPGRADES_FROM: [(u32, &[&str]); 4] = [
+/// entries of the direct index. Layout 10 added no map: its new datapaths use
+/// the multiply hash in the sparse table (`SparseControl::hash_kind`, padding
+/// before), which no older binary may adopt; an upgraded one keeps fmix.
+pub const UPGRADES_FROM: [(u32, &[&str]); 5] = [
     (
         5,
         &[
@@ -199,6 +206,7 @@ pub const UPGRADES_FROM: [(u32, &[&str]); 4] = [
     ),
     (7, &[crate::MAP_PORTS, MAP_V4_SLASH24]),
     (8, &[MAP_V4_SLASH24]),
+    (9, &[]),
 ];
 
 /// Name, in the pin directory, of the pinned bpf_link that keeps the datapath

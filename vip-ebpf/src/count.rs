@@ -11,10 +11,10 @@ use aya_ebpf::{
     maps::{Array, HashMap, PerCpuArray},
 };
 use vip_common::{
-    sparse_hash, sparse_idle, AttachMeta, DatapathInfo, DeclaredVip, RangeMeta, RangePressure,
-    RangeStats, RangeValue, SparseControl, SparseSlot, Verdicts, VipAddr, CPU_TABLE_MAP_FLAGS,
-    GLOBAL_COUNTERS, PER_VIP_DECLARED_ONLY, PER_VIP_DENSE, PER_VIP_SPARSE, PER_VIP_SPARSE_DECLARED,
-    SETTINGS, SPARSE_PROBES,
+    sparse_hash, sparse_hash_multiply, sparse_idle, AttachMeta, DatapathInfo, DeclaredVip,
+    RangeMeta, RangePressure, RangeStats, RangeValue, SparseControl, SparseSlot, Verdicts, VipAddr,
+    CPU_TABLE_MAP_FLAGS, GLOBAL_COUNTERS, PER_VIP_DECLARED_ONLY, PER_VIP_DENSE, PER_VIP_SPARSE,
+    PER_VIP_SPARSE_DECLARED, SETTINGS, SPARSE_HASH_MULTIPLY, SPARSE_PROBES,
 };
 
 use crate::lookup;
@@ -46,6 +46,14 @@ static VIP_DECLARED: HashMap<VipAddr, DeclaredVip> = HashMap::with_max_entries(1
 static VIP_DENSE_STRIDE: u32 = 0;
 #[unsafe(no_mangle)]
 static VIP_SPARSE_MASK: u32 = 0;
+/// `SparseControl::hash_kind` of the datapath, and for `SPARSE_HASH_MULTIPLY`
+/// its multipliers (`vip_common::sparse_multipliers` of the key), set by the
+/// loader like the two above: both are fixed for the datapath's life, and as
+/// constants the hash need not wait for the control entry's lookup.
+#[unsafe(no_mangle)]
+static VIP_SPARSE_HASH_KIND: u32 = 0;
+#[unsafe(no_mangle)]
+static VIP_SPARSE_MULTIPLIERS: [u64; 4] = [0; 4];
 
 #[inline(always)]
 fn loader_constant(value: &'static u32) -> u32 {
@@ -150,7 +158,14 @@ pub fn sparse_find(vip: &VipAddr) -> Result<Sparse, MapInconsistent> {
     let control = *VIP_SPARSE_CTL.get(0).ok_or(MapInconsistent)?;
     let mask = loader_constant(&VIP_SPARSE_MASK);
     let base = cpu().wrapping_mul(mask.wrapping_add(1));
-    let start = sparse_hash(vip, control.hash_key);
+    let start = if loader_constant(&VIP_SPARSE_HASH_KIND) == SPARSE_HASH_MULTIPLY {
+        // SAFETY: a static. Read volatile, or the compiler folds the zeros above.
+        sparse_hash_multiply(vip, &unsafe {
+            core::ptr::read_volatile(&VIP_SPARSE_MULTIPLIERS)
+        })
+    } else {
+        sparse_hash(vip, control.hash_key)
+    };
     let mut reusable: *mut SparseSlot = core::ptr::null_mut();
     for i in 0..SPARSE_PROBES {
         let index = base.wrapping_add(start.wrapping_add(i) & mask);

@@ -7,9 +7,9 @@ use anyhow::{bail, Context};
 
 use crate::command::{cargo, run};
 
-/// The last commit before the /24 entries of the IPv4 direct index (issue
-/// 19): its datapath has layout version 8, which this tree upgrades from.
-pub const COMMIT: &str = "455e5943afd0eed146eaf99ef0549a8b8010dc29";
+/// The last commit before the multiply hash of the sparse table (issue 19):
+/// its datapath has layout version 9, which this tree upgrades from.
+pub const COMMIT: &str = "3c89e79b240186f9f6bac1c35b62de9634e14835";
 
 /// The older binary, built if it is not cached yet.
 pub fn vip(root: &Path) -> anyhow::Result<PathBuf> {

@@ -21,11 +21,12 @@ use aya::{
 };
 
 use vip_common::{
-    AttachMeta, GLOBAL_DENSE_STRIDE, GLOBAL_SPARSE_MASK, MAP_ATTACH_META, MAP_DECAP, MAP_DECLARED,
-    MAP_DELIVERED, MAP_DENSE_STATS, MAP_POLICY, MAP_PORTS, MAP_PRESSURE, MAP_RANGES,
-    MAP_RANGE_META, MAP_RANGE_STATS, MAP_SPARSE_STATS, MAP_STEER, MAP_STEER_SOCKETS,
-    MAP_STEER_STATS, MAP_V4_L2, MAP_V4_RANGES, MAP_V4_SLASH24, MAP_V6_RANGES, PINNED_MAPS, PROG_TC,
-    PROG_XDP, SK_LOOKUP_LINK_PIN, V4_L2_BLOCK,
+    AttachMeta, SparseControl, GLOBAL_DENSE_STRIDE, GLOBAL_SPARSE_HASH_KIND, GLOBAL_SPARSE_MASK,
+    GLOBAL_SPARSE_MULTIPLIERS, MAP_ATTACH_META, MAP_DECAP, MAP_DECLARED, MAP_DELIVERED,
+    MAP_DENSE_STATS, MAP_POLICY, MAP_PORTS, MAP_PRESSURE, MAP_RANGES, MAP_RANGE_META,
+    MAP_RANGE_STATS, MAP_SPARSE_STATS, MAP_STEER, MAP_STEER_SOCKETS, MAP_STEER_STATS, MAP_V4_L2,
+    MAP_V4_RANGES, MAP_V4_SLASH24, MAP_V6_RANGES, PINNED_MAPS, PROG_TC, PROG_XDP,
+    SK_LOOKUP_LINK_PIN, V4_L2_BLOCK,
 };
 
 pub use adopt::{adopt, AdoptError};
@@ -78,6 +79,8 @@ pub enum DatapathError {
     Cpus(#[source] std::io::Error),
     #[error("drawing the sparse table's hash key: {0}")]
     Random(#[source] getrandom::Error),
+    #[error("the pinned sparse table uses hash {kind}, which this vip does not know")]
+    UnknownSparseHash { kind: u32 },
     #[error(transparent)]
     Maps(#[from] MapsError),
     #[error("{interface}: XDP attached through netlink, not a bpf_link (kernel before 5.9?), so it cannot stay attached across restarts; remove it with `ip link set dev {interface} xdp off`")]
@@ -139,9 +142,10 @@ impl Loaded {
         layout: &Layout,
         interfaces: &[String],
     ) -> Result<Loaded, DatapathError> {
-        let (ebpf, mut maps) = open(object, layout, interfaces, None)?;
+        let control = sparse_control::new()?;
+        let (ebpf, mut maps) = open(object, layout, interfaces, None, &control)?;
         sync::sync(&mut maps, None, layout)?;
-        sparse_control::create(&mut maps)?;
+        sparse_control::create(&mut maps, control)?;
         build::record(&mut maps, object, 0)?;
         Loaded::verify(ebpf, maps)
     }
@@ -343,13 +347,17 @@ impl Datapath {
 /// Loads `object` with maps sized for `layout` and `interfaces`; with
 /// `pinned`, the maps pinned in that directory (all of vip's but the listed
 /// ones) are used as they are, so the object's programs share the live
-/// datapath's state. Returns the programs, not loaded yet, and the maps.
+/// datapath's state. `control` is the sparse table's control entry the
+/// programs will find (its hash becomes loader constants). Returns the
+/// programs, not loaded yet, and the maps.
 fn open(
     object: &[u8],
     layout: &Layout,
     interfaces: &[String],
     pinned: Option<(&std::path::Path, &[&str])>,
+    control: &SparseControl,
 ) -> Result<(Ebpf, Maps), DatapathError> {
+    let (hash_kind, multipliers) = sparse_control::globals(control)?;
     // MAP_DECAP is indexed by ifindex (an array lookup, which the verifier
     // inlines, where a hash lookup costs a helper call on every tunnel).
     let max_ifindex = interfaces
@@ -375,6 +383,8 @@ fn open(
     loader
         .override_global(GLOBAL_DENSE_STRIDE, &stride, true)
         .override_global(GLOBAL_SPARSE_MASK, &mask, true)
+        .override_global(GLOBAL_SPARSE_HASH_KIND, &hash_kind, true)
+        .override_global(GLOBAL_SPARSE_MULTIPLIERS, &multipliers, true)
         .map_max_entries(MAP_V4_RANGES, capacity.ranges)
         .map_max_entries(MAP_V6_RANGES, capacity.ranges)
         .map_max_entries(MAP_RANGES, capacity.ranges)

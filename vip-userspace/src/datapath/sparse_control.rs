@@ -1,23 +1,53 @@
-//! The sparse table's control entry (`MAP_SPARSE_CONTROL`): its hash key, drawn
-//! when a datapath is created and kept in the pins for its life, and the sweep
-//! generation the daemon moves on, which ages the slots.
+//! The sparse table's control entry (`MAP_SPARSE_CONTROL`): its hash and key,
+//! chosen when a datapath is created and kept in the pins for its life, and the
+//! sweep generation the daemon moves on, which ages the slots.
 
-use aya::maps::Array;
-use vip_common::{SparseControl, MAP_SPARSE_CONTROL};
+use std::path::Path;
 
-use super::{maps::Maps, DatapathError};
+use aya::maps::{Array, Map};
+use vip_common::{
+    sparse_multipliers, SparseControl, MAP_SPARSE_CONTROL, SPARSE_HASH_FMIX, SPARSE_HASH_MULTIPLY,
+};
 
-/// The control entry of a new datapath: a random key, generation 0.
-pub(super) fn create(maps: &mut Maps) -> Result<(), DatapathError> {
+use super::{maps::Maps, pin, DatapathError};
+
+/// The control entry of a new datapath: the multiply hash, a random key,
+/// generation 0.
+pub(super) fn new() -> Result<SparseControl, DatapathError> {
     let mut key = [0u8; 8];
     getrandom::getrandom(&mut key).map_err(DatapathError::Random)?;
-    write(
-        maps,
-        SparseControl {
-            hash_key: u64::from_ne_bytes(key),
-            ..SparseControl::default()
-        },
-    )
+    Ok(SparseControl {
+        hash_key: u64::from_ne_bytes(key),
+        hash_kind: SPARSE_HASH_MULTIPLY,
+        ..SparseControl::default()
+    })
+}
+
+/// Writes a new datapath's control entry, before any program runs.
+pub(super) fn create(maps: &mut Maps, control: SparseControl) -> Result<(), DatapathError> {
+    write(maps, control)
+}
+
+/// The control entry pinned in `dir`; a datapath of layout 5 or 6 has none
+/// yet, and the upgrade creates it zeroed: the unkeyed fmix hash, which is
+/// where its slots are.
+pub(super) fn pinned(dir: &Path, missing: bool) -> Result<SparseControl, DatapathError> {
+    if missing {
+        return Ok(SparseControl::default());
+    }
+    let map: Map = pin::open(dir, MAP_SPARSE_CONTROL)?;
+    let array: Array<_, SparseControl> = Array::try_from(map).map_err(map_err)?;
+    array.get(&0, 0).map_err(map_err)
+}
+
+/// The loader constants of the programs that will read `control`: its hash
+/// kind and, for the multiply hash, its multipliers.
+pub(super) fn globals(control: &SparseControl) -> Result<(u32, [u64; 4]), DatapathError> {
+    match control.hash_kind {
+        SPARSE_HASH_FMIX => Ok((SPARSE_HASH_FMIX, [0; 4])),
+        SPARSE_HASH_MULTIPLY => Ok((SPARSE_HASH_MULTIPLY, sparse_multipliers(control.hash_key))),
+        kind => Err(DatapathError::UnknownSparseHash { kind }),
+    }
 }
 
 /// The control entry as the datapath reads it.

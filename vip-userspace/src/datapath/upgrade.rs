@@ -11,15 +11,15 @@
 
 use aya::maps::Array;
 use vip_common::{
-    LAYOUT_VERSION, MAP_PORTS, MAP_SETTINGS, MAP_V4_SLASH24, PROG_SK_LOOKUP, PROG_TC, PROG_XDP,
-    SETTING_LAYOUT_VERSION, SK_LOOKUP_LINK_PIN,
+    LAYOUT_VERSION, MAP_PORTS, MAP_SETTINGS, MAP_SPARSE_CONTROL, MAP_V4_SLASH24, PROG_SK_LOOKUP,
+    PROG_TC, PROG_XDP, SETTING_LAYOUT_VERSION, SK_LOOKUP_LINK_PIN,
 };
 
 use super::{
     attach::{Attachment, Link},
     build, link_update, open,
     pin::{self, PinDir},
-    steering, sync, AttachMode, Datapath, DatapathError, Loaded, EBPF_OBJECT,
+    sparse_control, steering, sync, AttachMode, Datapath, DatapathError, Loaded, EBPF_OBJECT,
 };
 use crate::{fault, layout::Layout};
 
@@ -34,11 +34,15 @@ pub(super) fn upgrade(
     attachments: Vec<Attachment>,
     steering_link: Option<Link>,
 ) -> Result<Datapath, DatapathError> {
+    // The hash stays the one the datapath was created with: its slots are
+    // where that hash put them.
+    let control = sparse_control::pinned(pins.path(), missing.contains(&MAP_SPARSE_CONTROL))?;
     let (ebpf, maps) = open(
         EBPF_OBJECT,
         layout,
         interfaces,
         Some((pins.path(), missing)),
+        &control,
     )?;
     let upgrades = build::info(&maps).map_or(0, |info| info.upgrades);
     // Verified before any map changes: a program the kernel refuses leaves

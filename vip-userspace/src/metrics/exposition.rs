@@ -587,6 +587,7 @@ mod tests {
             slots: 128,
             used_per_cpu: vec![32, 96],
             keyed: true,
+            hash: "multiply".to_string(),
             generation: 5,
         };
         snapshot.report.ranges[1].sparse = Some(crate::stats::SparsePressure {

@@ -52,6 +52,11 @@ pub struct SparseTableReport {
     /// Whether the table's hash has a key (a datapath upgraded from layout 6
     /// or older keeps the unkeyed hash until it is started afresh).
     pub keyed: bool,
+    /// Which hash places the VIPs: `multiply` for a datapath created by this
+    /// vip, `fmix` for one created by layout 9 or older and upgraded in place
+    /// (it keeps its hash, so its rows stay where they are).
+    #[serde(default)]
+    pub hash: String,
     /// The sweep generation (moves every half `sparse_idle_seconds`).
     pub generation: u32,
 }

@@ -13,7 +13,7 @@ use vip_common::{
     FAMILY_V4, GLOBAL_COUNTERS, GLOBAL_DECAP_GUE, GLOBAL_DECAP_IP6IP6, GLOBAL_DECAP_IPIP,
     GLOBAL_FRAGMENTS, GLOBAL_INTERNAL_ERRORS, GLOBAL_MALFORMED, GLOBAL_NON_VIP, MAP_ATTACH_META,
     MAP_DECLARED, MAP_DELIVERED, MAP_GLOBAL_STATS, MAP_PRESSURE, MAP_RANGE_META, MAP_RANGE_STATS,
-    MAP_STEERED_VIPS, MAP_STEER_STATS,
+    MAP_STEERED_VIPS, MAP_STEER_STATS, SPARSE_HASH_MULTIPLY,
 };
 
 use super::{
@@ -248,6 +248,11 @@ fn add_sparse_vips(
         slots: u64::from(sparse.stride()),
         used_per_cpu: vec![0; cpus],
         keyed: control.hash_key != 0,
+        hash: match control.hash_kind {
+            SPARSE_HASH_MULTIPLY => "multiply",
+            _ => "fmix",
+        }
+        .to_string(),
         generation: control.generation,
     };
     for range in ranges.iter_mut() {

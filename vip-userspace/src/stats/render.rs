@@ -45,14 +45,17 @@ pub fn table(report: &Report) -> String {
         let _ = writeln!(out, "drift repaired: {kind} x{count}");
     }
     let table = &report.sparse_table;
-    let _ =
-        writeln!(
+    let _ = writeln!(
         out,
         "sparse VIP table: {} slots per CPU, used {:?} ({:.0}% on the fullest CPU), {}, sweep {}",
         table.slots,
         table.used_per_cpu,
         table.fullest_cpu_ratio() * 100.0,
-        if table.keyed { "keyed hash" } else { "unkeyed hash (upgraded from layout 6 or older)" },
+        match (table.keyed, table.hash.as_str()) {
+            (false, _) => "unkeyed hash (upgraded from layout 6 or older)",
+            (true, "multiply") => "keyed hash",
+            (true, _) => "keyed fmix hash (upgraded from layout 9 or older)",
+        },
         table.generation
     );
     let _ = writeln!(
