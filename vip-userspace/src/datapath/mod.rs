@@ -145,7 +145,7 @@ impl Loaded {
         let control = sparse_control::new()?;
         let (ebpf, mut maps) = open(object, layout, interfaces, None, &control)?;
         sync::sync(&mut maps, None, layout)?;
-        sparse_control::create(&mut maps, control)?;
+        sparse_control::write(&mut maps, control)?;
         build::record(&mut maps, object, 0)?;
         Loaded::verify(ebpf, maps)
     }

@@ -23,11 +23,6 @@ pub(super) fn new() -> Result<SparseControl, DatapathError> {
     })
 }
 
-/// Writes a new datapath's control entry, before any program runs.
-pub(super) fn create(maps: &mut Maps, control: SparseControl) -> Result<(), DatapathError> {
-    write(maps, control)
-}
-
 /// The control entry pinned in `dir`; a datapath of layout 5 or 6 has none
 /// yet, and the upgrade creates it zeroed: the unkeyed fmix hash, which is
 /// where its slots are.
@@ -70,7 +65,8 @@ pub fn sweep(maps: &mut Maps) -> Result<u32, DatapathError> {
     Ok(control.generation)
 }
 
-fn write(maps: &mut Maps, control: SparseControl) -> Result<(), DatapathError> {
+/// Writes the control entry (a new datapath's before any program runs).
+pub(super) fn write(maps: &mut Maps, control: SparseControl) -> Result<(), DatapathError> {
     let mut array: Array<_, SparseControl> = maps.typed_mut(MAP_SPARSE_CONTROL)?;
     array.set(0, control, 0).map_err(map_err)
 }
