@@ -48,10 +48,16 @@ E2E = re.compile(r"^(.+): ([0-9.]+) \(.*Mpps$", re.M)
 TREE = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
-def once(build, e2e, only, objects):
-    tree, env = build, None
+def bench_tree(build, objects):
+    """The tree whose binaries run, and their environment: BUILD itself, or
+    with --objects this tree timing the bench object BUILD."""
     if objects:
-        tree, env = TREE, dict(os.environ, VIP_EBPF_BENCH_OBJ=os.path.abspath(build))
+        return TREE, dict(os.environ, VIP_EBPF_BENCH_OBJ=os.path.abspath(build))
+    return build, None
+
+
+def once(build, e2e, only, objects):
+    tree, env = bench_tree(build, objects)
     binary = f"{tree}/target/release/{'vip-e2e' if e2e else 'vip-bench'}"
     args = ["--only", only, "--runs", "1"] + (["--seconds", "2"] if e2e else [])
     out = subprocess.run(
@@ -67,9 +73,7 @@ LOOP = {"bpf_test_run", "bpf_test_timer_continue", "__local_bh_enable_ip"}
 
 def profiled(build, only, objects, repeat):
     """vip_xdp's perf samples over the test-run loop's, while vip_xdp ran."""
-    tree, env = build, None
-    if objects:
-        tree, env = TREE, dict(os.environ, VIP_EBPF_BENCH_OBJ=os.path.abspath(build))
+    tree, env = bench_tree(build, objects)
     data = "/tmp/ab-vip.perf.data"
     bench = [f"{tree}/target/release/vip-bench", "--only", only,
              "--repeat", str(repeat), "--runs", "1"]

@@ -121,9 +121,10 @@ pub fn sparse_hash(vip: &VipAddr, key: u64) -> u32 {
 /// of the test below, 951 VIPs end up past the probe limit with the sum's
 /// high half as the index, 201 with that half folded onto the low one, and 7
 /// with the round.
-/// The four multiplies are independent, so this takes about 15 cycles where
-/// [`sparse_hash`]'s two dependent finalizers take about 26: that hash was a
-/// third of an IPv6 hit's time in issue 19's profile.
+/// The four multiplies are independent, so by instruction latencies this is
+/// about 15 cycles deep where [`sparse_hash`]'s two dependent finalizers are
+/// about 26: that hash had a third of an IPv6 hit's samples in issue 19's
+/// profile (AMD EPYC; BENCHMARKS.md "Issue 19, third session").
 #[inline(always)]
 pub fn sparse_hash_multiply(vip: &VipAddr, multipliers: &[u64; 4]) -> u32 {
     let words: [u32; 4] = bytemuck::cast(vip.addr_be);
