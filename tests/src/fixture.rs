@@ -20,6 +20,18 @@ pub fn load_object(object: &[u8], config_toml: &str) -> Loaded {
     Loaded::load_object(object, &Layout::new(&config), &config.interfaces).expect("datapath loads")
 }
 
+/// [`load`] with the sparse table on `hash_kind` (`vip_common::SPARSE_HASH_*`).
+pub fn load_with_hash(config_toml: &str, hash_kind: u32) -> Loaded {
+    let config = Config::parse(config_toml, Path::new("fixture")).expect("fixture config is valid");
+    Loaded::load_object_with_hash(
+        vip_userspace::datapath::embedded_object(),
+        &Layout::new(&config),
+        &config.interfaces,
+        hash_kind,
+    )
+    .expect("datapath loads")
+}
+
 /// Counter changes caused by one run.
 #[derive(Debug, Default, PartialEq, Eq)]
 pub struct Deltas {

@@ -8,7 +8,7 @@ use std::{
     path::Path,
 };
 
-use vip_common::{VipAddr, SPARSE_HASH_MULTIPLY, SPARSE_PROBES};
+use vip_common::{VipAddr, SPARSE_HASH_FMIX, SPARSE_HASH_MULTIPLY, SPARSE_PROBES};
 use vip_tests::{
     fixture::{self, Moved, Program, Verdict},
     packets::FrameSpec,
@@ -76,8 +76,24 @@ fn overflow_is_counted_in_the_range() {
     if !require_root("overflow_is_counted_in_the_range") {
         return;
     }
+    overflow_is_counted(SPARSE_HASH_MULTIPLY);
+}
+
+/// The same under the fmix hash, which datapaths created by layout 9 and older
+/// keep through upgrades: the VIPs userspace computes to share a probe start
+/// share it in the datapath too.
+#[test]
+fn overflow_is_counted_under_the_older_hash() {
+    if !require_root("overflow_is_counted_under_the_older_hash") {
+        return;
+    }
+    overflow_is_counted(SPARSE_HASH_FMIX);
+}
+
+fn overflow_is_counted(hash_kind: u32) {
     fixture::pin_to_cpu0();
-    let mut datapath = fixture::load(CONFIG);
+    let mut datapath = fixture::load_with_hash(CONFIG, hash_kind);
+    assert_eq!(fixture::sparse_control(&datapath).hash_kind, hash_kind);
     // Nine VIPs whose probe sequences all start at one slot: eight fill it and
     // the seven after it, and the ninth finds every slot it may probe taken.
     let same = same_start(

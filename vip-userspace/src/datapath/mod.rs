@@ -26,7 +26,7 @@ use vip_common::{
     MAP_DENSE_STATS, MAP_POLICY, MAP_PORTS, MAP_PRESSURE, MAP_RANGES, MAP_RANGE_META,
     MAP_RANGE_STATS, MAP_SPARSE_STATS, MAP_STEER, MAP_STEER_SOCKETS, MAP_STEER_STATS, MAP_V4_L2,
     MAP_V4_RANGES, MAP_V4_SLASH24, MAP_V6_RANGES, PINNED_MAPS, PROG_TC, PROG_XDP,
-    SK_LOOKUP_LINK_PIN, V4_L2_BLOCK,
+    SK_LOOKUP_LINK_PIN, SPARSE_HASH_MULTIPLY, V4_L2_BLOCK,
 };
 
 pub use adopt::{adopt, AdoptError};
@@ -142,7 +142,20 @@ impl Loaded {
         layout: &Layout,
         interfaces: &[String],
     ) -> Result<Loaded, DatapathError> {
-        let control = sparse_control::new()?;
+        Loaded::load_object_with_hash(object, layout, interfaces, SPARSE_HASH_MULTIPLY)
+    }
+
+    /// [`Loaded::load_object`] with the sparse table on `hash_kind` (a
+    /// `vip_common::SPARSE_HASH_*`) where a new datapath has the multiply
+    /// hash: the fmix hash is what an upgrade keeps of a datapath created by
+    /// layout 9 or older, and tests load it so.
+    pub fn load_object_with_hash(
+        object: &[u8],
+        layout: &Layout,
+        interfaces: &[String],
+        hash_kind: u32,
+    ) -> Result<Loaded, DatapathError> {
+        let control = sparse_control::new(hash_kind)?;
         let (ebpf, mut maps) = open(object, layout, interfaces, None, &control)?;
         sync::sync(&mut maps, None, layout)?;
         sparse_control::write(&mut maps, control)?;

@@ -11,16 +11,18 @@ use vip_common::{
 
 use super::{maps::Maps, pin, DatapathError};
 
-/// The control entry of a new datapath: the multiply hash, a random key,
-/// generation 0.
-pub(super) fn new() -> Result<SparseControl, DatapathError> {
+/// The control entry of a new datapath: `hash_kind` (the multiply hash, but
+/// for tests of the older one), a random key, generation 0.
+pub(super) fn new(hash_kind: u32) -> Result<SparseControl, DatapathError> {
     let mut key = [0u8; 8];
     getrandom::getrandom(&mut key).map_err(DatapathError::Random)?;
-    Ok(SparseControl {
+    let control = SparseControl {
         hash_key: u64::from_ne_bytes(key),
-        hash_kind: SPARSE_HASH_MULTIPLY,
+        hash_kind,
         ..SparseControl::default()
-    })
+    };
+    globals(&control)?;
+    Ok(control)
 }
 
 /// The control entry pinned in `dir`; a datapath of layout 5 or 6 has none
