@@ -61,6 +61,10 @@ pub const MAP_PRESSURE: &str = "VIP_PRESSURE";
 /// ranges (layout 7 on).
 pub const MAP_DECLARED: &str = "VIP_DECLARED";
 
+/// Every map name starts with this, so that `vip down` can remove the pins of
+/// maps a newer layout added, which this binary does not know by name.
+pub const MAP_NAME_PREFIX: &str = "VIP_";
+
 /// Every map the daemon pins, in pin order: `MAP_ATTACH_META` is last, so its pin
 /// marks a datapath that is fully set up.
 pub const PINNED_MAPS: [&str; 25] = [
@@ -340,6 +344,13 @@ mod pod {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn every_pinned_map_has_the_prefix() {
+        for name in PINNED_MAPS {
+            assert!(name.starts_with(MAP_NAME_PREFIX), "{name}");
+        }
+    }
 
     #[test]
     fn cpu_table_strides_fill_whole_pages() {

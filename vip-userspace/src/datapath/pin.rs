@@ -11,8 +11,8 @@ use aya::{
 };
 use nix::sys::statfs::FsType;
 use vip_common::{
-    LINK_PIN_PREFIX, MAP_SETTINGS, PINNED_MAPS, SETTING_LAYOUT_VERSION, SETTING_NETNS_INODE,
-    SK_LOOKUP_LINK_PIN,
+    LINK_PIN_PREFIX, MAP_NAME_PREFIX, MAP_SETTINGS, PINNED_MAPS, SETTING_LAYOUT_VERSION,
+    SETTING_NETNS_INODE, SK_LOOKUP_LINK_PIN,
 };
 
 use crate::netns::NetnsId;
@@ -97,10 +97,12 @@ impl PinDir {
         &self.dir
     }
 
-    /// Whether any vip pin is there (of a complete datapath or not).
+    /// Whether any vip pin is there (of a complete datapath or not, of this
+    /// layout or another).
     pub fn holds_pins(&self) -> bool {
-        PINNED_MAPS.iter().any(|name| self.dir.join(name).exists())
-            || !link_pins(&self.dir).unwrap_or_default().is_empty()
+        [LINK_PIN_PREFIX, MAP_NAME_PREFIX]
+            .iter()
+            .any(|prefix| !pins_named(&self.dir, prefix).unwrap_or_default().is_empty())
     }
 
     pub fn pin_map(&self, name: &'static str, map: &Map) -> Result<(), PinError> {
@@ -159,8 +161,8 @@ pub fn link_name(interface: &str) -> String {
     format!("{LINK_PIN_PREFIX}{interface}")
 }
 
-/// The link pins in `dir`.
-fn link_pins(dir: &Path) -> io::Result<Vec<PathBuf>> {
+/// The pins in `dir` whose names start with `prefix`.
+fn pins_named(dir: &Path, prefix: &str) -> io::Result<Vec<PathBuf>> {
     let entries = match std::fs::read_dir(dir) {
         Ok(entries) => entries,
         Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
@@ -172,7 +174,7 @@ fn link_pins(dir: &Path) -> io::Result<Vec<PathBuf>> {
         if entry
             .file_name()
             .to_str()
-            .is_some_and(|name| name.starts_with(LINK_PIN_PREFIX))
+            .is_some_and(|name| name.starts_with(prefix))
         {
             pins.push(entry.path());
         }
@@ -182,7 +184,8 @@ fn link_pins(dir: &Path) -> io::Result<Vec<PathBuf>> {
 
 /// Removes vip's pins from `dir` (links first, which detaches the datapath
 /// unless a running process still holds them), then `dir` itself if it is left
-/// empty. Returns whether there was anything to remove.
+/// empty. Returns whether there was anything to remove. Maps this binary does
+/// not know, pinned by a newer layout, go too: their names have vip's prefix.
 pub fn remove(dir: &Path) -> Result<bool, PinError> {
     let ours = crate::netns::current();
     if let Some(theirs) = netns(dir).filter(|&theirs| theirs != ours) {
@@ -193,13 +196,22 @@ pub fn remove(dir: &Path) -> Result<bool, PinError> {
         });
     }
     let mut removed = false;
-    let links = link_pins(dir).map_err(|source| PinError::Io {
-        path: dir.to_path_buf(),
-        source,
-    })?;
+    let named = |prefix| {
+        pins_named(dir, prefix).map_err(|source| PinError::Io {
+            path: dir.to_path_buf(),
+            source,
+        })
+    };
+    let links = named(LINK_PIN_PREFIX)?;
     let maps = PINNED_MAPS.iter().map(|name| dir.join(name));
+    let newer_maps = named(MAP_NAME_PREFIX)?;
     let steering = std::iter::once(dir.join(SK_LOOKUP_LINK_PIN));
-    for path in links.into_iter().chain(steering).chain(maps) {
+    for path in links
+        .into_iter()
+        .chain(steering)
+        .chain(maps)
+        .chain(newer_maps)
+    {
         match std::fs::remove_file(&path) {
             Ok(()) => removed = true,
             Err(e) if e.kind() == io::ErrorKind::NotFound => {}
@@ -265,4 +277,45 @@ fn is_bpffs(path: &Path) -> bool {
     nix::sys::statfs::statfs(path)
         .map(|s| s.filesystem_type() == BPF_FS_MAGIC)
         .unwrap_or(false)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A directory of plain files stands in for bpffs: `remove` unlinks
+    /// names, and with no settings pin it has no namespace to refuse.
+    fn dir_with(names: &[&str]) -> PathBuf {
+        let dir = std::env::temp_dir().join(format!(
+            "vip-pin-remove-{}-{}",
+            std::process::id(),
+            names.len()
+        ));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir(&dir).unwrap();
+        for name in names {
+            std::fs::write(dir.join(name), b"").unwrap();
+        }
+        dir
+    }
+
+    #[test]
+    fn remove_takes_the_maps_of_a_newer_layout_and_the_directory() {
+        let dir = dir_with(&["link-eth0", "VIP_GLOBAL", "VIP_SOME_NEWER_MAP"]);
+        assert!(remove(&dir).unwrap());
+        assert!(!dir.exists());
+    }
+
+    #[test]
+    fn remove_leaves_what_is_not_vips() {
+        let dir = dir_with(&["VIP_GLOBAL", "someone-elses-map"]);
+        let error = remove(&dir).unwrap_err();
+        assert!(matches!(error, PinError::Io { .. }), "{error}");
+        let left: Vec<_> = std::fs::read_dir(&dir)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().into_string().unwrap())
+            .collect();
+        assert_eq!(left, ["someone-elses-map"]);
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
 }
