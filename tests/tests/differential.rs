@@ -358,8 +358,11 @@ fn datapath_agrees_with_the_reference_classifier() {
                 all
             });
     println!("differential: {packets} packets agreed through XDP and TC: {tally:?}; sparse table: {pressure:?}");
+    // A bound on what the run exercised, not on the datapath: reclaims depend
+    // on the seed and on the datapath's random hash key. Seven runs of 200,000
+    // packets reclaimed 75 to 116 slots; 75 failed the old bound of 80 in CI.
     assert!(
-        pressure.slots_reclaimed > packets as u64 / 2_500
+        pressure.slots_reclaimed > packets as u64 / 10_000
             && pressure.unlearned.dropped.packets > packets as u64 / 100,
         "the run reclaims slots and meets a range that does not learn: {pressure:?}"
     );

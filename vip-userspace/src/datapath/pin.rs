@@ -285,12 +285,8 @@ mod tests {
 
     /// A directory of plain files stands in for bpffs: `remove` unlinks
     /// names, and with no settings pin it has no namespace to refuse.
-    fn dir_with(names: &[&str]) -> PathBuf {
-        let dir = std::env::temp_dir().join(format!(
-            "vip-pin-remove-{}-{}",
-            std::process::id(),
-            names.len()
-        ));
+    fn dir_with(test: &str, names: &[&str]) -> PathBuf {
+        let dir = std::env::temp_dir().join(format!("vip-{test}-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir(&dir).unwrap();
         for name in names {
@@ -301,14 +297,14 @@ mod tests {
 
     #[test]
     fn remove_takes_the_maps_of_a_newer_layout_and_the_directory() {
-        let dir = dir_with(&["link-eth0", "VIP_GLOBAL", "VIP_SOME_NEWER_MAP"]);
+        let dir = dir_with("newer", &["link-eth0", "VIP_GLOBAL", "VIP_SOME_NEWER_MAP"]);
         assert!(remove(&dir).unwrap());
         assert!(!dir.exists());
     }
 
     #[test]
     fn remove_leaves_what_is_not_vips() {
-        let dir = dir_with(&["VIP_GLOBAL", "someone-elses-map"]);
+        let dir = dir_with("not-ours", &["VIP_GLOBAL", "someone-elses-map"]);
         let error = remove(&dir).unwrap_err();
         assert!(matches!(error, PinError::Io { .. }), "{error}");
         let left: Vec<_> = std::fs::read_dir(&dir)
