@@ -20,14 +20,16 @@ pub fn load_object(object: &[u8], config_toml: &str) -> Loaded {
     Loaded::load_object(object, &Layout::new(&config), &config.interfaces).expect("datapath loads")
 }
 
-/// [`load`] with the sparse table on `hash_kind` (`vip_common::SPARSE_HASH_*`).
-pub fn load_with_hash(config_toml: &str, hash_kind: u32) -> Loaded {
+/// [`load`] with the sparse table on `hash_kind` (`vip_common::SPARSE_HASH_*`)
+/// under `hash_key`, where [`load`] draws a key.
+pub fn load_with_hash(config_toml: &str, hash_kind: u32, hash_key: u64) -> Loaded {
     let config = Config::parse(config_toml, Path::new("fixture")).expect("fixture config is valid");
     Loaded::load_object_with_hash(
         vip_userspace::datapath::embedded_object(),
         &Layout::new(&config),
         &config.interfaces,
         hash_kind,
+        hash_key,
     )
     .expect("datapath loads")
 }

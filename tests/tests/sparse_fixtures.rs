@@ -6,6 +6,7 @@
 use std::{
     net::{IpAddr, Ipv6Addr},
     path::Path,
+    time::{SystemTime, UNIX_EPOCH},
 };
 
 use vip_common::{VipAddr, SPARSE_HASH_FMIX, SPARSE_HASH_MULTIPLY, SPARSE_PROBES};
@@ -76,7 +77,12 @@ fn overflow_is_counted_in_the_range() {
     if !require_root("overflow_is_counted_in_the_range") {
         return;
     }
-    overflow_is_counted(SPARSE_HASH_MULTIPLY);
+    let datapath = fixture::load(CONFIG);
+    assert_eq!(
+        fixture::sparse_control(&datapath).hash_kind,
+        SPARSE_HASH_MULTIPLY
+    );
+    overflow_is_counted(datapath);
 }
 
 /// The same under the fmix hash, which datapaths created by layout 9 and older
@@ -87,13 +93,23 @@ fn overflow_is_counted_under_the_older_hash() {
     if !require_root("overflow_is_counted_under_the_older_hash") {
         return;
     }
-    overflow_is_counted(SPARSE_HASH_FMIX);
+    // A key of its own each run, as a datapath draws one.
+    let key = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_nanos() as u64
+        | 1;
+    let datapath = fixture::load_with_hash(CONFIG, SPARSE_HASH_FMIX, key);
+    let control = fixture::sparse_control(&datapath);
+    assert_eq!(
+        (control.hash_kind, control.hash_key),
+        (SPARSE_HASH_FMIX, key)
+    );
+    overflow_is_counted(datapath);
 }
 
-fn overflow_is_counted(hash_kind: u32) {
+fn overflow_is_counted(mut datapath: Loaded) {
     fixture::pin_to_cpu0();
-    let mut datapath = fixture::load_with_hash(CONFIG, hash_kind);
-    assert_eq!(fixture::sparse_control(&datapath).hash_kind, hash_kind);
     // Nine VIPs whose probe sequences all start at one slot: eight fill it and
     // the seven after it, and the ninth finds every slot it may probe taken.
     let same = same_start(

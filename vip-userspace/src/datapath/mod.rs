@@ -142,20 +142,32 @@ impl Loaded {
         layout: &Layout,
         interfaces: &[String],
     ) -> Result<Loaded, DatapathError> {
-        Loaded::load_object_with_hash(object, layout, interfaces, SPARSE_HASH_MULTIPLY)
+        let control = sparse_control::new(SPARSE_HASH_MULTIPLY)?;
+        Loaded::load_object_with_control(object, layout, interfaces, control)
     }
 
-    /// [`Loaded::load_object`] with the sparse table on `hash_kind` (a
-    /// `vip_common::SPARSE_HASH_*`) where a new datapath has the multiply
-    /// hash: the fmix hash is what an upgrade keeps of a datapath created by
-    /// layout 9 or older, and tests load it so.
+    /// [`Loaded::load_object`] with the sparse table on hash `hash_kind` (a
+    /// `vip_common::SPARSE_HASH_*`) under `hash_key`, where a new datapath
+    /// draws a key for the multiply hash: for tests that replay a run exactly,
+    /// or load the fmix hash that an upgrade keeps of a datapath created by
+    /// layout 9 or older.
     pub fn load_object_with_hash(
         object: &[u8],
         layout: &Layout,
         interfaces: &[String],
         hash_kind: u32,
+        hash_key: u64,
     ) -> Result<Loaded, DatapathError> {
-        let control = sparse_control::new(hash_kind)?;
+        let control = sparse_control::with_key(hash_kind, hash_key)?;
+        Loaded::load_object_with_control(object, layout, interfaces, control)
+    }
+
+    fn load_object_with_control(
+        object: &[u8],
+        layout: &Layout,
+        interfaces: &[String],
+        control: SparseControl,
+    ) -> Result<Loaded, DatapathError> {
         let (ebpf, mut maps) = open(object, layout, interfaces, None, &control)?;
         sync::sync(&mut maps, None, layout)?;
         sparse_control::write(&mut maps, control)?;

@@ -16,8 +16,13 @@ use super::{maps::Maps, pin, DatapathError};
 pub(super) fn new(hash_kind: u32) -> Result<SparseControl, DatapathError> {
     let mut key = [0u8; 8];
     getrandom::getrandom(&mut key).map_err(DatapathError::Random)?;
+    with_key(hash_kind, u64::from_ne_bytes(key))
+}
+
+/// [`new`] with a given key.
+pub(super) fn with_key(hash_kind: u32, hash_key: u64) -> Result<SparseControl, DatapathError> {
     let control = SparseControl {
-        hash_key: u64::from_ne_bytes(key),
+        hash_key,
         hash_kind,
         ..SparseControl::default()
     };
