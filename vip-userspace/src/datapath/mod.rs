@@ -26,7 +26,7 @@ use vip_common::{
     MAP_DENSE_STATS, MAP_POLICY, MAP_PORTS, MAP_PRESSURE, MAP_RANGES, MAP_RANGE_META,
     MAP_RANGE_STATS, MAP_SPARSE_STATS, MAP_STEER, MAP_STEER_SOCKETS, MAP_STEER_STATS, MAP_V4_L2,
     MAP_V4_RANGES, MAP_V4_SLASH24, MAP_V6_RANGES, PINNED_MAPS, PROG_TC, PROG_XDP,
-    SK_LOOKUP_LINK_PIN, SPARSE_HASH_MULTIPLY, V4_L2_BLOCK,
+    SK_LOOKUP_LINK_PIN, V4_L2_BLOCK,
 };
 
 pub use adopt::{adopt, AdoptError};
@@ -142,7 +142,7 @@ impl Loaded {
         layout: &Layout,
         interfaces: &[String],
     ) -> Result<Loaded, DatapathError> {
-        let control = sparse_control::new(SPARSE_HASH_MULTIPLY)?;
+        let control = sparse_control::new()?;
         Loaded::load_object_with_control(object, layout, interfaces, control)
     }
 
@@ -158,7 +158,7 @@ impl Loaded {
         hash_kind: u32,
         hash_key: u64,
     ) -> Result<Loaded, DatapathError> {
-        let control = sparse_control::with_key(hash_kind, hash_key)?;
+        let control = sparse_control::with_key(hash_kind, hash_key);
         Loaded::load_object_with_control(object, layout, interfaces, control)
     }
 

@@ -204,7 +204,11 @@ pub fn remove(dir: &Path) -> Result<bool, PinError> {
     };
     let links = named(LINK_PIN_PREFIX)?;
     let maps = PINNED_MAPS.iter().map(|name| dir.join(name));
-    let newer_maps = named(MAP_NAME_PREFIX)?;
+    let newer_maps = named(MAP_NAME_PREFIX)?.into_iter().filter(|path| {
+        path.file_name()
+            .and_then(|name| name.to_str())
+            .is_none_or(|name| !PINNED_MAPS.contains(&name))
+    });
     let steering = std::iter::once(dir.join(SK_LOOKUP_LINK_PIN));
     for path in links
         .into_iter()

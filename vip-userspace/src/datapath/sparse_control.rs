@@ -11,23 +11,22 @@ use vip_common::{
 
 use super::{maps::Maps, pin, DatapathError};
 
-/// The control entry of a new datapath: `hash_kind` (the multiply hash, but
-/// for tests of the older one), a random key, generation 0.
-pub(super) fn new(hash_kind: u32) -> Result<SparseControl, DatapathError> {
+/// The control entry of a new datapath: the multiply hash, a random key,
+/// generation 0.
+pub(super) fn new() -> Result<SparseControl, DatapathError> {
     let mut key = [0u8; 8];
     getrandom::getrandom(&mut key).map_err(DatapathError::Random)?;
-    with_key(hash_kind, u64::from_ne_bytes(key))
+    Ok(with_key(SPARSE_HASH_MULTIPLY, u64::from_ne_bytes(key)))
 }
 
-/// [`new`] with a given key.
-pub(super) fn with_key(hash_kind: u32, hash_key: u64) -> Result<SparseControl, DatapathError> {
-    let control = SparseControl {
+/// A control entry with the given hash and key, generation 0. An unknown
+/// `hash_kind` is refused by [`globals`], before anything is loaded.
+pub(super) fn with_key(hash_kind: u32, hash_key: u64) -> SparseControl {
+    SparseControl {
         hash_key,
         hash_kind,
         ..SparseControl::default()
-    };
-    globals(&control)?;
-    Ok(control)
+    }
 }
 
 /// The control entry pinned in `dir`; a datapath of layout 5 or 6 has none
