@@ -6,7 +6,7 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use vip_tests::{
     fixture::{self, Deltas, Moved, Program, Verdict},
-    packets::{FrameSpec, ETH_P_8021Q},
+    packets::{arp_request, FrameSpec, ETH_P_8021Q},
     root::require_root,
     tunnel::{encapsulate, Tunnel, DEFAULT_GUE_PORT},
 };
@@ -189,7 +189,8 @@ fn the_allow_list_applies_to_the_inner_packet() {
 
 /// Left exactly as they came: a tunnel to an address in no range, a truncated
 /// inner header (counted as malformed), GUE on another port, a GUE control
-/// message, an outer fragment, and any tunnel through the TC program.
+/// message, an outer fragment, a frame that is not IP (no tunnel, and not
+/// malformed either), and any tunnel through the TC program.
 #[test]
 fn what_is_not_decapsulated_is_left_untouched() {
     if !require_root("what_is_not_decapsulated_is_left_untouched") {
@@ -227,6 +228,7 @@ fn what_is_not_decapsulated_is_left_untouched() {
         ),
         ("GUE control message", control, non_vip()),
         ("outer fragment", fragment, non_vip()),
+        ("ARP", arp_request(), non_vip()),
     ];
     for (name, frame, expected) in cases {
         let (verdict, out, deltas) = fixture::run_xdp_on(&mut datapath, lo(), &frame);

@@ -7,7 +7,7 @@ use crate::{
     cursor::PacketBuf,
     decap::{self, Tunnels},
     lookup,
-    parse::{self, Carrier, Destination, Malformed, Next, L3},
+    parse::{self, Destination, Malformed, Next, L3},
     policy::{self, Judgement},
 };
 
@@ -60,11 +60,11 @@ pub fn classify<B: Tunnels>(buf: &B) -> Result<Verdict, Failure> {
     if let Some(verdict) = to_range(buf, &l3, 0)? {
         return Ok(verdict);
     }
-    if !B::DECAPSULATES {
+    if !B::DECAPSULATES || matches!(l3.dst, Destination::NotIp) {
         return Ok(non_vip());
     }
     // Not for a VIP: a tunnel to one, where this program decapsulates?
-    tunnelled(buf, l3.next, l3.carrier)
+    tunnelled(buf, l3.next)
 }
 
 /// A packet to no VIP that may be a tunnel to one: its inner packet is judged
@@ -74,8 +74,8 @@ pub fn classify<B: Tunnels>(buf: &B) -> Result<Verdict, Failure> {
 /// BPF-to-BPF calls (`llvm-objdump -t` on the object shows no function in
 /// `.text` but the mem* builtins).
 #[inline(always)]
-fn tunnelled<B: Tunnels>(buf: &B, next: Next, carrier: Carrier) -> Result<Verdict, Failure> {
-    let Some((inner, strip)) = decap::tunnel(buf, next, carrier)? else {
+fn tunnelled<B: Tunnels>(buf: &B, next: Next) -> Result<Verdict, Failure> {
+    let Some((inner, strip)) = decap::tunnel(buf, next)? else {
         return Ok(non_vip());
     };
     let Some(verdict) = to_range(buf, &inner, strip.outer_len as u64)? else {

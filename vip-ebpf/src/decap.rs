@@ -18,7 +18,7 @@ use vip_common::{
 use crate::{
     count,
     cursor::{moved, read_at, PacketBuf},
-    parse::{self, Carrier, Malformed, Next, ETH_P_IPV4, ETH_P_IPV6, L3, UDP_HLEN},
+    parse::{self, Malformed, Next, ETH_P_IPV4, ETH_P_IPV6, L3, UDP_HLEN},
 };
 
 #[map]
@@ -92,17 +92,14 @@ pub struct Strip {
 }
 
 /// The inner IP header of the packet, and how to strip the outer ones, if it is
-/// a tunnel the interface it came in on decapsulates, from its outer header's
-/// `next` and `carrier`. Fragments are never decapsulated: their inner packet
-/// is not whole.
+/// a tunnel the interface it came in on decapsulates, from its outer IP header
+/// at `next`. Fragments are never decapsulated: their inner packet is not
+/// whole.
 #[inline(always)]
-pub fn tunnel<B: Tunnels>(
-    buf: &B,
-    next: Next,
-    carrier: Carrier,
-) -> Result<Option<(L3, Strip)>, Malformed> {
-    let proto = next.proto;
-    if carrier.fragment || !matches!(proto, IPPROTO_IPIP | IPPROTO_IPV6 | IPPROTO_UDP) {
+pub fn tunnel<B: Tunnels>(buf: &B, next: Next) -> Result<Option<(L3, Strip)>, Malformed> {
+    let outer = parse::beyond(buf, next)?;
+    let proto = outer.proto;
+    if outer.fragment || !matches!(proto, IPPROTO_IPIP | IPPROTO_IPV6 | IPPROTO_UDP) {
         return Ok(None);
     }
     let Some(config) = VIP_DECAP.get(buf.ingress_ifindex()) else {
@@ -112,11 +109,11 @@ pub fn tunnel<B: Tunnels>(
         if config.flags & DECAP_GUE == 0 {
             return Ok(None);
         }
-        let udp: [u8; UDP_HLEN] = read_at(buf, next.offset)?;
+        let udp: [u8; UDP_HLEN] = read_at(buf, outer.offset)?;
         if [udp[2], udp[3]] != config.gue_port_be {
             return Ok(None);
         }
-        let gue = next.offset + UDP_HLEN;
+        let gue = outer.offset + UDP_HLEN;
         let head: [u8; 2] = read_at(buf, gue)?;
         match head[0] >> 6 {
             0 if head[0] & GUE_CONTROL == 0 => {
@@ -135,16 +132,16 @@ pub fn tunnel<B: Tunnels>(
         if config.flags & DECAP_IP6IP6 == 0 {
             return Ok(None);
         }
-        (next.offset, proto, GLOBAL_DECAP_IP6IP6)
+        (outer.offset, proto, GLOBAL_DECAP_IP6IP6)
     } else {
         if config.flags & DECAP_IPIP == 0 {
             return Ok(None);
         }
-        (next.offset, proto, GLOBAL_DECAP_IPIP)
+        (outer.offset, proto, GLOBAL_DECAP_IPIP)
     };
     let strip = Strip {
-        l2_len: carrier.header_offset,
-        outer_len: inner_offset - carrier.header_offset,
+        l2_len: next.header_offset,
+        outer_len: inner_offset - next.header_offset,
         inner_ethertype: if inner_proto == IPPROTO_IPIP {
             ETH_P_IPV4
         } else {

@@ -16,6 +16,8 @@ const ETH_P_8021AD: u16 = 0x88a8;
 const ETH_HLEN: usize = 14;
 const VLAN_HLEN: usize = 4;
 const IPV4_MIN_HLEN: usize = 20;
+/// The first byte of an IPv4 header without options: version 4, IHL 5.
+const IPV4_NO_OPTIONS: u8 = 0x45;
 /// IPv4 "more fragments" flag, in the fragment offset field.
 const IPV4_MF: u16 = 0x2000;
 const IPV6_HLEN: usize = 40;
@@ -73,28 +75,32 @@ pub enum Destination {
     NotIp,
 }
 
-/// Where the transport header starts: what [`transport`] needs.
+/// Where a packet's IP header is: all that the lookup leaves for later. What
+/// lies beyond the header ([`Beyond`]) is read again from the packet only when
+/// an allow list or a tunnel needs it, so that nothing of it is carried (in
+/// registers or spilled to the stack) through the map lookups of a hit.
 #[derive(Clone, Copy)]
 pub struct Next {
-    /// IPv4 protocol, or the IPv6 header's next header.
-    pub proto: u8,
-    pub offset: usize,
-    /// IPv4 only: the fragment offset is not zero.
-    pub later_fragment: bool,
+    /// Where the IP header starts: the length of the headers before it.
+    pub header_offset: usize,
     pub ipv6: bool,
 }
 
 pub struct L3 {
     pub dst: Destination,
     pub next: Next,
-    pub carrier: Carrier,
 }
 
-/// What a tunnel's outer header tells beyond [`Next`].
+/// What the IP header says of what follows it: what [`transport`] and a
+/// tunnel's decapsulation need.
 #[derive(Clone, Copy)]
-pub struct Carrier {
-    /// Where the IP header starts: the length of the link-layer headers.
-    pub header_offset: usize,
+pub struct Beyond {
+    /// IPv4 protocol, or the IPv6 header's next header.
+    pub proto: u8,
+    /// Where the header after the IP header starts.
+    pub offset: usize,
+    /// IPv4 only: the fragment offset is not zero.
+    pub later_fragment: bool,
     /// IPv4 only: a fragment, first or later (MF set or a fragment offset).
     pub fragment: bool,
 }
@@ -126,7 +132,8 @@ fn is_vlan(ethertype: u16) -> bool {
     ethertype == ETH_P_8021Q || ethertype == ETH_P_8021AD
 }
 
-/// Parses up to two VLAN tags (802.1Q or 802.1ad, in any order), then IPv4 or IPv6.
+/// Parses up to two VLAN tags (802.1Q or 802.1ad, in any order), then IPv4 or IPv6
+/// down to the destination.
 #[inline(always)]
 pub fn network<B: PacketBuf>(buf: &B) -> Result<L3, Malformed> {
     let eth: EthHdr = read_at(buf, 0)?;
@@ -146,14 +153,8 @@ pub fn network<B: PacketBuf>(buf: &B) -> Result<L3, Malformed> {
         _ => Ok(L3 {
             dst: Destination::NotIp,
             next: Next {
-                proto: 0,
-                offset,
-                later_fragment: false,
-                ipv6: false,
-            },
-            carrier: Carrier {
                 header_offset: offset,
-                fragment: false,
+                ipv6: false,
             },
         }),
     }
@@ -163,27 +164,34 @@ pub fn network<B: PacketBuf>(buf: &B) -> Result<L3, Malformed> {
 #[inline(always)]
 pub fn ipv4<B: PacketBuf>(buf: &B, offset: usize) -> Result<L3, Malformed> {
     let ip: Ipv4Hdr = read_at(buf, offset)?;
-    let version = ip.version_ihl >> 4;
-    let header_len = usize::from(ip.version_ihl & 0x0f) * 4;
-    if version != 4 || header_len < IPV4_MIN_HLEN {
-        return Err(Malformed);
+    // Almost every packet has no options: one compare, and the read above
+    // covered the header.
+    if ip.version_ihl != IPV4_NO_OPTIONS {
+        ipv4_header_len(buf, offset, ip.version_ihl)?;
     }
-    check_len(buf, offset, header_len)?; // options cut short
-    let frag_off = u16::from_be_bytes(ip.frag_off_be);
-    let frag_offset = frag_off & 0x1fff;
     Ok(L3 {
         dst: Destination::V4 { addr_be: ip.dst_be },
         next: Next {
-            proto: ip.proto,
-            offset: offset + header_len,
-            later_fragment: frag_offset != 0,
+            header_offset: offset,
             ipv6: false,
         },
-        carrier: Carrier {
-            header_offset: offset,
-            fragment: frag_off & (IPV4_MF | 0x1fff) != 0,
-        },
     })
+}
+
+/// The length of an IPv4 header at `offset` whose first byte is `version_ihl`,
+/// checked: version 4, IHL at least 5, options inside the packet.
+#[inline(always)]
+fn ipv4_header_len<B: PacketBuf>(
+    buf: &B,
+    offset: usize,
+    version_ihl: u8,
+) -> Result<usize, Malformed> {
+    let header_len = usize::from(version_ihl & 0x0f) * 4;
+    if version_ihl >> 4 != 4 || header_len < IPV4_MIN_HLEN {
+        return Err(Malformed);
+    }
+    check_len(buf, offset, header_len)?; // options cut short
+    Ok(header_len)
 }
 
 /// An IPv6 header at `offset` (after the link layer, or inside a tunnel).
@@ -192,11 +200,10 @@ pub fn ipv6<B: PacketBuf>(buf: &B, offset: usize) -> Result<L3, Malformed> {
     let header = ptr_at::<[u8; IPV6_HLEN], B>(buf, offset)?.cast::<u8>();
     // SAFETY: all reads are inside the 40 bytes ptr_at checked. The destination
     // is read as two words (one load each) rather than sixteen bytes.
-    let (version, next_header, dst) = unsafe {
+    let (version, dst) = unsafe {
         let dst = header.add(IPV6_DST_OFFSET).cast::<u64>();
         (
             header.read(),
-            header.add(6).read(),
             [dst.read_unaligned(), dst.add(1).read_unaligned()],
         )
     };
@@ -208,15 +215,37 @@ pub fn ipv6<B: PacketBuf>(buf: &B, offset: usize) -> Result<L3, Malformed> {
             vip: VipAddr::from_v6_words(dst),
         },
         next: Next {
-            proto: next_header,
-            offset: offset + IPV6_HLEN,
-            later_fragment: false,
+            header_offset: offset,
             ipv6: true,
         },
-        carrier: Carrier {
-            header_offset: offset,
+    })
+}
+
+/// What the IP header at `next` says of what follows it, read again from the
+/// packet (which [`network`], [`ipv4`] or [`ipv6`] checked).
+#[inline(always)]
+pub fn beyond<B: PacketBuf>(buf: &B, next: Next) -> Result<Beyond, Malformed> {
+    if next.ipv6 {
+        let head: [u8; 8] = read_at(buf, next.header_offset)?;
+        return Ok(Beyond {
+            proto: head[6],
+            offset: next.header_offset + IPV6_HLEN,
+            later_fragment: false,
             fragment: false,
-        },
+        });
+    }
+    let ip: Ipv4Hdr = read_at(buf, next.header_offset)?;
+    let header_len = if ip.version_ihl == IPV4_NO_OPTIONS {
+        IPV4_MIN_HLEN
+    } else {
+        ipv4_header_len(buf, next.header_offset, ip.version_ihl)?
+    };
+    let frag_off = u16::from_be_bytes(ip.frag_off_be);
+    Ok(Beyond {
+        proto: ip.proto,
+        offset: next.header_offset + header_len,
+        later_fragment: frag_off & 0x1fff != 0,
+        fragment: frag_off & (IPV4_MF | 0x1fff) != 0,
     })
 }
 
@@ -224,9 +253,10 @@ pub fn ipv6<B: PacketBuf>(buf: &B, offset: usize) -> Result<L3, Malformed> {
 /// a policy needs from the transport header.
 #[inline(always)]
 pub fn transport<B: PacketBuf>(buf: &B, next: Next) -> Result<Transport, Malformed> {
-    let mut proto = next.proto;
-    let mut offset = next.offset;
-    let mut later_fragment = next.later_fragment;
+    let beyond = beyond(buf, next)?;
+    let mut proto = beyond.proto;
+    let mut offset = beyond.offset;
+    let mut later_fragment = beyond.later_fragment;
     if next.ipv6 {
         let mut walked = 0;
         while walked < IPV6_MAX_EXT_HEADERS && is_extension(proto) {
