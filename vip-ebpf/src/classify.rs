@@ -108,10 +108,10 @@ fn to_range<B: PacketBuf>(buf: &B, l3: &L3, outer_len: u64) -> Result<Option<Ver
             // IPv6 ranges are all sparse: a VIP this CPU has seen finds its range
             // in its slot, without the trie.
             let found = count::sparse_find(&vip)?;
-            let range = match count::found_range(found) {
-                Some(range) => range,
+            let (range, held) = match count::found_range(found) {
+                Some(range) => (range, true),
                 None => match lookup::range_v6(&vip) {
-                    Some(range) => range,
+                    Some(range) => (range, false),
                     None => return Ok(None),
                 },
             };
@@ -121,6 +121,7 @@ fn to_range<B: PacketBuf>(buf: &B, l3: &L3, outer_len: u64) -> Result<Option<Ver
                     range,
                     &vip,
                     found,
+                    held,
                     buf.len().saturating_sub(outer_len),
                     drop,
                 )?;

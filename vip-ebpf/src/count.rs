@@ -115,7 +115,8 @@ pub fn v4_hit(
     };
     if range.per_vip_mode != PER_VIP_DENSE {
         let vip = VipAddr::from_v4_be(addr_be);
-        return sparse_hit(range, &vip, sparse_find(&vip)?, bytes, drop);
+        let found = sparse_find(&vip)?;
+        return sparse_hit(range, &vip, found, holds(found, range), bytes, drop);
     }
     let offset = u32::from_be_bytes(addr_be).wrapping_sub(range.network_v4_host);
     dense_hit(range.dense_base.wrapping_add(offset), bytes, drop)
@@ -155,7 +156,8 @@ pub fn sparse_find(vip: &VipAddr) -> Result<Sparse, MapInconsistent> {
     // An error rather than a default: on kernels before 6.8 or so the verifier
     // takes an array lookup as maybe-null even with a constant key, and a
     // default would double every path after it.
-    let control = *VIP_SPARSE_CTL.get(0).ok_or(MapInconsistent)?;
+    let control = VIP_SPARSE_CTL.get(0).ok_or(MapInconsistent)?;
+    let generation = control.generation;
     let mask = loader_constant(&VIP_SPARSE_MASK);
     let base = cpu().wrapping_mul(mask.wrapping_add(1));
     let start = if loader_constant(&VIP_SPARSE_HASH_KIND) == SPARSE_HASH_MULTIPLY {
@@ -179,26 +181,26 @@ pub fn sparse_find(vip: &VipAddr) -> Result<Sparse, MapInconsistent> {
             return Ok(Sparse {
                 slot,
                 found: false,
-                generation: control.generation,
+                generation,
             });
         }
         if current.vip == *vip {
             return Ok(Sparse {
                 slot,
                 found: true,
-                generation: control.generation,
+                generation,
             });
         }
         // A slot of a range a reload removed is never stamped again, so it
         // goes idle like any other.
-        if reusable.is_null() && sparse_idle(control.generation, current.seen_generation) {
+        if reusable.is_null() && sparse_idle(generation, current.seen_generation) {
             reusable = slot;
         }
     }
     Ok(Sparse {
         slot: reusable,
         found: false,
-        generation: control.generation,
+        generation,
     })
 }
 
@@ -208,7 +210,8 @@ pub fn live_range(slot: &SparseSlot) -> Option<&'static RangeValue> {
     lookup::range_by_id(slot.range_id).filter(|range| range.epoch == slot.epoch)
 }
 
-/// The live range of a found slot, without a trie lookup.
+/// The live range of a found slot, without a trie lookup. When there is one,
+/// the slot already counts for it ([`sparse_hit`]'s `held`).
 #[inline(always)]
 pub fn found_range(found: Sparse) -> Option<&'static RangeValue> {
     if !found.found || found.slot.is_null() {
@@ -218,14 +221,28 @@ pub fn found_range(found: Sparse) -> Option<&'static RangeValue> {
     live_range(unsafe { &*found.slot })
 }
 
+/// Whether `found` is `vip`'s slot and counts for `range` as it is now (a
+/// reload has not replaced the range since the slot was taken).
+#[inline(always)]
+fn holds(found: Sparse, range: &RangeValue) -> bool {
+    if !found.found || found.slot.is_null() {
+        return false;
+    }
+    // SAFETY: per-CPU slot, as above.
+    let slot = unsafe { &*found.slot };
+    slot.epoch == range.epoch && slot.range_id == range.range_id
+}
+
 /// Counts one packet to `vip` of sparse `range`: in its declared slot if it is
-/// a declared VIP, else in the slot `sparse_find` gave (taking it if need be),
-/// or as the range's overflow when every probed slot is busy.
+/// a declared VIP, else in the slot `sparse_find` gave (taking it unless
+/// `held`: the slot already counts `vip` for `range`, see [`holds`] and
+/// [`found_range`]), or as the range's overflow when every probed slot is busy.
 #[inline(always)]
 pub fn sparse_hit(
     range: &RangeValue,
     vip: &VipAddr,
     found: Sparse,
+    held: bool,
     bytes: u64,
     drop: bool,
 ) -> Result<(), MapInconsistent> {
@@ -256,9 +273,9 @@ pub fn sparse_hit(
     }
     // SAFETY: per-CPU slot, as above.
     let slot = unsafe { &mut *found.slot };
-    // `found`: sparse_find saw `vip` in this slot, and nothing ran on this CPU
-    // since, so the address need not be compared again.
-    if !found.found || slot.epoch != range.epoch || slot.range_id != range.range_id {
+    // `held` was decided on this slot by `holds` or `found_range`, and nothing
+    // ran on this CPU since: neither the address nor the range is compared again.
+    if !held {
         take(slot, range, vip)?;
     }
     slot.seen_generation = found.generation;
