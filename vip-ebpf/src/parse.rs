@@ -164,11 +164,7 @@ pub fn network<B: PacketBuf>(buf: &B) -> Result<L3, Malformed> {
 #[inline(always)]
 pub fn ipv4<B: PacketBuf>(buf: &B, offset: usize) -> Result<L3, Malformed> {
     let ip: Ipv4Hdr = read_at(buf, offset)?;
-    // Almost every packet has no options: one compare, and the read above
-    // covered the header.
-    if ip.version_ihl != IPV4_NO_OPTIONS {
-        ipv4_header_len(buf, offset, ip.version_ihl)?;
-    }
+    ipv4_header_len(buf, offset, ip.version_ihl)?;
     Ok(L3 {
         dst: Destination::V4 { addr_be: ip.dst_be },
         next: Next {
@@ -179,13 +175,18 @@ pub fn ipv4<B: PacketBuf>(buf: &B, offset: usize) -> Result<L3, Malformed> {
 }
 
 /// The length of an IPv4 header at `offset` whose first byte is `version_ihl`,
-/// checked: version 4, IHL at least 5, options inside the packet.
+/// checked: version 4, IHL at least 5, options inside the packet. The caller
+/// has read the 20 bytes of a header without options.
 #[inline(always)]
 fn ipv4_header_len<B: PacketBuf>(
     buf: &B,
     offset: usize,
     version_ihl: u8,
 ) -> Result<usize, Malformed> {
+    // Almost every packet has no options: one compare.
+    if version_ihl == IPV4_NO_OPTIONS {
+        return Ok(IPV4_MIN_HLEN);
+    }
     let header_len = usize::from(version_ihl & 0x0f) * 4;
     if version_ihl >> 4 != 4 || header_len < IPV4_MIN_HLEN {
         return Err(Malformed);
@@ -235,11 +236,7 @@ pub fn beyond<B: PacketBuf>(buf: &B, next: Next) -> Result<Beyond, Malformed> {
         });
     }
     let ip: Ipv4Hdr = read_at(buf, next.header_offset)?;
-    let header_len = if ip.version_ihl == IPV4_NO_OPTIONS {
-        IPV4_MIN_HLEN
-    } else {
-        ipv4_header_len(buf, next.header_offset, ip.version_ihl)?
-    };
+    let header_len = ipv4_header_len(buf, next.header_offset, ip.version_ihl)?;
     let frag_off = u16::from_be_bytes(ip.frag_off_be);
     Ok(Beyond {
         proto: ip.proto,
