@@ -56,11 +56,13 @@ impl From<count::MapInconsistent> for Failure {
 
 #[inline(always)]
 pub fn classify<B: Tunnels>(buf: &B) -> Result<Verdict, Failure> {
-    let l3 = parse::network(buf)?;
+    let Some(l3) = parse::network(buf)? else {
+        return Ok(non_vip());
+    };
     if let Some(verdict) = to_range(buf, &l3, 0)? {
         return Ok(verdict);
     }
-    if !B::DECAPSULATES || matches!(l3.dst, Destination::NotIp) {
+    if !B::DECAPSULATES {
         return Ok(non_vip());
     }
     // Not for a VIP: a tunnel to one, where this program decapsulates?
@@ -128,7 +130,6 @@ fn to_range<B: PacketBuf>(buf: &B, l3: &L3, outer_len: u64) -> Result<Option<Ver
             }
             Ok(Some(verdict))
         }
-        Destination::NotIp => Ok(None),
     }
 }
 

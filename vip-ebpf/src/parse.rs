@@ -20,6 +20,8 @@ const IPV4_MIN_HLEN: usize = 20;
 const IPV4_NO_OPTIONS: u8 = 0x45;
 /// IPv4 "more fragments" flag, in the fragment offset field.
 const IPV4_MF: u16 = 0x2000;
+/// IPv4 fragment offset, in the fragment offset field.
+const IPV4_FRAG_OFFSET: u16 = 0x1fff;
 const IPV6_HLEN: usize = 40;
 const IPV6_DST_OFFSET: usize = 24;
 const TCP_MIN_HLEN: usize = 20;
@@ -65,14 +67,8 @@ struct Ipv4Hdr {
 
 /// Where a frame is going, as far as vip cares.
 pub enum Destination {
-    V4 {
-        addr_be: [u8; 4],
-    },
-    V6 {
-        vip: VipAddr,
-    },
-    /// Not IPv4 or IPv6 (ARP, LLDP, a third VLAN tag, ...).
-    NotIp,
+    V4 { addr_be: [u8; 4] },
+    V6 { vip: VipAddr },
 }
 
 /// Where a packet's IP header is: all that the lookup leaves for later. What
@@ -133,9 +129,10 @@ fn is_vlan(ethertype: u16) -> bool {
 }
 
 /// Parses up to two VLAN tags (802.1Q or 802.1ad, in any order), then IPv4 or IPv6
-/// down to the destination.
+/// down to the destination; `None` for a frame that is not IP (ARP, LLDP, a
+/// third VLAN tag, ...).
 #[inline(always)]
-pub fn network<B: PacketBuf>(buf: &B) -> Result<L3, Malformed> {
+pub fn network<B: PacketBuf>(buf: &B) -> Result<Option<L3>, Malformed> {
     let eth: EthHdr = read_at(buf, 0)?;
     let mut ethertype = u16::from_be_bytes(eth.ethertype_be);
     let mut offset = ETH_HLEN;
@@ -148,15 +145,9 @@ pub fn network<B: PacketBuf>(buf: &B) -> Result<L3, Malformed> {
         offset += VLAN_HLEN;
     }
     match ethertype {
-        ETH_P_IPV4 => ipv4(buf, offset),
-        ETH_P_IPV6 => ipv6(buf, offset),
-        _ => Ok(L3 {
-            dst: Destination::NotIp,
-            next: Next {
-                header_offset: offset,
-                ipv6: false,
-            },
-        }),
+        ETH_P_IPV4 => ipv4(buf, offset).map(Some),
+        ETH_P_IPV6 => ipv6(buf, offset).map(Some),
+        _ => Ok(None),
     }
 }
 
@@ -241,8 +232,8 @@ pub fn beyond<B: PacketBuf>(buf: &B, next: Next) -> Result<Beyond, Malformed> {
     Ok(Beyond {
         proto: ip.proto,
         offset: next.header_offset + header_len,
-        later_fragment: frag_off & 0x1fff != 0,
-        fragment: frag_off & (IPV4_MF | 0x1fff) != 0,
+        later_fragment: frag_off & IPV4_FRAG_OFFSET != 0,
+        fragment: frag_off & (IPV4_MF | IPV4_FRAG_OFFSET) != 0,
     })
 }
 
