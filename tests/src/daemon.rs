@@ -55,13 +55,22 @@ pub struct Instance {
 }
 
 impl Instance {
+    /// As root, first makes sure a bpffs is mounted on /sys/fs/bpf, as systemd
+    /// does at boot: a test's `vip run` may have the shipped unit's
+    /// capabilities, without CAP_SYS_ADMIN, and cannot mount one itself (on a
+    /// fresh machine whose first vip run was such a test, none was).
     pub fn new(tag: &str) -> Instance {
+        let pin_dir = PathBuf::from(format!(
+            "/sys/fs/bpf/vip-test-{tag}-{}-{}",
+            std::process::id(),
+            NEXT_INSTANCE.fetch_add(1, Ordering::Relaxed)
+        ));
+        if nix::unistd::geteuid().is_root() {
+            pin::ensure_bpffs(&pin_dir)
+                .unwrap_or_else(|e| panic!("a bpffs for {}: {e}", pin_dir.display()));
+        }
         Instance {
-            pin_dir: PathBuf::from(format!(
-                "/sys/fs/bpf/vip-test-{tag}-{}-{}",
-                std::process::id(),
-                NEXT_INSTANCE.fetch_add(1, Ordering::Relaxed)
-            )),
+            pin_dir,
             run_dir: tempfile::tempdir().expect("temp run dir"),
             binary: std::sync::Mutex::new(vip_bin()),
         }
