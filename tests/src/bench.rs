@@ -3,15 +3,18 @@
 use std::{fmt::Write, net::IpAddr, path::PathBuf};
 
 use aya::{
-    maps::Array,
+    maps::{Array, PerCpuArray},
     programs::{TestRun, TestRunOptions, Xdp},
     Ebpf, EbpfLoader,
 };
 
 use vip_common::{
-    Verdicts, FLOOR_V4_VIPS, MAP_FLOOR_V4_SLOTS, PROG_BENCH_DECAP, PROG_BENCH_HARNESS,
+    sparse_hash_multiply, PortBitmap, SparseSlot, Verdicts, VipAddr, FLOOR_V4_VIPS,
+    FLOOR_V6_MULTIPLIERS, FLOOR_V6_SLOTS_PER_CPU, MAP_BENCH_FLOOR_DECAP, MAP_FLOOR_V4_PORTS,
+    MAP_FLOOR_V4_SLOTS, MAP_FLOOR_V6_SLOTS, PORT_BITMAP_WORDS, PROG_BENCH_DECAP,
+    PROG_BENCH_FLOOR_DECAP, PROG_BENCH_HARNESS,
 };
-use vip_userspace::stats::Report;
+use vip_userspace::{stats::Report, Loaded};
 
 use crate::{
     fixture::{self, Verdict},
@@ -70,14 +73,20 @@ pub fn bench_object() -> Vec<u8> {
     })
 }
 
+/// The port the denied-port floor's list allows (TCP), as the bench's
+/// denied-port case's list does.
+const FLOOR_ALLOWED_TCP_PORT: u16 = 80;
+
 /// The empty XDP programs, `baseline_pass` and `baseline_drop`,
 /// `baseline_adjust_head` (the empty program plus one `bpf_xdp_adjust_head`
-/// call) and the IPv4 floor `floor_v4_count`, loaded.
+/// call) and the floors `floor_v4_count`, `floor_v4_port` (its list allowing
+/// TCP port 80) and `floor_v6_count`, loaded.
 pub fn load_baselines() -> Ebpf {
     let path = baseline_object();
     let cpus = aya::util::nr_cpus().expect("CPU count") as u32;
     let mut ebpf = EbpfLoader::new()
         .map_max_entries(MAP_FLOOR_V4_SLOTS, FLOOR_V4_VIPS * cpus)
+        .map_max_entries(MAP_FLOOR_V6_SLOTS, FLOOR_V6_SLOTS_PER_CPU * cpus)
         .load_file(&path)
         .unwrap_or_else(|e| {
             panic!(
@@ -90,6 +99,8 @@ pub fn load_baselines() -> Ebpf {
         "baseline_drop",
         "baseline_adjust_head",
         "floor_v4_count",
+        "floor_v4_port",
+        "floor_v6_count",
     ] {
         let program: &mut Xdp = ebpf
             .program_mut(name)
@@ -100,6 +111,17 @@ pub fn load_baselines() -> Ebpf {
             .load()
             .unwrap_or_else(|e| panic!("loading {name}: {e}"));
     }
+    let mut ports: Array<_, PortBitmap> = ebpf
+        .map_mut(MAP_FLOOR_V4_PORTS)
+        .expect("the denied-port floor's list")
+        .try_into()
+        .expect("an array");
+    let mut tcp = PortBitmap {
+        words: [0; PORT_BITMAP_WORDS],
+    };
+    let port = usize::from(FLOOR_ALLOWED_TCP_PORT);
+    tcp.words[port / 64] |= 1 << (port % 64);
+    ports.set(0, tcp, 0).expect("writing the floor's TCP ports");
     ebpf
 }
 
@@ -142,8 +164,58 @@ pub struct Case {
     /// is compared with as well as with the empty program: the same range
     /// without an allow list, for the allow-list cases.
     pub reference: Option<String>,
-    /// Also time the IPv4 floor (`floor_v4_count`) on the frame, in each run.
-    pub floor: bool,
+    /// The floor to time on the frame in each run, if the case has one.
+    pub floor: Option<Floor>,
+}
+
+/// The least a program can do for a case's frame, counted exactly like vip
+/// counts it (see each program's doc comment), timed in the same runs: what
+/// vip adds over it is vip's own cost, and what it adds over the target's
+/// baseline is what no program doing the case's job can avoid on this CPU.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub enum Floor {
+    /// vip-baseline's `floor_v4_count`.
+    V4Hit,
+    /// vip-baseline's `floor_v4_port`.
+    V4DeniedPort,
+    /// vip-baseline's `floor_v6_count`.
+    V6Hit,
+    /// The bench object's `bench_floor_decap`, in the decap harness.
+    Decap,
+}
+
+impl Floor {
+    pub fn program(self) -> &'static str {
+        match self {
+            Floor::V4Hit => "floor_v4_count",
+            Floor::V4DeniedPort => "floor_v4_port",
+            Floor::V6Hit => "floor_v6_count",
+            Floor::Decap => PROG_BENCH_FLOOR_DECAP,
+        }
+    }
+
+    /// What the floor does, for the bench's table.
+    pub fn describe(self) -> &'static str {
+        match self {
+            Floor::V4Hit => {
+                "the IPv4 floor: ethertype and a fixed /24 checked, this CPU's slot of the last \
+                 octet counted, XDP_PASS"
+            }
+            Floor::V4DeniedPort => {
+                "the denied-port floor: the IPv4 floor's checks, the UDP port's bit tested in a \
+                 list's port bitmap (one lookup), counted dropped, XDP_DROP"
+            }
+            Floor::V6Hit => {
+                "the IPv6 floor: ethertype and a fixed /64 checked, vip's keyed multiply hash, one \
+                 slot of this CPU's table, the address compared, counted, XDP_PASS"
+            }
+            Floor::Decap => {
+                "the decap floor: outer and inner IPv4 headers checked, the inner VIP's per-CPU \
+                 slot counted, bpf_xdp_adjust_head, the Ethernet header rewritten, XDP_PASS; \
+                 timed in the decap harness like vip_xdp"
+            }
+        }
+    }
 }
 
 impl Case {
@@ -159,7 +231,11 @@ impl Case {
             verdict: Verdict::Pass,
             tunnelled: false,
             reference: None,
-            floor: family == "IPv4",
+            floor: Some(if family == "IPv4" {
+                Floor::V4Hit
+            } else {
+                Floor::V6Hit
+            }),
         }
     }
 
@@ -169,7 +245,7 @@ impl Case {
             label: "decap: IPIP, 64-byte inner UDP frame".to_string(),
             config: format!("decap = [\"ipip\"]\n{}", config(1)),
             tunnelled: true,
-            floor: false,
+            floor: Some(Floor::Decap),
             ..Case::ranges(1, "192.0.2.7".parse().unwrap(), "IPv4")
         }
     }
@@ -194,7 +270,7 @@ impl Case {
             verdict,
             tunnelled: false,
             reference: matches!(verdict, Verdict::Pass).then(|| web.to_string()),
-            floor: false,
+            floor: matches!(verdict, Verdict::Drop).then_some(Floor::V4DeniedPort),
         }
     }
 }
@@ -209,7 +285,8 @@ pub struct Measurement {
     pub harness: Option<Harness>,
     /// The case's `reference` config, timed in each run.
     pub reference_ns: Option<Vec<f64>>,
-    /// The IPv4 floor, timed in each run (`Case::floor`).
+    /// The case's floor, timed in each run (`Case::floor`); for the decap
+    /// floor, with the harness's cost taken out like vip_xdp's.
     pub floor_ns: Option<Vec<f64>>,
 }
 
@@ -265,13 +342,19 @@ impl Measurement {
         Some((name, added.collect()))
     }
 
-    /// The ns the IPv4 floor adds over the empty program, and the ns vip_xdp
-    /// adds over the floor, run by run.
+    /// The ns the floor adds over the program the case's target is judged
+    /// against (the empty program; for decap, the empty program plus its
+    /// `bpf_xdp_adjust_head` call), and the ns vip_xdp adds over the floor,
+    /// run by run.
     pub fn floor_figures(&self) -> Option<(Vec<f64>, Vec<f64>)> {
         let floor = self.floor_ns.as_ref()?;
-        let over_empty = floor.iter().zip(&self.baseline_ns).map(|(f, e)| f - e);
+        let base = match &self.harness {
+            Some(harness) => &harness.adjust_head_ns,
+            None => &self.baseline_ns,
+        };
+        let over_base = floor.iter().zip(base).map(|(f, b)| f - b);
         let vip_over = self.vip_ns.iter().zip(floor).map(|(v, f)| v - f);
-        Some((over_empty.collect(), vip_over.collect()))
+        Some((over_base.collect(), vip_over.collect()))
     }
 
     /// The empty program it is compared with: same verdict, no work.
@@ -326,19 +409,20 @@ pub fn measure(case: Case, runs: usize, repeat: u32) -> Measurement {
             let after = fixture::snapshot(&reference);
             check_counted(&case.dst, Verdict::Pass, false, &before, &after, repeat);
         }
-        if case.floor {
-            let before = floor_count(&baselines, &case.dst);
+        if let Some(floor) = case.floor.filter(|f| *f != Floor::Decap) {
+            let before = floor_count(&baselines, floor, &case.dst);
             floor_ns.push(time_xdp(
-                program("floor_v4_count"),
+                program(floor.program()),
                 &frame,
                 repeat,
-                Verdict::Pass,
+                case.verdict,
             ));
-            let counted = floor_count(&baselines, &case.dst) - before;
+            let counted = floor_count(&baselines, floor, &case.dst) - before;
             assert_eq!(
                 counted,
                 u64::from(repeat),
-                "the floor counted every timed packet to {}",
+                "{} counted every timed packet to {}",
+                floor.program(),
                 case.dst
             );
         }
@@ -350,6 +434,21 @@ pub fn measure(case: Case, runs: usize, repeat: u32) -> Measurement {
                 .xdp_program(PROG_BENCH_HARNESS)
                 .expect("the harness bench program");
             let alone = time_xdp(alone, &frame, repeat, Verdict::Pass);
+            if case.floor == Some(Floor::Decap) {
+                let before = decap_floor_count(&datapath, &case.dst);
+                let floor = datapath
+                    .xdp_program(PROG_BENCH_FLOOR_DECAP)
+                    .expect("the decap floor bench program");
+                let with_floor = time_xdp(floor, &frame, repeat, Verdict::Pass);
+                floor_ns.push(with_floor - alone + empty);
+                let counted = decap_floor_count(&datapath, &case.dst) - before;
+                assert_eq!(
+                    counted,
+                    u64::from(repeat),
+                    "the decap floor counted every timed packet to {}",
+                    case.dst
+                );
+            }
             let with_vip = datapath
                 .xdp_program(PROG_BENCH_DECAP)
                 .expect("the decap bench program");
@@ -380,32 +479,75 @@ pub fn measure(case: Case, runs: usize, repeat: u32) -> Measurement {
     Measurement {
         harness: case.tunnelled.then_some(harness),
         reference_ns: case.reference.is_some().then_some(reference_ns),
-        floor_ns: case.floor.then_some(floor_ns),
+        floor_ns: case.floor.is_some().then_some(floor_ns),
         case,
         vip_ns,
         baseline_ns,
     }
 }
 
-/// Packets the IPv4 floor has counted to `dst`, over every CPU.
-fn floor_count(baselines: &Ebpf, dst: &IpAddr) -> u64 {
+/// Packets `floor` (one of vip-baseline's) has counted to `dst`, over every
+/// CPU, on the side of its verdict.
+fn floor_count(baselines: &Ebpf, floor: Floor, dst: &IpAddr) -> u64 {
+    match (floor, dst) {
+        (Floor::V4Hit | Floor::V4DeniedPort, IpAddr::V4(v4)) => {
+            let slots: Array<_, Verdicts> = baselines
+                .map(MAP_FLOOR_V4_SLOTS)
+                .expect("the IPv4 floor's map")
+                .try_into()
+                .expect("an array");
+            let cpus = slots.len() / FLOOR_V4_VIPS;
+            (0..cpus)
+                .map(|cpu| {
+                    let slot = slots
+                        .get(&(cpu * FLOOR_V4_VIPS + u32::from(v4.octets()[3])), 0)
+                        .expect("a floor slot");
+                    slot.accepted.packets + slot.dropped.packets
+                })
+                .sum()
+        }
+        (Floor::V6Hit, IpAddr::V6(_)) => {
+            let slots: Array<_, SparseSlot> = baselines
+                .map(MAP_FLOOR_V6_SLOTS)
+                .expect("the IPv6 floor's map")
+                .try_into()
+                .expect("an array");
+            let vip = VipAddr::from_ip(*dst);
+            let index =
+                sparse_hash_multiply(&vip, &FLOOR_V6_MULTIPLIERS) & (FLOOR_V6_SLOTS_PER_CPU - 1);
+            let cpus = slots.len() / FLOOR_V6_SLOTS_PER_CPU;
+            (0..cpus)
+                .map(|cpu| {
+                    let slot = slots
+                        .get(&(cpu * FLOOR_V6_SLOTS_PER_CPU + index), 0)
+                        .expect("a floor slot");
+                    if slot.vip == vip {
+                        slot.verdicts.accepted.packets
+                    } else {
+                        0
+                    }
+                })
+                .sum()
+        }
+        _ => panic!("no floor {} for {dst}", floor.program()),
+    }
+}
+
+/// Packets the decap floor has counted to the inner `dst`, over every CPU.
+fn decap_floor_count(datapath: &Loaded, dst: &IpAddr) -> u64 {
     let IpAddr::V4(v4) = dst else {
-        panic!("the IPv4 floor counts IPv4 only")
+        panic!("the decap floor counts IPv4 only")
     };
-    let slots: Array<_, Verdicts> = baselines
-        .map(MAP_FLOOR_V4_SLOTS)
-        .expect("the IPv4 floor's map")
-        .try_into()
-        .expect("an array");
-    let cpus = slots.len() / FLOOR_V4_VIPS;
-    (0..cpus)
-        .map(|cpu| {
-            let slot = slots
-                .get(&(cpu * FLOOR_V4_VIPS + u32::from(v4.octets()[3])), 0)
-                .expect("a floor slot");
-            slot.accepted.packets
-        })
-        .sum()
+    let counters: PerCpuArray<_, Verdicts> = PerCpuArray::try_from(
+        datapath
+            .object_map(MAP_BENCH_FLOOR_DECAP)
+            .expect("the decap floor's map in the bench object"),
+    )
+    .expect("a per-CPU array");
+    let values = counters
+        .get(&u32::from(v4.octets()[3]), 0)
+        .expect("the decap floor's counters");
+    values.iter().map(|v| v.accepted.packets).sum()
 }
 
 /// vip counted all `repeat` packets of one timing to `dst`, on the side of

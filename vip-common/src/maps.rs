@@ -103,6 +103,9 @@ pub const PROG_TC: &str = "vip_tc";
 pub const PROG_BENCH_DECAP: &str = "bench_vip_xdp_decap";
 /// `cargo xtask bench` only: the same harness around an empty program.
 pub const PROG_BENCH_HARNESS: &str = "bench_harness_only";
+/// `cargo xtask bench` only: the decap floor (the least an IPIP decapsulation
+/// that counts per inner VIP must do) in the same harness.
+pub const PROG_BENCH_FLOOR_DECAP: &str = "bench_floor_decap";
 /// Per-CPU slot where the bench harness keeps the frame while the program under
 /// test runs (see vip-ebpf's bench.rs). Bench programs only; not pinned.
 pub const MAP_BENCH_SAVED: &str = "VIP_BENCH_SAVED";
@@ -121,6 +124,28 @@ pub const FLOOR_VIPS: u32 = 1 << 16;
 pub const MAP_FLOOR_V4_SLOTS: &str = "FLOOR_V4_SLOTS";
 pub const FLOOR_V4_PREFIX: [u8; 3] = [192, 0, 2];
 pub const FLOOR_V4_VIPS: u32 = 256;
+/// The IPv4 floor of a denied port (vip-baseline's `floor_v4_port`): the
+/// allowed ports of one list, TCP at 0 and UDP at 1, as [`crate::PortBitmap`]s.
+pub const MAP_FLOOR_V4_PORTS: &str = "FLOOR_V4_PORTS";
+/// The IPv6 floor of `cargo xtask bench` (vip-baseline's `floor_v6_count`): a
+/// CPU table of [`crate::SparseSlot`], `FLOOR_V6_SLOTS_PER_CPU` per CPU, found by the
+/// multiply hash of the address under [`FLOOR_V6_MULTIPLIERS`], for addresses
+/// of `FLOOR_V6_PREFIX`/64, the bench's IPv6 range.
+pub const MAP_FLOOR_V6_SLOTS: &str = "FLOOR_V6_SLOTS";
+pub const FLOOR_V6_PREFIX: [u8; 8] = [0x20, 0x01, 0x0d, 0xb8, 0, 0, 0, 0];
+pub const FLOOR_V6_SLOTS_PER_CPU: u32 = 4096;
+/// Fixed rather than drawn: the floor reads them from its read-only data as
+/// vip reads its own drawn ones, and the bench finds a VIP's slot with them.
+pub const FLOOR_V6_MULTIPLIERS: [u64; 4] = [
+    0x9e37_79b9_7f4a_7c15,
+    0xbf58_476d_1ce4_e5b9,
+    0x94d0_49bb_1331_11eb,
+    0xd6e8_feb8_6659_fd93,
+];
+/// The decap floor of `cargo xtask bench` (vip-ebpf's bench feature only): a
+/// per-CPU array of [`crate::Verdicts`], one per address of
+/// `FLOOR_V4_PREFIX`/24.
+pub const MAP_BENCH_FLOOR_DECAP: &str = "VIP_BENCH_FLOOR_DECAP";
 
 pub const V4_L1_ENTRIES: u32 = 1 << 16;
 pub const V4_L2_BLOCK: u32 = 256;

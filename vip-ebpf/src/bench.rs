@@ -15,8 +15,9 @@ use aya_ebpf::{
     maps::PerCpuArray,
     programs::XdpContext,
 };
+use vip_common::{Verdicts, FLOOR_V4_PREFIX, FLOOR_V4_VIPS, IPPROTO_IPIP};
 
-use crate::cursor::{moved, read_at};
+use crate::cursor::{moved, ptr_at, read_at};
 
 /// `vip_xdp` in the frame-restoring harness.
 #[xdp]
@@ -39,6 +40,76 @@ impl Benched for VipXdp {
 #[inline(always)]
 pub fn bench_harness_only(ctx: XdpContext) -> u32 {
     restoring::<Empty>(&ctx)
+}
+
+/// The decap floor in the same harness.
+#[xdp]
+#[inline(always)]
+pub fn bench_floor_decap(ctx: XdpContext) -> u32 {
+    restoring::<FloorDecap>(&ctx)
+}
+
+/// The decap floor's per-VIP counters, one per address of `FLOOR_V4_PREFIX`/24.
+#[map]
+static VIP_BENCH_FLOOR_DECAP: PerCpuArray<Verdicts> =
+    PerCpuArray::with_max_entries(FLOOR_V4_VIPS, 0);
+
+/// The floor of IPIP decapsulation (issue 19): the least an XDP program can do
+/// to take an IPv4-in-IPv4 packet to a VIP, count it for its inner VIP and hand
+/// the inner packet on. No VLANs; outer header: IPv4 without options, protocol
+/// 4, not a fragment; inner header: IPv4 without options, destination in
+/// `FLOOR_V4_PREFIX`/24; this CPU's slot of the last octet counted with the
+/// inner length; the outer header removed (`bpf_xdp_adjust_head`) and the
+/// Ethernet header written in front of the inner one; XDP_PASS. Anything else
+/// passes untouched.
+pub struct FloorDecap;
+
+impl Benched for FloorDecap {
+    #[inline(always)]
+    fn run(ctx: &XdpContext) -> u32 {
+        floor_decap(ctx).unwrap_or(xdp_action::XDP_PASS)
+    }
+}
+
+#[inline(always)]
+fn floor_decap(ctx: &XdpContext) -> Option<u32> {
+    const INNER: usize = 14 + 20;
+    let frame = ptr_at::<[u8; INNER + 20], _>(ctx, 0).ok()?.cast::<u8>();
+    // SAFETY: every read is inside the 54 bytes ptr_at checked.
+    let read = |offset: usize| unsafe { frame.add(offset).read() };
+    // SAFETY: as above.
+    let (eth_a, eth_b, inner_dst) = unsafe {
+        (
+            frame.cast::<u64>().read_unaligned(),
+            frame.add(8).cast::<u32>().read_unaligned(),
+            frame.add(INNER + 16).cast::<[u8; 4]>().read_unaligned(),
+        )
+    };
+    let [a, b, c] = FLOOR_V4_PREFIX;
+    let prefix = u32::from_ne_bytes([0xff, 0xff, 0xff, 0]);
+    if [read(12), read(13)] != [0x08, 0x00]
+        || read(14) != 0x45
+        || read(14 + 9) != IPPROTO_IPIP
+        || read(14 + 6) & 0x3f != 0
+        || read(14 + 7) != 0
+        || read(INNER) != 0x45
+        || u32::from_ne_bytes(inner_dst) & prefix != u32::from_ne_bytes([a, b, c, 0])
+    {
+        return None;
+    }
+    let counters = VIP_BENCH_FLOOR_DECAP.get_ptr_mut(u32::from(inner_dst[3]))?;
+    let inner_len = (ctx.data_end() - ctx.data() - 20) as u64;
+    // SAFETY: this CPU's entry; XDP programs do not nest on one CPU.
+    unsafe { (*counters).accepted.add(inner_len) };
+    // SAFETY: removing the outer header, which lies inside the frame.
+    if unsafe { bpf_xdp_adjust_head(ctx.ctx, 20) } != 0 {
+        return None;
+    }
+    let eth = moved(ctx, 14).ok()?;
+    eth.write(0, eth_a).ok()?;
+    eth.write(8, eth_b).ok()?;
+    eth.write(12, [0x08u8, 0x00]).ok()?;
+    Some(xdp_action::XDP_PASS)
 }
 
 /// What the harness keeps while the program runs: the frame's first 34 bytes

@@ -6,7 +6,7 @@ use std::{fmt::Write, path::PathBuf, process::ExitCode};
 use clap::Parser;
 
 use vip_tests::{
-    bench::{machine, measure, median, update_machine_section, Case, Measurement},
+    bench::{machine, measure, median, update_machine_section, Case, Floor, Measurement},
     fixture::Verdict,
     scrape,
 };
@@ -53,8 +53,10 @@ struct CaseFigures<'a> {
     /// The second comparison (see `Measurement::added_over_reference`).
     reference: Option<&'static str>,
     added_over_reference_ns: Option<Vec<f64>>,
-    /// The IPv4 floor (`floor_v4_count`): its ns, the ns it adds over the
-    /// empty program, and the ns vip_xdp adds over it, run by run.
+    /// The case's floor (a vip-baseline program, or the bench object's decap
+    /// floor): its name, its ns, the ns it adds over the target's baseline
+    /// (`target_over`), and the ns vip_xdp adds over it, run by run.
+    floor: Option<&'static str>,
     floor_ns: Option<&'a [f64]>,
     floor_added_ns: Option<Vec<f64>>,
     added_over_floor_ns: Option<Vec<f64>>,
@@ -81,6 +83,7 @@ fn write_json(path: &std::path::Path, args: &Args, results: &[Measurement]) -> s
                 ratio: m.ratio(),
                 reference: over.as_ref().map(|(name, _)| *name),
                 added_over_reference_ns: over.map(|(_, added)| added),
+                floor: m.case.floor.map(Floor::program),
                 floor_ns: m.floor_ns.as_deref(),
                 floor_added_ns: floor.as_ref().map(|(f, _)| f.clone()),
                 added_over_floor_ns: floor.map(|(_, v)| v),
@@ -268,18 +271,28 @@ fn render(results: &[Measurement], args: &Args) -> String {
         );
     }
     for m in results {
-        let Some((floor_added, vip_over)) = m.floor_figures() else {
+        let (Some(floor), Some((floor_added, vip_over))) = (m.case.floor, m.floor_figures()) else {
             continue;
+        };
+        let t = target(m);
+        let reach = if median(&floor_added) > t.ns {
+            "beyond the floor itself"
+        } else {
+            "within the floor's reach"
         };
         let _ = writeln!(
             out,
-            "\n{}: the IPv4 floor (vip-baseline's `floor_v4_count`: ethertype and a fixed /24 \
-             checked, this CPU's slot of the last octet counted, XDP_PASS) took {} ns, {} ns \
-             added over the empty program; vip_xdp added {} ns over the floor.",
+            "\n{}: {} (`{}`) took {} ns, {} ns added over {}; vip_xdp added {} ns over the \
+             floor. Target ≤ {:.0} over {}: {reach}.",
             m.case.label,
+            floor.describe(),
+            floor.program(),
             range(m.floor_ns.as_deref().unwrap_or_default()),
             range(&floor_added),
+            t.over,
             range(&vip_over),
+            t.ns,
+            t.over,
         );
     }
     for m in results {

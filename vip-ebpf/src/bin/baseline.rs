@@ -14,7 +14,11 @@ use aya_ebpf::{
     maps::{Array, PerCpuArray},
     programs::{TcContext, XdpContext},
 };
-use vip_common::{Verdicts, FLOOR_PREFIX_V6, FLOOR_V4_PREFIX, FLOOR_V4_VIPS, FLOOR_VIPS};
+use vip_common::{
+    sparse_hash_multiply, PortBitmap, SparseSlot, Verdicts, VipAddr, FLOOR_PREFIX_V6,
+    FLOOR_V4_PREFIX, FLOOR_V4_VIPS, FLOOR_V6_MULTIPLIERS, FLOOR_V6_PREFIX, FLOOR_V6_SLOTS_PER_CPU,
+    FLOOR_VIPS,
+};
 
 #[xdp]
 pub fn baseline_pass(_ctx: XdpContext) -> u32 {
@@ -42,20 +46,33 @@ pub fn baseline_read_drop(ctx: XdpContext) -> u32 {
 /// the frame: no IHL or version check).
 #[inline(always)]
 fn ipv4_destination(ctx: &XdpContext) -> Option<[u8; 4]> {
-    const DST: usize = 14 + 16;
+    destination(ctx, [0x08, 0x00], 14 + 16)
+}
+
+/// The destination of an IPv6 frame without VLAN tags, as the two words it
+/// is in the frame (compared as words: a byte-slice comparison would call
+/// memcmp).
+#[inline(always)]
+fn ipv6_destination(ctx: &XdpContext) -> Option<[u64; 2]> {
+    destination(ctx, [0x86, 0xdd], 14 + 24)
+}
+
+/// The `T` at `offset` of a frame whose ethertype (no VLAN tags) is `ethertype`.
+#[inline(always)]
+fn destination<T: Copy>(ctx: &XdpContext, ethertype: [u8; 2], offset: usize) -> Option<T> {
     let (start, end) = (ctx.data(), ctx.data_end());
-    if start + DST + 4 > end {
+    if start + offset + size_of::<T>() > end {
         return None;
     }
     let frame = start as *const u8;
     // SAFETY: inside the frame (checked above).
-    let (ethertype, dst) = unsafe {
+    let (found, dst) = unsafe {
         (
             core::ptr::read_unaligned(frame.add(12) as *const u16),
-            core::ptr::read_unaligned(frame.add(DST) as *const [u8; 4]),
+            core::ptr::read_unaligned(frame.add(offset) as *const T),
         )
     };
-    (ethertype == u16::from_ne_bytes([0x08, 0x00])).then_some(dst)
+    (found == u16::from_ne_bytes(ethertype)).then_some(dst)
 }
 
 /// The empty program plus the one helper call decapsulation cannot do without:
@@ -96,29 +113,15 @@ const fn split(at: usize) -> [u8; 8] {
 /// bits name in this CPU's stretch, counts and drops. Anything else passes.
 #[xdp]
 pub fn floor_per_vip(ctx: XdpContext) -> u32 {
-    const DST: usize = 14 + 24;
-    let (start, end) = (ctx.data(), ctx.data_end());
-    if start + DST + 16 > end {
+    let Some(words) = ipv6_destination(&ctx) else {
         return xdp_action::XDP_PASS;
-    }
-    let frame = start as *const u8;
-    // SAFETY: the bytes read are inside the frame (checked above). Compared as
-    // words: a byte-slice comparison would call memcmp.
-    let read =
-        |offset: usize| unsafe { core::ptr::read_unaligned(frame.add(offset) as *const u64) };
-    let (ethertype, dst) = unsafe {
-        (
-            core::ptr::read_unaligned(frame.add(12) as *const u16),
-            core::ptr::read_unaligned(frame.add(DST + 14) as *const [u8; 2]),
-        )
     };
-    let prefix_lo = read(DST + 8) & u64::from_ne_bytes(LOW_MASK);
-    if ethertype != u16::from_ne_bytes([0x86, 0xdd])
-        || read(DST) != u64::from_ne_bytes(PREFIX_HI)
-        || prefix_lo != u64::from_ne_bytes(PREFIX_LO)
-    {
+    let prefix_lo = words[1] & u64::from_ne_bytes(LOW_MASK);
+    if words[0] != u64::from_ne_bytes(PREFIX_HI) || prefix_lo != u64::from_ne_bytes(PREFIX_LO) {
         return xdp_action::XDP_PASS;
     }
+    let low = words[1].to_ne_bytes();
+    let dst = [low[6], low[7]];
     let vip = u32::from(u16::from_be_bytes(dst));
     // SAFETY: a helper without arguments.
     let cpu = unsafe { bpf_get_smp_processor_id() };
@@ -126,7 +129,7 @@ pub fn floor_per_vip(ctx: XdpContext) -> u32 {
         return xdp_action::XDP_PASS;
     };
     // SAFETY: this CPU's slot; XDP programs do not nest on one CPU.
-    unsafe { (*slot).side(true).add((end - start) as u64) };
+    unsafe { (*slot).side(true).add((ctx.data_end() - ctx.data()) as u64) };
     xdp_action::XDP_DROP
 }
 
@@ -141,25 +144,119 @@ static FLOOR_V4_SLOTS: Array<Verdicts> = Array::with_max_entries(1, 0);
 /// counted, XDP_PASS. No VLANs, no header length check, one fixed /24.
 #[xdp]
 pub fn floor_v4_count(ctx: XdpContext) -> u32 {
-    let Some(dst) = ipv4_destination(&ctx) else {
+    let Some(dst) = floor_v4_vip(&ctx) else {
         return xdp_action::XDP_PASS;
     };
+    floor_v4_counted(&ctx, dst, false);
+    xdp_action::XDP_PASS
+}
+
+/// The IPv4 destination, if it is in `FLOOR_V4_PREFIX`/24.
+#[inline(always)]
+fn floor_v4_vip(ctx: &XdpContext) -> Option<[u8; 4]> {
+    let dst = ipv4_destination(ctx)?;
     let [a, b, c] = FLOOR_V4_PREFIX;
     let prefix = u32::from_ne_bytes([0xff, 0xff, 0xff, 0]);
-    if u32::from_ne_bytes(dst) & prefix != u32::from_ne_bytes([a, b, c, 0]) {
-        return xdp_action::XDP_PASS;
-    }
+    (u32::from_ne_bytes(dst) & prefix == u32::from_ne_bytes([a, b, c, 0])).then_some(dst)
+}
+
+/// Counts the frame in this CPU's slot of `dst`'s last octet, on the dropped
+/// side if `drop`.
+#[inline(always)]
+fn floor_v4_counted(ctx: &XdpContext, dst: [u8; 4], drop: bool) {
     // SAFETY: a helper without arguments.
     let cpu = unsafe { bpf_get_smp_processor_id() };
-    let Some(slot) = FLOOR_V4_SLOTS.get_ptr_mut(cpu * FLOOR_V4_VIPS + u32::from(dst[3])) else {
+    if let Some(slot) = FLOOR_V4_SLOTS.get_ptr_mut(cpu * FLOOR_V4_VIPS + u32::from(dst[3])) {
+        // SAFETY: this CPU's slot; XDP programs do not nest on one CPU.
+        unsafe { (*slot).side(drop).add((ctx.data_end() - ctx.data()) as u64) };
+    }
+}
+
+/// The allowed ports of the denied-port floor's one list: TCP at 0, UDP at 1.
+#[map]
+static FLOOR_V4_PORTS: Array<PortBitmap> = Array::with_max_entries(2, 0);
+
+/// The floor of a denied port under BPF_PROG_TEST_RUN (issue 19): the IPv4
+/// floor's address check and slot, plus what any constant-time allow list
+/// must do: read the transport header's destination port (straight after a
+/// 20-byte IPv4 header) and test its bit in the list's bitmap for the
+/// protocol. A port not allowed is counted dropped, XDP_DROP; anything else
+/// passes uncounted.
+#[xdp]
+pub fn floor_v4_port(ctx: XdpContext) -> u32 {
+    const PROTO: usize = 14 + 9;
+    const DST_PORT: usize = 14 + 20 + 2;
+    let Some(dst) = floor_v4_vip(&ctx) else {
+        return xdp_action::XDP_PASS;
+    };
+    let (start, end) = (ctx.data(), ctx.data_end());
+    if start + DST_PORT + 2 > end {
+        return xdp_action::XDP_PASS;
+    }
+    let frame = start as *const u8;
+    // SAFETY: inside the frame (checked above).
+    let (proto, port) = unsafe {
+        (
+            *frame.add(PROTO),
+            core::ptr::read_unaligned(frame.add(DST_PORT) as *const [u8; 2]),
+        )
+    };
+    let udp = u32::from(proto == 17);
+    let Some(ports) = FLOOR_V4_PORTS.get(udp) else {
+        return xdp_action::XDP_PASS;
+    };
+    if ports.allows(u16::from_be_bytes(port)) {
+        return xdp_action::XDP_PASS;
+    }
+    floor_v4_counted(&ctx, dst, true);
+    xdp_action::XDP_DROP
+}
+
+/// The IPv6 floor's slots: `FLOOR_V6_SLOTS_PER_CPU` per CPU.
+#[map]
+static FLOOR_V6_SLOTS: Array<SparseSlot> = Array::with_max_entries(1, 0);
+
+/// `FLOOR_V6_MULTIPLIERS`, in the object's read-only data like vip's drawn
+/// multipliers, read the same way.
+#[unsafe(no_mangle)]
+static FLOOR_V6_HASH: [u64; 4] = FLOOR_V6_MULTIPLIERS;
+
+/// The floor of an IPv6 hit under BPF_PROG_TEST_RUN (issue 19): the least an
+/// XDP program can do to count a packet per destination exactly when the
+/// destinations are any addresses of a /64, which no direct index can place,
+/// and nobody outside may choose colliding ones (issue 18): ethertype IPv6, the
+/// destination in `FLOOR_V6_PREFIX`/64, vip's keyed multiply hash of it, one
+/// slot of this CPU's table (no probing), the whole address compared (the slot
+/// taken when free), packets and bytes counted, XDP_PASS. No VLANs, no version
+/// check, no range behind the slot.
+#[xdp]
+pub fn floor_v6_count(ctx: XdpContext) -> u32 {
+    let Some(words) = ipv6_destination(&ctx) else {
+        return xdp_action::XDP_PASS;
+    };
+    if words[0] != u64::from_ne_bytes(FLOOR_V6_PREFIX) {
+        return xdp_action::XDP_PASS;
+    }
+    let (start, end) = (ctx.data(), ctx.data_end());
+    let vip = VipAddr::from_v6_words(words);
+    // SAFETY: a static, read volatile like vip's loader constants.
+    let multipliers = unsafe { core::ptr::read_volatile(&FLOOR_V6_HASH) };
+    let hash = sparse_hash_multiply(&vip, &multipliers);
+    // SAFETY: a helper without arguments.
+    let cpu = unsafe { bpf_get_smp_processor_id() };
+    let index = cpu * FLOOR_V6_SLOTS_PER_CPU + (hash & (FLOOR_V6_SLOTS_PER_CPU - 1));
+    let Some(slot) = FLOOR_V6_SLOTS.get_ptr_mut(index) else {
         return xdp_action::XDP_PASS;
     };
     // SAFETY: this CPU's slot; XDP programs do not nest on one CPU.
-    unsafe {
-        (*slot)
-            .side(false)
-            .add((ctx.data_end() - ctx.data()) as u64)
-    };
+    let slot = unsafe { &mut *slot };
+    if slot.epoch == 0 {
+        slot.vip = vip;
+        slot.epoch = 1;
+    } else if slot.vip != vip {
+        return xdp_action::XDP_PASS;
+    }
+    slot.verdicts.side(false).add((end - start) as u64);
     xdp_action::XDP_PASS
 }
 

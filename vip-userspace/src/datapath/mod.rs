@@ -231,6 +231,12 @@ impl Loaded {
         programs(&mut self.ebpf).expect("checked when loaded")
     }
 
+    /// A map of the object that is not one of the datapath's (a bench
+    /// program's, in the bench object).
+    pub fn object_map(&self, name: &str) -> Option<&Map> {
+        self.ebpf.map(name)
+    }
+
     /// Another XDP program of the object (the bench object's), loaded on first use.
     pub fn xdp_program(&mut self, name: &'static str) -> Result<&mut Xdp, DatapathError> {
         let program: &mut Xdp = self
