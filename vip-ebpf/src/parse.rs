@@ -123,9 +123,30 @@ impl From<Truncated> for Malformed {
     }
 }
 
+/// An ethertype as the frame holds it (network order), compared with constants
+/// put in that order at compile time, so a packet pays no byte swap for it.
+#[derive(Clone, Copy, PartialEq, Eq)]
+struct EthertypeBe(u16);
+
+impl EthertypeBe {
+    const fn of(host: u16) -> Self {
+        EthertypeBe(u16::from_ne_bytes(host.to_be_bytes()))
+    }
+
+    #[inline(always)]
+    fn read(bytes: [u8; 2]) -> Self {
+        EthertypeBe(u16::from_ne_bytes(bytes))
+    }
+}
+
+const IPV4_BE: EthertypeBe = EthertypeBe::of(ETH_P_IPV4);
+const IPV6_BE: EthertypeBe = EthertypeBe::of(ETH_P_IPV6);
+const VLAN_8021Q_BE: EthertypeBe = EthertypeBe::of(ETH_P_8021Q);
+const VLAN_8021AD_BE: EthertypeBe = EthertypeBe::of(ETH_P_8021AD);
+
 #[inline(always)]
-fn is_vlan(ethertype: u16) -> bool {
-    ethertype == ETH_P_8021Q || ethertype == ETH_P_8021AD
+fn is_vlan(ethertype: EthertypeBe) -> bool {
+    ethertype == VLAN_8021Q_BE || ethertype == VLAN_8021AD_BE
 }
 
 /// Parses up to two VLAN tags (802.1Q or 802.1ad, in any order), then IPv4 or IPv6
@@ -134,19 +155,19 @@ fn is_vlan(ethertype: u16) -> bool {
 #[inline(always)]
 pub fn network<B: PacketBuf>(buf: &B) -> Result<Option<L3>, Malformed> {
     let eth: EthHdr = read_at(buf, 0)?;
-    let mut ethertype = u16::from_be_bytes(eth.ethertype_be);
+    let mut ethertype = EthertypeBe::read(eth.ethertype_be);
     let mut offset = ETH_HLEN;
     for _ in 0..2 {
         if !is_vlan(ethertype) {
             break;
         }
         let tag: VlanTag = read_at(buf, offset)?;
-        ethertype = u16::from_be_bytes(tag.inner_ethertype_be);
+        ethertype = EthertypeBe::read(tag.inner_ethertype_be);
         offset += VLAN_HLEN;
     }
     match ethertype {
-        ETH_P_IPV4 => ipv4(buf, offset).map(Some),
-        ETH_P_IPV6 => ipv6(buf, offset).map(Some),
+        IPV4_BE => ipv4(buf, offset).map(Some),
+        IPV6_BE => ipv6(buf, offset).map(Some),
         _ => Ok(None),
     }
 }
