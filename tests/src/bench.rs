@@ -206,8 +206,8 @@ impl Floor {
                  list's port bitmap (one lookup), counted dropped, XDP_DROP"
             }
             Floor::V6Hit => {
-                "the IPv6 floor: ethertype and a fixed /64 checked, vip's keyed multiply hash, one \
-                 slot of this CPU's table, the address compared, counted, XDP_PASS"
+                "the IPv6 floor: ethertype checked, vip's keyed multiply hash, one slot of this \
+                 CPU's table, the address compared, counted, XDP_PASS"
             }
             Floor::Decap => {
                 "the decap floor: outer and inner IPv4 headers checked, the inner VIP's per-CPU \

@@ -129,10 +129,8 @@ pub const FLOOR_V4_VIPS: u32 = 256;
 pub const MAP_FLOOR_V4_PORTS: &str = "FLOOR_V4_PORTS";
 /// The IPv6 floor of `cargo xtask bench` (vip-baseline's `floor_v6_count`): a
 /// CPU table of [`crate::SparseSlot`], `FLOOR_V6_SLOTS_PER_CPU` per CPU, found by the
-/// multiply hash of the address under [`FLOOR_V6_MULTIPLIERS`], for addresses
-/// of `FLOOR_V6_PREFIX`/64, the bench's IPv6 range.
+/// multiply hash of the address under [`FLOOR_V6_MULTIPLIERS`].
 pub const MAP_FLOOR_V6_SLOTS: &str = "FLOOR_V6_SLOTS";
-pub const FLOOR_V6_PREFIX: [u8; 8] = [0x20, 0x01, 0x0d, 0xb8, 0, 0, 0, 0];
 pub const FLOOR_V6_SLOTS_PER_CPU: u32 = 4096;
 /// Fixed rather than drawn: the floor reads them from its read-only data as
 /// vip reads its own drawn ones, and the bench finds a VIP's slot with them.

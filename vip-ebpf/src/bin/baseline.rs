@@ -16,8 +16,7 @@ use aya_ebpf::{
 };
 use vip_common::{
     sparse_hash_multiply, PortBitmap, SparseSlot, Verdicts, VipAddr, FLOOR_PREFIX_V6,
-    FLOOR_V4_PREFIX, FLOOR_V4_VIPS, FLOOR_V6_MULTIPLIERS, FLOOR_V6_PREFIX, FLOOR_V6_SLOTS_PER_CPU,
-    FLOOR_VIPS,
+    FLOOR_V4_PREFIX, FLOOR_V4_VIPS, FLOOR_V6_MULTIPLIERS, FLOOR_V6_SLOTS_PER_CPU, FLOOR_VIPS,
 };
 
 #[xdp]
@@ -223,20 +222,20 @@ static FLOOR_V6_HASH: [u64; 4] = FLOOR_V6_MULTIPLIERS;
 
 /// The floor of an IPv6 hit under BPF_PROG_TEST_RUN (issue 19): the least an
 /// XDP program can do to count a packet per destination exactly when the
-/// destinations are any addresses of a /64, which no direct index can place,
-/// and nobody outside may choose colliding ones (issue 18): ethertype IPv6, the
-/// destination in `FLOOR_V6_PREFIX`/64, vip's keyed multiply hash of it, one
-/// slot of this CPU's table (no probing), the whole address compared (the slot
-/// taken when free), packets and bytes counted, XDP_PASS. No VLANs, no version
-/// check, no range behind the slot.
+/// destinations are any addresses, which no direct index can place, and
+/// nobody outside may choose colliding ones (issue 18): ethertype IPv6, vip's
+/// keyed multiply hash of the destination, one slot of this CPU's table (no
+/// probing), the whole address compared (the slot taken when free), packets
+/// and bytes counted, XDP_PASS. No VLANs, no version check, no range behind
+/// the slot.
 #[xdp]
 pub fn floor_v6_count(ctx: XdpContext) -> u32 {
+    // No prefix check: vip finds a known VIP through its slot, without its
+    // range, and a check here would let the compiler fold the known high
+    // words into the hash.
     let Some(words) = ipv6_destination(&ctx) else {
         return xdp_action::XDP_PASS;
     };
-    if words[0] != u64::from_ne_bytes(FLOOR_V6_PREFIX) {
-        return xdp_action::XDP_PASS;
-    }
     let (start, end) = (ctx.data(), ctx.data_end());
     let vip = VipAddr::from_v6_words(words);
     // SAFETY: a static, read volatile like vip's loader constants.
