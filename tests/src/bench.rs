@@ -502,7 +502,11 @@ fn floor_count(baselines: &Ebpf, floor: Floor, dst: &IpAddr) -> u64 {
                     let slot = slots
                         .get(&(cpu * FLOOR_V4_VIPS + u32::from(v4.octets()[3])), 0)
                         .expect("a floor slot");
-                    slot.accepted.packets + slot.dropped.packets
+                    if floor == Floor::V4DeniedPort {
+                        slot.dropped.packets
+                    } else {
+                        slot.accepted.packets
+                    }
                 })
                 .sum()
         }
