@@ -9,10 +9,10 @@ use aya::{
 };
 
 use vip_common::{
-    sparse_hash_multiply, PortBitmap, SparseSlot, Verdicts, VipAddr, FLOOR_V4_VIPS,
-    FLOOR_V6_MULTIPLIERS, FLOOR_V6_SLOTS_PER_CPU, MAP_BENCH_FLOOR_DECAP, MAP_FLOOR_V4_PORTS,
-    MAP_FLOOR_V4_SLOTS, MAP_FLOOR_V6_SLOTS, PORT_BITMAP_WORDS, PROG_BENCH_DECAP,
-    PROG_BENCH_FLOOR_DECAP, PROG_BENCH_HARNESS,
+    port_bitmap_index, sparse_hash_multiply, PortBitmap, SparseSlot, Verdicts, VipAddr,
+    FLOOR_V4_VIPS, FLOOR_V6_MULTIPLIERS, FLOOR_V6_SLOTS_PER_CPU, MAP_BENCH_FLOOR_DECAP,
+    MAP_FLOOR_V4_PORTS, MAP_FLOOR_V4_SLOTS, MAP_FLOOR_V6_SLOTS, PORT_BITMAP_WORDS,
+    PROG_BENCH_DECAP, PROG_BENCH_FLOOR_DECAP, PROG_BENCH_HARNESS,
 };
 use vip_userspace::{stats::Report, Loaded};
 
@@ -119,9 +119,10 @@ pub fn load_baselines() -> Ebpf {
     let mut tcp = PortBitmap {
         words: [0; PORT_BITMAP_WORDS],
     };
-    let port = usize::from(FLOOR_ALLOWED_TCP_PORT);
-    tcp.words[port / 64] |= 1 << (port % 64);
-    ports.set(0, tcp, 0).expect("writing the floor's TCP ports");
+    tcp.allow(FLOOR_ALLOWED_TCP_PORT);
+    ports
+        .set(port_bitmap_index(0, false), tcp, 0)
+        .expect("writing the floor's TCP ports");
     ebpf
 }
 

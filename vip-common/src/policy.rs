@@ -43,6 +43,12 @@ impl PortBitmap {
         let word = self.words[usize::from(port_host >> 6)];
         (word >> (port_host & 63)) & 1 != 0
     }
+
+    /// Lets port `port_host` through.
+    #[inline(always)]
+    pub fn allow(&mut self, port_host: u16) {
+        self.words[usize::from(port_host >> 6)] |= 1 << (port_host & 63);
+    }
 }
 
 /// Where policy `policy_id`'s bitmap for TCP (`udp` false) or UDP is in `MAP_PORTS`.

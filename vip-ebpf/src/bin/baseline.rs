@@ -15,8 +15,9 @@ use aya_ebpf::{
     programs::{TcContext, XdpContext},
 };
 use vip_common::{
-    sparse_hash_multiply, PortBitmap, SparseSlot, Verdicts, VipAddr, FLOOR_PREFIX_V6,
-    FLOOR_V4_PREFIX, FLOOR_V4_VIPS, FLOOR_V6_MULTIPLIERS, FLOOR_V6_SLOTS_PER_CPU, FLOOR_VIPS,
+    port_bitmap_index, sparse_hash_multiply, PortBitmap, SparseSlot, Verdicts, VipAddr,
+    FLOOR_PREFIX_V6, FLOOR_V4_PREFIX, FLOOR_V4_VIPS, FLOOR_V6_MULTIPLIERS, FLOOR_V6_SLOTS_PER_CPU,
+    FLOOR_VIPS, IPPROTO_UDP,
 };
 
 #[xdp]
@@ -171,7 +172,8 @@ fn floor_v4_counted(ctx: &XdpContext, dst: [u8; 4], drop: bool) {
     }
 }
 
-/// The allowed ports of the denied-port floor's one list: TCP at 0, UDP at 1.
+/// The allowed ports of the denied-port floor's one list (policy 0): TCP and
+/// UDP at `port_bitmap_index(0, udp)`, as in `VIP_PORTS`.
 #[map]
 static FLOOR_V4_PORTS: Array<PortBitmap> = Array::with_max_entries(2, 0);
 
@@ -200,8 +202,7 @@ pub fn floor_v4_port(ctx: XdpContext) -> u32 {
             core::ptr::read_unaligned(frame.add(DST_PORT) as *const [u8; 2]),
         )
     };
-    let udp = u32::from(proto == 17);
-    let Some(ports) = FLOOR_V4_PORTS.get(udp) else {
+    let Some(ports) = FLOOR_V4_PORTS.get(port_bitmap_index(0, proto == IPPROTO_UDP)) else {
         return xdp_action::XDP_PASS;
     };
     if ports.allows(u16::from_be_bytes(port)) {

@@ -52,7 +52,7 @@ pub fn port_bitmap(policy: &RangePolicy, proto: u8) -> PortBitmap {
     let used = &policy.entries[..policy.entry_count as usize];
     for entry in used.iter().filter(|e| e.proto == proto) {
         for port in entry.port_first_host..=entry.port_last_host {
-            bitmap.words[usize::from(port / 64)] |= 1 << (port % 64);
+            bitmap.allow(port);
         }
     }
     bitmap
