@@ -96,6 +96,16 @@ pub fn sparse_control(datapath: &Loaded) -> vip_common::SparseControl {
         .expect("the sparse control entry")
 }
 
+/// The datapath's ranges' version (`MAP_RANGES_VERSION`).
+pub fn ranges_version(datapath: &Loaded) -> u32 {
+    let map = datapath
+        .maps()
+        .map(vip_common::MAP_RANGES_VERSION)
+        .expect("the ranges' version map");
+    let array: aya::maps::Array<_, u32> = aya::maps::Array::try_from(map).unwrap();
+    array.get(&0, 0).expect("the ranges' version")
+}
+
 pub fn snapshot(datapath: &Loaded) -> Report {
     stats::read(datapath.maps()).expect("reading counters")
 }

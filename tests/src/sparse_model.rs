@@ -7,7 +7,8 @@
 use std::collections::HashMap;
 
 use vip_common::{
-    sparse_idle, RangePressure, SparseControl, SparseSlot, Verdicts, VipAddr, SPARSE_PROBES,
+    sparse_idle, RangePressure, RangeValue, SparseControl, SparseSlot, Verdicts, VipAddr,
+    PER_VIP_SPARSE, POLICY_NONE, SPARSE_PROBES,
 };
 
 /// Where a packet counted.
@@ -24,6 +25,8 @@ pub struct SparseModel {
     /// The datapath's hash and key (its generation is the model's own).
     control: SparseControl,
     generation: u32,
+    /// The datapath's `MAP_RANGES_VERSION`, fixed for the model's life.
+    ranges_version: u32,
     /// By range id.
     pub pressure: HashMap<u32, RangePressure>,
     pub overflow: HashMap<u32, Verdicts>,
@@ -31,13 +34,15 @@ pub struct SparseModel {
 
 impl SparseModel {
     /// An empty table of `slots` slots (a power of two) under `control`'s
-    /// hash and key; every range stays configured for the model's life.
-    pub fn new(slots: usize, control: SparseControl) -> SparseModel {
+    /// hash and key and the ranges' version `ranges_version`; every range
+    /// stays configured for the model's life.
+    pub fn new(slots: usize, control: SparseControl, ranges_version: u32) -> SparseModel {
         assert!(slots.is_power_of_two());
         SparseModel {
             slots: vec![SparseSlot::default(); slots],
             control,
             generation: 0,
+            ranges_version,
             pressure: HashMap::new(),
             overflow: HashMap::new(),
         }
@@ -48,15 +53,9 @@ impl SparseModel {
         self.generation = self.generation.wrapping_add(1);
     }
 
-    /// Counts one packet of `bytes` to `vip` of range (`range_id`, `epoch`).
-    pub fn count(
-        &mut self,
-        vip: VipAddr,
-        range_id: u32,
-        epoch: u32,
-        bytes: u64,
-        drop: bool,
-    ) -> Counted {
+    /// Counts one packet of `bytes` to `vip` of `range`.
+    pub fn count(&mut self, vip: VipAddr, range: &RangeValue, bytes: u64, drop: bool) -> Counted {
+        let (range_id, epoch) = (range.range_id, range.epoch);
         let mask = self.slots.len() - 1;
         let start = self.control.slot_hash(&vip) as usize;
         // The VIP's own slot, else the first free one after the first idle
@@ -99,6 +98,13 @@ impl SparseModel {
         }
         slot.seen_generation = self.generation;
         side(&mut slot.verdicts, drop).add(bytes);
+        // A range that only counts marks the slot with the ranges' version.
+        slot.fast_version =
+            if range.per_vip_mode == PER_VIP_SPARSE && range.policy_id == POLICY_NONE {
+                self.ranges_version
+            } else {
+                0
+            };
         Counted::Row(index)
     }
 
@@ -143,20 +149,28 @@ mod tests {
             .filter(|v| control.slot_hash(v) as usize & 63 == 0)
             .take(SPARSE_PROBES as usize + 1)
             .collect();
-        let mut model = SparseModel::new(64, control);
+        let range = RangeValue {
+            range_id: 1,
+            per_vip_mode: PER_VIP_SPARSE,
+            epoch: 1,
+            policy_id: POLICY_NONE,
+            ..RangeValue::default()
+        };
+        let mut model = SparseModel::new(64, control, 5);
         for (i, v) in colliding[..8].iter().enumerate() {
-            assert_eq!(model.count(*v, 1, 1, 100, false), Counted::Row(i));
+            assert_eq!(model.count(*v, &range, 100, false), Counted::Row(i));
         }
+        assert_eq!(model.slots[0].fast_version, 5);
         let late = colliding[8];
-        assert_eq!(model.count(late, 1, 1, 100, false), Counted::Overflow);
+        assert_eq!(model.count(late, &range, 100, false), Counted::Overflow);
         for _ in 0..2 {
             model.sweep();
-            assert_eq!(model.count(late, 1, 1, 100, false), Counted::Overflow);
+            assert_eq!(model.count(late, &range, 100, false), Counted::Overflow);
         }
         // Slot 1 stays busy; slot 0 is idle after the third sweep.
-        model.count(colliding[1], 1, 1, 100, false);
+        model.count(colliding[1], &range, 100, false);
         model.sweep();
-        assert_eq!(model.count(late, 1, 1, 100, false), Counted::Row(0));
+        assert_eq!(model.count(late, &range, 100, false), Counted::Row(0));
         let pressure = model.pressure[&1];
         assert_eq!(pressure.slots_reclaimed, 1);
         assert_eq!(pressure.reclaimed.accepted.packets, 1);

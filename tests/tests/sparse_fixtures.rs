@@ -36,6 +36,10 @@ name = "quiet"
 cidr = "2001:db8:3::/64"
 vips = ["2001:db8:3::a"]
 learn = false
+
+[[range]]
+name = "plain"
+cidr = "2001:db8:4::/64"
 "#;
 
 const SLOTS: u32 = 64;
@@ -396,15 +400,12 @@ fn slots_of_a_removed_range_are_taken_over_once_idle() {
     for vip in &gone {
         send(&mut datapath, vip);
     }
-    let parse = |text: &str| Config::parse(text, Path::new("fixture")).unwrap();
-    let old = Layout::new(&parse(CONFIG));
     let without_v6 = CONFIG.replace(
         "[[range]]\nname = \"v6\"\ncidr = \"2001:db8:1::/64\"\nallow = [\"udp/53\"]\n",
         "",
     );
-    let new = old.update(&parse(&without_v6)).unwrap();
-    assert_eq!(new.ranges.len(), 2);
-    datapath.update(&old, &new).unwrap();
+    assert_ne!(without_v6, CONFIG);
+    reload(&mut datapath, CONFIG, &without_v6);
     for sweep in 0..3 {
         let deltas = send(&mut datapath, late);
         assert_eq!(
@@ -424,4 +425,103 @@ fn slots_of_a_removed_range_are_taken_over_once_idle() {
         Some(&Moved::accepted(80)),
         "nothing of the removed range moves into this one"
     );
+}
+
+/// The slot where `vip`, the first VIP of its probe sequence, counts on CPU 0.
+fn slot_of(datapath: &Loaded, vip: &str) -> vip_common::SparseSlot {
+    let slot = datapath.maps().tables().sparse.get(0, start(datapath, vip));
+    assert_eq!(slot.vip, VipAddr::from_ip(v6(vip)), "{vip} is at its start");
+    slot
+}
+
+fn reload(datapath: &mut Loaded, from: &str, to: &str) {
+    let parse = |text: &str| Config::parse(text, Path::new("fixture")).unwrap();
+    let old = Layout::new(&parse(from));
+    let new = old.update(&parse(to)).unwrap();
+    datapath.update(&old, &new).unwrap();
+}
+
+/// A VIP of a range that only counts (no allow list, no declared VIPs) is
+/// counted through its slot alone once the slot is marked with the ranges'
+/// version. A reload moves the version on, so the VIP's next packet reads its
+/// range again: an allow list the reload gave the range applies at once.
+#[test]
+fn a_reload_applies_a_new_allow_list_to_vips_counted_through_their_slot() {
+    if !require_root("a_reload_applies_a_new_allow_list_to_vips_counted_through_their_slot") {
+        return;
+    }
+    fixture::pin_to_cpu0();
+    let mut datapath = fixture::load(CONFIG);
+    assert_eq!(fixture::ranges_version(&datapath), 1, "a new datapath's");
+    let (plain, listed) = ("2001:db8:4::1", "2001:db8:1::1");
+    for _ in 0..3 {
+        let (verdict, deltas) = fixture::run(&mut datapath, Program::Xdp, &frame(plain, 80));
+        assert_eq!(verdict, Verdict::Pass);
+        assert_eq!(deltas.vips.get(&v6(plain)), Some(&Moved::accepted(80)));
+        assert_eq!(deltas.ranges.get("plain"), Some(&Moved::accepted(80)));
+    }
+    let slot = slot_of(&datapath, plain);
+    assert_eq!((slot.fast_version, slot.verdicts.accepted.packets), (1, 3));
+    send(&mut datapath, listed);
+    assert_eq!(
+        slot_of(&datapath, listed).fast_version,
+        0,
+        "a range with an allow list never marks"
+    );
+
+    let with_list = CONFIG.replace(
+        "name = \"plain\"\ncidr = \"2001:db8:4::/64\"\n",
+        "name = \"plain\"\ncidr = \"2001:db8:4::/64\"\nallow = [\"udp/53\"]\n",
+    );
+    assert_ne!(with_list, CONFIG);
+    reload(&mut datapath, CONFIG, &with_list);
+    assert_eq!(
+        fixture::ranges_version(&datapath),
+        2,
+        "moved on by the reload"
+    );
+    let (verdict, deltas) = fixture::run(&mut datapath, Program::Xdp, &frame(plain, 80));
+    assert_eq!(verdict, Verdict::Drop, "port 80 is not on the new list");
+    assert_eq!(deltas.vips.get(&v6(plain)), Some(&Moved::dropped(80)));
+    let (verdict, deltas) = fixture::run(&mut datapath, Program::Tc, &frame(plain, 53));
+    assert_eq!(verdict, Verdict::Pass);
+    assert_eq!(deltas.vips.get(&v6(plain)), Some(&Moved::accepted(80)));
+    let slot = slot_of(&datapath, plain);
+    assert_eq!(
+        (
+            slot.fast_version,
+            slot.verdicts.accepted.packets,
+            slot.verdicts.dropped.packets
+        ),
+        (0, 4, 1),
+        "the same row, no longer marked"
+    );
+}
+
+/// Once a reload removes a range that only counts, the next packet to one of
+/// its VIPs is to no VIP, though its slot was marked.
+#[test]
+fn a_vip_counted_through_its_slot_is_no_vip_once_its_range_is_removed() {
+    if !require_root("a_vip_counted_through_its_slot_is_no_vip_once_its_range_is_removed") {
+        return;
+    }
+    fixture::pin_to_cpu0();
+    let mut datapath = fixture::load(CONFIG);
+    let plain = "2001:db8:4::1";
+    send(&mut datapath, plain);
+    send(&mut datapath, plain);
+    assert_eq!(slot_of(&datapath, plain).fast_version, 1);
+    let without = CONFIG.replace(
+        "[[range]]\nname = \"plain\"\ncidr = \"2001:db8:4::/64\"\n",
+        "",
+    );
+    assert_ne!(without, CONFIG);
+    reload(&mut datapath, CONFIG, &without);
+    let (verdict, deltas) = fixture::run(&mut datapath, Program::Xdp, &frame(plain, 80));
+    assert_eq!(verdict, Verdict::Pass);
+    assert!(
+        deltas.vips.is_empty() && deltas.ranges.is_empty(),
+        "{deltas:?}"
+    );
+    assert_eq!(deltas.global.non_vip_packets, 1);
 }

@@ -1,7 +1,7 @@
 //! The sparse table's hash key across the datapath's life: kept by restarts
 //! (adoption) of a datapath vip created, and by an upgrade in place from the
-//! older vip (layout 9, whose only hash was fmix), so that every row stays
-//! where it is and per-VIP counts stay exact across the upgrade.
+//! older vip (layout 10, whose slots have no ranges' version), so that every
+//! row stays where it is and per-VIP counts stay exact across the upgrade.
 //!
 //! The test thread is pinned to CPU 0, and so the threads that send its frames
 //! (they inherit the mask): every frame is counted in CPU 0's table.
@@ -9,7 +9,7 @@
 use std::net::IpAddr;
 
 use serde_json::Value;
-use vip_common::{SparseControl, MAP_SPARSE_CONTROL, SPARSE_HASH_FMIX, SPARSE_HASH_MULTIPLY};
+use vip_common::{SparseControl, MAP_SPARSE_CONTROL, SPARSE_HASH_MULTIPLY};
 use vip_tests::{
     daemon::{number, old_vip_bin, vip_bin, Daemon, Instance},
     fixture,
@@ -152,8 +152,8 @@ fn an_upgrade_keeps_the_key_and_every_sparse_row_where_it_is() {
     old.stop();
     let before = pinned_control(&instance);
     assert_eq!(
-        before.hash_kind, SPARSE_HASH_FMIX,
-        "the older vip's hash (layout 9 had only fmix)"
+        before.hash_kind, SPARSE_HASH_MULTIPLY,
+        "the older vip's hash (layout 10 draws the multiply hash)"
     );
 
     instance.use_binary(&vip_bin());
@@ -163,7 +163,7 @@ fn an_upgrade_keeps_the_key_and_every_sparse_row_where_it_is() {
     assert_ne!(after.hash_key, 0, "the older vip's key, kept");
     assert_eq!(
         (after.hash_key, after.hash_kind),
-        (before.hash_key, SPARSE_HASH_FMIX),
+        (before.hash_key, SPARSE_HASH_MULTIPLY),
         "the older vip's key and hash, kept"
     );
     let stats = new.stats_once_counted(sent);

@@ -89,8 +89,12 @@ pub struct SparseSlot {
     /// `SparseControl::generation` at the VIP's latest packet on this CPU (0
     /// in a slot written by a layout 6 datapath).
     pub seen_generation: u32,
-    /// Fills the slot to one cache line.
-    pub _pad: u32,
+    /// The ranges' version (`crate::MAP_RANGES_VERSION`) under which this
+    /// VIP was last counted here for a live range in `PER_VIP_SPARSE` mode
+    /// without an allow list. While that version is in force (and not 0), a
+    /// packet to the VIP is accepted and counted without reading its range.
+    /// 0: not known (the padding of layouts 10 and older).
+    pub fast_version: u32,
 }
 
 /// Per-range counters that are not the sum of VIP slots.

@@ -61,16 +61,23 @@ pub const MAP_PRESSURE: &str = "VIP_PRESSURE";
 /// ranges (layout 7 on).
 pub const MAP_DECLARED: &str = "VIP_DECLARED";
 
+/// Array of one `u32` (layout 11 on): the version of the ranges, moved on
+/// (never to 0) after every change the daemon makes to them. A sparse slot
+/// marked with the version in force (`crate::SparseSlot::fast_version`) is
+/// counted without reading its range.
+pub const MAP_RANGES_VERSION: &str = "VIP_RANGES_VERSION";
+
 /// Every map name starts with this, so that `vip down` can remove the pins of
 /// maps a newer layout added, which this binary does not know by name.
 pub const MAP_NAME_PREFIX: &str = "VIP_";
 
 /// Every map the daemon pins, in pin order: `MAP_ATTACH_META` is last, so its pin
 /// marks a datapath that is fully set up.
-pub const PINNED_MAPS: [&str; 25] = [
+pub const PINNED_MAPS: [&str; 26] = [
     MAP_SETTINGS,
     MAP_INFO,
     MAP_SPARSE_CONTROL,
+    MAP_RANGES_VERSION,
     MAP_PRESSURE,
     MAP_DECLARED,
     MAP_POLICY,
@@ -200,7 +207,7 @@ pub const SETTINGS: u32 = 4;
 /// Bumped whenever a map, a shared type or the meaning of a setting changes, so
 /// that a binary never adopts maps pinned by one it does not know. A binary
 /// upgrades a datapath of its own layout or of one in `UPGRADES_FROM`.
-pub const LAYOUT_VERSION: u32 = 10;
+pub const LAYOUT_VERSION: u32 = 11;
 
 /// Older layouts this binary upgrades in place, with the maps each lacks
 /// (created and pinned by the upgrade): 5 had no `MAP_INFO`, neither 5 nor 6
@@ -209,7 +216,8 @@ pub const LAYOUT_VERSION: u32 = 10;
 /// entries of the direct index. Layout 10 added no map: its new datapaths use
 /// the multiply hash in the sparse table (`SparseControl::hash_kind`, padding
 /// before), which no older binary may adopt; an upgraded one keeps fmix.
-pub const UPGRADES_FROM: [(u32, &[&str]); 5] = [
+/// None before 11 had `MAP_RANGES_VERSION`; the upgrade's sync sets it.
+pub const UPGRADES_FROM: [(u32, &[&str]); 6] = [
     (
         5,
         &[
@@ -219,6 +227,7 @@ pub const UPGRADES_FROM: [(u32, &[&str]); 5] = [
             MAP_DECLARED,
             crate::MAP_PORTS,
             MAP_V4_SLASH24,
+            MAP_RANGES_VERSION,
         ],
     ),
     (
@@ -229,11 +238,13 @@ pub const UPGRADES_FROM: [(u32, &[&str]); 5] = [
             MAP_DECLARED,
             crate::MAP_PORTS,
             MAP_V4_SLASH24,
+            MAP_RANGES_VERSION,
         ],
     ),
-    (7, &[crate::MAP_PORTS, MAP_V4_SLASH24]),
-    (8, &[MAP_V4_SLASH24]),
-    (9, &[]),
+    (7, &[crate::MAP_PORTS, MAP_V4_SLASH24, MAP_RANGES_VERSION]),
+    (8, &[MAP_V4_SLASH24, MAP_RANGES_VERSION]),
+    (9, &[MAP_RANGES_VERSION]),
+    (10, &[MAP_RANGES_VERSION]),
 ];
 
 /// Name, in the pin directory, of the pinned bpf_link that keeps the datapath

@@ -108,8 +108,12 @@ fn to_range<B: PacketBuf>(buf: &B, l3: &L3, outer_len: u64) -> Result<Option<Ver
         }
         Destination::V6 { vip } => {
             // IPv6 ranges are all sparse: a VIP this CPU has seen finds its range
-            // in its slot, without the trie.
+            // in its slot, without the trie, and a range that only counts
+            // needs no more than the slot.
             let found = count::sparse_find(&vip)?;
+            if count::vouched_hit(found, buf.len().saturating_sub(outer_len)) {
+                return Ok(Some(Verdict::Pass));
+            }
             let (range, held) = match count::found_range(found) {
                 Some(range) => (range, true),
                 None => match lookup::range_v6(&vip) {

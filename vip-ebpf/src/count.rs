@@ -14,7 +14,7 @@ use vip_common::{
     sparse_hash, sparse_hash_multiply, sparse_idle, AttachMeta, DatapathInfo, DeclaredVip,
     RangeMeta, RangePressure, RangeStats, RangeValue, SparseControl, SparseSlot, Verdicts, VipAddr,
     CPU_TABLE_MAP_FLAGS, GLOBAL_COUNTERS, PER_VIP_DECLARED_ONLY, PER_VIP_DENSE, PER_VIP_SPARSE,
-    PER_VIP_SPARSE_DECLARED, SETTINGS, SPARSE_HASH_MULTIPLY, SPARSE_PROBES,
+    PER_VIP_SPARSE_DECLARED, POLICY_NONE, SETTINGS, SPARSE_HASH_MULTIPLY, SPARSE_PROBES,
 };
 
 use crate::lookup;
@@ -37,6 +37,8 @@ static VIP_SPARSE_CTL: Array<SparseControl> = Array::with_max_entries(1, 0);
 static VIP_PRESSURE: PerCpuArray<RangePressure> = PerCpuArray::with_max_entries(1, 0);
 #[map]
 static VIP_DECLARED: HashMap<VipAddr, DeclaredVip> = HashMap::with_max_entries(1, 0);
+#[map]
+static VIP_RANGES_VERSION: Array<u32> = Array::with_max_entries(1, 0);
 
 /// Slots per CPU of `VIP_DENSE_STATS` and the sparse table's mask, set by the
 /// loader from the layout (`vip_common::GLOBAL_*`; the same values are in
@@ -115,7 +117,11 @@ pub fn v4_hit(
     };
     if range.per_vip_mode != PER_VIP_DENSE {
         let vip = VipAddr::from_v4_be(addr_be);
-        let found = sparse_find(&vip)?;
+        // Its range was read before the ranges' version: never marked with it.
+        let found = Sparse {
+            version: 0,
+            ..sparse_find(&vip)?
+        };
         return sparse_hit(range, &vip, found, holds(found, range), bytes, drop);
     }
     let offset = u32::from_be_bytes(addr_be).wrapping_sub(range.network_v4_host);
@@ -146,6 +152,9 @@ pub struct Sparse {
     found: bool,
     /// The sweep generation, stamped on the slot when it counts.
     generation: u32,
+    /// The ranges' version, read before any range is: a slot marked with it
+    /// ([`sparse_hit`]) was counted under ranges at least that recent.
+    version: u32,
 }
 
 /// Probes this CPU's table for `vip`. The table is never emptied, so a never-used
@@ -158,6 +167,7 @@ pub fn sparse_find(vip: &VipAddr) -> Result<Sparse, MapInconsistent> {
     // default would double every path after it.
     let control = VIP_SPARSE_CTL.get(0).ok_or(MapInconsistent)?;
     let generation = control.generation;
+    let version = *VIP_RANGES_VERSION.get(0).ok_or(MapInconsistent)?;
     let mask = loader_constant(&VIP_SPARSE_MASK);
     let base = cpu().wrapping_mul(mask.wrapping_add(1));
     let start = if loader_constant(&VIP_SPARSE_HASH_KIND) == SPARSE_HASH_MULTIPLY {
@@ -182,6 +192,7 @@ pub fn sparse_find(vip: &VipAddr) -> Result<Sparse, MapInconsistent> {
                 slot,
                 found: false,
                 generation,
+                version,
             });
         }
         if current.vip == *vip {
@@ -189,6 +200,7 @@ pub fn sparse_find(vip: &VipAddr) -> Result<Sparse, MapInconsistent> {
                 slot,
                 found: true,
                 generation,
+                version,
             });
         }
         // A slot of a range a reload removed is never stamped again, so it
@@ -201,7 +213,27 @@ pub fn sparse_find(vip: &VipAddr) -> Result<Sparse, MapInconsistent> {
         slot: reusable,
         found: false,
         generation,
+        version,
     })
+}
+
+/// Counts an accepted packet of `bytes` in `found`'s slot if the slot vouches
+/// for its VIP: marked under the ranges' version in force, so its range is
+/// still one that accepts everything and counts per VIP in the sparse table.
+/// Nothing else is read: no range, no allow list. False when it does not.
+#[inline(always)]
+pub fn vouched_hit(found: Sparse, bytes: u64) -> bool {
+    if !found.found || found.slot.is_null() {
+        return false;
+    }
+    // SAFETY: per-CPU slot, as above.
+    let slot = unsafe { &mut *found.slot };
+    if found.version == 0 || slot.fast_version != found.version {
+        return false;
+    }
+    slot.seen_generation = found.generation;
+    slot.verdicts.accepted.add(bytes);
+    true
 }
 
 /// The range a slot was counted for, if a reload has not removed it since.
@@ -280,6 +312,13 @@ pub fn sparse_hit(
     }
     slot.seen_generation = found.generation;
     slot.verdicts.side(drop).add(bytes);
+    // The range was read after the version was (`sparse_find`), so it is at
+    // least as recent as the version says.
+    slot.fast_version = if range.per_vip_mode == PER_VIP_SPARSE && range.policy_id == POLICY_NONE {
+        found.version
+    } else {
+        0
+    };
     Ok(())
 }
 
@@ -301,7 +340,7 @@ fn take(slot: &mut SparseSlot, range: &RangeValue, vip: &VipAddr) -> Result<(), 
         range_id: range.range_id,
         epoch: range.epoch,
         seen_generation: 0,
-        _pad: 0,
+        fast_version: 0,
     };
     pressure(range.range_id)?.slots_learned += 1;
     Ok(())

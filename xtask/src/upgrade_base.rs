@@ -7,9 +7,9 @@ use anyhow::{bail, Context};
 
 use crate::command::{cargo, run};
 
-/// The last commit before the multiply hash of the sparse table (issue 19):
-/// its datapath has layout version 9, which this tree upgrades from.
-pub const COMMIT: &str = "3c89e79b240186f9f6bac1c35b62de9634e14835";
+/// The last commit before the ranges' version marked sparse slots (issue 19):
+/// its datapath has layout version 10, which this tree upgrades from.
+pub const COMMIT: &str = "1ae45e9be469d21078c1726a871fae00197a8f7b";
 
 /// The older binary, built if it is not cached yet.
 pub fn vip(root: &Path) -> anyhow::Result<PathBuf> {

@@ -10,9 +10,10 @@ use vip_common::{
     port_bitmap_index, DecapConfig, DeclaredVip, RangeMeta, RangePolicy, RangePressure, RangeStats,
     RangeValue, SteerKey, SteerValue, SteeredVip, V4Slash24, VipAddr, IPPROTO_TCP, IPPROTO_UDP,
     LAYOUT_VERSION, MAP_DECAP, MAP_DECLARED, MAP_DELIVERED, MAP_POLICY, MAP_PORTS, MAP_PRESSURE,
-    MAP_RANGES, MAP_RANGE_META, MAP_RANGE_STATS, MAP_SETTINGS, MAP_STEER, MAP_STEERED_VIPS,
-    MAP_STEER_STATS, MAP_V4_L1, MAP_V4_L2, MAP_V4_RANGES, MAP_V4_SLASH24, MAP_V6_RANGES,
-    SETTING_DENSE_STRIDE, SETTING_LAYOUT_VERSION, SETTING_NETNS_INODE, SETTING_SPARSE_MASK,
+    MAP_RANGES, MAP_RANGES_VERSION, MAP_RANGE_META, MAP_RANGE_STATS, MAP_SETTINGS, MAP_STEER,
+    MAP_STEERED_VIPS, MAP_STEER_STATS, MAP_V4_L1, MAP_V4_L2, MAP_V4_RANGES, MAP_V4_SLASH24,
+    MAP_V6_RANGES, SETTING_DENSE_STRIDE, SETTING_LAYOUT_VERSION, SETTING_NETNS_INODE,
+    SETTING_SPARSE_MASK,
 };
 
 use super::{maps::Maps, DatapathError};
@@ -100,7 +101,20 @@ pub(super) fn sync(
     sync_steer(maps, old, new)?;
     // Sparse slots of removed ranges need nothing: their epoch no longer matches
     // a live range, so the datapath reuses them and `vip stats` skips them.
-    Ok(())
+    next_ranges_version(maps)
+}
+
+/// Moves the ranges' version on, once every range is written: a sparse slot
+/// marked under an older one reads its range again. The datapath reads the
+/// version before the range, so a slot it marks with the new version was
+/// judged under the new ranges (loads are not reordered with loads on
+/// x86-64; see NOTES.md).
+fn next_ranges_version(maps: &mut Maps) -> Result<(), DatapathError> {
+    let mut array: Array<_, u32> = maps.typed_mut(MAP_RANGES_VERSION)?;
+    let version = array.get(&0, 0).map_err(map_err(MAP_RANGES_VERSION))?;
+    // 0 marks nothing; wrapping to 1 takes 2^32 reloads.
+    let next = version.wrapping_add(1).max(1);
+    array.set(0, next, 0).map_err(map_err(MAP_RANGES_VERSION))
 }
 
 /// Allow list `id`: its port bitmaps, then its entry.
