@@ -657,7 +657,9 @@ pub fn machine() -> String {
     let kernel = nix::sys::utsname::uname()
         .map(|u| u.release().to_string_lossy().into_owned())
         .unwrap_or_default();
-    let cpus = std::thread::available_parallelism().map_or(0, std::num::NonZero::get);
+    // Online CPUs, not this thread's affinity: some benches pin themselves
+    // before they print the machine line.
+    let cpus = aya::util::online_cpus().map_or(0, |cpus| cpus.len());
     format!(
         "Machine: {cpu}, {cpus} CPUs, kernel {kernel}; mitigations: {}.\n",
         mitigations()
