@@ -27,11 +27,20 @@ fn same(a: &RangeSlot, b: &RangeSlot) -> bool {
     a.value.range_id == b.value.range_id && a.name == b.name && a.cidr == b.cidr
 }
 
+/// Writes `new` (all of it, or its difference from `old`), then moves the
+/// ranges' version on, also when a write failed half-way: whatever it did
+/// change, no sparse slot vouches for a VIP under the ranges before it.
 pub(super) fn sync(
     maps: &mut Maps,
     old: Option<&Layout>,
     new: &Layout,
 ) -> Result<(), DatapathError> {
+    let written = write(maps, old, new);
+    let moved_on = next_ranges_version(maps);
+    written.and(moved_on)
+}
+
+fn write(maps: &mut Maps, old: Option<&Layout>, new: &Layout) -> Result<(), DatapathError> {
     let old_ranges: &[RangeSlot] = old.map_or(&[], |l| &l.ranges);
     let added: Vec<&RangeSlot> = new
         .ranges
@@ -101,7 +110,7 @@ pub(super) fn sync(
     sync_steer(maps, old, new)?;
     // Sparse slots of removed ranges need nothing: their epoch no longer matches
     // a live range, so the datapath reuses them and `vip stats` skips them.
-    next_ranges_version(maps)
+    Ok(())
 }
 
 /// Moves the ranges' version on, once every range is written: a sparse slot
