@@ -427,11 +427,16 @@ fn slots_of_a_removed_range_are_taken_over_once_idle() {
     );
 }
 
-/// The slot where `vip`, the first VIP of its probe sequence, counts on CPU 0.
+/// The slot where `vip` counts on CPU 0, found along its probe sequence.
 fn slot_of(datapath: &Loaded, vip: &str) -> vip_common::SparseSlot {
-    let slot = datapath.maps().tables().sparse.get(0, start(datapath, vip));
-    assert_eq!(slot.vip, VipAddr::from_ip(v6(vip)), "{vip} is at its start");
-    slot
+    let key = VipAddr::from_ip(v6(vip));
+    (0..SPARSE_PROBES)
+        .map(|i| {
+            let index = (start(datapath, vip) + i) & (SLOTS - 1);
+            datapath.maps().tables().sparse.get(0, index)
+        })
+        .find(|slot| slot.vip == key)
+        .unwrap_or_else(|| panic!("{vip} has no slot"))
 }
 
 fn reload(datapath: &mut Loaded, from: &str, to: &str) {
