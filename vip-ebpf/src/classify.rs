@@ -110,7 +110,7 @@ fn to_range<B: PacketBuf>(buf: &B, l3: &L3, outer_len: u64) -> Result<Option<Ver
             // IPv6 ranges are all sparse: a VIP this CPU has seen finds its range
             // in its slot, without the trie, and a range that only counts
             // needs no more than the slot.
-            let found = count::sparse_find(&vip)?;
+            let found = count::sparse_find(&vip, count::ranges_version()?)?;
             if count::vouched_hit(found, buf.len().saturating_sub(outer_len)) {
                 return Ok(Some(Verdict::Pass));
             }

@@ -117,11 +117,8 @@ pub fn v4_hit(
     };
     if range.per_vip_mode != PER_VIP_DENSE {
         let vip = VipAddr::from_v4_be(addr_be);
-        // Its range was read before the ranges' version: never marked with it.
-        let found = Sparse {
-            version: 0,
-            ..sparse_find(&vip)?
-        };
+        // Its range was read already, before any version: never marked.
+        let found = sparse_find(&vip, 0)?;
         return sparse_hit(range, &vip, found, holds(found, range), bytes, drop);
     }
     let offset = u32::from_be_bytes(addr_be).wrapping_sub(range.network_v4_host);
@@ -152,22 +149,22 @@ pub struct Sparse {
     found: bool,
     /// The sweep generation, stamped on the slot when it counts.
     generation: u32,
-    /// The ranges' version, read before any range is: a slot marked with it
-    /// ([`sparse_hit`]) was counted under ranges at least that recent.
+    /// The ranges' version the caller read before any range ([`ranges_version`]),
+    /// or 0: a slot marked with it ([`sparse_hit`]) was counted under ranges at
+    /// least that recent.
     version: u32,
 }
 
 /// Probes this CPU's table for `vip`. The table is never emptied, so a never-used
 /// slot ends the search; slots idle for `sparse_idle_seconds` (those of removed
-/// ranges among them) are taken over.
+/// ranges among them) are taken over. `version`: see [`Sparse`].
 #[inline(always)]
-pub fn sparse_find(vip: &VipAddr) -> Result<Sparse, MapInconsistent> {
+pub fn sparse_find(vip: &VipAddr, version: u32) -> Result<Sparse, MapInconsistent> {
     // An error rather than a default: on kernels before 6.8 or so the verifier
     // takes an array lookup as maybe-null even with a constant key, and a
     // default would double every path after it.
     let control = VIP_SPARSE_CTL.get(0).ok_or(MapInconsistent)?;
     let generation = control.generation;
-    let version = *VIP_RANGES_VERSION.get(0).ok_or(MapInconsistent)?;
     let mask = loader_constant(&VIP_SPARSE_MASK);
     let base = cpu().wrapping_mul(mask.wrapping_add(1));
     let start = if loader_constant(&VIP_SPARSE_HASH_KIND) == SPARSE_HASH_MULTIPLY {
@@ -217,17 +214,32 @@ pub fn sparse_find(vip: &VipAddr) -> Result<Sparse, MapInconsistent> {
     })
 }
 
+/// The ranges' version in force (`vip_common::MAP_RANGES_VERSION`), for
+/// [`sparse_find`]; read before any range, so that a slot marked with it was
+/// judged under ranges at least that recent.
+#[inline(always)]
+pub fn ranges_version() -> Result<u32, MapInconsistent> {
+    VIP_RANGES_VERSION.get(0).copied().ok_or(MapInconsistent)
+}
+
+/// `found`'s slot if it is the VIP's own (its range may since have been
+/// removed by a reload).
+#[inline(always)]
+fn own_slot(found: Sparse) -> Option<*mut SparseSlot> {
+    (found.found && !found.slot.is_null()).then_some(found.slot)
+}
+
 /// Counts an accepted packet of `bytes` in `found`'s slot if the slot vouches
 /// for its VIP: marked under the ranges' version in force, so its range is
 /// still one that accepts everything and counts per VIP in the sparse table.
 /// Nothing else is read: no range, no allow list. False when it does not.
 #[inline(always)]
 pub fn vouched_hit(found: Sparse, bytes: u64) -> bool {
-    if !found.found || found.slot.is_null() {
+    let Some(slot) = own_slot(found) else {
         return false;
-    }
+    };
     // SAFETY: per-CPU slot, as above.
-    let slot = unsafe { &mut *found.slot };
+    let slot = unsafe { &mut *slot };
     if found.version == 0 || slot.fast_version != found.version {
         return false;
     }
@@ -246,23 +258,19 @@ pub fn live_range(slot: &SparseSlot) -> Option<&'static RangeValue> {
 /// the slot already counts for it ([`sparse_hit`]'s `held`).
 #[inline(always)]
 pub fn found_range(found: Sparse) -> Option<&'static RangeValue> {
-    if !found.found || found.slot.is_null() {
-        return None;
-    }
     // SAFETY: per-CPU slot, as above.
-    live_range(unsafe { &*found.slot })
+    own_slot(found).and_then(|slot| live_range(unsafe { &*slot }))
 }
 
 /// Whether `found` is `vip`'s slot and counts for `range` as it is now (a
 /// reload has not replaced the range since the slot was taken).
 #[inline(always)]
 fn holds(found: Sparse, range: &RangeValue) -> bool {
-    if !found.found || found.slot.is_null() {
-        return false;
-    }
-    // SAFETY: per-CPU slot, as above.
-    let slot = unsafe { &*found.slot };
-    slot.epoch == range.epoch && slot.range_id == range.range_id
+    own_slot(found).is_some_and(|slot| {
+        // SAFETY: per-CPU slot, as above.
+        let slot = unsafe { &*slot };
+        slot.epoch == range.epoch && slot.range_id == range.range_id
+    })
 }
 
 /// Counts one packet to `vip` of sparse `range`: in its declared slot if it is
@@ -312,8 +320,8 @@ pub fn sparse_hit(
     }
     slot.seen_generation = found.generation;
     slot.verdicts.side(drop).add(bytes);
-    // The range was read after the version was (`sparse_find`), so it is at
-    // least as recent as the version says.
+    // The range was read after the version was ([`ranges_version`]), so it
+    // is at least as recent as the version says.
     slot.fast_version = if range.per_vip_mode == PER_VIP_SPARSE && range.policy_id == POLICY_NONE {
         found.version
     } else {

@@ -119,11 +119,10 @@ fn write(maps: &mut Maps, old: Option<&Layout>, new: &Layout) -> Result<(), Data
 /// judged under the new ranges (loads are not reordered with loads on
 /// x86-64; see NOTES.md).
 fn next_ranges_version(maps: &mut Maps) -> Result<(), DatapathError> {
-    let mut array: Array<_, u32> = maps.typed_mut(MAP_RANGES_VERSION)?;
+    let array: Array<_, u32> = maps.typed_mut(MAP_RANGES_VERSION)?;
     let version = array.get(&0, 0).map_err(map_err(MAP_RANGES_VERSION))?;
     // 0 marks nothing; wrapping to 1 takes 2^32 reloads.
-    let next = version.wrapping_add(1).max(1);
-    array.set(0, next, 0).map_err(map_err(MAP_RANGES_VERSION))
+    set(maps, MAP_RANGES_VERSION, 0, version.wrapping_add(1).max(1))
 }
 
 /// Allow list `id`: its port bitmaps, then its entry.
