@@ -256,11 +256,22 @@ pub struct E2eCase {
 
 pub struct E2eResult {
     pub label: String,
-    /// Received packets per second, one per run.
+    /// Received packets per second, one per run (of [`run_interleaved`]: the
+    /// k-th from its k-th round).
     pub rates: Vec<f64>,
     /// The receiver's own count of the runs' packets (vip's, the floor's, the
     /// ipset's or the nftables set's counters) beside the interface's.
     pub counted_vs_interface: Option<(u64, u64)>,
+}
+
+impl E2eResult {
+    fn empty(label: &str) -> Self {
+        E2eResult {
+            label: label.to_string(),
+            rates: Vec::new(),
+            counted_vs_interface: None,
+        }
+    }
 }
 
 fn vip_total(stats: &serde_json::Value) -> u64 {
@@ -449,39 +460,57 @@ fn set_up<'a>(
     (counter, attached)
 }
 
-/// `runs` runs of `duration`, each in a lab of its own with the receiver set
-/// up afresh (a new daemon, new maps): where the kernel puts a receiver's
-/// tables moves its rate by more than the runs of one set-up differ, so the
-/// placement is sampled run by run, as vip-bench samples program placement.
-pub fn run_case(case: E2eCase, runs: usize, duration: Duration) -> E2eResult {
-    let mut rates = Vec::new();
-    let (mut counted, mut interface_counted) = (0, 0);
-    let mut counts = false;
-    for _ in 0..runs {
-        let lab = lab();
-        let instance = crate::daemon::Instance::new("e2e");
-        let (counter, attached) = set_up(&case.receiver, &lab, &instance);
-        let generator = Generator::new(case.template.clone(), &case.targets);
-        let counted_before = counter.as_ref().map(|c| c.total(&lab));
-        let before = received(&lab);
-        let (_, elapsed) = generator.run(&lab, duration);
-        std::thread::sleep(Duration::from_millis(200)); // let NAPI drain
-        let received = received(&lab) - before;
-        rates.push(received as f64 / elapsed.as_secs_f64());
-        if let (Some(c), Some(counted_before)) = (&counter, counted_before) {
-            counted += c.total(&lab) - counted_before;
-            interface_counted += received;
-            counts = true;
-        }
-        drop(attached);
-        if let Some(Counter::Vip(daemon)) = counter {
-            daemon.stop();
+/// `runs` rounds of every case, one run of each per round, forward in even
+/// rounds and backward in odd ones (A B B A). Each run is in a lab of its own
+/// with the receiver set up afresh (a new daemon, new maps): where the kernel
+/// puts a receiver's tables moves its rate by more than the runs of one set-up
+/// differ, so the placement is sampled run by run, as vip-bench samples program
+/// placement. The order matters because the machine's speed drifts over
+/// minutes, so two cases compared run by run (the k-th run of each, from the
+/// same round) see the same drift, where all runs of one case and then all of
+/// the next would not. `progress` is told of each run before it starts.
+pub fn run_interleaved(
+    cases: &[E2eCase],
+    runs: usize,
+    duration: Duration,
+    mut progress: impl FnMut(usize, &E2eCase),
+) -> Vec<E2eResult> {
+    let mut results: Vec<E2eResult> = cases.iter().map(|c| E2eResult::empty(&c.label)).collect();
+    for round in 0..runs {
+        let order: Vec<usize> = if round % 2 == 0 {
+            (0..cases.len()).collect()
+        } else {
+            (0..cases.len()).rev().collect()
+        };
+        for i in order {
+            progress(round + 1, &cases[i]);
+            run_once(&cases[i], duration, &mut results[i]);
         }
     }
-    E2eResult {
-        label: case.label,
-        rates,
-        counted_vs_interface: counts.then_some((counted, interface_counted)),
+    results
+}
+
+/// One run of `case` in a lab of its own: its rate is appended to `result`'s,
+/// and the receiver's count and the interface's are added to its totals.
+fn run_once(case: &E2eCase, duration: Duration, result: &mut E2eResult) {
+    let lab = lab();
+    let instance = crate::daemon::Instance::new("e2e");
+    let (counter, attached) = set_up(&case.receiver, &lab, &instance);
+    let generator = Generator::new(case.template.clone(), &case.targets);
+    let counted_before = counter.as_ref().map(|c| c.total(&lab));
+    let before = received(&lab);
+    let (_, elapsed) = generator.run(&lab, duration);
+    std::thread::sleep(Duration::from_millis(200)); // let NAPI drain
+    let received = received(&lab) - before;
+    result.rates.push(received as f64 / elapsed.as_secs_f64());
+    if let (Some(c), Some(counted_before)) = (&counter, counted_before) {
+        let totals = result.counted_vs_interface.get_or_insert((0, 0));
+        totals.0 += c.total(&lab) - counted_before;
+        totals.1 += received;
+    }
+    drop(attached);
+    if let Some(Counter::Vip(daemon)) = counter {
+        daemon.stop();
     }
 }
 

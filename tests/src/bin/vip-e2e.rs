@@ -11,8 +11,8 @@ use clap::Parser;
 use vip_tests::{
     bench::{machine, median, update_machine_section},
     e2e::{
-        floor_vips, run_case, scattered, upgrade_under_load, zipf, E2eCase, E2eResult, Receiver,
-        RECEIVER_IF,
+        floor_vips, run_interleaved, scattered, upgrade_under_load, zipf, E2eCase, E2eResult,
+        Receiver, RECEIVER_IF,
     },
     packets::FrameSpec,
 };
@@ -39,7 +39,8 @@ struct Args {
     /// to that file.
     #[arg(long, value_name = "FILE")]
     json: Option<PathBuf>,
-    /// Run only the cases whose label contains TEXT (for profiling one case).
+    /// Run only the cases whose label contains TEXT, in rounds like the full
+    /// set (to profile one case, or to compare a few).
     #[arg(long, value_name = "TEXT")]
     only: Option<String>,
     /// Instead of the cases: an in-place upgrade of vip with 10,000 ranges,
@@ -215,23 +216,21 @@ fn main() -> ExitCode {
         return upgrade(&args);
     }
     if let Some(only) = &args.only {
-        for case in cases()
+        let chosen: Vec<E2eCase> = cases()
             .into_iter()
             .filter(|c| c.label.contains(only.as_str()))
-        {
-            let result = run_case(case, args.runs, duration);
+            .collect();
+        for result in run_interleaved(&chosen, args.runs, duration, |_, _| {}) {
             println!("{}: {} Mpps", result.label, mpps(&result.rates));
         }
         return ExitCode::SUCCESS;
     }
-    let mut results = Vec::new();
-    for case in cases() {
+    let results = run_interleaved(&cases(), args.runs, duration, |round, case| {
         eprintln!(
-            "e2e: {} ({} x {:.1} s)",
-            case.label, args.runs, args.seconds
-        );
-        results.push(run_case(case, args.runs, duration));
-    }
+            "e2e: round {round} of {}: {} ({:.1} s)",
+            args.runs, case.label, args.seconds
+        )
+    });
     let (table, misses, disagreements) = render(&results, &args);
     print!("{table}");
     if let Some(path) = &args.json {
@@ -343,14 +342,30 @@ fn result<'a>(results: &'a [E2eResult], label: &str) -> &'a E2eResult {
         .unwrap_or_else(|| panic!("no case {label:?}"))
 }
 
-/// A comparison's figures: the ratio of the median rates, and the ns per
-/// packet the numerator's receiver adds over the denominator's.
-fn compare(results: &[E2eResult], num: &str, den: &str) -> (f64, f64) {
-    let (num, den) = (
-        median(&result(results, num).rates),
-        median(&result(results, den).rates),
-    );
-    (num / den, ns(num) - ns(den))
+/// A comparison's figures, from its two cases' runs paired by round.
+struct Compared {
+    /// The median of the rounds' ratios (numerator's rate over the
+    /// denominator's), with their least and greatest.
+    ratio: f64,
+    ratio_min: f64,
+    ratio_max: f64,
+    /// The median of the rounds' ns per packet the numerator's receiver adds
+    /// over the denominator's.
+    ns_added: f64,
+}
+
+/// Compares two cases round by round: the k-th runs of both come from the
+/// same round of [`run_interleaved`], so each pair saw the same machine.
+fn compare(results: &[E2eResult], num: &str, den: &str) -> Compared {
+    let (num, den) = (&result(results, num).rates, &result(results, den).rates);
+    let ratios: Vec<f64> = num.iter().zip(den).map(|(n, d)| n / d).collect();
+    let added: Vec<f64> = num.iter().zip(den).map(|(&n, &d)| ns(n) - ns(d)).collect();
+    Compared {
+        ratio: median(&ratios),
+        ratio_min: ratios.iter().copied().fold(f64::INFINITY, f64::min),
+        ratio_max: ratios.iter().copied().fold(0.0, f64::max),
+        ns_added: median(&added),
+    }
 }
 
 /// How far the receiver's own count is from the interface's, as a fraction.
@@ -374,13 +389,15 @@ fn write_json(path: &std::path::Path, results: &[E2eResult], args: &Args) -> std
     let comparisons: Vec<serde_json::Value> = COMPARISONS
         .iter()
         .map(|&(what, num, den, target)| {
-            let (ratio, added) = compare(results, num, den);
+            let c = compare(results, num, den);
             serde_json::json!({
                 "comparison": what,
-                "ratio": ratio,
-                "ns_added": added,
+                "ratio": c.ratio,
+                "ratio_min": c.ratio_min,
+                "ratio_max": c.ratio_max,
+                "ns_added": c.ns_added,
                 "target_ratio": target,
-                "met": ratio >= target,
+                "met": c.ratio >= target,
             })
         })
         .collect();
@@ -399,8 +416,10 @@ fn render(results: &[E2eResult], args: &Args) -> (String, usize, usize) {
     let _ = writeln!(
         out,
         "64-byte UDP frames through a veth pair, generator (XDP live frames) pinned to CPU 0; \
-         receive rate from `ip -s link` on the receiver; median of {} runs of {:.1} s (min-max); \
-         ns/packet = 1e9 / the median rate\n",
+         receive rate from `ip -s link` on the receiver; {} rounds of one run of {:.1} s per case, \
+         the cases in order, then in reverse, alternately; median of the runs (min-max); \
+         ns/packet = 1e9 / the median rate. A comparison pairs its two cases' runs of the \
+         same round: the median of the rounds' ratios (min-max) and of their ns added\n",
         args.runs, args.seconds
     );
     let _ = writeln!(
@@ -428,12 +447,15 @@ fn render(results: &[E2eResult], args: &Args) -> (String, usize, usize) {
             ns(median(&r.rates))
         );
     }
-    let _ = writeln!(out, "\n| comparison | ratio | ns/packet added | target |");
+    let _ = writeln!(
+        out,
+        "\n| comparison | ratio (min-max) | ns/packet added | target |"
+    );
     let _ = writeln!(out, "|---|---:|---:|---:|");
     let mut misses = 0;
     for (what, num, den, target) in COMPARISONS {
-        let (ratio, added) = compare(results, num, den);
-        let verdict = if ratio >= target {
+        let c = compare(results, num, den);
+        let verdict = if c.ratio >= target {
             "met"
         } else {
             misses += 1;
@@ -441,7 +463,8 @@ fn render(results: &[E2eResult], args: &Args) -> (String, usize, usize) {
         };
         let _ = writeln!(
             out,
-            "| {what} | {ratio:.2} | {added:+.1} | ≥ {target:.2} {verdict} |"
+            "| {what} | {:.2} ({:.2}-{:.2}) | {:+.1} | ≥ {target:.2} {verdict} |",
+            c.ratio, c.ratio_min, c.ratio_max, c.ns_added
         );
     }
     (out, misses, disagreements)
