@@ -184,8 +184,9 @@ pub enum Receiver {
     /// XDP_PASS, then the loopback trick: the block local, nothing listening.
     LoopbackTrick,
     /// The floor of per-VIP accounting: vip-baseline's `floor_per_vip`, which
-    /// counts per address of [`floor_vips`] and drops.
-    Floor,
+    /// counts per address of [`floor_vips`] and drops; with `line`, its
+    /// `floor_per_vip_line`, each VIP's slot alone in a cache line.
+    Floor { line: bool },
     /// XDP_PASS, then an ipset `hash:ip` with counters holding [`floor_vips`],
     /// matched from ip6tables raw PREROUTING (DROP): per-VIP counting without vip.
     Ipset,
@@ -341,14 +342,23 @@ impl Counter<'_> {
     }
 }
 
-/// Attaches `floor_per_vip` natively to the receiver interface.
-fn attach_floor(lab: &Lab) -> Ebpf {
+/// Attaches `floor_per_vip` (or, with `line`, `floor_per_vip_line`) natively
+/// to the receiver interface.
+fn attach_floor(lab: &Lab, line: bool) -> Ebpf {
     let cpus = aya::util::nr_cpus().expect("CPU count") as u32;
+    let (program, spread) = if line {
+        ("floor_per_vip_line", vip_common::FLOOR_LINE_SPREAD)
+    } else {
+        ("floor_per_vip", 1)
+    };
     let mut ebpf = EbpfLoader::new()
-        .map_max_entries(vip_common::MAP_FLOOR_SLOTS, vip_common::FLOOR_VIPS * cpus)
+        .map_max_entries(
+            vip_common::MAP_FLOOR_SLOTS,
+            vip_common::FLOOR_VIPS * cpus * spread,
+        )
         .load_file(baseline_object())
         .expect("loading the bench programs");
-    attach_native(lab, &mut ebpf, "floor_per_vip");
+    attach_native(lab, &mut ebpf, program);
     ebpf
 }
 
@@ -414,7 +424,7 @@ fn set_up<'a>(
             lab.server
                 .ip(&["route", "add", "local", "192.0.2.0/24", "dev", "lo"]);
         }
-        Receiver::Floor => counter = Some(Counter::Floor(attach_floor(lab))),
+        Receiver::Floor { line } => counter = Some(Counter::Floor(attach_floor(lab, *line))),
         Receiver::Ipset => {
             attached = Some(attach_baseline(lab, "baseline_pass"));
             // The lab turns IPv6 off; the stack drops IPv6 before PREROUTING then.

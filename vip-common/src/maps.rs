@@ -125,6 +125,10 @@ pub const MAP_FLOOR_SLOTS: &str = "FLOOR_SLOTS";
 /// slot index.
 pub const FLOOR_PREFIX_V6: [u8; 14] = [0x20, 0x01, 0x0d, 0xb8, 0, 0, 0, 1, 0, 0, 0, 0, 0, 0];
 pub const FLOOR_VIPS: u32 = 1 << 16;
+/// vip-baseline's `floor_per_vip_line`: the floor with its VIPs' 32-byte
+/// slots this many slots apart, one VIP to a 64-byte line as in vip's table
+/// (`FLOOR_SLOTS` then holds `FLOOR_VIPS * FLOOR_LINE_SPREAD` slots per CPU).
+pub const FLOOR_LINE_SPREAD: u32 = 2;
 /// The IPv4 floor of `cargo xtask bench` (vip-baseline's `floor_v4_count`): a
 /// CPU table of [`crate::Verdicts`], `FLOOR_V4_VIPS` slots per CPU, one per
 /// address of `FLOOR_V4_PREFIX`/24, the bench's IPv4 range.
