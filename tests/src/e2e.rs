@@ -8,7 +8,7 @@ use std::{
 };
 
 use aya::{
-    maps::Array,
+    maps::{Array, PerCpuArray},
     programs::{TestRun, TestRunAttrs, TestRunOptions, Xdp, XdpMode},
     Ebpf, EbpfLoader,
 };
@@ -184,9 +184,13 @@ pub enum Receiver {
     /// XDP_PASS, then the loopback trick: the block local, nothing listening.
     LoopbackTrick,
     /// The floor of per-VIP accounting: vip-baseline's `floor_per_vip`, which
-    /// counts per address of [`floor_vips`] and drops; with `line`, its
-    /// `floor_per_vip_line`, each VIP's slot alone in a cache line.
-    Floor { line: bool },
+    /// counts per address of [`floor_vips`] and drops.
+    Floor,
+    /// The floor in the shape of vip's table (vip-baseline's
+    /// `floor_per_vip_hashed`): a hashed, probed table of 32-byte slots; with
+    /// `line`, `floor_per_vip_hashed_line`, each slot alone in a 64-byte line
+    /// as in vip's.
+    HashedFloor { line: bool },
     /// XDP_PASS, then an ipset `hash:ip` with counters holding [`floor_vips`],
     /// matched from ip6tables raw PREROUTING (DROP): per-VIP counting without vip.
     Ipset,
@@ -288,6 +292,7 @@ fn vip_total(stats: &serde_json::Value) -> u64 {
 enum Counter<'a> {
     Vip(crate::daemon::Daemon<'a>),
     Floor(Ebpf),
+    HashedFloor(Ebpf),
     Ipset,
     NftSet,
 }
@@ -307,6 +312,29 @@ impl Counter<'_> {
                     .iter()
                     .map(|slot| slot.expect("reading a floor slot").dropped.packets)
                     .sum()
+            }
+            Counter::HashedFloor(ebpf) => {
+                let slots: Array<_, vip_common::FloorSlot> = ebpf
+                    .map(vip_common::MAP_FLOOR_HASHED_SLOTS)
+                    .expect("the hashed floor's map")
+                    .try_into()
+                    .expect("an array");
+                let overflow: PerCpuArray<_, vip_common::Counter> = ebpf
+                    .map(vip_common::MAP_FLOOR_HASHED_OVERFLOW)
+                    .expect("the hashed floor's overflow map")
+                    .try_into()
+                    .expect("a per-CPU array");
+                let overflowed: u64 = overflow
+                    .get(&0, 0)
+                    .expect("reading the overflow counter")
+                    .iter()
+                    .map(|c| c.packets)
+                    .sum();
+                overflowed
+                    + slots
+                        .iter()
+                        .map(|slot| slot.expect("reading a floor slot").dropped.packets)
+                        .sum::<u64>()
             }
             Counter::Ipset => {
                 let out = run_in(&lab.server, "ipset", &["list", "vips"], None);
@@ -342,20 +370,29 @@ impl Counter<'_> {
     }
 }
 
-/// Attaches `floor_per_vip` (or, with `line`, `floor_per_vip_line`) natively
-/// to the receiver interface.
-fn attach_floor(lab: &Lab, line: bool) -> Ebpf {
+/// Attaches `floor_per_vip` natively to the receiver interface.
+fn attach_floor(lab: &Lab) -> Ebpf {
+    let cpus = aya::util::nr_cpus().expect("CPU count") as u32;
+    let mut ebpf = EbpfLoader::new()
+        .map_max_entries(vip_common::MAP_FLOOR_SLOTS, vip_common::FLOOR_VIPS * cpus)
+        .load_file(baseline_object())
+        .expect("loading the bench programs");
+    attach_native(lab, &mut ebpf, "floor_per_vip");
+    ebpf
+}
+
+/// Attaches `floor_per_vip_hashed` (with `line`, `floor_per_vip_hashed_line`)
+/// natively to the receiver interface.
+fn attach_hashed_floor(lab: &Lab, line: bool) -> Ebpf {
     let cpus = aya::util::nr_cpus().expect("CPU count") as u32;
     let (program, spread) = if line {
-        ("floor_per_vip_line", vip_common::FLOOR_LINE_SPREAD)
+        ("floor_per_vip_hashed_line", vip_common::FLOOR_LINE_SPREAD)
     } else {
-        ("floor_per_vip", 1)
+        ("floor_per_vip_hashed", 1)
     };
+    let slots = vip_common::FLOOR_HASHED_SLOTS_PER_CPU * cpus * spread;
     let mut ebpf = EbpfLoader::new()
-        .map_max_entries(
-            vip_common::MAP_FLOOR_SLOTS,
-            vip_common::FLOOR_VIPS * cpus * spread,
-        )
+        .map_max_entries(vip_common::MAP_FLOOR_HASHED_SLOTS, slots)
         .load_file(baseline_object())
         .expect("loading the bench programs");
     attach_native(lab, &mut ebpf, program);
@@ -424,7 +461,10 @@ fn set_up<'a>(
             lab.server
                 .ip(&["route", "add", "local", "192.0.2.0/24", "dev", "lo"]);
         }
-        Receiver::Floor { line } => counter = Some(Counter::Floor(attach_floor(lab, *line))),
+        Receiver::Floor => counter = Some(Counter::Floor(attach_floor(lab))),
+        Receiver::HashedFloor { line } => {
+            counter = Some(Counter::HashedFloor(attach_hashed_floor(lab, *line)));
+        }
         Receiver::Ipset => {
             attached = Some(attach_baseline(lab, "baseline_pass"));
             // The lab turns IPv6 off; the stack drops IPv6 before PREROUTING then.

@@ -97,6 +97,16 @@ pub struct SparseSlot {
     pub fast_version: u32,
 }
 
+/// A slot of the hashed per-VIP floors of the end-to-end bench (vip-baseline's
+/// `floor_per_vip_hashed*`, never in vip's object): an address and its
+/// counter, the least a hashed per-VIP table holds. A free slot holds `::`.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Pod, Zeroable)]
+pub struct FloorSlot {
+    pub vip: crate::VipAddr,
+    pub dropped: Counter,
+}
+
 /// Per-range counters that are not the sum of VIP slots.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Pod, Zeroable)]
@@ -116,6 +126,7 @@ impl RangeStats {
 const _: () = assert!(size_of::<Counter>() == 16);
 const _: () = assert!(size_of::<Verdicts>() == 32);
 const _: () = assert!(size_of::<SparseSlot>() == 64);
+const _: () = assert!(size_of::<FloorSlot>() == 32);
 const _: () = assert!(size_of::<RangeStats>() == 32);
 
 #[cfg(feature = "user")]
@@ -123,5 +134,6 @@ mod pod {
     unsafe impl aya::Pod for super::Counter {}
     unsafe impl aya::Pod for super::Verdicts {}
     unsafe impl aya::Pod for super::SparseSlot {}
+    unsafe impl aya::Pod for super::FloorSlot {}
     unsafe impl aya::Pod for super::RangeStats {}
 }

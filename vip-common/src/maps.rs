@@ -125,9 +125,21 @@ pub const MAP_FLOOR_SLOTS: &str = "FLOOR_SLOTS";
 /// slot index.
 pub const FLOOR_PREFIX_V6: [u8; 14] = [0x20, 0x01, 0x0d, 0xb8, 0, 0, 0, 1, 0, 0, 0, 0, 0, 0];
 pub const FLOOR_VIPS: u32 = 1 << 16;
-/// vip-baseline's `floor_per_vip_line`: the floor with its VIPs' 32-byte
-/// slots this many slots apart, one VIP to a 64-byte line as in vip's table
-/// (`FLOOR_SLOTS` then holds `FLOOR_VIPS * FLOOR_LINE_SPREAD` slots per CPU).
+/// The hashed per-VIP floors of the end-to-end bench (vip-baseline's
+/// `floor_per_vip_hashed` and `floor_per_vip_hashed_line`): vip's table shape
+/// without vip. A CPU table of [`crate::FloorSlot`], `FLOOR_HASHED_SLOTS_PER_CPU` per
+/// CPU (twice the VIPs, as vip sizes its table for its capacity), found by the
+/// multiply hash under [`FLOOR_V6_MULTIPLIERS`] and a linear probe of at most
+/// [`SPARSE_PROBES`] slots, taken when free; a packet that finds none is
+/// counted in `MAP_FLOOR_HASHED_OVERFLOW`.
+pub const MAP_FLOOR_HASHED_SLOTS: &str = "FLOOR_HASHED_SLOTS";
+/// The hashed floors' one per-CPU [`crate::Counter`] of packets whose address
+/// found no slot within the probe.
+pub const MAP_FLOOR_HASHED_OVERFLOW: &str = "FLOOR_HASHED_OVERFLOW";
+pub const FLOOR_HASHED_SLOTS_PER_CPU: u32 = 2 * FLOOR_VIPS;
+/// `floor_per_vip_hashed_line` puts its 32-byte slots this many apart, one to
+/// a 64-byte line as vip's `SparseSlot` (`FLOOR_HASHED_SLOTS_PER_CPU` times this per
+/// CPU in the map).
 pub const FLOOR_LINE_SPREAD: u32 = 2;
 /// The IPv4 floor of `cargo xtask bench` (vip-baseline's `floor_v4_count`): a
 /// CPU table of [`crate::Verdicts`], `FLOOR_V4_VIPS` slots per CPU, one per

@@ -15,9 +15,10 @@ use aya_ebpf::{
     programs::{TcContext, XdpContext},
 };
 use vip_common::{
-    port_bitmap_index, sparse_hash_multiply, PortBitmap, SparseSlot, Verdicts, VipAddr,
-    FLOOR_LINE_SPREAD, FLOOR_PREFIX_V6, FLOOR_V4_PREFIX, FLOOR_V4_VIPS, FLOOR_V6_MULTIPLIERS,
-    FLOOR_V6_SLOTS_PER_CPU, FLOOR_VIPS, IPPROTO_UDP,
+    port_bitmap_index, sparse_hash_multiply, Counter, FloorSlot, PortBitmap, SparseSlot, Verdicts,
+    VipAddr, FLOOR_HASHED_SLOTS_PER_CPU, FLOOR_LINE_SPREAD, FLOOR_PREFIX_V6, FLOOR_V4_PREFIX,
+    FLOOR_V4_VIPS, FLOOR_V6_MULTIPLIERS, FLOOR_V6_SLOTS_PER_CPU, FLOOR_VIPS, IPPROTO_UDP,
+    SPARSE_PROBES,
 };
 
 #[xdp]
@@ -86,9 +87,8 @@ pub fn baseline_adjust_head(ctx: XdpContext) -> u32 {
     xdp_action::XDP_PASS
 }
 
-/// The floor's per-VIP counters: `FLOOR_VIPS` slots per CPU, times
-/// `FLOOR_LINE_SPREAD` for `floor_per_vip_line` (userspace sizes it for the
-/// CPUs there are).
+/// The floor's per-VIP counters: `FLOOR_VIPS` slots per CPU (userspace sizes
+/// it for the CPUs there are).
 #[map]
 static FLOOR_SLOTS: Array<Verdicts> = Array::with_max_entries(1, 0);
 
@@ -114,21 +114,7 @@ const fn split(at: usize) -> [u8; 8] {
 /// bits name in this CPU's stretch, counts and drops. Anything else passes.
 #[xdp]
 pub fn floor_per_vip(ctx: XdpContext) -> u32 {
-    floor_counted::<1>(&ctx)
-}
-
-/// The same floor with each VIP's 32-byte slot alone in a 64-byte cache line,
-/// as in vip's sparse table (`SparseSlot`): what the bytes a VIP's counting
-/// touches cost at 65,536 VIPs, apart from everything else vip does.
-#[xdp]
-pub fn floor_per_vip_line(ctx: XdpContext) -> u32 {
-    floor_counted::<FLOOR_LINE_SPREAD>(&ctx)
-}
-
-/// `floor_per_vip` with the VIPs' slots `SPREAD` slots apart.
-#[inline(always)]
-fn floor_counted<const SPREAD: u32>(ctx: &XdpContext) -> u32 {
-    let Some(words) = ipv6_destination(ctx) else {
+    let Some(words) = ipv6_destination(&ctx) else {
         return xdp_action::XDP_PASS;
     };
     let prefix_lo = words[1] & u64::from_ne_bytes(LOW_MASK);
@@ -140,11 +126,75 @@ fn floor_counted<const SPREAD: u32>(ctx: &XdpContext) -> u32 {
     let vip = u32::from(u16::from_be_bytes(dst));
     // SAFETY: a helper without arguments.
     let cpu = unsafe { bpf_get_smp_processor_id() };
-    let Some(slot) = FLOOR_SLOTS.get_ptr_mut((cpu * FLOOR_VIPS + vip) * SPREAD) else {
+    let Some(slot) = FLOOR_SLOTS.get_ptr_mut(cpu * FLOOR_VIPS + vip) else {
         return xdp_action::XDP_PASS;
     };
     // SAFETY: this CPU's slot; XDP programs do not nest on one CPU.
     unsafe { (*slot).side(true).add((ctx.data_end() - ctx.data()) as u64) };
+    xdp_action::XDP_DROP
+}
+
+/// The hashed floors' slots (`FLOOR_HASHED_SLOTS_PER_CPU` per CPU, times
+/// `FLOOR_LINE_SPREAD` for the line variant; userspace sizes it).
+#[map]
+static FLOOR_HASHED_SLOTS: Array<FloorSlot> = Array::with_max_entries(1, 0);
+
+/// The hashed floors' packets to addresses that found no slot within
+/// `SPARSE_PROBES`, as vip counts them for their range.
+#[map]
+static FLOOR_HASHED_OVERFLOW: PerCpuArray<Counter> = PerCpuArray::with_max_entries(1, 0);
+
+/// The per-VIP floor in the shape of vip's table with 32-byte slots: the
+/// address's multiply hash, a linear probe of this CPU's table at load one
+/// half, the whole address compared, a free slot taken, the packet counted
+/// (in one overflow counter when every probed slot holds another address),
+/// XDP_DROP. What a hashed table whose slot holds only the address and one
+/// counter costs.
+#[xdp]
+pub fn floor_per_vip_hashed(ctx: XdpContext) -> u32 {
+    floor_hashed::<1>(&ctx)
+}
+
+/// The same with each slot alone in a 64-byte line, as vip's `SparseSlot`:
+/// vip's table shape without vip's work.
+#[xdp]
+pub fn floor_per_vip_hashed_line(ctx: XdpContext) -> u32 {
+    floor_hashed::<FLOOR_LINE_SPREAD>(&ctx)
+}
+
+#[inline(always)]
+fn floor_hashed<const SPREAD: u32>(ctx: &XdpContext) -> u32 {
+    let Some(words) = ipv6_destination(ctx) else {
+        return xdp_action::XDP_PASS;
+    };
+    let vip = VipAddr::from_v6_words(words);
+    // SAFETY: a static, read volatile like vip's loader constants.
+    let multipliers = unsafe { core::ptr::read_volatile(&FLOOR_V6_HASH) };
+    let hash = sparse_hash_multiply(&vip, &multipliers);
+    // SAFETY: a helper without arguments.
+    let cpu = unsafe { bpf_get_smp_processor_id() };
+    let len = (ctx.data_end() - ctx.data()) as u64;
+    for probe in 0..SPARSE_PROBES {
+        let at = hash.wrapping_add(probe) & (FLOOR_HASHED_SLOTS_PER_CPU - 1);
+        let Some(slot) =
+            FLOOR_HASHED_SLOTS.get_ptr_mut((cpu * FLOOR_HASHED_SLOTS_PER_CPU + at) * SPREAD)
+        else {
+            return xdp_action::XDP_PASS;
+        };
+        // SAFETY: this CPU's slot; XDP programs do not nest on one CPU.
+        let slot = unsafe { &mut *slot };
+        if slot.vip == VipAddr::default() {
+            slot.vip = vip;
+        } else if slot.vip != vip {
+            continue;
+        }
+        slot.dropped.add(len);
+        return xdp_action::XDP_DROP;
+    }
+    if let Some(overflow) = FLOOR_HASHED_OVERFLOW.get_ptr_mut(0) {
+        // SAFETY: this CPU's entry; XDP programs do not nest on one CPU.
+        unsafe { (*overflow).add(len) };
+    }
     xdp_action::XDP_DROP
 }
 
