@@ -1,8 +1,9 @@
 //! `cargo xtask bench --e2e`: end-to-end packet rates through a veth pair, vip
 //! beside a bare XDP program, nftables, iptables and the loopback trick, and its
 //! per-VIP counting at 65,536 VIPs beside the floor (the least an XDP program
-//! can do), an ipset and an nftables set, in one run. See BENCHMARKS.md for
-//! how to read the figures.
+//! can do), the floor hashed like vip's table, an ipset and an nftables set,
+//! in one run, the cases in rounds. See BENCHMARKS.md for how to read the
+//! figures.
 
 use std::{fmt::Write, net::IpAddr, path::PathBuf, process::ExitCode, time::Duration};
 
