@@ -302,23 +302,12 @@ impl Counter<'_> {
     fn total(&self, lab: &Lab) -> u64 {
         match self {
             Counter::Vip(daemon) => vip_total(&daemon.stats_json()),
-            Counter::Floor(ebpf) => {
-                let slots: Array<_, vip_common::Verdicts> = ebpf
-                    .map(vip_common::MAP_FLOOR_SLOTS)
-                    .expect("the floor's map")
-                    .try_into()
-                    .expect("an array");
-                slots
-                    .iter()
-                    .map(|slot| slot.expect("reading a floor slot").dropped.packets)
-                    .sum()
-            }
+            Counter::Floor(ebpf) => slot_packets(
+                ebpf,
+                vip_common::MAP_FLOOR_SLOTS,
+                |s: &vip_common::Verdicts| s.dropped.packets,
+            ),
             Counter::HashedFloor(ebpf) => {
-                let slots: Array<_, vip_common::FloorSlot> = ebpf
-                    .map(vip_common::MAP_FLOOR_HASHED_SLOTS)
-                    .expect("the hashed floor's map")
-                    .try_into()
-                    .expect("an array");
                 let overflow: PerCpuArray<_, vip_common::Counter> = ebpf
                     .map(vip_common::MAP_FLOOR_HASHED_OVERFLOW)
                     .expect("the hashed floor's overflow map")
@@ -331,10 +320,11 @@ impl Counter<'_> {
                     .map(|c| c.packets)
                     .sum();
                 overflowed
-                    + slots
-                        .iter()
-                        .map(|slot| slot.expect("reading a floor slot").dropped.packets)
-                        .sum::<u64>()
+                    + slot_packets(
+                        ebpf,
+                        vip_common::MAP_FLOOR_HASHED_SLOTS,
+                        |s: &vip_common::FloorSlot| s.dropped.packets,
+                    )
             }
             Counter::Ipset => {
                 let out = run_in(&lab.server, "ipset", &["list", "vips"], None);
@@ -368,6 +358,19 @@ impl Counter<'_> {
             }
         }
     }
+}
+
+/// The packets a floor counted in the slots of its array `map`.
+fn slot_packets<T: aya::Pod>(ebpf: &Ebpf, map: &str, packets: impl Fn(&T) -> u64) -> u64 {
+    let slots: Array<_, T> = ebpf
+        .map(map)
+        .unwrap_or_else(|| panic!("the floor's map {map}"))
+        .try_into()
+        .expect("an array");
+    slots
+        .iter()
+        .map(|slot| packets(&slot.expect("reading a floor slot")))
+        .sum()
 }
 
 /// Attaches `floor_per_vip` natively to the receiver interface.
