@@ -1,6 +1,6 @@
 //! Fixtures for the sparse VIP table under BPF_PROG_TEST_RUN: overflow, reclaim
 //! of idle slots (a removed range's among them), declared VIPs, a range that
-//! does not learn, and the keyed hash. The table is per CPU, so each test pins itself to CPU 0, and uses the
+//! does not learn, the keyed hash, and IPv6 packets to the keys of IPv4 VIPs. The table is per CPU, so each test pins itself to CPU 0, and uses the
 //! smallest table, 64 slots (a page) per CPU.
 
 use std::{
@@ -9,13 +9,19 @@ use std::{
     time::{SystemTime, UNIX_EPOCH},
 };
 
-use vip_common::{VipAddr, SPARSE_HASH_FMIX, SPARSE_HASH_MULTIPLY, SPARSE_PROBES};
+use vip_common::{
+    RangeValue, SparseSlot, Verdicts, VipAddr, MAP_RANGES, MAP_SPARSE_STATS, SPARSE_HASH_FMIX,
+    SPARSE_HASH_MULTIPLY, SPARSE_PROBES,
+};
 use vip_tests::{
     fixture::{self, Moved, Program, Verdict},
     packets::FrameSpec,
     root::require_root,
 };
-use vip_userspace::{stats::Report, Config, Layout, Loaded};
+use vip_userspace::{
+    stats::{GlobalReport, Report},
+    Config, Layout, Loaded,
+};
 
 const CONFIG: &str = r#"
 interfaces = ["lo"]
@@ -430,7 +436,7 @@ fn slots_of_a_removed_range_are_taken_over_once_idle() {
 }
 
 /// The slot where `vip` counts on CPU 0, found along its probe sequence.
-fn slot_of(datapath: &Loaded, vip: &str) -> vip_common::SparseSlot {
+fn slot_of(datapath: &Loaded, vip: &str) -> SparseSlot {
     let key = VipAddr::from_ip(v6(vip));
     (0..SPARSE_PROBES)
         .map(|i| {
@@ -531,4 +537,63 @@ fn a_vip_counted_through_its_slot_is_no_vip_once_its_range_is_removed() {
         "{deltas:?}"
     );
     assert_eq!(deltas.global.non_vip_packets, 1);
+}
+
+/// An IPv4 VIP of a range wider than /16 counts in a sparse slot keyed by its
+/// address mapped into `::ffff:0:0/96`. An IPv6 packet to that mapped address
+/// is to no VIP: it must not find the IPv4 VIP's slot, vouched or not. The
+/// address rules keep IPv4 ranges wider than /16 out of the tests, so the
+/// slot is written as such a VIP's first packet leaves it, for a live range
+/// that only counts ("plain", id 3).
+#[test]
+fn an_ipv6_packet_to_an_ipv4_mapped_address_finds_no_ipv4_vip() {
+    if !require_root("an_ipv6_packet_to_an_ipv4_mapped_address_finds_no_ipv4_vip") {
+        return;
+    }
+    fixture::pin_to_cpu0();
+    let mut datapath = fixture::load(CONFIG);
+    let mapped = "::ffff:192.0.2.1";
+    let key = VipAddr::from_ip(IpAddr::V4("192.0.2.1".parse().unwrap()));
+    assert_eq!(key, VipAddr::from_ip(v6(mapped)));
+    let ranges: aya::maps::Array<_, RangeValue> =
+        aya::maps::Array::try_from(datapath.maps().map(MAP_RANGES).unwrap()).unwrap();
+    let plain = ranges.get(&3, 0).unwrap();
+    assert_eq!(plain.policy_id, vip_common::POLICY_NONE);
+    let index = start(&datapath, mapped);
+    for vouched in [true, false] {
+        let slot = SparseSlot {
+            vip: key,
+            verdicts: Verdicts::default(),
+            range_id: plain.range_id,
+            epoch: plain.epoch,
+            seen_generation: fixture::sparse_control(&datapath).generation,
+            fast_version: if vouched {
+                fixture::ranges_version(&datapath)
+            } else {
+                0
+            },
+        };
+        let mut table: aya::maps::Array<_, SparseSlot> =
+            aya::maps::Array::try_from(datapath.maps_mut().map_mut(MAP_SPARSE_STATS).unwrap())
+                .unwrap();
+        table.set(index, slot, 0).unwrap();
+        let (verdict, deltas) = fixture::run(&mut datapath, Program::Xdp, &frame(mapped, 53));
+        assert_eq!(verdict, Verdict::Pass, "vouched: {vouched}");
+        assert_eq!(
+            deltas,
+            fixture::Deltas {
+                global: GlobalReport {
+                    packets: 1,
+                    non_vip_packets: 1,
+                    ..GlobalReport::default()
+                },
+                ..fixture::Deltas::default()
+            },
+            "vouched: {vouched}"
+        );
+        assert_eq!(
+            fixture::snapshot(&datapath).range("plain").unwrap().packets,
+            0
+        );
+    }
 }

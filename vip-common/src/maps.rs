@@ -351,6 +351,15 @@ impl VipAddr {
     pub fn from_v6_words(words: [u64; 2]) -> Self {
         bytemuck::cast(words)
     }
+
+    /// Whether the address is in `::ffff:0:0/96`, the form an IPv4 VIP takes
+    /// as a key. No IPv6 range holds such addresses (the config refuses them),
+    /// so an IPv6 packet to one is to no VIP.
+    #[inline(always)]
+    pub fn is_v4_mapped(&self) -> bool {
+        let words: [u32; 4] = bytemuck::cast(self.addr_be);
+        words[0] == 0 && words[1] == 0 && words[2] == u32::from_ne_bytes([0, 0, 0xff, 0xff])
+    }
 }
 
 /// `DecapConfig::flags`: IPv4 or IPv6 in IPv4 (IP protocol 4 or 41).
@@ -400,6 +409,19 @@ mod tests {
         for name in PINNED_MAPS {
             assert!(name.starts_with(MAP_NAME_PREFIX), "{name}");
         }
+    }
+
+    #[test]
+    fn only_ipv4_mapped_addresses_are_v4_mapped() {
+        let v6 = |s: &str| VipAddr::from_ip(s.parse().unwrap());
+        assert!(v6("192.0.2.1").is_v4_mapped());
+        assert!(v6("::ffff:198.51.100.7").is_v4_mapped());
+        assert!(v6("::ffff:0:0").is_v4_mapped());
+        assert!(!v6("::fffe:c000:201").is_v4_mapped());
+        assert!(!v6("::c000:201").is_v4_mapped());
+        assert!(!v6("1::ffff:c000:201").is_v4_mapped());
+        assert!(!v6("0:0:1::ffff:c000:201").is_v4_mapped());
+        assert!(!v6("2001:db8::ffff:c000:201").is_v4_mapped());
     }
 
     #[test]

@@ -107,6 +107,10 @@ fn to_range<B: PacketBuf>(buf: &B, l3: &L3, outer_len: u64) -> Result<Option<Ver
             Ok(Some(verdict))
         }
         Destination::V6 { vip } => {
+            // Else it would find the slot of the IPv4 VIP it maps.
+            if vip.is_v4_mapped() {
+                return Ok(None);
+            }
             // IPv6 ranges are all sparse: a VIP this CPU has seen finds its range
             // in its slot, without the trie, and a range that only counts
             // needs no more than the slot.

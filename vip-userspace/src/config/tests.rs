@@ -216,6 +216,23 @@ fn host_contract_mistakes_are_refused() {
         broad("2001:db8::/31", false),
         Err(ConfigError::TooBroad { limit: 32, .. })
     ));
+    for mapped in [
+        "::ffff:192.0.2.0/120",
+        "::ffff:0:0/96",
+        "::/32",
+        "::ffff:c000:200/127",
+    ] {
+        assert!(
+            matches!(broad(mapped, false), Err(ConfigError::V4Mapped { .. })),
+            "{mapped}"
+        );
+    }
+    assert!(matches!(
+        broad("::/0", true),
+        Err(ConfigError::V4Mapped { .. })
+    ));
+    assert!(broad("::fffe:0:0/96", false).is_ok());
+    assert!(broad("::1:0:0:0/80", false).is_ok());
     let route = |via: &str| {
         parse(&format!(
             "[[route]]\ncidr = \"192.0.2.0/24\"\nvia = \"{via}\"\n"

@@ -1,8 +1,8 @@
 //! Validation of a parsed config. Every error names the offending value.
 
-use std::{collections::HashSet, path::PathBuf};
+use std::{collections::HashSet, net::Ipv6Addr, path::PathBuf};
 
-use ipnet::IpNet;
+use ipnet::{IpNet, Ipv6Net};
 use vip_common::{
     DENSE_MIN_PREFIX_V4, IPPROTO_TCP, IPPROTO_UDP, MAX_ALLOW_ENTRIES, RANGE_NAME_MAX,
 };
@@ -64,6 +64,8 @@ pub enum ConfigError {
         "range {range:?}: accept = \"alias\" makes only one address local for IPv6 ({cidr}); use accept = \"route\""
     )]
     AliasV6 { range: String, cidr: IpNet },
+    #[error("range {range:?}: {cidr} holds IPv4-mapped addresses (::ffff:0:0/96), which are IPv4 VIPs to vip; write the IPv4 range instead")]
+    V4Mapped { range: String, cidr: IpNet },
     #[error("route {cidr}: next hop {via} is not of the same family")]
     RouteFamily { cidr: IpNet, via: std::net::IpAddr },
     #[error("route {cidr} is listed twice")]
@@ -294,6 +296,12 @@ fn range(raw: RawRange, bgp: Option<&Bgp>) -> Result<Range, ConfigError> {
             limit,
         });
     }
+    if overlaps_v4_mapped(cidr) {
+        return Err(ConfigError::V4Mapped {
+            range: raw.name,
+            cidr,
+        });
+    }
     if raw.accept == Accept::Alias && !cidr.addr().is_ipv4() {
         return Err(ConfigError::AliasV6 {
             range: raw.name,
@@ -450,6 +458,16 @@ fn check_unique_names(ranges: &[Range]) -> Result<(), ConfigError> {
         }
     }
     Ok(())
+}
+
+/// Whether an IPv6 range shares addresses with `::ffff:0:0/96`, the keys the
+/// datapath gives IPv4 VIPs (`vip_common::VipAddr::from_v4_be`).
+fn overlaps_v4_mapped(cidr: IpNet) -> bool {
+    let IpNet::V6(cidr) = cidr else {
+        return false;
+    };
+    let mapped = Ipv6Net::new(Ipv6Addr::new(0, 0, 0, 0, 0, 0xffff, 0, 0), 96).expect("a /96");
+    cidr.contains(&mapped) || mapped.contains(&cidr)
 }
 
 /// Two prefixes overlap only if one contains the other. Sorted by network address,

@@ -207,6 +207,11 @@ impl Loaded {
         &self.datapath.maps
     }
 
+    /// The maps, to write a state into for a test.
+    pub fn maps_mut(&mut self) -> &mut Maps {
+        &mut self.datapath.maps
+    }
+
     /// Moves the maps from `old` to `new`, as on a live datapath.
     pub fn update(&mut self, old: &Layout, new: &Layout) -> Result<(), DatapathError> {
         self.datapath.update(old, new)
