@@ -29,6 +29,7 @@ pub const TESTS: &[&str] = &[
     "host_contract",
     "upgrade",
     "sparse_upgrade",
+    "batch_reads",
 ];
 
 /// virtme-ng, from PyPI into a venv under `target/`.

@@ -13,9 +13,7 @@ use std::{
     path::Path,
 };
 
-// `enum bpf_cmd` in linux/bpf.h.
-const BPF_OBJ_GET: libc::c_long = 7;
-const BPF_LINK_UPDATE: libc::c_long = 29;
+use super::bpf_sys::{bpf, BPF_LINK_UPDATE, BPF_OBJ_GET};
 
 /// `union bpf_attr` for BPF_OBJ_GET.
 #[repr(C)]
@@ -36,24 +34,6 @@ struct LinkUpdate {
     new_prog_fd: u32,
     flags: u32,
     old_prog_fd: u32,
-}
-
-fn bpf<T>(command: libc::c_long, attr: &mut T) -> io::Result<libc::c_long> {
-    // SAFETY: `attr` is a live, correctly laid out `bpf_attr` prefix of the
-    // size passed; the kernel zero-extends the rest.
-    let ret = unsafe {
-        libc::syscall(
-            libc::SYS_bpf,
-            command,
-            std::ptr::from_mut(attr),
-            size_of::<T>(),
-        )
-    };
-    if ret < 0 {
-        Err(io::Error::last_os_error())
-    } else {
-        Ok(ret)
-    }
 }
 
 /// Makes the link pinned at `pin` run `program` from now on.

@@ -4,6 +4,8 @@
 
 mod adopt;
 mod attach;
+pub mod batch;
+mod bpf_sys;
 pub mod build;
 pub mod cpu_table;
 mod link_update;

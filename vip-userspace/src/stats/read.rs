@@ -4,9 +4,7 @@ use std::{
     path::Path,
 };
 
-use aya::maps::{
-    Array, HashMap as BpfHashMap, Map, MapError, PerCpuArray, PerCpuHashMap, PerCpuValues,
-};
+use aya::maps::{Array, HashMap as BpfHashMap, Map, MapError, PerCpuArray, PerCpuHashMap};
 use ipnet::IpNet;
 use vip_common::{
     AttachMeta, DeclaredVip, RangeMeta, RangePressure, RangeStats, SteeredVip, Verdicts, VipAddr,
@@ -21,6 +19,7 @@ use super::{
     SparseTableReport, SteerReport, SteeredVipReport,
 };
 use crate::datapath::{
+    batch::{self, BatchError, Rows},
     cpu_table::CpuTable,
     interface_name,
     maps::{Maps, MapsError},
@@ -49,6 +48,8 @@ pub enum StatsError {
     Status(#[from] RunFileError),
     #[error(transparent)]
     Datapath(#[from] DatapathError),
+    #[error(transparent)]
+    Batch(#[from] BatchError),
 }
 
 /// Everything `vip stats`, `vip stats --watch` and `/metrics` show: the counters
@@ -69,29 +70,58 @@ fn typed<'a, T>(source: &'a Maps, map: &'static str) -> Result<T, StatsError>
 where
     T: TryFrom<&'a Map, Error = MapError>,
 {
-    let raw = source.map(map).ok_or(StatsError::Missing { map })?;
-    T::try_from(raw).map_err(|source| StatsError::Map { map, source })
+    T::try_from(raw(source, map)?).map_err(|source| StatsError::Map { map, source })
 }
 
 fn map_err(map: &'static str) -> impl Fn(MapError) -> StatsError {
     move |source| StatsError::Map { map, source }
 }
 
-fn sum<T: aya::Pod + Default>(values: &PerCpuValues<T>, merge: impl Fn(&mut T, &T)) -> T {
+fn sum<T: Default>(values: &[T], merge: impl Fn(&mut T, &T)) -> T {
     let mut total = T::default();
-    for value in values.iter() {
+    for value in values {
         merge(&mut total, value);
     }
     total
+}
+
+/// The per-range counter maps, each read whole at once.
+struct RangeCounters {
+    stats: Rows<RangeStats>,
+    pressure: Rows<RangePressure>,
+    delivered: Rows<u64>,
+}
+
+impl RangeCounters {
+    fn read(source: &Maps) -> Result<RangeCounters, StatsError> {
+        Ok(RangeCounters {
+            stats: batch::per_cpu_array(raw(source, MAP_RANGE_STATS)?, MAP_RANGE_STATS)?,
+            pressure: batch::per_cpu_array(raw(source, MAP_PRESSURE)?, MAP_PRESSURE)?,
+            delivered: batch::per_cpu_array(raw(source, MAP_DELIVERED)?, MAP_DELIVERED)?,
+        })
+    }
+}
+
+fn raw<'a>(source: &'a Maps, map: &'static str) -> Result<&'a Map, StatsError> {
+    source.map(map).ok_or(StatsError::Missing { map })
+}
+
+/// Key `key`'s per-CPU values in `rows` of `map`.
+fn row<'a, T>(rows: &'a Rows<T>, map: &'static str, key: u32) -> Result<&'a [T], StatsError> {
+    rows.get(key).ok_or_else(|| StatsError::Corrupt {
+        map,
+        what: format!("no entry {key} of {}", rows.len()),
+    })
 }
 
 /// Reads every counter into a report.
 pub fn read(source: &Maps) -> Result<Report, StatsError> {
     let metas = range_metas(source)?;
     let dense = &source.tables().dense;
+    let counters = RangeCounters::read(source)?;
     let mut ranges = metas
         .iter()
-        .map(|(id, meta, cidr)| range_report(source, dense, *id, meta, *cidr))
+        .map(|(id, meta, cidr)| range_report(&counters, dense, *id, meta, *cidr))
         .collect::<Result<Vec<_>, _>>()?;
     let sparse_table = add_sparse_vips(source, &metas, &mut ranges)?;
     add_declared_vips(source, &metas, &mut ranges)?;
@@ -121,15 +151,15 @@ pub fn read(source: &Maps) -> Result<Report, StatsError> {
 /// The configured ranges' metadata with their ids; ids without a range (room
 /// kept for reloads, or freed by one) have no family and are skipped.
 fn range_metas(source: &Maps) -> Result<Vec<(u32, RangeMeta, IpNet)>, StatsError> {
-    let metas: Array<_, RangeMeta> = typed(source, MAP_RANGE_META)?;
+    let metas: Rows<RangeMeta> = batch::array(raw(source, MAP_RANGE_META)?, MAP_RANGE_META)?;
     let mut ranges = Vec::new();
-    for (id, meta) in metas.iter().enumerate() {
-        let meta = meta.map_err(map_err(MAP_RANGE_META))?;
+    for id in 0..metas.len() as u32 {
+        let meta = row(&metas, MAP_RANGE_META, id)?[0];
         if meta.family == 0 {
             continue;
         }
         let cidr = meta_cidr(&meta)?;
-        ranges.push((id as u32, meta, cidr));
+        ranges.push((id, meta, cidr));
     }
     Ok(ranges)
 }
@@ -157,15 +187,14 @@ fn meta_name(meta: &RangeMeta) -> String {
 }
 
 fn range_report(
-    source: &Maps,
+    counters: &RangeCounters,
     dense: &CpuTable<Verdicts>,
     range_id: u32,
     meta: &RangeMeta,
     cidr: IpNet,
 ) -> Result<RangeReport, StatsError> {
-    let stats: PerCpuArray<_, RangeStats> = typed(source, MAP_RANGE_STATS)?;
     let overflow = sum(
-        &stats.get(&range_id, 0).map_err(map_err(MAP_RANGE_STATS))?,
+        row(&counters.stats, MAP_RANGE_STATS, range_id)?,
         RangeStats::merge,
     )
     .sparse_overflow;
@@ -179,9 +208,8 @@ fn range_report(
     };
     report.add(&overflow);
     if meta.dense_len == 0 {
-        let pressures: PerCpuArray<_, RangePressure> = typed(source, MAP_PRESSURE)?;
         let pressure = sum(
-            &pressures.get(&range_id, 0).map_err(map_err(MAP_PRESSURE))?,
+            row(&counters.pressure, MAP_PRESSURE, range_id)?,
             RangePressure::merge,
         );
         report.add(&pressure.reclaimed);
@@ -195,10 +223,7 @@ fn range_report(
             ..SparsePressure::default()
         });
     }
-    let delivered: PerCpuArray<_, u64> = typed(source, MAP_DELIVERED)?;
-    report.delivered_packets = delivered
-        .get(&range_id, 0)
-        .map_err(map_err(MAP_DELIVERED))?
+    report.delivered_packets = row(&counters.delivered, MAP_DELIVERED, range_id)?
         .iter()
         .sum();
     if meta.dense_len > 0 {
