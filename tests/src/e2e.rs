@@ -8,10 +8,12 @@ use std::{
 };
 
 use aya::{
-    maps::{Array, PerCpuArray},
+    maps::Array,
     programs::{TestRun, TestRunAttrs, TestRunOptions, Xdp, XdpMode},
     Ebpf, EbpfLoader,
 };
+
+use vip_userspace::datapath::batch;
 
 use crate::{
     bench::baseline_object,
@@ -308,14 +310,15 @@ impl Counter<'_> {
                 |s: &vip_common::Verdicts| s.dropped.packets,
             ),
             Counter::HashedFloor(ebpf) => {
-                let overflow: PerCpuArray<_, vip_common::Counter> = ebpf
-                    .map(vip_common::MAP_FLOOR_HASHED_OVERFLOW)
-                    .expect("the hashed floor's overflow map")
-                    .try_into()
-                    .expect("a per-CPU array");
+                let map = vip_common::MAP_FLOOR_HASHED_OVERFLOW;
+                let overflow = batch::per_cpu_array::<vip_common::Counter>(
+                    ebpf.map(map).expect("the hashed floor's overflow map"),
+                    map,
+                )
+                .expect("reading the overflow counter");
                 let overflowed: u64 = overflow
-                    .get(&0, 0)
-                    .expect("reading the overflow counter")
+                    .get(0)
+                    .expect("the overflow counter")
                     .iter()
                     .map(|c| c.packets)
                     .sum();
@@ -360,16 +363,20 @@ impl Counter<'_> {
     }
 }
 
-/// The packets a floor counted in the slots of its array `map`.
-fn slot_packets<T: aya::Pod>(ebpf: &Ebpf, map: &str, packets: impl Fn(&T) -> u64) -> u64 {
-    let slots: Array<_, T> = ebpf
-        .map(map)
-        .unwrap_or_else(|| panic!("the floor's map {map}"))
-        .try_into()
-        .expect("an array");
-    slots
-        .iter()
-        .map(|slot| packets(&slot.expect("reading a floor slot")))
+/// The packets a floor counted in the slots of its array `map`, read whole.
+fn slot_packets<T: bytemuck::Pod>(
+    ebpf: &Ebpf,
+    map: &'static str,
+    packets: impl Fn(&T) -> u64,
+) -> u64 {
+    let slots = batch::array::<T>(
+        ebpf.map(map)
+            .unwrap_or_else(|| panic!("the floor's map {map}")),
+        map,
+    )
+    .expect("reading the floor's slots");
+    (0..slots.len() as u32)
+        .map(|key| packets(&slots.get(key).expect("a slot of the map")[0]))
         .sum()
 }
 
