@@ -96,14 +96,14 @@ pub fn sparse_control(datapath: &Loaded) -> vip_common::SparseControl {
         .expect("the sparse control entry")
 }
 
-/// The datapath's ranges' version (`MAP_RANGES_VERSION`).
-pub fn ranges_version(datapath: &Loaded) -> u32 {
+/// The datapath's sparse tag word (`MAP_SPARSE_TAG`).
+pub fn sparse_tag(datapath: &Loaded) -> u32 {
     let map = datapath
         .maps()
-        .map(vip_common::MAP_RANGES_VERSION)
-        .expect("the ranges' version map");
+        .map(vip_common::MAP_SPARSE_TAG)
+        .expect("the sparse tag map");
     let array: aya::maps::Array<_, u32> = aya::maps::Array::try_from(map).unwrap();
-    array.get(&0, 0).expect("the ranges' version")
+    array.get(&0, 0).expect("the sparse tag word")
 }
 
 pub fn snapshot(datapath: &Loaded) -> Report {

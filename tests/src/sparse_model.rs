@@ -7,9 +7,10 @@
 use std::collections::HashMap;
 
 use vip_common::{
-    sparse_idle, RangePressure, RangeValue, SparseControl, SparseSlot, Verdicts, VipAddr,
-    PER_VIP_SPARSE, POLICY_NONE, SPARSE_PROBES,
+    sparse_tag_idle, sparse_tag_swept, RangePressure, RangeValue, SparseControl, SparseHot,
+    Verdicts, VipAddr, PER_VIP_SPARSE, SPARSE_HOT_POLICY_NONE, SPARSE_PROBES, SPARSE_TAG_VOUCHES,
 };
+use vip_userspace::datapath::cpu_table::SparseRow;
 
 /// Where a packet counted.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -21,12 +22,12 @@ pub enum Counted {
 }
 
 pub struct SparseModel {
-    pub slots: Vec<SparseSlot>,
-    /// The datapath's hash and key (its generation is the model's own).
+    /// `None`: a free slot.
+    pub slots: Vec<Option<SparseRow>>,
+    /// The datapath's hash and key.
     control: SparseControl,
-    generation: u32,
-    /// The datapath's `MAP_RANGES_VERSION`, fixed for the model's life.
-    ranges_version: u32,
+    /// The tag word, moved on by the model's own sweeps.
+    word: u32,
     /// By range id.
     pub pressure: HashMap<u32, RangePressure>,
     pub overflow: HashMap<u32, Verdicts>,
@@ -34,15 +35,14 @@ pub struct SparseModel {
 
 impl SparseModel {
     /// An empty table of `slots` slots (a power of two) under `control`'s
-    /// hash and key and the ranges' version `ranges_version`; every range
-    /// stays configured for the model's life.
-    pub fn new(slots: usize, control: SparseControl, ranges_version: u32) -> SparseModel {
+    /// hash and key and the tag word `word`; every range stays configured for
+    /// the model's life.
+    pub fn new(slots: usize, control: SparseControl, word: u32) -> SparseModel {
         assert!(slots.is_power_of_two());
         SparseModel {
-            slots: vec![SparseSlot::default(); slots],
+            slots: vec![None; slots],
             control,
-            generation: 0,
-            ranges_version,
+            word,
             pressure: HashMap::new(),
             overflow: HashMap::new(),
         }
@@ -50,7 +50,7 @@ impl SparseModel {
 
     /// One sweep of the daemon.
     pub fn sweep(&mut self) {
-        self.generation = self.generation.wrapping_add(1);
+        self.word = sparse_tag_swept(self.word);
     }
 
     /// Counts one packet of `bytes` to `vip` of `range`.
@@ -64,16 +64,15 @@ impl SparseModel {
         let mut target = None;
         for probe in 0..SPARSE_PROBES as usize {
             let index = (start + probe) & mask;
-            let slot = &self.slots[index];
-            if slot.epoch == 0 {
+            let Some(slot) = &self.slots[index] else {
                 target = Some(idle.unwrap_or(index));
                 break;
-            }
+            };
             if slot.vip == vip {
                 target = Some(index);
                 break;
             }
-            if idle.is_none() && sparse_idle(self.generation, slot.seen_generation) {
+            if idle.is_none() && sparse_tag_idle(self.word, slot.tag) {
                 idle = Some(index);
             }
         }
@@ -81,30 +80,35 @@ impl SparseModel {
             side(self.overflow.entry(range_id).or_default(), drop).add(bytes);
             return Counted::Overflow;
         };
-        let slot = &mut self.slots[index];
-        if !(slot.vip == vip && slot.range_id == range_id && slot.epoch == epoch) {
-            if slot.epoch != 0 {
+        let held = self.slots[index]
+            .is_some_and(|s| s.vip == vip && s.range_id == range_id && s.epoch == epoch);
+        if !held {
+            if let Some(slot) = self.slots[index] {
                 let owner = self.pressure.entry(slot.range_id).or_default();
                 owner.reclaimed.merge(&slot.verdicts);
                 owner.slots_reclaimed += 1;
             }
-            *slot = SparseSlot {
+            self.slots[index] = Some(SparseRow {
                 vip,
                 range_id,
                 epoch,
-                ..SparseSlot::default()
-            };
+                ..SparseRow::default()
+            });
             self.pressure.entry(range_id).or_default().slots_learned += 1;
         }
-        slot.seen_generation = self.generation;
+        let slot = self.slots[index].as_mut().unwrap();
+        // A range that counts in the table alone (and whose list id fits the
+        // slot) vouches through its IPv6 VIPs' slots; IPv4 VIPs never vouch.
+        let policy = SparseHot::policy_of(range.policy_id);
+        let vouches =
+            range.per_vip_mode == PER_VIP_SPARSE && policy.is_some() && !vip.is_v4_mapped();
+        slot.tag = if vouches {
+            self.word | SPARSE_TAG_VOUCHES
+        } else {
+            self.word
+        };
+        slot.policy_id = policy.unwrap_or(SPARSE_HOT_POLICY_NONE);
         side(&mut slot.verdicts, drop).add(bytes);
-        // A range that only counts marks the slot with the ranges' version.
-        slot.fast_version =
-            if range.per_vip_mode == PER_VIP_SPARSE && range.policy_id == POLICY_NONE {
-                self.ranges_version
-            } else {
-                0
-            };
         Counted::Row(index)
     }
 
@@ -153,14 +157,17 @@ mod tests {
             range_id: 1,
             per_vip_mode: PER_VIP_SPARSE,
             epoch: 1,
-            policy_id: POLICY_NONE,
+            policy_id: vip_common::POLICY_NONE,
             ..RangeValue::default()
         };
-        let mut model = SparseModel::new(64, control, 5);
+        let mut model = SparseModel::new(64, control, vip_common::SPARSE_TAG_FIRST);
         for (i, v) in colliding[..8].iter().enumerate() {
             assert_eq!(model.count(*v, &range, 100, false), Counted::Row(i));
         }
-        assert_eq!(model.slots[0].fast_version, 5);
+        assert_eq!(
+            model.slots[0].unwrap().tag,
+            vip_common::SPARSE_TAG_FIRST | SPARSE_TAG_VOUCHES
+        );
         let late = colliding[8];
         assert_eq!(model.count(late, &range, 100, false), Counted::Overflow);
         for _ in 0..2 {

@@ -242,7 +242,7 @@ fn datapath_agrees_with_the_reference_classifier() {
     let mut model = SparseModel::new(
         layout.sparse_slots as usize,
         fixture::sparse_control(&datapath),
-        fixture::ranges_version(&datapath),
+        fixture::sparse_tag(&datapath),
     );
     let cidrs: Vec<IpNet> = config.ranges.iter().map(|r| r.cidr).collect();
     let mut generator = Generator::new(seed, &cidrs, &[22, 53, 80, 443, 5000, 5100]);

@@ -10,8 +10,9 @@ use std::{
 };
 
 use vip_common::{
-    RangeValue, SparseSlot, Verdicts, VipAddr, MAP_RANGES, MAP_SPARSE_STATS, SPARSE_HASH_FMIX,
-    SPARSE_HASH_MULTIPLY, SPARSE_PROBES,
+    RangeValue, SparseCold, SparseHot, Verdicts, VipAddr, MAP_RANGES, MAP_SPARSE_COLD,
+    MAP_SPARSE_HOT, SPARSE_HASH_FMIX, SPARSE_HASH_MULTIPLY, SPARSE_HOT_POLICY_NONE, SPARSE_PROBES,
+    SPARSE_TAG_RELOAD, SPARSE_TAG_VOUCHES,
 };
 use vip_tests::{
     fixture::{self, Moved, Program, Verdict},
@@ -19,6 +20,7 @@ use vip_tests::{
     root::require_root,
 };
 use vip_userspace::{
+    datapath::cpu_table::SparseRow,
     stats::{GlobalReport, Report},
     Config, Layout, Loaded,
 };
@@ -371,7 +373,7 @@ fn two_datapaths_place_the_same_addresses_differently() {
                 .map(|vip| {
                     let key_of = VipAddr::from_ip(v6(vip));
                     let index = (0..SLOTS)
-                        .find(|&i| table.get(0, i).vip == key_of)
+                        .find(|&i| table.get(0, i).is_some_and(|row| row.vip == key_of))
                         .unwrap_or_else(|| panic!("{vip} has a slot"));
                     let offset = index.wrapping_sub(start(&datapath, vip)) & (SLOTS - 1);
                     assert!(
@@ -435,16 +437,22 @@ fn slots_of_a_removed_range_are_taken_over_once_idle() {
     );
 }
 
-/// The slot where `vip` counts on CPU 0, found along its probe sequence.
-fn slot_of(datapath: &Loaded, vip: &str) -> SparseSlot {
+/// The slot where `vip` counts on CPU 0, found along its probe sequence,
+/// and its index.
+fn slot_of(datapath: &Loaded, vip: &str) -> (u32, SparseRow) {
     let key = VipAddr::from_ip(v6(vip));
     (0..SPARSE_PROBES)
-        .map(|i| {
+        .filter_map(|i| {
             let index = (start(datapath, vip) + i) & (SLOTS - 1);
-            datapath.maps().tables().sparse.get(0, index)
+            Some((index, datapath.maps().tables().sparse.get(0, index)?))
         })
-        .find(|slot| slot.vip == key)
+        .find(|(_, row)| row.vip == key)
         .unwrap_or_else(|| panic!("{vip} has no slot"))
+}
+
+/// Whether a row vouches for its VIP under the datapath's tag word now.
+fn vouches(datapath: &Loaded, row: &SparseRow) -> bool {
+    row.tag == fixture::sparse_tag(datapath) | SPARSE_TAG_VOUCHES
 }
 
 fn reload(datapath: &mut Loaded, from: &str, to: &str) {
@@ -454,10 +462,11 @@ fn reload(datapath: &mut Loaded, from: &str, to: &str) {
     datapath.update(&old, &new).unwrap();
 }
 
-/// A VIP of a range that only counts (no allow list, no declared VIPs) is
-/// counted through its slot alone once the slot is marked with the ranges'
-/// version. A reload moves the version on, so the VIP's next packet reads its
-/// range again: an allow list the reload gave the range applies at once.
+/// A VIP of a sparse range without declared VIPs is judged and counted
+/// through its slot alone once the slot vouches for it under the tag word in
+/// force, with the range's allow list. A reload moves the word on, so the
+/// VIP's next packet reads its range again: an allow list the reload gave the
+/// range applies at once.
 #[test]
 fn a_reload_applies_a_new_allow_list_to_vips_counted_through_their_slot() {
     if !require_root("a_reload_applies_a_new_allow_list_to_vips_counted_through_their_slot") {
@@ -465,7 +474,11 @@ fn a_reload_applies_a_new_allow_list_to_vips_counted_through_their_slot() {
     }
     fixture::pin_to_cpu0();
     let mut datapath = fixture::load(CONFIG);
-    assert_eq!(fixture::ranges_version(&datapath), 1, "a new datapath's");
+    let first = fixture::sparse_tag(&datapath);
+    assert_eq!(
+        first, SPARSE_TAG_RELOAD,
+        "a new datapath's, after its first ranges"
+    );
     let (plain, listed) = ("2001:db8:4::1", "2001:db8:1::1");
     for _ in 0..3 {
         let (verdict, deltas) = fixture::run(&mut datapath, Program::Xdp, &frame(plain, 80));
@@ -473,13 +486,27 @@ fn a_reload_applies_a_new_allow_list_to_vips_counted_through_their_slot() {
         assert_eq!(deltas.vips.get(&v6(plain)), Some(&Moved::accepted(80)));
         assert_eq!(deltas.ranges.get("plain"), Some(&Moved::accepted(80)));
     }
-    let slot = slot_of(&datapath, plain);
-    assert_eq!((slot.fast_version, slot.verdicts.accepted.packets), (1, 3));
-    send(&mut datapath, listed);
+    let (_, row) = slot_of(&datapath, plain);
+    assert!(vouches(&datapath, &row), "{row:?}");
     assert_eq!(
-        slot_of(&datapath, listed).fast_version,
-        0,
-        "a range with an allow list never marks"
+        (row.policy_id, row.verdicts.accepted.packets),
+        (SPARSE_HOT_POLICY_NONE, 3)
+    );
+    send(&mut datapath, listed);
+    let (verdict, deltas) = fixture::run(&mut datapath, Program::Xdp, &frame(listed, 80));
+    assert_eq!(verdict, Verdict::Drop, "judged from the slot by its list");
+    assert_eq!(deltas.vips.get(&v6(listed)), Some(&Moved::dropped(80)));
+    let (_, row) = slot_of(&datapath, listed);
+    let v6_policy = range_value(&datapath, 0).policy_id;
+    assert_ne!(v6_policy, vip_common::POLICY_NONE);
+    assert!(
+        vouches(&datapath, &row),
+        "a listed range vouches too: {row:?}"
+    );
+    assert_eq!(u32::from(row.policy_id), v6_policy);
+    assert_eq!(
+        (row.verdicts.accepted.packets, row.verdicts.dropped.packets),
+        (1, 1)
     );
 
     let with_list = CONFIG.replace(
@@ -489,25 +516,140 @@ fn a_reload_applies_a_new_allow_list_to_vips_counted_through_their_slot() {
     assert_ne!(with_list, CONFIG);
     reload(&mut datapath, CONFIG, &with_list);
     assert_eq!(
-        fixture::ranges_version(&datapath),
-        2,
+        fixture::sparse_tag(&datapath),
+        first + SPARSE_TAG_RELOAD,
         "moved on by the reload"
     );
+    let (_, row) = slot_of(&datapath, plain);
+    assert!(!vouches(&datapath, &row), "no longer, under the new word");
     let (verdict, deltas) = fixture::run(&mut datapath, Program::Xdp, &frame(plain, 80));
     assert_eq!(verdict, Verdict::Drop, "port 80 is not on the new list");
     assert_eq!(deltas.vips.get(&v6(plain)), Some(&Moved::dropped(80)));
     let (verdict, deltas) = fixture::run(&mut datapath, Program::Tc, &frame(plain, 53));
     assert_eq!(verdict, Verdict::Pass);
     assert_eq!(deltas.vips.get(&v6(plain)), Some(&Moved::accepted(80)));
-    let slot = slot_of(&datapath, plain);
+    let (_, row) = slot_of(&datapath, plain);
+    let plain_policy = range_value(&datapath, 3).policy_id;
+    assert_ne!(plain_policy, vip_common::POLICY_NONE);
+    assert!(vouches(&datapath, &row), "vouches again, with the new list");
     assert_eq!(
         (
-            slot.fast_version,
-            slot.verdicts.accepted.packets,
-            slot.verdicts.dropped.packets
+            u32::from(row.policy_id),
+            row.verdicts.accepted.packets,
+            row.verdicts.dropped.packets
         ),
-        (0, 4, 1),
-        "the same row, no longer marked"
+        (plain_policy, 4, 1),
+        "the same row"
+    );
+}
+
+fn hot_at(datapath: &Loaded, index: u32) -> SparseHot {
+    let table: aya::maps::Array<_, SparseHot> =
+        aya::maps::Array::try_from(datapath.maps().map(MAP_SPARSE_HOT).unwrap()).unwrap();
+    table.get(&index, 0).unwrap()
+}
+
+fn set_hot(datapath: &mut Loaded, index: u32, hot: SparseHot) {
+    let mut table: aya::maps::Array<_, SparseHot> =
+        aya::maps::Array::try_from(datapath.maps_mut().map_mut(MAP_SPARSE_HOT).unwrap()).unwrap();
+    table.set(index, hot, 0).unwrap();
+}
+
+/// Range `id` as the datapath has it.
+fn range_value(datapath: &Loaded, id: u32) -> RangeValue {
+    let ranges: aya::maps::Array<_, RangeValue> =
+        aya::maps::Array::try_from(datapath.maps().map(MAP_RANGES).unwrap()).unwrap();
+    ranges.get(&id, 0).unwrap()
+}
+
+/// A hot counter that would wrap carries, with the packet, into the slot's
+/// cold half; the VIP's counts stay exact. The hot half is written as a VIP
+/// with 255 packets (or 4 GiB of bytes) since its last carry leaves it.
+#[test]
+fn a_hot_counter_carries_into_the_cold_half_exactly() {
+    if !require_root("a_hot_counter_carries_into_the_cold_half_exactly") {
+        return;
+    }
+    fixture::pin_to_cpu0();
+    let mut datapath = fixture::load(CONFIG);
+    let plain = "2001:db8:4::1";
+    send(&mut datapath, plain);
+    let (index, _) = slot_of(&datapath, plain);
+    let cold = |datapath: &Loaded| -> SparseCold {
+        let table: aya::maps::Array<_, SparseCold> =
+            aya::maps::Array::try_from(datapath.maps().map(MAP_SPARSE_COLD).unwrap()).unwrap();
+        table.get(&index, 0).unwrap()
+    };
+    let before = cold(&datapath);
+    assert_eq!(before.sequence, 2, "taken once: odd, then even");
+    assert_eq!(before.verdicts, Verdicts::default());
+
+    // 255 packets in the hot half: the next one carries 256.
+    let mut hot = hot_at(&datapath, index);
+    (hot.accepted_packets, hot.accepted_bytes) = (255, 255 * 80);
+    set_hot(&mut datapath, index, hot);
+    let (verdict, deltas) = fixture::run(&mut datapath, Program::Xdp, &frame(plain, 80));
+    assert_eq!(verdict, Verdict::Pass);
+    assert_eq!(deltas.vips.get(&v6(plain)), Some(&Moved::accepted(80)));
+    let after = cold(&datapath);
+    assert_eq!(after.sequence, 4);
+    assert_eq!(
+        (
+            after.verdicts.accepted.packets,
+            after.verdicts.accepted.bytes
+        ),
+        (256, 256 * 80)
+    );
+    let hot = hot_at(&datapath, index);
+    assert_eq!((hot.accepted_packets, hot.accepted_bytes), (0, 0));
+    let (_, row) = slot_of(&datapath, plain);
+    assert_eq!(row.verdicts.accepted.packets, 256);
+
+    // Bytes within one frame of 4 GiB: the next frame carries them.
+    let mut hot = hot_at(&datapath, index);
+    (hot.accepted_packets, hot.accepted_bytes) = (3, u32::MAX - 40);
+    set_hot(&mut datapath, index, hot);
+    send(&mut datapath, plain);
+    let after = cold(&datapath);
+    assert_eq!(after.sequence, 6);
+    assert_eq!(
+        (
+            after.verdicts.accepted.packets,
+            after.verdicts.accepted.bytes
+        ),
+        (256 + 4, 256 * 80 + u64::from(u32::MAX - 40) + 80)
+    );
+    let (_, row) = slot_of(&datapath, plain);
+    assert_eq!(
+        row.verdicts.accepted,
+        vip_common::Counter {
+            packets: 260,
+            bytes: 256 * 80 + u64::from(u32::MAX - 40) + 80
+        }
+    );
+    // The dropped side carries on its own.
+    let mut hot = hot_at(&datapath, index);
+    hot.dropped_packets = 255;
+    set_hot(&mut datapath, index, hot);
+    let with_list = CONFIG.replace(
+        "name = \"plain\"\ncidr = \"2001:db8:4::/64\"\n",
+        "name = \"plain\"\ncidr = \"2001:db8:4::/64\"\nallow = [\"udp/53\"]\n",
+    );
+    reload(&mut datapath, CONFIG, &with_list);
+    let (verdict, _) = fixture::run(&mut datapath, Program::Xdp, &frame(plain, 80));
+    assert_eq!(verdict, Verdict::Drop);
+    let after = cold(&datapath);
+    assert_eq!(
+        (
+            after.sequence,
+            after.verdicts.dropped.packets,
+            after.verdicts.dropped.bytes
+        ),
+        (8, 256, 80)
+    );
+    assert_eq!(
+        after.verdicts.accepted.packets, 260,
+        "the accepted side as it was"
     );
 }
 
@@ -523,7 +665,8 @@ fn a_vip_counted_through_its_slot_is_no_vip_once_its_range_is_removed() {
     let plain = "2001:db8:4::1";
     send(&mut datapath, plain);
     send(&mut datapath, plain);
-    assert_eq!(slot_of(&datapath, plain).fast_version, 1);
+    let (_, row) = slot_of(&datapath, plain);
+    assert!(vouches(&datapath, &row), "{row:?}");
     let without = CONFIG.replace(
         "[[range]]\nname = \"plain\"\ncidr = \"2001:db8:4::/64\"\n",
         "",
@@ -555,28 +698,26 @@ fn an_ipv6_packet_to_an_ipv4_mapped_address_finds_no_ipv4_vip() {
     let mapped = "::ffff:192.0.2.1";
     let key = VipAddr::from_ip(IpAddr::V4("192.0.2.1".parse().unwrap()));
     assert_eq!(key, VipAddr::from_ip(v6(mapped)));
-    let ranges: aya::maps::Array<_, RangeValue> =
-        aya::maps::Array::try_from(datapath.maps().map(MAP_RANGES).unwrap()).unwrap();
-    let plain = ranges.get(&3, 0).unwrap();
+    let plain = range_value(&datapath, 3);
     assert_eq!(plain.policy_id, vip_common::POLICY_NONE);
     let index = start(&datapath, mapped);
     for vouched in [true, false] {
-        let slot = SparseSlot {
-            vip: key,
-            verdicts: Verdicts::default(),
+        let cold = SparseCold {
             range_id: plain.range_id,
             epoch: plain.epoch,
-            seen_generation: fixture::sparse_control(&datapath).generation,
-            fast_version: if vouched {
-                fixture::ranges_version(&datapath)
-            } else {
-                0
-            },
+            ..SparseCold::default()
         };
-        let mut table: aya::maps::Array<_, SparseSlot> =
-            aya::maps::Array::try_from(datapath.maps_mut().map_mut(MAP_SPARSE_STATS).unwrap())
+        let hot = SparseHot {
+            vip: key,
+            tag: fixture::sparse_tag(&datapath) | (u32::from(vouched) * SPARSE_TAG_VOUCHES),
+            policy_id: SPARSE_HOT_POLICY_NONE,
+            ..SparseHot::default()
+        };
+        let mut table: aya::maps::Array<_, SparseCold> =
+            aya::maps::Array::try_from(datapath.maps_mut().map_mut(MAP_SPARSE_COLD).unwrap())
                 .unwrap();
-        table.set(index, slot, 0).unwrap();
+        table.set(index, cold, 0).unwrap();
+        set_hot(&mut datapath, index, hot);
         let (verdict, deltas) = fixture::run(&mut datapath, Program::Xdp, &frame(mapped, 53));
         assert_eq!(verdict, Verdict::Pass, "vouched: {vouched}");
         assert_eq!(

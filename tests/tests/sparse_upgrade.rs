@@ -1,7 +1,9 @@
 //! The sparse table's hash key across the datapath's life: kept by restarts
-//! (adoption) of a datapath vip created, and by an upgrade in place from the
-//! older vip (layout 10, whose slots have no ranges' version), so that every
-//! row stays where it is and per-VIP counts stay exact across the upgrade.
+//! (adoption) of a datapath vip created, so that every row stays where it is,
+//! and by an upgrade in place from the older vip (layout 11, whose table is one
+//! of 64-byte slots). The upgrade counts on in the split table of layout 12,
+//! where each VIP learns a slot once; the older table stays, frozen, and its
+//! rows are added to the new ones by address, so per-VIP counts stay exact.
 //!
 //! The test thread is pinned to CPU 0, and so the threads that send its frames
 //! (they inherit the mask): every frame is counted in CPU 0's table.
@@ -132,8 +134,8 @@ fn a_restarted_daemon_keeps_the_key_its_datapath_drew() {
 }
 
 #[test]
-fn an_upgrade_keeps_the_key_and_every_sparse_row_where_it_is() {
-    if !require_root("an_upgrade_keeps_the_key_and_every_sparse_row_where_it_is") {
+fn an_upgrade_keeps_the_key_and_every_sparse_count() {
+    if !require_root("an_upgrade_keeps_the_key_and_every_sparse_count") {
         return;
     }
     fixture::pin_to_cpu0();
@@ -153,7 +155,7 @@ fn an_upgrade_keeps_the_key_and_every_sparse_row_where_it_is() {
     let before = pinned_control(&instance);
     assert_eq!(
         before.hash_kind, SPARSE_HASH_MULTIPLY,
-        "the older vip's hash (layout 10 draws the multiply hash)"
+        "the older vip's hash (layouts 10 and 11 draw the multiply hash)"
     );
 
     instance.use_binary(&vip_bin());
@@ -178,10 +180,18 @@ fn an_upgrade_keeps_the_key_and_every_sparse_row_where_it_is() {
     assert_eq!(rows(&stats), want_rows(|i| 4 + i as u64));
     assert_eq!(
         slots(&stats),
-        (VIPS as u64, VIPS as u64),
-        "every VIP found its row where the older vip put it (same key): none learned since"
+        (2 * VIPS as u64, VIPS as u64),
+        "every VIP learned one slot in the split table, and holds one there"
     );
     assert_eq!(number(range(&stats), "packets"), sent);
+    sent += send(&lab, |_| 1);
+    let stats = new.stats_once_counted(sent);
+    assert_eq!(rows(&stats), want_rows(|i| 5 + i as u64));
+    assert_eq!(
+        slots(&stats),
+        (2 * VIPS as u64, VIPS as u64),
+        "found where it was learned (same key): none learned since"
+    );
     new.stop();
     instance.vip_ok(&lab.server, &["down"]);
 }

@@ -77,7 +77,9 @@ impl Verdicts {
 }
 
 /// One slot of `MAP_SPARSE_STATS` on one CPU: a VIP, its range, its counters;
-/// one cache line.
+/// one cache line. The sparse table of layouts 11 and older: layout 12's
+/// programs count in [`SparseHot`] and [`SparseCold`], and a datapath upgraded
+/// from 11 or older keeps this table, frozen, for the counts it holds.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Pod, Zeroable)]
 pub struct SparseSlot {
@@ -95,6 +97,100 @@ pub struct SparseSlot {
     /// packet to the VIP is accepted and counted without reading its range.
     /// 0: not known (the padding of layouts 10 and older).
     pub fast_version: u32,
+}
+
+/// One slot of `MAP_SPARSE_HOT` on one CPU (layout 12 on): what a hit on a
+/// sparse VIP touches, half a cache line. Its counters are the low parts of
+/// the VIP's counts; [`SparseCold`] at the same index holds the rest, and a
+/// VIP's count is the sum of the two. A free slot is all zero.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Pod, Zeroable)]
+pub struct SparseHot {
+    pub vip: crate::VipAddr,
+    /// The tag word (`crate::MAP_SPARSE_TAG`) when the VIP was last counted
+    /// here, with [`SPARSE_TAG_VOUCHES`] if that count vouches for the slot;
+    /// 0 for a free slot (the word is never 0).
+    pub tag: u32,
+    /// The allow list of the VIP's range, as [`SparseHot::policy_of`] narrows
+    /// it; read only while the slot vouches.
+    pub policy_id: u16,
+    pub accepted_packets: u8,
+    pub dropped_packets: u8,
+    pub accepted_bytes: u32,
+    pub dropped_bytes: u32,
+}
+
+/// `SparseHot::policy_id` of a range without an allow list.
+pub const SPARSE_HOT_POLICY_NONE: u16 = u16::MAX;
+/// `SparseHot::tag` bit: while the tag is the word in force, the slot's VIP is
+/// in a live range in `PER_VIP_SPARSE` mode, unchanged since, whose allow list
+/// is `policy_id`: a packet to it is judged and counted from this slot alone.
+pub const SPARSE_TAG_VOUCHES: u32 = 1;
+
+impl SparseHot {
+    /// The hot slot's narrow form of a range's `policy_id`, if it has one:
+    /// ids past the narrow range never vouch (their packets read the range).
+    #[inline(always)]
+    pub fn policy_of(policy_id: u32) -> Option<u16> {
+        if policy_id == crate::POLICY_NONE {
+            Some(SPARSE_HOT_POLICY_NONE)
+        } else if policy_id < u32::from(SPARSE_HOT_POLICY_NONE) {
+            Some(policy_id as u16)
+        } else {
+            None
+        }
+    }
+
+    /// The wide form of `policy_id`.
+    #[inline(always)]
+    pub fn policy(&self) -> u32 {
+        if self.policy_id == SPARSE_HOT_POLICY_NONE {
+            crate::POLICY_NONE
+        } else {
+            u32::from(self.policy_id)
+        }
+    }
+
+    /// The low parts of the counts.
+    pub fn verdicts(&self) -> Verdicts {
+        Verdicts {
+            accepted: Counter {
+                packets: self.accepted_packets.into(),
+                bytes: self.accepted_bytes.into(),
+            },
+            dropped: Counter {
+                packets: self.dropped_packets.into(),
+                bytes: self.dropped_bytes.into(),
+            },
+        }
+    }
+}
+
+/// One slot of `MAP_SPARSE_COLD` on one CPU (layout 12 on): the rest of the
+/// [`SparseHot`] slot at the same index. A hit touches it only to take the
+/// slot, to check the slot's range when the slot does not vouch, and to carry
+/// a hot counter that would wrap.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Pod, Zeroable)]
+pub struct SparseCold {
+    /// Odd while the datapath rewrites this slot or its hot half (a carry, a
+    /// take); readers retry a slot whose sequence was odd or moved.
+    pub sequence: u32,
+    pub range_id: u32,
+    /// The range's epoch when the slot was taken.
+    pub epoch: u32,
+    pub _pad: u32,
+    /// Counts carried out of the hot slot.
+    pub verdicts: Verdicts,
+}
+
+impl SparseCold {
+    /// The VIP's counts, hot and cold.
+    pub fn total(&self, hot: &SparseHot) -> Verdicts {
+        let mut total = self.verdicts;
+        total.merge(&hot.verdicts());
+        total
+    }
 }
 
 /// A slot of the hashed per-VIP floors of the end-to-end bench (vip-baseline's
@@ -126,6 +222,8 @@ impl RangeStats {
 const _: () = assert!(size_of::<Counter>() == 16);
 const _: () = assert!(size_of::<Verdicts>() == 32);
 const _: () = assert!(size_of::<SparseSlot>() == 64);
+const _: () = assert!(size_of::<SparseHot>() == 32);
+const _: () = assert!(size_of::<SparseCold>() == 48);
 const _: () = assert!(size_of::<FloorSlot>() == 32);
 const _: () = assert!(size_of::<RangeStats>() == 32);
 
@@ -134,6 +232,8 @@ mod pod {
     unsafe impl aya::Pod for super::Counter {}
     unsafe impl aya::Pod for super::Verdicts {}
     unsafe impl aya::Pod for super::SparseSlot {}
+    unsafe impl aya::Pod for super::SparseHot {}
+    unsafe impl aya::Pod for super::SparseCold {}
     unsafe impl aya::Pod for super::FloorSlot {}
     unsafe impl aya::Pod for super::RangeStats {}
 }

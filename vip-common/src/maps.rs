@@ -32,8 +32,21 @@ pub const MAP_RANGE_STATS: &str = "VIP_RANGE_STATS";
 pub const MAP_DENSE_STATS: &str = "VIP_DENSE_STATS";
 /// CPU table of [`crate::SparseSlot`]: per CPU, an open-addressing table (a power
 /// of two long, `SETTING_SPARSE_MASK` + 1, `SPARSE_PROBES` probes) of the VIPs of
-/// sparse ranges (IPv6, IPv4 wider than /16) that CPU has seen.
+/// sparse ranges (IPv6, IPv4 wider than /16) that CPU has seen. Layouts 11 and
+/// older count in it; since 12 it is [`MAP_SPARSE_HOT`] and [`MAP_SPARSE_COLD`],
+/// and this one is kept, frozen, by a datapath upgraded from 11 or older (the
+/// stats add its VIPs' counts), and made one page per CPU by a new one.
 pub const MAP_SPARSE_STATS: &str = "VIP_SPARSE_STATS";
+/// CPU tables of [`crate::SparseHot`] and [`crate::SparseCold`] (layout 12
+/// on): the sparse table, each slot split in a hot half a hit touches and a
+/// cold half at the same index; `SETTING_SPARSE_MASK` + 1 slots per CPU, found
+/// as `MAP_SPARSE_STATS`'s were.
+pub const MAP_SPARSE_HOT: &str = "VIP_SPARSE_HOT";
+pub const MAP_SPARSE_COLD: &str = "VIP_SPARSE_COLD";
+/// Array of one `u32` (layout 12 on): the sparse tag word, see
+/// [`crate::SPARSE_TAG_SWEEP`]. The daemon moves it on after every change to
+/// the ranges and at every sweep; the datapath reads it before any range.
+pub const MAP_SPARSE_TAG: &str = "VIP_SPARSE_TAG";
 /// Array of `u32` settings, indexed by the `SETTING_*` constants.
 pub const MAP_SETTINGS: &str = "VIP_SETTINGS";
 /// Per-CPU array of `u64`, indexed by the `GLOBAL_*` constants.
@@ -62,9 +75,10 @@ pub const MAP_PRESSURE: &str = "VIP_PRESSURE";
 pub const MAP_DECLARED: &str = "VIP_DECLARED";
 
 /// Array of one `u32` (layout 11 on): the version of the ranges, moved on
-/// (never to 0) after every change the daemon makes to them. A sparse slot
-/// marked with the version in force (`crate::SparseSlot::fast_version`) is
-/// counted without reading its range.
+/// (never to 0) after every change the daemon makes to them. A slot of
+/// `MAP_SPARSE_STATS` marked with the version in force
+/// (`crate::SparseSlot::fast_version`) is counted without reading its range by
+/// programs of layout 11 (during an upgrade); layout 12's read [`MAP_SPARSE_TAG`].
 pub const MAP_RANGES_VERSION: &str = "VIP_RANGES_VERSION";
 
 /// Every map name starts with this, so that `vip down` can remove the pins of
@@ -73,11 +87,12 @@ pub const MAP_NAME_PREFIX: &str = "VIP_";
 
 /// Every map the daemon pins, in pin order: `MAP_ATTACH_META` is last, so its pin
 /// marks a datapath that is fully set up.
-pub const PINNED_MAPS: [&str; 26] = [
+pub const PINNED_MAPS: [&str; 29] = [
     MAP_SETTINGS,
     MAP_INFO,
     MAP_SPARSE_CONTROL,
     MAP_RANGES_VERSION,
+    MAP_SPARSE_TAG,
     MAP_PRESSURE,
     MAP_DECLARED,
     MAP_POLICY,
@@ -91,6 +106,8 @@ pub const PINNED_MAPS: [&str; 26] = [
     MAP_RANGE_STATS,
     MAP_DENSE_STATS,
     MAP_SPARSE_STATS,
+    MAP_SPARSE_HOT,
+    MAP_SPARSE_COLD,
     MAP_GLOBAL_STATS,
     MAP_RANGE_META,
     MAP_DECAP,
@@ -138,8 +155,8 @@ pub const MAP_FLOOR_HASHED_SLOTS: &str = "FLOOR_HASHED_SLOTS";
 pub const MAP_FLOOR_HASHED_OVERFLOW: &str = "FLOOR_HASHED_OVERFLOW";
 pub const FLOOR_HASHED_SLOTS_PER_CPU: u32 = 2 * FLOOR_VIPS;
 /// `floor_per_vip_hashed_line` puts its 32-byte slots this many apart, one to
-/// a 64-byte line as vip's `SparseSlot` (`FLOOR_HASHED_SLOTS_PER_CPU` times this per
-/// CPU in the map).
+/// a 64-byte line as vip's `SparseSlot` of layouts 11 and older
+/// (`FLOOR_HASHED_SLOTS_PER_CPU` times this per CPU in the map).
 pub const FLOOR_LINE_SPREAD: u32 = 2;
 /// The IPv4 floor of `cargo xtask bench` (vip-baseline's `floor_v4_count`): a
 /// CPU table of [`crate::Verdicts`], `FLOOR_V4_VIPS` slots per CPU, one per
@@ -222,46 +239,35 @@ pub const SETTINGS: u32 = 4;
 
 /// Bumped whenever a map, a shared type or the meaning of a setting changes, so
 /// that a binary never adopts maps pinned by one it does not know. A binary
-/// upgrades a datapath of its own layout or of one in `UPGRADES_FROM`.
-pub const LAYOUT_VERSION: u32 = 11;
+/// upgrades a datapath of an older layout from [`OLDEST_UPGRADABLE`] on.
+pub const LAYOUT_VERSION: u32 = 12;
 
-/// Older layouts this binary upgrades in place, with the maps each lacks
-/// (created and pinned by the upgrade): 5 had no `MAP_INFO`, neither 5 nor 6
-/// had the sparse table's control, pressure counters or declared VIPs, none
-/// before 8 had the allow lists' port bitmaps, and none before 9 the /24
-/// entries of the direct index. Layout 10 added no map: its new datapaths use
-/// the multiply hash in the sparse table (`SparseControl::hash_kind`, padding
-/// before), which no older binary may adopt; an upgraded one keeps fmix.
-/// None before 11 had `MAP_RANGES_VERSION`; the upgrade's sync sets it.
-pub const UPGRADES_FROM: [(u32, &[&str]); 6] = [
-    (
-        5,
-        &[
-            MAP_INFO,
-            MAP_SPARSE_CONTROL,
-            MAP_PRESSURE,
-            MAP_DECLARED,
-            crate::MAP_PORTS,
-            MAP_V4_SLASH24,
-            MAP_RANGES_VERSION,
-        ],
-    ),
-    (
-        6,
-        &[
-            MAP_SPARSE_CONTROL,
-            MAP_PRESSURE,
-            MAP_DECLARED,
-            crate::MAP_PORTS,
-            MAP_V4_SLASH24,
-            MAP_RANGES_VERSION,
-        ],
-    ),
-    (7, &[crate::MAP_PORTS, MAP_V4_SLASH24, MAP_RANGES_VERSION]),
-    (8, &[MAP_V4_SLASH24, MAP_RANGES_VERSION]),
-    (9, &[MAP_RANGES_VERSION]),
-    (10, &[MAP_RANGES_VERSION]),
+/// The oldest layout this binary upgrades in place; it upgrades every one
+/// from this to `LAYOUT_VERSION - 1`.
+pub const OLDEST_UPGRADABLE: u32 = 5;
+
+/// The maps each layout since [`OLDEST_UPGRADABLE`] added: an upgrade creates
+/// (and pins) those of every layout after the datapath's. Layout 10 added no
+/// map: its new datapaths use the multiply hash in the sparse table
+/// (`SparseControl::hash_kind`, padding before), which no older binary may
+/// adopt; an upgraded one keeps fmix. The upgrade's sync sets
+/// `MAP_RANGES_VERSION` and `MAP_SPARSE_TAG`.
+pub const MAPS_ADDED: [(u32, &[&str]); 6] = [
+    (6, &[MAP_INFO]),
+    (7, &[MAP_SPARSE_CONTROL, MAP_PRESSURE, MAP_DECLARED]),
+    (8, &[crate::MAP_PORTS]),
+    (9, &[MAP_V4_SLASH24]),
+    (11, &[MAP_RANGES_VERSION]),
+    (12, &[MAP_SPARSE_HOT, MAP_SPARSE_COLD, MAP_SPARSE_TAG]),
 ];
+
+/// The maps a datapath of layout `version` lacks.
+pub fn maps_added_since(version: u32) -> impl Iterator<Item = &'static str> {
+    MAPS_ADDED
+        .iter()
+        .filter(move |(added_in, _)| *added_in > version)
+        .flat_map(|(_, maps)| maps.iter().copied())
+}
 
 /// Name, in the pin directory, of the pinned bpf_link that keeps the datapath
 /// attached to an interface: this prefix, then the interface name.
@@ -402,6 +408,8 @@ mod pod {
 
 #[cfg(test)]
 mod tests {
+    use std::vec::Vec;
+
     use super::*;
 
     #[test]
@@ -432,5 +440,31 @@ mod tests {
         assert_eq!(cpu_table_stride(129, 32), 256);
         assert_eq!(cpu_table_stride(65_536, 64), 65_536);
         assert_eq!(cpu_table_stride(65_537, 64), 65_600);
+    }
+
+    #[test]
+    fn an_upgrade_creates_the_maps_of_every_later_layout() {
+        let since = |version| maps_added_since(version).collect::<Vec<_>>();
+        assert_eq!(
+            since(5),
+            [
+                MAP_INFO,
+                MAP_SPARSE_CONTROL,
+                MAP_PRESSURE,
+                MAP_DECLARED,
+                crate::MAP_PORTS,
+                MAP_V4_SLASH24,
+                MAP_RANGES_VERSION,
+                MAP_SPARSE_HOT,
+                MAP_SPARSE_COLD,
+                MAP_SPARSE_TAG,
+            ]
+        );
+        assert_eq!(since(9), since(10), "layout 10 added no map");
+        assert_eq!(since(11), [MAP_SPARSE_HOT, MAP_SPARSE_COLD, MAP_SPARSE_TAG]);
+        assert!(since(LAYOUT_VERSION).is_empty());
+        for (_, maps) in MAPS_ADDED {
+            assert!(maps.iter().all(|map| PINNED_MAPS.contains(map)));
+        }
     }
 }

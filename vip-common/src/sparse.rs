@@ -22,6 +22,46 @@ pub fn sparse_idle(generation: u32, seen: u32) -> bool {
     generation.wrapping_sub(seen) >= SPARSE_IDLE_GENERATIONS
 }
 
+/// The tag word (`MAP_SPARSE_TAG`, layout 12 on) moves on by this at every
+/// sweep (rounded up to a multiple of it) and by [`SPARSE_TAG_RELOAD`] at every
+/// change of the ranges: its bits from 9 up count sweeps, bits 1 to 8 the
+/// reloads since the last sweep, and bit 0 is free for `SPARSE_TAG_VOUCHES`.
+/// One word stamps a slot for both uses: aging compares only the sweep part,
+/// so reloads do not age busy slots (but 256 reloads within one sweep carry
+/// into it), and a slot vouches only under the very word it was stamped with.
+pub const SPARSE_TAG_SWEEP: u32 = 512;
+pub const SPARSE_TAG_RELOAD: u32 = 2;
+/// Where the tag word goes instead of 0. (A new map's 0 moves to
+/// [`SPARSE_TAG_RELOAD`] when the daemon first writes the ranges.)
+pub const SPARSE_TAG_FIRST: u32 = SPARSE_TAG_SWEEP;
+
+/// The tag word after a sweep. Never 0, which marks a free slot.
+pub fn sparse_tag_swept(word: u32) -> u32 {
+    nonzero_tag((word | (SPARSE_TAG_SWEEP - 1)).wrapping_add(1))
+}
+
+/// The tag word after a change of the ranges.
+pub fn sparse_tag_reloaded(word: u32) -> u32 {
+    nonzero_tag(word.wrapping_add(SPARSE_TAG_RELOAD))
+}
+
+fn nonzero_tag(word: u32) -> u32 {
+    if word == 0 {
+        SPARSE_TAG_FIRST
+    } else {
+        word
+    }
+}
+
+/// Whether a slot stamped `stamp` may be reclaimed under the tag word `word`:
+/// [`sparse_idle`] on the sweep parts (23 bits, which wrap after 2^23
+/// sweeps, 97 days at the shortest idle time).
+#[inline(always)]
+pub fn sparse_tag_idle(word: u32, stamp: u32) -> bool {
+    (word / SPARSE_TAG_SWEEP).wrapping_sub(stamp / SPARSE_TAG_SWEEP) & (u32::MAX / SPARSE_TAG_SWEEP)
+        >= SPARSE_IDLE_GENERATIONS
+}
+
 /// The one entry of `MAP_SPARSE_CONTROL`.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Pod, Zeroable)]
@@ -286,6 +326,30 @@ mod tests {
                 "kind {kind}: one start each under the other key"
             );
         }
+    }
+
+    #[test]
+    fn the_tag_word_ages_slots_by_sweeps_only() {
+        let first = SPARSE_TAG_FIRST;
+        let reloaded = (0..255).fold(first, |word, _| sparse_tag_reloaded(word));
+        assert_eq!(reloaded, first + 510);
+        assert!(
+            !sparse_tag_idle(reloaded, first),
+            "reloads do not age a slot"
+        );
+        let mut word = first;
+        for sweeps in 1..=3 {
+            word = sparse_tag_swept(word);
+            assert_eq!(word, first + sweeps * SPARSE_TAG_SWEEP);
+            assert_eq!(sparse_tag_idle(word, first | 1), sweeps == 3);
+        }
+        assert_eq!(sparse_tag_swept(first + 6), first + SPARSE_TAG_SWEEP);
+        assert_eq!(sparse_tag_swept(u32::MAX - 1), SPARSE_TAG_FIRST, "never 0");
+        assert_eq!(sparse_tag_reloaded(u32::MAX - 1), SPARSE_TAG_FIRST);
+        // Through the wrap of the sweep part.
+        let last = u32::MAX - (SPARSE_TAG_SWEEP - 1);
+        assert!(!sparse_tag_idle(SPARSE_TAG_SWEEP, last));
+        assert!(sparse_tag_idle(2 * SPARSE_TAG_SWEEP, last));
     }
 
     #[test]

@@ -112,13 +112,18 @@ fn to_range<B: PacketBuf>(buf: &B, l3: &L3, outer_len: u64) -> Result<Option<Ver
                 return Ok(None);
             }
             // IPv6 ranges are all sparse: a VIP this CPU has seen finds its range
-            // in its slot, without the trie, and a range that only counts
-            // needs no more than the slot.
-            let found = count::sparse_find(&vip, count::ranges_version()?)?;
-            if count::vouched_hit(found, buf.len().saturating_sub(outer_len)) {
-                return Ok(Some(Verdict::Pass));
+            // in its slot, without the trie, and a slot that vouches for its VIP
+            // holds all a packet needs.
+            let bytes = buf.len().saturating_sub(outer_len);
+            let found = count::sparse_find(&vip, true)?;
+            if let Some(policy_id) = count::vouched_policy(found) {
+                let (verdict, counted) = outcome(policy::judge(buf, policy_id, l3.next));
+                if let Some(drop) = counted {
+                    count::vouched_hit(found, bytes, drop)?;
+                }
+                return Ok(Some(verdict));
             }
-            let (range, held) = match count::found_range(found) {
+            let (range, held) = match count::found_range(found)? {
                 Some(range) => (range, true),
                 None => match lookup::range_v6(&vip) {
                     Some(range) => (range, false),
@@ -127,14 +132,7 @@ fn to_range<B: PacketBuf>(buf: &B, l3: &L3, outer_len: u64) -> Result<Option<Ver
             };
             let (verdict, counted) = outcome(policy::judge(buf, range.policy_id, l3.next));
             if let Some(drop) = counted {
-                count::sparse_hit(
-                    range,
-                    &vip,
-                    found,
-                    held,
-                    buf.len().saturating_sub(outer_len),
-                    drop,
-                )?;
+                count::sparse_hit(range, &vip, found, held, bytes, drop)?;
             }
             Ok(Some(verdict))
         }

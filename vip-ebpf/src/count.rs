@@ -11,10 +11,11 @@ use aya_ebpf::{
     maps::{Array, HashMap, PerCpuArray},
 };
 use vip_common::{
-    sparse_hash, sparse_hash_multiply, sparse_idle, AttachMeta, DatapathInfo, DeclaredVip,
-    RangeMeta, RangePressure, RangeStats, RangeValue, SparseControl, SparseSlot, Verdicts, VipAddr,
-    CPU_TABLE_MAP_FLAGS, GLOBAL_COUNTERS, PER_VIP_DECLARED_ONLY, PER_VIP_DENSE, PER_VIP_SPARSE,
-    PER_VIP_SPARSE_DECLARED, POLICY_NONE, SETTINGS, SPARSE_HASH_MULTIPLY, SPARSE_PROBES,
+    sparse_hash, sparse_hash_multiply, sparse_tag_idle, AttachMeta, Counter, DatapathInfo,
+    DeclaredVip, RangeMeta, RangePressure, RangeStats, RangeValue, SparseCold, SparseControl,
+    SparseHot, SparseSlot, Verdicts, VipAddr, CPU_TABLE_MAP_FLAGS, GLOBAL_COUNTERS,
+    PER_VIP_DECLARED_ONLY, PER_VIP_DENSE, PER_VIP_SPARSE, PER_VIP_SPARSE_DECLARED, SETTINGS,
+    SPARSE_HASH_MULTIPLY, SPARSE_HOT_POLICY_NONE, SPARSE_PROBES, SPARSE_TAG_VOUCHES,
 };
 
 use crate::lookup;
@@ -23,8 +24,16 @@ use crate::lookup;
 static VIP_RANGE_STATS: PerCpuArray<RangeStats> = PerCpuArray::with_max_entries(1, 0);
 #[map]
 static VIP_DENSE_STATS: Array<Verdicts> = Array::with_max_entries(1, CPU_TABLE_MAP_FLAGS);
+// Programs of layout 11 and older count in it; declared so that the object
+// creates it (one page per CPU on a new datapath) and an upgrade keeps it.
 #[map]
 static VIP_SPARSE_STATS: Array<SparseSlot> = Array::with_max_entries(1, CPU_TABLE_MAP_FLAGS);
+#[map]
+static VIP_SPARSE_HOT: Array<SparseHot> = Array::with_max_entries(1, CPU_TABLE_MAP_FLAGS);
+#[map]
+static VIP_SPARSE_COLD: Array<SparseCold> = Array::with_max_entries(1, CPU_TABLE_MAP_FLAGS);
+#[map]
+static VIP_SPARSE_TAG: Array<u32> = Array::with_max_entries(1, 0);
 // Read by userspace only since layout 8 (the programs get the stride and the
 // mask as loader-set constants, below); declared so the object creates it.
 #[map]
@@ -37,6 +46,7 @@ static VIP_SPARSE_CTL: Array<SparseControl> = Array::with_max_entries(1, 0);
 static VIP_PRESSURE: PerCpuArray<RangePressure> = PerCpuArray::with_max_entries(1, 0);
 #[map]
 static VIP_DECLARED: HashMap<VipAddr, DeclaredVip> = HashMap::with_max_entries(1, 0);
+// Programs of layout 11 read it; declared so the object creates it.
 #[map]
 static VIP_RANGES_VERSION: Array<u32> = Array::with_max_entries(1, 0);
 
@@ -117,9 +127,9 @@ pub fn v4_hit(
     };
     if range.per_vip_mode != PER_VIP_DENSE {
         let vip = VipAddr::from_v4_be(addr_be);
-        // Its range was read already, before any version: never marked.
-        let found = sparse_find(&vip, 0)?;
-        return sparse_hit(range, &vip, found, holds(found, range), bytes, drop);
+        // Its range was read already, before the tag word: never vouches.
+        let found = sparse_find(&vip, false)?;
+        return sparse_hit(range, &vip, found, holds(found, range)?, bytes, drop);
     }
     let offset = u32::from_be_bytes(addr_be).wrapping_sub(range.network_v4_host);
     dense_hit(range.dense_base.wrapping_add(offset), bytes, drop)
@@ -142,29 +152,31 @@ fn dense_hit(index: u32, bytes: u64, drop: bool) -> Result<(), MapInconsistent> 
 /// unset payload copied, and the compiler copies it.
 #[derive(Clone, Copy)]
 pub struct Sparse {
-    /// The VIP's slot, or a free or idle slot to take; null when every probed
-    /// slot holds another VIP seen lately.
-    slot: *mut SparseSlot,
-    /// `slot` is the VIP's (its range may since have been removed by a reload).
+    /// The VIP's hot slot, or a free or idle one to take; null when every
+    /// probed slot holds another VIP seen lately.
+    hot: *mut SparseHot,
+    /// `hot`'s index in the CPU tables, its cold half's too.
+    index: u32,
+    /// `hot` is the VIP's (its range may since have been removed by a reload).
     found: bool,
-    /// The sweep generation, stamped on the slot when it counts.
-    generation: u32,
-    /// The ranges' version the caller read before any range ([`ranges_version`]),
-    /// or 0: a slot marked with it ([`sparse_hit`]) was counted under ranges at
-    /// least that recent.
-    version: u32,
+    /// The tag word, read before any range ([`sparse_find`]).
+    word: u32,
+    /// Whether a count may mark the slot as vouching: the caller reads the
+    /// VIP's range only after the tag word.
+    vouchable: bool,
 }
 
 /// Probes this CPU's table for `vip`. The table is never emptied, so a never-used
 /// slot ends the search; slots idle for `sparse_idle_seconds` (those of removed
-/// ranges among them) are taken over. `version`: see [`Sparse`].
+/// ranges among them) are taken over. The tag word is read first: a caller
+/// that reads the VIP's range after this call passes `vouchable`, so that a
+/// slot it marks with the word was judged under ranges at least that recent.
 #[inline(always)]
-pub fn sparse_find(vip: &VipAddr, version: u32) -> Result<Sparse, MapInconsistent> {
+pub fn sparse_find(vip: &VipAddr, vouchable: bool) -> Result<Sparse, MapInconsistent> {
     // An error rather than a default: on kernels before 6.8 or so the verifier
     // takes an array lookup as maybe-null even with a constant key, and a
     // default would double every path after it.
-    let control = VIP_SPARSE_CTL.get(0).ok_or(MapInconsistent)?;
-    let generation = control.generation;
+    let word = VIP_SPARSE_TAG.get(0).copied().ok_or(MapInconsistent)?;
     let mask = loader_constant(&VIP_SPARSE_MASK);
     let base = cpu().wrapping_mul(mask.wrapping_add(1));
     let start = if loader_constant(&VIP_SPARSE_HASH_KIND) == SPARSE_HASH_MULTIPLY {
@@ -173,104 +185,114 @@ pub fn sparse_find(vip: &VipAddr, version: u32) -> Result<Sparse, MapInconsisten
             core::ptr::read_volatile(&VIP_SPARSE_MULTIPLIERS)
         })
     } else {
+        let control = VIP_SPARSE_CTL.get(0).ok_or(MapInconsistent)?;
         sparse_hash(vip, control.hash_key)
     };
-    let mut reusable: *mut SparseSlot = core::ptr::null_mut();
+    let mut reusable: *mut SparseHot = core::ptr::null_mut();
+    let mut reusable_index = 0;
     for i in 0..SPARSE_PROBES {
         let index = base.wrapping_add(start.wrapping_add(i) & mask);
-        let Some(slot) = VIP_SPARSE_STATS.get_ptr_mut(index) else {
+        let Some(slot) = VIP_SPARSE_HOT.get_ptr_mut(index) else {
             break;
         };
         // SAFETY: per-CPU slot, as above.
         let current = unsafe { &*slot };
-        if current.epoch == 0 {
-            let slot = if reusable.is_null() { slot } else { reusable };
+        if current.tag == 0 {
+            let (hot, index) = if reusable.is_null() {
+                (slot, index)
+            } else {
+                (reusable, reusable_index)
+            };
             return Ok(Sparse {
-                slot,
+                hot,
+                index,
                 found: false,
-                generation,
-                version,
+                word,
+                vouchable,
             });
         }
         if current.vip == *vip {
             return Ok(Sparse {
-                slot,
+                hot: slot,
+                index,
                 found: true,
-                generation,
-                version,
+                word,
+                vouchable,
             });
         }
         // A slot of a range a reload removed is never stamped again, so it
         // goes idle like any other.
-        if reusable.is_null() && sparse_idle(generation, current.seen_generation) {
+        if reusable.is_null() && sparse_tag_idle(word, current.tag) {
             reusable = slot;
+            reusable_index = index;
         }
     }
     Ok(Sparse {
-        slot: reusable,
+        hot: reusable,
+        index: reusable_index,
         found: false,
-        generation,
-        version,
+        word,
+        vouchable,
     })
 }
 
-/// The ranges' version in force (`vip_common::MAP_RANGES_VERSION`), for
-/// [`sparse_find`]; read before any range, so that a slot marked with it was
-/// judged under ranges at least that recent.
-#[inline(always)]
-pub fn ranges_version() -> Result<u32, MapInconsistent> {
-    VIP_RANGES_VERSION.get(0).copied().ok_or(MapInconsistent)
-}
-
-/// `found`'s slot if it is the VIP's own (its range may since have been
+/// `found`'s hot slot if it is the VIP's own (its range may since have been
 /// removed by a reload).
 #[inline(always)]
-fn own_slot(found: Sparse) -> Option<*mut SparseSlot> {
-    (found.found && !found.slot.is_null()).then_some(found.slot)
+fn own_slot(found: Sparse) -> Option<*mut SparseHot> {
+    (found.found && !found.hot.is_null()).then_some(found.hot)
 }
 
-/// Counts an accepted packet of `bytes` in `found`'s slot if the slot vouches
-/// for its VIP: marked under the ranges' version in force, so its range is
-/// still one that accepts everything and counts per VIP in the sparse table.
-/// Nothing else is read: no range, no allow list. False when it does not.
+/// The allow list to judge a packet by, if `found`'s slot vouches for its VIP:
+/// stamped with the tag word in force, so its range is still live, counts per
+/// VIP in the sparse table, and has that list. Nothing else is read.
 #[inline(always)]
-pub fn vouched_hit(found: Sparse, bytes: u64) -> bool {
-    let Some(slot) = own_slot(found) else {
-        return false;
-    };
+pub fn vouched_policy(found: Sparse) -> Option<u32> {
+    let slot = own_slot(found)?;
     // SAFETY: per-CPU slot, as above.
-    let slot = unsafe { &mut *slot };
-    if found.version == 0 || slot.fast_version != found.version {
-        return false;
-    }
-    slot.seen_generation = found.generation;
-    slot.verdicts.accepted.add(bytes);
-    true
+    let slot = unsafe { &*slot };
+    (slot.tag == found.word | SPARSE_TAG_VOUCHES).then(|| slot.policy())
 }
 
-/// The range a slot was counted for, if a reload has not removed it since.
+/// Counts a packet judged by [`vouched_policy`]'s list in its slot.
 #[inline(always)]
-pub fn live_range(slot: &SparseSlot) -> Option<&'static RangeValue> {
-    lookup::range_by_id(slot.range_id).filter(|range| range.epoch == slot.epoch)
+pub fn vouched_hit(found: Sparse, bytes: u64, drop: bool) -> Result<(), MapInconsistent> {
+    count_hot(found, bytes, drop)
+}
+
+/// The range of a slot's cold half, if a reload has not removed it since.
+#[inline(always)]
+fn live_range(cold: &SparseCold) -> Option<&'static RangeValue> {
+    lookup::range_by_id(cold.range_id).filter(|range| range.epoch == cold.epoch)
+}
+
+/// This CPU's cold half of the slot at `index`.
+#[inline(always)]
+fn cold(index: u32) -> Result<&'static mut SparseCold, MapInconsistent> {
+    let cold = VIP_SPARSE_COLD.get_ptr_mut(index).ok_or(MapInconsistent)?;
+    // SAFETY: per-CPU slot, as above.
+    Ok(unsafe { &mut *cold })
 }
 
 /// The live range of a found slot, without a trie lookup. When there is one,
 /// the slot already counts for it ([`sparse_hit`]'s `held`).
 #[inline(always)]
-pub fn found_range(found: Sparse) -> Option<&'static RangeValue> {
-    // SAFETY: per-CPU slot, as above.
-    own_slot(found).and_then(|slot| live_range(unsafe { &*slot }))
+pub fn found_range(found: Sparse) -> Result<Option<&'static RangeValue>, MapInconsistent> {
+    if own_slot(found).is_none() {
+        return Ok(None);
+    }
+    Ok(live_range(cold(found.index)?))
 }
 
 /// Whether `found` is `vip`'s slot and counts for `range` as it is now (a
 /// reload has not replaced the range since the slot was taken).
 #[inline(always)]
-fn holds(found: Sparse, range: &RangeValue) -> bool {
-    own_slot(found).is_some_and(|slot| {
-        // SAFETY: per-CPU slot, as above.
-        let slot = unsafe { &*slot };
-        slot.epoch == range.epoch && slot.range_id == range.range_id
-    })
+fn holds(found: Sparse, range: &RangeValue) -> Result<bool, MapInconsistent> {
+    if own_slot(found).is_none() {
+        return Ok(false);
+    }
+    let cold = cold(found.index)?;
+    Ok(cold.epoch == range.epoch && cold.range_id == range.range_id)
 }
 
 /// Counts one packet to `vip` of sparse `range`: in its declared slot if it is
@@ -303,7 +325,7 @@ pub fn sparse_hit(
         }
         _ => return Err(MapInconsistent),
     }
-    if found.slot.is_null() {
+    if found.hot.is_null() {
         let stats = VIP_RANGE_STATS
             .get_ptr_mut(range.range_id)
             .ok_or(MapInconsistent)?;
@@ -311,45 +333,123 @@ pub fn sparse_hit(
         unsafe { (*stats).sparse_overflow.side(drop).add(bytes) };
         return Ok(());
     }
-    // SAFETY: per-CPU slot, as above.
-    let slot = unsafe { &mut *found.slot };
+    // The range was read after the tag word was, so it is at least as recent
+    // as the word says.
+    let policy = SparseHot::policy_of(range.policy_id);
+    let vouches = found.vouchable && range.per_vip_mode == PER_VIP_SPARSE && policy.is_some();
+    let tag = if vouches {
+        found.word | SPARSE_TAG_VOUCHES
+    } else {
+        found.word
+    };
+    let policy_id = policy.unwrap_or(SPARSE_HOT_POLICY_NONE);
     // `held` was decided on this slot by `holds` or `found_range`, and nothing
     // ran on this CPU since: neither the address nor the range is compared again.
-    if !held {
-        take(slot, range, vip)?;
-    }
-    slot.seen_generation = found.generation;
-    slot.verdicts.side(drop).add(bytes);
-    // The range was read after the version was ([`ranges_version`]), so it
-    // is at least as recent as the version says.
-    slot.fast_version = if range.per_vip_mode == PER_VIP_SPARSE && range.policy_id == POLICY_NONE {
-        found.version
+    if held {
+        // SAFETY: per-CPU slot, as above.
+        let hot = unsafe { &mut *found.hot };
+        hot.tag = tag;
+        hot.policy_id = policy_id;
     } else {
-        0
+        take(found, range, vip, tag, policy_id)?;
+    }
+    count_hot(found, bytes, drop)
+}
+
+/// Counts one packet of `bytes` in `found`'s hot slot; a counter that would
+/// wrap is carried, with the packet, into the cold half.
+#[inline(always)]
+fn count_hot(found: Sparse, bytes: u64, drop: bool) -> Result<(), MapInconsistent> {
+    // SAFETY: per-CPU slot, as above; callers pass a found or taken slot.
+    let hot = unsafe { &mut *found.hot };
+    let (packets, hot_bytes) = if drop {
+        (&mut hot.dropped_packets, &mut hot.dropped_bytes)
+    } else {
+        (&mut hot.accepted_packets, &mut hot.accepted_bytes)
     };
+    // A frame is far shorter than 4 GiB.
+    if let Some(sum) = hot_bytes.checked_add(bytes as u32) {
+        if *packets != u8::MAX {
+            *packets += 1;
+            *hot_bytes = sum;
+            return Ok(());
+        }
+    }
+    let cold = cold(found.index)?;
+    let moved = Counter {
+        packets: u64::from(*packets) + 1,
+        bytes: u64::from(*hot_bytes) + bytes,
+    };
+    // Volatile, so that the compiler keeps every store between the two
+    // sequence moves (x86-64 keeps their order; see NOTES.md for arm64).
+    begin_rewrite(cold);
+    let side = cold.verdicts.side(drop);
+    let total = Counter {
+        packets: side.packets + moved.packets,
+        bytes: side.bytes + moved.bytes,
+    };
+    // SAFETY: per-CPU slots, as above.
+    unsafe {
+        core::ptr::write_volatile(side, total);
+        core::ptr::write_volatile(packets, 0);
+        core::ptr::write_volatile(hot_bytes, 0);
+    }
+    end_rewrite(cold);
     Ok(())
 }
 
-/// Starts `slot` afresh for `vip`. An idle VIP of a live range first moves its
-/// counts into its range's pressure counters, on this CPU like the slot, so
-/// the range's totals do not change.
 #[inline(always)]
-fn take(slot: &mut SparseSlot, range: &RangeValue, vip: &VipAddr) -> Result<(), MapInconsistent> {
-    if slot.epoch != 0 {
-        if let Some(owner) = live_range(slot) {
+fn begin_rewrite(cold: &mut SparseCold) {
+    // SAFETY: per-CPU slot, as above.
+    unsafe { core::ptr::write_volatile(&mut cold.sequence, cold.sequence.wrapping_add(1)) };
+}
+
+#[inline(always)]
+fn end_rewrite(cold: &mut SparseCold) {
+    begin_rewrite(cold);
+}
+
+/// Starts `found`'s slot afresh for `vip`, stamped with `tag`. An idle VIP
+/// of a live range first moves its counts into its range's pressure counters,
+/// on this CPU like the slot, so the range's totals do not change.
+#[inline(always)]
+fn take(
+    found: Sparse,
+    range: &RangeValue,
+    vip: &VipAddr,
+    tag: u32,
+    policy_id: u16,
+) -> Result<(), MapInconsistent> {
+    let cold = cold(found.index)?;
+    // SAFETY: per-CPU slot, as above.
+    let hot = unsafe { &mut *found.hot };
+    if hot.tag != 0 {
+        if let Some(owner) = live_range(cold) {
             let pressure = pressure(owner.range_id)?;
-            pressure.reclaimed.merge(&slot.verdicts);
+            pressure.reclaimed.merge(&cold.total(hot));
             pressure.slots_reclaimed += 1;
         }
     }
-    *slot = SparseSlot {
-        vip: *vip,
-        verdicts: Verdicts::default(),
+    begin_rewrite(cold);
+    let fresh_cold = SparseCold {
+        sequence: cold.sequence,
         range_id: range.range_id,
         epoch: range.epoch,
-        seen_generation: 0,
-        fast_version: 0,
+        _pad: 0,
+        verdicts: Verdicts::default(),
     };
+    let fresh_hot = SparseHot {
+        vip: *vip,
+        tag,
+        policy_id,
+        ..SparseHot::default()
+    };
+    // SAFETY: per-CPU slots, as above.
+    unsafe {
+        core::ptr::write_volatile(cold, fresh_cold);
+        core::ptr::write_volatile(hot, fresh_hot);
+    }
+    end_rewrite(cold);
     pressure(range.range_id)?.slots_learned += 1;
     Ok(())
 }

@@ -7,9 +7,10 @@ use anyhow::{bail, Context};
 
 use crate::command::{cargo, run};
 
-/// The last commit before the ranges' version marked sparse slots (issue 19):
-/// its datapath has layout version 10, which this tree upgrades from.
-pub const COMMIT: &str = "1ae45e9be469d21078c1726a871fae00197a8f7b";
+/// The last commit before the sparse table was split into hot and cold
+/// halves (issue 19): its datapath has layout version 11, which this tree
+/// upgrades from.
+pub const COMMIT: &str = "ff96922ebe1b457b23cb358981123f7b5e93df7e";
 
 /// The older binary, built if it is not cached yet.
 pub fn vip(root: &Path) -> anyhow::Result<PathBuf> {

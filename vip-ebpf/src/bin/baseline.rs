@@ -155,8 +155,9 @@ pub fn floor_per_vip_hashed(ctx: XdpContext) -> u32 {
     floor_hashed::<1>(&ctx)
 }
 
-/// The same with each slot alone in a 64-byte line, as vip's `SparseSlot`:
-/// vip's table shape without vip's work.
+/// The same with each slot alone in a 64-byte line, as vip's `SparseSlot` of
+/// layouts 11 and older (layout 12's hot half is 32 bytes, the shape of
+/// `floor_per_vip_hashed`).
 #[xdp]
 pub fn floor_per_vip_hashed_line(ctx: XdpContext) -> u32 {
     floor_hashed::<FLOOR_LINE_SPREAD>(&ctx)

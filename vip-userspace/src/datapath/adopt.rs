@@ -6,7 +6,10 @@
 use std::path::PathBuf;
 
 use aya::maps::Array;
-use vip_common::{AttachMeta, LAYOUT_VERSION, MAP_ATTACH_META, SK_LOOKUP_LINK_PIN, UPGRADES_FROM};
+use vip_common::{
+    maps_added_since, AttachMeta, LAYOUT_VERSION, MAP_ATTACH_META, OLDEST_UPGRADABLE,
+    SK_LOOKUP_LINK_PIN,
+};
 
 use super::{
     attach::{AttachMode, Attachment, Link},
@@ -85,24 +88,18 @@ pub fn adopt(
         return Err(AdoptError::Incomplete { dir });
     }
     let found = pin::layout_version(&dir);
-    let missing: &[&'static str] = match found {
-        Some(LAYOUT_VERSION) => &[],
+    let version = match found {
         Some(version) if version > LAYOUT_VERSION => {
             return Err(AdoptError::Newer {
                 dir,
                 found: version,
             })
         }
-        Some(version) => match UPGRADES_FROM.iter().find(|(from, _)| *from == version) {
-            Some((_, missing)) => missing,
-            None => return Err(AdoptError::Version { dir, found }),
-        },
-        None => return Err(AdoptError::Version { dir, found }),
+        Some(version) if version >= OLDEST_UPGRADABLE => version,
+        _ => return Err(AdoptError::Version { dir, found }),
     };
     // A map an interrupted upgrade already pinned is complete: it is used.
-    let missing: Vec<&'static str> = missing
-        .iter()
-        .copied()
+    let missing: Vec<&'static str> = maps_added_since(version)
         .filter(|name| !dir.join(name).exists())
         .collect();
     let ours = netns::current();

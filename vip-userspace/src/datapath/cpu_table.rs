@@ -7,12 +7,14 @@ use std::{
     num::NonZeroUsize,
     os::fd::AsFd,
     ptr::{self, NonNull},
+    sync::atomic::{fence, Ordering},
 };
 
 use aya::maps::{Map, MapError};
 use nix::sys::mman::{mmap, munmap, MapFlags, ProtFlags};
 use vip_common::{
-    SparseSlot, Verdicts, CPU_TABLE_ALIGN, CPU_TABLE_MAP_FLAGS, MAP_DENSE_STATS, MAP_SPARSE_STATS,
+    SparseCold, SparseHot, SparseSlot, Verdicts, VipAddr, CPU_TABLE_ALIGN, CPU_TABLE_MAP_FLAGS,
+    MAP_DENSE_STATS, MAP_SPARSE_COLD, MAP_SPARSE_HOT, MAP_SPARSE_STATS,
 };
 
 #[derive(Debug, thiserror::Error)]
@@ -123,14 +125,20 @@ impl<T: bytemuck::Pod> CpuTable<T> {
     /// CPU `cpu`'s copy of slot `index`, as it is now (the datapath may be
     /// counting into it).
     pub fn get(&self, cpu: u32, index: u32) -> T {
+        // SAFETY: a live mapping of Pod slots (`slot` checks the bounds);
+        // volatile as the kernel writes them concurrently.
+        unsafe { ptr::read_volatile(self.slot(cpu, index)) }
+    }
+
+    /// Where CPU `cpu`'s copy of slot `index` is in the mapping.
+    fn slot(&self, cpu: u32, index: u32) -> *const T {
         assert!(
             cpu < self.cpus && index < self.stride,
             "slot out of the table"
         );
         let at = (cpu * self.stride + index) as usize;
-        // SAFETY: in bounds (above) of a live mapping of Pod slots; volatile as
-        // the kernel writes them concurrently.
-        unsafe { ptr::read_volatile(self.base.as_ptr().add(at)) }
+        // SAFETY: in bounds (above) of the mapping.
+        unsafe { self.base.as_ptr().add(at) }
     }
 
     /// Zeroes slot `index` on every CPU. Only for slots the datapath cannot
@@ -153,11 +161,88 @@ impl<T> Drop for CpuTable<T> {
     }
 }
 
-/// The two per-VIP counter tables, mapped once and kept: mapping one costs time
+/// One slot of the sparse table, its hot and cold halves read together.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct SparseRow {
+    pub vip: VipAddr,
+    /// Never 0 (a free slot has no row).
+    pub tag: u32,
+    /// `SparseHot::policy_id`.
+    pub policy_id: u16,
+    pub range_id: u32,
+    pub epoch: u32,
+    /// The VIP's counts, hot and cold.
+    pub verdicts: Verdicts,
+}
+
+/// A datapath's rewrite of a slot takes nanoseconds; a sequence that stays
+/// odd or moving this long is a bug, and the row is read as it is.
+const SEQUENCE_RETRIES: u32 = 1 << 20;
+
+/// The sparse table of layout 12: [`SparseHot`] and [`SparseCold`] at the
+/// same index.
+pub struct SparseTable {
+    pub hot: CpuTable<SparseHot>,
+    pub cold: CpuTable<SparseCold>,
+}
+
+impl SparseTable {
+    pub fn cpus(&self) -> u32 {
+        self.hot.cpus()
+    }
+
+    pub fn stride(&self) -> u32 {
+        self.hot.stride()
+    }
+
+    /// CPU `cpu`'s slot `index`, or `None` when it is free. The datapath makes
+    /// the cold half's sequence odd while it moves counts between the halves
+    /// or takes the slot: a row read across such a move is read again.
+    pub fn get(&self, cpu: u32, index: u32) -> Option<SparseRow> {
+        let cold = self.cold.slot(cpu, index);
+        // SAFETY: a slot of a live mapping (`slot` checks the bounds).
+        let sequence = || unsafe { ptr::read_volatile(ptr::addr_of!((*cold).sequence)) };
+        for _ in 0..SEQUENCE_RETRIES {
+            let before = sequence();
+            fence(Ordering::Acquire);
+            let hot = self.hot.get(cpu, index);
+            if hot.tag == 0 {
+                return None;
+            }
+            let cold = self.cold.get(cpu, index);
+            fence(Ordering::Acquire);
+            if before % 2 == 0 && sequence() == before {
+                return Some(SparseRow::of(&hot, &cold));
+            }
+            std::hint::spin_loop();
+        }
+        let (hot, cold) = (self.hot.get(cpu, index), self.cold.get(cpu, index));
+        (hot.tag != 0).then(|| SparseRow::of(&hot, &cold))
+    }
+}
+
+impl SparseRow {
+    fn of(hot: &SparseHot, cold: &SparseCold) -> SparseRow {
+        SparseRow {
+            vip: hot.vip,
+            tag: hot.tag,
+            policy_id: hot.policy_id,
+            range_id: cold.range_id,
+            epoch: cold.epoch,
+            verdicts: cold.total(hot),
+        }
+    }
+}
+
+/// The per-VIP counter tables, mapped once and kept: mapping one costs time
 /// in proportion to its size.
 pub struct CounterTables {
     pub dense: CpuTable<Verdicts>,
-    pub sparse: CpuTable<SparseSlot>,
+    pub sparse: SparseTable,
+    /// The sparse table of layouts 11 and older (`MAP_SPARSE_STATS`): frozen
+    /// with the counts it held on a datapath upgraded from one, one page per
+    /// CPU and empty on a new one.
+    pub frozen: CpuTable<SparseSlot>,
 }
 
 impl CounterTables {
@@ -168,7 +253,11 @@ impl CounterTables {
         let open = |name| map(name).ok_or(CpuTableError::Missing { map: name });
         Ok(CounterTables {
             dense: CpuTable::open(open(MAP_DENSE_STATS)?, MAP_DENSE_STATS, writable)?,
-            sparse: CpuTable::open(open(MAP_SPARSE_STATS)?, MAP_SPARSE_STATS, writable)?,
+            sparse: SparseTable {
+                hot: CpuTable::open(open(MAP_SPARSE_HOT)?, MAP_SPARSE_HOT, false)?,
+                cold: CpuTable::open(open(MAP_SPARSE_COLD)?, MAP_SPARSE_COLD, false)?,
+            },
+            frozen: CpuTable::open(open(MAP_SPARSE_STATS)?, MAP_SPARSE_STATS, false)?,
         })
     }
 }

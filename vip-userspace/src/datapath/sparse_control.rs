@@ -6,7 +6,8 @@ use std::path::Path;
 
 use aya::maps::{Array, Map};
 use vip_common::{
-    sparse_multipliers, SparseControl, MAP_SPARSE_CONTROL, SPARSE_HASH_FMIX, SPARSE_HASH_MULTIPLY,
+    sparse_multipliers, sparse_tag_swept, SparseControl, MAP_SPARSE_CONTROL, MAP_SPARSE_TAG,
+    SPARSE_HASH_FMIX, SPARSE_HASH_MULTIPLY,
 };
 
 use super::{maps::Maps, pin, DatapathError};
@@ -64,11 +65,27 @@ pub fn read(maps: &Maps) -> Result<SparseControl, DatapathError> {
 /// Moves the sweep generation on by one: slots that have seen no packet for
 /// `vip_common::SPARSE_IDLE_GENERATIONS` sweeps become reclaimable. The
 /// daemon is the only writer; the datapath only reads it.
+/// The tag word the datapath stamps slots with moves on to the next sweep.
 pub fn sweep(maps: &mut Maps) -> Result<u32, DatapathError> {
     let mut control = read(maps)?;
     control.generation = control.generation.wrapping_add(1);
     write(maps, control)?;
+    move_tag(maps, sparse_tag_swept)?;
     Ok(control.generation)
+}
+
+/// Moves the tag word (`MAP_SPARSE_TAG`) on with `next`. A new map's 0
+/// moves to a word that is not 0, so call this before any program of
+/// layout 12 runs on a datapath that lacked the map.
+pub(super) fn move_tag(maps: &mut Maps, next: fn(u32) -> u32) -> Result<u32, DatapathError> {
+    let tag_err = |source| DatapathError::Map {
+        map: MAP_SPARSE_TAG,
+        source,
+    };
+    let mut array: Array<_, u32> = maps.typed_mut(MAP_SPARSE_TAG)?;
+    let word = next(array.get(&0, 0).map_err(tag_err)?);
+    array.set(0, word, 0).map_err(tag_err)?;
+    Ok(word)
 }
 
 /// Writes the control entry (a new datapath's before any program runs).

@@ -7,16 +7,16 @@ use aya::maps::{
 };
 use ipnet::IpNet;
 use vip_common::{
-    port_bitmap_index, DecapConfig, DeclaredVip, RangeMeta, RangePolicy, RangePressure, RangeStats,
-    RangeValue, SteerKey, SteerValue, SteeredVip, V4Slash24, VipAddr, IPPROTO_TCP, IPPROTO_UDP,
-    LAYOUT_VERSION, MAP_DECAP, MAP_DECLARED, MAP_DELIVERED, MAP_POLICY, MAP_PORTS, MAP_PRESSURE,
-    MAP_RANGES, MAP_RANGES_VERSION, MAP_RANGE_META, MAP_RANGE_STATS, MAP_SETTINGS, MAP_STEER,
-    MAP_STEERED_VIPS, MAP_STEER_STATS, MAP_V4_L1, MAP_V4_L2, MAP_V4_RANGES, MAP_V4_SLASH24,
-    MAP_V6_RANGES, SETTING_DENSE_STRIDE, SETTING_LAYOUT_VERSION, SETTING_NETNS_INODE,
-    SETTING_SPARSE_MASK,
+    port_bitmap_index, sparse_tag_reloaded, DecapConfig, DeclaredVip, RangeMeta, RangePolicy,
+    RangePressure, RangeStats, RangeValue, SteerKey, SteerValue, SteeredVip, V4Slash24, VipAddr,
+    IPPROTO_TCP, IPPROTO_UDP, LAYOUT_VERSION, MAP_DECAP, MAP_DECLARED, MAP_DELIVERED, MAP_POLICY,
+    MAP_PORTS, MAP_PRESSURE, MAP_RANGES, MAP_RANGES_VERSION, MAP_RANGE_META, MAP_RANGE_STATS,
+    MAP_SETTINGS, MAP_STEER, MAP_STEERED_VIPS, MAP_STEER_STATS, MAP_V4_L1, MAP_V4_L2,
+    MAP_V4_RANGES, MAP_V4_SLASH24, MAP_V6_RANGES, SETTING_DENSE_STRIDE, SETTING_LAYOUT_VERSION,
+    SETTING_NETNS_INODE, SETTING_SPARSE_MASK,
 };
 
-use super::{maps::Maps, DatapathError};
+use super::{maps::Maps, sparse_control, DatapathError};
 use crate::layout::{port_bitmap, DecapEntry, Layout, RangeSlot, SteerSlot};
 
 fn map_err(map: &'static str) -> impl Fn(MapError) -> DatapathError {
@@ -28,16 +28,18 @@ fn same(a: &RangeSlot, b: &RangeSlot) -> bool {
 }
 
 /// Writes `new` (all of it, or its difference from `old`), then moves the
-/// ranges' version on, also when a write failed half-way: whatever it did
-/// change, no sparse slot vouches for a VIP under the ranges before it.
+/// ranges' version and the sparse tag word on, also when a write failed
+/// half-way: whatever it did change, no sparse slot vouches for a VIP under
+/// the ranges before it.
 pub(super) fn sync(
     maps: &mut Maps,
     old: Option<&Layout>,
     new: &Layout,
 ) -> Result<(), DatapathError> {
     let written = write(maps, old, new);
-    let moved_on = next_ranges_version(maps);
-    written.and(moved_on)
+    let version = next_ranges_version(maps);
+    let tag = sparse_control::move_tag(maps, sparse_tag_reloaded).map(|_| ());
+    written.and(version).and(tag)
 }
 
 fn write(maps: &mut Maps, old: Option<&Layout>, new: &Layout) -> Result<(), DatapathError> {
@@ -113,8 +115,9 @@ fn write(maps: &mut Maps, old: Option<&Layout>, new: &Layout) -> Result<(), Data
     Ok(())
 }
 
-/// Moves the ranges' version on, once every range is written: a sparse slot
-/// marked under an older one reads its range again. The datapath reads the
+/// Moves the ranges' version on, once every range is written: a slot of
+/// `MAP_SPARSE_STATS` marked under an older one reads its range again (programs
+/// of layout 11, during an upgrade; layout 12's read the sparse tag word). The datapath reads the
 /// version before the range, so a slot it marks with the new version was
 /// judged under the new ranges (loads are not reordered with loads on
 /// x86-64; see NOTES.md).

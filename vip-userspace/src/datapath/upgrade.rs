@@ -3,8 +3,8 @@
 //! the same memory) and replace the running ones link by link through
 //! BPF_LINK_UPDATE: nothing is detached, and the host state is not touched.
 //!
-//! A layout in `UPGRADES_FROM` lacks some maps: they are created fresh and
-//! pinned only once every link runs the new programs. The layout version in
+//! An older layout lacks the maps later ones added (`vip_common::MAPS_ADDED`):
+//! they are created fresh and pinned only once every link runs the new programs. The layout version in
 //! `VIP_SETTINGS` moves last, so a crash at any step leaves a datapath that
 //! counts (old programs, new ones, or a mix on several interfaces, all on the
 //! same maps) and that the next start upgrades again.

@@ -3,7 +3,7 @@
 //! Its format version is the maps' [`LAYOUT_VERSION`]; the layouts this binary
 //! upgrades from wrote the same fields.
 
-use vip_common::{LAYOUT_VERSION, UPGRADES_FROM};
+use vip_common::{LAYOUT_VERSION, OLDEST_UPGRADABLE};
 
 use super::Layout;
 use crate::run_files::{RunFile, RunFileKind};
@@ -15,11 +15,11 @@ impl RunFileKind for Layout {
     const READS: &'static [u32] = &UPGRADABLE;
 }
 
-const UPGRADABLE: [u32; UPGRADES_FROM.len()] = {
-    let mut versions = [0; UPGRADES_FROM.len()];
+const UPGRADABLE: [u32; (LAYOUT_VERSION - OLDEST_UPGRADABLE) as usize] = {
+    let mut versions = [0; (LAYOUT_VERSION - OLDEST_UPGRADABLE) as usize];
     let mut i = 0;
     while i < versions.len() {
-        versions[i] = UPGRADES_FROM[i].0;
+        versions[i] = OLDEST_UPGRADABLE + i as u32;
         i += 1;
     }
     versions

@@ -4,8 +4,8 @@
 use ipnet::IpNet;
 use serde::{Deserialize, Serialize};
 use vip_common::{
-    cpu_table_stride, DecapConfig, RangeMeta, RangePolicy, RangeValue, SparseSlot, SteerKey,
-    Verdicts, CPU_TABLE_ALIGN, FAMILY_V4, FAMILY_V6, PER_VIP_DENSE, POLICY_ENFORCED, POLICY_NONE,
+    cpu_table_stride, DecapConfig, RangeMeta, RangePolicy, RangeValue, SteerKey, Verdicts,
+    FAMILY_V4, FAMILY_V6, PER_VIP_DENSE, POLICY_ENFORCED, POLICY_NONE,
 };
 
 use crate::config::{Config, Steer};
@@ -527,10 +527,12 @@ fn assign_policies(
 
 /// Slots of the sparse table for `capacity` VIPs: twice as many, rounded up to a
 /// power of two, so probe sequences stay short when the table is nearly full.
-/// At least a page per CPU, see `vip_common::CPU_TABLE_ALIGN`.
+/// At least 64, the least of every layout, so that an upgrade keeps the
+/// table's length: each CPU's stretch of either half then starts on a cache
+/// line of its own, and from 256 slots on a page (`vip_common::CPU_TABLE_ALIGN`).
 fn sparse_slots(capacity: u32) -> u32 {
-    let page = CPU_TABLE_ALIGN / size_of::<SparseSlot>() as u32;
-    capacity.saturating_mul(2).next_power_of_two().max(page)
+    const LEAST: u32 = 64;
+    capacity.saturating_mul(2).next_power_of_two().max(LEAST)
 }
 
 /// The lowest start of a free span of `len` slots below `capacity`, given the

@@ -288,15 +288,30 @@ fn add_sparse_vips(
     let mut vips: BTreeMap<(usize, IpAddr), Verdicts> = BTreeMap::new();
     for cpu in 0..sparse.cpus() {
         for index in 0..sparse.stride() {
-            let slot = sparse.get(cpu, index);
-            if slot.epoch == 0 {
+            let Some(row) = sparse.get(cpu, index) else {
                 continue;
-            }
-            if let Some(&index) = live.get(&(slot.range_id, slot.epoch)) {
+            };
+            if let Some(&index) = live.get(&(row.range_id, row.epoch)) {
                 table.used_per_cpu[cpu as usize] += 1;
                 if let Some(pressure) = &mut ranges[index].sparse {
                     pressure.slots_per_cpu[cpu as usize] += 1;
                 }
+                vips.entry((index, vip_ip(&row.vip)))
+                    .or_default()
+                    .merge(&row.verdicts);
+            }
+        }
+    }
+    // A datapath upgraded from layout 11 or older: the counts its old
+    // programs left in their table, which nothing writes any more.
+    let frozen = &source.tables().frozen;
+    for cpu in 0..frozen.cpus() {
+        for index in 0..frozen.stride() {
+            let slot = frozen.get(cpu, index);
+            if slot.epoch == 0 {
+                continue;
+            }
+            if let Some(&index) = live.get(&(slot.range_id, slot.epoch)) {
                 vips.entry((index, vip_ip(&slot.vip)))
                     .or_default()
                     .merge(&slot.verdicts);
