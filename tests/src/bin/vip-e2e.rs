@@ -79,6 +79,8 @@ const VIP_PASS_V4: &str = "vip counts and passes (allowed port), IPv4";
 const VIP_DROP_V6: &str = "vip drops, IPv6, 1 VIP in 1 range";
 const VIP_MANY_RANGES: &str = "vip drops, IPv6, 65,536 VIPs in 10,000 ranges";
 const FLOOR: &str = "per-VIP floor (XDP, direct index), 65,536 VIPs, uniform";
+const FLOOR_ZIPF: &str = "per-VIP floor (XDP, direct index), 65,536 VIPs, Zipf s=1";
+const FLOOR_ONE: &str = "per-VIP floor (XDP, direct index), 1 VIP of its /112";
 const FLOOR_HASHED: &str =
     "per-VIP floor hashed like vip's table, 32-byte slots as vip's hot half, 65,536 VIPs, uniform";
 const FLOOR_HASHED_LINE: &str =
@@ -135,6 +137,8 @@ fn cases() -> Vec<E2eCase> {
         case(VIP_DROP_V6, Receiver::Vip { config: vip_config(&web6, "\"tcp/80\"") }, denied(v6), vec![v6]),
         case(VIP_MANY_RANGES, Receiver::Vip { config: many_config }, many_template, spread),
         case(FLOOR, Receiver::Floor, denied(vips[0]), uniform.clone()),
+        case(FLOOR_ZIPF, Receiver::Floor, denied(vips[0]), zipf(&vips, vips.len())),
+        case(FLOOR_ONE, Receiver::Floor, denied(vips[7]), vec![vips[7]]),
         case(FLOOR_HASHED, Receiver::HashedFloor { line: false }, denied(vips[0]), uniform.clone()),
         case(FLOOR_HASHED_LINE, Receiver::HashedFloor { line: true }, denied(vips[0]), uniform.clone()),
         case(VIP_SET_UNIFORM, Receiver::Vip { config: set_config() }, denied(vips[0]), uniform.clone()),
@@ -227,8 +231,14 @@ fn comparisons() -> impl Iterator<Item = (&'static str, &'static str, &'static s
 /// (what, numerator case, denominator case): comparisons without a target,
 /// which say what the per-VIP gap is made of: a table hashed and probed like
 /// vip's, at 32-byte slots (vip's hot half) and at 64 (vip's slot before
-/// layout 12), and vip's own work beyond the shape of its table.
-const EXPLANATIONS: [(&str, &str, &str); 3] = [
+/// layout 12), and vip's own work beyond the shape of its table; and what
+/// Zipf-distributed traffic costs the floor itself.
+const EXPLANATIONS: [(&str, &str, &str); 4] = [
+    (
+        "65,536 VIPs: the floor, Zipf vs 1 VIP",
+        FLOOR_ZIPF,
+        FLOOR_ONE,
+    ),
     (
         "65,536 VIPs, uniform: hashed floor, 32-byte slots, vs the floor",
         FLOOR_HASHED,
