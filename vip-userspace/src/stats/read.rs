@@ -303,7 +303,8 @@ fn add_sparse_vips(
         }
     }
     // A datapath upgraded from layout 11 or older: the counts its old
-    // programs left in their table, which nothing writes any more.
+    // programs left in their table (which they write only until the upgrade
+    // replaces them), added to the same VIPs' rows.
     let frozen = &source.tables().frozen;
     for cpu in 0..frozen.cpus() {
         for index in 0..frozen.stride() {
