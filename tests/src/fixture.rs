@@ -98,12 +98,21 @@ pub fn sparse_control(datapath: &Loaded) -> vip_common::SparseControl {
 
 /// The datapath's sparse tag word (`MAP_SPARSE_TAG`).
 pub fn sparse_tag(datapath: &Loaded) -> u32 {
-    let map = datapath
-        .maps()
-        .map(vip_common::MAP_SPARSE_TAG)
-        .expect("the sparse tag map");
-    let array: aya::maps::Array<_, u32> = aya::maps::Array::try_from(map).unwrap();
-    array.get(&0, 0).expect("the sparse tag word")
+    array_entry(datapath, vip_common::MAP_SPARSE_TAG, 0)
+}
+
+/// Entry `index` of the datapath's array map `map`.
+pub fn array_entry<T: aya::Pod>(datapath: &Loaded, map: &str, index: u32) -> T {
+    let array: aya::maps::Array<_, T> =
+        aya::maps::Array::try_from(datapath.maps().map(map).expect(map)).unwrap();
+    array.get(&index, 0).unwrap()
+}
+
+/// Writes entry `index` of the datapath's array map `map`.
+pub fn set_array_entry<T: aya::Pod>(datapath: &mut Loaded, map: &str, index: u32, value: T) {
+    let mut array: aya::maps::Array<_, T> =
+        aya::maps::Array::try_from(datapath.maps_mut().map_mut(map).expect(map)).unwrap();
+    array.set(index, value, 0).unwrap();
 }
 
 pub fn snapshot(datapath: &Loaded) -> Report {

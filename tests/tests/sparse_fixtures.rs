@@ -544,22 +544,12 @@ fn a_reload_applies_a_new_allow_list_to_vips_counted_through_their_slot() {
 }
 
 fn hot_at(datapath: &Loaded, index: u32) -> SparseHot {
-    let table: aya::maps::Array<_, SparseHot> =
-        aya::maps::Array::try_from(datapath.maps().map(MAP_SPARSE_HOT).unwrap()).unwrap();
-    table.get(&index, 0).unwrap()
-}
-
-fn set_hot(datapath: &mut Loaded, index: u32, hot: SparseHot) {
-    let mut table: aya::maps::Array<_, SparseHot> =
-        aya::maps::Array::try_from(datapath.maps_mut().map_mut(MAP_SPARSE_HOT).unwrap()).unwrap();
-    table.set(index, hot, 0).unwrap();
+    fixture::array_entry(datapath, MAP_SPARSE_HOT, index)
 }
 
 /// Range `id` as the datapath has it.
 fn range_value(datapath: &Loaded, id: u32) -> RangeValue {
-    let ranges: aya::maps::Array<_, RangeValue> =
-        aya::maps::Array::try_from(datapath.maps().map(MAP_RANGES).unwrap()).unwrap();
-    ranges.get(&id, 0).unwrap()
+    fixture::array_entry(datapath, MAP_RANGES, id)
 }
 
 /// A hot counter that would wrap carries, with the packet, into the slot's
@@ -576,9 +566,7 @@ fn a_hot_counter_carries_into_the_cold_half_exactly() {
     send(&mut datapath, plain);
     let (index, _) = slot_of(&datapath, plain);
     let cold = |datapath: &Loaded| -> SparseCold {
-        let table: aya::maps::Array<_, SparseCold> =
-            aya::maps::Array::try_from(datapath.maps().map(MAP_SPARSE_COLD).unwrap()).unwrap();
-        table.get(&index, 0).unwrap()
+        fixture::array_entry(datapath, MAP_SPARSE_COLD, index)
     };
     let before = cold(&datapath);
     assert_eq!(before.sequence, 2, "taken once: odd, then even");
@@ -587,7 +575,7 @@ fn a_hot_counter_carries_into_the_cold_half_exactly() {
     // 255 packets in the hot half: the next one carries 256.
     let mut hot = hot_at(&datapath, index);
     (hot.accepted_packets, hot.accepted_bytes) = (255, 255 * 80);
-    set_hot(&mut datapath, index, hot);
+    fixture::set_array_entry(&mut datapath, MAP_SPARSE_HOT, index, hot);
     let (verdict, deltas) = fixture::run(&mut datapath, Program::Xdp, &frame(plain, 80));
     assert_eq!(verdict, Verdict::Pass);
     assert_eq!(deltas.vips.get(&v6(plain)), Some(&Moved::accepted(80)));
@@ -608,7 +596,7 @@ fn a_hot_counter_carries_into_the_cold_half_exactly() {
     // Bytes within one frame of 4 GiB: the next frame carries them.
     let mut hot = hot_at(&datapath, index);
     (hot.accepted_packets, hot.accepted_bytes) = (3, u32::MAX - 40);
-    set_hot(&mut datapath, index, hot);
+    fixture::set_array_entry(&mut datapath, MAP_SPARSE_HOT, index, hot);
     send(&mut datapath, plain);
     let after = cold(&datapath);
     assert_eq!(after.sequence, 6);
@@ -630,7 +618,7 @@ fn a_hot_counter_carries_into_the_cold_half_exactly() {
     // The dropped side carries on its own.
     let mut hot = hot_at(&datapath, index);
     hot.dropped_packets = 255;
-    set_hot(&mut datapath, index, hot);
+    fixture::set_array_entry(&mut datapath, MAP_SPARSE_HOT, index, hot);
     let with_list = CONFIG.replace(
         "name = \"plain\"\ncidr = \"2001:db8:4::/64\"\n",
         "name = \"plain\"\ncidr = \"2001:db8:4::/64\"\nallow = [\"udp/53\"]\n",
@@ -713,11 +701,8 @@ fn an_ipv6_packet_to_an_ipv4_mapped_address_finds_no_ipv4_vip() {
             policy_id: SPARSE_HOT_POLICY_NONE,
             ..SparseHot::default()
         };
-        let mut table: aya::maps::Array<_, SparseCold> =
-            aya::maps::Array::try_from(datapath.maps_mut().map_mut(MAP_SPARSE_COLD).unwrap())
-                .unwrap();
-        table.set(index, cold, 0).unwrap();
-        set_hot(&mut datapath, index, hot);
+        fixture::set_array_entry(&mut datapath, MAP_SPARSE_COLD, index, cold);
+        fixture::set_array_entry(&mut datapath, MAP_SPARSE_HOT, index, hot);
         let (verdict, deltas) = fixture::run(&mut datapath, Program::Xdp, &frame(mapped, 53));
         assert_eq!(verdict, Verdict::Pass, "vouched: {vouched}");
         assert_eq!(

@@ -119,7 +119,7 @@ fn to_range<B: PacketBuf>(buf: &B, l3: &L3, outer_len: u64) -> Result<Option<Ver
             if let Some(policy_id) = count::vouched_policy(found) {
                 let (verdict, counted) = outcome(policy::judge(buf, policy_id, l3.next));
                 if let Some(drop) = counted {
-                    count::vouched_hit(found, bytes, drop)?;
+                    count::hot_hit(found, bytes, drop)?;
                 }
                 return Ok(Some(verdict));
             }

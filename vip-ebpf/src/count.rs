@@ -254,12 +254,6 @@ pub fn vouched_policy(found: Sparse) -> Option<u32> {
     (slot.tag == found.word | SPARSE_TAG_VOUCHES).then(|| slot.policy())
 }
 
-/// Counts a packet judged by [`vouched_policy`]'s list in its slot.
-#[inline(always)]
-pub fn vouched_hit(found: Sparse, bytes: u64, drop: bool) -> Result<(), MapInconsistent> {
-    count_hot(found, bytes, drop)
-}
-
 /// The range of a slot's cold half, if a reload has not removed it since.
 #[inline(always)]
 fn live_range(cold: &SparseCold) -> Option<&'static RangeValue> {
@@ -353,13 +347,14 @@ pub fn sparse_hit(
     } else {
         take(found, range, vip, tag, policy_id)?;
     }
-    count_hot(found, bytes, drop)
+    hot_hit(found, bytes, drop)
 }
 
-/// Counts one packet of `bytes` in `found`'s hot slot; a counter that would
+/// Counts one packet of `bytes` in `found`'s hot slot (the VIP's, found or
+/// just taken, e.g. one [`vouched_policy`] vouched for); a counter that would
 /// wrap is carried, with the packet, into the cold half.
 #[inline(always)]
-fn count_hot(found: Sparse, bytes: u64, drop: bool) -> Result<(), MapInconsistent> {
+pub fn hot_hit(found: Sparse, bytes: u64, drop: bool) -> Result<(), MapInconsistent> {
     // SAFETY: per-CPU slot, as above; callers pass a found or taken slot.
     let hot = unsafe { &mut *found.hot };
     let (packets, hot_bytes) = if drop {
@@ -382,7 +377,7 @@ fn count_hot(found: Sparse, bytes: u64, drop: bool) -> Result<(), MapInconsisten
     };
     // Volatile, so that the compiler keeps every store between the two
     // sequence moves (x86-64 keeps their order; see NOTES.md for arm64).
-    begin_rewrite(cold);
+    move_sequence(cold);
     let side = cold.verdicts.side(drop);
     let total = Counter {
         packets: side.packets + moved.packets,
@@ -394,19 +389,16 @@ fn count_hot(found: Sparse, bytes: u64, drop: bool) -> Result<(), MapInconsisten
         core::ptr::write_volatile(packets, 0);
         core::ptr::write_volatile(hot_bytes, 0);
     }
-    end_rewrite(cold);
+    move_sequence(cold);
     Ok(())
 }
 
+/// Moves the slot's sequence on: odd before a rewrite of either half, even
+/// again after it.
 #[inline(always)]
-fn begin_rewrite(cold: &mut SparseCold) {
+fn move_sequence(cold: &mut SparseCold) {
     // SAFETY: per-CPU slot, as above.
     unsafe { core::ptr::write_volatile(&mut cold.sequence, cold.sequence.wrapping_add(1)) };
-}
-
-#[inline(always)]
-fn end_rewrite(cold: &mut SparseCold) {
-    begin_rewrite(cold);
 }
 
 /// Starts `found`'s slot afresh for `vip`, stamped with `tag`. An idle VIP
@@ -430,7 +422,7 @@ fn take(
             pressure.slots_reclaimed += 1;
         }
     }
-    begin_rewrite(cold);
+    move_sequence(cold);
     let fresh_cold = SparseCold {
         sequence: cold.sequence,
         range_id: range.range_id,
@@ -449,7 +441,7 @@ fn take(
         core::ptr::write_volatile(cold, fresh_cold);
         core::ptr::write_volatile(hot, fresh_hot);
     }
-    end_rewrite(cold);
+    move_sequence(cold);
     pressure(range.range_id)?.slots_learned += 1;
     Ok(())
 }

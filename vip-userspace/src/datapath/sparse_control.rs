@@ -77,15 +77,14 @@ pub fn sweep(maps: &mut Maps) -> Result<u32, DatapathError> {
 /// Moves the tag word (`MAP_SPARSE_TAG`) on with `next`. A new map's 0
 /// moves to a word that is not 0, so call this before any program of
 /// layout 12 runs on a datapath that lacked the map.
-pub(super) fn move_tag(maps: &mut Maps, next: fn(u32) -> u32) -> Result<u32, DatapathError> {
+pub(super) fn move_tag(maps: &mut Maps, next: fn(u32) -> u32) -> Result<(), DatapathError> {
     let tag_err = |source| DatapathError::Map {
         map: MAP_SPARSE_TAG,
         source,
     };
     let mut array: Array<_, u32> = maps.typed_mut(MAP_SPARSE_TAG)?;
     let word = next(array.get(&0, 0).map_err(tag_err)?);
-    array.set(0, word, 0).map_err(tag_err)?;
-    Ok(word)
+    array.set(0, word, 0).map_err(tag_err)
 }
 
 /// Writes the control entry (a new datapath's before any program runs).

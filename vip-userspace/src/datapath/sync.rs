@@ -38,7 +38,7 @@ pub(super) fn sync(
 ) -> Result<(), DatapathError> {
     let written = write(maps, old, new);
     let version = next_ranges_version(maps);
-    let tag = sparse_control::move_tag(maps, sparse_tag_reloaded).map(|_| ());
+    let tag = sparse_control::move_tag(maps, sparse_tag_reloaded);
     written.and(version).and(tag)
 }
 
