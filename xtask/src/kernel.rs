@@ -5,8 +5,11 @@
 use std::{
     io::{BufRead, BufReader},
     path::{Path, PathBuf},
-    process::{Command, Stdio},
-    sync::{Arc, Mutex},
+    process::{Command, ExitStatus, Stdio},
+    sync::{
+        atomic::{AtomicBool, Ordering},
+        Arc, Mutex,
+    },
     time::{Duration, Instant},
 };
 
@@ -190,26 +193,42 @@ fn test_executables(root: &Path, artifacts: &Artifacts) -> anyhow::Result<Vec<(S
     Ok(found)
 }
 
-/// What runs inside the VM: each test binary in turn, then a marker line.
+/// The line the VM's script prints first; the kernel's boot messages before
+/// it go to console.log only.
+const STARTED: &str = "vm: kernel ";
+
+/// The line the VM's script prints last.
+const DONE: &str = "vm: done";
+
+/// What runs inside the VM: each test binary in turn, with its exit status
+/// and the guest's memory in use, then a marker line. The console shows the
+/// kernel's messages of warning level and above (an oops, a panic, the OOM
+/// killer) from then on.
 fn script(env: &[(String, String)], tests: &[(String, PathBuf)]) -> String {
-    let mut script = String::from(
-        "set -u\nmount -t bpf bpf /sys/fs/bpf\nmkdir -p /run/netns\necho \"vm: kernel $(uname -r)\"\n",
+    let mut script = format!(
+        "set -u\nmount -t bpf bpf /sys/fs/bpf\nmkdir -p /run/netns\ndmesg -n 5\necho \"{STARTED}$(uname -r)\"\n",
     );
     for (key, value) in env {
         script.push_str(&format!("export {key}='{value}'\n"));
     }
     for (name, executable) in tests {
         script.push_str(&format!(
-            "echo \"vm: running {name}\"\n'{}' --test-threads=2 2>&1\n",
-            executable.display()
+            "echo \"vm: running {name}\"\n'{}' --test-threads=2 2>&1\n\
+             echo \"{}$?, $(free -m | awk '/^Mem:/ {{print $3}}') MB in use\"\n",
+            executable.display(),
+            finished_line(name)
         ));
     }
-    script.push_str("echo 'vm: done'\n");
+    script.push_str(&format!("echo '{DONE}'\n"));
     script
 }
 
 /// Boots `release` and runs the kernel tests in it; fails on a failed test,
 /// a missing result or a hang (showing the VM's console).
+///
+/// A VM that ends before its script does (its kernel panicked, or qemu
+/// died; the console says which) gets one second VM for the binaries that
+/// had not finished, and the run says so. A second early end fails the run.
 pub fn test(
     root: &Path,
     version: &str,
@@ -217,8 +236,12 @@ pub fn test(
     old_vip: &Path,
 ) -> anyhow::Result<()> {
     let release = resolve(version)?;
-    let image = install_kernel(&release)?;
-    let vng = virtme_ng(root)?;
+    let vm = Vm {
+        image: install_kernel(&release)?,
+        vng: virtme_ng(root)?,
+        dir: root.join("target/kernel").join(&release),
+        release,
+    };
     let tests = test_executables(root, artifacts)?;
     let mut env: Vec<(String, String)> = artifacts
         .env()
@@ -228,86 +251,170 @@ pub fn test(
     env.push(("VIP_OLD_BIN".into(), old_vip.display().to_string()));
     env.push(("CI".into(), std::env::var("CI").unwrap_or_default()));
     env.push(("RUST_BACKTRACE".into(), "1".into()));
-    let dir = root.join("target/kernel").join(&release);
-    std::fs::create_dir_all(&dir)?;
-    let script_path = dir.join("run.sh");
-    std::fs::write(&script_path, script(&env, &tests))?;
+    std::fs::create_dir_all(&vm.dir)?;
 
-    let mut command = Command::new(&vng);
-    // vng runs its helpers (virtme-run) from PATH.
-    let path = std::env::join_paths(
-        std::iter::once(vng.parent().expect("the venv's bin").to_path_buf()).chain(
-            std::env::split_paths(&std::env::var_os("PATH").unwrap_or_default()),
-        ),
-    )?;
-    command
-        .env("PATH", path)
-        .arg("--run")
-        .arg(&image)
-        .args(["--memory", "2G", "--cpus", "2"])
-        .arg("--exec")
-        .arg(format!("sh {}", script_path.display()))
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
-    if !kvm_usable() {
-        command.arg("--disable-kvm");
-    }
-    eprintln!(
-        "xtask: booting {release} ({}) for {} test binaries",
-        if kvm_usable() { "KVM" } else { "TCG, no KVM" },
-        tests.len()
-    );
     let started = Instant::now();
-    let mut child = command.spawn().context("starting vng")?;
-    let output = Arc::new(Mutex::new(String::new()));
-    let readers: Vec<_> = [
-        Box::new(child.stdout.take().expect("piped")) as Box<dyn std::io::Read + Send>,
-        Box::new(child.stderr.take().expect("piped")),
-    ]
-    .into_iter()
-    .map(|stream| {
-        let output = output.clone();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stream).lines().map_while(Result::ok) {
-                println!("{line}");
-                let mut all = output.lock().expect("output lock");
-                all.push_str(&line);
-                all.push('\n');
-            }
-        })
-    })
-    .collect();
-    let status = loop {
-        if let Some(status) = child.try_wait()? {
-            break Some(status);
-        }
-        if started.elapsed() > TIMEOUT {
-            let _ = child.kill();
-            let _ = child.wait();
-            break None;
-        }
-        std::thread::sleep(Duration::from_millis(500));
-    };
-    for reader in readers {
-        let _ = reader.join();
-    }
-    let output = output.lock().expect("output lock").clone();
-    std::fs::write(dir.join("console.log"), &output)?;
-    let Some(status) = status else {
-        bail!(
-            "the {release} VM did not finish within {} minutes (console above, and in {})",
-            TIMEOUT.as_secs() / 60,
-            dir.join("console.log").display()
+    let (mut output, mut status) = vm.run(&env, &tests, "console.log")?;
+    if !output.contains(DONE) {
+        let unfinished = unfinished(&tests, &output);
+        println!(
+            "xtask: the {} VM ended ({status}) before its tests finished: {} {}; \
+             the {} unfinished test binaries run again in a second VM (console in {})",
+            vm.release,
+            ended_why(&output),
+            last_running(&output),
+            unfinished.len(),
+            vm.dir.join("console.log").display()
         );
-    };
-    report(
-        &release,
-        &output,
-        tests.len(),
-        started.elapsed(),
-        status.success(),
-    )
+        let (again, again_status) = vm.run(&env, &unfinished, "console-second.log")?;
+        output.push_str(&again);
+        status = again_status;
+    }
+    report(&vm.release, &output, tests.len(), started.elapsed(), status).with_context(|| {
+        format!(
+            "the whole console is in {}",
+            vm.dir.join("console*.log").display()
+        )
+    })
+}
+
+/// One of Debian's kernels, booted by virtme-ng.
+struct Vm {
+    release: String,
+    image: PathBuf,
+    vng: PathBuf,
+    /// Scripts and consoles.
+    dir: PathBuf,
+}
+
+impl Vm {
+    /// Boots the kernel, runs `tests` in it, and returns the console (also
+    /// written to `log` in `dir`) and how the VM ended; fails on a hang.
+    fn run(
+        &self,
+        env: &[(String, String)],
+        tests: &[(String, PathBuf)],
+        log: &str,
+    ) -> anyhow::Result<(String, ExitStatus)> {
+        let script_path = self.dir.join("run.sh");
+        std::fs::write(&script_path, script(env, tests))?;
+        let mut command = Command::new(&self.vng);
+        // vng runs its helpers (virtme-run) from PATH.
+        let path = std::env::join_paths(
+            std::iter::once(self.vng.parent().expect("the venv's bin").to_path_buf()).chain(
+                std::env::split_paths(&std::env::var_os("PATH").unwrap_or_default()),
+            ),
+        )?;
+        command
+            .env("PATH", path)
+            .arg("--run")
+            .arg(&self.image)
+            // The kernel's console too, so that a panic is seen.
+            .arg("--verbose")
+            .args(["--memory", "2G", "--cpus", "2"])
+            .arg("--exec")
+            .arg(format!("sh {}", script_path.display()))
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        if !kvm_usable() {
+            command.arg("--disable-kvm");
+        }
+        eprintln!(
+            "xtask: booting {} ({}) for {} test binaries",
+            self.release,
+            if kvm_usable() { "KVM" } else { "TCG, no KVM" },
+            tests.len()
+        );
+        let started = Instant::now();
+        let mut child = command.spawn().context("starting vng")?;
+        let output = Arc::new(Mutex::new(String::new()));
+        let script_started = Arc::new(AtomicBool::new(false));
+        let readers: Vec<_> = [
+            Box::new(child.stdout.take().expect("piped")) as Box<dyn std::io::Read + Send>,
+            Box::new(child.stderr.take().expect("piped")),
+        ]
+        .into_iter()
+        .map(|stream| {
+            let output = output.clone();
+            let script_started = script_started.clone();
+            std::thread::spawn(move || {
+                for line in BufReader::new(stream).lines().map_while(Result::ok) {
+                    if line.contains(STARTED) {
+                        script_started.store(true, Ordering::Relaxed);
+                    }
+                    if script_started.load(Ordering::Relaxed) {
+                        println!("{line}");
+                    }
+                    let mut all = output.lock().expect("output lock");
+                    all.push_str(&line);
+                    all.push('\n');
+                }
+            })
+        })
+        .collect();
+        let status = loop {
+            if let Some(status) = child.try_wait()? {
+                break Some(status);
+            }
+            if started.elapsed() > TIMEOUT {
+                let _ = child.kill();
+                let _ = child.wait();
+                break None;
+            }
+            std::thread::sleep(Duration::from_millis(500));
+        };
+        for reader in readers {
+            let _ = reader.join();
+        }
+        let output = output.lock().expect("output lock").clone();
+        let log = self.dir.join(log);
+        std::fs::write(&log, &output)?;
+        let Some(status) = status else {
+            bail!(
+                "the {} VM did not finish within {} minutes (console above, and in {})",
+                self.release,
+                TIMEOUT.as_secs() / 60,
+                log.display()
+            );
+        };
+        Ok((output, status))
+    }
+}
+
+/// The script's line after a test binary has exited.
+fn finished_line(name: &str) -> String {
+    format!("vm: {name} exited with ")
+}
+
+/// The test binaries that had not exited when the VM ended.
+fn unfinished(tests: &[(String, PathBuf)], output: &str) -> Vec<(String, PathBuf)> {
+    tests
+        .iter()
+        .filter(|(name, _)| !output.contains(&finished_line(name)))
+        .cloned()
+        .collect()
+}
+
+/// Where the script had got to: "while running NAME" or "after NAME".
+fn last_running(output: &str) -> String {
+    match output
+        .lines()
+        .filter_map(|l| l.strip_prefix("vm: running "))
+        .next_back()
+    {
+        None => "before the first test binary".into(),
+        Some(name) if output.contains(&finished_line(name)) => format!("after {name}"),
+        Some(name) => format!("while running {name}"),
+    }
+}
+
+fn ended_why(output: &str) -> &'static str {
+    if output.contains("Kernel panic") {
+        "its kernel panicked"
+    } else {
+        "it stopped"
+    }
 }
 
 /// Sums the `test result:` lines; fails unless every binary reported and none failed.
@@ -316,7 +423,7 @@ fn report(
     output: &str,
     binaries: usize,
     took: Duration,
-    vm_ok: bool,
+    vm: ExitStatus,
 ) -> anyhow::Result<()> {
     let (mut passed, mut failed, mut results) = (0u64, 0u64, 0usize);
     for line in output.lines() {
@@ -339,11 +446,47 @@ fn report(
         "kernel {release}: {passed} passed, {failed} failed, {skipped} skipped, in {results} of {binaries} test binaries ({} s)",
         took.as_secs()
     );
-    if !output.contains("vm: done") || !vm_ok {
-        bail!("the {release} VM stopped before its tests finished (console above)");
+    if !output.contains(DONE) || !vm.success() {
+        bail!(
+            "the {release} VM ended ({vm}) before its tests finished: {} {} (console above)",
+            ended_why(output),
+            last_running(output)
+        );
     }
     if failed > 0 || results != binaries || skipped > 0 {
         bail!("kernel {release}: tests failed, skipped or did not report");
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn binaries(names: &[&str]) -> Vec<(String, PathBuf)> {
+        names
+            .iter()
+            .map(|n| (n.to_string(), PathBuf::from(format!("/t/{n}"))))
+            .collect()
+    }
+
+    #[test]
+    fn a_vm_that_ended_midway_leaves_the_running_binary_and_the_rest_to_rerun() {
+        let tests = binaries(&["a", "b", "c"]);
+        let output = "vm: kernel 6.12\nvm: running a\nvm: a exited with 0, 150 MB in use\n\
+                      vm: running b\n[ 28.9] Kernel panic - not syncing\n";
+        assert_eq!(unfinished(&tests, output), binaries(&["b", "c"]));
+        assert_eq!(last_running(output), "while running b");
+        assert_eq!(ended_why(output), "its kernel panicked");
+    }
+
+    #[test]
+    fn a_vm_that_ended_between_binaries_says_after_which() {
+        let tests = binaries(&["a", "b"]);
+        let output = "vm: running a\nvm: a exited with 101, 150 MB in use\n";
+        assert_eq!(unfinished(&tests, output), binaries(&["b"]));
+        assert_eq!(last_running(output), "after a");
+        assert_eq!(ended_why(output), "it stopped");
+        assert_eq!(last_running(""), "before the first test binary");
+    }
 }
