@@ -57,7 +57,7 @@ pub const BENCH_E2E: &[Need] = &[
 ];
 
 /// `cargo xtask test --kernel`: qemu boots the kernel, virtme-ng's init needs
-/// a static busybox (virtme-ng itself comes from PyPI, see kernel.rs).
+/// a static busybox (virtme-ng itself comes from PyPI, see kernel/install.rs).
 pub const KERNEL_VM: &[Need] = &[
     need("qemu-system-x86_64", "qemu-system-x86"),
     need("busybox", "busybox-static"),

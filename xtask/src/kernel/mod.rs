@@ -1,0 +1,138 @@
+//! `cargo xtask test --kernel VERSION`: the kernel-dependent tests inside a VM
+//! booted with one of Debian's kernels (virtme-ng and qemu, sharing the host's
+//! root filesystem read-only), reported as the host run reports them.
+
+mod console;
+mod install;
+mod vm;
+
+use std::{
+    path::{Path, PathBuf},
+    process::Stdio,
+    time::Instant,
+};
+
+use anyhow::{bail, Context};
+
+use crate::build::Artifacts;
+use console::{ended_why, last_running, report, unfinished};
+use install::{install_kernel, resolve, virtme_ng};
+use vm::{Vm, DONE};
+
+/// The tests whose outcome depends on the kernel (the rest check files,
+/// formats and userspace logic).
+pub const TESTS: &[&str] = &[
+    "datapath_fixtures",
+    "sparse_fixtures",
+    "decap_fixtures",
+    "counting",
+    "attach_modes",
+    "policy_netns",
+    "steering",
+    "restart",
+    "reload",
+    "host_contract",
+    "upgrade",
+    "sparse_upgrade",
+    "batch_reads",
+];
+
+/// Boots `release` and runs the kernel tests in it; fails on a failed test,
+/// a missing result or a hang (showing the VM's console).
+///
+/// A VM that ends before its script does (its kernel panicked, or qemu
+/// died; the console says which) gets one second VM for the binaries that
+/// had not finished, and the run says so. A second early end fails the run.
+pub fn test(
+    root: &Path,
+    version: &str,
+    artifacts: &Artifacts,
+    old_vip: &Path,
+) -> anyhow::Result<()> {
+    let release = resolve(version)?;
+    let vm = Vm {
+        image: install_kernel(&release)?,
+        vng: virtme_ng(root)?,
+        dir: root.join("target/kernel").join(&release),
+        release,
+    };
+    let tests = test_executables(root, artifacts)?;
+    let mut env: Vec<(String, String)> = artifacts
+        .env()
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v.to_string_lossy().into_owned()))
+        .collect();
+    env.push(("VIP_OLD_BIN".into(), old_vip.display().to_string()));
+    env.push(("CI".into(), std::env::var("CI").unwrap_or_default()));
+    env.push(("RUST_BACKTRACE".into(), "1".into()));
+    std::fs::create_dir_all(&vm.dir)?;
+
+    let started = Instant::now();
+    let (mut output, mut status) = vm.run(&env, &tests, "console.log")?;
+    if !output.contains(DONE) {
+        let unfinished = unfinished(&tests, &output);
+        println!(
+            "xtask: the {} VM ended ({status}) before its tests finished: {} {}; \
+             the {} unfinished test binaries run again in a second VM (console in {})",
+            vm.release,
+            ended_why(&output),
+            last_running(&output),
+            unfinished.len(),
+            vm.dir.join("console.log").display()
+        );
+        let (again, again_status) = vm.run(&env, &unfinished, "console-second.log")?;
+        output.push_str(&again);
+        status = again_status;
+    }
+    report(&vm.release, &output, tests.len(), started.elapsed(), status).with_context(|| {
+        format!(
+            "the whole console is in {}",
+            vm.dir.join("console*.log").display()
+        )
+    })
+}
+
+/// The test executables of `TESTS`, built (not run) for the host.
+fn test_executables(root: &Path, artifacts: &Artifacts) -> anyhow::Result<Vec<(String, PathBuf)>> {
+    let mut cargo = crate::command::cargo(root);
+    cargo
+        .args([
+            "test",
+            "--release",
+            "--no-run",
+            "--message-format=json",
+            "-p",
+            "vip-tests",
+        ])
+        .envs(artifacts.env());
+    for test in TESTS {
+        cargo.args(["--test", test]);
+    }
+    let out = cargo
+        .stderr(Stdio::inherit())
+        .output()
+        .context("building the tests")?;
+    if !out.status.success() {
+        bail!("building the tests failed ({})", out.status);
+    }
+    let mut found = Vec::new();
+    for line in String::from_utf8_lossy(&out.stdout).lines() {
+        let Ok(message) = serde_json::from_str::<serde_json::Value>(line) else {
+            continue;
+        };
+        let (Some(name), Some(executable)) = (
+            message["target"]["name"].as_str(),
+            message["executable"].as_str(),
+        ) else {
+            continue;
+        };
+        if TESTS.contains(&name) {
+            found.push((name.to_string(), PathBuf::from(executable)));
+        }
+    }
+    found.sort();
+    if found.len() != TESTS.len() {
+        bail!("built {} of the {} kernel tests", found.len(), TESTS.len());
+    }
+    Ok(found)
+}
