@@ -5,7 +5,7 @@ use std::{path::PathBuf, process::ExitStatus, time::Duration};
 
 use anyhow::bail;
 
-use super::vm::{finished_line, DONE};
+use super::vm::{finished_line, DONE, RUNNING};
 
 /// The test binaries that had not exited when the VM ended.
 pub(super) fn unfinished(tests: &[(String, PathBuf)], output: &str) -> Vec<(String, PathBuf)> {
@@ -20,7 +20,7 @@ pub(super) fn unfinished(tests: &[(String, PathBuf)], output: &str) -> Vec<(Stri
 pub(super) fn last_running(output: &str) -> String {
     match output
         .lines()
-        .filter_map(|l| l.strip_prefix("vm: running "))
+        .filter_map(|l| l.strip_prefix(RUNNING))
         .next_back()
     {
         None => "before the first test binary".into(),

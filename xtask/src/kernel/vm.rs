@@ -23,6 +23,9 @@ const TIMEOUT: Duration = Duration::from_secs(45 * 60);
 /// it go to console.log only.
 const STARTED: &str = "vm: kernel ";
 
+/// The line before each test binary, then its name.
+pub(super) const RUNNING: &str = "vm: running ";
+
 /// The line the VM's script prints last.
 pub(super) const DONE: &str = "vm: done";
 
@@ -39,7 +42,7 @@ fn script(env: &[(String, String)], tests: &[(String, PathBuf)]) -> String {
     }
     for (name, executable) in tests {
         script.push_str(&format!(
-            "echo \"vm: running {name}\"\n'{}' --test-threads=2 2>&1\n\
+            "echo \"{RUNNING}{name}\"\n'{}' --test-threads=2 2>&1\n\
              echo \"{}$?, $(free -m | awk '/^Mem:/ {{print $3}}') MB in use\"\n",
             executable.display(),
             finished_line(name)
