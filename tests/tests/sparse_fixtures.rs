@@ -176,11 +176,11 @@ fn overflow_is_counted(mut datapath: Loaded) {
 /// VIPs that saw a packet in the last two sweeps keep theirs.
 #[test]
 fn an_idle_vip_gives_its_slot_up_and_its_counts_stay_in_the_range() {
-    if !require_root("an_idle_vip_gives_its_slot_up_and_its_counts_stay_in_the_range") {
+    let Some(mut datapath) =
+        loaded("an_idle_vip_gives_its_slot_up_and_its_counts_stay_in_the_range")
+    else {
         return;
-    }
-    fixture::pin_to_cpu0();
-    let mut datapath = fixture::load(CONFIG);
+    };
     let idle = "2001:db8:1::1";
     let same = same_start(&datapath, "2001:db8:1::", idle, SPARSE_PROBES as usize);
     let (busy, late) = same.split_at(SPARSE_PROBES as usize - 1);
@@ -249,11 +249,9 @@ fn an_idle_vip_gives_its_slot_up_and_its_counts_stay_in_the_range() {
 /// fill their probe sequence, and sweeps, change nothing for them.
 #[test]
 fn declared_vips_have_rows_whatever_fills_the_table() {
-    if !require_root("declared_vips_have_rows_whatever_fills_the_table") {
+    let Some(mut datapath) = loaded("declared_vips_have_rows_whatever_fills_the_table") else {
         return;
-    }
-    fixture::pin_to_cpu0();
-    let mut datapath = fixture::load(CONFIG);
+    };
     let report = fixture::snapshot(&datapath);
     let rows: Vec<(IpAddr, u64, bool)> = report
         .range("declared")
@@ -313,11 +311,11 @@ fn declared_vips_have_rows_whatever_fills_the_table() {
 
 #[test]
 fn a_range_that_does_not_learn_counts_other_addresses_in_its_totals_only() {
-    if !require_root("a_range_that_does_not_learn_counts_other_addresses_in_its_totals_only") {
+    let Some(mut datapath) =
+        loaded("a_range_that_does_not_learn_counts_other_addresses_in_its_totals_only")
+    else {
         return;
-    }
-    fixture::pin_to_cpu0();
-    let mut datapath = fixture::load(CONFIG);
+    };
     let deltas = send(&mut datapath, "2001:db8:3::a");
     assert_eq!(
         deltas.vips.get(&v6("2001:db8:3::a")),
@@ -400,11 +398,9 @@ fn two_datapaths_place_the_same_addresses_differently() {
 /// like any other, and are taken over then, their counts gone with their range.
 #[test]
 fn slots_of_a_removed_range_are_taken_over_once_idle() {
-    if !require_root("slots_of_a_removed_range_are_taken_over_once_idle") {
+    let Some(mut datapath) = loaded("slots_of_a_removed_range_are_taken_over_once_idle") else {
         return;
-    }
-    fixture::pin_to_cpu0();
-    let mut datapath = fixture::load(CONFIG);
+    };
     let late = "2001:db8:2::99";
     let gone = same_start(&datapath, "2001:db8:1::", late, SPARSE_PROBES as usize);
     for vip in &gone {
@@ -469,11 +465,11 @@ fn reload(datapath: &mut Loaded, from: &str, to: &str) {
 /// range applies at once.
 #[test]
 fn a_reload_applies_a_new_allow_list_to_vips_counted_through_their_slot() {
-    if !require_root("a_reload_applies_a_new_allow_list_to_vips_counted_through_their_slot") {
+    let Some(mut datapath) =
+        loaded("a_reload_applies_a_new_allow_list_to_vips_counted_through_their_slot")
+    else {
         return;
-    }
-    fixture::pin_to_cpu0();
-    let mut datapath = fixture::load(CONFIG);
+    };
     let first = fixture::sparse_tag(&datapath);
     assert_eq!(
         first, SPARSE_TAG_RELOAD,
@@ -543,6 +539,16 @@ fn a_reload_applies_a_new_allow_list_to_vips_counted_through_their_slot() {
     );
 }
 
+/// The datapath of `CONFIG`, loaded with this thread on CPU 0; `None` when
+/// the test must skip for want of root (under CI it panics instead).
+fn loaded(test: &str) -> Option<Loaded> {
+    if !require_root(test) {
+        return None;
+    }
+    fixture::pin_to_cpu0();
+    Some(fixture::load(CONFIG))
+}
+
 fn hot_at(datapath: &Loaded, index: u32) -> SparseHot {
     fixture::array_entry(datapath, MAP_SPARSE_HOT, index)
 }
@@ -557,11 +563,9 @@ fn range_value(datapath: &Loaded, id: u32) -> RangeValue {
 /// with 255 packets (or 4 GiB of bytes) since its last carry leaves it.
 #[test]
 fn a_hot_counter_carries_into_the_cold_half_exactly() {
-    if !require_root("a_hot_counter_carries_into_the_cold_half_exactly") {
+    let Some(mut datapath) = loaded("a_hot_counter_carries_into_the_cold_half_exactly") else {
         return;
-    }
-    fixture::pin_to_cpu0();
-    let mut datapath = fixture::load(CONFIG);
+    };
     let plain = "2001:db8:4::1";
     send(&mut datapath, plain);
     let (index, _) = slot_of(&datapath, plain);
@@ -645,11 +649,11 @@ fn a_hot_counter_carries_into_the_cold_half_exactly() {
 /// its VIPs is to no VIP, though its slot was marked.
 #[test]
 fn a_vip_counted_through_its_slot_is_no_vip_once_its_range_is_removed() {
-    if !require_root("a_vip_counted_through_its_slot_is_no_vip_once_its_range_is_removed") {
+    let Some(mut datapath) =
+        loaded("a_vip_counted_through_its_slot_is_no_vip_once_its_range_is_removed")
+    else {
         return;
-    }
-    fixture::pin_to_cpu0();
-    let mut datapath = fixture::load(CONFIG);
+    };
     let plain = "2001:db8:4::1";
     send(&mut datapath, plain);
     send(&mut datapath, plain);
@@ -678,11 +682,10 @@ fn a_vip_counted_through_its_slot_is_no_vip_once_its_range_is_removed() {
 /// that only counts ("plain", id 3).
 #[test]
 fn an_ipv6_packet_to_an_ipv4_mapped_address_finds_no_ipv4_vip() {
-    if !require_root("an_ipv6_packet_to_an_ipv4_mapped_address_finds_no_ipv4_vip") {
+    let Some(mut datapath) = loaded("an_ipv6_packet_to_an_ipv4_mapped_address_finds_no_ipv4_vip")
+    else {
         return;
-    }
-    fixture::pin_to_cpu0();
-    let mut datapath = fixture::load(CONFIG);
+    };
     let mapped = "::ffff:192.0.2.1";
     let key = VipAddr::from_ip(IpAddr::V4("192.0.2.1".parse().unwrap()));
     assert_eq!(key, VipAddr::from_ip(v6(mapped)));
