@@ -111,18 +111,7 @@ pub fn load_baselines() -> Ebpf {
             .load()
             .unwrap_or_else(|e| panic!("loading {name}: {e}"));
     }
-    let mut ports: Array<_, PortBitmap> = ebpf
-        .map_mut(MAP_FLOOR_V4_PORTS)
-        .expect("the denied-port floor's list")
-        .try_into()
-        .expect("an array");
-    let mut tcp = PortBitmap {
-        words: [0; PORT_BITMAP_WORDS],
-    };
-    tcp.allow(FLOOR_ALLOWED_TCP_PORT);
-    ports
-        .set(port_bitmap_index(0, false), tcp, 0)
-        .expect("writing the floor's TCP ports");
+    allow_on_floor(&mut ebpf, false, FLOOR_ALLOWED_TCP_PORT);
     ebpf
 }
 
@@ -167,6 +156,9 @@ pub struct Case {
     pub reference: Option<String>,
     /// The floor to time on the frame in each run, if the case has one.
     pub floor: Option<Floor>,
+    /// The floor of `reference` (the same frame without a list), timed in
+    /// each run too: what the floor adds over it is what any allow list costs.
+    pub floor_reference: Option<Floor>,
 }
 
 /// The least a program can do for a case's frame, counted exactly like vip
@@ -177,8 +169,10 @@ pub struct Case {
 pub enum Floor {
     /// vip-baseline's `floor_v4_count`.
     V4Hit,
-    /// vip-baseline's `floor_v4_port`.
+    /// vip-baseline's `floor_v4_port`, the frame's port not in its list.
     V4DeniedPort,
+    /// vip-baseline's `floor_v4_port`, the frame's UDP port in its list.
+    V4AllowedPort,
     /// vip-baseline's `floor_v6_count`.
     V6Hit,
     /// The bench object's `bench_floor_decap`, in the decap harness.
@@ -189,7 +183,7 @@ impl Floor {
     pub fn program(self) -> &'static str {
         match self {
             Floor::V4Hit => "floor_v4_count",
-            Floor::V4DeniedPort => "floor_v4_port",
+            Floor::V4DeniedPort | Floor::V4AllowedPort => "floor_v4_port",
             Floor::V6Hit => "floor_v6_count",
             Floor::Decap => PROG_BENCH_FLOOR_DECAP,
         }
@@ -205,6 +199,10 @@ impl Floor {
             Floor::V4DeniedPort => {
                 "the denied-port floor: the IPv4 floor's checks, the UDP port's bit tested in a \
                  list's port bitmap (one lookup), counted dropped, XDP_DROP"
+            }
+            Floor::V4AllowedPort => {
+                "the allowed-port floor: the IPv4 floor's checks, the UDP port's bit found in a \
+                 list's port bitmap (one lookup), counted accepted, XDP_PASS"
             }
             Floor::V6Hit => {
                 "the IPv6 floor: ethertype checked, vip's keyed multiply hash, one slot of this \
@@ -237,6 +235,7 @@ impl Case {
             } else {
                 Floor::V6Hit
             }),
+            floor_reference: None,
         }
     }
 
@@ -253,7 +252,8 @@ impl Case {
 
     /// The VIP's range has `allow`; the frame goes to `dst_port`. A frame the
     /// list lets through is also compared with the same frame to the range
-    /// without a list, timed in the same run.
+    /// without a list, timed in the same run, and its floor with the IPv4
+    /// floor.
     pub fn policy(label: &str, allow: &[String], dst_port: u16, verdict: Verdict) -> Case {
         let list = allow
             .iter()
@@ -271,7 +271,11 @@ impl Case {
             verdict,
             tunnelled: false,
             reference: matches!(verdict, Verdict::Pass).then(|| web.to_string()),
-            floor: matches!(verdict, Verdict::Drop).then_some(Floor::V4DeniedPort),
+            floor: Some(match verdict {
+                Verdict::Pass => Floor::V4AllowedPort,
+                Verdict::Drop => Floor::V4DeniedPort,
+            }),
+            floor_reference: matches!(verdict, Verdict::Pass).then_some(Floor::V4Hit),
         }
     }
 }
@@ -289,6 +293,8 @@ pub struct Measurement {
     /// The case's floor, timed in each run (`Case::floor`); for the decap
     /// floor, with the harness's cost taken out like vip_xdp's.
     pub floor_ns: Option<Vec<f64>>,
+    /// The case's `floor_reference`, timed in each run.
+    pub floor_reference_ns: Option<Vec<f64>>,
 }
 
 /// A tunnelled case's raw timings: the frame-restoring harness around vip_xdp
@@ -348,19 +354,45 @@ impl Measurement {
         Some((name, added.collect()))
     }
 
-    /// The ns the floor adds over the program the case's target is judged
-    /// against (the empty program; for decap, the empty program plus its
-    /// `bpf_xdp_adjust_head` call), and the ns vip_xdp adds over the floor,
-    /// run by run.
+    /// The ns vip_xdp adds over what its target is judged against, run by
+    /// run: the empty program, or the case's second comparison.
+    pub fn target_added_ns(&self) -> Vec<f64> {
+        match self.added_over_reference() {
+            Some((_, added)) => added,
+            None => self.added_ns(),
+        }
+    }
+
+    /// What the floor's added ns are over: the floor's counterpart of what
+    /// the target is judged against.
+    pub fn floor_base_name(&self) -> &'static str {
+        match (&self.floor_reference_ns, &self.harness) {
+            (Some(_), _) => "the IPv4 floor (`floor_v4_count`) on the same frame",
+            (None, Some(_)) => "empty + adjust_head",
+            (None, None) => self.baseline_name(),
+        }
+    }
+
+    /// The ns the floor adds over its counterpart of what the case's target
+    /// is judged against (the empty program; for decap, the empty program
+    /// plus its `bpf_xdp_adjust_head` call; for an allowed port, the IPv4
+    /// floor on the same frame), and the ns vip_xdp adds over the floor in
+    /// the target's terms (its ns added less the floor's), run by run.
     pub fn floor_figures(&self) -> Option<(Vec<f64>, Vec<f64>)> {
         let floor = self.floor_ns.as_ref()?;
-        let base = match &self.harness {
-            Some(harness) => &harness.adjust_head_ns,
-            None => &self.baseline_ns,
+        let base = match (&self.floor_reference_ns, &self.harness) {
+            (Some(reference), _) => reference,
+            (None, Some(harness)) => &harness.adjust_head_ns,
+            (None, None) => &self.baseline_ns,
         };
-        let over_base = floor.iter().zip(base).map(|(f, b)| f - b);
-        let vip_over = self.vip_ns.iter().zip(floor).map(|(v, f)| v - f);
-        Some((over_base.collect(), vip_over.collect()))
+        let floor_added: Vec<f64> = floor.iter().zip(base).map(|(f, b)| f - b).collect();
+        let vip_over = self
+            .target_added_ns()
+            .iter()
+            .zip(&floor_added)
+            .map(|(v, f)| v - f)
+            .collect();
+        Some((floor_added, vip_over))
     }
 
     /// The empty program it is compared with: same verdict, no work.
@@ -387,7 +419,7 @@ pub fn measure(case: Case, runs: usize, repeat: u32) -> Measurement {
         inner
     };
     let (mut vip_ns, mut baseline_ns, mut reference_ns) = (Vec::new(), Vec::new(), Vec::new());
-    let mut floor_ns = Vec::new();
+    let (mut floor_ns, mut floor_reference_ns) = (Vec::new(), Vec::new());
     let mut harness = Harness {
         with_vip_ns: Vec::new(),
         alone_ns: Vec::new(),
@@ -396,7 +428,11 @@ pub fn measure(case: Case, runs: usize, repeat: u32) -> Measurement {
     let object = bench_object();
     for _ in 0..runs {
         let mut datapath = fixture::load_object(&object, &case.config);
-        let baselines = load_baselines();
+        let mut baselines = load_baselines();
+        if case.floor == Some(Floor::V4AllowedPort) {
+            allow_on_floor(&mut baselines, true, case.dst_port);
+        }
+        let baselines = baselines;
         let program = |name: &str| -> &Xdp {
             baselines
                 .program(name)
@@ -415,14 +451,9 @@ pub fn measure(case: Case, runs: usize, repeat: u32) -> Measurement {
             let after = fixture::snapshot(&reference);
             check_counted(&case.dst, Verdict::Pass, false, &before, &after, repeat);
         }
-        if let Some(floor) = case.floor.filter(|f| *f != Floor::Decap) {
+        let timed_floor = |floor: Floor| -> f64 {
             let before = floor_count(&baselines, floor, &case.dst);
-            floor_ns.push(time_xdp(
-                program(floor.program()),
-                &frame,
-                repeat,
-                case.verdict,
-            ));
+            let ns = time_xdp(program(floor.program()), &frame, repeat, case.verdict);
             let counted = floor_count(&baselines, floor, &case.dst) - before;
             assert_eq!(
                 counted,
@@ -431,6 +462,13 @@ pub fn measure(case: Case, runs: usize, repeat: u32) -> Measurement {
                 floor.program(),
                 case.dst
             );
+            ns
+        };
+        if let Some(floor) = case.floor.filter(|f| *f != Floor::Decap) {
+            floor_ns.push(timed_floor(floor));
+        }
+        if let Some(floor) = case.floor_reference {
+            floor_reference_ns.push(timed_floor(floor));
         }
         let before = fixture::snapshot(&datapath);
         let empty = time_xdp(baseline, &frame, repeat, case.verdict);
@@ -486,17 +524,35 @@ pub fn measure(case: Case, runs: usize, repeat: u32) -> Measurement {
         harness: case.tunnelled.then_some(harness),
         reference_ns: case.reference.is_some().then_some(reference_ns),
         floor_ns: case.floor.is_some().then_some(floor_ns),
+        floor_reference_ns: case.floor_reference.is_some().then_some(floor_reference_ns),
         case,
         vip_ns,
         baseline_ns,
     }
 }
 
+/// Sets the TCP (`udp` false) or UDP ports of `floor_v4_port`'s list to
+/// `port` alone.
+fn allow_on_floor(baselines: &mut Ebpf, udp: bool, port: u16) {
+    let mut ports: Array<_, PortBitmap> = baselines
+        .map_mut(MAP_FLOOR_V4_PORTS)
+        .expect("the port floor's list")
+        .try_into()
+        .expect("an array");
+    let mut bitmap = PortBitmap {
+        words: [0; PORT_BITMAP_WORDS],
+    };
+    bitmap.allow(port);
+    ports
+        .set(port_bitmap_index(0, udp), bitmap, 0)
+        .expect("writing the port floor's list");
+}
+
 /// Packets `floor` (one of vip-baseline's) has counted to `dst`, over every
 /// CPU, on the side of its verdict.
 fn floor_count(baselines: &Ebpf, floor: Floor, dst: &IpAddr) -> u64 {
     match (floor, dst) {
-        (Floor::V4Hit | Floor::V4DeniedPort, IpAddr::V4(v4)) => {
+        (Floor::V4Hit | Floor::V4DeniedPort | Floor::V4AllowedPort, IpAddr::V4(v4)) => {
             let slots: Array<_, Verdicts> = baselines
                 .map(MAP_FLOOR_V4_SLOTS)
                 .expect("the IPv4 floor's map")

@@ -164,7 +164,7 @@ pub const FLOOR_LINE_SPREAD: u32 = 2;
 pub const MAP_FLOOR_V4_SLOTS: &str = "FLOOR_V4_SLOTS";
 pub const FLOOR_V4_PREFIX: [u8; 3] = [192, 0, 2];
 pub const FLOOR_V4_VIPS: u32 = 256;
-/// The IPv4 floor of a denied port (vip-baseline's `floor_v4_port`): the
+/// The IPv4 floor of a port under an allow list (vip-baseline's `floor_v4_port`): the
 /// allowed ports of one list, TCP at 0 and UDP at 1, as [`crate::PortBitmap`]s.
 pub const MAP_FLOOR_V4_PORTS: &str = "FLOOR_V4_PORTS";
 /// The IPv6 floor of `cargo xtask bench` (vip-baseline's `floor_v6_count`): a

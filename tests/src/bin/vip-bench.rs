@@ -57,10 +57,16 @@ struct CaseFigures<'a> {
     reference: Option<&'static str>,
     added_over_reference_ns: Option<Vec<f64>>,
     /// The case's floor (a vip-baseline program, or the bench object's decap
-    /// floor): its name, its ns, the ns it adds over the target's baseline
-    /// (`target_over`), and the ns vip_xdp adds over it, run by run.
+    /// floor): its name, its ns, the ns it adds over `floor_over` (the floor's
+    /// counterpart of `target_over`), and the ns vip_xdp adds over it in the
+    /// target's terms (its ns added less the floor's), run by run. An allowed
+    /// port's floor is judged over the IPv4 floor on the same frame
+    /// (`floor_reference`).
     floor: Option<&'static str>,
     floor_ns: Option<&'a [f64]>,
+    floor_reference: Option<&'static str>,
+    floor_reference_ns: Option<&'a [f64]>,
+    floor_over: Option<&'static str>,
     floor_added_ns: Option<Vec<f64>>,
     added_over_floor_ns: Option<Vec<f64>>,
     /// At most this many ns added, over `target_over`.
@@ -88,6 +94,9 @@ fn write_json(path: &std::path::Path, args: &Args, results: &[Measurement]) -> s
                 added_over_reference_ns: over.map(|(_, added)| added),
                 floor: m.case.floor.map(Floor::program),
                 floor_ns: m.floor_ns.as_deref(),
+                floor_reference: m.case.floor_reference.map(Floor::program),
+                floor_reference_ns: m.floor_reference_ns.as_deref(),
+                floor_over: m.case.floor.map(|_| m.floor_base_name()),
                 floor_added_ns: floor.as_ref().map(|(f, _)| f.clone()),
                 added_over_floor_ns: floor.map(|(_, v)| v),
                 target_ns: target.ns,
@@ -132,10 +141,7 @@ fn target(m: &Measurement) -> Target {
 /// The figure a target is judged on: the median of the runs' ns added over
 /// the target's baseline.
 fn judged_ns(m: &Measurement) -> f64 {
-    match m.added_over_reference() {
-        Some((_, added)) => median(&added),
-        None => median(&m.added_ns()),
-    }
+    median(&m.target_added_ns())
 }
 
 fn missed(m: &Measurement) -> bool {
@@ -302,7 +308,7 @@ fn render(results: &[Measurement], args: &Args) -> String {
             floor.program(),
             range(m.floor_ns.as_deref().unwrap_or_default()),
             range(&floor_added),
-            t.over,
+            m.floor_base_name(),
             range(&vip_over),
             t.ns,
             t.over,

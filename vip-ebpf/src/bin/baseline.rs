@@ -238,17 +238,18 @@ fn floor_v4_counted(ctx: &XdpContext, dst: [u8; 4], drop: bool) {
     }
 }
 
-/// The allowed ports of the denied-port floor's one list (policy 0): TCP and
-/// UDP at `port_bitmap_index(0, udp)`, as in `VIP_PORTS`.
+/// The allowed ports of the port floor's one list (policy 0): TCP and UDP at
+/// `port_bitmap_index(0, udp)`, as in `VIP_PORTS`.
 #[map]
 static FLOOR_V4_PORTS: Array<PortBitmap> = Array::with_max_entries(2, 0);
 
-/// The floor of a denied port under BPF_PROG_TEST_RUN (issue 19): the IPv4
-/// floor's address check and slot, plus what any constant-time allow list
-/// must do: read the transport header's destination port (straight after a
-/// 20-byte IPv4 header) and test its bit in the list's bitmap for the
-/// protocol. A port not allowed is counted dropped, XDP_DROP; anything else
-/// passes uncounted.
+/// The floor of a port under an allow list, under BPF_PROG_TEST_RUN (issue
+/// 19): the IPv4 floor's address check and slot, plus what any constant-time
+/// allow list must do: read the transport header's destination port (straight
+/// after a 20-byte IPv4 header) and test its bit in the list's bitmap for the
+/// protocol. A port not allowed is counted dropped, XDP_DROP (the denied-port
+/// floor); an allowed one is counted accepted, XDP_PASS (the allowed-port
+/// floor, compared with `floor_v4_count` on the same frame).
 #[xdp]
 pub fn floor_v4_port(ctx: XdpContext) -> u32 {
     const PROTO: usize = 14 + 9;
@@ -272,6 +273,7 @@ pub fn floor_v4_port(ctx: XdpContext) -> u32 {
         return xdp_action::XDP_PASS;
     };
     if ports.allows(u16::from_be_bytes(port)) {
+        floor_v4_counted(&ctx, dst, false);
         return xdp_action::XDP_PASS;
     }
     floor_v4_counted(&ctx, dst, true);
