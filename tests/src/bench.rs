@@ -533,7 +533,7 @@ pub fn measure(case: Case, runs: usize, repeat: u32) -> Measurement {
 
 /// Sets the TCP (`udp` false) or UDP ports of `floor_v4_port`'s list to
 /// `port` alone.
-fn allow_on_floor(baselines: &mut Ebpf, udp: bool, port: u16) {
+pub fn allow_on_floor(baselines: &mut Ebpf, udp: bool, port: u16) {
     let mut ports: Array<_, PortBitmap> = baselines
         .map_mut(MAP_FLOOR_V4_PORTS)
         .expect("the port floor's list")

@@ -188,6 +188,12 @@ pub enum Receiver {
     /// The floor of per-VIP accounting: vip-baseline's `floor_per_vip`, which
     /// counts per address of [`floor_vips`] and drops.
     Floor,
+    /// The floor of an IPv4 VIP under an allow list: vip-baseline's
+    /// `floor_v4_port` (a fixed /24, the destination port's bit in one list's
+    /// bitmap, counted per VIP), its list allowing `port` of UDP (`udp`) or
+    /// TCP. It drops and passes what vip's 1-VIP IPv4 cases do, in the least
+    /// work that can.
+    PortFloor { udp: bool, port: u16 },
     /// The floor in the shape of vip's table (vip-baseline's
     /// `floor_per_vip_hashed`): a hashed, probed table of 32-byte slots; with
     /// `line`, `floor_per_vip_hashed_line`, each slot alone in a 64-byte line
@@ -294,6 +300,7 @@ fn vip_total(stats: &serde_json::Value) -> u64 {
 enum Counter<'a> {
     Vip(crate::daemon::Daemon<'a>),
     Floor(Ebpf),
+    PortFloor(Ebpf),
     HashedFloor(Ebpf),
     Ipset,
     NftSet,
@@ -308,6 +315,11 @@ impl Counter<'_> {
                 ebpf,
                 vip_common::MAP_FLOOR_SLOTS,
                 |s: &vip_common::Verdicts| s.dropped.packets,
+            ),
+            Counter::PortFloor(ebpf) => slot_packets(
+                ebpf,
+                vip_common::MAP_FLOOR_V4_SLOTS,
+                |s: &vip_common::Verdicts| s.accepted.packets + s.dropped.packets,
             ),
             Counter::HashedFloor(ebpf) => {
                 let map = vip_common::MAP_FLOOR_HASHED_OVERFLOW;
@@ -388,6 +400,22 @@ fn attach_floor(lab: &Lab) -> Ebpf {
         .load_file(baseline_object())
         .expect("loading the bench programs");
     attach_native(lab, &mut ebpf, "floor_per_vip");
+    ebpf
+}
+
+/// Attaches `floor_v4_port` natively to the receiver interface, its list
+/// allowing `port` of UDP (`udp`) or TCP.
+fn attach_port_floor(lab: &Lab, udp: bool, port: u16) -> Ebpf {
+    let cpus = aya::util::nr_cpus().expect("CPU count") as u32;
+    let mut ebpf = EbpfLoader::new()
+        .map_max_entries(
+            vip_common::MAP_FLOOR_V4_SLOTS,
+            vip_common::FLOOR_V4_VIPS * cpus,
+        )
+        .load_file(baseline_object())
+        .expect("loading the bench programs");
+    crate::bench::allow_on_floor(&mut ebpf, udp, port);
+    attach_native(lab, &mut ebpf, "floor_v4_port");
     ebpf
 }
 
@@ -472,6 +500,9 @@ fn set_up<'a>(
                 .ip(&["route", "add", "local", "192.0.2.0/24", "dev", "lo"]);
         }
         Receiver::Floor => counter = Some(Counter::Floor(attach_floor(lab))),
+        Receiver::PortFloor { udp, port } => {
+            counter = Some(Counter::PortFloor(attach_port_floor(lab, *udp, *port)));
+        }
         Receiver::HashedFloor { line } => {
             counter = Some(Counter::HashedFloor(attach_hashed_floor(lab, *line)));
         }
