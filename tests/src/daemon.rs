@@ -35,6 +35,10 @@ pub fn vip_bin() -> PathBuf {
     path
 }
 
+/// The layout version of [`old_vip_bin`]'s datapath (xtask's
+/// `upgrade_base::COMMIT`).
+pub const OLD_LAYOUT_VERSION: u32 = 11;
+
 /// The older vip the upgrade tests start from: `$VIP_OLD_BIN`, which `cargo
 /// xtask test` builds from a fixed commit and caches.
 pub fn old_vip_bin() -> PathBuf {

@@ -47,6 +47,31 @@ allow = ["tcp/22"]
 name = "many"
 cidr = "198.51.100.128/25"
 allow = ["tcp/1", "tcp/3", "tcp/5", "tcp/7", "tcp/9", "tcp/11", "tcp/13", "tcp/15", "tcp/17", "tcp/19", "tcp/21", "tcp/23", "tcp/25", "tcp/27", "tcp/29", "tcp/31", "tcp/33", "tcp/35", "tcp/37", "tcp/39", "tcp/41", "tcp/43", "tcp/45", "tcp/47", "tcp/49", "tcp/51", "tcp/53", "tcp/55", "tcp/57", "tcp/59", "tcp/61", "udp/65535"]
+
+# Dense IPv6 ranges (/112 or longer): alone in its /112 block, two in one
+# block (found through the trie), a whole block; and one that declares VIPs,
+# so stays sparse.
+[[range]]
+name = "dense6"
+cidr = "2001:db8:5::100/120"
+allow = ["tcp/80"]
+
+[[range]]
+name = "pair6a"
+cidr = "2001:db8:6::10/124"
+
+[[range]]
+name = "pair6b"
+cidr = "2001:db8:6::40/126"
+
+[[range]]
+name = "whole6"
+cidr = "2001:db8:7::/112"
+
+[[range]]
+name = "declared6"
+cidr = "2001:db8:8::/120"
+vips = ["2001:db8:8::5"]
 "#;
 
 fn v4(a: u8, b: u8, c: u8, d: u8) -> IpAddr {
@@ -612,6 +637,74 @@ fn truncation_cases() -> Vec<Case> {
     ]
 }
 
+/// The IPv6 dense index: each VIP in its own dense slot, its allow list
+/// applied, and the addresses of a block that no range holds left alone.
+fn v6_dense_cases() -> Vec<Case> {
+    use Expect::*;
+    vec![
+        case(
+            "first address of a range alone in its block",
+            tcp(v6("2001:db8:5::100"), 80),
+            Accept("dense6", v6("2001:db8:5::100")),
+        ),
+        case(
+            "last address of a range alone in its block",
+            tcp(v6("2001:db8:5::1ff"), 80),
+            Accept("dense6", v6("2001:db8:5::1ff")),
+        ),
+        case(
+            "a denied port of a dense range",
+            udp(v6("2001:db8:5::180"), 80),
+            Drop("dense6", v6("2001:db8:5::180")),
+        ),
+        case(
+            "just below a range, in its block",
+            tcp(v6("2001:db8:5::ff"), 80),
+            NonVip,
+        ),
+        case(
+            "just above a range, in its block",
+            tcp(v6("2001:db8:5::200"), 80),
+            NonVip,
+        ),
+        case(
+            "the first of two ranges in one block",
+            udp(v6("2001:db8:6::1f"), 9),
+            Accept("pair6a", v6("2001:db8:6::1f")),
+        ),
+        case(
+            "the second of two ranges in one block",
+            udp(v6("2001:db8:6::42"), 9),
+            Accept("pair6b", v6("2001:db8:6::42")),
+        ),
+        case(
+            "between two ranges in one block",
+            udp(v6("2001:db8:6::20"), 9),
+            NonVip,
+        ),
+        case(
+            "the first address of a whole block",
+            udp(v6("2001:db8:7::"), 9),
+            Accept("whole6", v6("2001:db8:7::")),
+        ),
+        case(
+            "the last address of a whole block",
+            udp(v6("2001:db8:7::ffff"), 9),
+            Accept("whole6", v6("2001:db8:7::ffff")),
+        ),
+        case(
+            "a declared VIP of a /120 that stays sparse",
+            udp(v6("2001:db8:8::5"), 9),
+            Accept("declared6", v6("2001:db8:8::5")),
+        ),
+        case(
+            "a learned VIP of a /120 that stays sparse",
+            udp(v6("2001:db8:8::6"), 9),
+            Accept("declared6", v6("2001:db8:8::6")),
+        ),
+    ]
+}
+
 fn expected(case: &Case) -> (Verdict, Deltas) {
     let bytes = case.frame.len() as u64;
     let mut deltas = Deltas {
@@ -727,4 +820,72 @@ table_tests! {
     policy: policy_cases,
     fragments_and_extensions: fragment_and_extension_cases,
     truncation: truncation_cases,
+    v6_dense: v6_dense_cases,
+}
+
+/// Dense IPv6 VIPs count in their own dense slots, where the layout put them,
+/// and take no slot of the sparse table; a VIP of a /120 that declares VIPs
+/// still learns one.
+#[test]
+fn dense_ipv6_vips_count_in_their_dense_slots_and_never_in_the_sparse_table() {
+    if !require_root("dense_ipv6_vips_count_in_their_dense_slots_and_never_in_the_sparse_table") {
+        return;
+    }
+    fixture::pin_to_cpu0();
+    let config = vip_userspace::Config::parse(CONFIG, std::path::Path::new("fixtures")).unwrap();
+    let layout = vip_userspace::Layout::new(&config);
+    let mut datapath = fixture::load(CONFIG);
+    let blocks: aya::maps::Array<_, vip_common::V6Block> = datapath
+        .maps()
+        .map(vip_common::MAP_V6_BLOCKS)
+        .unwrap()
+        .try_into()
+        .unwrap();
+    let entries = layout.v6_blocks();
+    assert_eq!(entries.len(), 3, "dense6's, pair6's and whole6's blocks");
+    for (entry, value) in entries {
+        assert_eq!(blocks.get(&entry, 0).unwrap(), value, "entry {entry}");
+    }
+    let sparse_rows = |datapath: &vip_userspace::Loaded| {
+        let table = &datapath.maps().tables().sparse;
+        (0..table.stride())
+            .filter_map(|i| table.get(0, i))
+            .collect::<Vec<_>>()
+    };
+    let sends = [
+        (v6("2001:db8:5::180"), "dense6", 0x80, 3),
+        (v6("2001:db8:6::42"), "pair6b", 2, 2),
+        (v6("2001:db8:7::ffff"), "whole6", 0xffff, 1),
+    ];
+    for &(vip, _, _, times) in &sends {
+        for _ in 0..times {
+            assert_eq!(
+                fixture::run_once(&mut datapath, Program::Xdp, &tcp(vip, 80)),
+                Verdict::Pass
+            );
+        }
+    }
+    assert_eq!(sparse_rows(&datapath), vec![], "dense VIPs learned no slot");
+    let dense = &datapath.maps().tables().dense;
+    for &(vip, range, offset, times) in &sends {
+        let slot = &layout.ranges.iter().find(|r| r.name == range).unwrap();
+        assert_eq!(
+            slot.value.per_vip_mode,
+            vip_common::PER_VIP_DENSE,
+            "{range}"
+        );
+        let counts = dense.get(0, slot.value.dense_base + offset);
+        assert_eq!(counts.accepted.packets, times, "{vip}");
+        assert_eq!(
+            counts.accepted.bytes,
+            times * tcp(vip, 80).len() as u64,
+            "{vip}"
+        );
+    }
+    let declared = v6("2001:db8:8::6");
+    fixture::run_once(&mut datapath, Program::Xdp, &udp(declared, 9));
+    let rows = sparse_rows(&datapath);
+    assert_eq!(rows.len(), 1);
+    assert_eq!(rows[0].vip, vip_common::VipAddr::from_ip(declared));
+    assert_eq!(rows[0].verdicts.accepted.packets, 1);
 }

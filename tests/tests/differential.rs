@@ -2,6 +2,11 @@
 //! under BPF_PROG_TEST_RUN, each checked against the etherparse-based reference
 //! classifier (tests/src/oracle.rs): the verdict, and which counter moved.
 //!
+//! Dense IPv6 ranges (/112 or longer) cover the IPv6 dense index's three
+//! cases: a range alone in its /112 block, a whole block, and two ranges in
+//! one block (found through the trie), with misses just outside each in the
+//! same block.
+//!
 //! Packets to sparse VIPs are also checked against a model of the sparse table
 //! (tests/src/sparse_model.rs) on a table small enough to fill, with sweeps
 //! every `SWEEP_EVERY` packets: which slot each VIP takes, overflow, reclaim
@@ -76,6 +81,24 @@ learn = false
 [[range]]
 name = "plain6"
 cidr = "2001:db8:4::/64"
+
+[[range]]
+name = "dense6"
+cidr = "2001:db8:5::100/120"
+allow = ["tcp/80", "udp/53"]
+
+[[range]]
+name = "pair6a"
+cidr = "2001:db8:6::10/124"
+
+[[range]]
+name = "pair6b"
+cidr = "2001:db8:6::40/126"
+allow = ["udp/5000-5100"]
+
+[[range]]
+name = "whole6"
+cidr = "2001:db8:7::/112"
 "#;
 
 /// Reads the counters the oracle names, summed over CPUs.
@@ -108,7 +131,12 @@ impl Probe<'_> {
             IpAddr::V4(v4) => {
                 owner.value.dense_base + (u32::from(v4) - owner.value.network_v4_host)
             }
-            IpAddr::V6(_) => unreachable!("IPv6 ranges are sparse"),
+            // A dense IPv6 range lies in one /112: by the address's last
+            // four bytes.
+            IpAddr::V6(v6) => owner
+                .value
+                .dense_base
+                .wrapping_add((u128::from(v6) as u32).wrapping_sub(owner.value.network_v4_host)),
         };
         let table = &self.datapath.maps().tables().dense;
         let mut total = Verdicts::default();

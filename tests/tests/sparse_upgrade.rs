@@ -4,6 +4,8 @@
 //! of 64-byte slots). The upgrade counts on in the split table of layout 12,
 //! where each VIP learns a slot once; the older table stays, frozen, and its
 //! rows are added to the new ones by address, so per-VIP counts stay exact.
+//! Its range is a /112, which the older vip made sparse and the upgrade
+//! keeps sparse (a new datapath of this vip would count it dense).
 //!
 //! The test thread is pinned to CPU 0, and so the threads that send its frames
 //! (they inherit the mask): every frame is counted in CPU 0's table.
@@ -22,11 +24,17 @@ use vip_tests::{
 use vip_userspace::datapath::pin;
 
 const VIPS: usize = 20;
+/// A range a new datapath of this vip counts dense (layout 13 on).
+const BLOCK: &str = "2001:db8:1::/112";
 
 fn config() -> String {
+    config_with("2001:db8:1::/64")
+}
+
+fn config_with(cidr: &str) -> String {
     format!(
         "interfaces = [\"{}\"]\n[metrics]\nlisten = \"off\"\n\
-         [[range]]\nname = \"v6\"\ncidr = \"2001:db8:1::/64\"\n",
+         [[range]]\nname = \"v6\"\ncidr = \"{cidr}\"\n",
         Lab::SERVER_IF
     )
 }
@@ -133,6 +141,8 @@ fn a_restarted_daemon_keeps_the_key_its_datapath_drew() {
     instance.vip_ok(&lab.server, &["down"]);
 }
 
+/// The range is a /112, which this vip makes dense on a new datapath: the
+/// older vip made it sparse, and the upgrade keeps it so, rows and all.
 #[test]
 fn an_upgrade_keeps_the_key_and_every_sparse_count() {
     if !require_root("an_upgrade_keeps_the_key_and_every_sparse_count") {
@@ -142,7 +152,12 @@ fn an_upgrade_keeps_the_key_and_every_sparse_count() {
     let lab = Lab::new("supg");
     let instance = Instance::new("supg");
     instance.use_binary(&old_vip_bin());
-    let old = Daemon::start_with(&lab.server, &config(), &instance, &["--keep-datapath"]);
+    let old = Daemon::start_with(
+        &lab.server,
+        &config_with(BLOCK),
+        &instance,
+        &["--keep-datapath"],
+    );
     let mut sent = send(&lab, |i| 1 + i as u64);
     let stats = old.stats_once_counted(sent);
     assert_eq!(
@@ -159,7 +174,12 @@ fn an_upgrade_keeps_the_key_and_every_sparse_count() {
     );
 
     instance.use_binary(&vip_bin());
-    let new = Daemon::start_with(&lab.server, &config(), &instance, &["--keep-datapath"]);
+    let new = Daemon::start_with(
+        &lab.server,
+        &config_with(BLOCK),
+        &instance,
+        &["--keep-datapath"],
+    );
     assert!(new.log().contains("in-place upgrade 1"), "{}", new.log());
     let after = pinned_control(&instance);
     assert_ne!(after.hash_key, 0, "the older vip's key, kept");

@@ -18,7 +18,7 @@ use std::{
 use aya::programs::links::{FdLink, PinnedLink};
 use vip_common::{LAYOUT_VERSION, PINNED_MAPS, SK_LOOKUP_LINK_PIN};
 use vip_tests::{
-    daemon::{old_vip_bin, vip_bin, Daemon, Instance},
+    daemon::{old_vip_bin, vip_bin, Daemon, Instance, OLD_LAYOUT_VERSION},
     flow::{assert_exact, total, Flow, Sampler},
     netns::Netns,
     root::require_root,
@@ -253,8 +253,7 @@ fn the_older_vip_refuses_a_newer_datapath() {
     );
     assert!(
         stderr.contains(&format!(
-            "was set up by a newer vip (layout version {LAYOUT_VERSION}, this vip has {})",
-            LAYOUT_VERSION - 1
+            "was set up by a newer vip (layout version {LAYOUT_VERSION}, this vip has {OLD_LAYOUT_VERSION})",
         )),
         "{stderr}"
     );

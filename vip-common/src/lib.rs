@@ -15,6 +15,7 @@ pub mod meta;
 pub mod policy;
 pub mod sparse;
 pub mod steer;
+pub mod v6_blocks;
 
 pub use counters::*;
 pub use maps::*;
@@ -22,3 +23,4 @@ pub use meta::*;
 pub use policy::*;
 pub use sparse::*;
 pub use steer::*;
+pub use v6_blocks::*;

@@ -87,7 +87,7 @@ pub const MAP_NAME_PREFIX: &str = "VIP_";
 
 /// Every map the daemon pins, in pin order: `MAP_ATTACH_META` is last, so its pin
 /// marks a datapath that is fully set up.
-pub const PINNED_MAPS: [&str; 29] = [
+pub const PINNED_MAPS: [&str; 30] = [
     MAP_SETTINGS,
     MAP_INFO,
     MAP_SPARSE_CONTROL,
@@ -103,6 +103,7 @@ pub const PINNED_MAPS: [&str; 29] = [
     MAP_V4_L1,
     MAP_V4_L2,
     MAP_V4_SLASH24,
+    crate::MAP_V6_BLOCKS,
     MAP_RANGE_STATS,
     MAP_DENSE_STATS,
     MAP_SPARSE_STATS,
@@ -240,7 +241,7 @@ pub const SETTINGS: u32 = 4;
 /// Bumped whenever a map, a shared type or the meaning of a setting changes, so
 /// that a binary never adopts maps pinned by one it does not know. A binary
 /// upgrades a datapath of an older layout from [`OLDEST_UPGRADABLE`] on.
-pub const LAYOUT_VERSION: u32 = 12;
+pub const LAYOUT_VERSION: u32 = 13;
 
 /// The oldest layout this binary upgrades in place; it upgrades every one
 /// from this to `LAYOUT_VERSION - 1`.
@@ -252,13 +253,14 @@ pub const OLDEST_UPGRADABLE: u32 = 5;
 /// (`SparseControl::hash_kind`, padding before), which no older binary may
 /// adopt; an upgraded one keeps fmix. The upgrade's sync sets
 /// `MAP_RANGES_VERSION` and `MAP_SPARSE_TAG`.
-pub const MAPS_ADDED: [(u32, &[&str]); 6] = [
+pub const MAPS_ADDED: [(u32, &[&str]); 7] = [
     (6, &[MAP_INFO]),
     (7, &[MAP_SPARSE_CONTROL, MAP_PRESSURE, MAP_DECLARED]),
     (8, &[crate::MAP_PORTS]),
     (9, &[MAP_V4_SLASH24]),
     (11, &[MAP_RANGES_VERSION]),
     (12, &[MAP_SPARSE_HOT, MAP_SPARSE_COLD, MAP_SPARSE_TAG]),
+    (13, &[crate::MAP_V6_BLOCKS]),
 ];
 
 /// The maps a datapath of layout `version` lacks.
@@ -289,7 +291,9 @@ pub const SPARSE_PROBES: u32 = 8;
 /// IPv4 ranges of this prefix length or longer get a dense per-VIP index.
 pub const DENSE_MIN_PREFIX_V4: u8 = 16;
 
-/// `RangeValue::per_vip_mode`: per-VIP counters live in `MAP_DENSE_STATS`.
+/// `RangeValue::per_vip_mode`: per-VIP counters live in `MAP_DENSE_STATS`
+/// (IPv4 ranges of `DENSE_MIN_PREFIX_V4` or longer; since layout 13 IPv6
+/// ranges of `crate::DENSE_MIN_PREFIX_V6` or longer that learn every VIP).
 pub const PER_VIP_DENSE: u32 = 1;
 /// `RangeValue::per_vip_mode`: per-VIP counters live in `MAP_SPARSE_STATS`.
 pub const PER_VIP_SPARSE: u32 = 2;
@@ -312,7 +316,9 @@ pub struct RangeValue {
     /// First slot of this range in `MAP_DENSE_STATS`: its addresses' slots for a
     /// dense range, its declared VIPs' for a sparse one.
     pub dense_base: u32,
-    /// The range's IPv4 network address in host order (dense ranges only).
+    /// Dense ranges only: the range's IPv4 network address in host order, or
+    /// for an IPv6 range the last four bytes of its network address, in host
+    /// order (a dense IPv6 range lies within one /112).
     pub network_v4_host: u32,
     /// Unique for the life of the datapath (never 0): a sparse slot recording an
     /// older epoch belongs to a range a reload removed or replaced.
@@ -356,6 +362,13 @@ impl VipAddr {
     #[inline(always)]
     pub fn from_v6_words(words: [u64; 2]) -> Self {
         bytemuck::cast(words)
+    }
+
+    /// The address as two words loaded from memory (the inverse of
+    /// [`VipAddr::from_v6_words`]).
+    #[inline(always)]
+    pub fn words(&self) -> [u64; 2] {
+        bytemuck::cast(self.addr_be)
     }
 
     /// Whether the address is in `::ffff:0:0/96`, the form an IPv4 VIP takes
@@ -458,10 +471,20 @@ mod tests {
                 MAP_SPARSE_HOT,
                 MAP_SPARSE_COLD,
                 MAP_SPARSE_TAG,
+                crate::MAP_V6_BLOCKS,
             ]
         );
         assert_eq!(since(9), since(10), "layout 10 added no map");
-        assert_eq!(since(11), [MAP_SPARSE_HOT, MAP_SPARSE_COLD, MAP_SPARSE_TAG]);
+        assert_eq!(
+            since(11),
+            [
+                MAP_SPARSE_HOT,
+                MAP_SPARSE_COLD,
+                MAP_SPARSE_TAG,
+                crate::MAP_V6_BLOCKS
+            ]
+        );
+        assert_eq!(since(12), [crate::MAP_V6_BLOCKS]);
         assert!(since(LAYOUT_VERSION).is_empty());
         for (_, maps) in MAPS_ADDED {
             assert!(maps.iter().all(|map| PINNED_MAPS.contains(map)));

@@ -111,10 +111,17 @@ fn to_range<B: PacketBuf>(buf: &B, l3: &L3, outer_len: u64) -> Result<Option<Ver
             if vip.is_v4_mapped() {
                 return Ok(None);
             }
-            // IPv6 ranges are all sparse: a VIP this CPU has seen finds its range
-            // in its slot, without the trie, and a slot that vouches for its VIP
-            // holds all a packet needs.
             let bytes = buf.len().saturating_sub(outer_len);
+            if let Some(target) = lookup::v6_dense(&vip) {
+                let (verdict, counted) = outcome(policy::judge(buf, target.policy_id, l3.next));
+                if let Some(drop) = counted {
+                    count::dense_hit(target.dense_slot, bytes, drop)?;
+                }
+                return Ok(Some(verdict));
+            }
+            // In a sparse range, a VIP this CPU has seen finds its range in its
+            // slot, without the trie, and a slot that vouches for its VIP holds
+            // all a packet needs.
             let found = count::sparse_find(&vip, true)?;
             if let Some(policy_id) = count::vouched_policy(found) {
                 let (verdict, counted) = outcome(policy::judge(buf, policy_id, l3.next));

@@ -137,7 +137,7 @@ pub fn v4_hit(
 
 /// Counts one packet in this CPU's slot `index` of the dense table.
 #[inline(always)]
-fn dense_hit(index: u32, bytes: u64, drop: bool) -> Result<(), MapInconsistent> {
+pub fn dense_hit(index: u32, bytes: u64, drop: bool) -> Result<(), MapInconsistent> {
     let stride = loader_constant(&VIP_DENSE_STRIDE);
     let slot = VIP_DENSE_STATS
         .get_ptr_mut(cpu().wrapping_mul(stride).wrapping_add(index))
@@ -304,6 +304,10 @@ pub fn sparse_hit(
 ) -> Result<(), MapInconsistent> {
     match range.per_vip_mode {
         PER_VIP_SPARSE => {}
+        // An IPv6 dense range found through the trie: while a reload writes
+        // its block, or one that shares its /112 with a range an upgrade
+        // kept sparse.
+        PER_VIP_DENSE => return dense_hit(lookup::dense_slot(range, vip), bytes, drop),
         PER_VIP_SPARSE_DECLARED | PER_VIP_DECLARED_ONLY => {
             // SAFETY: the value is copied out at once, before any update.
             if let Some(declared) = unsafe { VIP_DECLARED.get(vip) }.copied() {

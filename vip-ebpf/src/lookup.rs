@@ -3,15 +3,18 @@
 //! address whose /24 is covered by a single range in array reads, which the
 //! verifier inlines, and sends only /24s that hold longer ranges to the trie.
 //! A /24 of a dense range carries its policy and dense slots itself, so its
-//! packets never read the range: two reads, then the counter.
+//! packets never read the range: two reads, then the counter. IPv6 dense
+//! ranges (/112 or longer) are found by their /112 block in `VIP_V6_BLOCKS`,
+//! before the sparse table.
 
 use aya_ebpf::{
     macros::map,
     maps::{lpm_trie::Key, Array, LpmTrie},
 };
 use vip_common::{
-    RangeValue, V4Slash24, VipAddr, V4_DIRECT_DENSE, V4_L1_ENTRIES, V4_L2_BLOCK, V4_SLOT_LPM,
-    V4_SLOT_NONE,
+    v6_block_hash, v6_block_of, RangeValue, V4Slash24, V6Block, VipAddr, PER_VIP_DENSE,
+    V4_DIRECT_DENSE, V4_L1_ENTRIES, V4_L2_BLOCK, V4_SLOT_LPM, V4_SLOT_NONE, V6_BLOCK_DIRECT,
+    V6_BLOCK_EMPTY, V6_BLOCK_LPM, V6_BLOCK_PROBES,
 };
 
 #[map]
@@ -27,6 +30,13 @@ static VIP_V4_L1: Array<u32> = Array::with_max_entries(V4_L1_ENTRIES, 0);
 static VIP_V4_L2: Array<u32> = Array::with_max_entries(1, 0);
 #[map]
 static VIP_V4_SLASH24: Array<V4Slash24> = Array::with_max_entries(1, 0);
+#[map]
+static VIP_V6_BLOCKS: Array<V6Block> = Array::with_max_entries(1, 0);
+
+/// `VIP_V6_BLOCKS`'s length minus one, set by the loader (fixed for the
+/// datapath's life, like the sparse table's mask).
+#[unsafe(no_mangle)]
+static VIP_V6_BLOCK_MASK: u32 = 0;
 
 /// An IPv4 destination in a range: what judging and counting it needs.
 pub struct V4Target {
@@ -79,6 +89,65 @@ fn range_of(slash24: &V4Slash24, addr_be: [u8; 4]) -> Option<&'static RangeValue
         V4_SLOT_LPM => VIP_V4_RANGES.get(Key::new(32, addr_be)),
         range_slot => VIP_RANGES.get(range_slot - 1),
     }
+}
+
+/// A destination in a dense range: its policy and its slot in the dense table.
+pub struct DenseTarget {
+    pub policy_id: u32,
+    pub dense_slot: u32,
+}
+
+/// The dense slot of an IPv6 destination in a dense range. `None` sends the
+/// packet on to the sparse path, which finds anything else: sparse ranges
+/// (whose /112 blocks are never in `VIP_V6_BLOCKS`, or for a range an
+/// upgrade kept sparse, may share a block with a dense range) and addresses
+/// in no range.
+#[inline(always)]
+pub fn v6_dense(vip: &VipAddr) -> Option<DenseTarget> {
+    let (prefix, offset) = v6_block_of(vip.words());
+    // SAFETY: a static. Read volatile, or the compiler folds the 0 above.
+    let mask = unsafe { core::ptr::read_volatile(&VIP_V6_BLOCK_MASK) };
+    let start = v6_block_hash(prefix);
+    for i in 0..V6_BLOCK_PROBES {
+        let block = VIP_V6_BLOCKS.get(start.wrapping_add(i) & mask)?;
+        match block.state {
+            V6_BLOCK_EMPTY => return None,
+            V6_BLOCK_DIRECT if block.prefix_words() == prefix => {
+                let from_first = offset.wrapping_sub(block.first_offset_host);
+                if from_first > block.last_offset_host.wrapping_sub(block.first_offset_host) {
+                    return None;
+                }
+                return Some(DenseTarget {
+                    policy_id: block.policy_id,
+                    dense_slot: block.dense_base.wrapping_add(u32::from(from_first)),
+                });
+            }
+            V6_BLOCK_LPM if block.prefix_words() == prefix => {
+                let range = range_v6(vip)?;
+                if range.per_vip_mode != PER_VIP_DENSE {
+                    return None;
+                }
+                return Some(DenseTarget {
+                    policy_id: range.policy_id,
+                    dense_slot: dense_slot(range, vip),
+                });
+            }
+            _ => {}
+        }
+    }
+    None
+}
+
+/// The dense slot of `vip` in `range`, a dense range: by its last four bytes,
+/// which hold an IPv4 address (mapped) or the offset within the /112 block
+/// of an IPv6 one.
+#[inline(always)]
+pub fn dense_slot(range: &RangeValue, vip: &VipAddr) -> u32 {
+    let [.., a, b, c, d] = vip.addr_be;
+    let low = u32::from_be_bytes([a, b, c, d]);
+    range
+        .dense_base
+        .wrapping_add(low.wrapping_sub(range.network_v4_host))
 }
 
 #[inline(always)]

@@ -169,7 +169,8 @@ fn default_sparse_idle_seconds() -> u32 {
 pub struct Config {
     pub interfaces: Vec<String>,
     pub xdp_mode: XdpMode,
-    /// Slots in the per-VIP table of sparse ranges (IPv6, IPv4 wider than /16).
+    /// Slots in the per-VIP table of sparse ranges (IPv4 wider than /16, IPv6
+    /// wider than /112, and IPv6 ranges that declare VIPs or do not learn).
     pub sparse_vip_capacity: u32,
     /// Seconds without a packet after which a sparse VIP's slot is reclaimed
     /// (its counts move into its range's).

@@ -12,8 +12,7 @@ use super::{
     RawRoute, RawRouter, RawSteer, Route, Router, Rule, Steer, XdpMode,
 };
 
-/// Largest number of dense per-VIP slots (the sum of the sizes of IPv4 ranges of
-/// /16 or longer); 16 Mi slots use 256 MiB per CPU.
+/// Largest `sparse_vip_capacity` (slots per CPU).
 pub const MAX_SPARSE_VIP_CAPACITY: u32 = 1 << 24;
 /// Declared VIPs a config may list, over all ranges: each takes a dense slot
 /// (32 bytes per CPU) and an entry in one hash map.

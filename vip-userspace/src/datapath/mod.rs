@@ -24,11 +24,12 @@ use aya::{
 
 use vip_common::{
     AttachMeta, SparseControl, SparseSlot, CPU_TABLE_ALIGN, GLOBAL_DENSE_STRIDE,
-    GLOBAL_SPARSE_HASH_KIND, GLOBAL_SPARSE_MASK, GLOBAL_SPARSE_MULTIPLIERS, MAP_ATTACH_META,
-    MAP_DECAP, MAP_DECLARED, MAP_DELIVERED, MAP_DENSE_STATS, MAP_POLICY, MAP_PORTS, MAP_PRESSURE,
-    MAP_RANGES, MAP_RANGE_META, MAP_RANGE_STATS, MAP_SPARSE_COLD, MAP_SPARSE_HOT, MAP_SPARSE_STATS,
-    MAP_STEER, MAP_STEER_SOCKETS, MAP_STEER_STATS, MAP_V4_L2, MAP_V4_RANGES, MAP_V4_SLASH24,
-    MAP_V6_RANGES, PINNED_MAPS, PROG_TC, PROG_XDP, SK_LOOKUP_LINK_PIN, V4_L2_BLOCK,
+    GLOBAL_SPARSE_HASH_KIND, GLOBAL_SPARSE_MASK, GLOBAL_SPARSE_MULTIPLIERS, GLOBAL_V6_BLOCK_MASK,
+    MAP_ATTACH_META, MAP_DECAP, MAP_DECLARED, MAP_DELIVERED, MAP_DENSE_STATS, MAP_POLICY,
+    MAP_PORTS, MAP_PRESSURE, MAP_RANGES, MAP_RANGE_META, MAP_RANGE_STATS, MAP_SPARSE_COLD,
+    MAP_SPARSE_HOT, MAP_SPARSE_STATS, MAP_STEER, MAP_STEER_SOCKETS, MAP_STEER_STATS, MAP_V4_L2,
+    MAP_V4_RANGES, MAP_V4_SLASH24, MAP_V6_BLOCKS, MAP_V6_RANGES, PINNED_MAPS, PROG_TC, PROG_XDP,
+    SK_LOOKUP_LINK_PIN, V4_L2_BLOCK,
 };
 
 /// Slots per CPU of `MAP_SPARSE_STATS` on a new datapath: one page, as a CPU
@@ -421,12 +422,14 @@ fn open(
         None => Vec::new(),
     };
     let (stride, mask) = (layout.dense_stride(), layout.sparse_slots - 1);
+    let v6_block_mask = capacity.v6_blocks - 1;
     let mut loader = EbpfLoader::new();
     loader
         .override_global(GLOBAL_DENSE_STRIDE, &stride, true)
         .override_global(GLOBAL_SPARSE_MASK, &mask, true)
         .override_global(GLOBAL_SPARSE_HASH_KIND, &hash_kind, true)
         .override_global(GLOBAL_SPARSE_MULTIPLIERS, &multipliers, true)
+        .override_global(GLOBAL_V6_BLOCK_MASK, &v6_block_mask, true)
         .map_max_entries(MAP_V4_RANGES, capacity.ranges)
         .map_max_entries(MAP_V6_RANGES, capacity.ranges)
         .map_max_entries(MAP_RANGES, capacity.ranges)
@@ -434,6 +437,7 @@ fn open(
         .map_max_entries(MAP_PORTS, capacity.policies.saturating_mul(2).max(2))
         .map_max_entries(MAP_V4_L2, (capacity.l2_blocks * V4_L2_BLOCK).max(1))
         .map_max_entries(MAP_V4_SLASH24, (capacity.l2_blocks * V4_L2_BLOCK).max(1))
+        .map_max_entries(MAP_V6_BLOCKS, capacity.v6_blocks)
         .map_max_entries(MAP_RANGE_STATS, capacity.ranges)
         .map_max_entries(MAP_PRESSURE, capacity.ranges)
         .map_max_entries(MAP_DECLARED, capacity.declared.max(1))

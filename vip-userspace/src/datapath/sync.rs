@@ -8,12 +8,13 @@ use aya::maps::{
 use ipnet::IpNet;
 use vip_common::{
     port_bitmap_index, sparse_tag_reloaded, DecapConfig, DeclaredVip, RangeMeta, RangePolicy,
-    RangePressure, RangeStats, RangeValue, SteerKey, SteerValue, SteeredVip, V4Slash24, VipAddr,
-    IPPROTO_TCP, IPPROTO_UDP, LAYOUT_VERSION, MAP_DECAP, MAP_DECLARED, MAP_DELIVERED, MAP_POLICY,
-    MAP_PORTS, MAP_PRESSURE, MAP_RANGES, MAP_RANGES_VERSION, MAP_RANGE_META, MAP_RANGE_STATS,
-    MAP_SETTINGS, MAP_STEER, MAP_STEERED_VIPS, MAP_STEER_STATS, MAP_V4_L1, MAP_V4_L2,
-    MAP_V4_RANGES, MAP_V4_SLASH24, MAP_V6_RANGES, SETTING_DENSE_STRIDE, SETTING_LAYOUT_VERSION,
-    SETTING_NETNS_INODE, SETTING_SPARSE_MASK,
+    RangePressure, RangeStats, RangeValue, SteerKey, SteerValue, SteeredVip, V4Slash24, V6Block,
+    VipAddr, IPPROTO_TCP, IPPROTO_UDP, LAYOUT_VERSION, MAP_DECAP, MAP_DECLARED, MAP_DELIVERED,
+    MAP_POLICY, MAP_PORTS, MAP_PRESSURE, MAP_RANGES, MAP_RANGES_VERSION, MAP_RANGE_META,
+    MAP_RANGE_STATS, MAP_SETTINGS, MAP_STEER, MAP_STEERED_VIPS, MAP_STEER_STATS, MAP_V4_L1,
+    MAP_V4_L2, MAP_V4_RANGES, MAP_V4_SLASH24, MAP_V6_BLOCKS, MAP_V6_RANGES, SETTING_DENSE_STRIDE,
+    SETTING_LAYOUT_VERSION, SETTING_NETNS_INODE, SETTING_SPARSE_MASK, V6_BLOCK_DIRECT,
+    V6_BLOCK_LPM,
 };
 
 use super::{maps::Maps, sparse_control, DatapathError};
@@ -82,6 +83,7 @@ fn write(maps: &mut Maps, old: Option<&Layout>, new: &Layout) -> Result<(), Data
         }
     }
     sync_index(maps, old, new)?;
+    sync_v6_blocks(maps, old, new)?;
     // Removed ranges: unfindable first (unless a new range took over the
     // same CIDR and so its trie key), then their entries go.
     for slot in &removed {
@@ -377,6 +379,40 @@ fn sync_index(maps: &mut Maps, old: Option<&Layout>, new: &Layout) -> Result<(),
     for i in (0..len).filter(|&i| new_at(i) == 0 && old_at(i) != 0) {
         set(maps, MAP_V4_L2, i as u32, 0u32)?;
         set(maps, MAP_V4_SLASH24, i as u32, V4Slash24::default())?;
+    }
+    Ok(())
+}
+
+/// Entries of `MAP_V6_BLOCKS` that gain or change a value. An entry that
+/// takes a new block is written twice, first with the new contents under its
+/// old state (empty or removed: a lookup passes it by), then with the new
+/// state, so that no lookup takes a half-written prefix for its block. A
+/// packet to a dense range whose block is not (yet, or any more) in the
+/// table finds the range in the trie and counts in the same dense slot.
+fn sync_v6_blocks(
+    maps: &mut Maps,
+    old: Option<&Layout>,
+    new: &Layout,
+) -> Result<(), DatapathError> {
+    let old_entries: std::collections::BTreeMap<u32, V6Block> = old
+        .map(Layout::v6_blocks)
+        .unwrap_or_default()
+        .into_iter()
+        .collect();
+    for (entry, value) in new.v6_blocks() {
+        let before = old_entries.get(&entry).copied().unwrap_or_default();
+        if before == value {
+            continue;
+        }
+        let live = |state| matches!(state, V6_BLOCK_DIRECT | V6_BLOCK_LPM);
+        if live(value.state) && !(live(before.state) && before.prefix_be == value.prefix_be) {
+            let hidden = V6Block {
+                state: before.state,
+                ..value
+            };
+            set(maps, MAP_V6_BLOCKS, entry, hidden)?;
+        }
+        set(maps, MAP_V6_BLOCKS, entry, value)?;
     }
     Ok(())
 }

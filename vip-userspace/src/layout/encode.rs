@@ -4,8 +4,8 @@
 use ipnet::IpNet;
 use vip_common::{
     AllowEntry, PortBitmap, RangePolicy, DECAP_GUE, DECAP_IP6IP6, DECAP_IPIP, DENSE_MIN_PREFIX_V4,
-    IPPROTO_TCP, IPPROTO_UDP, MAX_ALLOW_ENTRIES, PER_VIP_DECLARED_ONLY, PER_VIP_SPARSE,
-    PER_VIP_SPARSE_DECLARED, POLICY_ENFORCED, POLICY_ICMP, POLICY_TCP, POLICY_UDP,
+    DENSE_MIN_PREFIX_V6, IPPROTO_TCP, IPPROTO_UDP, MAX_ALLOW_ENTRIES, PER_VIP_DECLARED_ONLY,
+    PER_VIP_SPARSE, PER_VIP_SPARSE_DECLARED, POLICY_ENFORCED, POLICY_ICMP, POLICY_TCP, POLICY_UDP,
 };
 
 use crate::config::{AllowList, Decap, Encap, Range, Rule};
@@ -85,15 +85,26 @@ pub fn sparse_mode(range: &Range) -> u32 {
     }
 }
 
-/// Number of dense per-VIP slots a range needs: its size for IPv4 ranges of
-/// `DENSE_MIN_PREFIX_V4` or longer, else 0 (sparse).
+/// Number of dense per-VIP slots a network would have: its size for IPv4
+/// networks of `DENSE_MIN_PREFIX_V4` or longer and IPv6 ones of
+/// `DENSE_MIN_PREFIX_V6` or longer, else 0 (sparse).
 pub fn dense_len(cidr: &IpNet) -> u32 {
     match cidr {
         IpNet::V4(net) if net.prefix_len() >= DENSE_MIN_PREFIX_V4 => {
             1u32 << (32 - net.prefix_len())
         }
+        IpNet::V6(net) if net.prefix_len() >= DENSE_MIN_PREFIX_V6 => {
+            1u32 << (128 - net.prefix_len())
+        }
         _ => 0,
     }
+}
+
+/// Whether a range counts per VIP in dense slots: one of [`dense_len`]'s
+/// size that learns every VIP. An IPv6 range that declares VIPs or does not
+/// learn stays sparse (on IPv4 such ranges are refused by the config).
+pub fn is_dense(range: &Range) -> bool {
+    dense_len(&range.cidr) > 0 && range.vips.is_empty() && range.learn
 }
 
 #[cfg(test)]
@@ -169,11 +180,14 @@ mod tests {
     }
 
     #[test]
-    fn dense_slots_cover_ipv4_ranges_of_16_or_longer() {
+    fn dense_slots_cover_ipv4_ranges_of_16_and_ipv6_of_112_or_longer() {
         assert_eq!(dense_len(&"192.0.2.0/24".parse().unwrap()), 256);
         assert_eq!(dense_len(&"192.0.2.7/32".parse().unwrap()), 1);
         assert_eq!(dense_len(&"198.18.0.0/16".parse().unwrap()), 65_536);
         assert_eq!(dense_len(&"198.18.0.0/15".parse().unwrap()), 0);
-        assert_eq!(dense_len(&"2001:db8::/120".parse().unwrap()), 0);
+        assert_eq!(dense_len(&"2001:db8::/120".parse().unwrap()), 256);
+        assert_eq!(dense_len(&"2001:db8::/112".parse().unwrap()), 65_536);
+        assert_eq!(dense_len(&"2001:db8::7/128".parse().unwrap()), 1);
+        assert_eq!(dense_len(&"2001:db8::/111".parse().unwrap()), 0);
     }
 }

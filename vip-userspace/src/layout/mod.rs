@@ -14,10 +14,14 @@ mod encode;
 mod file;
 mod pod_hex;
 mod v4_index;
+mod v6_blocks;
 
-pub use encode::{decap_flags, dense_len, encap_flag, port_bitmap, range_policy, sparse_mode};
+pub use encode::{
+    decap_flags, dense_len, encap_flag, is_dense, port_bitmap, range_policy, sparse_mode,
+};
 pub use file::LayoutFile;
 pub use v4_index::V4Index;
+pub use v6_blocks::V6BlockIndex;
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RangeSlot {
@@ -74,6 +78,10 @@ pub struct Capacity {
     /// layout file of layout 7 or older: [`Layout::update`] sizes it then.
     #[serde(default)]
     pub policies: u32,
+    /// Entries of `MAP_V6_BLOCKS` (a power of two). 0 in a layout file of
+    /// layout 12 or older: [`Layout::update`] sizes it then.
+    #[serde(default)]
+    pub v6_blocks: u32,
 }
 
 fn declared_headroom() -> u32 {
@@ -86,7 +94,7 @@ pub const MAX_DENSE_SLOTS: u64 = 1 << 24;
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum LayoutError {
     #[error(
-        "IPv4 ranges of /16 or longer cover {slots} addresses; the limit is {MAX_DENSE_SLOTS}"
+        "dense ranges (IPv4 /16 or longer, IPv6 /112 or longer) cover {slots} addresses; the limit is {MAX_DENSE_SLOTS}"
     )]
     TooManyDenseSlots { slots: u64 },
     #[error("{needed} ranges do not fit the {capacity} the running datapath has room for; restart vip to grow")]
@@ -99,6 +107,8 @@ pub enum LayoutError {
     TooManyAllowLists { lists: usize },
     #[error("the IPv4 ranges touch more /16s than the running datapath has room for ({capacity}); restart vip to grow")]
     Blocks { capacity: u32 },
+    #[error("the IPv6 ranges of /112 or longer need more block entries than the running datapath has room for ({capacity}); restart vip to grow")]
+    V6Blocks { capacity: u32 },
     #[error("the old and new steer entries together need more than the {capacity} the running datapath has room for; restart vip to grow")]
     Steers { capacity: u32 },
     #[error("the old and new declared VIPs together ({needed}) need more than the {capacity} the running datapath has room for; restart vip to grow")]
@@ -122,6 +132,9 @@ pub struct Layout {
     /// Length of the sparse VIP table (fixed at load), see [`sparse_slots`].
     pub sparse_slots: u32,
     pub v4_index: V4Index,
+    /// Where the /112 blocks of dense IPv6 ranges are in `MAP_V6_BLOCKS`.
+    #[serde(default)]
+    pub v6_index: V6BlockIndex,
     /// The epoch the next new range gets.
     pub next_epoch: u32,
     /// Distinct allow lists by policy id (`RangeValue::policy_id`).
@@ -142,6 +155,12 @@ impl Layout {
     /// The entries of `MAP_V4_SLASH24`, derived from the index and the ranges.
     pub fn slash24s(&self) -> Vec<vip_common::V4Slash24> {
         self.v4_index.slash24s(self.ranges.iter().map(|r| &r.value))
+    }
+
+    /// The entries of `MAP_V6_BLOCKS` this layout uses, blocks and removed ones.
+    pub fn v6_blocks(&self) -> Vec<(u32, vip_common::V6Block)> {
+        self.v6_index
+            .entries(self.ranges.iter().map(|r| (&r.cidr, &r.value)))
     }
 
     /// Whether a fresh layout for `config` fits a datapath at all; checked
@@ -196,6 +215,7 @@ impl Layout {
                 + STEER_HEADROOM,
             declared: declared + DECLARED_HEADROOM,
             policies: policy_capacity(config, 0),
+            v6_blocks: v6_block_capacity(config),
         };
         Layout::allocate(config, None, capacity).expect("a fresh layout fits its own capacity")
     }
@@ -210,6 +230,11 @@ impl Layout {
             // upgrade, with room for the ids in use and the new config's.
             let in_use = self.policies.iter().map(|(id, _)| id + 1).max();
             capacity.policies = policy_capacity(config, in_use.unwrap_or(0));
+        }
+        if capacity.v6_blocks == 0 {
+            // From a layout before the IPv6 dense index: its map is created by
+            // the upgrade.
+            capacity.v6_blocks = v6_block_capacity(config);
         }
         Layout::allocate(config, Some(self), capacity)
     }
@@ -226,15 +251,18 @@ impl Layout {
             });
         }
         // A range stays if its name, CIDR and way of counting per VIP do;
-        // anything else is a new range, whose counters start afresh.
+        // anything else is a new range, whose counters start afresh. An IPv6
+        // range that layouts before 13 made sparse stays so.
         let kept = |range: &crate::config::Range| {
+            let mode = per_vip_mode(range);
             previous.and_then(|p| {
                 p.ranges.iter().find(|r| {
                     r.name == range.name
                         && r.cidr == range.cidr
                         && r.declared == range.vips
-                        && (r.value.per_vip_mode == PER_VIP_DENSE
-                            || r.value.per_vip_mode == sparse_mode(range))
+                        && (r.value.per_vip_mode == mode
+                            || (range.cidr.addr().is_ipv6()
+                                && r.value.per_vip_mode == sparse_mode(range)))
                 })
             })
         };
@@ -284,22 +312,17 @@ impl Layout {
             } else {
                 0
             };
-            let value = match range.cidr {
-                IpNet::V4(net) if dense_len(&range.cidr) > 0 => RangeValue {
-                    range_id: id as u32,
-                    per_vip_mode: PER_VIP_DENSE,
-                    dense_base: base,
-                    network_v4_host: u32::from(net.network()),
-                    epoch,
-                    policy_id: 0,
+            let value = RangeValue {
+                range_id: id as u32,
+                per_vip_mode: per_vip_mode(range),
+                dense_base: base,
+                network_v4_host: if is_dense(range) {
+                    network_low32(range.cidr)
+                } else {
+                    0
                 },
-                _ => RangeValue {
-                    range_id: id as u32,
-                    per_vip_mode: sparse_mode(range),
-                    dense_base: base,
-                    epoch,
-                    ..RangeValue::default()
-                },
+                epoch,
+                policy_id: 0,
             };
             ranges.push(RangeSlot {
                 name: range.name.clone(),
@@ -324,11 +347,20 @@ impl Layout {
             previous.map(|p| &p.v4_index),
             capacity.l2_blocks,
         )?;
+        let v6_index = V6BlockIndex::build(
+            ranges.iter().filter_map(|slot| match slot.cidr {
+                IpNet::V6(net) if slot.value.per_vip_mode == PER_VIP_DENSE => Some(net),
+                _ => None,
+            }),
+            previous.map(|p| &p.v6_index),
+            capacity.v6_blocks,
+        )?;
         Ok(Layout {
             capacity,
             sparse_slots: previous
                 .map_or(sparse_slots(config.sparse_vip_capacity), |p| p.sparse_slots),
             v4_index,
+            v6_index,
             next_epoch,
             policies,
             decap: config
@@ -369,10 +401,43 @@ fn policy_capacity(config: &Config, in_use: u32) -> u32 {
 /// Dense per-VIP slots `range` takes: its size when dense, its declared VIPs
 /// when sparse.
 fn range_dense_len(range: &crate::config::Range) -> u32 {
-    match dense_len(&range.cidr) {
-        0 => range.vips.len() as u32,
-        len => len,
+    if is_dense(range) {
+        dense_len(&range.cidr)
+    } else {
+        range.vips.len() as u32
     }
+}
+
+/// How a new range counts per VIP.
+fn per_vip_mode(range: &crate::config::Range) -> u32 {
+    if is_dense(range) {
+        PER_VIP_DENSE
+    } else {
+        sparse_mode(range)
+    }
+}
+
+/// `RangeValue::network_v4_host` of a dense range: its IPv4 network, or the
+/// last four bytes of its IPv6 one, in host order.
+fn network_low32(cidr: IpNet) -> u32 {
+    match cidr {
+        IpNet::V4(net) => u32::from(net.network()),
+        IpNet::V6(net) => u128::from(net.network()) as u32,
+    }
+}
+
+/// Entries of `MAP_V6_BLOCKS` for a datapath loaded with `config`.
+fn v6_block_capacity(config: &Config) -> u32 {
+    let dense: Vec<ipnet::Ipv6Net> = config
+        .ranges
+        .iter()
+        .filter(|r| is_dense(r))
+        .filter_map(|r| match r.cidr {
+            IpNet::V6(net) => Some(net),
+            IpNet::V4(_) => None,
+        })
+        .collect();
+    V6BlockIndex::fresh(&dense).0
 }
 
 /// The declared-VIP map holds the old layout's entries and the new one's
@@ -660,6 +725,92 @@ mod tests {
             (meta.prefix_len, meta.family, meta.dense_len),
             (28, FAMILY_V4, 16)
         );
+    }
+
+    #[test]
+    fn ipv6_ranges_of_112_or_longer_are_dense_unless_they_declare_or_do_not_learn() {
+        let text = "interfaces = [\"lo\"]\n\
+            [[range]]\nname = \"wide\"\ncidr = \"2001:db8:1::/111\"\n\
+            [[range]]\nname = \"block\"\ncidr = \"2001:db8:2::/112\"\n\
+            [[range]]\nname = \"part\"\ncidr = \"2001:db8:3::1:40/122\"\n\
+            [[range]]\nname = \"declares\"\ncidr = \"2001:db8:4::/120\"\nvips = [\"2001:db8:4::5\"]\n\
+            [[range]]\nname = \"quiet\"\ncidr = \"2001:db8:5::/120\"\nlearn = false\n";
+        let layout = Layout::new(&Config::parse(text, Path::new("test")).unwrap());
+        let modes: Vec<(u32, u32, u32)> = layout
+            .ranges
+            .iter()
+            .map(|r| (r.value.per_vip_mode, r.dense_len, r.value.dense_base))
+            .collect();
+        assert_eq!(
+            modes,
+            [
+                (vip_common::PER_VIP_SPARSE, 0, 0),
+                (PER_VIP_DENSE, 65_536, 0),
+                (PER_VIP_DENSE, 64, 65_536),
+                (vip_common::PER_VIP_SPARSE_DECLARED, 1, 65_600),
+                (vip_common::PER_VIP_DECLARED_ONLY, 0, 0),
+            ]
+        );
+        assert_eq!(layout.ranges[2].value.network_v4_host, 0x0001_0040);
+        assert_eq!(
+            layout.capacity.dense_slots,
+            65_536 + 64 + 1 + DENSE_HEADROOM
+        );
+        assert_eq!(
+            layout.capacity.v6_blocks, 128,
+            "2 blocks: 4 x 2 + 64, to a power of two"
+        );
+        let blocks = layout.v6_blocks();
+        assert_eq!(blocks.len(), 2);
+        assert!(blocks
+            .iter()
+            .all(|(_, b)| b.state == vip_common::V6_BLOCK_DIRECT));
+        let meta = layout.ranges[2].meta();
+        assert_eq!(
+            (meta.family, meta.dense_len, meta.dense_base),
+            (FAMILY_V6, 64, 65_536)
+        );
+    }
+
+    /// A datapath upgraded from layout 12 or older counted every IPv6 range
+    /// in the sparse table: a range it keeps stays sparse (its counters carry
+    /// on), one added later is dense.
+    #[test]
+    fn an_ipv6_range_an_older_layout_made_sparse_stays_sparse() {
+        let mut old = Layout::new(&config(&[("kept", "2001:db8:2::/112")]));
+        old.ranges[0].value.per_vip_mode = vip_common::PER_VIP_SPARSE;
+        old.ranges[0].dense_len = 0;
+        old.capacity.dense_slots = DENSE_HEADROOM;
+        old.capacity.v6_blocks = 0;
+        old.v6_index = V6BlockIndex::default();
+        let new = old
+            .update(&config(&[
+                ("kept", "2001:db8:2::/112"),
+                ("new", "2001:db8:3::/120"),
+            ]))
+            .unwrap();
+        assert_eq!(new.ranges[0], old.ranges[0]);
+        assert_eq!(new.ranges[1].value.per_vip_mode, PER_VIP_DENSE);
+        assert_eq!(
+            new.capacity.v6_blocks, 128,
+            "sized for the config, as at a load"
+        );
+        assert_eq!(new.v6_blocks().len(), 1, "the new range's block only");
+        // A range whose way of counting changes is a new range.
+        let quiet = new
+            .update(&Config::parse(
+                "interfaces = [\"lo\"]\n[[range]]\nname = \"new\"\ncidr = \"2001:db8:3::/120\"\nlearn = false\n",
+                Path::new("test"),
+            )
+            .unwrap())
+            .unwrap();
+        assert_eq!(
+            quiet.ranges[0].value.per_vip_mode,
+            vip_common::PER_VIP_DECLARED_ONLY
+        );
+        assert_ne!(quiet.ranges[0].value.range_id, new.ranges[1].value.range_id);
+        assert_eq!(quiet.v6_index.live, vec![], "its block is gone");
+        assert_eq!(quiet.v6_index.removed.len(), 1);
     }
 
     #[test]

@@ -227,13 +227,13 @@ fn range_report(
         .iter()
         .sum();
     if meta.dense_len > 0 {
-        let IpNet::V4(net) = cidr else {
-            return Err(StatsError::Corrupt {
-                map: MAP_RANGE_META,
-                what: format!("dense IPv6 range {cidr}"),
-            });
+        // Address `offset` of the range (a dense IPv6 range lies in one /112).
+        let vip = |offset: u32| match cidr {
+            IpNet::V4(net) => IpAddr::V4(Ipv4Addr::from(u32::from(net.network()) + offset)),
+            IpNet::V6(net) => IpAddr::V6(Ipv6Addr::from(
+                u128::from(net.network()) + u128::from(offset),
+            )),
         };
-        let first = u32::from(net.network());
         for offset in 0..meta.dense_len {
             let slot = meta.dense_base + offset;
             if slot >= dense.stride() {
@@ -246,7 +246,7 @@ fn range_report(
             for cpu in 0..dense.cpus() {
                 verdicts.merge(&dense.get(cpu, slot));
             }
-            report.add_vip(IpAddr::V4(Ipv4Addr::from(first + offset)), &verdicts, false);
+            report.add_vip(vip(offset), &verdicts, false);
         }
     }
     Ok(report)

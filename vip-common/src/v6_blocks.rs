@@ -1,0 +1,130 @@
+//! The IPv6 dense index (layout 13): IPv6 ranges of [`DENSE_MIN_PREFIX_V6`] or
+//! longer have one dense slot per address, as IPv4 ranges of /16 or longer do.
+//! Their /112 blocks are found in `MAP_V6_BLOCKS`, an open-addressing array
+//! that userspace fills from the config: no packet can add to it, so a probe
+//! is bounded by how userspace placed the blocks, not by traffic.
+
+use bytemuck::{Pod, Zeroable};
+
+/// IPv6 ranges of this prefix length or longer get a dense per-VIP index
+/// (unless they declare VIPs or do not learn: those stay sparse).
+pub const DENSE_MIN_PREFIX_V6: u8 = 112;
+
+/// Array of [`V6Block`], a power of two long (`GLOBAL_V6_BLOCK_MASK` + 1): the
+/// /112 blocks that hold dense IPv6 ranges, each at most `V6_BLOCK_PROBES - 1`
+/// entries after [`v6_block_hash`] of its prefix.
+pub const MAP_V6_BLOCKS: &str = "VIP_V6_BLOCKS";
+/// Global the loader sets to `MAP_V6_BLOCKS`'s length minus one.
+pub const GLOBAL_V6_BLOCK_MASK: &str = "VIP_V6_BLOCK_MASK";
+/// Entries a lookup reads at most, from the block's hash on.
+pub const V6_BLOCK_PROBES: u32 = 4;
+/// The longest `MAP_V6_BLOCKS` (see [`v6_block_hash`]).
+pub const V6_BLOCKS_MAX: u32 = 1 << 24;
+
+/// `V6Block::state`: never used; a lookup stops here.
+pub const V6_BLOCK_EMPTY: u32 = 0;
+/// `V6Block::state`: one dense range lies in the block; the entry has all a
+/// packet needs.
+pub const V6_BLOCK_DIRECT: u32 = 1;
+/// `V6Block::state`: several dense ranges lie in the block: ask the IPv6 trie.
+pub const V6_BLOCK_LPM: u32 = 2;
+/// `V6Block::state`: the block's ranges were removed; a lookup goes on past it.
+pub const V6_BLOCK_REMOVED: u32 = 3;
+
+/// Value of `MAP_V6_BLOCKS`.
+#[repr(C, align(8))]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Pod, Zeroable)]
+pub struct V6Block {
+    /// The block's first address (its last two bytes 0), in network order.
+    pub prefix_be: [u8; 16],
+    /// One of the `V6_BLOCK_*` states. Written last: an entry is written
+    /// with its old state first, then again with the new one.
+    pub state: u32,
+    /// `V6_BLOCK_DIRECT`: the range's `policy_id`.
+    pub policy_id: u32,
+    /// `V6_BLOCK_DIRECT`: the slot in `MAP_DENSE_STATS` of the range's first
+    /// address.
+    pub dense_base: u32,
+    /// `V6_BLOCK_DIRECT`: the range's first address's last two bytes, and its
+    /// length minus one, in host order.
+    pub first_offset_host: u16,
+    pub last_offset_host: u16,
+}
+
+const _: () = assert!(size_of::<V6Block>() == 32);
+
+impl V6Block {
+    /// The prefix as the datapath compares it: the address's two 8-byte words
+    /// as loaded from memory, the second with its last two bytes cleared.
+    #[inline(always)]
+    pub fn prefix_words(&self) -> [u64; 2] {
+        bytemuck::cast(self.prefix_be)
+    }
+}
+
+/// The block words of an address given as two words loaded from memory (the
+/// last two bytes of the second cleared), and its offset in the block (its
+/// last two bytes, host order).
+#[inline(always)]
+pub fn v6_block_of(words: [u64; 2]) -> ([u64; 2], u16) {
+    let tail: [u8; 8] = words[1].to_ne_bytes();
+    let mut prefix_tail = tail;
+    prefix_tail[6] = 0;
+    prefix_tail[7] = 0;
+    (
+        [words[0], u64::from_ne_bytes(prefix_tail)],
+        u16::from_be_bytes([tail[6], tail[7]]),
+    )
+}
+
+/// Where a block's probe starts (before the mask): the product's top 24 bits,
+/// the ones every input bit reaches, so tables up to `V6_BLOCKS_MAX` long.
+/// Not keyed: the table holds configured blocks only, and a lookup reads at
+/// most `V6_BLOCK_PROBES` entries whatever the address.
+#[inline(always)]
+pub fn v6_block_hash(prefix_words: [u64; 2]) -> u32 {
+    let sum = prefix_words[0]
+        .wrapping_mul(0x9e37_79b9_7f4a_7c15)
+        .wrapping_add(prefix_words[1].wrapping_mul(0xc2b2_ae3d_27d4_eb4f));
+    (sum >> 40) as u32
+}
+
+#[cfg(feature = "user")]
+unsafe impl aya::Pod for V6Block {}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn words(addr: &str) -> [u64; 2] {
+        let addr: core::net::Ipv6Addr = addr.parse().unwrap();
+        bytemuck::cast(addr.octets())
+    }
+
+    #[test]
+    fn an_address_parts_into_its_block_and_offset() {
+        let (prefix, offset) = v6_block_of(words("2001:db8:0:1::12:abcd"));
+        assert_eq!(prefix, words("2001:db8:0:1::12:0"));
+        assert_eq!(offset, 0xabcd);
+        let block = V6Block {
+            prefix_be: "2001:db8:0:1::12:0"
+                .parse::<core::net::Ipv6Addr>()
+                .unwrap()
+                .octets(),
+            ..V6Block::default()
+        };
+        assert_eq!(block.prefix_words(), prefix);
+    }
+
+    #[test]
+    fn neighbouring_blocks_hash_apart() {
+        let mut seen = std::collections::BTreeSet::new();
+        for i in 0..1024u32 {
+            let prefix = v6_block_of(words(&std::format!("2001:db8::{:x}:0", i))).0;
+            seen.insert(v6_block_hash(prefix) & 4095);
+        }
+        // 1,024 blocks into 4,096 entries: a random placement leaves about 120
+        // collisions; a hash that ignored the varying bytes would leave 1,023.
+        assert!(seen.len() > 850, "{}", seen.len());
+    }
+}

@@ -1,0 +1,332 @@
+//! The IPv6 dense index (see vip-common's `v6_blocks`): where each /112 block
+//! of a dense IPv6 range sits in `MAP_V6_BLOCKS`, and what its entry holds.
+
+use std::{
+    collections::{BTreeMap, BTreeSet},
+    net::Ipv6Addr,
+};
+
+use ipnet::{IpNet, Ipv6Net};
+use serde::{Deserialize, Serialize};
+use vip_common::{
+    v6_block_hash, RangeValue, V6Block, PER_VIP_DENSE, V6_BLOCKS_MAX, V6_BLOCK_DIRECT,
+    V6_BLOCK_LPM, V6_BLOCK_PROBES, V6_BLOCK_REMOVED,
+};
+
+use super::LayoutError;
+
+/// Entries of `MAP_V6_BLOCKS` for a fresh datapath: four per block at least
+/// (so that a block rarely waits for a second probe), and room for reloads.
+pub const V6_BLOCK_HEADROOM: u32 = 64;
+
+/// The placement of blocks in `MAP_V6_BLOCKS`. A block that stays keeps its
+/// entry, so a reload never moves one under traffic; a removed block's entry
+/// is marked removed (a lookup goes on past it) and can be taken again by a
+/// later reload.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct V6BlockIndex {
+    /// (entry, the block's first address) of every block of a dense range.
+    pub live: Vec<(u32, Ipv6Addr)>,
+    /// Entries of blocks that were removed (state `V6_BLOCK_REMOVED`).
+    pub removed: Vec<u32>,
+}
+
+/// The /112 block of an address.
+fn block_of(addr: Ipv6Addr) -> Ipv6Addr {
+    Ipv6Addr::from(u128::from(addr) & !0xffff)
+}
+
+fn words(addr: Ipv6Addr) -> [u64; 2] {
+    bytemuck::cast(addr.octets())
+}
+
+impl V6BlockIndex {
+    /// `ranges`: the networks of the dense IPv6 ranges; `len`: the table's
+    /// length, a power of two.
+    pub fn build(
+        ranges: impl IntoIterator<Item = Ipv6Net>,
+        previous: Option<&V6BlockIndex>,
+        len: u32,
+    ) -> Result<V6BlockIndex, LayoutError> {
+        let blocks: BTreeSet<Ipv6Addr> = ranges
+            .into_iter()
+            .map(|net| block_of(net.network()))
+            .collect();
+        let old: BTreeMap<Ipv6Addr, u32> = previous
+            .map(|p| {
+                p.live
+                    .iter()
+                    .map(|&(entry, block)| (block, entry))
+                    .collect()
+            })
+            .unwrap_or_default();
+        // Entries the previous layout had live stay untouched by new blocks,
+        // even those this update frees: lookups may still be reading them.
+        let mut taken: BTreeSet<u32> = old.values().copied().collect();
+        let mut live = Vec::with_capacity(blocks.len());
+        for &block in blocks.iter().filter(|b| old.contains_key(b)) {
+            live.push((old[&block], block));
+        }
+        let mask = len - 1;
+        for &block in blocks.iter().filter(|b| !old.contains_key(b)) {
+            let start = v6_block_hash(words(block));
+            let entry = (0..V6_BLOCK_PROBES)
+                .map(|i| start.wrapping_add(i) & mask)
+                .find(|entry| !taken.contains(entry))
+                .ok_or(LayoutError::V6Blocks { capacity: len })?;
+            taken.insert(entry);
+            live.push((entry, block));
+        }
+        live.sort_unstable();
+        let live_entries: BTreeSet<u32> = live.iter().map(|&(entry, _)| entry).collect();
+        let mut removed: BTreeSet<u32> = previous
+            .map(|p| p.removed.iter().copied().collect())
+            .unwrap_or_default();
+        removed.extend(old.values().copied());
+        removed.retain(|entry| !live_entries.contains(entry));
+        Ok(V6BlockIndex {
+            live,
+            removed: removed.into_iter().collect(),
+        })
+    }
+
+    /// The smallest table that places `ranges`' blocks with headroom: at least
+    /// four entries per block and `V6_BLOCK_HEADROOM`, doubled until every
+    /// block lies within its probes.
+    pub fn fresh(ranges: &[Ipv6Net]) -> (u32, V6BlockIndex) {
+        let blocks: BTreeSet<Ipv6Addr> = ranges.iter().map(|n| block_of(n.network())).collect();
+        let mut len = (4 * blocks.len() as u32 + V6_BLOCK_HEADROOM).next_power_of_two();
+        loop {
+            if let Ok(index) = V6BlockIndex::build(ranges.iter().copied(), None, len) {
+                return (len, index);
+            }
+            assert!(
+                len < V6_BLOCKS_MAX,
+                "no placement of {} blocks",
+                blocks.len()
+            );
+            len *= 2;
+        }
+    }
+
+    /// What `MAP_V6_BLOCKS` holds at each entry this index uses, from the
+    /// ranges (all of a layout's; only dense IPv6 ones lie in blocks).
+    pub fn entries<'a>(
+        &self,
+        ranges: impl IntoIterator<Item = (&'a IpNet, &'a RangeValue)>,
+    ) -> Vec<(u32, V6Block)> {
+        let mut in_block: BTreeMap<Ipv6Addr, Vec<(Ipv6Net, &RangeValue)>> = BTreeMap::new();
+        for (cidr, value) in ranges {
+            if let (IpNet::V6(net), PER_VIP_DENSE) = (cidr, value.per_vip_mode) {
+                in_block
+                    .entry(block_of(net.network()))
+                    .or_default()
+                    .push((*net, value));
+            }
+        }
+        let mut entries = Vec::with_capacity(self.live.len() + self.removed.len());
+        for &(entry, block) in &self.live {
+            let mut value = V6Block {
+                prefix_be: block.octets(),
+                state: V6_BLOCK_LPM,
+                ..V6Block::default()
+            };
+            if let Some([(net, range)]) = in_block.get(&block).map(Vec::as_slice) {
+                let first = (u128::from(net.network()) & 0xffff) as u16;
+                value.state = V6_BLOCK_DIRECT;
+                value.policy_id = range.policy_id;
+                value.dense_base = range.dense_base;
+                value.first_offset_host = first;
+                value.last_offset_host = first + ((1u32 << (128 - net.prefix_len())) - 1) as u16;
+            }
+            entries.push((entry, value));
+        }
+        for &entry in &self.removed {
+            entries.push((
+                entry,
+                V6Block {
+                    state: V6_BLOCK_REMOVED,
+                    ..V6Block::default()
+                },
+            ));
+        }
+        entries.sort_unstable_by_key(|&(entry, _)| entry);
+        entries
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use vip_common::{v6_block_of, V6_BLOCK_EMPTY};
+
+    use super::*;
+
+    fn net(s: &str) -> Ipv6Net {
+        s.parse().unwrap()
+    }
+
+    /// What the datapath's lookup finds for `addr` in a table of `len`
+    /// entries filled with `entries`: its entry, or None.
+    fn lookup(entries: &[(u32, V6Block)], len: u32, addr: &str) -> Option<V6Block> {
+        let mut table = vec![V6Block::default(); len as usize];
+        for &(entry, value) in entries {
+            table[entry as usize] = value;
+        }
+        let addr: Ipv6Addr = addr.parse().unwrap();
+        let (prefix, _) = v6_block_of(words(addr));
+        let start = v6_block_hash(prefix);
+        for i in 0..V6_BLOCK_PROBES {
+            let e = table[(start.wrapping_add(i) & (len - 1)) as usize];
+            match e.state {
+                V6_BLOCK_EMPTY => return None,
+                V6_BLOCK_REMOVED => continue,
+                _ if e.prefix_words() == prefix => return Some(e),
+                _ => continue,
+            }
+        }
+        None
+    }
+
+    fn dense(id: u32, base: u32) -> RangeValue {
+        RangeValue {
+            range_id: id,
+            per_vip_mode: PER_VIP_DENSE,
+            dense_base: base,
+            policy_id: 7,
+            ..RangeValue::default()
+        }
+    }
+
+    #[test]
+    fn a_block_with_one_range_is_direct_and_one_with_more_asks_the_trie() {
+        let ranges = [
+            (IpNet::V6(net("2001:db8:0:1::/112")), dense(0, 100)),
+            (IpNet::V6(net("2001:db8::5:100/120")), dense(1, 70_000)),
+            (IpNet::V6(net("2001:db8::7:10/128")), dense(2, 5)),
+            (IpNet::V6(net("2001:db8::7:20/127")), dense(3, 6)),
+            (
+                IpNet::V6(net("2001:db8:1::/64")),
+                RangeValue {
+                    per_vip_mode: vip_common::PER_VIP_SPARSE,
+                    ..RangeValue::default()
+                },
+            ),
+        ];
+        let nets: Vec<Ipv6Net> = ranges[..4]
+            .iter()
+            .map(|(c, _)| match c {
+                IpNet::V6(n) => *n,
+                IpNet::V4(_) => unreachable!(),
+            })
+            .collect();
+        let (len, index) = V6BlockIndex::fresh(&nets);
+        assert_eq!(len, 128, "3 blocks: 4 x 3 + 64, to a power of two");
+        assert_eq!(index.live.len(), 3);
+        let entries = index.entries(ranges.iter().map(|(c, v)| (c, v)));
+        let whole = lookup(&entries, len, "2001:db8:0:1::beef").unwrap();
+        assert_eq!(
+            (whole.state, whole.dense_base, whole.policy_id),
+            (V6_BLOCK_DIRECT, 100, 7)
+        );
+        assert_eq!(
+            (whole.first_offset_host, whole.last_offset_host),
+            (0, 0xffff)
+        );
+        let part = lookup(&entries, len, "2001:db8::5:1ff").unwrap();
+        assert_eq!(
+            (
+                part.state,
+                part.dense_base,
+                part.first_offset_host,
+                part.last_offset_host
+            ),
+            (V6_BLOCK_DIRECT, 70_000, 0x100, 0x1ff)
+        );
+        assert_eq!(
+            lookup(&entries, len, "2001:db8::7:21").unwrap().state,
+            V6_BLOCK_LPM
+        );
+        assert_eq!(
+            lookup(&entries, len, "2001:db8:1::1"),
+            None,
+            "sparse: no block"
+        );
+        assert_eq!(lookup(&entries, len, "2001:db8::6:1"), None);
+    }
+
+    #[test]
+    fn blocks_that_stay_keep_their_entry_and_removed_ones_are_passed_over() {
+        // Every block hashed to one of few entries: a table of 4 forces probes.
+        let first = V6BlockIndex::build(
+            [
+                net("2001:db8::1:0/112"),
+                net("2001:db8::2:0/112"),
+                net("2001:db8::3:0/112"),
+            ],
+            None,
+            4,
+        )
+        .unwrap();
+        let entry_of = |index: &V6BlockIndex, block: &str| {
+            let block: Ipv6Addr = block.parse().unwrap();
+            index
+                .live
+                .iter()
+                .find(|(_, b)| *b == block)
+                .map(|(e, _)| *e)
+        };
+        let second = V6BlockIndex::build(
+            [
+                net("2001:db8::2:0/112"),
+                net("2001:db8::3:0/112"),
+                net("2001:db8::4:0/112"),
+            ],
+            Some(&first),
+            4,
+        )
+        .unwrap();
+        for block in ["2001:db8::2:0", "2001:db8::3:0"] {
+            assert_eq!(entry_of(&second, block), entry_of(&first, block), "{block}");
+        }
+        let freed = entry_of(&first, "2001:db8::1:0").unwrap();
+        assert_ne!(
+            entry_of(&second, "2001:db8::4:0"),
+            Some(freed),
+            "a new block never takes an entry freed by the same update"
+        );
+        assert_eq!(second.removed, vec![freed]);
+        let value = |_: &Ipv6Addr| dense(0, 0);
+        let ranges: Vec<(IpNet, RangeValue)> = second
+            .live
+            .iter()
+            .map(|(_, b)| (IpNet::V6(Ipv6Net::new(*b, 112).unwrap()), value(b)))
+            .collect();
+        let entries = second.entries(ranges.iter().map(|(c, v)| (c, v)));
+        for block in ["2001:db8::2:5", "2001:db8::3:5", "2001:db8::4:5"] {
+            assert_eq!(
+                lookup(&entries, 4, block).map(|e| e.state),
+                Some(V6_BLOCK_DIRECT),
+                "{block} is found past the removed entry"
+            );
+        }
+        assert_eq!(lookup(&entries, 4, "2001:db8::1:5"), None);
+        // The next update may take the freed entry again.
+        let third = V6BlockIndex::build(
+            [
+                net("2001:db8::2:0/112"),
+                net("2001:db8::3:0/112"),
+                net("2001:db8::4:0/112"),
+                net("2001:db8::5:0/112"),
+            ],
+            Some(&second),
+            4,
+        )
+        .unwrap();
+        assert_eq!(entry_of(&third, "2001:db8::5:0"), Some(freed));
+        assert!(third.removed.is_empty());
+        assert!(matches!(
+            V6BlockIndex::build([net("2001:db8::9:0/112")], Some(&third), 4),
+            Err(LayoutError::V6Blocks { capacity: 4 })
+        ));
+    }
+}
