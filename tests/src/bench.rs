@@ -239,6 +239,19 @@ impl Case {
         }
     }
 
+    /// A UDP frame to port 53 of a VIP of one dense IPv6 range (a /112, in
+    /// the IPv6 dense index), beside `ranges` ranges as [`Case::ranges`] has.
+    /// Its floor is the IPv6 one, which counts any address.
+    pub fn dense_v6(ranges: usize) -> Case {
+        let dense = "[[range]]\nname = \"dense6\"\ncidr = \"2001:db8:ffff::/112\"\n";
+        Case {
+            label: format!("{ranges} range(s) and a dense /112, IPv6 to the /112"),
+            config: format!("{}{dense}", config(ranges)),
+            dst: "2001:db8:ffff::7".parse().unwrap(),
+            ..Case::ranges(ranges, "2001:db8:ffff::7".parse().unwrap(), "IPv6")
+        }
+    }
+
     /// The 64-byte UDP frame to a VIP, in IPIP, decapsulated.
     pub fn decap() -> Case {
         Case {

@@ -164,6 +164,7 @@ fn cases(args: &Args) -> Vec<Case> {
         cases.push(Case::ranges(ranges, v4, "IPv4"));
         if ranges >= 2 {
             cases.push(Case::ranges(ranges, v6, "IPv6"));
+            cases.push(Case::dense_v6(ranges));
         }
     }
     cases.push(Case::policy(
