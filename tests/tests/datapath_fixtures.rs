@@ -823,6 +823,21 @@ table_tests! {
     v6_dense: v6_dense_cases,
 }
 
+/// Checks that `MAP_V6_BLOCKS` holds `layout`'s entries; returns how many.
+fn v6_blocks_hold(datapath: &vip_userspace::Loaded, layout: &vip_userspace::Layout) -> usize {
+    let blocks: aya::maps::Array<_, vip_common::V6Block> = datapath
+        .maps()
+        .map(vip_common::MAP_V6_BLOCKS)
+        .unwrap()
+        .try_into()
+        .unwrap();
+    let entries = layout.v6_blocks();
+    for (entry, value) in &entries {
+        assert_eq!(blocks.get(entry, 0).unwrap(), *value, "entry {entry}");
+    }
+    entries.len()
+}
+
 /// Dense IPv6 VIPs count in their own dense slots, where the layout put them,
 /// and take no slot of the sparse table; a VIP of a /120 that declares VIPs
 /// still learns one.
@@ -835,17 +850,11 @@ fn dense_ipv6_vips_count_in_their_dense_slots_and_never_in_the_sparse_table() {
     let config = vip_userspace::Config::parse(CONFIG, std::path::Path::new("fixtures")).unwrap();
     let layout = vip_userspace::Layout::new(&config);
     let mut datapath = fixture::load(CONFIG);
-    let blocks: aya::maps::Array<_, vip_common::V6Block> = datapath
-        .maps()
-        .map(vip_common::MAP_V6_BLOCKS)
-        .unwrap()
-        .try_into()
-        .unwrap();
-    let entries = layout.v6_blocks();
-    assert_eq!(entries.len(), 3, "dense6's, pair6's and whole6's blocks");
-    for (entry, value) in entries {
-        assert_eq!(blocks.get(&entry, 0).unwrap(), value, "entry {entry}");
-    }
+    assert_eq!(
+        v6_blocks_hold(&datapath, &layout),
+        3,
+        "dense6's, pair6's and whole6's blocks"
+    );
     let sparse_rows = |datapath: &vip_userspace::Loaded| {
         let table = &datapath.maps().tables().sparse;
         (0..table.stride())
@@ -888,4 +897,81 @@ fn dense_ipv6_vips_count_in_their_dense_slots_and_never_in_the_sparse_table() {
     assert_eq!(rows.len(), 1);
     assert_eq!(rows[0].vip, vip_common::VipAddr::from_ip(declared));
     assert_eq!(rows[0].verdicts.accepted.packets, 1);
+}
+
+/// A reload moves the IPv6 dense index with the ranges: a removed range's
+/// block is marked removed (its addresses are to no VIP at once), a new
+/// range's block is found, a block that stays keeps its entry, and the map
+/// holds exactly the new layout's entries.
+#[test]
+fn a_reload_moves_the_ipv6_dense_index_with_the_ranges() {
+    if !require_root("a_reload_moves_the_ipv6_dense_index_with_the_ranges") {
+        return;
+    }
+    fixture::pin_to_cpu0();
+    let parse =
+        |text: &str| vip_userspace::Config::parse(text, std::path::Path::new("fixtures")).unwrap();
+    let range =
+        |name: &str, cidr: &str| format!("[[range]]\nname = \"{name}\"\ncidr = \"{cidr}\"\n");
+    let head = "interfaces = [\"lo\"]\n";
+    let before = format!(
+        "{head}{}{}",
+        range("stays", "2001:db8:5::100/120"),
+        range("goes", "2001:db8:6::/112")
+    );
+    let after = format!(
+        "{head}{}{}",
+        range("stays", "2001:db8:5::100/120"),
+        range("comes", "2001:db8:7::40/122")
+    );
+    let mut datapath = fixture::load(&before);
+    let old = vip_userspace::Layout::new(&parse(&before));
+    let new = old.update(&parse(&after)).unwrap();
+    datapath.update(&old, &new).unwrap();
+    assert_eq!(
+        v6_blocks_hold(&datapath, &new),
+        3,
+        "stays' and comes' blocks, and goes' removed"
+    );
+    let entry_of = |layout: &vip_userspace::Layout, block: &str| {
+        let block: Ipv6Addr = block.parse().unwrap();
+        layout
+            .v6_index
+            .live
+            .iter()
+            .find(|(_, b)| *b == block)
+            .map(|(e, _)| *e)
+    };
+    assert_eq!(
+        entry_of(&new, "2001:db8:5::"),
+        entry_of(&old, "2001:db8:5::")
+    );
+    assert_eq!(
+        new.v6_index.removed,
+        vec![entry_of(&old, "2001:db8:6::").unwrap()]
+    );
+    let before_frame = fixture::snapshot(&datapath);
+    for (vip, want) in [
+        ("2001:db8:5::1ff", Verdict::Pass),
+        ("2001:db8:6::1", Verdict::Pass),
+        ("2001:db8:7::7f", Verdict::Pass),
+    ] {
+        assert_eq!(
+            fixture::run_once(&mut datapath, Program::Xdp, &udp(v6(vip), 9)),
+            want
+        );
+    }
+    let deltas = fixture::deltas(&before_frame, &fixture::snapshot(&datapath));
+    let vips: Vec<IpAddr> = deltas.vips.keys().copied().collect();
+    assert_eq!(vips, vec![v6("2001:db8:5::1ff"), v6("2001:db8:7::7f")]);
+    assert_eq!(
+        deltas.global.non_vip_packets, 1,
+        "the removed range's address"
+    );
+    let dense = &datapath.maps().tables().dense;
+    let comes = new.ranges.iter().find(|r| r.name == "comes").unwrap();
+    assert_eq!(
+        dense.get(0, comes.value.dense_base + 0x3f).accepted.packets,
+        1
+    );
 }
