@@ -247,7 +247,6 @@ impl Case {
         Case {
             label: format!("{ranges} range(s) and a dense /112, IPv6 to the /112"),
             config: format!("{}{dense}", config(ranges)),
-            dst: "2001:db8:ffff::7".parse().unwrap(),
             ..Case::ranges(ranges, "2001:db8:ffff::7".parse().unwrap(), "IPv6")
         }
     }

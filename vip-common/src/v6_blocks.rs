@@ -48,7 +48,7 @@ pub struct V6Block {
     /// `V6_BLOCK_DIRECT`: the range's first address's last two bytes, and its
     /// length minus one, in host order.
     pub first_offset_host: u16,
-    pub last_offset_host: u16,
+    pub span_host: u16,
 }
 
 const _: () = assert!(size_of::<V6Block>() == 32);

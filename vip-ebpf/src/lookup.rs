@@ -114,7 +114,7 @@ pub fn v6_dense(vip: &VipAddr) -> Option<DenseTarget> {
             V6_BLOCK_EMPTY => return None,
             V6_BLOCK_DIRECT if block.prefix_words() == prefix => {
                 let from_first = offset.wrapping_sub(block.first_offset_host);
-                if from_first > block.last_offset_host.wrapping_sub(block.first_offset_host) {
+                if from_first > block.span_host {
                     return None;
                 }
                 return Some(DenseTarget {

@@ -437,7 +437,7 @@ fn v6_block_capacity(config: &Config) -> u32 {
             IpNet::V4(_) => None,
         })
         .collect();
-    V6BlockIndex::fresh(&dense).0
+    V6BlockIndex::capacity(&dense)
 }
 
 /// The declared-VIP map holds the old layout's entries and the new one's

@@ -90,15 +90,15 @@ impl V6BlockIndex {
         })
     }
 
-    /// The smallest table that places `ranges`' blocks with headroom: at least
-    /// four entries per block and `V6_BLOCK_HEADROOM`, doubled until every
-    /// block lies within its probes.
-    pub fn fresh(ranges: &[Ipv6Net]) -> (u32, V6BlockIndex) {
+    /// The length of the smallest table that places `ranges`' blocks with
+    /// headroom: at least four entries per block and `V6_BLOCK_HEADROOM`,
+    /// doubled until every block lies within its probes.
+    pub fn capacity(ranges: &[Ipv6Net]) -> u32 {
         let blocks: BTreeSet<Ipv6Addr> = ranges.iter().map(|n| block_of(n.network())).collect();
         let mut len = (4 * blocks.len() as u32 + V6_BLOCK_HEADROOM).next_power_of_two();
         loop {
-            if let Ok(index) = V6BlockIndex::build(ranges.iter().copied(), None, len) {
-                return (len, index);
+            if V6BlockIndex::build(ranges.iter().copied(), None, len).is_ok() {
+                return len;
             }
             assert!(
                 len < V6_BLOCKS_MAX,
@@ -137,7 +137,7 @@ impl V6BlockIndex {
                 value.policy_id = range.policy_id;
                 value.dense_base = range.dense_base;
                 value.first_offset_host = first;
-                value.last_offset_host = first + ((1u32 << (128 - net.prefix_len())) - 1) as u16;
+                value.span_host = ((1u32 << (128 - net.prefix_len())) - 1) as u16;
             }
             entries.push((entry, value));
         }
@@ -219,7 +219,8 @@ mod tests {
                 IpNet::V4(_) => unreachable!(),
             })
             .collect();
-        let (len, index) = V6BlockIndex::fresh(&nets);
+        let len = V6BlockIndex::capacity(&nets);
+        let index = V6BlockIndex::build(nets, None, len).unwrap();
         assert_eq!(len, 128, "3 blocks: 4 x 3 + 64, to a power of two");
         assert_eq!(index.live.len(), 3);
         let entries = index.entries(ranges.iter().map(|(c, v)| (c, v)));
@@ -228,19 +229,16 @@ mod tests {
             (whole.state, whole.dense_base, whole.policy_id),
             (V6_BLOCK_DIRECT, 100, 7)
         );
-        assert_eq!(
-            (whole.first_offset_host, whole.last_offset_host),
-            (0, 0xffff)
-        );
+        assert_eq!((whole.first_offset_host, whole.span_host), (0, 0xffff));
         let part = lookup(&entries, len, "2001:db8::5:1ff").unwrap();
         assert_eq!(
             (
                 part.state,
                 part.dense_base,
                 part.first_offset_host,
-                part.last_offset_host
+                part.span_host
             ),
-            (V6_BLOCK_DIRECT, 70_000, 0x100, 0x1ff)
+            (V6_BLOCK_DIRECT, 70_000, 0x100, 0xff)
         );
         assert_eq!(
             lookup(&entries, len, "2001:db8::7:21").unwrap().state,
