@@ -28,8 +28,21 @@ pub const MAP_POLICY: &str = "VIP_POLICY";
 /// Per-CPU array of [`crate::RangeStats`], indexed by `RangeValue::range_id`.
 pub const MAP_RANGE_STATS: &str = "VIP_RANGE_STATS";
 /// CPU table (see [`CPU_TABLE_MAP_FLAGS`]) of [`crate::Verdicts`], one slot per
-/// address of every dense range; `SETTING_DENSE_STRIDE` slots per CPU.
+/// address of every dense range. Layouts 13 and older count in it; since 14 it
+/// is [`MAP_DENSE_COUNTS`], and this one is kept, frozen, by a datapath
+/// upgraded from 13 or older (the stats add its counts, slot by slot: dense
+/// slots keep their place across an upgrade), and made one page per CPU by a
+/// new one.
 pub const MAP_DENSE_STATS: &str = "VIP_DENSE_STATS";
+/// CPU table of [`crate::Counter`] (layout 14 on), one slot per address of
+/// every dense range and verdict: each CPU's stretch is its accepted half,
+/// then its dropped half (`GLOBAL_DENSE_DROPPED` on), each
+/// `SETTING_DENSE_STRIDE` slots long. A VIP's packets of one verdict touch 16
+/// bytes, four VIPs to a cache line, where a [`crate::Verdicts`] slot holds
+/// two: traffic that is mostly passed, or mostly dropped, needs half the
+/// cache a whole slot per VIP would (BENCHMARKS.md, "Issue 19, fourteenth
+/// session").
+pub const MAP_DENSE_COUNTS: &str = "VIP_DENSE_COUNTS";
 /// CPU table of [`crate::SparseSlot`]: per CPU, an open-addressing table (a power
 /// of two long, `SETTING_SPARSE_MASK` + 1, `SPARSE_PROBES` probes) of the VIPs of
 /// sparse ranges (IPv6, IPv4 wider than /16) that CPU has seen. Layouts 11 and
@@ -87,7 +100,7 @@ pub const MAP_NAME_PREFIX: &str = "VIP_";
 
 /// Every map the daemon pins, in pin order: `MAP_ATTACH_META` is last, so its pin
 /// marks a datapath that is fully set up.
-pub const PINNED_MAPS: [&str; 30] = [
+pub const PINNED_MAPS: [&str; 31] = [
     MAP_SETTINGS,
     MAP_INFO,
     MAP_SPARSE_CONTROL,
@@ -106,6 +119,7 @@ pub const PINNED_MAPS: [&str; 30] = [
     crate::MAP_V6_BLOCKS,
     MAP_RANGE_STATS,
     MAP_DENSE_STATS,
+    MAP_DENSE_COUNTS,
     MAP_SPARSE_STATS,
     MAP_SPARSE_HOT,
     MAP_SPARSE_COLD,
@@ -204,17 +218,22 @@ pub struct V4Slash24 {
     pub range_slot: u32,
     /// `V4_DIRECT_DENSE`, or 0: read the range from `MAP_RANGES`.
     pub direct: u32,
-    /// With `V4_DIRECT_DENSE`: the range's `policy_id`, and the slot in
-    /// `MAP_DENSE_STATS` of the /24's address .0 (its address .n is n slots on).
+    /// With `V4_DIRECT_DENSE`: the range's `policy_id`, and the dense slot
+    /// (`MAP_DENSE_COUNTS`) of the /24's address .0 (its address .n is n slots
+    /// on).
     pub policy_id: u32,
     pub dense_first: u32,
 }
 
 const _: () = assert!(size_of::<V4Slash24>() == 16);
 
-/// Global (read-only data) of the datapath object that the loader sets to
-/// `SETTING_DENSE_STRIDE`'s value: the programs read it instead of the map.
+/// Global (read-only data) of the datapath object that the loader sets to the
+/// length of each CPU's stretch of `MAP_DENSE_COUNTS` (both halves): the
+/// programs read it instead of a map.
 pub const GLOBAL_DENSE_STRIDE: &str = "VIP_DENSE_STRIDE";
+/// Global the loader sets to where the dropped half of a CPU's stretch of
+/// `MAP_DENSE_COUNTS` starts (`SETTING_DENSE_STRIDE`'s value).
+pub const GLOBAL_DENSE_DROPPED: &str = "VIP_DENSE_DROPPED";
 /// Global the loader sets to `SETTING_SPARSE_MASK`'s value, as above.
 pub const GLOBAL_SPARSE_MASK: &str = "VIP_SPARSE_MASK";
 /// Global the loader sets to the pinned or new `SparseControl::hash_kind`.
@@ -226,7 +245,10 @@ pub const GLOBAL_SPARSE_MULTIPLIERS: &str = "VIP_SPARSE_MULTIPLIERS";
 /// `MAP_SETTINGS` index: the sparse table's length per CPU minus one (a power of
 /// two minus one).
 pub const SETTING_SPARSE_MASK: u32 = 0;
-/// `MAP_SETTINGS` index: slots per CPU in `MAP_DENSE_STATS`.
+/// `MAP_SETTINGS` index: dense slots per CPU and verdict (each half of a CPU's
+/// stretch of `MAP_DENSE_COUNTS`; `MAP_DENSE_STATS`'s slots per CPU before
+/// layout 14). Written when a datapath is created, for inspection; read by
+/// nothing.
 pub const SETTING_DENSE_STRIDE: u32 = 1;
 /// `MAP_SETTINGS` index: the [`LAYOUT_VERSION`] of the binary that created the
 /// maps. The datapath never reads it; a restarted daemon does, before adopting
@@ -241,7 +263,7 @@ pub const SETTINGS: u32 = 4;
 /// Bumped whenever a map, a shared type or the meaning of a setting changes, so
 /// that a binary never adopts maps pinned by one it does not know. A binary
 /// upgrades a datapath of an older layout from [`OLDEST_UPGRADABLE`] on.
-pub const LAYOUT_VERSION: u32 = 13;
+pub const LAYOUT_VERSION: u32 = 14;
 
 /// The oldest layout this binary upgrades in place; it upgrades every one
 /// from this to `LAYOUT_VERSION - 1`.
@@ -253,7 +275,7 @@ pub const OLDEST_UPGRADABLE: u32 = 5;
 /// (`SparseControl::hash_kind`, padding before), which no older binary may
 /// adopt; an upgraded one keeps fmix. The upgrade's sync sets
 /// `MAP_RANGES_VERSION` and `MAP_SPARSE_TAG`.
-pub const MAPS_ADDED: [(u32, &[&str]); 7] = [
+pub const MAPS_ADDED: [(u32, &[&str]); 8] = [
     (6, &[MAP_INFO]),
     (7, &[MAP_SPARSE_CONTROL, MAP_PRESSURE, MAP_DECLARED]),
     (8, &[crate::MAP_PORTS]),
@@ -261,6 +283,7 @@ pub const MAPS_ADDED: [(u32, &[&str]); 7] = [
     (11, &[MAP_RANGES_VERSION]),
     (12, &[MAP_SPARSE_HOT, MAP_SPARSE_COLD, MAP_SPARSE_TAG]),
     (13, &[crate::MAP_V6_BLOCKS]),
+    (14, &[MAP_DENSE_COUNTS]),
 ];
 
 /// The maps a datapath of layout `version` lacks.
@@ -291,14 +314,14 @@ pub const SPARSE_PROBES: u32 = 8;
 /// IPv4 ranges of this prefix length or longer get a dense per-VIP index.
 pub const DENSE_MIN_PREFIX_V4: u8 = 16;
 
-/// `RangeValue::per_vip_mode`: per-VIP counters live in `MAP_DENSE_STATS`
+/// `RangeValue::per_vip_mode`: per-VIP counters live in `MAP_DENSE_COUNTS`
 /// (IPv4 ranges of `DENSE_MIN_PREFIX_V4` or longer; since layout 13 IPv6
 /// ranges of `crate::DENSE_MIN_PREFIX_V6` or longer that learn every VIP).
 pub const PER_VIP_DENSE: u32 = 1;
 /// `RangeValue::per_vip_mode`: per-VIP counters live in `MAP_SPARSE_STATS`.
 pub const PER_VIP_SPARSE: u32 = 2;
 /// `RangeValue::per_vip_mode`: a sparse range with declared VIPs. A declared VIP
-/// (in `MAP_DECLARED`) counts in its own slot of `MAP_DENSE_STATS`; any other
+/// (in `MAP_DECLARED`) counts in its own slot of `MAP_DENSE_COUNTS`; any other
 /// address counts as in `PER_VIP_SPARSE`.
 pub const PER_VIP_SPARSE_DECLARED: u32 = 3;
 /// `RangeValue::per_vip_mode`: only declared VIPs have rows; packets to any
@@ -313,7 +336,7 @@ pub struct RangeValue {
     pub range_id: u32,
     /// One of the `PER_VIP_*` modes.
     pub per_vip_mode: u32,
-    /// First slot of this range in `MAP_DENSE_STATS`: its addresses' slots for a
+    /// First slot of this range in `MAP_DENSE_COUNTS`: its addresses' slots for a
     /// dense range, its declared VIPs' for a sparse one.
     pub dense_base: u32,
     /// Dense ranges only: the range's IPv4 network address in host order, or
@@ -472,6 +495,7 @@ mod tests {
                 MAP_SPARSE_COLD,
                 MAP_SPARSE_TAG,
                 crate::MAP_V6_BLOCKS,
+                MAP_DENSE_COUNTS,
             ]
         );
         assert_eq!(since(9), since(10), "layout 10 added no map");
@@ -481,10 +505,12 @@ mod tests {
                 MAP_SPARSE_HOT,
                 MAP_SPARSE_COLD,
                 MAP_SPARSE_TAG,
-                crate::MAP_V6_BLOCKS
+                crate::MAP_V6_BLOCKS,
+                MAP_DENSE_COUNTS
             ]
         );
-        assert_eq!(since(12), [crate::MAP_V6_BLOCKS]);
+        assert_eq!(since(12), [crate::MAP_V6_BLOCKS, MAP_DENSE_COUNTS]);
+        assert_eq!(since(13), [MAP_DENSE_COUNTS]);
         assert!(since(LAYOUT_VERSION).is_empty());
         for (_, maps) in MAPS_ADDED {
             assert!(maps.iter().all(|map| PINNED_MAPS.contains(map)));

@@ -125,7 +125,7 @@ impl RangePressure {
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Pod, Zeroable)]
 pub struct DeclaredVip {
-    /// Its slot in `MAP_DENSE_STATS`, per CPU.
+    /// Its slot in `MAP_DENSE_COUNTS`, per CPU.
     pub dense_index: u32,
     /// The epoch of the range that declares it: an entry left by a replaced
     /// range does not match.

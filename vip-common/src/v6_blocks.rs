@@ -42,7 +42,7 @@ pub struct V6Block {
     pub state: u32,
     /// `V6_BLOCK_DIRECT`: the range's `policy_id`.
     pub policy_id: u32,
-    /// `V6_BLOCK_DIRECT`: the slot in `MAP_DENSE_STATS` of the range's first
+    /// `V6_BLOCK_DIRECT`: the slot in `MAP_DENSE_COUNTS` of the range's first
     /// address.
     pub dense_base: u32,
     /// `V6_BLOCK_DIRECT`: the range's first address's last two bytes, and its

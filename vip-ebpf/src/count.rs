@@ -22,8 +22,12 @@ use crate::lookup;
 
 #[map]
 static VIP_RANGE_STATS: PerCpuArray<RangeStats> = PerCpuArray::with_max_entries(1, 0);
+// Programs of layout 13 and older count in it; declared so that the object
+// creates it (one page per CPU on a new datapath) and an upgrade keeps it.
 #[map]
 static VIP_DENSE_STATS: Array<Verdicts> = Array::with_max_entries(1, CPU_TABLE_MAP_FLAGS);
+#[map]
+static VIP_DENSE_COUNTS: Array<Counter> = Array::with_max_entries(1, CPU_TABLE_MAP_FLAGS);
 // Programs of layout 11 and older count in it; declared so that the object
 // creates it (one page per CPU on a new datapath) and an upgrade keeps it.
 #[map]
@@ -50,12 +54,14 @@ static VIP_DECLARED: HashMap<VipAddr, DeclaredVip> = HashMap::with_max_entries(1
 #[map]
 static VIP_RANGES_VERSION: Array<u32> = Array::with_max_entries(1, 0);
 
-/// Slots per CPU of `VIP_DENSE_STATS` and the sparse table's mask, set by the
-/// loader from the layout (`vip_common::GLOBAL_*`; the same values are in
-/// `VIP_SETTINGS` for userspace). Fixed for the datapath's life, so a constant
-/// in the program's read-only data rather than a map lookup per packet.
+/// Slots per CPU of `VIP_DENSE_COUNTS` (both halves), where a CPU's dropped
+/// half starts, and the sparse table's mask, set by the loader from the layout
+/// (`vip_common::GLOBAL_*`). Fixed for the datapath's life, so constants in the
+/// program's read-only data rather than a map lookup per packet.
 #[unsafe(no_mangle)]
 static VIP_DENSE_STRIDE: u32 = 0;
+#[unsafe(no_mangle)]
+static VIP_DENSE_DROPPED: u32 = 0;
 #[unsafe(no_mangle)]
 static VIP_SPARSE_MASK: u32 = 0;
 /// `SparseControl::hash_kind` of the datapath, and for `SPARSE_HASH_MULTIPLY`
@@ -135,15 +141,26 @@ pub fn v4_hit(
     dense_hit(range.dense_base.wrapping_add(offset), bytes, drop)
 }
 
-/// Counts one packet in this CPU's slot `index` of the dense table.
+/// Counts one packet in this CPU's slot `index` of the dense table, in its
+/// accepted or dropped half.
 #[inline(always)]
 pub fn dense_hit(index: u32, bytes: u64, drop: bool) -> Result<(), MapInconsistent> {
     let stride = loader_constant(&VIP_DENSE_STRIDE);
-    let slot = VIP_DENSE_STATS
-        .get_ptr_mut(cpu().wrapping_mul(stride).wrapping_add(index))
+    let half = if drop {
+        loader_constant(&VIP_DENSE_DROPPED)
+    } else {
+        0
+    };
+    let slot = VIP_DENSE_COUNTS
+        .get_ptr_mut(
+            cpu()
+                .wrapping_mul(stride)
+                .wrapping_add(half)
+                .wrapping_add(index),
+        )
         .ok_or(MapInconsistent)?;
     // SAFETY: this CPU's slot, and XDP/TC programs do not nest on one CPU.
-    unsafe { (*slot).side(drop).add(bytes) };
+    unsafe { (*slot).add(bytes) };
     Ok(())
 }
 

@@ -13,8 +13,9 @@ use std::{
 use aya::maps::{Map, MapError};
 use nix::sys::mman::{mmap, munmap, MapFlags, ProtFlags};
 use vip_common::{
-    SparseCold, SparseHot, SparseSlot, Verdicts, VipAddr, CPU_TABLE_ALIGN, CPU_TABLE_MAP_FLAGS,
-    MAP_DENSE_STATS, MAP_SPARSE_COLD, MAP_SPARSE_HOT, MAP_SPARSE_STATS,
+    Counter, SparseCold, SparseHot, SparseSlot, Verdicts, VipAddr, CPU_TABLE_ALIGN,
+    CPU_TABLE_MAP_FLAGS, MAP_DENSE_COUNTS, MAP_DENSE_STATS, MAP_SPARSE_COLD, MAP_SPARSE_HOT,
+    MAP_SPARSE_STATS,
 };
 
 #[derive(Debug, thiserror::Error)]
@@ -161,6 +162,65 @@ impl<T> Drop for CpuTable<T> {
     }
 }
 
+/// The dense table of layout 14: each CPU's stretch of `MAP_DENSE_COUNTS` is
+/// its accepted half, then its dropped half; a slot's [`Verdicts`] are the two
+/// counters at the same index in each, plus what the table of layouts 13 and
+/// older (`MAP_DENSE_STATS`) holds at that slot: frozen with the counts it held
+/// on a datapath upgraded from one (dense slots keep their place across an
+/// upgrade), one page per CPU and empty on a new one.
+pub struct DenseTable {
+    counts: CpuTable<Counter>,
+    frozen: CpuTable<Verdicts>,
+}
+
+impl DenseTable {
+    pub fn open<'a>(
+        map: impl Fn(&'static str) -> Result<&'a Map, CpuTableError>,
+        writable: bool,
+    ) -> Result<DenseTable, CpuTableError> {
+        let counts = CpuTable::open(map(MAP_DENSE_COUNTS)?, MAP_DENSE_COUNTS, writable)?;
+        if counts.stride() % 2 != 0 {
+            return Err(CpuTableError::Layout {
+                map: MAP_DENSE_COUNTS,
+                what: format!("{} slots per CPU, not two halves", counts.stride()),
+            });
+        }
+        let frozen = CpuTable::open(map(MAP_DENSE_STATS)?, MAP_DENSE_STATS, writable)?;
+        Ok(DenseTable { counts, frozen })
+    }
+
+    pub fn cpus(&self) -> u32 {
+        self.counts.cpus()
+    }
+
+    /// Dense slots per CPU.
+    pub fn stride(&self) -> u32 {
+        self.counts.stride() / 2
+    }
+
+    /// CPU `cpu`'s counts of slot `index`, as they are now.
+    pub fn get(&self, cpu: u32, index: u32) -> Verdicts {
+        let mut verdicts = Verdicts {
+            accepted: self.counts.get(cpu, index),
+            dropped: self.counts.get(cpu, self.stride() + index),
+        };
+        if index < self.frozen.stride() {
+            verdicts.merge(&self.frozen.get(cpu, index));
+        }
+        verdicts
+    }
+
+    /// Zeroes slot `index` on every CPU, in both tables; as [`CpuTable::zero`].
+    pub fn zero(&mut self, index: u32) {
+        let dropped = self.stride() + index;
+        self.counts.zero(index);
+        self.counts.zero(dropped);
+        if index < self.frozen.stride() {
+            self.frozen.zero(index);
+        }
+    }
+}
+
 /// One slot of the sparse table, its hot and cold halves read together.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct SparseRow {
@@ -237,7 +297,7 @@ impl SparseRow {
 /// The per-VIP counter tables, mapped once and kept: mapping one costs time
 /// in proportion to its size.
 pub struct CounterTables {
-    pub dense: CpuTable<Verdicts>,
+    pub dense: DenseTable,
     pub sparse: SparseTable,
     /// The sparse table of layouts 11 and older (`MAP_SPARSE_STATS`): frozen
     /// with the counts it held on a datapath upgraded from one, one page per
@@ -252,7 +312,7 @@ impl CounterTables {
     ) -> Result<CounterTables, CpuTableError> {
         let open = |name| map(name).ok_or(CpuTableError::Missing { map: name });
         Ok(CounterTables {
-            dense: CpuTable::open(open(MAP_DENSE_STATS)?, MAP_DENSE_STATS, writable)?,
+            dense: DenseTable::open(open, writable)?,
             sparse: SparseTable {
                 hot: CpuTable::open(open(MAP_SPARSE_HOT)?, MAP_SPARSE_HOT, false)?,
                 cold: CpuTable::open(open(MAP_SPARSE_COLD)?, MAP_SPARSE_COLD, false)?,

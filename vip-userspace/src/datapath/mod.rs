@@ -23,18 +23,19 @@ use aya::{
 };
 
 use vip_common::{
-    AttachMeta, SparseControl, SparseSlot, CPU_TABLE_ALIGN, GLOBAL_DENSE_STRIDE,
-    GLOBAL_SPARSE_HASH_KIND, GLOBAL_SPARSE_MASK, GLOBAL_SPARSE_MULTIPLIERS, GLOBAL_V6_BLOCK_MASK,
-    MAP_ATTACH_META, MAP_DECAP, MAP_DECLARED, MAP_DELIVERED, MAP_DENSE_STATS, MAP_POLICY,
-    MAP_PORTS, MAP_PRESSURE, MAP_RANGES, MAP_RANGE_META, MAP_RANGE_STATS, MAP_SPARSE_COLD,
-    MAP_SPARSE_HOT, MAP_SPARSE_STATS, MAP_STEER, MAP_STEER_SOCKETS, MAP_STEER_STATS, MAP_V4_L2,
-    MAP_V4_RANGES, MAP_V4_SLASH24, MAP_V6_BLOCKS, MAP_V6_RANGES, PINNED_MAPS, PROG_TC, PROG_XDP,
-    SK_LOOKUP_LINK_PIN, V4_L2_BLOCK,
+    AttachMeta, SparseControl, SparseSlot, Verdicts, CPU_TABLE_ALIGN, GLOBAL_DENSE_DROPPED,
+    GLOBAL_DENSE_STRIDE, GLOBAL_SPARSE_HASH_KIND, GLOBAL_SPARSE_MASK, GLOBAL_SPARSE_MULTIPLIERS,
+    GLOBAL_V6_BLOCK_MASK, MAP_ATTACH_META, MAP_DECAP, MAP_DECLARED, MAP_DELIVERED,
+    MAP_DENSE_COUNTS, MAP_DENSE_STATS, MAP_POLICY, MAP_PORTS, MAP_PRESSURE, MAP_RANGES,
+    MAP_RANGE_META, MAP_RANGE_STATS, MAP_SPARSE_COLD, MAP_SPARSE_HOT, MAP_SPARSE_STATS, MAP_STEER,
+    MAP_STEER_SOCKETS, MAP_STEER_STATS, MAP_V4_L2, MAP_V4_RANGES, MAP_V4_SLASH24, MAP_V6_BLOCKS,
+    MAP_V6_RANGES, PINNED_MAPS, PROG_TC, PROG_XDP, SK_LOOKUP_LINK_PIN, V4_L2_BLOCK,
 };
 
-/// Slots per CPU of `MAP_SPARSE_STATS` on a new datapath: one page, as a CPU
-/// table needs at least.
+/// Slots per CPU of `MAP_SPARSE_STATS` and `MAP_DENSE_STATS` on a new
+/// datapath: one page, as a CPU table needs at least.
 const FROZEN_SLOTS_PER_CPU: u32 = CPU_TABLE_ALIGN / size_of::<SparseSlot>() as u32;
+const FROZEN_DENSE_SLOTS_PER_CPU: u32 = CPU_TABLE_ALIGN / size_of::<Verdicts>() as u32;
 
 pub use adopt::{adopt, AdoptError};
 use attach::Programs;
@@ -421,11 +422,13 @@ fn open(
             .collect(),
         None => Vec::new(),
     };
-    let (stride, mask) = (layout.dense_stride(), layout.sparse_slots - 1);
+    let (dropped, mask) = (layout.dense_half(), layout.sparse_slots - 1);
+    let stride = dropped * 2;
     let v6_block_mask = capacity.v6_blocks - 1;
     let mut loader = EbpfLoader::new();
     loader
         .override_global(GLOBAL_DENSE_STRIDE, &stride, true)
+        .override_global(GLOBAL_DENSE_DROPPED, &dropped, true)
         .override_global(GLOBAL_SPARSE_MASK, &mask, true)
         .override_global(GLOBAL_SPARSE_HASH_KIND, &hash_kind, true)
         .override_global(GLOBAL_SPARSE_MULTIPLIERS, &multipliers, true)
@@ -442,12 +445,13 @@ fn open(
         .map_max_entries(MAP_PRESSURE, capacity.ranges)
         .map_max_entries(MAP_DECLARED, capacity.declared.max(1))
         .map_max_entries(MAP_RANGE_META, capacity.ranges)
-        .map_max_entries(MAP_DENSE_STATS, layout.dense_stride() * cpus)
+        .map_max_entries(MAP_DENSE_COUNTS, stride * cpus)
         .map_max_entries(MAP_SPARSE_HOT, layout.sparse_slots * cpus)
         .map_max_entries(MAP_SPARSE_COLD, layout.sparse_slots * cpus)
-        // Pinned, an upgraded datapath's table keeps its size (aya uses a pin
-        // as it is); a new datapath's is never written.
+        // Pinned, an upgraded datapath's tables keep their size (aya uses a
+        // pin as it is); a new datapath's are never written.
         .map_max_entries(MAP_SPARSE_STATS, FROZEN_SLOTS_PER_CPU * cpus)
+        .map_max_entries(MAP_DENSE_STATS, FROZEN_DENSE_SLOTS_PER_CPU * cpus)
         .map_max_entries(MAP_ATTACH_META, interfaces.len().max(1) as u32)
         .map_max_entries(MAP_DECAP, max_ifindex + 1)
         .map_max_entries(MAP_STEER, capacity.steers)

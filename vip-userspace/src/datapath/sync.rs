@@ -100,7 +100,7 @@ fn write(maps: &mut Maps, old: Option<&Layout>, new: &Layout) -> Result<(), Data
             SETTING_SPARSE_MASK,
             new.sparse_slots - 1,
         )?;
-        set(maps, MAP_SETTINGS, SETTING_DENSE_STRIDE, new.dense_stride())?;
+        set(maps, MAP_SETTINGS, SETTING_DENSE_STRIDE, new.dense_half())?;
         set(maps, MAP_SETTINGS, SETTING_LAYOUT_VERSION, LAYOUT_VERSION)?;
         set(maps, MAP_SETTINGS, SETTING_NETNS_INODE, netns_inode())?;
     }

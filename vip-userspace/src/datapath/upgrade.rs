@@ -4,15 +4,19 @@
 //! BPF_LINK_UPDATE: nothing is detached, and the host state is not touched.
 //!
 //! An older layout lacks the maps later ones added (`vip_common::MAPS_ADDED`):
-//! they are created fresh and pinned only once every link runs the new programs. The layout version in
+//! they are created fresh and pinned only once every link runs the new
+//! programs, when the sync has filled them; but a table of counts only
+//! ([`PINNED_AT_ONCE`]) is pinned as soon as it exists, so that what the new
+//! programs count in it before a crash stays for the next start, which uses a
+//! pinned map as it is. The layout version in
 //! `VIP_SETTINGS` moves last, so a crash at any step leaves a datapath that
 //! counts (old programs, new ones, or a mix on several interfaces, all on the
 //! same maps) and that the next start upgrades again.
 
 use aya::maps::Array;
 use vip_common::{
-    LAYOUT_VERSION, MAP_PORTS, MAP_SETTINGS, MAP_SPARSE_CONTROL, MAP_V4_SLASH24, PROG_SK_LOOKUP,
-    PROG_TC, PROG_XDP, SETTING_LAYOUT_VERSION, SK_LOOKUP_LINK_PIN,
+    LAYOUT_VERSION, MAP_DENSE_COUNTS, MAP_PORTS, MAP_SETTINGS, MAP_SPARSE_CONTROL, MAP_V4_SLASH24,
+    PROG_SK_LOOKUP, PROG_TC, PROG_XDP, SETTING_LAYOUT_VERSION, SK_LOOKUP_LINK_PIN,
 };
 
 use super::{
@@ -22,6 +26,9 @@ use super::{
     sparse_control, steering, sync, AttachMode, Datapath, DatapathError, Loaded, EBPF_OBJECT,
 };
 use crate::{fault, layout::Layout};
+
+/// Maps a layout added that hold counts only: a fresh one is complete.
+const PINNED_AT_ONCE: [&str; 1] = [MAP_DENSE_COUNTS];
 
 /// The pinned datapath in `pins` (with `attachments` and its sk_lookup link),
 /// moved from `previous` to `layout` and running this binary's programs.
@@ -48,6 +55,9 @@ pub(super) fn upgrade(
     // Verified before any map changes: a program the kernel refuses leaves
     // the running datapath exactly as it was.
     let mut loaded = Loaded::verify(ebpf, maps)?;
+    for &name in missing.iter().filter(|name| PINNED_AT_ONCE.contains(name)) {
+        pins.pin_map(name, loaded.datapath.map(name)?)?;
+    }
     fault::at("upgrade-loaded");
     if missing.contains(&MAP_PORTS) {
         // Before any program reads it: the bitmaps of the lists the sync
@@ -95,7 +105,7 @@ pub(super) fn upgrade(
     fault::at("upgrade-replaced");
     let mut datapath = loaded.datapath;
     build::record(&mut datapath.maps, EBPF_OBJECT, upgrades + 1)?;
-    for &name in missing {
+    for &name in missing.iter().filter(|name| !PINNED_AT_ONCE.contains(name)) {
         pins.pin_map(name, datapath.map(name)?)?;
     }
     fault::at("upgrade-committing");

@@ -4,7 +4,7 @@
 use ipnet::IpNet;
 use serde::{Deserialize, Serialize};
 use vip_common::{
-    cpu_table_stride, DecapConfig, RangeMeta, RangePolicy, RangeValue, SteerKey, Verdicts,
+    cpu_table_stride, Counter, DecapConfig, RangeMeta, RangePolicy, RangeValue, SteerKey,
     FAMILY_V4, FAMILY_V6, PER_VIP_DENSE, POLICY_ENFORCED, POLICY_NONE,
 };
 
@@ -147,9 +147,10 @@ pub struct Layout {
 }
 
 impl Layout {
-    /// Slots per CPU of `MAP_DENSE_STATS`.
-    pub fn dense_stride(&self) -> u32 {
-        cpu_table_stride(self.capacity.dense_slots, size_of::<Verdicts>() as u32)
+    /// Dense slots per CPU and verdict: the length of each half of a CPU's
+    /// stretch of `MAP_DENSE_COUNTS`, whole pages.
+    pub fn dense_half(&self) -> u32 {
+        cpu_table_stride(self.capacity.dense_slots, size_of::<Counter>() as u32)
     }
 
     /// The entries of `MAP_V4_SLASH24`, derived from the index and the ranges.

@@ -20,7 +20,7 @@ use super::{
 };
 use crate::datapath::{
     batch::{self, BatchError, Rows},
-    cpu_table::CpuTable,
+    cpu_table::DenseTable,
     interface_name,
     maps::{Maps, MapsError},
     sparse_control, AttachMode, DatapathError,
@@ -188,7 +188,7 @@ fn meta_name(meta: &RangeMeta) -> String {
 
 fn range_report(
     counters: &RangeCounters,
-    dense: &CpuTable<Verdicts>,
+    dense: &DenseTable,
     range_id: u32,
     meta: &RangeMeta,
     cidr: IpNet,
