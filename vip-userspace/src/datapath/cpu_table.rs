@@ -200,6 +200,7 @@ impl DenseTable {
 
     /// CPU `cpu`'s counts of slot `index`, as they are now.
     pub fn get(&self, cpu: u32, index: u32) -> Verdicts {
+        assert!(index < self.stride(), "slot out of the table");
         let mut verdicts = Verdicts {
             accepted: self.counts.get(cpu, index),
             dropped: self.counts.get(cpu, self.stride() + index),
@@ -212,6 +213,7 @@ impl DenseTable {
 
     /// Zeroes slot `index` on every CPU, in both tables; as [`CpuTable::zero`].
     pub fn zero(&mut self, index: u32) {
+        assert!(index < self.stride(), "slot out of the table");
         let dropped = self.stride() + index;
         self.counts.zero(index);
         self.counts.zero(dropped);
