@@ -146,7 +146,7 @@ pub fn v4_hit(
 #[inline(always)]
 pub fn dense_hit(index: u32, bytes: u64, drop: bool) -> Result<(), MapInconsistent> {
     let stride = loader_constant(&VIP_DENSE_STRIDE);
-    let half = if drop {
+    let verdict_half = if drop {
         loader_constant(&VIP_DENSE_DROPPED)
     } else {
         0
@@ -155,7 +155,7 @@ pub fn dense_hit(index: u32, bytes: u64, drop: bool) -> Result<(), MapInconsiste
         .get_ptr_mut(
             cpu()
                 .wrapping_mul(stride)
-                .wrapping_add(half)
+                .wrapping_add(verdict_half)
                 .wrapping_add(index),
         )
         .ok_or(MapInconsistent)?;
