@@ -24,6 +24,10 @@ datapath change alone, without a second tree.
 
     tools/ab-vip.py --objects --rounds 10 --only IPv4 /tmp/before.o /tmp/after.o
 
+A throwaway object that counts differently (or not at all) fails vip-bench's
+check of vip_xdp's counts; --unchecked-counts (with --objects) passes
+vip-bench's own flag of that name.
+
 With --profile N (BPF_PROG_TEST_RUN, one case: --only must match one), each run
 times N repetitions under `perf record -a` and reports vip_xdp's samples over
 the samples of the test-run loop's own functions (bpf_test_run,
@@ -56,10 +60,11 @@ def bench_tree(build, objects):
     return build, None
 
 
-def once(build, e2e, only, objects):
+def once(build, e2e, only, objects, unchecked):
     tree, env = bench_tree(build, objects)
     binary = f"{tree}/target/release/{'vip-e2e' if e2e else 'vip-bench'}"
     args = ["--only", only, "--runs", "1"] + (["--seconds", "2"] if e2e else [])
+    args += ["--unchecked-counts"] if unchecked else []
     out = subprocess.run(
         [binary] + args, check=True, capture_output=True, text=True, env=env
     ).stdout
@@ -71,12 +76,13 @@ def once(build, e2e, only, objects):
 LOOP = {"bpf_test_run", "bpf_test_timer_continue", "__local_bh_enable_ip"}
 
 
-def profiled(build, only, objects, repeat):
+def profiled(build, only, objects, repeat, unchecked):
     """vip_xdp's perf samples over the test-run loop's, while vip_xdp ran."""
     tree, env = bench_tree(build, objects)
     data = "/tmp/ab-vip.perf.data"
     bench = [f"{tree}/target/release/vip-bench", "--only", only,
              "--repeat", str(repeat), "--runs", "1"]
+    bench += ["--unchecked-counts"] if unchecked else []
     subprocess.run(["perf", "record", "-q", "-a", "-o", data, "--"] + bench,
                    check=True, capture_output=True, env=env)
     script = subprocess.run(["perf", "script", "-i", data, "-F", "time,ip,sym"],
@@ -102,6 +108,9 @@ def main():
                         help="BEFORE and AFTER are bench objects, not trees")
     parser.add_argument("--profile", type=int, metavar="REPEAT",
                         help="compare vip_xdp's share of perf samples, REPEAT repetitions a run")
+    parser.add_argument("--unchecked-counts", action="store_true",
+                        help="vip-bench does not check vip_xdp's counts (throwaway "
+                             "objects that count differently; with --objects)")
     parser.add_argument("before")
     parser.add_argument("after")
     args = parser.parse_args()
@@ -109,6 +118,8 @@ def main():
         parser.error("--objects times BPF_PROG_TEST_RUN cases only")
     if args.profile and args.e2e:
         parser.error("--profile times BPF_PROG_TEST_RUN cases only")
+    if args.unchecked_counts and not args.objects:
+        parser.error("--unchecked-counts is for --objects")
     results = {}
     for round_ in range(args.rounds):
         order = ["before", "after", "after", "before"]
@@ -117,9 +128,11 @@ def main():
         for which in order:
             build = getattr(args, which)
             if args.profile:
-                figures = profiled(build, args.only, args.objects, args.profile)
+                figures = profiled(build, args.only, args.objects, args.profile,
+                                   args.unchecked_counts)
             else:
-                figures = once(build, args.e2e, args.only, args.objects)
+                figures = once(build, args.e2e, args.only, args.objects,
+                               args.unchecked_counts)
             for case, value in figures.items():
                 results.setdefault(case, {}).setdefault(which, []).append(value)
     unit = "Mpps" if args.e2e else "sample share" if args.profile else "ns added"

@@ -16,7 +16,8 @@ As root, after `cargo xtask bench -- --only nothing`:
     tools/bpf-annotate.py --object /tmp/after.o --min 50 "denied port" vip_xdp
 
 --object times another bench object (a throwaway build, as `tools/ab-vip.py
---objects` does); --baseline another vip-baseline object.
+--objects` does), --unchecked-counts if it counts differently; --baseline
+another vip-baseline object.
 """
 import argparse
 import collections
@@ -34,12 +35,13 @@ SAMPLE = re.compile(r"bpf_prog_[0-9a-f]+_(\w+)\+0x([0-9a-f]+)$")
 INSTRUCTION = re.compile(r"^\s*([0-9a-f]+):\t")
 
 
-def profile(case, repeat, env, program, code):
+def profile(case, repeat, env, program, code, unchecked):
     """Runs the case under perf while dumping `program`'s code to `code`
     once it is loaded; returns the samples per offset and the run's output."""
     data = os.path.join(os.path.dirname(code), "perf.data")
     bench = [f"{TREE}/target/release/vip-bench", "--only", case,
              "--repeat", str(repeat), "--runs", "1"]
+    bench += ["--unchecked-counts"] if unchecked else []
     run = subprocess.Popen(["perf", "record", "-F", str(FREQUENCY), "-q", "-a", "-o", data,
                             "--"] + bench, env=env, stdout=subprocess.PIPE,
                            stderr=subprocess.STDOUT, text=True)
@@ -74,6 +76,9 @@ def main():
     parser.add_argument("--min", type=int, default=30, help="samples to show an instruction")
     parser.add_argument("--object", help="the vip bench object to time")
     parser.add_argument("--baseline", help="the vip-baseline object to time")
+    parser.add_argument("--unchecked-counts", action="store_true",
+                        help="vip-bench does not check vip_xdp's counts (an --object "
+                             "that counts differently)")
     parser.add_argument("case", help="a vip-bench case label, or text only it contains")
     parser.add_argument("program", help="a program's name: vip_xdp, floor_v4_count, ...")
     args = parser.parse_args()
@@ -84,7 +89,8 @@ def main():
         args.object or f"{TREE}/target/ebpf-bench/bpfel-unknown-none/release/vip-ebpf")
     with tempfile.TemporaryDirectory() as work:
         code = os.path.join(work, "code.bin")
-        samples, _ = profile(args.case, args.repeat, env, args.program, code)
+        samples, _ = profile(args.case, args.repeat, env, args.program, code,
+                             args.unchecked_counts)
         listing = subprocess.run(["objdump", "-D", "-b", "binary", "-mi386:x86-64", code],
                                  check=True, capture_output=True, text=True).stdout
     total = sum(samples.values())
