@@ -37,7 +37,7 @@ INSTRUCTION = re.compile(r"^\s*([0-9a-f]+):\t")
 
 def profile(case, repeat, env, program, code, unchecked):
     """Runs the case under perf while dumping `program`'s code to `code`
-    once it is loaded; returns the samples per offset and the run's output."""
+    once it is loaded; returns the samples per offset."""
     data = os.path.join(os.path.dirname(code), "perf.data")
     bench = [f"{TREE}/target/release/vip-bench", "--only", case,
              "--repeat", str(repeat), "--runs", "1"]
@@ -66,7 +66,7 @@ def profile(case, repeat, env, program, code, unchecked):
         m = SAMPLE.search(line.strip())
         if m and m[1] == program:
             samples[int(m[2], 16)] += 1
-    return samples, "".join(output)
+    return samples
 
 
 def main():
@@ -89,7 +89,7 @@ def main():
         args.object or f"{TREE}/target/ebpf-bench/bpfel-unknown-none/release/vip-ebpf")
     with tempfile.TemporaryDirectory() as work:
         code = os.path.join(work, "code.bin")
-        samples, _ = profile(args.case, args.repeat, env, args.program, code,
+        samples = profile(args.case, args.repeat, env, args.program, code,
                              args.unchecked_counts)
         listing = subprocess.run(["objdump", "-D", "-b", "binary", "-mi386:x86-64", code],
                                  check=True, capture_output=True, text=True).stdout

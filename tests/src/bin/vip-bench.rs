@@ -220,16 +220,14 @@ fn main() -> ExitCode {
             ExitCode::SUCCESS
         };
     }
+    let counts = if args.unchecked_counts {
+        Counts::Unchecked
+    } else {
+        Counts::Checked
+    };
     let results: Vec<Measurement> = cases(&args)
         .into_iter()
-        .map(|case| {
-            let counts = if args.unchecked_counts {
-                Counts::Unchecked
-            } else {
-                Counts::Checked
-            };
-            measure(case, args.runs, args.repeat, counts)
-        })
+        .map(|case| measure(case, args.runs, args.repeat, counts))
         .collect();
     let table = render(&results, &args);
     print!("{table}");
