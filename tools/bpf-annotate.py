@@ -14,6 +14,7 @@ As root, after `cargo xtask bench -- --only nothing`:
 
     tools/bpf-annotate.py "1 range(s), IPv4" vip_xdp
     tools/bpf-annotate.py --object /tmp/after.o --min 50 "denied port" vip_xdp
+    tools/bpf-annotate.py decap bench_vip_xdp_decap   # the decap harness's program
 
 --object times another bench object (a throwaway build, as `tools/ab-vip.py
 --objects` does), --unchecked-counts if it counts differently; --baseline
@@ -32,6 +33,7 @@ import time
 TREE = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 FREQUENCY = 4000
 SAMPLE = re.compile(r"bpf_prog_[0-9a-f]+_(\w+)\+0x([0-9a-f]+)$")
+BPF_OBJ_NAME_MAX = 15
 INSTRUCTION = re.compile(r"^\s*([0-9a-f]+):\t")
 
 
@@ -51,7 +53,10 @@ def profile(case, repeat, env, program, code, unchecked):
     dumped = False
     while run.poll() is None and not dumped:
         time.sleep(0.5)
-        dumped = subprocess.run([sys.executable, f"{TREE}/tools/bpf-jited.py", program, code],
+        # bpf_prog_info holds the name cut to BPF_OBJ_NAME_LEN - 1 bytes;
+        # kallsyms, which perf's samples name, holds it whole.
+        dumped = subprocess.run([sys.executable, f"{TREE}/tools/bpf-jited.py",
+                                 program[:BPF_OBJ_NAME_MAX], code],
                                 capture_output=True).returncode == 0
     run.wait()
     reader.join()
