@@ -13,12 +13,13 @@ use vip_common::{
     MAP_POLICY, MAP_PORTS, MAP_PRESSURE, MAP_RANGES, MAP_RANGES_VERSION, MAP_RANGE_META,
     MAP_RANGE_STATS, MAP_SETTINGS, MAP_STEER, MAP_STEERED_VIPS, MAP_STEER_STATS, MAP_V4_L1,
     MAP_V4_L2, MAP_V4_RANGES, MAP_V4_SLASH24, MAP_V6_BLOCKS, MAP_V6_RANGES, SETTING_DENSE_STRIDE,
-    SETTING_LAYOUT_VERSION, SETTING_NETNS_INODE, SETTING_SPARSE_MASK, V6_BLOCK_DIRECT,
-    V6_BLOCK_LPM,
+    SETTING_LAYOUT_VERSION, SETTING_NETNS_INODE, SETTING_SPARSE_MASK,
 };
 
 use super::{maps::Maps, sparse_control, DatapathError};
-use crate::layout::{port_bitmap, DecapEntry, Layout, RangeSlot, SteerSlot};
+use crate::layout::{
+    block_writes, port_bitmap, slash24_writes, DecapEntry, Layout, RangeSlot, SteerSlot,
+};
 
 fn map_err(map: &'static str) -> impl Fn(MapError) -> DatapathError {
     move |source| DatapathError::Map { map, source }
@@ -363,8 +364,8 @@ fn sync_index(maps: &mut Maps, old: Option<&Layout>, new: &Layout) -> Result<(),
     let new_24 = |i: usize| new_24s.get(i).copied().unwrap_or_default();
     let len = old_l2.len().max(new_l2.len());
     for i in (0..len).filter(|&i| new_at(i) != 0) {
-        if new_24(i) != old_24(i) {
-            set(maps, MAP_V4_SLASH24, i as u32, new_24(i))?;
+        for entry in slash24_writes(old_24(i), new_24(i)) {
+            set(maps, MAP_V4_SLASH24, i as u32, entry)?;
         }
         if new_at(i) != old_at(i) {
             set(maps, MAP_V4_L2, i as u32, new_at(i))?;
@@ -378,17 +379,18 @@ fn sync_index(maps: &mut Maps, old: Option<&Layout>, new: &Layout) -> Result<(),
     }
     for i in (0..len).filter(|&i| new_at(i) == 0 && old_at(i) != 0) {
         set(maps, MAP_V4_L2, i as u32, 0u32)?;
-        set(maps, MAP_V4_SLASH24, i as u32, V4Slash24::default())?;
+        for entry in slash24_writes(old_24(i), V4Slash24::default()) {
+            set(maps, MAP_V4_SLASH24, i as u32, entry)?;
+        }
     }
     Ok(())
 }
 
-/// Entries of `MAP_V6_BLOCKS` that gain or change a value. An entry that
-/// takes a new block is written twice, first with the new contents under its
-/// old state (empty or removed: a lookup passes it by), then with the new
-/// state, so that no lookup takes a half-written prefix for its block. A
-/// packet to a dense range whose block is not (yet, or any more) in the
-/// table finds the range in the trie and counts in the same dense slot.
+/// Entries of `MAP_V6_BLOCKS` that gain or change a value, each through the
+/// steps of [`block_writes`], so that no lookup takes a half-written entry
+/// for its block. A packet to a dense range whose block is not (yet, or any
+/// more) in the table, or whose entry says "ask the trie", finds the range in
+/// the trie and counts in the same dense slot.
 fn sync_v6_blocks(
     maps: &mut Maps,
     old: Option<&Layout>,
@@ -401,18 +403,9 @@ fn sync_v6_blocks(
         .collect();
     for (entry, value) in new.v6_blocks() {
         let before = old_entries.get(&entry).copied().unwrap_or_default();
-        if before == value {
-            continue;
+        for step in block_writes(before, value) {
+            set(maps, MAP_V6_BLOCKS, entry, step)?;
         }
-        let live = |state| matches!(state, V6_BLOCK_DIRECT | V6_BLOCK_LPM);
-        if live(value.state) && !(live(before.state) && before.prefix_be == value.prefix_be) {
-            let hidden = V6Block {
-                state: before.state,
-                ..value
-            };
-            set(maps, MAP_V6_BLOCKS, entry, hidden)?;
-        }
-        set(maps, MAP_V6_BLOCKS, entry, value)?;
     }
     Ok(())
 }

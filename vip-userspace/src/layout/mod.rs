@@ -13,6 +13,7 @@ use crate::config::{Config, Steer};
 mod encode;
 mod file;
 mod pod_hex;
+mod rewrite;
 mod v4_index;
 mod v6_blocks;
 
@@ -20,6 +21,7 @@ pub use encode::{
     decap_flags, dense_len, encap_flag, is_dense, port_bitmap, range_policy, sparse_mode,
 };
 pub use file::LayoutFile;
+pub use rewrite::{block_writes, slash24_writes};
 pub use v4_index::V4Index;
 pub use v6_blocks::V6BlockIndex;
 
