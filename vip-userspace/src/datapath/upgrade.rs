@@ -5,18 +5,19 @@
 //!
 //! An older layout lacks the maps later ones added (`vip_common::MAPS_ADDED`):
 //! they are created fresh and pinned only once every link runs the new
-//! programs, when the sync has filled them; but a table of counts only
-//! ([`PINNED_AT_ONCE`]) is pinned as soon as it exists, so that what the new
-//! programs count in it before a crash stays for the next start, which uses a
-//! pinned map as it is. The layout version in
+//! programs, when the sync has filled them; but the tables of counts and the
+//! sparse tag word ([`PINNED_AT_ONCE`]) are pinned as soon as they exist, so
+//! that what the new programs write in them before a crash stays for the
+//! next start, which uses a pinned map as it is. The layout version in
 //! `VIP_SETTINGS` moves last, so a crash at any step leaves a datapath that
 //! counts (old programs, new ones, or a mix on several interfaces, all on the
 //! same maps) and that the next start upgrades again.
 
 use aya::maps::Array;
 use vip_common::{
-    LAYOUT_VERSION, MAP_DENSE_COUNTS, MAP_PORTS, MAP_SETTINGS, MAP_SPARSE_CONTROL, MAP_V4_SLASH24,
-    PROG_SK_LOOKUP, PROG_TC, PROG_XDP, SETTING_LAYOUT_VERSION, SK_LOOKUP_LINK_PIN,
+    LAYOUT_VERSION, MAP_DENSE_COUNTS, MAP_PORTS, MAP_PRESSURE, MAP_SETTINGS, MAP_SPARSE_COLD,
+    MAP_SPARSE_CONTROL, MAP_SPARSE_HOT, MAP_SPARSE_TAG, MAP_V4_SLASH24, PROG_SK_LOOKUP, PROG_TC,
+    PROG_XDP, SETTING_LAYOUT_VERSION, SK_LOOKUP_LINK_PIN,
 };
 
 use super::{
@@ -27,8 +28,19 @@ use super::{
 };
 use crate::{fault, layout::Layout};
 
-/// Maps a layout added that hold counts only: a fresh one is complete.
-const PINNED_AT_ONCE: [&str; 1] = [MAP_DENSE_COUNTS];
+/// Maps a layout added that the new programs write from the first link
+/// replaced on, and that are complete when fresh: the counter tables, and
+/// the tag word their sparse slots are stamped with. A crash before the
+/// upgrade ends must leave them pinned: the counts would be lost, and a
+/// fresh tag map would start again at a word those slots already hold, so
+/// that they would vouch for their VIPs under the old ranges.
+const PINNED_AT_ONCE: [&str; 5] = [
+    MAP_DENSE_COUNTS,
+    MAP_SPARSE_HOT,
+    MAP_SPARSE_COLD,
+    MAP_PRESSURE,
+    MAP_SPARSE_TAG,
+];
 
 /// The pinned datapath in `pins` (with `attachments` and its sk_lookup link),
 /// moved from `previous` to `layout` and running this binary's programs.
