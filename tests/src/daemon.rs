@@ -22,6 +22,23 @@ pub fn number(v: &serde_json::Value, key: &str) -> u64 {
         .unwrap_or_else(|| panic!("{key} is not a number in {v}"))
 }
 
+/// (address, accepted packets, dropped packets) of each VIP row of one range
+/// of `vip stats --json`, in the report's order.
+pub fn vip_verdicts(range: &serde_json::Value) -> Vec<(std::net::IpAddr, u64, u64)> {
+    range["vips"]
+        .as_array()
+        .unwrap_or_else(|| panic!("no vips in {range}"))
+        .iter()
+        .map(|v| {
+            (
+                v["addr"].as_str().unwrap().parse().unwrap(),
+                number(v, "packets"),
+                number(v, "dropped_packets"),
+            )
+        })
+        .collect()
+}
+
 /// The `vip` binary under test: `$VIP_BIN`, else the workspace's release build.
 pub fn vip_bin() -> PathBuf {
     let path = std::env::var_os("VIP_BIN")
@@ -161,6 +178,29 @@ impl Instance {
     /// `vip stats --json`, parsed.
     pub fn stats_json(&self, ns: &Netns) -> serde_json::Value {
         serde_json::from_str(&self.vip_ok(ns, &["stats", "--json"])).expect("vip stats prints JSON")
+    }
+
+    /// `vip stats --json` once the datapath has counted exactly `packets`
+    /// frames in all (veth delivers through NAPI, after sendto has returned);
+    /// panics if it counts more, or fewer within 10 s. Needs no daemon.
+    pub fn stats_once_counted(&self, ns: &Netns, packets: u64) -> serde_json::Value {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let stats = self.stats_json(ns);
+            let seen = number(&stats["global"], "packets");
+            assert!(
+                seen <= packets,
+                "more frames counted than sent: {seen} > {packets}"
+            );
+            if seen == packets {
+                return stats;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "{seen} of {packets} frames counted in 10 s:\n{stats:#}"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
     }
 }
 
@@ -339,27 +379,9 @@ impl<'a> Daemon<'a> {
         self.instance.stats_json(self.ns)
     }
 
-    /// `vip stats --json` once the datapath has counted exactly `packets`
-    /// frames in all (veth delivers through NAPI, after sendto has returned);
-    /// panics if it counts more, or fewer within 10 s.
+    /// [`Instance::stats_once_counted`] for this daemon's instance.
     pub fn stats_once_counted(&self, packets: u64) -> serde_json::Value {
-        let deadline = Instant::now() + Duration::from_secs(10);
-        loop {
-            let stats = self.stats_json();
-            let seen = number(&stats["global"], "packets");
-            assert!(
-                seen <= packets,
-                "more frames counted than sent: {seen} > {packets}"
-            );
-            if seen == packets {
-                return stats;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "{seen} of {packets} frames counted in 10 s:\n{stats:#}"
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        }
+        self.instance.stats_once_counted(self.ns, packets)
     }
 
     /// Sends SIGTERM and waits for a clean exit; returns the daemon's log.

@@ -334,6 +334,29 @@ impl Lab {
         );
         Lab { client, server }
     }
+
+    /// A 90-byte UDP frame to `port` of each address, `per_vip(i)` times for
+    /// the `i`th, sent from the client; returns how many.
+    pub fn send_udp(
+        &self,
+        vips: &[std::net::IpAddr],
+        port: u16,
+        per_vip: impl Fn(usize) -> u64,
+    ) -> u64 {
+        let frames: Vec<Vec<u8>> = vips
+            .iter()
+            .enumerate()
+            .flat_map(|(i, &vip)| {
+                let frame = crate::packets::FrameSpec::udp(vip, port)
+                    .frame_len(90)
+                    .build();
+                std::iter::repeat_n(frame, per_vip(i) as usize)
+            })
+            .collect();
+        let sent = frames.len() as u64;
+        self.client.send_frames(Lab::CLIENT_IF, frames);
+        sent
+    }
 }
 
 /// Creates a veth pair between two namespaces, each end named and optionally

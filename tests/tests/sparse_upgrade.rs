@@ -15,10 +15,9 @@ use std::net::IpAddr;
 use serde_json::Value;
 use vip_common::{SparseControl, MAP_SPARSE_CONTROL, SPARSE_HASH_MULTIPLY};
 use vip_tests::{
-    daemon::{number, old_vip_bin, vip_bin, Daemon, Instance},
+    daemon::{number, old_vip_bin, vip_bin, vip_verdicts, Daemon, Instance},
     fixture,
     netns::Lab,
-    packets::FrameSpec,
     root::require_root,
 };
 use vip_userspace::datapath::pin;
@@ -46,18 +45,7 @@ fn config_dropping_all() -> String {
 
 /// Accepted and dropped packets of each VIP row.
 fn verdicts(stats: &Value) -> Vec<(IpAddr, u64, u64)> {
-    range(stats)["vips"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|v| {
-            (
-                v["addr"].as_str().unwrap().parse().unwrap(),
-                number(v, "packets"),
-                number(v, "dropped_packets"),
-            )
-        })
-        .collect()
+    vip_verdicts(range(stats))
 }
 
 fn vip(i: usize) -> IpAddr {
@@ -66,15 +54,8 @@ fn vip(i: usize) -> IpAddr {
 
 /// Sends `per_vip(i)` frames to VIP `i`, for every VIP; returns how many.
 fn send(lab: &Lab, per_vip: impl Fn(usize) -> u64) -> u64 {
-    let frames: Vec<Vec<u8>> = (0..VIPS)
-        .flat_map(|i| {
-            let frame = FrameSpec::udp(vip(i), 53).frame_len(90).build();
-            std::iter::repeat_n(frame, per_vip(i) as usize)
-        })
-        .collect();
-    let sent = frames.len() as u64;
-    lab.client.send_frames(Lab::CLIENT_IF, frames);
-    sent
+    let vips: Vec<IpAddr> = (0..VIPS).map(vip).collect();
+    lab.send_udp(&vips, 53, per_vip)
 }
 
 fn range(stats: &Value) -> &Value {

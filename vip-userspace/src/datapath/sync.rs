@@ -32,7 +32,9 @@ fn same(a: &RangeSlot, b: &RangeSlot) -> bool {
 /// Writes `new` (all of it, or its difference from `old`), then moves the
 /// ranges' version and the sparse tag word on, also when a write failed
 /// half-way: whatever it did change, no sparse slot vouches for a VIP under
-/// the ranges before it.
+/// the ranges before it. Only then are the allow lists no range uses any
+/// more retired: a slot that vouched judged its VIP's packets by its list's
+/// id alone, and a retired list allows nothing.
 pub(super) fn sync(
     maps: &mut Maps,
     old: Option<&Layout>,
@@ -41,7 +43,24 @@ pub(super) fn sync(
     let written = write(maps, old, new);
     let version = next_ranges_version(maps);
     let tag = sparse_control::move_tag(maps, sparse_tag_reloaded);
-    written.and(version).and(tag)
+    written.and(version).and(tag)?;
+    retire_policies(maps, old, new)
+}
+
+/// Zeroes the allow lists of `old` that `new` no longer has.
+fn retire_policies(
+    maps: &mut Maps,
+    old: Option<&Layout>,
+    new: &Layout,
+) -> Result<(), DatapathError> {
+    let old_policies: &[(u32, RangePolicy)] = old.map_or(&[], |l| &l.policies);
+    for entry in old_policies {
+        if !new.policies.iter().any(|(id, _)| *id == entry.0) {
+            write_policy(maps, entry.0, &bytemuck::Zeroable::zeroed())?;
+            crate::fault::at("reload-list-retired");
+        }
+    }
+    Ok(())
 }
 
 fn write(maps: &mut Maps, old: Option<&Layout>, new: &Layout) -> Result<(), DatapathError> {
@@ -104,12 +123,6 @@ fn write(maps: &mut Maps, old: Option<&Layout>, new: &Layout) -> Result<(), Data
         set(maps, MAP_SETTINGS, SETTING_DENSE_STRIDE, new.dense_half())?;
         set(maps, MAP_SETTINGS, SETTING_LAYOUT_VERSION, LAYOUT_VERSION)?;
         set(maps, MAP_SETTINGS, SETTING_NETNS_INODE, netns_inode())?;
-    }
-    // Allow lists no range uses any more.
-    for entry in old_policies {
-        if !new.policies.iter().any(|(id, _)| *id == entry.0) {
-            write_policy(maps, entry.0, &bytemuck::Zeroable::zeroed())?;
-        }
     }
     sync_decap(maps, old, new)?;
     sync_steer(maps, old, new)?;
