@@ -31,6 +31,7 @@ pub const TESTS: &[&str] = &[
     "steering",
     "restart",
     "reload",
+    "reload_vouching",
     "host_contract",
     "upgrade",
     "sparse_upgrade",
