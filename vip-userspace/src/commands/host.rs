@@ -14,7 +14,7 @@ use vip_userspace::{
         plan::{self, planned},
         Netlink, StateFile,
     },
-    layout::LayoutFile,
+    layout::{LayoutFile, PendingLayoutFile},
     preflight::{self, Purpose},
     status::StatusFile,
 };
@@ -117,6 +117,7 @@ pub fn down(pin_dir: &Path, run_dir: &Path) -> Result<(), Failure> {
         did = true;
     }
     LayoutFile::in_dir(run_dir).remove()?;
+    PendingLayoutFile::in_dir(run_dir).remove()?;
     StatusFile::in_dir(run_dir).remove()?;
     // Drains end with vip on this host.
     vip_userspace::bgp::DrainFile::in_dir(run_dir).remove()?;

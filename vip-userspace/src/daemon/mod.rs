@@ -29,7 +29,7 @@ use crate::{
         plan::planned,
         HostError, Netlink, State, StateFile,
     },
-    layout::{Layout, LayoutError, LayoutFile},
+    layout::{Layout, LayoutError, LayoutFile, PendingLayoutFile},
     metrics::{
         server::{self, BindError, Exporter},
         SeriesPolicy,
@@ -123,6 +123,7 @@ impl Blame for DaemonError {
 struct RunFiles {
     state: StateFile,
     layout: LayoutFile,
+    pending_layout: PendingLayoutFile,
     status: StatusFile,
 }
 
@@ -131,6 +132,7 @@ impl RunFiles {
         RunFiles {
             state: StateFile::in_dir(run_dir),
             layout: LayoutFile::in_dir(run_dir),
+            pending_layout: PendingLayoutFile::in_dir(run_dir),
             status: StatusFile::in_dir(run_dir),
         }
     }
@@ -138,6 +140,7 @@ impl RunFiles {
     fn remove(&self) -> Result<(), RunFileError> {
         self.state.remove()?;
         self.layout.remove()?;
+        self.pending_layout.remove()?;
         self.status.remove()?;
         Ok(())
     }
@@ -207,7 +210,8 @@ impl Daemon {
         let pins = PinDir::open(&options.pin_dir)?;
         let adopting = pins.holds_pins();
         let (starting, layout) = if adopting {
-            let (datapath, layout) = datapath::adopt(&pins, &files.layout, &config)?;
+            let (datapath, layout) =
+                datapath::adopt(&pins, &files.layout, &files.pending_layout, &config)?;
             (Starting::Adopted(datapath), layout)
         } else {
             let layout = Layout::new(&config);
@@ -215,6 +219,7 @@ impl Daemon {
             (Starting::Loaded(loaded), layout)
         };
         files.layout.save(&layout)?;
+        files.pending_layout.remove()?;
         state.daemon_pid = Some(std::process::id());
         files.state.save(&state)?;
         if let Starting::Adopted(datapath) = &starting {

@@ -12,6 +12,7 @@ use crate::{
         apply::{apply, repair, revert_unwanted},
         plan, HostView,
     },
+    layout::PendingLayout,
     metrics::SeriesPolicy,
     preflight::{self, Purpose},
 };
@@ -181,8 +182,12 @@ impl Daemon {
                 "interfaces, xdp_mode and metrics.listen changes take effect when vip restarts"
             );
         }
+        self.files
+            .pending_layout
+            .save(&PendingLayout(layout.clone()))?;
         self.datapath.update(&self.layout, &layout)?;
         self.files.layout.save(&layout)?;
+        self.files.pending_layout.remove()?;
         self.steer.set_layout(&layout, &mut self.datapath)?;
         let state_file = &self.files.state;
         apply(&self.netlink, &steps, &mut self.state, state_file).await?;

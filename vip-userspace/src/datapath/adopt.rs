@@ -19,7 +19,7 @@ use super::{
 use crate::{
     config::Config,
     errors::Blame,
-    layout::{Layout, LayoutError, LayoutFile},
+    layout::{Layout, LayoutError, LayoutFile, PendingLayout, PendingLayoutFile},
     netns::{self, NetnsId},
     run_files::RunFileError,
 };
@@ -81,6 +81,7 @@ impl From<DatapathError> for AdoptError {
 pub fn adopt(
     pins: &PinDir,
     layout_file: &LayoutFile,
+    pending_file: &PendingLayoutFile,
     config: &Config,
 ) -> Result<(Datapath, Layout), AdoptError> {
     let dir = pins.path().to_path_buf();
@@ -122,9 +123,16 @@ pub fn adopt(
             })
         }
     };
+    // A reload killed half-way: its layout is where the maps were going, and
+    // the new layout is made from it.
+    let interrupted = pending_file.load()?.map(|PendingLayout(layout)| layout);
     let attachments = adopt_links(&pin::open(&dir, MAP_ATTACH_META)?, pins)?;
     check_interfaces(&attachments, config)?;
-    let layout = previous.update(config).map_err(AdoptError::TooBig)?;
+    let layout = interrupted
+        .as_ref()
+        .unwrap_or(&previous)
+        .update(config)
+        .map_err(AdoptError::TooBig)?;
     // Absent when the kernel refused the sk_lookup program (no steer entries then).
     let steering = if pins.path().join(SK_LOOKUP_LINK_PIN).exists() {
         Some(Link::Pinned(pins.open_link(SK_LOOKUP_LINK_PIN)?))
@@ -134,8 +142,11 @@ pub fn adopt(
     let datapath = upgrade::upgrade(
         pins,
         &missing,
-        &previous,
-        &layout,
+        upgrade::Moves {
+            previous: &previous,
+            interrupted: interrupted.as_ref(),
+            target: &layout,
+        },
         &config.interfaces,
         attachments,
         steering,

@@ -226,28 +226,46 @@ fn clear_entries(maps: &mut Maps, slot: &RangeSlot) -> Result<(), DatapathError>
     set(maps, MAP_RANGES, id, RangeValue::default())
 }
 
+/// Makes `slot`'s range findable in its family's trie, or unfindable. A range
+/// already gone is not an error: a reload killed after it removed the range
+/// leaves a layout file that still holds it, and the next start removes it
+/// again.
 fn trie(maps: &mut Maps, slot: &RangeSlot, insert: bool) -> Result<(), DatapathError> {
-    match slot.cidr {
+    let (map, written) = match slot.cidr {
         IpNet::V4(net) => {
             let mut trie: LpmTrie<_, [u8; 4], RangeValue> = maps.typed_mut(MAP_V4_RANGES)?;
             let key = Key::new(u32::from(net.prefix_len()), net.network().octets());
-            if insert {
+            let written = if insert {
                 trie.insert(&key, slot.value, 0)
             } else {
                 trie.remove(&key)
-            }
-            .map_err(map_err(MAP_V4_RANGES))
+            };
+            (MAP_V4_RANGES, written)
         }
         IpNet::V6(net) => {
             let mut trie: LpmTrie<_, [u8; 16], RangeValue> = maps.typed_mut(MAP_V6_RANGES)?;
             let key = Key::new(u32::from(net.prefix_len()), net.network().octets());
-            if insert {
+            let written = if insert {
                 trie.insert(&key, slot.value, 0)
             } else {
                 trie.remove(&key)
-            }
-            .map_err(map_err(MAP_V6_RANGES))
+            };
+            (MAP_V6_RANGES, written)
         }
+    };
+    match written {
+        Err(e) if !insert && already_gone(&e) => Ok(()),
+        written => written.map_err(map_err(map)),
+    }
+}
+
+/// A delete found no such key (aya reports an LPM trie's as the syscall's
+/// ENOENT, a hash map's as `KeyNotFound`).
+fn already_gone(error: &MapError) -> bool {
+    match error {
+        MapError::KeyNotFound => true,
+        MapError::SyscallError(e) => e.io_error.raw_os_error() == Some(libc::ENOENT),
+        _ => false,
     }
 }
 

@@ -42,17 +42,30 @@ const PINNED_AT_ONCE: [&str; 5] = [
     MAP_SPARSE_TAG,
 ];
 
+/// Where an upgrade moves the maps: from `previous` (`layout.json`'s), through
+/// `interrupted` (the layout of a reload that was killed half-way, if any:
+/// the maps hold a mix of the two), to `target`.
+pub(super) struct Moves<'a> {
+    pub previous: &'a Layout,
+    pub interrupted: Option<&'a Layout>,
+    pub target: &'a Layout,
+}
+
 /// The pinned datapath in `pins` (with `attachments` and its sk_lookup link),
-/// moved from `previous` to `layout` and running this binary's programs.
+/// moved to `moves.target` and running this binary's programs.
 pub(super) fn upgrade(
     pins: &PinDir,
     missing: &[&'static str],
-    previous: &Layout,
-    layout: &Layout,
+    moves: Moves,
     interfaces: &[String],
     attachments: Vec<Attachment>,
     steering_link: Option<Link>,
 ) -> Result<Datapath, DatapathError> {
+    let Moves {
+        previous,
+        interrupted,
+        target: layout,
+    } = moves;
     // The hash stays the one the datapath was created with: its slots are
     // where that hash put them.
     let control = sparse_control::pinned(pins.path(), missing.contains(&MAP_SPARSE_CONTROL))?;
@@ -79,7 +92,14 @@ pub(super) fn upgrade(
     if missing.contains(&MAP_V4_SLASH24) {
         sync::fill_slash24s(&mut loaded.datapath.maps, previous)?;
     }
-    sync::sync(&mut loaded.datapath.maps, Some(previous), layout)?;
+    // The maps hold a mix of `previous` and a killed reload's layout: moved
+    // to that one first (the writes are idempotent), then on.
+    let mut from = previous;
+    if let Some(interrupted) = interrupted {
+        sync::sync(&mut loaded.datapath.maps, Some(previous), interrupted)?;
+        from = interrupted;
+    }
+    sync::sync(&mut loaded.datapath.maps, Some(from), layout)?;
     for (index, attachment) in attachments.iter().enumerate() {
         let (name, program) = match attachment.mode {
             AttachMode::Tc => (PROG_TC, loaded.tc().fd()),

@@ -20,7 +20,7 @@ mod v6_blocks;
 pub use encode::{
     decap_flags, dense_len, encap_flag, is_dense, port_bitmap, range_policy, sparse_mode,
 };
-pub use file::LayoutFile;
+pub use file::{LayoutFile, PendingLayout, PendingLayoutFile};
 pub use rewrite::{block_writes, slash24_writes};
 pub use v4_index::V4Index;
 pub use v6_blocks::V6BlockIndex;

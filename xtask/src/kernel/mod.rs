@@ -32,6 +32,7 @@ pub const TESTS: &[&str] = &[
     "restart",
     "reload",
     "reload_vouching",
+    "reload_crash",
     "host_contract",
     "upgrade",
     "sparse_upgrade",
