@@ -41,6 +41,7 @@ impl RunFileKind for PendingLayout {
     const FILE: &'static str = "layout-pending.json";
     const WHAT: &'static str = "pending layout file";
     const VERSION: u32 = LAYOUT_VERSION;
+    const READS: &'static [u32] = &UPGRADABLE;
 }
 
 pub type PendingLayoutFile = RunFile<PendingLayout>;

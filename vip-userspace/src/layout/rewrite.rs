@@ -7,10 +7,12 @@
 //!
 //! A map update copies the whole value while the datapath may read it, so a
 //! lookup can see any mix of the old and the new value's fields. What this
-//! assumes of the copy: an aligned 4-byte field is never torn (the datapath
-//! reads each field with one load; the kernel copies values in wider moves on
-//! x86-64). Each step below changes either only fields the reader ignores in
-//! the state both values agree on, or only the fields that select the state.
+//! assumes of the copy: an aligned 4-byte field is never torn. The datapath
+//! reads each field with one load; that the kernel's memcpy of a value writes
+//! each aligned 4-byte field whole is assumed (true of moves of 4 bytes or
+//! more, not promised by the architecture for `rep movsb`). Each step below
+//! changes either only fields the reader ignores in the state both values
+//! agree on, or only the fields that select the state.
 
 use vip_common::{V4Slash24, V6Block, V4_SLOT_LPM, V4_SLOT_NONE, V6_BLOCK_DIRECT, V6_BLOCK_LPM};
 
