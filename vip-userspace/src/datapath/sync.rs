@@ -191,10 +191,7 @@ fn undeclare(maps: &mut Maps, slot: &RangeSlot, new: &Layout) -> Result<(), Data
         if new.ranges.iter().any(|n| n.declared.contains(addr)) {
             continue;
         }
-        match declared.remove(&VipAddr::from_ip(*addr)) {
-            Ok(()) | Err(MapError::KeyNotFound) => {}
-            Err(e) => return Err(map_err(MAP_DECLARED)(e)),
-        }
+        removed(MAP_DECLARED, declared.remove(&VipAddr::from_ip(*addr)))?;
     }
     Ok(())
 }
@@ -253,19 +250,20 @@ fn trie(maps: &mut Maps, slot: &RangeSlot, insert: bool) -> Result<(), DatapathE
             (MAP_V6_RANGES, written)
         }
     };
-    match written {
-        Err(e) if !insert && already_gone(&e) => Ok(()),
-        written => written.map_err(map_err(map)),
+    if insert {
+        written.map_err(map_err(map))
+    } else {
+        removed(map, written)
     }
 }
 
-/// A delete found no such key (aya reports an LPM trie's as the syscall's
-/// ENOENT, a hash map's as `KeyNotFound`).
-fn already_gone(error: &MapError) -> bool {
-    match error {
-        MapError::KeyNotFound => true,
-        MapError::SyscallError(e) => e.io_error.raw_os_error() == Some(libc::ENOENT),
-        _ => false,
+/// A delete of `map`'s: a key already gone is not an error (aya reports a
+/// hash map's as `KeyNotFound`, an LPM trie's as the syscall's ENOENT).
+fn removed(map: &'static str, deleted: Result<(), MapError>) -> Result<(), DatapathError> {
+    match deleted {
+        Ok(()) | Err(MapError::KeyNotFound) => Ok(()),
+        Err(MapError::SyscallError(e)) if e.io_error.raw_os_error() == Some(libc::ENOENT) => Ok(()),
+        Err(e) => Err(map_err(map)(e)),
     }
 }
 
@@ -329,10 +327,7 @@ fn sync_steer(maps: &mut Maps, old: Option<&Layout>, new: &Layout) -> Result<(),
     let mut steer: HashMap<_, SteerKey, SteerValue> = maps.typed_mut(MAP_STEER)?;
     for slot in old_steers {
         if !new.steers.iter().any(|n| n.key() == slot.key()) {
-            match steer.remove(&slot.key()) {
-                Ok(()) | Err(MapError::KeyNotFound) => {}
-                Err(e) => return Err(map_err(MAP_STEER)(e)),
-            }
+            removed(MAP_STEER, steer.remove(&slot.key()))?;
         }
     }
     Ok(())
@@ -347,10 +342,7 @@ fn forget_steered_vips(maps: &mut Maps, entry: u32) -> Result<(), DatapathError>
         .filter(|key| key.entry == entry)
         .collect();
     for key in stale {
-        match vips.remove(&key) {
-            Ok(()) | Err(MapError::KeyNotFound) => {}
-            Err(e) => return Err(map_err(MAP_STEERED_VIPS)(e)),
-        }
+        removed(MAP_STEERED_VIPS, vips.remove(&key))?;
     }
     Ok(())
 }

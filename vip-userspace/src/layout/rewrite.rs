@@ -35,7 +35,7 @@ pub fn slash24_writes(old: V4Slash24, new: V4Slash24) -> Vec<V4Slash24> {
     .filter(|&changed| changed)
     .count();
     if fields_changed <= 1 {
-        return one_write(old, new);
+        return steps(old, [new]);
     }
     let parked_slot = if old.range_slot == V4_SLOT_NONE || new.range_slot == V4_SLOT_NONE {
         V4_SLOT_NONE
@@ -63,7 +63,7 @@ pub fn block_writes(before: V6Block, value: V6Block) -> Vec<V6Block> {
     let live = |block: &V6Block| matches!(block.state, V6_BLOCK_DIRECT | V6_BLOCK_LPM);
     if !live(&before) {
         if !live(&value) {
-            return one_write(before, value);
+            return steps(before, [value]);
         }
         return steps(
             before,
@@ -81,14 +81,6 @@ pub fn block_writes(before: V6Block, value: V6Block) -> Vec<V6Block> {
         ..contents
     };
     steps(before, [trie(before), trie(value), value])
-}
-
-fn one_write<T: PartialEq>(old: T, new: T) -> Vec<T> {
-    if old == new {
-        Vec::new()
-    } else {
-        vec![new]
-    }
 }
 
 /// `writes` without those that would write what the entry already holds.
