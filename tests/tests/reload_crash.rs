@@ -1,8 +1,13 @@
-//! A reload killed (`VIP_FAULT_AT`) after it changed the maps but before it
-//! saved the new layout: range B removed from the datapath, `layout.json`
-//! still holding it, `layout-pending.json` the reload's layout. The next start
-//! must get the datapath to its config, whichever that is: the reload's (B
-//! stays gone) or the one before (B back, counted and judged by its list).
+//! Moves of the maps that did not finish. A reload killed (`VIP_FAULT_AT`)
+//! after it changed the maps but before it saved the new layout: range B
+//! removed from the datapath, `layout.json` still holding it,
+//! `layout-pending.json` the reload's layout. The next start must get the
+//! datapath to its config, whichever that is: the reload's (B stays gone) or
+//! the one before (B back, counted and judged by its list). And a reload
+//! whose map writes failed (`VIP_FAULT_FAIL`) while the daemon runs on, or a
+//! start killed after its own writes, both having added B: with the config
+//! back to the one before, B must be gone (its frames pass as non-VIP, none
+//! is dropped by its list).
 //!
 //! The test thread is pinned to CPU 0, and so the threads that send its frames.
 
@@ -37,8 +42,12 @@ fn config(with_b: bool) -> String {
 }
 
 fn send(lab: &Lab, vips: &[&str]) -> u64 {
+    send_to(lab, vips, 53)
+}
+
+fn send_to(lab: &Lab, vips: &[&str], port: u16) -> u64 {
     let vips: Vec<IpAddr> = vips.iter().map(|v| v.parse().unwrap()).collect();
-    lab.send_udp(&vips, 53, |_| 1)
+    lab.send_udp(&vips, port, |_| 1)
 }
 
 /// Accepted and dropped packets of the range named `name`, if the report
@@ -105,9 +114,81 @@ fn a_start_after_a_crashed_reload_with_the_config_before_it_undoes_it() {
     assert_eq!(range_counts(&stats, "b"), Some((2, 0)), "{stats:#}");
     assert_eq!(number(&stats["global"], "non_vip_packets"), 0, "{stats:#}");
     // And judged by its list: port 54 is not in it.
-    let b: Vec<IpAddr> = B.iter().map(|v| v.parse().unwrap()).collect();
-    let stats = daemon.stats_once_counted(counted + lab.send_udp(&b, 54, |_| 1));
+    let stats = daemon.stats_once_counted(counted + send_to(&lab, &B, 54));
     assert_eq!(range_counts(&stats, "b"), Some((2, 2)), "{stats:#}");
+    daemon.stop();
+    instance.vip_ok(&lab.server, &["down"]);
+}
+
+/// With the config back to A alone: A's frames counted, B's (to a port its
+/// list denies) passed as non-VIP, nothing dropped. A range left in the
+/// datapath is in the report, which reads the datapath's own range maps.
+fn assert_b_is_gone(lab: &Lab, stats: impl Fn(u64) -> Value) {
+    let sent = send(lab, &A) + send_to(lab, &B, 54);
+    let stats = stats(sent);
+    let ranges = stats["ranges"].as_array().unwrap();
+    assert_eq!(ranges.len(), 1, "{stats:#}");
+    assert_eq!(range_counts(&stats, "a"), Some((2, 0)), "{stats:#}");
+    assert_eq!(
+        number(&stats["global"], "non_vip_packets"),
+        B.len() as u64,
+        "{stats:#}"
+    );
+}
+
+#[test]
+fn a_reload_after_one_whose_writes_failed_finishes_its_moves() {
+    if !require_root("a_reload_after_one_whose_writes_failed_finishes_its_moves") {
+        return;
+    }
+    fixture::pin_to_cpu0();
+    let lab = Lab::new("rcfail");
+    let instance = Instance::new("rcfail");
+    let wrapper = [
+        "env".to_string(),
+        "VIP_FAULT_FAIL=reload-indexes-written".to_string(),
+    ];
+    let daemon = Daemon::try_start(&lab.server, &config(false), &instance, &[], &wrapper)
+        .unwrap_or_else(|log| panic!("vip run did not get ready:\n{log}"));
+    daemon.rewrite_config(&config(true));
+    let line = daemon.reload();
+    assert!(line.contains("failed half-way"), "{line}");
+    let pending = instance.run_dir().join("layout-pending.json");
+    assert!(pending.exists(), "no pending layout after a failed move");
+
+    daemon.rewrite_config(&config(false));
+    let line = daemon.reload();
+    assert!(line.contains("reloaded"), "{line}");
+    assert_b_is_gone(&lab, |n| daemon.stats_once_counted(n));
+    assert!(
+        !pending.exists(),
+        "the finished move left its pending layout"
+    );
+    daemon.stop();
+    instance.vip_ok(&lab.server, &["down"]);
+}
+
+#[test]
+fn a_start_after_one_killed_during_its_writes_finishes_its_moves() {
+    if !require_root("a_start_after_one_killed_during_its_writes_finishes_its_moves") {
+        return;
+    }
+    fixture::pin_to_cpu0();
+    let lab = Lab::new("rcstart");
+    let instance = Instance::new("rcstart");
+    Daemon::start(&lab.server, &config(false), &instance).kill();
+    // Adopts the pinned datapath, writes B, replaces the programs, dies.
+    let wrapper = [
+        "env".to_string(),
+        "VIP_FAULT_AT=upgrade-replaced".to_string(),
+    ];
+    let Err(log) = Daemon::try_start(&lab.server, &config(true), &instance, &[], &wrapper) else {
+        panic!("vip run did not die at upgrade-replaced");
+    };
+    assert!(log.contains("VIP_FAULT_AT=upgrade-replaced"), "{log}");
+
+    let daemon = Daemon::start(&lab.server, &config(false), &instance);
+    assert_b_is_gone(&lab, |n| daemon.stats_once_counted(n));
     daemon.stop();
     instance.vip_ok(&lab.server, &["down"]);
 }

@@ -1,11 +1,21 @@
-//! A test hook: with `VIP_FAULT_AT=STEP` in its environment, vip kills itself
+//! Test hooks. With `VIP_FAULT_AT=STEP` in its environment, vip kills itself
 //! with SIGKILL when it reaches the named step, as a crash there would. The
 //! steps are the points of an in-place upgrade (`datapath::upgrade`), and
 //! `reload-list-retired`: a reload (or an upgrade's sync) has just retired an
 //! allow list no range uses any more (`datapath::sync`).
+//!
+//! With `VIP_FAULT_FAIL=STEP`, vip fails with an error the first time it
+//! reaches the step instead, as a map write refused by the kernel would. The
+//! step is `reload-indexes-written`: a reload's (or an adopting start's)
+//! sync has written its new ranges and the indexes, and not yet removed
+//! the ranges it drops (`datapath::sync`).
 
-/// The environment variable that names the step.
+use std::sync::atomic::{AtomicBool, Ordering};
+
+/// The environment variable that names the step to die at.
 pub const VARIABLE: &str = "VIP_FAULT_AT";
+/// The environment variable that names the step to fail at, once.
+pub const FAIL_VARIABLE: &str = "VIP_FAULT_FAIL";
 
 /// Dies here when `VIP_FAULT_AT` names `step`.
 pub fn at(step: &str) {
@@ -13,4 +23,19 @@ pub fn at(step: &str) {
         log::warn!("{VARIABLE}={step}: killing this process here");
         let _ = nix::sys::signal::raise(nix::sys::signal::Signal::SIGKILL);
     }
+}
+
+static FAILED: AtomicBool = AtomicBool::new(false);
+
+/// Whether to fail here: `VIP_FAULT_FAIL` names `step`, and this process
+/// has not failed at it yet.
+pub fn fails(step: &str) -> bool {
+    if !std::env::var(FAIL_VARIABLE).is_ok_and(|wanted| wanted == step) {
+        return false;
+    }
+    let first = !FAILED.swap(true, Ordering::Relaxed);
+    if first {
+        log::warn!("{FAIL_VARIABLE}={step}: failing here");
+    }
+    first
 }

@@ -162,6 +162,9 @@ pub struct Daemon {
     signals: serve::Signals,
     /// The anycast announcement, with `[bgp]`.
     bgp: Option<Announcer>,
+    /// Layouts of reloads whose map writes failed, oldest first: the maps
+    /// hold a mix of `layout` and these (`layout-pending.json` says so too).
+    unfinished: Vec<Layout>,
 }
 
 /// The datapath before start-up finishes: freshly loaded, or adopted.
@@ -261,6 +264,7 @@ impl Daemon {
                     steer: SteerAgent::default(),
                     signals,
                     bgp: None,
+                    unfinished: Vec::new(),
                 };
                 match daemon.finish_start(listener).await {
                     Ok(()) => Ok(daemon),

@@ -12,7 +12,7 @@ use crate::{
         apply::{apply, repair, revert_unwanted},
         plan, HostView,
     },
-    layout::PendingLayout,
+    layout::{Layout, PendingLayout},
     metrics::SeriesPolicy,
     preflight::{self, Purpose},
 };
@@ -82,12 +82,21 @@ impl Daemon {
                 _ = self.signals.int.recv() => { log::info!("SIGINT"); return Ok(Served::Sigint); }
                 _ = self.signals.hup.recv() => {
                     let idle = self.config.sparse_idle_seconds;
+                    let unfinished = self.unfinished.len();
                     if let Err(e) = self.reload().await {
-                        log::error!(
-                            "reload of {} refused, still running the previous config: {}",
-                            self.options.config_path.display(),
-                            errors::chain(&e)
-                        );
+                        if self.unfinished.len() > unfinished {
+                            log::error!(
+                                "reload of {} failed half-way, the datapath holds part of it (the next reload or start moves it on from there): {}",
+                                self.options.config_path.display(),
+                                errors::chain(&e)
+                            );
+                        } else {
+                            log::error!(
+                                "reload of {} refused, still running the previous config: {}",
+                                self.options.config_path.display(),
+                                errors::chain(&e)
+                            );
+                        }
                     }
                     if self.config.sparse_idle_seconds != idle {
                         sweep = sweep_interval(self.config.sparse_idle_seconds);
@@ -167,7 +176,12 @@ impl Daemon {
     /// error before the first change, nothing changes.
     pub async fn reload(&mut self) -> Result<(), DaemonError> {
         let config = preflight::config(&self.options.config_path, Purpose::Run)?;
-        let layout = self.layout.update(&config)?;
+        // After a failed move, from where the maps were going.
+        let layout = self
+            .unfinished
+            .last()
+            .unwrap_or(&self.layout)
+            .update(&config)?;
         let view = HostView::read(&self.netlink)
             .await
             .map_err(host::HostError::from)?;
@@ -182,20 +196,14 @@ impl Daemon {
                 "interfaces, xdp_mode and metrics.listen changes take effect when vip restarts"
             );
         }
-        self.files
-            .pending_layout
-            .save(&PendingLayout(layout.clone()))?;
-        self.datapath.update(&self.layout, &layout)?;
-        self.files.layout.save(&layout)?;
-        self.files.pending_layout.remove()?;
-        self.steer.set_layout(&layout, &mut self.datapath)?;
+        self.move_datapath(layout)?;
+        self.steer.set_layout(&self.layout, &mut self.datapath)?;
         let state_file = &self.files.state;
         apply(&self.netlink, &steps, &mut self.state, state_file).await?;
         revert_unwanted(&self.netlink, &mut self.state, state_file, &wanted).await?;
         if let Some((exporter, _)) = &self.exporter {
             exporter.set_policy(SeriesPolicy::from_config(&config));
         }
-        self.layout = layout;
         let old = std::mem::replace(&mut self.config, config);
         self.refresh_steering()?;
         self.reload_announcements(&old).await?;
@@ -204,6 +212,30 @@ impl Daemon {
             self.options.config_path.display(),
             self.layout.ranges.len()
         );
+        Ok(())
+    }
+
+    /// Moves the maps to `layout`, through the layouts of earlier reloads
+    /// whose map writes failed. The moves are saved as pending first, so
+    /// that a crash leaves them to the next start; if the writes fail, the
+    /// daemon runs on with the maps between layouts and the next reload
+    /// moves them on from there (`unfinished`).
+    fn move_datapath(&mut self, layout: Layout) -> Result<(), DaemonError> {
+        self.files
+            .pending_layout
+            .save(&PendingLayout::after(&self.unfinished, &layout))?;
+        let moved = self
+            .datapath
+            .update(&self.layout, &self.unfinished, &layout)
+            .map_err(DaemonError::Datapath)
+            .and_then(|()| Ok(self.files.layout.save(&layout)?));
+        if let Err(e) = moved {
+            self.unfinished.push(layout);
+            return Err(e);
+        }
+        self.layout = layout;
+        self.unfinished.clear();
+        self.files.pending_layout.remove()?;
         Ok(())
     }
 }

@@ -123,13 +123,15 @@ pub fn adopt(
             })
         }
     };
-    // A reload killed half-way: its layout is where the maps were going, and
-    // the new layout is made from it.
-    let interrupted = pending_file.load()?.map(|PendingLayout(layout)| layout);
+    // Starts or reloads cut short: the last one's layout is where the maps
+    // were going, and the new layout is made from it.
+    let interrupted = pending_file
+        .load()?
+        .map_or_else(Vec::new, PendingLayout::chain);
     let attachments = adopt_links(&pin::open(&dir, MAP_ATTACH_META)?, pins)?;
     check_interfaces(&attachments, config)?;
     let layout = interrupted
-        .as_ref()
+        .last()
         .unwrap_or(&previous)
         .update(config)
         .map_err(AdoptError::TooBig)?;
@@ -144,9 +146,10 @@ pub fn adopt(
         &missing,
         upgrade::Moves {
             previous: &previous,
-            interrupted: interrupted.as_ref(),
+            interrupted: &interrupted,
             target: &layout,
         },
+        pending_file,
         &config.interfaces,
         attachments,
         steering,

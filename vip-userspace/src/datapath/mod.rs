@@ -91,6 +91,13 @@ pub enum DatapathError {
     UnknownSparseHash { kind: u32 },
     #[error(transparent)]
     Maps(#[from] MapsError),
+    #[error(transparent)]
+    RunFile(#[from] crate::run_files::RunFileError),
+    #[error(
+        "failing at {step}, as {} asks (a test hook)",
+        crate::fault::FAIL_VARIABLE
+    )]
+    Fault { step: &'static str },
     #[error("{interface}: XDP attached through netlink, not a bpf_link (kernel before 5.9?), so it cannot stay attached across restarts; remove it with `ip link set dev {interface} xdp off`")]
     NotALink { interface: String },
     #[error("opening this process's network namespace: {source}")]
@@ -114,6 +121,7 @@ impl Blame for DatapathError {
         match self {
             DatapathError::Pin(e) => e.is_user_error(),
             DatapathError::Maps(e) => e.is_user_error(),
+            DatapathError::RunFile(e) => e.is_user_error(),
             _ => false,
         }
     }
@@ -222,7 +230,7 @@ impl Loaded {
 
     /// Moves the maps from `old` to `new`, as on a live datapath.
     pub fn update(&mut self, old: &Layout, new: &Layout) -> Result<(), DatapathError> {
-        self.datapath.update(old, new)
+        self.datapath.update(old, &[], new)
     }
 
     /// Ages the sparse table by one sweep, as the daemon does.
@@ -352,9 +360,21 @@ impl Datapath {
     }
 
     /// Moves the running datapath from `old` to `new` (from [`Layout::update`])
-    /// through map updates only; nothing is detached.
-    pub fn update(&mut self, old: &Layout, new: &Layout) -> Result<(), DatapathError> {
-        sync::sync(&mut self.maps, Some(old), new)
+    /// through map updates only; nothing is detached. `through`: layouts of
+    /// earlier moves whose writes failed, oldest first (the maps hold a mix
+    /// of `old` and them), which the maps are moved to in turn first.
+    pub fn update(
+        &mut self,
+        old: &Layout,
+        through: &[Layout],
+        new: &Layout,
+    ) -> Result<(), DatapathError> {
+        let mut from = old;
+        for step in through.iter().chain([new]) {
+            sync::sync(&mut self.maps, Some(from), step)?;
+            from = step;
+        }
+        Ok(())
     }
 
     /// Ages the sparse table by one sweep generation; returns the new one.

@@ -104,6 +104,10 @@ fn write(maps: &mut Maps, old: Option<&Layout>, new: &Layout) -> Result<(), Data
     }
     sync_index(maps, old, new)?;
     sync_v6_blocks(maps, old, new)?;
+    const FAULT_STEP: &str = "reload-indexes-written";
+    if old.is_some() && crate::fault::fails(FAULT_STEP) {
+        return Err(DatapathError::Fault { step: FAULT_STEP });
+    }
     // Removed ranges: unfindable first (unless a new range took over the
     // same CIDR and so its trie key), then their entries go.
     for slot in &removed {

@@ -26,7 +26,10 @@ use super::{
     pin::{self, PinDir},
     sparse_control, steering, sync, AttachMode, Datapath, DatapathError, Loaded, EBPF_OBJECT,
 };
-use crate::{fault, layout::Layout};
+use crate::{
+    fault,
+    layout::{Layout, PendingLayout, PendingLayoutFile},
+};
 
 /// Maps a layout added that the new programs write from the first link
 /// replaced on, and that are complete when fresh: the counter tables, and
@@ -43,20 +46,23 @@ const PINNED_AT_ONCE: [&str; 5] = [
 ];
 
 /// Where an upgrade moves the maps: from `previous` (`layout.json`'s), through
-/// `interrupted` (the layout of a reload that was killed half-way, if any:
-/// the maps hold a mix of the two), to `target`.
+/// `interrupted` (the layouts of starts or reloads cut short, oldest first:
+/// the maps hold a mix of them all), to `target`.
 pub(super) struct Moves<'a> {
     pub previous: &'a Layout,
-    pub interrupted: Option<&'a Layout>,
+    pub interrupted: &'a [Layout],
     pub target: &'a Layout,
 }
 
 /// The pinned datapath in `pins` (with `attachments` and its sk_lookup link),
-/// moved to `moves.target` and running this binary's programs.
+/// moved to `moves.target` and running this binary's programs. The moves
+/// are saved in `pending` before the first map write, so that a start
+/// killed during its own writes is finished by the next one.
 pub(super) fn upgrade(
     pins: &PinDir,
     missing: &[&'static str],
     moves: Moves,
+    pending: &PendingLayoutFile,
     interfaces: &[String],
     attachments: Vec<Attachment>,
     steering_link: Option<Link>,
@@ -80,6 +86,7 @@ pub(super) fn upgrade(
     // Verified before any map changes: a program the kernel refuses leaves
     // the running datapath exactly as it was.
     let mut loaded = Loaded::verify(ebpf, maps)?;
+    pending.save(&PendingLayout::after(interrupted, layout))?;
     for &name in missing.iter().filter(|name| PINNED_AT_ONCE.contains(name)) {
         pins.pin_map(name, loaded.datapath.map(name)?)?;
     }
@@ -92,12 +99,13 @@ pub(super) fn upgrade(
     if missing.contains(&MAP_V4_SLASH24) {
         sync::fill_slash24s(&mut loaded.datapath.maps, previous)?;
     }
-    // The maps hold a mix of `previous` and a killed reload's layout: moved
-    // to that one first (the writes are idempotent), then on.
+    // The maps hold a mix of `previous` and the cut-short layouts: moved to
+    // each of those in turn first (the writes set values, so they can be
+    // done again), then on.
     let mut from = previous;
-    if let Some(interrupted) = interrupted {
-        sync::sync(&mut loaded.datapath.maps, Some(previous), interrupted)?;
-        from = interrupted;
+    for step in interrupted {
+        sync::sync(&mut loaded.datapath.maps, Some(from), step)?;
+        from = step;
     }
     sync::sync(&mut loaded.datapath.maps, Some(from), layout)?;
     for (index, attachment) in attachments.iter().enumerate() {

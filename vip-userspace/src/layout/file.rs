@@ -28,14 +28,43 @@ const UPGRADABLE: [u32; (LAYOUT_VERSION - OLDEST_UPGRADABLE) as usize] = {
 
 pub type LayoutFile = RunFile<Layout>;
 
-/// The layout a reload is moving the datapath to, saved before its first map
-/// write and removed once `layout.json` holds it. While it exists (a reload
-/// was killed half-way), the maps may hold any mix of `layout.json`'s layout
-/// and this one, and the next start first moves them to this one
-/// (`datapath::adopt`).
-#[derive(Clone, Debug, Serialize, Deserialize)]
-#[serde(transparent)]
-pub struct PendingLayout(pub Layout);
+/// Where a start or a reload is moving the datapath, saved before its first
+/// map write and removed once `layout.json` holds `layout`. While it exists,
+/// the maps may hold any mix of `layout.json`'s layout, `earlier` and
+/// `layout`: a start or reload was killed half-way, or a reload's map writes
+/// failed and the daemon runs on. The next start or reload first moves the
+/// maps through each layout in turn, then on to its config (`datapath::adopt`,
+/// the daemon's reload).
+///
+/// A sixteenth-session vip wrote `layout` alone, which reads as it is
+/// (`earlier` empty); a vip of that session reads this file's `layout` and
+/// ignores `earlier`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PendingLayout {
+    /// Layouts whose moves were cut short before the one to `layout`
+    /// began, oldest first.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub earlier: Vec<Layout>,
+    #[serde(flatten)]
+    pub layout: Layout,
+}
+
+impl PendingLayout {
+    /// Every layout the maps may be on their way to, oldest first.
+    pub fn chain(self) -> Vec<Layout> {
+        let mut chain = self.earlier;
+        chain.push(self.layout);
+        chain
+    }
+
+    /// A move to `layout` after the cut-short moves of `earlier`.
+    pub fn after(earlier: &[Layout], layout: &Layout) -> PendingLayout {
+        PendingLayout {
+            earlier: earlier.to_vec(),
+            layout: layout.clone(),
+        }
+    }
+}
 
 impl RunFileKind for PendingLayout {
     const FILE: &'static str = "layout-pending.json";

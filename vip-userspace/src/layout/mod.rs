@@ -694,6 +694,39 @@ mod tests {
         assert!(!file.remove().unwrap());
     }
 
+    /// A pending file keeps its chain in order; one of the sixteenth
+    /// session's form (a layout alone) reads as a chain of one, and that
+    /// session's vip, which reads a layout alone, reads the last of a chain.
+    #[test]
+    fn a_pending_layout_keeps_its_chain_and_reads_the_older_form() {
+        let first = Layout::new(&config(&[("a", "192.0.2.0/24")]));
+        let second = first
+            .update(&config(&[("a", "192.0.2.0/24"), ("b", "198.51.100.0/24")]))
+            .unwrap();
+        let third = second.update(&config(&[("c", "203.0.113.0/24")])).unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let file = PendingLayoutFile::in_dir(dir.path());
+        let pending = PendingLayout::after(&[first.clone(), second.clone()], &third);
+        file.save(&pending).unwrap();
+        let loaded = file.load().unwrap().unwrap();
+        assert_eq!(loaded, pending);
+        assert_eq!(
+            loaded.chain(),
+            vec![first.clone(), second.clone(), third.clone()]
+        );
+
+        let text = std::fs::read_to_string(file.path()).unwrap();
+        let as_older: Layout = serde_json::from_str(&text).unwrap();
+        assert_eq!(as_older, third);
+
+        let mut older: serde_json::Value = serde_json::to_value(&second).unwrap();
+        let written: serde_json::Value = serde_json::from_str(&text).unwrap();
+        older["version"] = written["version"].clone();
+        older["netns"] = written["netns"].clone();
+        std::fs::write(file.path(), older.to_string()).unwrap();
+        assert_eq!(file.load().unwrap().unwrap().chain(), vec![second]);
+    }
+
     #[test]
     fn dense_bases_are_consecutive_and_sparse_ranges_take_none() {
         let layout = Layout::new(&config(&[
