@@ -605,11 +605,13 @@ fn a_missing_bird_is_refused_before_anything_changes() {
     );
     let instance = Instance::new("nobird");
     let path = config.path().to_str().unwrap();
-    let line = instance.vip_refused(&ns, &["run", "--config", path]);
-    assert!(
-        line.contains("[bgp] needs /nonexistent/bird, which is not installed"),
-        "{line}"
-    );
+    for command in ["check", "run"] {
+        let line = instance.vip_refused(&ns, &[command, "--config", path]);
+        assert!(
+            line.contains("[bgp] needs /nonexistent/bird, which is not installed"),
+            "vip {command}: {line}"
+        );
+    }
     assert_eq!(ns.ip_output(&["addr", "show"]), before, "no alias added");
     assert!(!instance.pin_dir().exists(), "nothing pinned");
     assert!(!instance.state_file().exists(), "no state recorded");

@@ -146,7 +146,7 @@ fn a_reload_after_one_whose_writes_failed_finishes_its_moves() {
     let instance = Instance::new("rcfail");
     let wrapper = [
         "env".to_string(),
-        "VIP_FAULT_FAIL=reload-indexes-written".to_string(),
+        "VIP_FAULT_FAIL=sync-indexes-written".to_string(),
     ];
     let daemon = Daemon::try_start(&lab.server, &config(false), &instance, &[], &wrapper)
         .unwrap_or_else(|log| panic!("vip run did not get ready:\n{log}"));

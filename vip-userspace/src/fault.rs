@@ -6,7 +6,7 @@
 //!
 //! With `VIP_FAULT_FAIL=STEP`, vip fails with an error the first time it
 //! reaches the step instead, as a map write refused by the kernel would. The
-//! step is `reload-indexes-written`: a reload's (or an adopting start's)
+//! step is `sync-indexes-written`: a reload's (or an adopting start's)
 //! sync has written its new ranges and the indexes, and not yet removed
 //! the ranges it drops (`datapath::sync`).
 

@@ -71,6 +71,10 @@ fn runtime() -> Result<tokio::runtime::Runtime, Failure> {
 
 pub fn check(config_path: &std::path::Path) -> Result<(), Failure> {
     let config = preflight::config(config_path, Purpose::Host)?;
+    // As `vip run` does before any change (the run directory plays no part).
+    if let Some(bgp) = &config.bgp {
+        vip_userspace::bgp::bird::Bird::locate(bgp, std::path::Path::new("/"))?;
+    }
     println!(
         "{}: ok ({} ranges, {} routes, {} interfaces)",
         config_path.display(),

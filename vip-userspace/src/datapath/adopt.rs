@@ -32,10 +32,6 @@ pub enum AdoptError {
     Version { dir: PathBuf, found: Option<u32> },
     #[error("{} holds a pinned datapath but its layout file {} is missing (another --run-dir?); run `vip down`", dir.display(), layout.display())]
     NoLayout { dir: PathBuf, layout: PathBuf },
-    #[error("the pinned datapath is attached to [{pinned}] and the config names [{configured}]; run `vip down` to change interfaces")]
-    Interfaces { pinned: String, configured: String },
-    #[error("{interface} is not the interface the pinned datapath attached to (it was deleted or recreated); run `vip down`")]
-    InterfaceGone { interface: String },
     #[error("the config does not fit the maps of the pinned datapath ({0}); run `vip down` to start afresh")]
     TooBig(#[source] LayoutError),
     #[error("the datapath pinned in {} was set up by a newer vip (layout version {found}, this vip has {LAYOUT_VERSION}): run that vip, or `vip down` and start afresh", dir.display())]
@@ -128,8 +124,7 @@ pub fn adopt(
     let interrupted = pending_file
         .load()?
         .map_or_else(Vec::new, PendingLayout::chain);
-    let attachments = adopt_links(&pin::open(&dir, MAP_ATTACH_META)?, pins)?;
-    check_interfaces(&attachments, config)?;
+    let reattach = reattach(&pin::open(&dir, MAP_ATTACH_META)?, pins, config)?;
     let layout = interrupted
         .last()
         .unwrap_or(&previous)
@@ -151,58 +146,101 @@ pub fn adopt(
         },
         pending_file,
         &config.interfaces,
-        attachments,
+        config.xdp_mode,
+        reattach,
         steering,
     )?;
     Ok((datapath, layout))
 }
 
-fn adopt_links(metas: &aya::maps::Map, pins: &PinDir) -> Result<Vec<Attachment>, AdoptError> {
+/// The pinned datapath's attachments reconciled with the config's interfaces
+/// and mode.
+pub(super) struct Reattach {
+    /// On a configured interface, in a mode the config allows: the new
+    /// programs replace theirs in place.
+    pub kept: Vec<Attachment>,
+    /// Configured interfaces to attach afresh, in config order.
+    pub added: Vec<String>,
+    /// Links to detach before the added interfaces are attached, by
+    /// interface: in a mode the config no longer allows, on an interface
+    /// deleted or recreated since (the kernel detached it then), or pinned
+    /// but never recorded in `MAP_ATTACH_META` (a start killed in between).
+    pub replaced: Vec<(String, Link)>,
+    /// Links to detach once the new attachments are recorded, by interface:
+    /// on interfaces the config no longer names.
+    pub dropped: Vec<(String, Link)>,
+}
+
+impl Reattach {
+    /// Whether the attachments change (else `MAP_ATTACH_META` stays as it is).
+    pub fn changes(&self) -> bool {
+        !(self.added.is_empty() && self.replaced.is_empty() && self.dropped.is_empty())
+    }
+}
+
+/// What to do with each attachment recorded in `metas` and each link
+/// pinned in `pins`, for the interfaces and mode of `config`. A recorded
+/// XDP attachment without a pinned link (a start killed after it detached
+/// it) is attached afresh if configured; a TC one is refused: a netlink TC
+/// filter (kernels before 6.6) has no pin and may still be attached, and a
+/// second filter would count every packet twice.
+fn reattach(
+    metas: &aya::maps::Map,
+    pins: &PinDir,
+    config: &Config,
+) -> Result<Reattach, AdoptError> {
     let metas: Array<_, AttachMeta> = metas.try_into().map_err(|source| DatapathError::Map {
         map: MAP_ATTACH_META,
         source,
     })?;
-    let mut attachments = Vec::new();
+    let configured = |interface: &str| config.interfaces.iter().any(|c| c == interface);
+    let allowed = AttachMode::candidates(config.xdp_mode);
+    let (mut kept, mut replaced, mut dropped) = (Vec::new(), Vec::new(), Vec::new());
+    let mut recorded = Vec::new();
     for meta in metas.iter() {
         let meta = meta.map_err(|source| DatapathError::Map {
             map: MAP_ATTACH_META,
             source,
         })?;
         let interface = super::interface_name(&meta);
-        if AttachMode::from_meta(meta.mode).is_some()
-            && !pins.path().join(pin::link_name(&interface)).exists()
-        {
-            return Err(AdoptError::NotPinned { interface });
+        let pin_name = pin::link_name(&interface);
+        let Some(mode) = AttachMode::from_meta(meta.mode) else {
+            continue;
+        };
+        if !pins.path().join(&pin_name).exists() {
+            if mode == AttachMode::Tc {
+                return Err(AdoptError::NotPinned { interface });
+            }
+            continue;
         }
-        let adopted = Attachment::adopted(&meta, |interface| {
-            Ok(Link::Pinned(pins.open_link(&pin::link_name(interface))?))
-        });
-        match adopted {
-            Some(attachment) => attachments.push(attachment?),
-            None => continue,
+        recorded.push(interface.clone());
+        let adopted = Attachment::adopted(&meta, |_| Ok(Link::Pinned(pins.open_link(&pin_name)?)))
+            .expect("a recorded mode")?;
+        let ifindex = nix::net::if_::if_nametoindex(interface.as_str()).unwrap_or(0);
+        if !configured(&interface) {
+            dropped.push((interface, adopted.link));
+        } else if allowed.contains(&adopted.mode) && ifindex == adopted.ifindex {
+            kept.push(adopted);
+        } else {
+            replaced.push((interface, adopted.link));
         }
     }
-    for attachment in &attachments {
-        let ifindex = nix::net::if_::if_nametoindex(attachment.interface.as_str()).unwrap_or(0);
-        if ifindex != attachment.ifindex {
-            return Err(AdoptError::InterfaceGone {
-                interface: attachment.interface.clone(),
-            });
+    for interface in pins.linked_interfaces()? {
+        if !recorded.contains(&interface) {
+            let link = Link::Pinned(pins.open_link(&pin::link_name(&interface))?);
+            replaced.push((interface, link));
         }
     }
-    Ok(attachments)
-}
-
-fn check_interfaces(attachments: &[Attachment], config: &Config) -> Result<(), AdoptError> {
-    let mut pinned: Vec<&str> = attachments.iter().map(|a| a.interface.as_str()).collect();
-    let mut configured: Vec<&str> = config.interfaces.iter().map(String::as_str).collect();
-    pinned.sort_unstable();
-    configured.sort_unstable();
-    if pinned != configured {
-        return Err(AdoptError::Interfaces {
-            pinned: pinned.join(", "),
-            configured: configured.join(", "),
-        });
-    }
-    Ok(())
+    let added = config
+        .interfaces
+        .iter()
+        .filter(|interface| !kept.iter().any(|k: &Attachment| &k.interface == *interface))
+        .cloned()
+        .collect();
+    Ok(Reattach {
+        kept,
+        added,
+        replaced,
+        dropped,
+    })
 }

@@ -292,16 +292,7 @@ impl Loaded {
             let attachment = attach::attach(&mut self.programs(), interface, mode)?;
             self.datapath.attachments.push(attachment);
         }
-        let datapath = &mut self.datapath;
-        let mut meta: Array<_, AttachMeta> = datapath.maps.typed_mut(MAP_ATTACH_META)?;
-        for (index, attachment) in datapath.attachments.iter().enumerate() {
-            meta.set(index as u32, attachment.meta(), 0)
-                .map_err(|source| DatapathError::Map {
-                    map: MAP_ATTACH_META,
-                    source,
-                })?;
-        }
-        Ok(())
+        self.datapath.record_attachments()
     }
 
     /// Attaches the sk_lookup program (socket steering, delivered counts) to
@@ -349,6 +340,19 @@ impl Datapath {
 
     pub fn attachments(&self) -> &[Attachment] {
         &self.attachments
+    }
+
+    /// Records the attachments in `MAP_ATTACH_META`, in order.
+    fn record_attachments(&mut self) -> Result<(), DatapathError> {
+        let mut meta: Array<_, AttachMeta> = self.maps.typed_mut(MAP_ATTACH_META)?;
+        for (index, attachment) in self.attachments.iter().enumerate() {
+            meta.set(index as u32, attachment.meta(), 0)
+                .map_err(|source| DatapathError::Map {
+                    map: MAP_ATTACH_META,
+                    source,
+                })?;
+        }
+        Ok(())
     }
 
     /// Whether every attachment stays when this process exits (no netlink TC

@@ -125,6 +125,35 @@ impl PinDir {
         })
     }
 
+    /// Pins `map` as `name` in place of the map pinned there: pinned under a
+    /// temporary name, then renamed over it, so that the name always holds
+    /// one of the two (the last map pinned marks the pins complete).
+    pub fn replace_map(&self, name: &'static str, map: &Map) -> Result<(), PinError> {
+        let path = self.dir.join(name);
+        // bpffs refuses names with a dot; vip's prefix, so `vip down` sees it.
+        let fresh = self.dir.join(format!("{name}_NEW"));
+        let _ = std::fs::remove_file(&fresh);
+        map.pin(&fresh).map_err(|source| PinError::Pin {
+            what: format!("map {name}"),
+            path: fresh.clone(),
+            source,
+        })?;
+        std::fs::rename(&fresh, &path).map_err(|source| PinError::Io { path, source })
+    }
+
+    /// The interfaces with a link pinned here.
+    pub fn linked_interfaces(&self) -> Result<Vec<String>, PinError> {
+        let pins = pins_named(&self.dir, LINK_PIN_PREFIX).map_err(|source| PinError::Io {
+            path: self.dir.clone(),
+            source,
+        })?;
+        Ok(pins
+            .iter()
+            .filter_map(|path| path.file_name()?.to_str()?.strip_prefix(LINK_PIN_PREFIX))
+            .map(str::to_string)
+            .collect())
+    }
+
     pub fn open_link(&self, name: &str) -> Result<PinnedLink, PinError> {
         let path = self.dir.join(name);
         PinnedLink::from_pin(&path).map_err(|source| PinError::OpenLink { path, source })

@@ -104,7 +104,7 @@ fn write(maps: &mut Maps, old: Option<&Layout>, new: &Layout) -> Result<(), Data
     }
     sync_index(maps, old, new)?;
     sync_v6_blocks(maps, old, new)?;
-    const FAULT_STEP: &str = "reload-indexes-written";
+    const FAULT_STEP: &str = "sync-indexes-written";
     if old.is_some() && crate::fault::fails(FAULT_STEP) {
         return Err(DatapathError::Fault { step: FAULT_STEP });
     }
@@ -354,6 +354,12 @@ fn forget_steered_vips(maps: &mut Maps, entry: u32) -> Result<(), DatapathError>
 /// Entries of interfaces that decapsulate, then those of interfaces that no
 /// longer do. An interface that has gone away
 /// took its ifindex with it: nothing to remove.
+/// Writes every decapsulating interface of `layout` into a fresh
+/// `MAP_DECAP` (one an adopting start creates for a new set of interfaces).
+pub(super) fn fill_decap(maps: &mut Maps, layout: &Layout) -> Result<(), DatapathError> {
+    sync_decap(maps, None, layout)
+}
+
 fn sync_decap(maps: &mut Maps, old: Option<&Layout>, new: &Layout) -> Result<(), DatapathError> {
     let old_decap: &[DecapEntry] = old.map_or(&[], |l| &l.decap);
     if old.is_some() && old_decap == new.decap.as_slice() {
@@ -364,17 +370,40 @@ fn sync_decap(maps: &mut Maps, old: Option<&Layout>, new: &Layout) -> Result<(),
         let index = ifindex(&entry.interface).ok_or_else(|| DatapathError::NoInterface {
             interface: entry.interface.clone(),
         })?;
-        set(maps, MAP_DECAP, index, entry.value())?;
+        set_decap(maps, &entry.interface, index, entry.value())?;
     }
     for entry in old_decap {
         if new.decap.iter().any(|n| n.interface == entry.interface) {
             continue;
         }
         if let Some(index) = ifindex(&entry.interface) {
-            set(maps, MAP_DECAP, index, DecapConfig::default())?;
+            set_decap(maps, &entry.interface, index, DecapConfig::default())?;
         }
     }
     Ok(())
+}
+
+/// `MAP_DECAP` is sized for the interfaces the datapath attached to when it
+/// was set up (or last adopted): an interface beyond it is one a reload
+/// added, which the datapath is not attached to until vip restarts, or one
+/// of an earlier layout in a chain of unfinished moves, which the datapath
+/// is not attached to any more.
+fn set_decap(
+    maps: &mut Maps,
+    interface: &str,
+    index: u32,
+    value: DecapConfig,
+) -> Result<(), DatapathError> {
+    match set(maps, MAP_DECAP, index, value) {
+        Err(DatapathError::Map {
+            source: MapError::OutOfBounds { .. },
+            ..
+        }) => {
+            log::warn!("{interface}: its decapsulation takes effect when vip restarts (the datapath is not attached to it)");
+            Ok(())
+        }
+        result => result,
+    }
 }
 
 /// Level-2 entries (and their /24 entries) that gain or change a value first,

@@ -15,18 +15,21 @@
 
 use aya::maps::Array;
 use vip_common::{
-    LAYOUT_VERSION, MAP_DENSE_COUNTS, MAP_PORTS, MAP_PRESSURE, MAP_SETTINGS, MAP_SPARSE_COLD,
-    MAP_SPARSE_CONTROL, MAP_SPARSE_HOT, MAP_SPARSE_TAG, MAP_V4_SLASH24, PROG_SK_LOOKUP, PROG_TC,
-    PROG_XDP, SETTING_LAYOUT_VERSION, SK_LOOKUP_LINK_PIN,
+    LAYOUT_VERSION, MAP_ATTACH_META, MAP_DECAP, MAP_DENSE_COUNTS, MAP_PORTS, MAP_PRESSURE,
+    MAP_SETTINGS, MAP_SPARSE_COLD, MAP_SPARSE_CONTROL, MAP_SPARSE_HOT, MAP_SPARSE_TAG,
+    MAP_V4_SLASH24, PROG_SK_LOOKUP, PROG_TC, PROG_XDP, SETTING_LAYOUT_VERSION, SK_LOOKUP_LINK_PIN,
 };
 
 use super::{
-    attach::{Attachment, Link},
+    adopt::Reattach,
+    attach::{self, Attachment, Link},
     build, link_update, open,
     pin::{self, PinDir},
-    sparse_control, steering, sync, AttachMode, Datapath, DatapathError, Loaded, EBPF_OBJECT,
+    programs, sparse_control, steering, sync, AttachMode, Datapath, DatapathError, Loaded,
+    EBPF_OBJECT,
 };
 use crate::{
+    config::XdpMode,
     fault,
     layout::{Layout, PendingLayout, PendingLayoutFile},
 };
@@ -58,13 +61,20 @@ pub(super) struct Moves<'a> {
 /// moved to `moves.target` and running this binary's programs. The moves
 /// are saved in `pending` before the first map write, so that a start
 /// killed during its own writes is finished by the next one.
+///
+/// The attachments change as `reattach` says: links replaced or dropped
+/// are detached, added interfaces attached in `xdp_mode`, and a fresh
+/// `MAP_ATTACH_META` and `MAP_DECAP` (sized for `interfaces`) take the
+/// place of the pinned ones once every link runs the new programs.
+#[allow(clippy::too_many_arguments)]
 pub(super) fn upgrade(
     pins: &PinDir,
     missing: &[&'static str],
     moves: Moves,
     pending: &PendingLayoutFile,
     interfaces: &[String],
-    attachments: Vec<Attachment>,
+    xdp_mode: XdpMode,
+    reattach: Reattach,
     steering_link: Option<Link>,
 ) -> Result<Datapath, DatapathError> {
     let Moves {
@@ -75,11 +85,17 @@ pub(super) fn upgrade(
     // The hash stays the one the datapath was created with: its slots are
     // where that hash put them.
     let control = sparse_control::pinned(pins.path(), missing.contains(&MAP_SPARSE_CONTROL))?;
+    let fresh: &[&'static str] = if reattach.changes() {
+        &FRESH_FOR_INTERFACES
+    } else {
+        &[]
+    };
+    let not_pinned: Vec<&'static str> = missing.iter().chain(fresh).copied().collect();
     let (ebpf, maps) = open(
         EBPF_OBJECT,
         layout,
         interfaces,
-        Some((pins.path(), missing)),
+        Some((pins.path(), &not_pinned)),
         &control,
     )?;
     let upgrades = build::info(&maps).map_or(0, |info| info.upgrades);
@@ -99,6 +115,9 @@ pub(super) fn upgrade(
     if missing.contains(&MAP_V4_SLASH24) {
         sync::fill_slash24s(&mut loaded.datapath.maps, previous)?;
     }
+    if fresh.contains(&MAP_DECAP) {
+        sync::fill_decap(&mut loaded.datapath.maps, layout)?;
+    }
     // The maps hold a mix of `previous` and the cut-short layouts: moved to
     // each of those in turn first (the writes set values, so they can be
     // done again), then on.
@@ -108,6 +127,12 @@ pub(super) fn upgrade(
         from = step;
     }
     sync::sync(&mut loaded.datapath.maps, Some(from), layout)?;
+    let Reattach {
+        kept: mut attachments,
+        added,
+        replaced,
+        dropped,
+    } = reattach;
     for (index, attachment) in attachments.iter().enumerate() {
         let (name, program) = match attachment.mode {
             AttachMode::Tc => (PROG_TC, loaded.tc().fd()),
@@ -143,10 +168,35 @@ pub(super) fn upgrade(
         .map_err(|source| replace_error("the network namespace", source))?;
     }
     fault::at("upgrade-replaced");
+    for (interface, link) in replaced {
+        detach(&interface, link)?;
+        log::info!(
+            "{interface}: detached, to be attached again (mode, interface or record changed)"
+        );
+    }
+    for interface in &added {
+        let attachment = attach::attach(&mut programs(&mut loaded.ebpf)?, interface, xdp_mode)?;
+        let link = attachment.link.pinned(pins, &pin::link_name(interface))?;
+        attachments.push(Attachment { link, ..attachment });
+    }
+    attachments.sort_by_key(|a| interfaces.iter().position(|i| *i == a.interface));
+    fault::at("upgrade-attached");
     let mut datapath = loaded.datapath;
     build::record(&mut datapath.maps, EBPF_OBJECT, upgrades + 1)?;
     for &name in missing.iter().filter(|name| !PINNED_AT_ONCE.contains(name)) {
         pins.pin_map(name, datapath.map(name)?)?;
+    }
+    if !fresh.is_empty() {
+        datapath.attachments = attachments;
+        datapath.record_attachments()?;
+        attachments = std::mem::take(&mut datapath.attachments);
+        // The attachments' record last: its pin marks the pins complete.
+        pins.replace_map(MAP_DECAP, datapath.map(MAP_DECAP)?)?;
+        pins.replace_map(MAP_ATTACH_META, datapath.map(MAP_ATTACH_META)?)?;
+    }
+    for (interface, link) in dropped {
+        detach(&interface, link)?;
+        log::info!("{interface}: detached (no longer in interfaces)");
     }
     fault::at("upgrade-committing");
     let mut settings: Array<_, u32> = datapath.maps.typed_mut(MAP_SETTINGS)?;
@@ -159,6 +209,18 @@ pub(super) fn upgrade(
     datapath.attachments = attachments;
     datapath.steering = steering_link;
     Ok(datapath)
+}
+
+/// Maps an adopting start creates afresh when the attachments change: the
+/// attachments' record, and the decapsulation entries by ifindex, sized for
+/// the configured interfaces.
+const FRESH_FOR_INTERFACES: [&str; 2] = [MAP_DECAP, MAP_ATTACH_META];
+
+fn detach(interface: &str, link: Link) -> Result<(), DatapathError> {
+    link.detach().map_err(|source| DatapathError::Detach {
+        interface: interface.to_string(),
+        source,
+    })
 }
 
 fn replace_error(what: &str, source: std::io::Error) -> DatapathError {

@@ -30,6 +30,7 @@ pub const TESTS: &[&str] = &[
     "policy_netns",
     "steering",
     "restart",
+    "interfaces_restart",
     "reload",
     "reload_vouching",
     "reload_crash",

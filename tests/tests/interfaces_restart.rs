@@ -1,0 +1,201 @@
+//! A restart that adopts the pinned datapath with other `interfaces` or
+//! another `xdp_mode` (the shipped unit stops with `--keep-datapath`):
+//! interfaces the config adds are attached, those it drops detached, those
+//! in a mode it no longer allows attached again in its mode, and the
+//! interfaces that stay keep their link, with the new program in it, and
+//! every count. Every interface decapsulates IPIP, through the decap map
+//! created afresh for each new set of interfaces. Before, such a start was
+//! refused until `vip down`, and a reload that added an interface with
+//! decapsulation failed on the decap map's size.
+//!
+//! The test thread is pinned to CPU 0, and so the threads that send its frames.
+
+use std::net::IpAddr;
+
+use serde_json::Value;
+use vip_tests::{
+    daemon::{number, Daemon, Instance},
+    fixture,
+    netns::{veth, Lab},
+    packets::FrameSpec,
+    root::require_root,
+    tunnel::{encapsulate, Tunnel},
+};
+
+/// The lab's second link: `EXTRA_CLIENT_IF` in the client, `EXTRA_SERVER_IF`
+/// in the server.
+const EXTRA_CLIENT_IF: &str = "vipc1";
+const EXTRA_SERVER_IF: &str = "vips1";
+const VIP: &str = "192.0.2.10";
+
+fn config(interfaces: &[&str], xdp_mode: &str) -> String {
+    let interfaces: Vec<String> = interfaces.iter().map(|i| format!("\"{i}\"")).collect();
+    format!(
+        "interfaces = [{}]\nxdp_mode = \"{xdp_mode}\"\ndecap = [\"ipip\"]\n\
+         [metrics]\nlisten = \"off\"\n\
+         [[range]]\nname = \"a\"\ncidr = \"192.0.2.0/24\"\n",
+        interfaces.join(", ")
+    )
+}
+
+/// `n` frames to the VIP from the client end of the link to `server_if`.
+fn send(lab: &Lab, server_if: &str, n: usize) -> u64 {
+    send_frame(lab, server_if, frame(), n)
+}
+
+/// One frame to the VIP in an IPIP tunnel, likewise.
+fn send_ipip(lab: &Lab, server_if: &str) -> u64 {
+    send_frame(lab, server_if, encapsulate(&frame(), Tunnel::Ipip), 1)
+}
+
+fn frame() -> Vec<u8> {
+    let vip: IpAddr = VIP.parse().unwrap();
+    FrameSpec::udp(vip, 53).frame_len(90).build()
+}
+
+fn send_frame(lab: &Lab, server_if: &str, frame: Vec<u8>, n: usize) -> u64 {
+    let client_if = if server_if == Lab::SERVER_IF {
+        Lab::CLIENT_IF
+    } else {
+        EXTRA_CLIENT_IF
+    };
+    lab.client.send_frames(client_if, vec![frame; n]);
+    n as u64
+}
+
+fn decapsulated(stats: &Value) -> u64 {
+    stats["global"]["decapsulated"]["ipip"].as_u64().unwrap()
+}
+
+/// The attachments `vip stats` reports, as (interface, mode).
+fn attachments(stats: &Value) -> Vec<(String, String)> {
+    stats["attachments"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| {
+            (
+                a["interface"].as_str().unwrap().to_string(),
+                a["mode"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect()
+}
+
+fn range_packets(stats: &Value) -> u64 {
+    number(&stats["ranges"][0], "packets")
+}
+
+fn start<'a>(lab: &'a Lab, instance: &'a Instance, interfaces: &[&str], mode: &str) -> Daemon<'a> {
+    Daemon::start_with(
+        &lab.server,
+        &config(interfaces, mode),
+        instance,
+        &["--keep-datapath"],
+    )
+}
+
+/// The lab with its second link, and an instance; this thread and its
+/// senders pinned to CPU 0.
+fn two_link_lab(tag: &str) -> (Lab, Instance) {
+    fixture::pin_to_cpu0();
+    let lab = Lab::new(tag);
+    veth(
+        (&lab.client, EXTRA_CLIENT_IF, None),
+        (&lab.server, EXTRA_SERVER_IF, None),
+    );
+    (lab, Instance::new(tag))
+}
+
+#[test]
+fn a_restart_attaches_and_detaches_what_the_config_changes() {
+    if !require_root("a_restart_attaches_and_detaches_what_the_config_changes") {
+        return;
+    }
+    let (lab, instance) = two_link_lab("ifre");
+    let (first, second) = (Lab::SERVER_IF, EXTRA_SERVER_IF);
+
+    let daemon = start(&lab, &instance, &[first], "native");
+    let mut sent = send(&lab, first, 3) + send_ipip(&lab, first);
+    let stats = daemon.stats_once_counted(sent);
+    assert_eq!(decapsulated(&stats), 1, "{stats:#}");
+    // A reload leaves the attachments (and the new interface's decap) to
+    // the next start.
+    daemon.rewrite_config(&config(&[first, second], "native"));
+    let line = daemon.reload();
+    assert!(line.contains("reloaded"), "{line}");
+    assert!(!lab.server.has_xdp(second), "a reload attached {second}");
+    daemon.stop();
+    let first_program = lab.server.xdp_prog_id(first).expect("left attached");
+    assert!(!lab.server.has_xdp(second));
+
+    // Added: the second interface, attached; the first keeps counting.
+    let daemon = start(&lab, &instance, &[first, second], "native");
+    let program = lab.server.xdp_prog_id(first).expect("still attached");
+    assert_ne!(program, first_program, "the new program, in place");
+    assert_eq!(lab.server.xdp_prog_id(second), Some(program));
+    sent += send(&lab, first, 2) + send(&lab, second, 4);
+    sent += send_ipip(&lab, first) + send_ipip(&lab, second);
+    let stats = daemon.stats_once_counted(sent);
+    assert_eq!(range_packets(&stats), sent, "{stats:#}");
+    assert_eq!(decapsulated(&stats), 3, "{stats:#}");
+    assert_eq!(
+        attachments(&stats),
+        [
+            (first.into(), "native".into()),
+            (second.into(), "native".into())
+        ]
+    );
+    daemon.stop();
+
+    // Dropped: the first; the second attached again in generic mode.
+    let daemon = start(&lab, &instance, &[second], "generic");
+    assert!(!lab.server.has_xdp(first), "detached from {first}");
+    sent += send(&lab, second, 5) + send_ipip(&lab, second);
+    let stats = daemon.stats_once_counted(sent);
+    assert_eq!(range_packets(&stats), sent, "{stats:#}");
+    assert_eq!(decapsulated(&stats), 4, "{stats:#}");
+    assert_eq!(attachments(&stats), [(second.into(), "generic".into())]);
+    let link = lab.server.ip_output(&["link", "show", "dev", second]);
+    assert!(link.contains("xdpgeneric"), "{link}");
+    daemon.stop();
+    instance.vip_ok(&lab.server, &["down"]);
+    assert!(!lab.server.has_xdp(second), "vip down detached {second}");
+}
+
+#[test]
+fn a_start_after_one_killed_before_it_recorded_a_new_interface_detaches_it() {
+    if !require_root("a_start_after_one_killed_before_it_recorded_a_new_interface_detaches_it") {
+        return;
+    }
+    let (lab, instance) = two_link_lab("ifkill");
+    let (first, second) = (Lab::SERVER_IF, EXTRA_SERVER_IF);
+    start(&lab, &instance, &[first], "native").stop();
+
+    // Dies with the second interface attached and its link pinned, but not
+    // yet in the attachments' record.
+    let wrapper = [
+        "env".to_string(),
+        "VIP_FAULT_AT=upgrade-attached".to_string(),
+    ];
+    let Err(log) = Daemon::try_start(
+        &lab.server,
+        &config(&[first, second], "native"),
+        &instance,
+        &["--keep-datapath"],
+        &wrapper,
+    ) else {
+        panic!("vip run did not die at upgrade-attached");
+    };
+    assert!(log.contains("VIP_FAULT_AT=upgrade-attached"), "{log}");
+    assert!(lab.server.has_xdp(second), "attached before the kill");
+
+    let daemon = start(&lab, &instance, &[first], "native");
+    assert!(!lab.server.has_xdp(second), "detached from {second}");
+    let sent = send(&lab, first, 2);
+    let stats = daemon.stats_once_counted(sent);
+    assert_eq!(attachments(&stats), [(first.into(), "native".into())]);
+    daemon.stop();
+    instance.vip_ok(&lab.server, &["down"]);
+    assert!(!lab.server.has_xdp(first), "vip down detached {first}");
+}
