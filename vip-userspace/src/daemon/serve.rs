@@ -84,19 +84,16 @@ impl Daemon {
                     let idle = self.config.sparse_idle_seconds;
                     let unfinished = self.unfinished.len();
                     if let Err(e) = self.reload().await {
-                        if self.unfinished.len() > unfinished {
-                            log::error!(
-                                "reload of {} failed half-way, the datapath holds part of it (the next reload or start moves it on from there): {}",
-                                self.options.config_path.display(),
-                                errors::chain(&e)
-                            );
+                        let outcome = if self.unfinished.len() > unfinished {
+                            "failed half-way, the datapath holds part of it (the next reload or start moves it on from there)"
                         } else {
-                            log::error!(
-                                "reload of {} refused, still running the previous config: {}",
-                                self.options.config_path.display(),
-                                errors::chain(&e)
-                            );
-                        }
+                            "refused, still running the previous config"
+                        };
+                        log::error!(
+                            "reload of {} {outcome}: {}",
+                            self.options.config_path.display(),
+                            errors::chain(&e)
+                        );
                     }
                     if self.config.sparse_idle_seconds != idle {
                         sweep = sweep_interval(self.config.sparse_idle_seconds);

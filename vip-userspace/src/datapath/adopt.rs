@@ -17,7 +17,7 @@ use super::{
     upgrade, Datapath, DatapathError,
 };
 use crate::{
-    config::Config,
+    config::{Config, XdpMode},
     errors::Blame,
     layout::{Layout, LayoutError, LayoutFile, PendingLayout, PendingLayoutFile},
     netns::{self, NetnsId},
@@ -145,8 +145,6 @@ pub fn adopt(
             target: &layout,
         },
         pending_file,
-        &config.interfaces,
-        config.xdp_mode,
         reattach,
         steering,
     )?;
@@ -156,6 +154,11 @@ pub fn adopt(
 /// The pinned datapath's attachments reconciled with the config's interfaces
 /// and mode.
 pub(super) struct Reattach {
+    /// The configured interfaces, in order: what the datapath ends up
+    /// attached to.
+    pub interfaces: Vec<String>,
+    /// The configured mode, for the interfaces attached afresh.
+    pub mode: XdpMode,
     /// On a configured interface, in a mode the config allows: the new
     /// programs replace theirs in place.
     pub kept: Vec<Attachment>,
@@ -238,6 +241,8 @@ fn reattach(
         .cloned()
         .collect();
     Ok(Reattach {
+        interfaces: config.interfaces.clone(),
+        mode: config.xdp_mode,
         kept,
         added,
         replaced,

@@ -1,7 +1,9 @@
 //! Upgrading a pinned datapath in place. This binary's programs are loaded onto
 //! the live maps (the pins, used as they are, so every counter carries on in
 //! the same memory) and replace the running ones link by link through
-//! BPF_LINK_UPDATE: nothing is detached, and the host state is not touched.
+//! BPF_LINK_UPDATE: nothing the config keeps is detached, and the host state
+//! is not touched. Interfaces the config adds or drops (or whose mode it
+//! changes) are attached or detached here too ([`super::adopt::Reattach`]).
 //!
 //! An older layout lacks the maps later ones added (`vip_common::MAPS_ADDED`):
 //! they are created fresh and pinned only once every link runs the new
@@ -29,7 +31,6 @@ use super::{
     EBPF_OBJECT,
 };
 use crate::{
-    config::XdpMode,
     fault,
     layout::{Layout, PendingLayout, PendingLayoutFile},
 };
@@ -57,23 +58,20 @@ pub(super) struct Moves<'a> {
     pub target: &'a Layout,
 }
 
-/// The pinned datapath in `pins` (with `attachments` and its sk_lookup link),
+/// The pinned datapath in `pins` (with its sk_lookup link),
 /// moved to `moves.target` and running this binary's programs. The moves
 /// are saved in `pending` before the first map write, so that a start
 /// killed during its own writes is finished by the next one.
 ///
 /// The attachments change as `reattach` says: links replaced or dropped
-/// are detached, added interfaces attached in `xdp_mode`, and a fresh
-/// `MAP_ATTACH_META` and `MAP_DECAP` (sized for `interfaces`) take the
+/// are detached, added interfaces attached in its mode, and a fresh
+/// `MAP_ATTACH_META` and `MAP_DECAP` (sized for its interfaces) take the
 /// place of the pinned ones once every link runs the new programs.
-#[allow(clippy::too_many_arguments)]
 pub(super) fn upgrade(
     pins: &PinDir,
     missing: &[&'static str],
     moves: Moves,
     pending: &PendingLayoutFile,
-    interfaces: &[String],
-    xdp_mode: XdpMode,
     reattach: Reattach,
     steering_link: Option<Link>,
 ) -> Result<Datapath, DatapathError> {
@@ -94,7 +92,7 @@ pub(super) fn upgrade(
     let (ebpf, maps) = open(
         EBPF_OBJECT,
         layout,
-        interfaces,
+        &reattach.interfaces,
         Some((pins.path(), &not_pinned)),
         &control,
     )?;
@@ -128,6 +126,8 @@ pub(super) fn upgrade(
     }
     sync::sync(&mut loaded.datapath.maps, Some(from), layout)?;
     let Reattach {
+        interfaces,
+        mode,
         kept: mut attachments,
         added,
         replaced,
@@ -175,7 +175,7 @@ pub(super) fn upgrade(
         );
     }
     for interface in &added {
-        let attachment = attach::attach(&mut programs(&mut loaded.ebpf)?, interface, xdp_mode)?;
+        let attachment = attach::attach(&mut programs(&mut loaded.ebpf)?, interface, mode)?;
         let link = attachment.link.pinned(pins, &pin::link_name(interface))?;
         attachments.push(Attachment { link, ..attachment });
     }
