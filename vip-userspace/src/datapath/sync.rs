@@ -351,15 +351,15 @@ fn forget_steered_vips(maps: &mut Maps, entry: u32) -> Result<(), DatapathError>
     Ok(())
 }
 
-/// Entries of interfaces that decapsulate, then those of interfaces that no
-/// longer do. An interface that has gone away
-/// took its ifindex with it: nothing to remove.
 /// Writes every decapsulating interface of `layout` into a fresh
 /// `MAP_DECAP` (one an adopting start creates for a new set of interfaces).
 pub(super) fn fill_decap(maps: &mut Maps, layout: &Layout) -> Result<(), DatapathError> {
     sync_decap(maps, None, layout)
 }
 
+/// Entries of interfaces that decapsulate, then those of interfaces that no
+/// longer do. An interface that has gone away
+/// took its ifindex with it: nothing to remove.
 fn sync_decap(maps: &mut Maps, old: Option<&Layout>, new: &Layout) -> Result<(), DatapathError> {
     let old_decap: &[DecapEntry] = old.map_or(&[], |l| &l.decap);
     if old.is_some() && old_decap == new.decap.as_slice() {

@@ -36,9 +36,8 @@ pub type LayoutFile = RunFile<Layout>;
 /// maps through each layout in turn, then on to its config (`datapath::adopt`,
 /// the daemon's reload).
 ///
-/// A sixteenth-session vip wrote `layout` alone, which reads as it is
-/// (`earlier` empty); a vip of that session reads this file's `layout` and
-/// ignores `earlier`.
+/// The file's older form, a layout alone, reads as a chain of one; a vip
+/// that wrote that form reads this one's `layout` and ignores `earlier`.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PendingLayout {
     /// Layouts whose moves were cut short before the one to `layout`
