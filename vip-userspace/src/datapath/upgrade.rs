@@ -182,14 +182,13 @@ pub(super) fn upgrade(
     attachments.sort_by_key(|a| interfaces.iter().position(|i| *i == a.interface));
     fault::at("upgrade-attached");
     let mut datapath = loaded.datapath;
+    datapath.attachments = attachments;
     build::record(&mut datapath.maps, EBPF_OBJECT, upgrades + 1)?;
     for &name in missing.iter().filter(|name| !PINNED_AT_ONCE.contains(name)) {
         pins.pin_map(name, datapath.map(name)?)?;
     }
     if !fresh.is_empty() {
-        datapath.attachments = attachments;
         datapath.record_attachments()?;
-        attachments = std::mem::take(&mut datapath.attachments);
         // The attachments' record last: its pin marks the pins complete.
         pins.replace_map(MAP_DECAP, datapath.map(MAP_DECAP)?)?;
         pins.replace_map(MAP_ATTACH_META, datapath.map(MAP_ATTACH_META)?)?;
@@ -206,7 +205,6 @@ pub(super) fn upgrade(
             map: MAP_SETTINGS,
             source,
         })?;
-    datapath.attachments = attachments;
     datapath.steering = steering_link;
     Ok(datapath)
 }
