@@ -291,6 +291,19 @@ impl<'a> Daemon<'a> {
         run_args: &[&str],
         wrapper: &[String],
     ) -> Result<Daemon<'a>, String> {
+        let mut daemon = Daemon::spawn(ns, config, instance, run_args, wrapper);
+        daemon.ready()?;
+        Ok(daemon)
+    }
+
+    /// Starts `vip run` like [`Daemon::try_start`], without waiting for it.
+    pub fn spawn(
+        ns: &'a Netns,
+        config: &str,
+        instance: &'a Instance,
+        run_args: &[&str],
+        wrapper: &[String],
+    ) -> Daemon<'a> {
         let config_file = config_file(config);
         let log = tempfile::NamedTempFile::new().expect("temp log");
         let child = instance
@@ -303,18 +316,18 @@ impl<'a> Daemon<'a> {
             .stderr(log.reopen().expect("log handle"))
             .spawn()
             .expect("spawning vip run");
-        let mut daemon = Daemon {
+        Daemon {
             child: Some(child),
             ns,
             instance,
             log,
             _config: config_file,
-        };
-        daemon.wait_ready()?;
-        Ok(daemon)
+        }
     }
 
-    fn wait_ready(&mut self) -> Result<(), String> {
+    /// Waits until the daemon is counting, its datapath pinned (or adopted);
+    /// its log if it exits first.
+    pub fn ready(&mut self) -> Result<(), String> {
         let deadline = Instant::now() + Duration::from_secs(20);
         // Pins of an earlier daemon may be complete already: wait for the log too.
         while !pin::is_complete(self.instance.pin_dir()) || !self.log().contains("] counting ") {
@@ -334,6 +347,24 @@ impl<'a> Daemon<'a> {
             std::thread::sleep(Duration::from_millis(50));
         }
         Ok(())
+    }
+
+    /// Waits until the daemon has logged `text`.
+    pub fn wait_logged(&self, text: &str) {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while !self.log().contains(text) {
+            assert!(
+                Instant::now() < deadline,
+                "vip run did not log {text:?} in 20 s:\n{}",
+                self.log()
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// The path of the daemon's config file.
+    pub fn config_path(&self) -> &Path {
+        self._config.path()
     }
 
     /// Replaces the daemon's config file (for a reload).

@@ -96,6 +96,13 @@ fn bad_input_is_one_line_exit_2_and_changes_nothing() {
             stderr.contains(message),
             "{case}: {stderr:?} should say {message:?}"
         );
+        let parts: Vec<&str> = stderr.trim_end().split(": ").collect();
+        let distinct: std::collections::BTreeSet<&str> = parts.iter().copied().collect();
+        assert_eq!(
+            distinct.len(),
+            parts.len(),
+            "{case}: a cause repeated: {stderr}"
+        );
         assert!(!instance.pin_dir().exists(), "{case}: nothing pinned");
         assert!(!instance.state_file().exists(), "{case}: no state written");
         assert!(

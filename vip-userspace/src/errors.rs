@@ -23,16 +23,55 @@ macro_rules! host_failures {
 host_failures!(std::io::Error, nix::Error, serde_json::Error);
 
 /// An error and its sources on one line, as `anyhow`'s `{:#}` prints them, less
-/// a source that only repeats the line before it (aya's syscall errors do).
+/// a source that the message before it already ends with (aya's syscall
+/// errors repeat themselves, and a message that shows its `{source}` is
+/// followed by that source).
 pub fn chain(error: &dyn std::error::Error) -> String {
     let mut parts = vec![error.to_string()];
     let mut source = error.source();
     while let Some(cause) = source {
         let part = cause.to_string();
-        if parts.last() != Some(&part) {
+        if !parts.last().is_some_and(|last| last.ends_with(&part)) {
             parts.push(part);
         }
         source = cause.source();
     }
     parts.join(": ")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::chain;
+
+    #[derive(Debug, thiserror::Error)]
+    #[error("cannot read config /x: {source}")]
+    struct Shown {
+        source: std::io::Error,
+    }
+
+    #[derive(Debug, thiserror::Error)]
+    #[error("loading the datapath")]
+    struct Hidden {
+        source: std::io::Error,
+    }
+
+    fn missing() -> std::io::Error {
+        std::io::Error::from_raw_os_error(2)
+    }
+
+    #[test]
+    fn a_source_the_message_shows_is_not_repeated() {
+        assert_eq!(
+            chain(&Shown { source: missing() }),
+            "cannot read config /x: No such file or directory (os error 2)"
+        );
+    }
+
+    #[test]
+    fn a_source_the_message_does_not_show_follows_it() {
+        assert_eq!(
+            chain(&Hidden { source: missing() }),
+            "loading the datapath: No such file or directory (os error 2)"
+        );
+    }
 }

@@ -9,13 +9,24 @@
 //! step is `sync-indexes-written`: a reload's (or an adopting start's)
 //! sync has written its new ranges and the indexes, and not yet removed
 //! the ranges it drops (`datapath::sync`).
+//!
+//! With `VIP_FAULT_PAUSE=STEP`, vip sleeps [`PAUSE`] at the step, as a slow
+//! start would. The step is `start-locked`: `vip run` holds the run
+//! directory's lock and has recorded nothing yet (`daemon::Daemon::start`).
 
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::{
+    sync::atomic::{AtomicBool, Ordering},
+    time::Duration,
+};
 
 /// The environment variable that names the step to die at.
 pub const VARIABLE: &str = "VIP_FAULT_AT";
 /// The environment variable that names the step to fail at, once.
 pub const FAIL_VARIABLE: &str = "VIP_FAULT_FAIL";
+/// The environment variable that names the step to pause at.
+pub const PAUSE_VARIABLE: &str = "VIP_FAULT_PAUSE";
+/// How long a pause lasts.
+pub const PAUSE: Duration = Duration::from_secs(3);
 
 /// Dies here when `VIP_FAULT_AT` names `step`.
 pub fn at(step: &str) {
@@ -38,4 +49,15 @@ pub fn fails(step: &str) -> bool {
         log::warn!("{FAIL_VARIABLE}={step}: failing here");
     }
     first
+}
+
+/// Sleeps [`PAUSE`] here when `VIP_FAULT_PAUSE` names `step`.
+pub fn pause(step: &str) {
+    if std::env::var(PAUSE_VARIABLE).is_ok_and(|wanted| wanted == step) {
+        log::warn!(
+            "{PAUSE_VARIABLE}={step}: pausing {} s here",
+            PAUSE.as_secs()
+        );
+        std::thread::sleep(PAUSE);
+    }
 }

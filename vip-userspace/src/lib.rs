@@ -14,6 +14,7 @@ pub mod metrics;
 pub mod netns;
 pub mod preflight;
 pub mod run_files;
+pub mod run_lock;
 pub mod stats;
 pub mod status;
 pub mod steer;

@@ -16,6 +16,7 @@ use vip_userspace::{
     },
     layout::{LayoutFile, PendingLayoutFile},
     preflight::{self, Purpose},
+    run_lock::{RunLock, RunLockError},
     status::StatusFile,
 };
 
@@ -36,6 +37,19 @@ impl Blame for DidNotStop {
     }
 }
 
+#[derive(Debug, thiserror::Error)]
+#[error("vip run (pid {pid}) owns {}: change its config and run `vip reload`", path.display())]
+pub struct DaemonOwnsState {
+    pid: u32,
+    path: std::path::PathBuf,
+}
+
+impl Blame for DaemonOwnsState {
+    fn is_user_error(&self) -> bool {
+        true
+    }
+}
+
 pub fn plan(config_path: &Path) -> Result<(), Failure> {
     let config = preflight::config(config_path, Purpose::Host)?;
     let steps = runtime()?.block_on(async { planned(&config).await.map(|(_, steps)| steps) })?;
@@ -46,6 +60,14 @@ pub fn plan(config_path: &Path) -> Result<(), Failure> {
 pub fn apply(config_path: &Path, run_dir: &Path) -> Result<(), Failure> {
     let config = preflight::config(config_path, Purpose::Host)?;
     let file = StateFile::in_dir(run_dir);
+    if let Some(pid) = file.load()?.and_then(|s| s.live_daemon()) {
+        return Err(DaemonOwnsState {
+            pid,
+            path: file.path().to_path_buf(),
+        }
+        .into());
+    }
+    let _lock = RunLock::take(run_dir)?;
     runtime()?.block_on(async {
         let (netlink, steps) = planned(&config).await?;
         let mut state = file.load()?.unwrap_or_default();
@@ -66,32 +88,22 @@ pub fn apply(config_path: &Path, run_dir: &Path) -> Result<(), Failure> {
 pub fn down(pin_dir: &Path, run_dir: &Path) -> Result<(), Failure> {
     let file = StateFile::in_dir(run_dir);
     let mut did = false;
-    if let Some(pid) = file.load()?.and_then(|s| s.live_daemon()) {
-        println!("stopping vip run (pid {pid})");
-        // It drains its announcements before it lets the host state go.
-        let drain = vip_userspace::bgp::SpeakerFile::in_dir(run_dir)
-            .load()?
-            .map_or(0, |r| u64::from(r.drain_seconds));
-        nix::sys::signal::kill(
-            nix::unistd::Pid::from_raw(pid as i32),
-            nix::sys::signal::Signal::SIGTERM,
-        )?;
-        let deadline = Instant::now() + STOP_TIMEOUT + Duration::from_secs(drain);
-        while host::state::alive(pid) {
-            if Instant::now() > deadline {
-                return Err(DidNotStop { pid }.into());
+    // A starting daemon holds the lock before it records its pid: wait for
+    // the pid, then stop it like any other.
+    let deadline = Instant::now() + STOP_TIMEOUT;
+    let _lock = loop {
+        if let Some(pid) = file.load()?.and_then(|s| s.live_daemon()) {
+            stop_daemon(pid, run_dir, &file)?;
+            did = true;
+        }
+        match RunLock::take(run_dir) {
+            Ok(lock) => break lock,
+            Err(RunLockError::Held { .. }) if Instant::now() < deadline => {
+                std::thread::sleep(Duration::from_millis(50));
             }
-            std::thread::sleep(Duration::from_millis(50));
+            Err(e) => return Err(e.into()),
         }
-        if file.load()?.is_none() {
-            println!("vip run (pid {pid}) stopped: it detached and reverted what it had changed");
-        } else {
-            println!(
-                "vip run (pid {pid}) stopped and left its datapath (--keep-datapath): removing it"
-            );
-        }
-        did = true;
-    }
+    };
     // A killed daemon's (or a --keep-datapath one's) announcement goes
     // before its host state.
     if super::drain::stand_down_orphan(run_dir)? {
@@ -126,6 +138,36 @@ pub fn down(pin_dir: &Path, run_dir: &Path) -> Result<(), Failure> {
             "nothing to do: no state in {} and no pins in {}",
             run_dir.display(),
             pin_dir.display()
+        );
+    }
+    Ok(())
+}
+
+/// Sends the daemon `pid` SIGTERM and waits until it has exited, having
+/// drained its announcements and reverted (or kept, with --keep-datapath)
+/// what it owns.
+fn stop_daemon(pid: u32, run_dir: &Path, file: &StateFile) -> Result<(), Failure> {
+    println!("stopping vip run (pid {pid})");
+    // It drains its announcements before it lets the host state go.
+    let drain = vip_userspace::bgp::SpeakerFile::in_dir(run_dir)
+        .load()?
+        .map_or(0, |r| u64::from(r.drain_seconds));
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(pid as i32),
+        nix::sys::signal::Signal::SIGTERM,
+    )?;
+    let deadline = Instant::now() + STOP_TIMEOUT + Duration::from_secs(drain);
+    while host::state::alive(pid) {
+        if Instant::now() > deadline {
+            return Err(DidNotStop { pid }.into());
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    if file.load()?.is_none() {
+        println!("vip run (pid {pid}) stopped: it detached and reverted what it had changed");
+    } else {
+        println!(
+            "vip run (pid {pid}) stopped and left its datapath (--keep-datapath): removing it"
         );
     }
     Ok(())

@@ -36,6 +36,7 @@ use crate::{
     },
     preflight::{self, PreflightError, Purpose},
     run_files::RunFileError,
+    run_lock::{RunLock, RunLockError},
     status::{Status, StatusFile},
     steer::SteerAgent,
 };
@@ -78,6 +79,8 @@ pub enum DaemonError {
     #[error(transparent)]
     RunFile(#[from] RunFileError),
     #[error(transparent)]
+    RunLock(#[from] RunLockError),
+    #[error(transparent)]
     Bind(#[from] BindError),
     #[error(transparent)]
     Pin(#[from] PinError),
@@ -108,6 +111,7 @@ impl Blame for DaemonError {
             | DaemonError::KernelTooOld { .. } => true,
             DaemonError::Host(e) => e.is_user_error(),
             DaemonError::RunFile(e) => e.is_user_error(),
+            DaemonError::RunLock(e) => e.is_user_error(),
             DaemonError::Bind(e) => e.is_user_error(),
             DaemonError::Pin(e) => e.is_user_error(),
             DaemonError::Adopt(e) => e.is_user_error(),
@@ -165,6 +169,8 @@ pub struct Daemon {
     /// Layouts of reloads whose map writes failed, oldest first: the maps
     /// hold a mix of `layout` and these (`layout-pending.json` says so too).
     unfinished: Vec<Layout>,
+    /// The run directory's, held from the start until the process exits.
+    _lock: RunLock,
 }
 
 /// The datapath before start-up finishes: freshly loaded, or adopted.
@@ -194,6 +200,8 @@ impl Daemon {
         if let Some(bgp) = &config.bgp {
             crate::bgp::bird::Bird::locate(bgp, &options.run_dir)?;
         }
+        let lock = RunLock::take(&options.run_dir)?;
+        crate::fault::pause("start-locked");
         let signals = serve::Signals::take()?;
         let files = RunFiles::in_dir(&options.run_dir);
         let (netlink, steps) = planned(&config).await?;
@@ -265,6 +273,7 @@ impl Daemon {
                     signals,
                     bgp: None,
                     unfinished: Vec::new(),
+                    _lock: lock,
                 };
                 match daemon.finish_start(listener).await {
                     Ok(()) => Ok(daemon),
