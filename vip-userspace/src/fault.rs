@@ -1,8 +1,10 @@
 //! Test hooks. With `VIP_FAULT_AT=STEP` in its environment, vip kills itself
 //! with SIGKILL when it reaches the named step, as a crash there would. The
-//! steps are the points of an in-place upgrade (`datapath::upgrade`), and
+//! steps are the points of an in-place upgrade (`datapath::upgrade`),
 //! `reload-list-retired`: a reload (or an upgrade's sync) has just retired an
-//! allow list no range uses any more (`datapath::sync`).
+//! allow list no range uses any more (`datapath::sync`), and `start-pinning`:
+//! a fresh start has pinned its links and every map but the last
+//! (`datapath::Loaded::pin`).
 //!
 //! With `VIP_FAULT_FAIL=STEP`, vip fails with an error the first time it
 //! reaches the step instead, as a map write refused by the kernel would. The

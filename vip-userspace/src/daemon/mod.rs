@@ -173,6 +173,24 @@ pub struct Daemon {
     _lock: RunLock,
 }
 
+/// `pins`, rid of what a start killed before it pinned its last map left:
+/// maps and links (attached, counting) that nothing records and no start
+/// can adopt. The lock says no other start is making them; they are removed
+/// (which detaches the links) and this start begins afresh, so a unit that
+/// restarts after such a kill comes up without `vip down`.
+fn unfinished_pins_removed(pins: PinDir) -> Result<PinDir, DaemonError> {
+    if !pins.holds_pins() || datapath::pin::is_complete(pins.path()) {
+        return Ok(pins);
+    }
+    log::warn!(
+        "{} holds the pins of a start that never finished (killed?): removing them, which detaches its links and drops what they counted, and starting afresh",
+        pins.path().display()
+    );
+    let dir = pins.path().to_path_buf();
+    pins.remove()?;
+    Ok(PinDir::open(&dir)?)
+}
+
 /// The datapath before start-up finishes: freshly loaded, or adopted.
 enum Starting {
     Loaded(Loaded),
@@ -218,7 +236,7 @@ impl Daemon {
             Some(addr) => Some(server::bind(addr).await?),
             None => None,
         };
-        let pins = PinDir::open(&options.pin_dir)?;
+        let pins = unfinished_pins_removed(PinDir::open(&options.pin_dir)?)?;
         let adopting = pins.holds_pins();
         let (starting, layout) = if adopting {
             let (datapath, layout) =

@@ -323,6 +323,7 @@ impl Loaded {
         if let Some(link) = datapath.steering.take() {
             datapath.steering = Some(link.pinned(pins, SK_LOOKUP_LINK_PIN)?);
         }
+        crate::fault::at("start-pinning");
         pins.pin_map(last, datapath.map(last)?)?;
         // The links hold the programs in the kernel from here on.
         Ok(datapath)
