@@ -233,3 +233,52 @@ fn vip_down_removes_what_a_keep_datapath_daemon_leaves() {
         "then nothing to do"
     );
 }
+
+/// A restart that adopts with a config without the routed range: the range's
+/// AnyIP route goes with it (a reload removes it the same way), and its
+/// VIPs are no VIPs; the aliased range keeps its alias and counts.
+#[test]
+fn a_restart_without_a_range_removes_its_host_state() {
+    if !require_root("a_restart_without_a_range_removes_its_host_state") {
+        return;
+    }
+    let lab = DirectLab::new("rsdrop");
+    let _services = Services::start(&lab.server);
+    let instance = Instance::new("rsdrop");
+    let daemon = Daemon::start_with(&lab.server, &config(), &instance, &["--keep-datapath"]);
+    daemon.stop();
+    let aliased_only = format!(
+        "interfaces = [\"{DIRECT_SERVER_IF}\"]\n\
+         [[range]]\nname = \"aliased\"\ncidr = \"192.0.2.0/24\"\naccept = \"alias\"\n"
+    );
+    let restarted = Daemon::start(&lab.server, &aliased_only, &instance);
+    let local = lab
+        .server
+        .ip_output(&["route", "show", "table", "local", "198.51.100.0/24"]);
+    assert!(
+        !local.contains("198.51.100.0/24"),
+        "the dropped range's AnyIP route stays:\n{local}\n{}",
+        restarted.log()
+    );
+    let addrs = lab.server.ip_output(&["addr", "show", "dev", "lo"]);
+    assert!(
+        addrs.contains("inet 192.0.2.0/24"),
+        "the alias went:\n{addrs}"
+    );
+    let state = std::fs::read_to_string(instance.state_file()).unwrap();
+    assert!(
+        !state.contains("198.51.100.0/24"),
+        "the state file still owns the route:\n{state}"
+    );
+    let aliased: IpAddr = VIPS[0].parse().unwrap();
+    let routed: IpAddr = VIPS[1].parse().unwrap();
+    assert!(udp_echoes(&lab.client, aliased, Duration::from_secs(2)));
+    assert!(!udp_echoes(&lab.client, routed, Duration::from_millis(500)));
+    let stats = restarted.stats_json();
+    let ranges = stats["ranges"].as_array().unwrap();
+    assert_eq!(ranges.len(), 1, "{stats:#}");
+    restarted.stop();
+    assert!(!instance.state_file().exists(), "state reverted");
+    let addrs = lab.server.ip_output(&["addr", "show", "dev", "lo"]);
+    assert!(!addrs.contains("192.0.2.0/24"), "alias removed:\n{addrs}");
+}

@@ -24,7 +24,7 @@ use crate::{
     },
     errors::{self, Blame},
     host::{
-        apply::{apply, revert},
+        apply::{apply, revert, revert_unwanted},
         kernel,
         plan::planned,
         HostError, Netlink, State, StateFile,
@@ -396,7 +396,8 @@ struct Started {
 }
 
 impl Started {
-    /// Applies the host state, and attaches and pins a freshly loaded datapath.
+    /// Applies the host state (reverting what an earlier daemon owned that the
+    /// config no longer wants), and attaches and pins a freshly loaded datapath.
     async fn bring_up(
         &mut self,
         config: &Config,
@@ -404,6 +405,10 @@ impl Started {
         starting: Starting,
     ) -> Result<Datapath, DaemonError> {
         apply(&self.netlink, steps, &mut self.state, &self.files.state).await?;
+        // What an earlier daemon owned for ranges the config no longer has
+        // (a restart after a config change), as a reload would.
+        let wanted = crate::host::desired(config);
+        revert_unwanted(&self.netlink, &mut self.state, &self.files.state, &wanted).await?;
         let mut loaded = match starting {
             Starting::Adopted(datapath) => return Ok(datapath),
             Starting::Loaded(loaded) => loaded,

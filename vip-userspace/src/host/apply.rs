@@ -113,7 +113,8 @@ pub async fn repair(netlink: &Netlink, state: &State) -> Result<Vec<Item>, HostE
     Ok(repaired)
 }
 
-/// Reverts the owned items `wanted` no longer asks for (a reload dropped them).
+/// Reverts the owned items `wanted` no longer asks for (a reload, or a start
+/// with another config than the daemon before it, dropped them).
 pub async fn revert_unwanted(
     netlink: &Netlink,
     state: &mut State,
