@@ -680,3 +680,60 @@ fn bad_bgp_config_is_refused_before_anything_changes() {
         assert_eq!(stderr.lines().count(), 1, "{stderr}");
     }
 }
+
+/// A restart (the shipped unit's: `--keep-datapath`, so BIRD stayed
+/// announcing) with `[bgp]` taken out of the config: the new daemon drains,
+/// withdraws and stops the BIRD the old one left, as a reload to that config
+/// would, rather than leaving it announcing with nothing to re-evaluate it.
+#[test]
+fn a_restart_without_bgp_withdraws_what_the_daemon_before_announced() {
+    if !require_root("a_restart_without_bgp_withdraws_what_the_daemon_before_announced") {
+        return;
+    }
+    let lab = AnycastLab::new("anyoff");
+    let servers = Servers::new(&lab);
+    let ns1 = &lab.servers[0].ns;
+    let instance = &servers.instances[0];
+    let config = lab.server_config(0, &servers.flags[0], 1);
+    let daemon = Daemon::start_with(ns1, &config, instance, &["--keep-datapath"]);
+    wait_hops(&lab, &servers, &["198.18.1.2"], Duration::from_secs(10));
+    daemon.stop();
+    std::thread::sleep(Duration::from_secs(1));
+    assert_eq!(
+        lab.next_hops(),
+        ["198.18.1.2"],
+        "still announced after the stop"
+    );
+    let bird_pid: u32 = std::fs::read_to_string(instance.run_dir().join("bgp/bird.pid"))
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+
+    let without_bgp = format!(
+        "interfaces = [\"{}\"]\nxdp_mode = \"generic\"\n[metrics]\nlisten = \"off\"\n\
+         [[range]]\nname = \"web\"\ncidr = \"{RANGE}\"\naccept = \"alias\"\n",
+        lab.servers[0].ifname
+    );
+    let restarted = Daemon::start(ns1, &without_bgp, instance);
+    // After it says it is counting.
+    restarted.wait_logged("withdrew every range and stopped bird");
+    let log = restarted.log();
+    assert!(
+        log.contains("draining 1 announced range(s) for 1 s before withdrawing")
+            && log.contains("withdrew every range and stopped bird"),
+        "{log}"
+    );
+    // The router drops the route once it sees the session close.
+    wait_hops(&lab, &servers, &[], Duration::from_secs(5));
+    assert!(
+        !vip_userspace::host::state::alive(bird_pid),
+        "bird {bird_pid} still runs"
+    );
+    assert!(
+        !instance.run_dir().join("bgp.json").exists(),
+        "the speaker record stays"
+    );
+    restarted.stop();
+    instance.vip_ok(ns1, &["down"]);
+}

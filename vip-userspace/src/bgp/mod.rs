@@ -12,6 +12,7 @@
 pub mod bird;
 pub mod drain;
 pub mod health;
+pub mod orphan;
 
 use std::{path::PathBuf, time::Duration};
 

@@ -130,40 +130,10 @@ fn wait_withdrawn(file: &StatusFile, ranges: &[String], limit: Duration) -> Resu
     }
 }
 
-/// What `vip down` does about the announcement of a daemon that is gone:
-/// graceful shutdown for `drain_seconds`, then the speaker stops (which
-/// withdraws). True when there was a speaker to stop.
+/// What `vip down` does about the announcement of a daemon that is gone
+/// ([`vip_userspace::bgp::orphan`]). True when there was a speaker to stop.
 pub fn stand_down_orphan(run_dir: &Path) -> Result<bool, Failure> {
-    use vip_userspace::bgp::{Announcement, Speaker};
-    let file = SpeakerFile::in_dir(run_dir);
-    let Some(record) = file.load()? else {
-        return Ok(false);
-    };
-    let mut bird = record.bird.clone();
-    if bird.running() {
-        let status = StatusFile::in_dir(run_dir).load()?.unwrap_or_default();
-        let announced: Vec<Announcement> = status
-            .bgp
-            .iter()
-            .filter(|s| s.phase != Phase::Withdrawn)
-            .map(|s| Announcement {
-                cidr: s.cidr,
-                graceful_shutdown: true,
-            })
-            .collect();
-        if !announced.is_empty() {
-            bird.announce(&announced).map_err(Failure::from)?;
-            println!(
-                "draining {} announced range(s) for {} s before withdrawing",
-                announced.len(),
-                record.drain_seconds
-            );
-            std::thread::sleep(Duration::from_secs(u64::from(record.drain_seconds)));
-        }
-        bird.announce(&[]).map_err(Failure::from)?;
-        bird.stop().map_err(Failure::from)?;
-        println!("withdrew every range and stopped {}", bird.describe());
-    }
-    file.remove()?;
-    Ok(true)
+    Ok(vip_userspace::bgp::orphan::stand_down(run_dir, &|line| {
+        println!("{line}")
+    })?)
 }

@@ -8,7 +8,9 @@ use tokio::time::Instant;
 
 use super::{Daemon, DaemonError};
 use crate::{
-    bgp::{bird::Bird, health, Announcer, Drain, DrainFile, Gate, SpeakerFile, SpeakerRecord},
+    bgp::{
+        bird::Bird, health, orphan, Announcer, Drain, DrainFile, Gate, SpeakerFile, SpeakerRecord,
+    },
     config::Config,
     errors,
     host::{self, items::range_item, HostView},
@@ -20,8 +22,13 @@ pub(super) const DRAIN_TICK: Duration = Duration::from_millis(100);
 impl Daemon {
     /// Starts announcing, when the config has `[bgp]`: the speaker, the health
     /// checks (waiting for each one's first result), then the first evaluation.
+    /// Without `[bgp]`, stands down a speaker an earlier daemon left.
     pub(super) async fn start_announcing(&mut self) -> Result<(), DaemonError> {
         let Some(announcer) = self.new_announcer().await? else {
+            // No [bgp], but the daemon before this one may have left its
+            // speaker announcing (a restart after a config change): it goes,
+            // as on a reload to this config.
+            orphan::stand_down(&self.options.run_dir, &|line| log::info!("{line}"))?;
             return Ok(());
         };
         self.bgp = Some(announcer);

@@ -94,6 +94,8 @@ pub enum DaemonError {
     Layout(#[from] LayoutError),
     #[error("BGP speaker: {0}")]
     Speaker(#[from] SpeakerError),
+    #[error(transparent)]
+    Orphan(#[from] crate::bgp::orphan::OrphanError),
     #[error("{what}: {source}")]
     Io {
         what: &'static str,
@@ -118,6 +120,7 @@ impl Blame for DaemonError {
             DaemonError::Load(e) | DaemonError::Datapath(e) => e.is_user_error(),
             DaemonError::Layout(e) => e.is_user_error(),
             DaemonError::Speaker(e) => e.is_user_error(),
+            DaemonError::Orphan(e) => e.is_user_error(),
             DaemonError::Io { .. } => false,
         }
     }
