@@ -326,13 +326,28 @@ impl Lab {
     pub const SERVER_IF: &'static str = "vips0";
 
     pub fn new(tag: &str) -> Lab {
-        let client = Netns::new(&format!("{tag}c"));
-        let server = Netns::new(&format!("{tag}s"));
+        let lab = Lab {
+            client: Netns::new(&format!("{tag}c")),
+            server: Netns::new(&format!("{tag}s")),
+        };
+        lab.create_link();
+        lab
+    }
+
+    /// Deletes the veth pair and creates it again, names and MACs the same
+    /// (the ifindexes new), as a driver reload or a network manager would.
+    pub fn recreate_link(&self) {
+        self.server.ip(&["link", "del", Self::SERVER_IF]);
+        self.create_link();
+    }
+
+    /// Creates the veth pair (after it was deleted), names and MACs as
+    /// [`Lab::new`] gives them.
+    pub fn create_link(&self) {
         veth(
-            (&client, Self::CLIENT_IF, Some(CLIENT_MAC)),
-            (&server, Self::SERVER_IF, Some(SERVER_MAC)),
+            (&self.client, Self::CLIENT_IF, Some(CLIENT_MAC)),
+            (&self.server, Self::SERVER_IF, Some(SERVER_MAC)),
         );
-        Lab { client, server }
     }
 
     /// A 90-byte UDP frame to `port` of each address, `per_vip(i)` times for

@@ -174,6 +174,8 @@ pub struct Daemon {
     unfinished: Vec<Layout>,
     /// The run directory's, held from the start until the process exits.
     _lock: RunLock,
+    /// Configured interfaces that did not exist at the last drift tick.
+    interfaces_gone: Vec<String>,
 }
 
 /// `pins`, rid of what a start killed before it pinned its last map left:
@@ -295,6 +297,7 @@ impl Daemon {
                     bgp: None,
                     unfinished: Vec::new(),
                     _lock: lock,
+                    interfaces_gone: Vec::new(),
                 };
                 match daemon.finish_start(listener).await {
                     Ok(()) => Ok(daemon),

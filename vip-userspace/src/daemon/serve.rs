@@ -17,8 +17,10 @@ use crate::{
     preflight::{self, Purpose},
 };
 
-/// How often owned host state is checked for drift.
+/// How often owned host state and the attachments are checked for drift.
 const DRIFT_INTERVAL: Duration = Duration::from_secs(1);
+/// The drift kind of an interface attached again (`Status::drift_repairs`).
+const ATTACHMENT_DRIFT: &str = "attachment";
 
 /// The signals a daemon answers, taken over before it says it is counting: a
 /// SIGTERM right after that must stop it cleanly, not kill it.
@@ -125,6 +127,9 @@ impl Daemon {
                     }
                 }
                 _ = drift.tick() => {
+                    if let Err(e) = self.repair_attachments() {
+                        log::error!("attaching again: {}", errors::chain(&e));
+                    }
                     if let Err(e) = self.repair_drift().await {
                         log::error!("drift repair: {}", errors::chain(&e));
                     }
@@ -148,6 +153,36 @@ impl Daemon {
             self.status.steer = steer;
             self.files.status.save(&self.status)?;
         }
+        Ok(())
+    }
+
+    /// Attaches again to interfaces deleted and created since they were
+    /// attached; counted as drift of kind `attachment`. An interface that is
+    /// gone is logged once, when it goes.
+    pub fn repair_attachments(&mut self) -> Result<(), DaemonError> {
+        let found =
+            self.datapath
+                .attach_recreated(&self.pins, self.config.xdp_mode, &self.layout)?;
+        for interface in &found.gone {
+            if !self.interfaces_gone.contains(interface) {
+                log::warn!("{interface} is gone: vip attaches to it again when it is back");
+            }
+        }
+        self.interfaces_gone = found.gone;
+        if found.attached.is_empty() {
+            return Ok(());
+        }
+        for (interface, before, now) in &found.attached {
+            log::warn!(
+                "drift: {interface} was deleted and created again (ifindex {before}, now {now}); attached again"
+            );
+            *self
+                .status
+                .drift_repairs
+                .entry(ATTACHMENT_DRIFT.to_string())
+                .or_default() += 1;
+        }
+        self.files.status.save(&self.status)?;
         Ok(())
     }
 

@@ -11,6 +11,7 @@ pub mod cpu_table;
 mod link_update;
 pub mod maps;
 pub mod pin;
+mod recreated;
 pub mod sparse_control;
 pub mod steering;
 mod sync;
@@ -134,6 +135,9 @@ pub struct Datapath {
     attachments: Vec<Attachment>,
     /// The sk_lookup program's link to the network namespace.
     steering: Option<attach::Link>,
+    /// The loaded programs of a live datapath, kept to attach again to an
+    /// interface that was deleted and created again (`recreated.rs`).
+    programs: Option<Ebpf>,
 }
 
 /// A datapath this process loaded: maps filled, programs verified, nothing
@@ -215,6 +219,7 @@ impl Loaded {
                 maps,
                 attachments: Vec::new(),
                 steering: None,
+                programs: None,
             },
         })
     }
@@ -325,7 +330,7 @@ impl Loaded {
         }
         crate::fault::at("start-pinning");
         pins.pin_map(last, datapath.map(last)?)?;
-        // The links hold the programs in the kernel from here on.
+        datapath.programs = Some(self.ebpf);
         Ok(datapath)
     }
 }

@@ -383,11 +383,27 @@ fn sync_decap(maps: &mut Maps, old: Option<&Layout>, new: &Layout) -> Result<(),
     Ok(())
 }
 
+/// `interface`'s decapsulation entry, if `layout` has one, moved from
+/// ifindex `from` to `to`: the interface was deleted and created again.
+pub(super) fn move_decap(
+    maps: &mut Maps,
+    layout: &Layout,
+    interface: &str,
+    from: u32,
+    to: u32,
+) -> Result<(), DatapathError> {
+    let Some(entry) = layout.decap.iter().find(|e| e.interface == interface) else {
+        return Ok(());
+    };
+    set_decap(maps, interface, from, DecapConfig::default())?;
+    set_decap(maps, interface, to, entry.value())
+}
+
 /// `MAP_DECAP` is sized for the interfaces the datapath attached to when it
 /// was set up (or last adopted): an interface beyond it is one a reload
 /// added, which the datapath is not attached to until vip restarts, or one
 /// of an earlier layout in a chain of unfinished moves, which the datapath
-/// is not attached to any more.
+/// is not attached to any more, or one created again with a higher ifindex.
 fn set_decap(
     maps: &mut Maps,
     interface: &str,
@@ -399,7 +415,7 @@ fn set_decap(
             source: MapError::OutOfBounds { .. },
             ..
         }) => {
-            log::warn!("{interface}: its decapsulation takes effect when vip restarts (the datapath is not attached to it)");
+            log::warn!("{interface}: its decapsulation takes effect when vip restarts (MAP_DECAP, sized when the datapath was set up, has no entry for its ifindex {index})");
             Ok(())
         }
         result => result,

@@ -206,6 +206,7 @@ pub(super) fn upgrade(
             source,
         })?;
     datapath.steering = steering_link;
+    datapath.programs = Some(loaded.ebpf);
     Ok(datapath)
 }
 

@@ -31,6 +31,8 @@ pub const TESTS: &[&str] = &[
     "steering",
     "restart",
     "interfaces_restart",
+    "interface_recreated",
+    "start_crash",
     "reload",
     "reload_vouching",
     "reload_crash",

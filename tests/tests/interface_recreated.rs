@@ -1,0 +1,123 @@
+//! An interface deleted and created again under a running daemon (a driver
+//! reload, a network manager): the kernel detached vip's link with the old
+//! device, and the new one has a new ifindex and nothing attached. The daemon
+//! attaches again within a drift tick, in native and in generic mode, counts
+//! it as drift of kind `attachment`, and every frame after is counted and
+//! judged. Before, the frames passed the new device uncounted.
+//!
+//! The test thread is pinned to CPU 0, and so the threads that send its frames.
+
+use std::{net::IpAddr, time::Duration};
+
+use serde_json::Value;
+use vip_tests::{
+    daemon::{number, Daemon, Instance},
+    fixture,
+    netns::Lab,
+    root::require_root,
+};
+
+const VIPS: [&str; 2] = ["192.0.2.10", "192.0.2.11"];
+
+fn config(mode: &str) -> String {
+    format!(
+        "interfaces = [\"{}\"]\nxdp_mode = \"{mode}\"\n[metrics]\nlisten = \"off\"\n\
+         [[range]]\nname = \"web\"\ncidr = \"192.0.2.0/24\"\nallow = [\"udp/53\"]\n",
+        Lab::SERVER_IF
+    )
+}
+
+/// Three frames to each VIP on the allowed port, one to each on a denied
+/// port; returns (accepted, dropped) sent.
+fn send(lab: &Lab) -> (u64, u64) {
+    let vips: Vec<IpAddr> = VIPS.iter().map(|v| v.parse().unwrap()).collect();
+    (
+        lab.send_udp(&vips, 53, |_| 3),
+        lab.send_udp(&vips, 54, |_| 1),
+    )
+}
+
+fn range_counts(stats: &Value) -> (u64, u64) {
+    let range = &stats["ranges"][0];
+    assert_eq!(range["name"], "web", "{stats:#}");
+    (number(range, "packets"), number(range, "dropped_packets"))
+}
+
+fn attached_again_after_recreation(tag: &str, mode: &str) {
+    fixture::pin_to_cpu0();
+    let lab = Lab::new(tag);
+    let instance = Instance::new(tag);
+    let daemon = Daemon::start(&lab.server, &config(mode), &instance);
+    let (accepted, dropped) = send(&lab);
+    let stats = daemon.stats_once_counted(accepted + dropped);
+    assert_eq!(range_counts(&stats), (6, 2), "{stats:#}");
+    let before = lab.server.xdp_prog_id(Lab::SERVER_IF);
+    assert!(before.is_some(), "attached");
+
+    lab.recreate_link();
+    daemon.wait_logged("was deleted and created again");
+    let log = daemon.log();
+    assert!(log.contains("attached again"), "{log}");
+    assert_eq!(
+        lab.server.xdp_prog_id(Lab::SERVER_IF),
+        before,
+        "the same program attached to the new device"
+    );
+    let (more_accepted, more_dropped) = send(&lab);
+    let stats = daemon.stats_once_counted(accepted + dropped + more_accepted + more_dropped);
+    assert_eq!(range_counts(&stats), (12, 4), "{stats:#}");
+    assert_eq!(
+        stats["drift_repairs"]["attachment"], 1,
+        "counted as drift: {stats:#}"
+    );
+    let attachments = stats["attachments"].to_string();
+    assert!(attachments.contains(mode), "{attachments}");
+
+    daemon.stop();
+    assert_eq!(
+        lab.server.xdp_prog_id(Lab::SERVER_IF),
+        None,
+        "left attached"
+    );
+    assert!(!instance.pin_dir().exists(), "pins left");
+    assert!(!instance.state_file().exists(), "state left");
+}
+
+#[test]
+fn a_recreated_interface_is_attached_again_in_native_mode() {
+    if !require_root("a_recreated_interface_is_attached_again_in_native_mode") {
+        return;
+    }
+    attached_again_after_recreation("recrn", "native");
+}
+
+#[test]
+fn a_recreated_interface_is_attached_again_in_generic_mode() {
+    if !require_root("a_recreated_interface_is_attached_again_in_generic_mode") {
+        return;
+    }
+    attached_again_after_recreation("recrg", "generic");
+}
+
+#[test]
+fn an_interface_that_is_gone_is_logged_once_and_attached_when_back() {
+    if !require_root("an_interface_that_is_gone_is_logged_once_and_attached_when_back") {
+        return;
+    }
+    fixture::pin_to_cpu0();
+    let lab = Lab::new("recrgone");
+    let instance = Instance::new("recrgone");
+    let daemon = Daemon::start(&lab.server, &config("native"), &instance);
+    lab.server.ip(&["link", "del", Lab::SERVER_IF]);
+    daemon.wait_logged("is gone: vip attaches to it again when it is back");
+    std::thread::sleep(Duration::from_secs(3));
+    let log = daemon.log();
+    assert_eq!(log.matches("is gone").count(), 1, "{log}");
+    assert!(!log.contains("ERROR"), "{log}");
+    lab.create_link();
+    daemon.wait_logged("was deleted and created again");
+    let (accepted, dropped) = send(&lab);
+    let stats = daemon.stats_once_counted(accepted + dropped);
+    assert_eq!(range_counts(&stats), (6, 2), "{stats:#}");
+    daemon.stop();
+}

@@ -1,0 +1,68 @@
+//! Interfaces deleted and created again under a running daemon. The kernel
+//! detaches a link whose device goes away, and the device that comes back
+//! under the same name has a new ifindex and nothing attached: its traffic
+//! would reach the host's stack uncounted and unjudged, while the alias or
+//! AnyIP route still accepts the whole range on every port. The daemon looks
+//! for such interfaces every drift tick and attaches the programs it keeps
+//! loaded again, pinned under the same name.
+
+use super::{
+    attach::{self, Attachment},
+    pin::{self, PinDir},
+    programs, sync, Datapath, DatapathError,
+};
+use crate::{config::XdpMode, layout::Layout};
+
+/// What [`Datapath::attach_recreated`] found.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct Recreated {
+    /// Attached again: (interface, its old ifindex, its new one).
+    pub attached: Vec<(String, u32, u32)>,
+    /// Interfaces that do not exist now: attached again once they do.
+    pub gone: Vec<String>,
+}
+
+impl Datapath {
+    /// Attaches again, in `mode`, to every interface whose ifindex changed
+    /// since it was attached; moves its decapsulation entry (`layout`'s) to
+    /// the new ifindex, and records the attachments.
+    pub fn attach_recreated(
+        &mut self,
+        pins: &PinDir,
+        mode: XdpMode,
+        layout: &Layout,
+    ) -> Result<Recreated, DatapathError> {
+        let mut found = Recreated::default();
+        for index in 0..self.attachments.len() {
+            let interface = self.attachments[index].interface.clone();
+            let Ok(now) = nix::net::if_::if_nametoindex(interface.as_str()) else {
+                found.gone.push(interface);
+                continue;
+            };
+            let before = self.attachments[index].ifindex;
+            if now == before {
+                continue;
+            }
+            let ebpf = self.programs.as_mut().ok_or(DatapathError::Missing {
+                kind: "program",
+                name: vip_common::PROG_XDP,
+            })?;
+            let fresh = attach::attach(&mut programs(ebpf)?, &interface, mode)?;
+            // The old link is defunct (its device went): its pin goes, and
+            // the new link takes the name.
+            let old = self.attachments.remove(index);
+            old.link.detach().map_err(|source| DatapathError::Detach {
+                interface: interface.clone(),
+                source,
+            })?;
+            let link = fresh.link.pinned(pins, &pin::link_name(&interface))?;
+            self.attachments.insert(index, Attachment { link, ..fresh });
+            sync::move_decap(&mut self.maps, layout, &interface, before, now)?;
+            found.attached.push((interface, before, now));
+        }
+        if !found.attached.is_empty() {
+            self.record_attachments()?;
+        }
+        Ok(found)
+    }
+}
