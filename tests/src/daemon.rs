@@ -175,6 +175,14 @@ impl Instance {
         stderr
     }
 
+    /// Panics unless this instance left nothing in `ns`: no XDP program on
+    /// `ifname`, no pins, no state file.
+    pub fn assert_nothing_left(&self, ns: &Netns, ifname: &str) {
+        assert_eq!(ns.xdp_prog_id(ifname), None, "XDP left on {ifname}");
+        assert!(!self.pin_dir().exists(), "pins left");
+        assert!(!self.state_file().exists(), "the state file left");
+    }
+
     /// `vip stats --json`, parsed.
     pub fn stats_json(&self, ns: &Netns) -> serde_json::Value {
         serde_json::from_str(&self.vip_ok(ns, &["stats", "--json"])).expect("vip stats prints JSON")

@@ -74,13 +74,7 @@ fn attached_again_after_recreation(tag: &str, mode: &str) {
     assert!(attachments.contains(mode), "{attachments}");
 
     daemon.stop();
-    assert_eq!(
-        lab.server.xdp_prog_id(Lab::SERVER_IF),
-        None,
-        "left attached"
-    );
-    assert!(!instance.pin_dir().exists(), "pins left");
-    assert!(!instance.state_file().exists(), "state left");
+    instance.assert_nothing_left(&lab.server, Lab::SERVER_IF);
 }
 
 #[test]

@@ -26,9 +26,7 @@ fn has_alias(ns: &Netns) -> bool {
 
 fn assert_nothing_left(lab: &Lab, instance: &Instance) {
     assert!(!has_alias(&lab.server), "the alias is left");
-    assert_eq!(lab.server.xdp_prog_id(Lab::SERVER_IF), None, "XDP is left");
-    assert!(!instance.pin_dir().exists(), "pins are left");
-    assert!(!instance.state_file().exists(), "the state file is left");
+    instance.assert_nothing_left(&lab.server, Lab::SERVER_IF);
 }
 
 #[test]

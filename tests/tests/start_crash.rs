@@ -68,11 +68,5 @@ fn a_start_after_one_killed_before_its_pins_were_complete_starts_afresh() {
     assert_eq!(number(range, "bytes"), 6 * 90, "{stats:#}");
     assert_eq!(number(range, "dropped_packets"), 0, "{stats:#}");
     daemon.stop();
-    assert_eq!(
-        lab.server.xdp_prog_id(Lab::SERVER_IF),
-        None,
-        "left attached"
-    );
-    assert!(!instance.pin_dir().exists(), "pins left");
-    assert!(!instance.state_file().exists(), "state left");
+    instance.assert_nothing_left(&lab.server, Lab::SERVER_IF);
 }
