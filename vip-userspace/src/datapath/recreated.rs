@@ -25,7 +25,8 @@ pub struct Recreated {
 impl Datapath {
     /// Attaches again, in `mode`, to every interface whose ifindex changed
     /// since it was attached; moves its decapsulation entry (`layout`'s) to
-    /// the new ifindex, and records the attachments.
+    /// the new ifindex, and records the attachments (also those attached
+    /// again before an error).
     pub fn attach_recreated(
         &mut self,
         pins: &PinDir,
@@ -33,6 +34,7 @@ impl Datapath {
         layout: &Layout,
     ) -> Result<Recreated, DatapathError> {
         let mut found = Recreated::default();
+        let mut failed = None;
         for index in 0..self.attachments.len() {
             let interface = self.attachments[index].interface.clone();
             let Ok(now) = nix::net::if_::if_nametoindex(interface.as_str()) else {
@@ -43,26 +45,47 @@ impl Datapath {
             if now == before {
                 continue;
             }
-            let ebpf = self.programs.as_mut().ok_or(DatapathError::Missing {
-                kind: "program",
-                name: vip_common::PROG_XDP,
-            })?;
-            let fresh = attach::attach(&mut programs(ebpf)?, &interface, mode)?;
-            // The old link is defunct (its device went): its pin goes, and
-            // the new link takes the name.
-            let old = self.attachments.remove(index);
-            old.link.detach().map_err(|source| DatapathError::Detach {
-                interface: interface.clone(),
-                source,
-            })?;
-            let link = fresh.link.pinned(pins, &pin::link_name(&interface))?;
-            self.attachments.insert(index, Attachment { link, ..fresh });
-            sync::move_decap(&mut self.maps, layout, &interface, before, now)?;
-            found.attached.push((interface, before, now));
+            match self.attach_again(index, pins, mode) {
+                Ok(()) => {
+                    sync::move_decap(&mut self.maps, layout, &interface, before, now)?;
+                    found.attached.push((interface, before, now));
+                }
+                Err(e) => {
+                    failed = Some(e);
+                    break;
+                }
+            }
         }
         if !found.attached.is_empty() {
             self.record_attachments()?;
         }
-        Ok(found)
+        failed.map_or(Ok(found), Err)
+    }
+
+    /// Attaches the kept programs to the interface of attachment `index`
+    /// again, in its place. Its old link is defunct (its device went): its
+    /// pin goes, and the new link takes the name.
+    fn attach_again(
+        &mut self,
+        index: usize,
+        pins: &PinDir,
+        mode: XdpMode,
+    ) -> Result<(), DatapathError> {
+        let ebpf = self.programs.as_mut().ok_or(DatapathError::Missing {
+            kind: "program",
+            name: vip_common::PROG_XDP,
+        })?;
+        let interface = self.attachments[index].interface.clone();
+        let fresh = attach::attach(&mut programs(ebpf)?, &interface, mode)?;
+        let link = std::mem::replace(&mut self.attachments[index], fresh).link;
+        link.detach().map_err(|source| DatapathError::Detach {
+            interface: interface.clone(),
+            source,
+        })?;
+        let attachment = self.attachments.remove(index);
+        let link = attachment.link.pinned(pins, &pin::link_name(&interface))?;
+        self.attachments
+            .insert(index, Attachment { link, ..attachment });
+        Ok(())
     }
 }
