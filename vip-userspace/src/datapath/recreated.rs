@@ -77,15 +77,13 @@ impl Datapath {
         })?;
         let interface = self.attachments[index].interface.clone();
         let fresh = attach::attach(&mut programs(ebpf)?, &interface, mode)?;
-        let link = std::mem::replace(&mut self.attachments[index], fresh).link;
-        link.detach().map_err(|source| DatapathError::Detach {
+        let old = self.attachments.remove(index);
+        old.link.detach().map_err(|source| DatapathError::Detach {
             interface: interface.clone(),
             source,
         })?;
-        let attachment = self.attachments.remove(index);
-        let link = attachment.link.pinned(pins, &pin::link_name(&interface))?;
-        self.attachments
-            .insert(index, Attachment { link, ..attachment });
+        let link = fresh.link.pinned(pins, &pin::link_name(&interface))?;
+        self.attachments.insert(index, Attachment { link, ..fresh });
         Ok(())
     }
 }
