@@ -737,3 +737,50 @@ fn a_restart_without_bgp_withdraws_what_the_daemon_before_announced() {
     restarted.stop();
     instance.vip_ok(ns1, &["down"]);
 }
+
+/// A range is withdrawn while no interface vip judges its traffic on
+/// exists, and announced again once vip has attached to the interface
+/// created again. Its datapath runs on an interface of its own, so that the
+/// BGP session (over the lab's link) outlives it.
+#[test]
+fn a_range_is_withdrawn_while_its_interface_is_gone() {
+    if !require_root("a_range_is_withdrawn_while_its_interface_is_gone") {
+        return;
+    }
+    const IFNAME: &str = "vipd0";
+    let lab = AnycastLab::new("anyif");
+    let servers = Servers::new(&lab);
+    let ns1 = &lab.servers[0].ns;
+    let create = || {
+        ns1.ip(&[
+            "link", "add", IFNAME, "type", "veth", "peer", "name", "vipd1",
+        ]);
+        ns1.ip(&["link", "set", IFNAME, "up"]);
+    };
+    create();
+    let instance = &servers.instances[0];
+    let config = lab.server_config(0, &servers.flags[0], 0).replace(
+        &format!("interfaces = [\"{}\"]", lab.servers[0].ifname),
+        &format!("interfaces = [\"{IFNAME}\"]"),
+    );
+    assert!(config.contains(IFNAME), "{config}");
+    let daemon = Daemon::start(ns1, &config, instance);
+    wait_hops(&lab, &servers, &["198.18.1.2"], Duration::from_secs(10));
+
+    ns1.ip(&["link", "del", IFNAME]);
+    wait_hops(&lab, &servers, &[], Duration::from_secs(5));
+    let stats = instance.stats_json(ns1);
+    assert_eq!(stats["bgp"][0]["phase"], "withdrawn", "{stats:#}");
+    assert_eq!(
+        stats["bgp"][0]["reason"], "datapath not attached",
+        "{stats:#}"
+    );
+
+    create();
+    wait_hops(&lab, &servers, &["198.18.1.2"], Duration::from_secs(10));
+    let stats = instance.stats_json(ns1);
+    assert_eq!(stats["drift_repairs"]["attachment"], 1, "{stats:#}");
+    let log = daemon.stop();
+    assert!(log.contains(&format!("{IFNAME} is gone")), "{log}");
+    instance.assert_nothing_left(ns1, IFNAME);
+}

@@ -14,7 +14,9 @@ use vip_tests::{
     daemon::{number, Daemon, Instance},
     fixture,
     netns::Lab,
+    packets::FrameSpec,
     root::require_root,
+    tunnel::{encapsulate, Tunnel},
 };
 
 const VIPS: [&str; 2] = ["192.0.2.10", "192.0.2.11"];
@@ -77,6 +79,18 @@ fn attached_again_after_recreation(tag: &str, mode: &str) {
     instance.assert_nothing_left(&lab.server, Lab::SERVER_IF);
 }
 
+/// The lab's link created again (after it was deleted): vip attaches to
+/// it, its frames are counted and judged; the daemon stopped leaves nothing.
+fn back_and_counted(lab: &Lab, instance: &Instance, daemon: Daemon<'_>) {
+    lab.create_link();
+    daemon.wait_logged("was deleted and created again");
+    let (accepted, dropped) = send(lab);
+    let stats = daemon.stats_once_counted(accepted + dropped);
+    assert_eq!(range_counts(&stats), (6, 2), "{stats:#}");
+    daemon.stop();
+    instance.assert_nothing_left(&lab.server, Lab::SERVER_IF);
+}
+
 #[test]
 fn a_recreated_interface_is_attached_again_in_native_mode() {
     if !require_root("a_recreated_interface_is_attached_again_in_native_mode") {
@@ -108,10 +122,66 @@ fn an_interface_that_is_gone_is_logged_once_and_attached_when_back() {
     let log = daemon.log();
     assert_eq!(log.matches("is gone").count(), 1, "{log}");
     assert!(!log.contains("ERROR"), "{log}");
-    lab.create_link();
-    daemon.wait_logged("was deleted and created again");
-    let (accepted, dropped) = send(&lab);
-    let stats = daemon.stats_once_counted(accepted + dropped);
-    assert_eq!(range_counts(&stats), (6, 2), "{stats:#}");
+    back_and_counted(&lab, &instance, daemon);
+}
+
+/// Created again as a device that refuses the configured mode (a bridge has
+/// no native XDP): the failure is logged once, not at every drift tick, and
+/// vip attaches once the device that comes back takes it.
+#[test]
+fn a_recreated_interface_that_refuses_the_mode_is_logged_once() {
+    if !require_root("a_recreated_interface_that_refuses_the_mode_is_logged_once") {
+        return;
+    }
+    fixture::pin_to_cpu0();
+    let lab = Lab::new("recrref");
+    let instance = Instance::new("recrref");
+    let daemon = Daemon::start(&lab.server, &config("native"), &instance);
+    lab.server.ip(&["link", "del", Lab::SERVER_IF]);
+    lab.server
+        .ip(&["link", "add", Lab::SERVER_IF, "type", "bridge"]);
+    daemon.wait_logged("attaching again: ");
+    std::thread::sleep(Duration::from_secs(3));
+    let log = daemon.log();
+    assert_eq!(log.matches("attaching again: ").count(), 1, "{log}");
+    assert!(
+        !lab.server.has_xdp(Lab::SERVER_IF),
+        "attached to the bridge"
+    );
+
+    lab.server.ip(&["link", "del", Lab::SERVER_IF]);
+    back_and_counted(&lab, &instance, daemon);
+}
+
+/// Created again at a higher ifindex, beyond the decapsulation map (sized
+/// for the ifindexes at start): the map is made afresh, and IPIP to a VIP
+/// is decapsulated and counted again. Before, it waited for a restart.
+#[test]
+fn a_recreated_interface_decapsulates_again() {
+    if !require_root("a_recreated_interface_decapsulates_again") {
+        return;
+    }
+    fixture::pin_to_cpu0();
+    let lab = Lab::new("recrdec");
+    let instance = Instance::new("recrdec");
+    let config = config("native").replace("[metrics]", "decap = [\"ipip\"]\n[metrics]");
+    let daemon = Daemon::start(&lab.server, &config, &instance);
+    let vip: IpAddr = VIPS[0].parse().unwrap();
+    let tunnelled = encapsulate(&FrameSpec::udp(vip, 53).frame_len(90).build(), Tunnel::Ipip);
+    lab.client
+        .send_frames(Lab::CLIENT_IF, vec![tunnelled.clone()]);
+    let stats = daemon.stats_once_counted(1);
+    assert_eq!(stats["global"]["decapsulated"]["ipip"], 1, "{stats:#}");
+
+    lab.recreate_link();
+    daemon.wait_logged("beyond the decapsulation map");
+    daemon.wait_logged("attachments now: ");
+    lab.client.send_frames(Lab::CLIENT_IF, vec![tunnelled; 2]);
+    let stats = daemon.stats_once_counted(3);
+    assert_eq!(stats["global"]["decapsulated"]["ipip"], 3, "{stats:#}");
+    assert_eq!(range_counts(&stats), (3, 0), "{stats:#}");
+    let log = daemon.log();
+    assert!(!log.contains("takes effect when vip restarts"), "{log}");
     daemon.stop();
+    instance.assert_nothing_left(&lab.server, Lab::SERVER_IF);
 }

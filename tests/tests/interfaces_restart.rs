@@ -1,12 +1,13 @@
 //! A restart that adopts the pinned datapath with other `interfaces` or
-//! another `xdp_mode` (the shipped unit stops with `--keep-datapath`):
-//! interfaces the config adds are attached, those it drops detached, those
-//! in a mode it no longer allows attached again in its mode, and the
-//! interfaces that stay keep their link, with the new program in it, and
-//! every count. Every interface decapsulates IPIP, through the decap map
-//! created afresh for each new set of interfaces. Before, such a start was
-//! refused until `vip down`, and a reload that added an interface with
-//! decapsulation failed on the decap map's size.
+//! another `xdp_mode` (the shipped unit stops with `--keep-datapath`), and a
+//! reload with them: interfaces the config adds are attached, those it
+//! drops detached, those in a mode it no longer allows attached again in its
+//! mode, and the interfaces that stay keep their link, with the new program
+//! in it, and every count. Every interface decapsulates IPIP, through the
+//! decap map created afresh for each new set of interfaces. Before, such a
+//! start was refused until `vip down`, a reload that added an interface with
+//! decapsulation failed on the decap map's size, and later a reload left
+//! the attachments to the next restart.
 //!
 //! The test thread is pinned to CPU 0, and so the threads that send its frames.
 
@@ -107,35 +108,57 @@ fn two_link_lab(tag: &str) -> (Lab, Instance) {
     (lab, Instance::new(tag))
 }
 
-#[test]
-fn a_restart_attaches_and_detaches_what_the_config_changes() {
-    if !require_root("a_restart_attaches_and_detaches_what_the_config_changes") {
-        return;
-    }
-    let (lab, instance) = two_link_lab("ifre");
-    let (first, second) = (Lab::SERVER_IF, EXTRA_SERVER_IF);
+/// How a test moves the daemon to another config.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Move {
+    /// Stop with `--keep-datapath`, start again with the new config.
+    Restart,
+    Reload,
+}
 
-    let daemon = start(&lab, &instance, &[first], "native");
-    let mut sent = send(&lab, first, 3) + send_ipip(&lab, first);
+/// The daemon on `interfaces` in `mode`, moved there `by`.
+fn move_to<'a>(
+    lab: &'a Lab,
+    instance: &'a Instance,
+    daemon: Daemon<'a>,
+    interfaces: &[&str],
+    mode: &str,
+    by: Move,
+) -> Daemon<'a> {
+    match by {
+        Move::Restart => {
+            daemon.stop();
+            start(lab, instance, interfaces, mode)
+        }
+        Move::Reload => {
+            daemon.rewrite_config(&config(interfaces, mode));
+            let line = daemon.reload();
+            assert!(line.contains("reloaded"), "{line}");
+            daemon
+        }
+    }
+}
+
+/// The daemon on the first link, moved `by` to both links, then to the
+/// second alone in generic mode; every count and every attachment checked
+/// after each move. Returns the daemon and the frames sent.
+fn added_then_dropped<'a>(lab: &'a Lab, instance: &'a Instance, by: Move) -> (Daemon<'a>, u64) {
+    let (first, second) = (Lab::SERVER_IF, EXTRA_SERVER_IF);
+    let daemon = start(lab, instance, &[first], "native");
+    let mut sent = send(lab, first, 3) + send_ipip(lab, first);
     let stats = daemon.stats_once_counted(sent);
     assert_eq!(decapsulated(&stats), 1, "{stats:#}");
-    // A reload leaves the attachments (and the new interface's decap) to
-    // the next start.
-    daemon.rewrite_config(&config(&[first, second], "native"));
-    let line = daemon.reload();
-    assert!(line.contains("reloaded"), "{line}");
-    assert!(!lab.server.has_xdp(second), "a reload attached {second}");
-    daemon.stop();
-    let first_program = lab.server.xdp_prog_id(first).expect("left attached");
+    let first_program = lab.server.xdp_prog_id(first).expect("attached");
     assert!(!lab.server.has_xdp(second));
 
-    // Added: the second interface, attached; the first keeps counting.
-    let daemon = start(&lab, &instance, &[first, second], "native");
+    // Added: the second interface, with decapsulation; the first keeps its
+    // link, with the new program in it, and its counts.
+    let daemon = move_to(lab, instance, daemon, &[first, second], "native", by);
     let program = lab.server.xdp_prog_id(first).expect("still attached");
     assert_ne!(program, first_program, "the new program, in place");
     assert_eq!(lab.server.xdp_prog_id(second), Some(program));
-    sent += send(&lab, first, 2) + send(&lab, second, 4);
-    sent += send_ipip(&lab, first) + send_ipip(&lab, second);
+    sent += send(lab, first, 2) + send(lab, second, 4);
+    sent += send_ipip(lab, first) + send_ipip(lab, second);
     let stats = daemon.stats_once_counted(sent);
     assert_eq!(range_packets(&stats), sent, "{stats:#}");
     assert_eq!(decapsulated(&stats), 3, "{stats:#}");
@@ -146,21 +169,139 @@ fn a_restart_attaches_and_detaches_what_the_config_changes() {
             (second.into(), "native".into())
         ]
     );
-    daemon.stop();
 
     // Dropped: the first; the second attached again in generic mode.
-    let daemon = start(&lab, &instance, &[second], "generic");
+    let daemon = move_to(lab, instance, daemon, &[second], "generic", by);
     assert!(!lab.server.has_xdp(first), "detached from {first}");
-    sent += send(&lab, second, 5) + send_ipip(&lab, second);
+    let link = lab.server.ip_output(&["link", "show", "dev", second]);
+    assert!(link.contains("xdpgeneric"), "{link}");
+    sent += send(lab, second, 5) + send_ipip(lab, second);
     let stats = daemon.stats_once_counted(sent);
     assert_eq!(range_packets(&stats), sent, "{stats:#}");
     assert_eq!(decapsulated(&stats), 4, "{stats:#}");
     assert_eq!(attachments(&stats), [(second.into(), "generic".into())]);
-    let link = lab.server.ip_output(&["link", "show", "dev", second]);
-    assert!(link.contains("xdpgeneric"), "{link}");
+    (daemon, sent)
+}
+
+#[test]
+fn a_restart_attaches_and_detaches_what_the_config_changes() {
+    if !require_root("a_restart_attaches_and_detaches_what_the_config_changes") {
+        return;
+    }
+    let (lab, instance) = two_link_lab("ifre");
+    let (daemon, _) = added_then_dropped(&lab, &instance, Move::Restart);
     daemon.stop();
     instance.vip_ok(&lab.server, &["down"]);
+    let second = EXTRA_SERVER_IF;
     assert!(!lab.server.has_xdp(second), "vip down detached {second}");
+}
+
+#[test]
+fn a_reload_attaches_and_detaches_what_the_config_changes() {
+    if !require_root("a_reload_attaches_and_detaches_what_the_config_changes") {
+        return;
+    }
+    let (lab, instance) = two_link_lab("ifrl");
+    let second = EXTRA_SERVER_IF;
+    let (daemon, mut sent) = added_then_dropped(&lab, &instance, Move::Reload);
+
+    // The same interfaces and mode again: nothing is attached anew.
+    let program = lab.server.xdp_prog_id(second).expect("attached");
+    let line = daemon.reload();
+    assert!(line.contains("reloaded"), "{line}");
+    assert_eq!(lab.server.xdp_prog_id(second), Some(program));
+    let log = daemon.log();
+    assert_eq!(log.matches("attachments now: ").count(), 2, "{log}");
+    assert!(!log.contains("take effect when vip restarts"), "{log}");
+
+    // Into TC, which cannot decapsulate; under `--keep-datapath` only with
+    // TCX (kernel 6.6 on), as at start.
+    let tc = config(&[second], "tc").replace("decap = [\"ipip\"]\n", "");
+    daemon.rewrite_config(&tc);
+    let line = daemon.reload();
+    if vip_userspace::host::kernel::has_tcx() {
+        assert!(line.contains("reloaded"), "{line}");
+        assert!(!lab.server.has_xdp(second), "XDP left on {second}");
+    } else {
+        assert!(
+            line.contains("refused") && line.contains("needs TCX"),
+            "{line}"
+        );
+    }
+    sent += send(&lab, second, 2);
+    let stats = daemon.stats_once_counted(sent);
+    assert_eq!(range_packets(&stats), sent, "{stats:#}");
+    let mode = if vip_userspace::host::kernel::has_tcx() {
+        "tc"
+    } else {
+        "generic"
+    };
+    assert_eq!(attachments(&stats), [(second.into(), mode.into())]);
+
+    let log = daemon.stop();
+    assert!(!log.contains("drift"), "{log}");
+    instance.vip_ok(&lab.server, &["down"]);
+    instance.assert_nothing_left(&lab.server, Lab::SERVER_IF);
+    assert!(!lab.server.has_xdp(second), "vip down detached {second}");
+}
+
+/// A reload that adds an interface and whose map writes fail (the
+/// kernel refused one) leaves the datapath as it was attached, the move
+/// pending; the next reload finishes it.
+#[test]
+fn a_reload_that_failed_while_attaching_is_finished_by_the_next() {
+    if !require_root("a_reload_that_failed_while_attaching_is_finished_by_the_next") {
+        return;
+    }
+    let (lab, instance) = two_link_lab("ifrlf");
+    let (first, second) = (Lab::SERVER_IF, EXTRA_SERVER_IF);
+    let wrapper = [
+        "env".to_string(),
+        "VIP_FAULT_FAIL=sync-indexes-written".to_string(),
+    ];
+    let daemon = Daemon::try_start(
+        &lab.server,
+        &config(&[first], "native"),
+        &instance,
+        &[],
+        &wrapper,
+    )
+    .unwrap_or_else(|log| panic!("vip run did not get ready:\n{log}"));
+    let program = lab.server.xdp_prog_id(first).expect("attached");
+
+    daemon.rewrite_config(&config(&[first, second], "native"));
+    let line = daemon.reload();
+    assert!(line.contains("failed half-way"), "{line}");
+    let pending = instance.run_dir().join("layout-pending.json");
+    assert!(pending.exists(), "no pending layout after a failed move");
+    assert_eq!(lab.server.xdp_prog_id(first), Some(program));
+    assert!(!lab.server.has_xdp(second), "attached to {second}");
+    let mut sent = send(&lab, first, 3);
+    let stats = daemon.stats_once_counted(sent);
+    assert_eq!(attachments(&stats), [(first.into(), "native".into())]);
+
+    let line = daemon.reload();
+    assert!(line.contains("reloaded"), "{line}");
+    assert!(
+        !pending.exists(),
+        "the finished move left its pending layout"
+    );
+    let program = lab.server.xdp_prog_id(first).expect("still attached");
+    assert_eq!(lab.server.xdp_prog_id(second), Some(program));
+    sent += send(&lab, first, 2) + send(&lab, second, 4) + send_ipip(&lab, second);
+    let stats = daemon.stats_once_counted(sent);
+    assert_eq!(range_packets(&stats), sent, "{stats:#}");
+    assert_eq!(decapsulated(&stats), 1, "{stats:#}");
+    assert_eq!(
+        attachments(&stats),
+        [
+            (first.into(), "native".into()),
+            (second.into(), "native".into())
+        ]
+    );
+    daemon.stop();
+    instance.assert_nothing_left(&lab.server, first);
+    assert!(!lab.server.has_xdp(second), "the stop detached {second}");
 }
 
 #[test]

@@ -2,7 +2,8 @@
 //! BGP daemon ([`Speaker`]; BIRD 2 in [`bird`]) while vip's own state and the
 //! range's health checks say it can take traffic, and withdrawn otherwise.
 //!
-//! A range is announced while its datapath is attached, its alias or AnyIP
+//! A range is announced while its datapath is attached to each configured
+//! interface that exists (and one at least does), its alias or AnyIP
 //! route is in place, every steer target is up and every health check passes,
 //! and an operator has not drained it. A failure withdraws it at once. A drain
 //! (`vip drain`, or a stop that lets the host state go) first re-announces it

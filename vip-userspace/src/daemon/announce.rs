@@ -88,7 +88,7 @@ impl Daemon {
         let view = HostView::read(&self.netlink)
             .await
             .map_err(host::HostError::from)?;
-        let attached = !self.datapath.attachments().is_empty();
+        let attached = self.datapath.judges_all(&self.config.interfaces);
         let gates: Vec<(String, Gate)> = announcer
             .range_names()
             .map(|name| {

@@ -176,6 +176,12 @@ pub struct Daemon {
     _lock: RunLock,
     /// Configured interfaces that did not exist at the last drift tick.
     interfaces_gone: Vec<String>,
+    /// Why attaching again to a recreated interface failed at the last
+    /// drift tick: logged when it first fails, not at every tick.
+    attach_failure: Option<String>,
+    /// An interface that decapsulates is attached at an ifindex beyond
+    /// `MAP_DECAP`, which is to be made afresh.
+    decap_map_too_small: bool,
 }
 
 /// `pins`, rid of what a start killed before it pinned its last map left:
@@ -298,6 +304,8 @@ impl Daemon {
                     unfinished: Vec::new(),
                     _lock: lock,
                     interfaces_gone: Vec::new(),
+                    attach_failure: None,
+                    decap_map_too_small: false,
                 };
                 match daemon.finish_start(listener).await {
                     Ok(()) => Ok(daemon),

@@ -6,7 +6,8 @@ use tokio::signal::unix::{signal, Signal, SignalKind};
 
 use super::{Daemon, DaemonError};
 use crate::{
-    errors,
+    config::{Config, XdpMode},
+    datapath, errors,
     host::{
         self,
         apply::{apply, repair, revert_unwanted},
@@ -127,9 +128,11 @@ impl Daemon {
                     }
                 }
                 _ = drift.tick() => {
-                    if let Err(e) = self.repair_attachments() {
-                        log::error!("attaching again: {}", errors::chain(&e));
+                    let failure = self.repair_attachments().err().map(|e| errors::chain(&e));
+                    if let Some(failure) = failure.as_ref().filter(|&f| Some(f) != self.attach_failure.as_ref()) {
+                        log::error!("attaching again: {failure} (retried every second, logged again if it changes)");
                     }
+                    self.attach_failure = failure;
                     if let Err(e) = self.repair_drift().await {
                         log::error!("drift repair: {}", errors::chain(&e));
                     }
@@ -158,7 +161,9 @@ impl Daemon {
 
     /// Attaches again to interfaces deleted and created since they were
     /// attached; counted as drift of kind `attachment`. An interface that is
-    /// gone is logged once, when it goes.
+    /// gone is logged once, when it goes. One that decapsulates and came back
+    /// at an ifindex beyond `MAP_DECAP` gets the map made afresh (retried at
+    /// every tick until that succeeds).
     pub fn repair_attachments(&mut self) -> Result<(), DaemonError> {
         let found =
             self.datapath
@@ -169,9 +174,6 @@ impl Daemon {
             }
         }
         self.interfaces_gone = found.gone;
-        if found.attached.is_empty() {
-            return Ok(());
-        }
         for (interface, before, now) in &found.attached {
             log::warn!(
                 "drift: {interface} was deleted and created again (ifindex {before}, now {now}); attached again"
@@ -182,7 +184,25 @@ impl Daemon {
                 .entry(ATTACHMENT_DRIFT.to_string())
                 .or_default() += 1;
         }
-        self.files.status.save(&self.status)?;
+        if !found.attached.is_empty() {
+            self.files.status.save(&self.status)?;
+        }
+        if !found.decap_beyond.is_empty() {
+            log::info!(
+                "{}: the new ifindex is beyond the decapsulation map, which is made afresh",
+                found.decap_beyond.join(", ")
+            );
+            self.decap_map_too_small = true;
+        }
+        if self.decap_map_too_small {
+            let layout = self
+                .unfinished
+                .last()
+                .unwrap_or(&self.layout)
+                .update(&self.config)?;
+            let config = self.config.clone();
+            self.move_and_attach(layout, &config, true)?;
+        }
         Ok(())
     }
 
@@ -208,6 +228,12 @@ impl Daemon {
     /// error before the first change, nothing changes.
     pub async fn reload(&mut self) -> Result<(), DaemonError> {
         let config = preflight::config(&self.options.config_path, Purpose::Run)?;
+        if self.options.keep_datapath && config.xdp_mode == XdpMode::Tc && !host::kernel::has_tcx()
+        {
+            return Err(DaemonError::KeepNeedsTcx {
+                kernel: host::kernel::release(),
+            });
+        }
         // After a failed move, from where the maps were going.
         let layout = self
             .unfinished
@@ -220,15 +246,21 @@ impl Daemon {
         view.check_safety(&config).map_err(host::HostError::from)?;
         let wanted = host::desired(&config);
         let steps = plan::plan(&view, wanted.clone())?;
-        if config.interfaces != self.config.interfaces
-            || config.xdp_mode != self.config.xdp_mode
-            || config.metrics_listen != self.config.metrics_listen
+        let reattaching = self.reattaches(&config)?;
+        if !reattaching
+            && (config.interfaces != self.config.interfaces
+                || config.xdp_mode != self.config.xdp_mode)
         {
-            log::warn!(
-                "interfaces, xdp_mode and metrics.listen changes take effect when vip restarts"
-            );
+            log::warn!("interfaces and xdp_mode changes take effect when vip restarts: a TC filter attached through netlink (kernels before 6.6) cannot be replaced in place");
         }
-        self.move_datapath(layout)?;
+        if config.metrics_listen != self.config.metrics_listen {
+            log::warn!("metrics.listen changes take effect when vip restarts");
+        }
+        if reattaching {
+            self.move_and_attach(layout, &config, false)?;
+        } else {
+            self.move_datapath(layout)?;
+        }
         self.steer.set_layout(&self.layout, &mut self.datapath)?;
         let state_file = &self.files.state;
         apply(&self.netlink, &steps, &mut self.state, state_file).await?;
@@ -244,6 +276,70 @@ impl Daemon {
             self.options.config_path.display(),
             self.layout.ranges.len()
         );
+        Ok(())
+    }
+
+    /// Whether a reload to `config` attaches or detaches: the pinned
+    /// attachments differ from what it asks (also after a reload that did so
+    /// and failed half-way). Never with a netlink TC filter (kernels before
+    /// 6.6), which has no link to replace a program in.
+    fn reattaches(&self, config: &Config) -> Result<bool, DaemonError> {
+        if !self.datapath.outlives_its_daemon() {
+            return Ok(false);
+        }
+        Ok(datapath::attachments_differ(&self.pins, config)?)
+    }
+
+    /// Moves the maps to `layout` and the attachments to `config`'s
+    /// interfaces and mode, as an adopting start does: this binary's programs
+    /// replace the running ones in place, links that stay keep every count.
+    /// `fresh_decap`: `MAP_DECAP` is made afresh even if no attachment
+    /// changes. Cut short after its first change, it leaves the move pending
+    /// (as `layout-pending.json` says) for the next reload or start.
+    fn move_and_attach(
+        &mut self,
+        layout: Layout,
+        config: &Config,
+        fresh_decap: bool,
+    ) -> Result<(), DaemonError> {
+        let moves = datapath::Moves {
+            previous: &self.layout,
+            interrupted: &self.unfinished,
+            target: &layout,
+        };
+        let moved = datapath::reattach_live(
+            &self.pins,
+            moves,
+            &self.files.pending_layout,
+            config,
+            fresh_decap,
+        );
+        let datapath = match moved {
+            Ok(datapath) => datapath,
+            Err(e) => {
+                // Where the maps were going, if the upgrade got as far as saying so.
+                match self.files.pending_layout.load() {
+                    Ok(Some(pending)) => self.unfinished = pending.chain(),
+                    Ok(None) => {}
+                    Err(read) => log::error!("{}", errors::chain(&read)),
+                }
+                return Err(e.into());
+            }
+        };
+        self.datapath = datapath;
+        // Made afresh for the interfaces as they are now.
+        self.decap_map_too_small = false;
+        self.files.layout.save(&layout)?;
+        self.layout = layout;
+        self.unfinished.clear();
+        self.files.pending_layout.remove()?;
+        let attached: Vec<String> = self
+            .datapath
+            .attachments()
+            .iter()
+            .map(|a| format!("{} ({})", a.interface, a.mode))
+            .collect();
+        log::info!("attachments now: {}", attached.join(", "));
         Ok(())
     }
 

@@ -130,25 +130,66 @@ pub fn adopt(
         .unwrap_or(&previous)
         .update(config)
         .map_err(AdoptError::TooBig)?;
+    let moves = upgrade::Moves {
+        previous: &previous,
+        interrupted: &interrupted,
+        target: &layout,
+    };
+    let datapath = upgrade_pinned(pins, &missing, moves, pending_file, reattach)?;
+    Ok((datapath, layout))
+}
+
+/// Whether the datapath pinned in `pins` is attached otherwise than
+/// `config` says: an interface to add, drop, or attach again (another mode,
+/// or recreated since).
+pub fn attachments_differ(pins: &PinDir, config: &Config) -> Result<bool, AdoptError> {
+    let metas = pin::open(pins.path(), MAP_ATTACH_META)?;
+    Ok(reattach(&metas, pins, config)?.changes())
+}
+
+/// A running daemon's reload that changes the attachments: its own pinned
+/// datapath, moved to `moves.target` and attached as `config` says, as an
+/// adopting start would (this binary's programs replace the running ones in
+/// place, fresh `MAP_ATTACH_META` and `MAP_DECAP`). With `fresh_decap`,
+/// those two are made afresh even if no attachment changes: an interface
+/// created again has an ifindex beyond `MAP_DECAP`. Checked before anything
+/// changes; cut short after that, it leaves `pending_file` for the next
+/// reload or start to finish, as an adopting start's upgrade does.
+pub fn reattach_live(
+    pins: &PinDir,
+    moves: upgrade::Moves,
+    pending_file: &PendingLayoutFile,
+    config: &Config,
+    fresh_decap: bool,
+) -> Result<Datapath, AdoptError> {
+    let mut reattach = reattach(&pin::open(pins.path(), MAP_ATTACH_META)?, pins, config)?;
+    reattach.fresh_maps |= fresh_decap;
+    upgrade_pinned(pins, &[], moves, pending_file, reattach)
+}
+
+/// The pinned datapath upgraded in place as `reattach` says, with its
+/// sk_lookup link when it has one.
+fn upgrade_pinned(
+    pins: &PinDir,
+    missing: &[&'static str],
+    moves: upgrade::Moves,
+    pending_file: &PendingLayoutFile,
+    reattach: Reattach,
+) -> Result<Datapath, AdoptError> {
     // Absent when the kernel refused the sk_lookup program (no steer entries then).
     let steering = if pins.path().join(SK_LOOKUP_LINK_PIN).exists() {
-        Some(Link::Pinned(pins.open_link(SK_LOOKUP_LINK_PIN)?))
+        Some(Link::open(pins, SK_LOOKUP_LINK_PIN)?)
     } else {
         None
     };
-    let datapath = upgrade::upgrade(
+    Ok(upgrade::upgrade(
         pins,
-        &missing,
-        upgrade::Moves {
-            previous: &previous,
-            interrupted: &interrupted,
-            target: &layout,
-        },
+        missing,
+        moves,
         pending_file,
         reattach,
         steering,
-    )?;
-    Ok((datapath, layout))
+    )?)
 }
 
 /// The pinned datapath's attachments reconciled with the config's interfaces
@@ -172,10 +213,13 @@ pub(super) struct Reattach {
     /// Links to detach once the new attachments are recorded, by interface:
     /// on interfaces the config no longer names.
     pub dropped: Vec<(String, Link)>,
+    /// `MAP_ATTACH_META` and `MAP_DECAP` are made afresh: the attachments
+    /// change, or an interface's ifindex is beyond `MAP_DECAP`.
+    pub fresh_maps: bool,
 }
 
 impl Reattach {
-    /// Whether the attachments change (else `MAP_ATTACH_META` stays as it is).
+    /// Whether the attachments change.
     pub fn changes(&self) -> bool {
         !(self.added.is_empty() && self.replaced.is_empty() && self.dropped.is_empty())
     }
@@ -217,7 +261,7 @@ fn reattach(
             continue;
         }
         recorded.push(interface.clone());
-        let adopted = Attachment::adopted(&meta, |_| Ok(Link::Pinned(pins.open_link(&pin_name)?)))
+        let adopted = Attachment::adopted(&meta, |_| Ok(Link::open(pins, &pin_name)?))
             .expect("a recorded mode")?;
         let ifindex = nix::net::if_::if_nametoindex(interface.as_str()).unwrap_or(0);
         if !configured(&interface) {
@@ -230,7 +274,7 @@ fn reattach(
     }
     for interface in pins.linked_interfaces()? {
         if !recorded.contains(&interface) {
-            let link = Link::Pinned(pins.open_link(&pin::link_name(&interface))?);
+            let link = Link::open(pins, &pin::link_name(&interface))?;
             replaced.push((interface, link));
         }
     }
@@ -240,12 +284,15 @@ fn reattach(
         .filter(|interface| !kept.iter().any(|k: &Attachment| &k.interface == *interface))
         .cloned()
         .collect();
-    Ok(Reattach {
+    let mut reattach = Reattach {
         interfaces: config.interfaces.clone(),
         mode: config.xdp_mode,
         kept,
         added,
         replaced,
         dropped,
-    })
+        fresh_maps: false,
+    };
+    reattach.fresh_maps = reattach.changes();
+    Ok(reattach)
 }

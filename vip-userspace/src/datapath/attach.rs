@@ -1,7 +1,7 @@
 //! Attaching the classifier, with the fallback that `xdp_mode = "auto"` allows:
 //! XDP native, then XDP generic, then TC ingress.
 
-use std::fmt;
+use std::{fmt, path::PathBuf};
 
 use aya::programs::{
     links::{FdLink, PinnedLink},
@@ -11,6 +11,7 @@ use aya::programs::{
 use vip_common::{AttachMeta, ATTACH_TC, ATTACH_XDP_GENERIC, ATTACH_XDP_NATIVE};
 
 use super::{
+    link_update,
     pin::{PinDir, PinError},
     DatapathError,
 };
@@ -73,17 +74,31 @@ impl fmt::Display for AttachMode {
 pub(super) enum Link {
     /// A bpf_link (XDP; TC through TCX on kernels 6.6 and later), not pinned yet.
     Fd(FdLink),
-    Pinned(PinnedLink),
+    /// A bpf_link pinned at `path`.
+    Pinned { link: PinnedLink, path: PathBuf },
     /// A netlink TC filter (kernels before 6.6): it cannot be pinned, so it does
     /// not stay attached across a restart.
     TcNetlink(#[allow(dead_code, reason = "held: dropping it detaches")] SchedClassifierLink),
 }
 
 impl Link {
-    /// Detaches now, removing the pin if there is one.
+    /// The link pinned as `name` in `pins`.
+    pub(super) fn open(pins: &PinDir, name: &str) -> Result<Link, PinError> {
+        Ok(Link::Pinned {
+            link: pins.open_link(name)?,
+            path: pins.path().join(name),
+        })
+    }
+
+    /// Detaches now, removing the pin if there is one. A pinned link is
+    /// detached by BPF_LINK_DETACH, not only unpinned: another descriptor
+    /// of it (the running daemon's, on a reload) would keep it attached.
     pub(super) fn detach(self) -> std::io::Result<()> {
         match self {
-            Link::Pinned(link) => link.unpin().map(drop),
+            Link::Pinned { link, path } => {
+                link_update::detach(&path)?;
+                link.unpin().map(drop)
+            }
             Link::Fd(_) | Link::TcNetlink(_) => Ok(()),
         }
     }
@@ -91,7 +106,10 @@ impl Link {
     /// The link pinned as `name` if it is a bpf_link; a netlink one as it is.
     pub(super) fn pinned(self, pins: &PinDir, name: &str) -> Result<Link, PinError> {
         match self {
-            Link::Fd(link) => pins.pin_link(name, link).map(Link::Pinned),
+            Link::Fd(link) => Ok(Link::Pinned {
+                link: pins.pin_link(name, link)?,
+                path: pins.path().join(name),
+            }),
             other => Ok(other),
         }
     }

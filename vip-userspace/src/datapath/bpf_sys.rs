@@ -6,6 +6,7 @@ use std::io;
 pub(super) const BPF_OBJ_GET: libc::c_long = 7;
 pub(super) const BPF_MAP_LOOKUP_BATCH: libc::c_long = 24;
 pub(super) const BPF_LINK_UPDATE: libc::c_long = 29;
+pub(super) const BPF_LINK_DETACH: libc::c_long = 34;
 
 /// Runs `command` with `attr`, a `union bpf_attr` prefix laid out for it.
 pub(super) fn bpf<T>(command: libc::c_long, attr: &mut T) -> io::Result<libc::c_long> {

@@ -1,7 +1,9 @@
-//! Replacing the program behind a pinned bpf_link in place (BPF_LINK_UPDATE):
-//! the interface or namespace never goes without a program. aya 0.14 offers
-//! this for XDP and TC links it created, but neither for sk_lookup links nor
-//! for links opened from a pin, so these are the two raw `bpf(2)` calls.
+//! Changing a pinned bpf_link in place: replacing its program
+//! (BPF_LINK_UPDATE), so that the interface or namespace never goes without
+//! one, or detaching it (BPF_LINK_DETACH) whoever else holds it. aya 0.14
+//! offers the first for XDP and TC links it created, but neither for
+//! sk_lookup links nor for links opened from a pin, and not the second, so
+//! these are raw `bpf(2)` calls.
 
 use std::{
     ffi::CString,
@@ -13,7 +15,7 @@ use std::{
     path::Path,
 };
 
-use super::bpf_sys::{bpf, BPF_LINK_UPDATE, BPF_OBJ_GET};
+use super::bpf_sys::{bpf, BPF_LINK_DETACH, BPF_LINK_UPDATE, BPF_OBJ_GET};
 
 /// `union bpf_attr` for BPF_OBJ_GET.
 #[repr(C)]
@@ -36,8 +38,14 @@ struct LinkUpdate {
     old_prog_fd: u32,
 }
 
-/// Makes the link pinned at `pin` run `program` from now on.
-pub(super) fn replace_program(pin: &Path, program: BorrowedFd<'_>) -> io::Result<()> {
+/// `union bpf_attr` for BPF_LINK_DETACH.
+#[repr(C)]
+struct LinkDetach {
+    link_fd: u32,
+}
+
+/// A new descriptor of the object pinned at `pin`.
+fn open_pin(pin: &Path) -> io::Result<OwnedFd> {
     let path = CString::new(pin.as_os_str().as_bytes())
         .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
     let mut get = ObjGet {
@@ -49,7 +57,22 @@ pub(super) fn replace_program(pin: &Path, program: BorrowedFd<'_>) -> io::Result
     };
     let fd = bpf(BPF_OBJ_GET, &mut get)?;
     // SAFETY: BPF_OBJ_GET returned a new descriptor that nothing else owns.
-    let link = unsafe { OwnedFd::from_raw_fd(fd as i32) };
+    Ok(unsafe { OwnedFd::from_raw_fd(fd as i32) })
+}
+
+/// Detaches the link pinned at `pin` from its interface or namespace now
+/// (a link already detached, its interface gone, stays so). The pin stays.
+pub(super) fn detach(pin: &Path) -> io::Result<()> {
+    let link = open_pin(pin)?;
+    let mut detach = LinkDetach {
+        link_fd: link.as_raw_fd() as u32,
+    };
+    bpf(BPF_LINK_DETACH, &mut detach).map(drop)
+}
+
+/// Makes the link pinned at `pin` run `program` from now on.
+pub(super) fn replace_program(pin: &Path, program: BorrowedFd<'_>) -> io::Result<()> {
+    let link = open_pin(pin)?;
     let mut update = LinkUpdate {
         link_fd: link.as_raw_fd() as u32,
         new_prog_fd: program.as_raw_fd() as u32,

@@ -20,9 +20,34 @@ pub struct Recreated {
     pub attached: Vec<(String, u32, u32)>,
     /// Interfaces that do not exist now: attached again once they do.
     pub gone: Vec<String>,
+    /// Attached again at an ifindex beyond `MAP_DECAP` while they
+    /// decapsulate: the map must be made afresh
+    /// ([`super::reattach_live`] with `fresh_decap`).
+    pub decap_beyond: Vec<String>,
 }
 
 impl Datapath {
+    /// Whether what arrives on `interfaces` is judged: each one that exists
+    /// runs the datapath at its present ifindex (not one recreated and not
+    /// yet attached again), and one at least exists.
+    pub fn judges_all(&self, interfaces: &[String]) -> bool {
+        let mut present = false;
+        for interface in interfaces {
+            let Ok(now) = nix::net::if_::if_nametoindex(interface.as_str()) else {
+                continue;
+            };
+            let attached = self
+                .attachments
+                .iter()
+                .any(|a| a.interface == *interface && a.ifindex == now);
+            if !attached {
+                return false;
+            }
+            present = true;
+        }
+        present
+    }
+
     /// Attaches again, in `mode`, to every interface whose ifindex changed
     /// since it was attached; moves its decapsulation entry (`layout`'s) to
     /// the new ifindex, and records the attachments (also those attached
@@ -47,7 +72,9 @@ impl Datapath {
             }
             match self.attach_again(index, pins, mode) {
                 Ok(()) => {
-                    sync::move_decap(&mut self.maps, layout, &interface, before, now)?;
+                    if !sync::move_decap(&mut self.maps, layout, &interface, before, now)? {
+                        found.decap_beyond.push(interface.clone());
+                    }
                     found.attached.push((interface, before, now));
                 }
                 Err(e) => {

@@ -385,18 +385,20 @@ fn sync_decap(maps: &mut Maps, old: Option<&Layout>, new: &Layout) -> Result<(),
 
 /// `interface`'s decapsulation entry, if `layout` has one, moved from
 /// ifindex `from` to `to`: the interface was deleted and created again.
+/// False when `MAP_DECAP` has no entry for `to`: it must be made afresh,
+/// sized for the new ifindex.
 pub(super) fn move_decap(
     maps: &mut Maps,
     layout: &Layout,
     interface: &str,
     from: u32,
     to: u32,
-) -> Result<(), DatapathError> {
+) -> Result<bool, DatapathError> {
     let Some(entry) = layout.decap.iter().find(|e| e.interface == interface) else {
-        return Ok(());
+        return Ok(true);
     };
     set_decap(maps, interface, from, DecapConfig::default())?;
-    set_decap(maps, interface, to, entry.value())
+    try_set_decap(maps, to, entry.value())
 }
 
 /// `MAP_DECAP` is sized for the interfaces the datapath attached to when it
@@ -410,15 +412,21 @@ fn set_decap(
     index: u32,
     value: DecapConfig,
 ) -> Result<(), DatapathError> {
+    if !try_set_decap(maps, index, value)? {
+        log::warn!("{interface}: its decapsulation takes effect when vip restarts (MAP_DECAP, sized when the datapath was set up, has no entry for its ifindex {index})");
+    }
+    Ok(())
+}
+
+/// Sets the `MAP_DECAP` entry of ifindex `index`; false when the map has
+/// no entry for it.
+fn try_set_decap(maps: &mut Maps, index: u32, value: DecapConfig) -> Result<bool, DatapathError> {
     match set(maps, MAP_DECAP, index, value) {
         Err(DatapathError::Map {
             source: MapError::OutOfBounds { .. },
             ..
-        }) => {
-            log::warn!("{interface}: its decapsulation takes effect when vip restarts (MAP_DECAP, sized when the datapath was set up, has no entry for its ifindex {index})");
-            Ok(())
-        }
-        result => result,
+        }) => Ok(false),
+        result => result.map(|()| true),
     }
 }
 

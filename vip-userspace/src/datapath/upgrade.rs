@@ -52,7 +52,7 @@ const PINNED_AT_ONCE: [&str; 5] = [
 /// Where an upgrade moves the maps: from `previous` (`layout.json`'s), through
 /// `interrupted` (the layouts of starts or reloads cut short, oldest first:
 /// the maps hold a mix of them all), to `target`.
-pub(super) struct Moves<'a> {
+pub struct Moves<'a> {
     pub previous: &'a Layout,
     pub interrupted: &'a [Layout],
     pub target: &'a Layout,
@@ -83,7 +83,7 @@ pub(super) fn upgrade(
     // The hash stays the one the datapath was created with: its slots are
     // where that hash put them.
     let control = sparse_control::pinned(pins.path(), missing.contains(&MAP_SPARSE_CONTROL))?;
-    let fresh: &[&'static str] = if reattach.changes() {
+    let fresh: &[&'static str] = if reattach.fresh_maps {
         &FRESH_FOR_INTERFACES
     } else {
         &[]
@@ -132,6 +132,7 @@ pub(super) fn upgrade(
         added,
         replaced,
         dropped,
+        fresh_maps: _,
     } = reattach;
     for (index, attachment) in attachments.iter().enumerate() {
         let (name, program) = match attachment.mode {
