@@ -16,7 +16,7 @@ use std::net::IpAddr;
 use serde_json::Value;
 use vip_tests::{
     daemon::{number, Daemon, Instance},
-    fixture,
+    fixture, http,
     netns::{veth, Lab},
     packets::FrameSpec,
     root::require_root,
@@ -28,12 +28,14 @@ use vip_tests::{
 const EXTRA_CLIENT_IF: &str = "vipc1";
 const EXTRA_SERVER_IF: &str = "vips1";
 const VIP: &str = "192.0.2.10";
+/// In the server's namespace.
+const METRICS: &str = "127.0.0.1:9669";
 
 fn config(interfaces: &[&str], xdp_mode: &str) -> String {
     let interfaces: Vec<String> = interfaces.iter().map(|i| format!("\"{i}\"")).collect();
     format!(
         "interfaces = [{}]\nxdp_mode = \"{xdp_mode}\"\ndecap = [\"ipip\"]\n\
-         [metrics]\nlisten = \"off\"\n\
+         [metrics]\nlisten = \"{METRICS}\"\n\
          [[range]]\nname = \"a\"\ncidr = \"192.0.2.0/24\"\n",
         interfaces.join(", ")
     )
@@ -81,6 +83,19 @@ fn attachments(stats: &Value) -> Vec<(String, String)> {
             )
         })
         .collect()
+}
+
+/// Panics unless /healthz lists `attached`, as (interface, mode).
+fn assert_healthz(lab: &Lab, attached: &[(&str, &str)]) {
+    let list: Vec<String> = attached
+        .iter()
+        .map(|(interface, mode)| format!("{interface} ({mode})"))
+        .collect();
+    let health = http::get(&lab.server, METRICS.parse().unwrap(), "/healthz");
+    assert_eq!(
+        health,
+        (200, format!("ok: attached to {}\n", list.join(", ")))
+    );
 }
 
 fn range_packets(stats: &Value) -> u64 {
@@ -150,6 +165,7 @@ fn added_then_dropped<'a>(lab: &'a Lab, instance: &'a Instance, by: Move) -> (Da
     assert_eq!(decapsulated(&stats), 1, "{stats:#}");
     let first_program = lab.server.xdp_prog_id(first).expect("attached");
     assert!(!lab.server.has_xdp(second));
+    assert_healthz(lab, &[(first, "native")]);
 
     // Added: the second interface, with decapsulation; the first keeps its
     // link, with the new program in it, and its counts.
@@ -169,6 +185,7 @@ fn added_then_dropped<'a>(lab: &'a Lab, instance: &'a Instance, by: Move) -> (Da
             (second.into(), "native".into())
         ]
     );
+    assert_healthz(lab, &[(first, "native"), (second, "native")]);
 
     // Dropped: the first; the second attached again in generic mode.
     let daemon = move_to(lab, instance, daemon, &[second], "generic", by);
@@ -180,6 +197,7 @@ fn added_then_dropped<'a>(lab: &'a Lab, instance: &'a Instance, by: Move) -> (Da
     assert_eq!(range_packets(&stats), sent, "{stats:#}");
     assert_eq!(decapsulated(&stats), 4, "{stats:#}");
     assert_eq!(attachments(&stats), [(second.into(), "generic".into())]);
+    assert_healthz(lab, &[(second, "generic")]);
     (daemon, sent)
 }
 

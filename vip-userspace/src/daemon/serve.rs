@@ -329,6 +329,9 @@ impl Daemon {
         self.datapath = datapath;
         // Made afresh for the interfaces as they are now.
         self.decap_map_too_small = false;
+        if let Some((exporter, _)) = &self.exporter {
+            exporter.reopen_maps();
+        }
         self.files.layout.save(&layout)?;
         self.layout = layout;
         self.unfinished.clear();

@@ -73,6 +73,12 @@ impl Exporter {
         *self.policy.lock().expect("policy lock") = policy;
     }
 
+    /// After maps were pinned over others (a reload that changed the
+    /// attachments): the next scrape opens the pins again.
+    pub fn reopen_maps(&self) {
+        *self.maps.lock().expect("maps lock") = None;
+    }
+
     /// Runs `f` on the pinned maps, opening them first if need be.
     fn with_maps<T>(
         &self,
