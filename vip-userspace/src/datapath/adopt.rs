@@ -14,10 +14,11 @@ use vip_common::{
 use super::{
     attach::{AttachMode, Attachment, Link},
     pin::{self, PinDir, PinError},
-    upgrade, Datapath, DatapathError,
+    upgrade::{self, Reattach},
+    Datapath, DatapathError,
 };
 use crate::{
-    config::{Config, XdpMode},
+    config::Config,
     errors::Blame,
     layout::{Layout, LayoutError, LayoutFile, PendingLayout, PendingLayoutFile},
     netns::{self, NetnsId},
@@ -190,39 +191,6 @@ fn upgrade_pinned(
         reattach,
         steering,
     )?)
-}
-
-/// The pinned datapath's attachments reconciled with the config's interfaces
-/// and mode.
-pub(super) struct Reattach {
-    /// The configured interfaces, in order: what the datapath ends up
-    /// attached to.
-    pub interfaces: Vec<String>,
-    /// The configured mode, for the interfaces attached afresh.
-    pub mode: XdpMode,
-    /// On a configured interface, in a mode the config allows: the new
-    /// programs replace theirs in place.
-    pub kept: Vec<Attachment>,
-    /// Configured interfaces to attach afresh, in config order.
-    pub added: Vec<String>,
-    /// Links to detach before the added interfaces are attached, by
-    /// interface: in a mode the config no longer allows, on an interface
-    /// deleted or recreated since (the kernel detached it then), or pinned
-    /// but never recorded in `MAP_ATTACH_META` (a start killed in between).
-    pub replaced: Vec<(String, Link)>,
-    /// Links to detach once the new attachments are recorded, by interface:
-    /// on interfaces the config no longer names.
-    pub dropped: Vec<(String, Link)>,
-    /// `MAP_ATTACH_META` and `MAP_DECAP` are made afresh: the attachments
-    /// change, or an interface's ifindex is beyond `MAP_DECAP`.
-    pub fresh_maps: bool,
-}
-
-impl Reattach {
-    /// Whether the attachments change.
-    pub fn changes(&self) -> bool {
-        !(self.added.is_empty() && self.replaced.is_empty() && self.dropped.is_empty())
-    }
 }
 
 /// What to do with each attachment recorded in `metas` and each link

@@ -3,7 +3,7 @@
 //! the same memory) and replace the running ones link by link through
 //! BPF_LINK_UPDATE: nothing the config keeps is detached, and the host state
 //! is not touched. Interfaces the config adds or drops (or whose mode it
-//! changes) are attached or detached here too ([`super::adopt::Reattach`]).
+//! changes) are attached or detached here too ([`Reattach`]).
 //!
 //! An older layout lacks the maps later ones added (`vip_common::MAPS_ADDED`):
 //! they are created fresh and pinned only once every link runs the new
@@ -23,7 +23,6 @@ use vip_common::{
 };
 
 use super::{
-    adopt::Reattach,
     attach::{self, Attachment, Link},
     build, link_update, open,
     pin::{self, PinDir},
@@ -31,6 +30,7 @@ use super::{
     EBPF_OBJECT,
 };
 use crate::{
+    config::XdpMode,
     fault,
     layout::{Layout, PendingLayout, PendingLayoutFile},
 };
@@ -48,6 +48,39 @@ const PINNED_AT_ONCE: [&str; 5] = [
     MAP_PRESSURE,
     MAP_SPARSE_TAG,
 ];
+
+/// The pinned datapath's attachments reconciled with the config's interfaces
+/// and mode.
+pub(super) struct Reattach {
+    /// The configured interfaces, in order: what the datapath ends up
+    /// attached to.
+    pub interfaces: Vec<String>,
+    /// The configured mode, for the interfaces attached afresh.
+    pub mode: XdpMode,
+    /// On a configured interface, in a mode the config allows: the new
+    /// programs replace theirs in place.
+    pub kept: Vec<Attachment>,
+    /// Configured interfaces to attach afresh, in config order.
+    pub added: Vec<String>,
+    /// Links to detach before the added interfaces are attached, by
+    /// interface: in a mode the config no longer allows, on an interface
+    /// deleted or recreated since (the kernel detached it then), or pinned
+    /// but never recorded in `MAP_ATTACH_META` (a start killed in between).
+    pub replaced: Vec<(String, Link)>,
+    /// Links to detach once the new attachments are recorded, by interface:
+    /// on interfaces the config no longer names.
+    pub dropped: Vec<(String, Link)>,
+    /// `MAP_ATTACH_META` and `MAP_DECAP` are made afresh: the attachments
+    /// change, or an interface's ifindex is beyond `MAP_DECAP`.
+    pub fresh_maps: bool,
+}
+
+impl Reattach {
+    /// Whether the attachments change.
+    pub fn changes(&self) -> bool {
+        !(self.added.is_empty() && self.replaced.is_empty() && self.dropped.is_empty())
+    }
+}
 
 /// Where an upgrade moves the maps: from `previous` (`layout.json`'s), through
 /// `interrupted` (the layouts of starts or reloads cut short, oldest first:
