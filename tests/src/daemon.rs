@@ -175,6 +175,18 @@ impl Instance {
         stderr
     }
 
+    /// `vip reload` of a daemon that dies on it (`VIP_FAULT_AT`): panics
+    /// unless it says so, with exit status 1.
+    pub fn reload_killing_the_daemon(&self, ns: &Netns) {
+        let out = self.vip(ns, &["reload"]);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{stderr}");
+        assert!(
+            stderr.contains("exited before it reported the reload"),
+            "{stderr}"
+        );
+    }
+
     /// Panics unless this instance left nothing in `ns`: no XDP program on
     /// `ifname`, no pins, no state file.
     pub fn assert_nothing_left(&self, ns: &Netns, ifname: &str) {
@@ -380,19 +392,47 @@ impl<'a> Daemon<'a> {
         std::fs::write(self._config.path(), config).expect("rewriting config");
     }
 
-    /// `vip reload`, then waits for the daemon to log the outcome; returns the
-    /// log line ("reloaded ..." or "reload of ... refused ...").
+    /// `vip reload`, which waits for the daemon's outcome; then the line the
+    /// daemon logged ("reloaded ..." or "reload of ... refused ..."), which
+    /// it returns. Panics unless `vip reload` said the same: the line on
+    /// stdout and exit 0 when reloaded, else on stderr and exit 2 (refused
+    /// as the operator's error) or 1.
     pub fn reload(&self) -> String {
         let seen = self.log().matches("reload").count();
-        self.instance.vip_ok(self.ns, &["reload"]);
+        let out = self.instance.vip(self.ns, &["reload"]);
+        let (stdout, stderr) = (
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        );
         let deadline = Instant::now() + Duration::from_secs(10);
         loop {
             let log = self.log();
             if log.matches("reload").count() > seen {
                 let line = log
                     .lines()
-                    .rfind(|l| l.contains("reload"))
+                    .rfind(|l| l.contains("] reload"))
                     .expect("a reload line");
+                let told = if out.status.success() {
+                    stdout.trim_end().to_string()
+                } else {
+                    assert!(
+                        out.status.code() == Some(2) || out.status.code() == Some(1),
+                        "vip reload: {:?}, {stderr}",
+                        out.status
+                    );
+                    stderr.trim_end().replacen("vip: error: ", "", 1)
+                };
+                assert!(
+                    line.ends_with(&format!("] {told}")),
+                    "vip reload said {told:?} ({:?}), the daemon {line:?}",
+                    out.status
+                );
+                assert_eq!(
+                    out.status.success(),
+                    line.contains("] reloaded "),
+                    "vip reload: {:?}, {line}",
+                    out.status
+                );
                 return line.to_string();
             }
             assert!(

@@ -34,7 +34,7 @@ fn systemd_unit_passes_systemd_analyze_verify() {
     // verify checks that ExecStart's binary exists, so the unit is verified
     // with the path of the vip just built in place of /usr/bin/vip.
     let unit = read("vip.service");
-    assert!(unit.contains("ExecReload=/bin/kill -HUP $MAINPID"));
+    assert!(unit.contains("ExecReload=/usr/bin/vip reload\n"));
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("vip.service");
     std::fs::write(

@@ -203,6 +203,13 @@ fn reload_changes_allow_lists_and_ranges_without_a_blip() {
         line.contains("refused") && line.contains("host bits set"),
         "{line}"
     );
+    // `vip reload` says so itself, as the operator's error.
+    let said = instance.vip_refused(&lab.server, &["reload"]);
+    assert!(
+        said.contains("refused, still running the previous config")
+            && said.contains("host bits set"),
+        "{said}"
+    );
     assert!(
         udp_echoes(
             &lab.client,

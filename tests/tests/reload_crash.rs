@@ -70,7 +70,7 @@ fn crash_during_reload(lab: &Lab, instance: &Instance) -> u64 {
     let sent = send(lab, &A) + send(lab, &B);
     daemon.stats_once_counted(sent);
     daemon.rewrite_config(&config(false));
-    instance.vip_ok(&lab.server, &["reload"]);
+    instance.reload_killing_the_daemon(&lab.server);
     let log = daemon.wait_exit();
     assert!(log.contains(&format!("VIP_FAULT_AT={STEP}")), "{log}");
     sent

@@ -54,7 +54,7 @@ fn no_slot_vouches_under_an_allow_list_a_reload_retired() {
     daemon.stats_once_counted(sent);
 
     daemon.rewrite_config(&config("\"udp/53\", \"udp/54\""));
-    instance.vip_ok(&lab.server, &["reload"]);
+    instance.reload_killing_the_daemon(&lab.server);
     let log = daemon.wait_exit();
     assert!(log.contains(&format!("VIP_FAULT_AT={STEP}")), "{log}");
 

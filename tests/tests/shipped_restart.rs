@@ -3,7 +3,8 @@
 //! stopped with the unit's KillSignal (what `systemctl restart` and a rolling
 //! update do), and the host keeps every address, route and sysctl and the
 //! datapath keeps counting until the next start adopts it. Only `vip down`
-//! takes vip off the host.
+//! takes vip off the host. The unit's reload (`systemctl reload`) fails on
+//! a config the daemon refuses.
 
 use std::{path::PathBuf, time::Duration};
 
@@ -157,4 +158,40 @@ fn a_daemonset_rolling_update_keeps_the_vips_up() {
         return;
     }
     restart_as_shipped("shipds", &daemonset_flags());
+}
+
+/// `systemctl reload vip` runs the unit's ExecReload, `vip reload`, which
+/// fails (exit 2, the daemon's line) on a config the daemon refuses, so that
+/// systemctl reports it, and succeeds once the config is good.
+#[test]
+fn the_units_reload_fails_on_a_refused_config() {
+    if !require_root("the_units_reload_fails_on_a_refused_config") {
+        return;
+    }
+    let reload: Vec<String> = unit_value("ExecReload")
+        .split_whitespace()
+        .map(str::to_string)
+        .collect();
+    assert_eq!(reload, ["/usr/bin/vip", "reload"]);
+    let args: Vec<&str> = reload[1..].iter().map(String::as_str).collect();
+    let flags = unit_flags();
+    let flags: Vec<&str> = flags.iter().map(String::as_str).collect();
+    let lab = DirectLab::new("shiprl");
+    let instance = Instance::new("shiprl");
+    let daemon = Daemon::start_with(&lab.server, &config(), &instance, &flags);
+    daemon.rewrite_config(&config().replace("198.51.100.0/24", "198.51.100.1/24"));
+    let said = instance.vip_refused(&lab.server, &args);
+    assert!(
+        said.contains("refused, still running the previous config")
+            && said.contains("host bits set"),
+        "{said}"
+    );
+    daemon.rewrite_config(&config().replace("198.51.100.0/24", "198.51.100.128/25"));
+    let said = instance.vip_ok(&lab.server, &args);
+    assert!(
+        said.starts_with("reloaded ") && said.ends_with(": 2 range(s)\n"),
+        "{said}"
+    );
+    daemon.stop();
+    instance.vip_ok(&lab.server, &["down"]);
 }

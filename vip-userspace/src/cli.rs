@@ -63,7 +63,9 @@ pub enum Command {
         config: PathBuf,
     },
     /// Ask the running `vip run` to re-read its config and apply the difference
-    /// (ranges, allow lists, host state) without detaching (same as SIGHUP).
+    /// (ranges, allow lists, host state, attachments) as SIGHUP does; waits for
+    /// the outcome and prints it (exit 2 if the config was refused, 1 if the
+    /// reload failed).
     Reload,
     /// Print per-range and per-VIP counters of the running datapath.
     Stats {

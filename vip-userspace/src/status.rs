@@ -21,6 +21,39 @@ pub struct Status {
     /// The speaker's session with each neighbor.
     #[serde(default)]
     pub bgp_sessions: Vec<Session>,
+    /// How the daemon's reloads went, for `vip reload` to report; `None` in
+    /// the file of a vip that did not record them.
+    #[serde(default)]
+    pub reloads: Option<Reloads>,
+}
+
+/// The reloads of the daemons of this run directory so far.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Reloads {
+    /// Reloads done, whatever their outcome.
+    pub count: u64,
+    pub last: Option<ReloadOutcome>,
+}
+
+/// How one reload went.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ReloadOutcome {
+    pub result: ReloadResult,
+    /// What the daemon logged about it.
+    pub message: String,
+    /// Refused for the operator's reason (e.g. a config that does not
+    /// validate), not the host's.
+    pub user_error: bool,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ReloadResult {
+    Reloaded,
+    /// Nothing changed; the daemon runs the previous config.
+    Refused,
+    /// The datapath holds part of it; the next reload or start moves on.
+    FailedHalfWay,
 }
 
 impl RunFileKind for Status {

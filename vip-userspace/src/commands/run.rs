@@ -1,11 +1,15 @@
 //! `vip run` and `vip reload`: the daemon itself is [`vip_userspace::daemon`].
 
-use std::path::{Path, PathBuf};
+use std::{
+    path::{Path, PathBuf},
+    time::{Duration, Instant},
+};
 
 use vip_userspace::{
     daemon::{Daemon, Options, Stop},
     errors::Blame,
-    host::StateFile,
+    host::{state::alive, StateFile},
+    status::{ReloadOutcome, ReloadResult, Reloads, StatusFile},
 };
 
 use super::{runtime, Failure};
@@ -38,15 +42,74 @@ pub fn run(
     })
 }
 
-/// `vip reload`: asks the running daemon to reload its config.
+/// How long `vip reload` waits for the daemon to say how the reload went:
+/// loading the programs again (a reload that changes the attachments) takes
+/// seconds on a slow machine.
+const RELOAD_WAIT: Duration = Duration::from_secs(60);
+
+/// `vip reload`: asks the running daemon to reload its config, waits for
+/// the outcome it records in the status file, and prints it; a refused or
+/// half-done reload is a failure (exit 2 for a config the daemon refused).
 pub fn reload(run_dir: &Path) -> Result<(), Failure> {
     let pid = running_daemon(run_dir, "reload")?;
+    let status = StatusFile::in_dir(run_dir);
+    let reloads =
+        || -> Result<Option<Reloads>, Failure> { Ok(status.load()?.and_then(|s| s.reloads)) };
+    let before = reloads()?;
     nix::sys::signal::kill(
         nix::unistd::Pid::from_raw(pid as i32),
         nix::sys::signal::Signal::SIGHUP,
     )?;
-    println!("asked vip run (pid {pid}) to reload; its log says how it went");
-    Ok(())
+    let Some(before) = before else {
+        println!("asked vip run (pid {pid}) to reload; it does not report reloads (an older vip): its log says how it went");
+        return Ok(());
+    };
+    let deadline = Instant::now() + RELOAD_WAIT;
+    loop {
+        if let Some(now) = reloads()?.filter(|r| r.count > before.count) {
+            return report(now.last);
+        }
+        if !alive(pid) {
+            return Err(ReloadUnreported::Exited { pid }.into());
+        }
+        if Instant::now() > deadline {
+            return Err(ReloadUnreported::Timeout {
+                pid,
+                waited: RELOAD_WAIT,
+            }
+            .into());
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// Prints a reload's outcome; a failure unless it was done.
+fn report(outcome: Option<ReloadOutcome>) -> Result<(), Failure> {
+    let outcome = outcome.ok_or(ReloadUnreported::NoOutcome)?;
+    if outcome.result == ReloadResult::Reloaded {
+        println!("{}", outcome.message);
+        return Ok(());
+    }
+    Err(Failure {
+        user: outcome.user_error,
+        error: outcome.message.into(),
+    })
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ReloadUnreported {
+    #[error("vip run (pid {pid}) exited before it reported the reload")]
+    Exited { pid: u32 },
+    #[error("vip run (pid {pid}) did not report the reload within {} s; its log may say more", waited.as_secs())]
+    Timeout { pid: u32, waited: Duration },
+    #[error("vip run recorded a reload without its outcome")]
+    NoOutcome,
+}
+
+impl Blame for ReloadUnreported {
+    fn is_user_error(&self) -> bool {
+        false
+    }
 }
 
 /// The pid of the `vip run` that owns `run_dir`; `to` names what the caller

@@ -235,8 +235,10 @@ impl Daemon {
         let files = RunFiles::in_dir(&options.run_dir);
         let (netlink, steps) = planned(&config).await?;
         let mut state = files.state.load()?.unwrap_or_default();
-        // Drift repairs count on across restarts of the daemon.
-        let status = files.status.load()?.unwrap_or_default();
+        // Drift repairs and reloads count on across restarts of the daemon.
+        let mut status = files.status.load()?.unwrap_or_default();
+        // Says to `vip reload` that this daemon records its reloads.
+        status.reloads.get_or_insert_default();
         if let Some(pid) = state.live_daemon().filter(|&p| p != std::process::id()) {
             return Err(DaemonError::AlreadyRunning {
                 pid,
@@ -262,6 +264,7 @@ impl Daemon {
         files.pending_layout.remove()?;
         state.daemon_pid = Some(std::process::id());
         files.state.save(&state)?;
+        files.status.save(&status)?;
         if let Starting::Adopted(datapath) = &starting {
             let info = datapath::build::info(datapath.maps());
             log::info!(

@@ -7,7 +7,8 @@ use tokio::signal::unix::{signal, Signal, SignalKind};
 use super::{Daemon, DaemonError};
 use crate::{
     config::{Config, XdpMode},
-    datapath, errors,
+    datapath,
+    errors::{self, Blame},
     host::{
         self,
         apply::{apply, repair, revert_unwanted},
@@ -16,6 +17,7 @@ use crate::{
     layout::{Layout, PendingLayout},
     metrics::SeriesPolicy,
     preflight::{self, Purpose},
+    status::{ReloadOutcome, ReloadResult},
 };
 
 /// How often owned host state and the attachments are checked for drift.
@@ -85,19 +87,8 @@ impl Daemon {
                 _ = self.signals.int.recv() => { log::info!("SIGINT"); return Ok(Served::Sigint); }
                 _ = self.signals.hup.recv() => {
                     let idle = self.config.sparse_idle_seconds;
-                    let unfinished = self.unfinished.len();
-                    if let Err(e) = self.reload().await {
-                        let outcome = if self.unfinished.len() > unfinished {
-                            "failed half-way, the datapath holds part of it (the next reload or start moves it on from there)"
-                        } else {
-                            "refused, still running the previous config"
-                        };
-                        log::error!(
-                            "reload of {} {outcome}: {}",
-                            self.options.config_path.display(),
-                            errors::chain(&e)
-                        );
-                    }
+                    let outcome = self.reload_and_say().await;
+                    self.record_reload(outcome);
                     if self.config.sparse_idle_seconds != idle {
                         sweep = sweep_interval(self.config.sparse_idle_seconds);
                     }
@@ -223,6 +214,57 @@ impl Daemon {
         Ok(())
     }
 
+    /// [`Daemon::reload`], logged; what `vip reload` will be told.
+    async fn reload_and_say(&mut self) -> ReloadOutcome {
+        let unfinished = self.unfinished.len();
+        match self.reload().await {
+            Ok(()) => {
+                let message = format!(
+                    "reloaded {}: {} range(s)",
+                    self.options.config_path.display(),
+                    self.layout.ranges.len()
+                );
+                log::info!("{message}");
+                ReloadOutcome {
+                    result: ReloadResult::Reloaded,
+                    message,
+                    user_error: false,
+                }
+            }
+            Err(e) => {
+                let (result, outcome) = if self.unfinished.len() > unfinished {
+                    (ReloadResult::FailedHalfWay, "failed half-way, the datapath holds part of it (the next reload or start moves it on from there)")
+                } else {
+                    (
+                        ReloadResult::Refused,
+                        "refused, still running the previous config",
+                    )
+                };
+                let message = format!(
+                    "reload of {} {outcome}: {}",
+                    self.options.config_path.display(),
+                    errors::chain(&e)
+                );
+                log::error!("{message}");
+                ReloadOutcome {
+                    result,
+                    message,
+                    user_error: e.is_user_error(),
+                }
+            }
+        }
+    }
+
+    /// Records `outcome` in the status file, where `vip reload` waits for it.
+    fn record_reload(&mut self, outcome: ReloadOutcome) {
+        let reloads = self.status.reloads.get_or_insert_default();
+        reloads.count += 1;
+        reloads.last = Some(outcome);
+        if let Err(e) = self.files.status.save(&self.status) {
+            log::error!("recording the reload: {}", errors::chain(&e));
+        }
+    }
+
     /// Re-reads and checks the config, then moves the datapath and the host
     /// state to it through map updates and netlink; nothing is detached. On any
     /// error before the first change, nothing changes.
@@ -271,11 +313,6 @@ impl Daemon {
         let old = std::mem::replace(&mut self.config, config);
         self.refresh_steering()?;
         self.reload_announcements(&old).await?;
-        log::info!(
-            "reloaded {}: {} range(s)",
-            self.options.config_path.display(),
-            self.layout.ranges.len()
-        );
         Ok(())
     }
 
