@@ -168,6 +168,36 @@ fn a_reload_after_one_whose_writes_failed_finishes_its_moves() {
     instance.vip_ok(&lab.server, &["down"]);
 }
 
+/// A reload that fails after its maps moved all the way (the host state's
+/// step, `VIP_FAULT_FAIL=reload-moved`) says "failed half-way", not
+/// "refused, still running the previous config"; the next reload finishes.
+#[test]
+fn a_reload_that_failed_after_its_move_says_so() {
+    if !require_root("a_reload_that_failed_after_its_move_says_so") {
+        return;
+    }
+    fixture::pin_to_cpu0();
+    let lab = Lab::new("rcmoved");
+    let instance = Instance::new("rcmoved");
+    let wrapper = ["env".to_string(), "VIP_FAULT_FAIL=reload-moved".to_string()];
+    let daemon = Daemon::try_start(&lab.server, &config(false), &instance, &[], &wrapper)
+        .unwrap_or_else(|log| panic!("vip run did not get ready:\n{log}"));
+    daemon.rewrite_config(&config(true));
+    let line = daemon.reload();
+    assert!(
+        line.contains("failed half-way") && line.contains("reload-moved"),
+        "{line}"
+    );
+
+    let line = daemon.reload();
+    assert!(line.contains("reloaded"), "{line}");
+    let sent = send(&lab, &B) + send_to(&lab, &B, 54);
+    let stats = daemon.stats_once_counted(sent);
+    assert_eq!(range_counts(&stats, "b"), Some((2, 2)), "{stats:#}");
+    daemon.stop();
+    instance.assert_nothing_left(&lab.server, Lab::SERVER_IF);
+}
+
 #[test]
 fn a_start_after_one_killed_during_its_writes_finishes_its_moves() {
     if !require_root("a_start_after_one_killed_during_its_writes_finishes_its_moves") {

@@ -8,9 +8,11 @@
 //!
 //! With `VIP_FAULT_FAIL=STEP`, vip fails with an error the first time it
 //! reaches the step instead, as a map write refused by the kernel would. The
-//! step is `sync-indexes-written`: a reload's (or an adopting start's)
+//! steps are `sync-indexes-written`: a reload's (or an adopting start's)
 //! sync has written its new ranges and the indexes, and not yet removed
-//! the ranges it drops (`datapath::sync`).
+//! the ranges it drops (`datapath::sync`); and `reload-moved`: a reload has
+//! moved the maps all the way and not yet changed the host state
+//! (`daemon::serve`).
 //!
 //! With `VIP_FAULT_PAUSE=STEP`, vip sleeps [`PAUSE`] at the step, as a slow
 //! start would. The step is `start-locked`: `vip run` holds the run

@@ -182,6 +182,9 @@ pub struct Daemon {
     /// An interface that decapsulates is attached at an ifindex beyond
     /// `MAP_DECAP`, which is to be made afresh.
     decap_map_too_small: bool,
+    /// Moves of the maps finished since the start: tells a reload that
+    /// failed after its move from one refused before any change.
+    moves_done: u64,
 }
 
 /// `pins`, rid of what a start killed before it pinned its last map left:
@@ -309,6 +312,7 @@ impl Daemon {
                     interfaces_gone: Vec::new(),
                     attach_failure: None,
                     decap_map_too_small: false,
+                    moves_done: 0,
                 };
                 match daemon.finish_start(listener).await {
                     Ok(()) => Ok(daemon),

@@ -216,7 +216,7 @@ impl Daemon {
 
     /// [`Daemon::reload`], logged; what `vip reload` will be told.
     async fn reload_and_say(&mut self) -> ReloadOutcome {
-        let unfinished = self.unfinished.len();
+        let (unfinished, moves) = (self.unfinished.len(), self.moves_done);
         match self.reload().await {
             Ok(()) => {
                 let message = format!(
@@ -232,7 +232,9 @@ impl Daemon {
                 }
             }
             Err(e) => {
-                let (result, outcome) = if self.unfinished.len() > unfinished {
+                // The maps moved, in part or all the way (a later step failed).
+                let changed = self.unfinished.len() > unfinished || self.moves_done != moves;
+                let (result, outcome) = if changed {
                     (ReloadResult::FailedHalfWay, "failed half-way, the datapath holds part of it (the next reload or start moves it on from there)")
                 } else {
                     (
@@ -266,8 +268,9 @@ impl Daemon {
     }
 
     /// Re-reads and checks the config, then moves the datapath and the host
-    /// state to it through map updates and netlink; nothing is detached. On any
-    /// error before the first change, nothing changes.
+    /// state to it through map updates and netlink, and the attachments as
+    /// [`Daemon::move_and_attach`] says; an interface the config keeps is not
+    /// detached. On any error before the first change, nothing changes.
     pub async fn reload(&mut self) -> Result<(), DaemonError> {
         let config = preflight::config(&self.options.config_path, Purpose::Run)?;
         if self.options.keep_datapath && config.xdp_mode == XdpMode::Tc && !host::kernel::has_tcx()
@@ -302,6 +305,10 @@ impl Daemon {
             self.move_and_attach(layout, &config, false)?;
         } else {
             self.move_datapath(layout)?;
+        }
+        const FAULT_STEP: &str = "reload-moved";
+        if crate::fault::fails(FAULT_STEP) {
+            return Err(datapath::DatapathError::Fault { step: FAULT_STEP }.into());
         }
         self.steer.set_layout(&self.layout, &mut self.datapath)?;
         let state_file = &self.files.state;
@@ -369,6 +376,7 @@ impl Daemon {
         if let Some((exporter, _)) = &self.exporter {
             exporter.reopen_maps();
         }
+        self.moves_done += 1;
         self.files.layout.save(&layout)?;
         self.layout = layout;
         self.unfinished.clear();
@@ -401,6 +409,7 @@ impl Daemon {
             self.unfinished.push(layout);
             return Err(e);
         }
+        self.moves_done += 1;
         self.layout = layout;
         self.unfinished.clear();
         self.files.pending_layout.remove()?;
