@@ -205,6 +205,17 @@ fn unfinished_pins_removed(pins: PinDir) -> Result<PinDir, DaemonError> {
     Ok(PinDir::open(&dir)?)
 }
 
+/// `--keep-datapath` with `xdp_mode = "tc"` needs TCX: a netlink TC
+/// filter cannot outlive the daemon. Checked at start and on a reload.
+fn check_keep(keep_datapath: bool, config: &Config) -> Result<(), DaemonError> {
+    if keep_datapath && config.xdp_mode == XdpMode::Tc && !kernel::has_tcx() {
+        return Err(DaemonError::KeepNeedsTcx {
+            kernel: kernel::release(),
+        });
+    }
+    Ok(())
+}
+
 /// The datapath before start-up finishes: freshly loaded, or adopted.
 enum Starting {
     Loaded(Loaded),
@@ -224,11 +235,7 @@ impl Daemon {
                 kernel: kernel::release(),
             });
         }
-        if options.keep_datapath && config.xdp_mode == XdpMode::Tc && !kernel::has_tcx() {
-            return Err(DaemonError::KeepNeedsTcx {
-                kernel: kernel::release(),
-            });
-        }
+        check_keep(options.keep_datapath, &config)?;
         if let Some(bgp) = &config.bgp {
             crate::bgp::bird::Bird::locate(bgp, &options.run_dir)?;
         }

@@ -6,7 +6,7 @@ use tokio::signal::unix::{signal, Signal, SignalKind};
 
 use super::{Daemon, DaemonError};
 use crate::{
-    config::{Config, XdpMode},
+    config::Config,
     datapath,
     errors::{self, Blame},
     host::{
@@ -186,11 +186,7 @@ impl Daemon {
             self.decap_map_too_small = true;
         }
         if self.decap_map_too_small {
-            let layout = self
-                .unfinished
-                .last()
-                .unwrap_or(&self.layout)
-                .update(&self.config)?;
+            let layout = self.next_layout(&self.config)?;
             let config = self.config.clone();
             self.move_and_attach(layout, &config, true)?;
         }
@@ -273,18 +269,8 @@ impl Daemon {
     /// detached. On any error before the first change, nothing changes.
     pub async fn reload(&mut self) -> Result<(), DaemonError> {
         let config = preflight::config(&self.options.config_path, Purpose::Run)?;
-        if self.options.keep_datapath && config.xdp_mode == XdpMode::Tc && !host::kernel::has_tcx()
-        {
-            return Err(DaemonError::KeepNeedsTcx {
-                kernel: host::kernel::release(),
-            });
-        }
-        // After a failed move, from where the maps were going.
-        let layout = self
-            .unfinished
-            .last()
-            .unwrap_or(&self.layout)
-            .update(&config)?;
+        super::check_keep(self.options.keep_datapath, &config)?;
+        let layout = self.next_layout(&config)?;
         let view = HostView::read(&self.netlink)
             .await
             .map_err(host::HostError::from)?;
@@ -321,6 +307,16 @@ impl Daemon {
         self.refresh_steering()?;
         self.reload_announcements(&old).await?;
         Ok(())
+    }
+
+    /// The layout for `config`, made from where the maps were going after
+    /// failed moves, else from the current one.
+    fn next_layout(&self, config: &Config) -> Result<Layout, DaemonError> {
+        Ok(self
+            .unfinished
+            .last()
+            .unwrap_or(&self.layout)
+            .update(config)?)
     }
 
     /// Whether a reload to `config` attaches or detaches: the pinned

@@ -125,7 +125,7 @@ pub fn adopt(
     let interrupted = pending_file
         .load()?
         .map_or_else(Vec::new, PendingLayout::chain);
-    let reattach = reattach(&pin::open(&dir, MAP_ATTACH_META)?, pins, config)?;
+    let reattach = reattach(pins, config)?;
     let layout = interrupted
         .last()
         .unwrap_or(&previous)
@@ -144,8 +144,7 @@ pub fn adopt(
 /// `config` says: an interface to add, drop, or attach again (another mode,
 /// or recreated since).
 pub fn attachments_differ(pins: &PinDir, config: &Config) -> Result<bool, AdoptError> {
-    let metas = pin::open(pins.path(), MAP_ATTACH_META)?;
-    Ok(reattach(&metas, pins, config)?.changes())
+    Ok(reattach(pins, config)?.changes())
 }
 
 /// A running daemon's reload that changes the attachments: its own pinned
@@ -163,7 +162,7 @@ pub fn reattach_live(
     config: &Config,
     fresh_decap: bool,
 ) -> Result<Datapath, AdoptError> {
-    let mut reattach = reattach(&pin::open(pins.path(), MAP_ATTACH_META)?, pins, config)?;
+    let mut reattach = reattach(pins, config)?;
     reattach.fresh_maps |= fresh_decap;
     upgrade_pinned(pins, &[], moves, pending_file, reattach)
 }
@@ -193,18 +192,16 @@ fn upgrade_pinned(
     )?)
 }
 
-/// What to do with each attachment recorded in `metas` and each link
-/// pinned in `pins`, for the interfaces and mode of `config`. A recorded
+/// What to do with each attachment recorded in the pinned
+/// `MAP_ATTACH_META` and each link pinned in `pins`, for the interfaces and
+/// mode of `config`. A recorded
 /// XDP attachment without a pinned link (a start killed after it detached
 /// it) is attached afresh if configured; a TC one is refused: a netlink TC
 /// filter (kernels before 6.6) has no pin and may still be attached, and a
 /// second filter would count every packet twice.
-fn reattach(
-    metas: &aya::maps::Map,
-    pins: &PinDir,
-    config: &Config,
-) -> Result<Reattach, AdoptError> {
-    let metas: Array<_, AttachMeta> = metas.try_into().map_err(|source| DatapathError::Map {
+fn reattach(pins: &PinDir, config: &Config) -> Result<Reattach, AdoptError> {
+    let metas = pin::open(pins.path(), MAP_ATTACH_META)?;
+    let metas: Array<_, AttachMeta> = (&metas).try_into().map_err(|source| DatapathError::Map {
         map: MAP_ATTACH_META,
         source,
     })?;
