@@ -97,6 +97,16 @@ impl Instance {
         }
     }
 
+    /// An instance with a run directory of its own and `other`'s pin
+    /// directory: a second vip pointed at the same pins by mistake.
+    pub fn sharing_pins(other: &Instance) -> Instance {
+        Instance {
+            pin_dir: other.pin_dir.clone(),
+            run_dir: tempfile::tempdir().expect("temp run dir"),
+            binary: std::sync::Mutex::new(vip_bin()),
+        }
+    }
+
     /// Runs `binary` (another build of vip) from now on.
     pub fn use_binary(&self, binary: &Path) {
         *self.binary.lock().unwrap() = binary.to_path_buf();

@@ -3,13 +3,15 @@
 //! second `vip run` in that window is refused, having changed nothing, and a
 //! `vip down` waits for the pid and stops the daemon rather than finding
 //! nothing to do and leaving it to come up behind it. The window is widened
-//! with `VIP_FAULT_PAUSE=start-locked`.
+//! with `VIP_FAULT_PAUSE=start-locked`. A vip of another run directory
+//! pointed at the same pin directory is refused by that directory's lock.
 
 use vip_tests::{
     daemon::{config_file, Daemon, Instance},
     netns::{Lab, Netns},
     root::require_root,
 };
+use vip_userspace::datapath::pin;
 
 fn config() -> String {
     format!(
@@ -106,4 +108,38 @@ fn apply_is_refused_while_a_daemon_runs_and_allowed_after_it() {
     let out = instance.vip_ok(&lab.server, &["down"]);
     assert!(out.contains("reverted 5 change(s)"), "{out}");
     assert_nothing_left(&lab, &instance);
+}
+
+#[test]
+fn a_vip_of_another_run_dir_is_refused_the_pins_in_use() {
+    if !require_root("a_vip_of_another_run_dir_is_refused_the_pins_in_use") {
+        return;
+    }
+    let lab = Lab::new("rlpins");
+    let owner = Instance::new("rlpins");
+    let daemon = Daemon::start(&lab.server, &config(), &owner);
+    let attached = lab.server.xdp_prog_id(Lab::SERVER_IF);
+    assert!(attached.is_some(), "the owner attached nothing");
+    let other = Instance::sharing_pins(&owner);
+    let held = format!("another vip holds {}", owner.pin_dir().display());
+
+    let file = config_file(&config());
+    let path = file.path().to_str().unwrap();
+    let stderr = other.vip_refused(&lab.server, &["run", "--config", path]);
+    assert!(stderr.contains(&held), "{stderr}");
+    assert!(!other.state_file().exists(), "a refused run wrote state");
+    let stderr = other.vip_refused(&lab.server, &["down"]);
+    assert!(stderr.contains(&held), "{stderr}");
+
+    // The owner's datapath is untouched, and it still counts.
+    assert!(pin::is_complete(owner.pin_dir()), "the owner's pins went");
+    assert_eq!(lab.server.xdp_prog_id(Lab::SERVER_IF), attached);
+    let vip = "192.0.2.7".parse().unwrap();
+    let sent = lab.send_udp(&[vip], 53, |_| 3);
+    daemon.stats_once_counted(sent);
+    daemon.stop();
+    assert_nothing_left(&lab, &owner);
+    // The lock went with the owner: the other's down finds nothing.
+    let out = other.vip_ok(&lab.server, &["down"]);
+    assert!(out.starts_with("nothing to do"), "{out}");
 }

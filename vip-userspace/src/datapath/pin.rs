@@ -1,7 +1,9 @@
 //! The pin directory on bpffs: claimed by one daemon, read by `vip stats`.
 
 use std::{
+    fs::{File, TryLockError},
     io,
+    os::unix::fs::MetadataExt,
     path::{Path, PathBuf},
 };
 
@@ -44,6 +46,8 @@ pub enum PinError {
         theirs: NetnsId,
         ours: NetnsId,
     },
+    #[error("another vip holds {} (a vip run or vip down with another --run-dir); stop it, or give each instance its own --pin-dir", dir.display())]
+    Held { dir: PathBuf },
     #[error("opening pinned map {}: {source}", path.display())]
     Open {
         path: PathBuf,
@@ -66,31 +70,47 @@ impl crate::errors::Blame for PinError {
     fn is_user_error(&self) -> bool {
         matches!(
             self,
-            PinError::NotBpffs { .. } | PinError::NotRunning { .. } | PinError::OtherNetns { .. }
+            PinError::NotBpffs { .. }
+                | PinError::NotRunning { .. }
+                | PinError::OtherNetns { .. }
+                | PinError::Held { .. }
         )
     }
 }
 
-/// The pin directory of this daemon's datapath. The pins stay when it is
-/// dropped (after a failed start, they may be an earlier daemon's that this one
+/// The pin directory of this daemon's datapath, locked (flock on the
+/// directory) for as long as it is held: the run directory's lock keeps two
+/// vips of one run directory apart, this one two of separate run
+/// directories pointed at the same pins. The pins stay when it is dropped
+/// (after a failed start, they may be an earlier daemon's that this one
 /// refused to adopt); [`PinDir::remove`] removes them.
 pub struct PinDir {
     dir: PathBuf,
+    _lock: File,
 }
 
 impl PinDir {
     /// Makes sure a bpffs is there (mounting one on /sys/fs/bpf if none is, as
-    /// bpftool does) and that `dir` exists. It may hold the pins of a datapath
-    /// an earlier `vip run` left: see [`PinDir::holds_pins`].
+    /// bpftool does) and that `dir` exists, and locks it ([`PinError::Held`]
+    /// if another vip holds it). It may hold the pins of a datapath an
+    /// earlier `vip run` left: see [`PinDir::holds_pins`].
     pub fn open(dir: &Path) -> Result<PinDir, PinError> {
         ensure_bpffs(dir)?;
-        std::fs::create_dir_all(dir).map_err(|source| PinError::Io {
-            path: dir.to_path_buf(),
-            source,
-        })?;
-        Ok(PinDir {
-            dir: dir.to_path_buf(),
-        })
+        // A holder that removes the directory after this one opened it
+        // leaves the lock on an unlinked directory: open the path again.
+        for _ in 0..LOCK_TRIES {
+            std::fs::create_dir_all(dir).map_err(|source| PinError::Io {
+                path: dir.to_path_buf(),
+                source,
+            })?;
+            if let Some(lock) = lock(dir)? {
+                return Ok(PinDir {
+                    dir: dir.to_path_buf(),
+                    _lock: lock,
+                });
+            }
+        }
+        Err(kept_moving(dir))
     }
 
     pub fn path(&self) -> &Path {
@@ -161,8 +181,37 @@ impl PinDir {
 
     /// Removes the pins, which detaches the links this process does not hold.
     pub fn remove(self) -> Result<bool, PinError> {
-        remove(&self.dir)
+        remove_pins(&self.dir)
     }
+}
+
+const LOCK_TRIES: usize = 8;
+
+/// `dir` locked, or `None` when the directory locked is no longer the one at
+/// `dir` (removed, perhaps made again, since it was opened).
+fn lock(dir: &Path) -> Result<Option<File>, PinError> {
+    let io_error = |source| PinError::Io {
+        path: dir.to_path_buf(),
+        source,
+    };
+    let file = match File::open(dir) {
+        Ok(file) => file,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+        Err(source) => return Err(io_error(source)),
+    };
+    match file.try_lock() {
+        Ok(()) => {}
+        Err(TryLockError::WouldBlock) => {
+            return Err(PinError::Held {
+                dir: dir.to_path_buf(),
+            })
+        }
+        Err(TryLockError::Error(source)) => return Err(io_error(source)),
+    }
+    let locked = file.metadata().map_err(io_error)?;
+    let same = std::fs::metadata(dir)
+        .is_ok_and(|now| (now.dev(), now.ino()) == (locked.dev(), locked.ino()));
+    Ok(same.then_some(file))
 }
 
 /// The network namespace the datapath pinned in `dir` was set up in, if its
@@ -211,11 +260,32 @@ fn pins_named(dir: &Path, prefix: &str) -> io::Result<Vec<PathBuf>> {
     Ok(pins)
 }
 
+/// [`remove_pins`], once no other vip holds `dir` (a daemon of another run
+/// directory would lose its datapath): [`PinError::Held`] if one does.
+pub fn remove(dir: &Path) -> Result<bool, PinError> {
+    for _ in 0..LOCK_TRIES {
+        if !dir.exists() {
+            return Ok(false);
+        }
+        if let Some(_lock) = lock(dir)? {
+            return remove_pins(dir);
+        }
+    }
+    Err(kept_moving(dir))
+}
+
+fn kept_moving(dir: &Path) -> PinError {
+    PinError::Io {
+        path: dir.to_path_buf(),
+        source: io::Error::other("removed and made again while it was being locked"),
+    }
+}
+
 /// Removes vip's pins from `dir` (links first, which detaches the datapath
 /// unless a running process still holds them), then `dir` itself if it is left
 /// empty. Returns whether there was anything to remove. Maps this binary does
 /// not know, pinned by a newer layout, go too: their names have vip's prefix.
-pub fn remove(dir: &Path) -> Result<bool, PinError> {
+fn remove_pins(dir: &Path) -> Result<bool, PinError> {
     let ours = crate::netns::current();
     if let Some(theirs) = netns(dir).filter(|&theirs| theirs != ours) {
         return Err(PinError::OtherNetns {
