@@ -358,3 +358,59 @@ fn a_start_after_one_killed_before_it_recorded_a_new_interface_detaches_it() {
     instance.vip_ok(&lab.server, &["down"]);
     assert!(!lab.server.has_xdp(first), "vip down detached {first}");
 }
+
+/// A start killed between detaching an interface's TC link and attaching it
+/// again in the new mode leaves a recorded TC attachment without a pin.
+/// With TCX that is a detached bpf_link, not a netlink filter that may still
+/// count: the next start attaches afresh. Before, it was refused until `vip
+/// down`. Kernels without TCX cannot keep a TC datapath (`--keep-datapath`
+/// is refused), so there is nothing to test there.
+#[test]
+fn a_start_after_one_killed_while_leaving_tc_attaches_again() {
+    if !require_root("a_start_after_one_killed_while_leaving_tc_attaches_again") {
+        return;
+    }
+    if !vip_userspace::host::kernel::has_tcx() {
+        return;
+    }
+    let (lab, instance) = two_link_lab("iftckill");
+    let first = Lab::SERVER_IF;
+    let tc = |mode: &str| config(&[first], mode).replace("decap = [\"ipip\"]\n", "");
+    let daemon = Daemon::start_with(&lab.server, &tc("tc"), &instance, &["--keep-datapath"]);
+    let mut sent = send(&lab, first, 3);
+    daemon.stats_once_counted(sent);
+    daemon.stop();
+
+    let wrapper = [
+        "env".to_string(),
+        "VIP_FAULT_AT=upgrade-detached".to_string(),
+    ];
+    let Err(log) = Daemon::try_start(
+        &lab.server,
+        &tc("native"),
+        &instance,
+        &["--keep-datapath"],
+        &wrapper,
+    ) else {
+        panic!("vip run did not die at upgrade-detached");
+    };
+    assert!(log.contains("VIP_FAULT_AT=upgrade-detached"), "{log}");
+    assert!(!lab.server.has_xdp(first), "XDP attached before the kill");
+
+    let daemon = Daemon::start_with(&lab.server, &tc("native"), &instance, &["--keep-datapath"]);
+    assert!(
+        daemon.log().contains(&format!(
+            "{first}: recorded as attached but its link is not pinned"
+        )),
+        "{}",
+        daemon.log()
+    );
+    sent += send(&lab, first, 2);
+    let stats = daemon.stats_once_counted(sent);
+    assert_eq!(range_packets(&stats), sent, "{stats:#}");
+    assert_eq!(attachments(&stats), [(first.into(), "native".into())]);
+    assert!(lab.server.has_xdp(first), "not attached in XDP");
+    daemon.stop();
+    instance.vip_ok(&lab.server, &["down"]);
+    instance.assert_nothing_left(&lab.server, first);
+}

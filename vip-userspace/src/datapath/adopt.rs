@@ -20,6 +20,7 @@ use super::{
 use crate::{
     config::Config,
     errors::Blame,
+    host::kernel,
     layout::{Layout, LayoutError, LayoutFile, PendingLayout, PendingLayoutFile},
     netns::{self, NetnsId},
     run_files::RunFileError,
@@ -194,11 +195,12 @@ fn upgrade_pinned(
 
 /// What to do with each attachment recorded in the pinned
 /// `MAP_ATTACH_META` and each link pinned in `pins`, for the interfaces and
-/// mode of `config`. A recorded
-/// XDP attachment without a pinned link (a start killed after it detached
-/// it) is attached afresh if configured; a TC one is refused: a netlink TC
-/// filter (kernels before 6.6) has no pin and may still be attached, and a
-/// second filter would count every packet twice.
+/// mode of `config`. A recorded attachment without a pinned link (a start
+/// killed after it detached it to attach it again) is attached afresh if
+/// configured, but for a TC one on a kernel without TCX (before 6.6), which
+/// is refused: it is a netlink TC filter, which has no pin and may still be
+/// attached, and a second filter would count every packet twice. Where TCX
+/// is, vip's TC attachments are bpf_links, pinned like XDP ones.
 fn reattach(pins: &PinDir, config: &Config) -> Result<Reattach, AdoptError> {
     let metas = pin::open(pins.path(), MAP_ATTACH_META)?;
     let metas: Array<_, AttachMeta> = (&metas).try_into().map_err(|source| DatapathError::Map {
@@ -220,9 +222,10 @@ fn reattach(pins: &PinDir, config: &Config) -> Result<Reattach, AdoptError> {
             continue;
         };
         if !pins.path().join(&pin_name).exists() {
-            if mode == AttachMode::Tc {
+            if mode == AttachMode::Tc && !kernel::has_tcx() {
                 return Err(AdoptError::NotPinned { interface });
             }
+            log::warn!("{interface}: recorded as attached but its link is not pinned (a start or reload killed while it attached it again?): attaching it afresh");
             continue;
         }
         recorded.push(interface.clone());

@@ -208,6 +208,7 @@ pub(super) fn upgrade(
             "{interface}: detached, to be attached again (mode, interface or record changed)"
         );
     }
+    fault::at("upgrade-detached");
     for interface in &added {
         let attachment = attach::attach(&mut programs(&mut loaded.ebpf)?, interface, mode)?;
         let link = attachment.link.pinned(pins, &pin::link_name(interface))?;
