@@ -5,14 +5,10 @@
 //! next `vip run` to adopt.
 
 mod announce;
+mod exporting;
 mod serve;
 
-use std::{
-    path::{Path, PathBuf},
-    sync::Arc,
-};
-
-use tokio::task::JoinHandle;
+use std::path::{Path, PathBuf};
 
 use crate::{
     bgp::{Announcer, SpeakerError},
@@ -164,7 +160,7 @@ pub struct Daemon {
     status: Status,
     files: RunFiles,
     pins: PinDir,
-    exporter: Option<(Arc<Exporter>, JoinHandle<()>)>,
+    exporter: Option<exporting::Serving>,
     steer: SteerAgent,
     signals: serve::Signals,
     /// The anycast announcement, with `[bgp]`.
@@ -349,19 +345,20 @@ impl Daemon {
             self.config.interfaces.join(", "),
             self.pins.path().display()
         );
-        if let Some(listener) = listener {
+        if let (Some(listener), Some(addr)) = (listener, self.config.metrics_listen) {
             let exporter = Exporter::new(
                 self.options.pin_dir.clone(),
                 self.options.run_dir.clone(),
                 SeriesPolicy::from_config(&self.config),
             );
-            let addr = listener.local_addr().map_err(|source| DaemonError::Io {
-                what: "metrics listener",
-                source,
-            })?;
-            log::info!("serving /metrics and /healthz on http://{addr}");
-            let task = tokio::spawn(server::serve(listener, exporter.clone()));
-            self.exporter = Some((exporter, task));
+            let serving =
+                exporting::Serving::start(addr, listener, exporter).map_err(|source| {
+                    DaemonError::Io {
+                        what: "metrics listener",
+                        source,
+                    }
+                })?;
+            self.exporter = Some(serving);
         }
         self.start_announcing().await
     }
@@ -382,8 +379,8 @@ impl Daemon {
 
     /// Stops the daemon as `stop` says.
     pub async fn shutdown(mut self, stop: Stop) -> Result<(), DaemonError> {
-        if let Some((_, task)) = self.exporter.take() {
-            task.abort();
+        if let Some(serving) = self.exporter.take() {
+            serving.stop().await;
         }
         let stop = if stop == Stop::KeepDatapath && !self.datapath.outlives_its_daemon() {
             log::warn!("a TC attachment through netlink (no TCX before kernel 6.6) cannot outlive vip: stopping as without --keep-datapath");

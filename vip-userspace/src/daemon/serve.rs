@@ -4,7 +4,10 @@ use std::time::Duration;
 
 use tokio::signal::unix::{signal, Signal, SignalKind};
 
-use super::{Daemon, DaemonError};
+use super::{
+    exporting::{self, ExporterSource, ListenMove},
+    Daemon, DaemonError,
+};
 use crate::{
     config::Config,
     datapath,
@@ -231,7 +234,7 @@ impl Daemon {
                 // The maps moved, in part or all the way (a later step failed).
                 let changed = self.unfinished.len() > unfinished || self.moves_done != moves;
                 let (result, outcome) = if changed {
-                    (ReloadResult::FailedHalfWay, "failed half-way, the datapath holds part of it (the next reload or start moves it on from there)")
+                    (ReloadResult::FailedHalfWay, "failed half-way, part of it applied (the next reload or start moves on from there)")
                 } else {
                     (
                         ReloadResult::Refused,
@@ -284,9 +287,7 @@ impl Daemon {
         {
             log::warn!("interfaces and xdp_mode changes take effect when vip restarts: a TC filter attached through netlink (kernels before 6.6) cannot be replaced in place");
         }
-        if config.metrics_listen != self.config.metrics_listen {
-            log::warn!("metrics.listen changes take effect when vip restarts");
-        }
+        let listen = exporting::plan(self.exporter.as_ref(), config.metrics_listen).await?;
         if reattaching {
             self.move_and_attach(layout, &config, false)?;
         } else {
@@ -300,13 +301,37 @@ impl Daemon {
         let state_file = &self.files.state;
         apply(&self.netlink, &steps, &mut self.state, state_file).await?;
         revert_unwanted(&self.netlink, &mut self.state, state_file, &wanted).await?;
-        if let Some((exporter, _)) = &self.exporter {
-            exporter.set_policy(SeriesPolicy::from_config(&config));
+        if let Some(serving) = &self.exporter {
+            serving
+                .exporter
+                .set_policy(SeriesPolicy::from_config(&config));
         }
         let old = std::mem::replace(&mut self.config, config);
         self.refresh_steering()?;
         self.reload_announcements(&old).await?;
-        Ok(())
+        self.move_listener(listen).await
+    }
+
+    /// The metrics listener moved to `metrics.listen`, last: an address that
+    /// conflicts with the old one on its port can be bound only once the old
+    /// one is closed, and if that fails the old one serves again.
+    async fn move_listener(&mut self, listen: ListenMove) -> Result<(), DaemonError> {
+        let source = ExporterSource {
+            pin_dir: self.options.pin_dir.clone(),
+            run_dir: self.options.run_dir.clone(),
+            policy: SeriesPolicy::from_config(&self.config),
+        };
+        let serving = self.exporter.take();
+        match exporting::apply(serving, listen, self.config.metrics_listen, source).await {
+            Ok(serving) => {
+                self.exporter = serving;
+                Ok(())
+            }
+            Err((restored, e)) => {
+                self.exporter = restored;
+                Err(e.into())
+            }
+        }
     }
 
     /// The layout for `config`, made from where the maps were going after
@@ -369,8 +394,8 @@ impl Daemon {
         self.datapath = datapath;
         // Made afresh for the interfaces as they are now.
         self.decap_map_too_small = false;
-        if let Some((exporter, _)) = &self.exporter {
-            exporter.reopen_maps();
+        if let Some(serving) = &self.exporter {
+            serving.exporter.reopen_maps();
         }
         self.moves_done += 1;
         self.files.layout.save(&layout)?;
