@@ -13,7 +13,7 @@ use serde_json::Value;
 use vip_tests::{
     daemon::{number, Daemon, Instance},
     fixture,
-    netns::Lab,
+    netns::{veth, Lab},
     packets::FrameSpec,
     root::require_root,
     tunnel::{encapsulate, Tunnel},
@@ -184,4 +184,126 @@ fn a_recreated_interface_decapsulates_again() {
     assert!(!log.contains("takes effect when vip restarts"), "{log}");
     daemon.stop();
     instance.assert_nothing_left(&lab.server, Lab::SERVER_IF);
+}
+
+/// The lab's second link, for a reload to add.
+const EXTRA_CLIENT_IF: &str = "vipc1";
+const EXTRA_SERVER_IF: &str = "vips1";
+
+/// The config of [`config`] on `interfaces`, with the range accepted through
+/// an alias (so vip sets the interfaces' ARP sysctls) and `extra` ranges.
+fn config_with_alias(interfaces: &[&str], extra: &[&str]) -> String {
+    let quoted: Vec<String> = interfaces.iter().map(|i| format!("\"{i}\"")).collect();
+    let mut text = config("native")
+        .replace(
+            &format!("[\"{}\"]", Lab::SERVER_IF),
+            &format!("[{}]", quoted.join(", ")),
+        )
+        .replace(
+            "allow = [\"udp/53\"]\n",
+            "allow = [\"udp/53\"]\naccept = \"alias\"\n",
+        );
+    for (i, cidr) in extra.iter().enumerate() {
+        text.push_str(&format!(
+            "[[range]]\nname = \"extra{i}\"\ncidr = \"{cidr}\"\n"
+        ));
+    }
+    text
+}
+
+fn arp_ignore(lab: &Lab) -> String {
+    lab.server
+        .read_sysctl(&format!("net.ipv4.conf.{}.arp_ignore", Lab::SERVER_IF))
+}
+
+/// While an interface is gone, its sysctls are gone with it: the drift
+/// repair goes on with the rest and logs no error, a reload of a config
+/// that names it (and adds another interface and a range) is applied
+/// (before, it was refused as an unknown interface), the interface is
+/// attached and its sysctls set again when it is back, and a stop while it
+/// is gone reverts everything else (before, it stopped at the interface's
+/// sysctl, the alias left in place).
+#[test]
+fn a_reload_and_a_stop_while_an_interface_is_gone() {
+    if !require_root("a_reload_and_a_stop_while_an_interface_is_gone") {
+        return;
+    }
+    fixture::pin_to_cpu0();
+    let lab = Lab::new("recrrel");
+    let instance = Instance::new("recrrel");
+    let all_arp_ignore = lab.server.read_sysctl("net.ipv4.conf.all.arp_ignore");
+    let first = Lab::SERVER_IF;
+    let daemon = Daemon::start(&lab.server, &config_with_alias(&[first], &[]), &instance);
+    assert_eq!(arp_ignore(&lab), "1");
+    lab.server.ip(&["link", "del", Lab::SERVER_IF]);
+    daemon.wait_logged("is gone: vip attaches to it again when it is back");
+
+    // The alias removed from outside meanwhile: repaired all the same.
+    lab.server.ip(&["addr", "del", "192.0.2.0/24", "dev", "lo"]);
+    daemon.wait_logged("drift: ip addr add 192.0.2.0/24");
+    veth(
+        (&lab.client, EXTRA_CLIENT_IF, None),
+        (&lab.server, EXTRA_SERVER_IF, None),
+    );
+    daemon.rewrite_config(&config_with_alias(
+        &[first, EXTRA_SERVER_IF],
+        &["198.51.100.0/24"],
+    ));
+    let line = daemon.reload();
+    assert!(
+        line.contains("reloaded") && line.contains("2 range(s)"),
+        "{line}"
+    );
+    let log = daemon.log();
+    assert!(!log.contains("ERROR"), "{log}");
+    assert!(
+        log.contains(&format!(
+            "attachments now: {first} (native), {EXTRA_SERVER_IF} (native)"
+        )),
+        "{log}"
+    );
+    assert!(
+        lab.server.has_xdp(EXTRA_SERVER_IF),
+        "{EXTRA_SERVER_IF} attached"
+    );
+    let vip: IpAddr = VIPS[0].parse().unwrap();
+    let frame = FrameSpec::udp(vip, 53).frame_len(90).build();
+    lab.client.send_frames(EXTRA_CLIENT_IF, vec![frame; 4]);
+    let stats = daemon.stats_once_counted(4);
+    assert_eq!(range_counts(&stats), (4, 0), "{stats:#}");
+
+    lab.create_link();
+    daemon.wait_logged("was deleted and created again");
+    daemon.wait_logged(&format!(
+        "drift: sysctl -w net.ipv4.conf.{}.arp_ignore=1",
+        Lab::SERVER_IF
+    ));
+    assert_eq!(arp_ignore(&lab), "1");
+    let (accepted, dropped) = send(&lab);
+    let extra: IpAddr = "198.51.100.9".parse().unwrap();
+    let to_extra = lab.send_udp(&[extra], 80, |_| 2);
+    let stats = daemon.stats_once_counted(4 + accepted + dropped + to_extra);
+    assert_eq!(range_counts(&stats), (10, 2), "{stats:#}");
+    assert_eq!(
+        number(&stats["ranges"][1], "packets"),
+        to_extra,
+        "{stats:#}"
+    );
+
+    lab.server.ip(&["link", "del", Lab::SERVER_IF]);
+    daemon.wait_logged("is gone: vip attaches to it again when it is back");
+    let log = daemon.stop();
+    assert!(!log.contains("ERROR"), "{log}");
+    assert!(
+        !lab.server
+            .ip_output(&["addr", "show", "dev", "lo"])
+            .contains("192.0.2.0/24"),
+        "the alias is left"
+    );
+    assert_eq!(
+        lab.server.read_sysctl("net.ipv4.conf.all.arp_ignore"),
+        all_arp_ignore
+    );
+    assert!(!instance.pin_dir().exists(), "pins left");
+    assert!(!instance.state_file().exists(), "the state file left");
 }

@@ -37,11 +37,21 @@ impl crate::errors::Blame for PreflightError {
 
 /// Reads `path` and checks it for `purpose`.
 pub fn config(path: &Path, purpose: Purpose) -> Result<Config, PreflightError> {
+    config_waiting(path, purpose, &[])
+}
+
+/// [`config`] for a running daemon's reload: the interfaces in `waiting`
+/// (attached, and gone until they are created again) may be missing.
+pub fn config_waiting(
+    path: &Path,
+    purpose: Purpose,
+    waiting: &[String],
+) -> Result<Config, PreflightError> {
     let config = Config::load(path)?;
     if purpose == Purpose::Run {
         config.check_runnable()?;
     }
     Layout::check(&config)?;
-    interfaces::check(&config)?;
+    interfaces::check(&config, waiting)?;
     Ok(config)
 }

@@ -271,7 +271,13 @@ impl Daemon {
     /// [`Daemon::move_and_attach`] says; an interface the config keeps is not
     /// detached. On any error before the first change, nothing changes.
     pub async fn reload(&mut self) -> Result<(), DaemonError> {
-        let config = preflight::config(&self.options.config_path, Purpose::Run)?;
+        let attached: Vec<String> = self
+            .datapath
+            .attachments()
+            .iter()
+            .map(|a| a.interface.clone())
+            .collect();
+        let config = preflight::config_waiting(&self.options.config_path, Purpose::Run, &attached)?;
         super::check_keep(self.options.keep_datapath, &config)?;
         let layout = self.next_layout(&config)?;
         let view = HostView::read(&self.netlink)

@@ -200,7 +200,8 @@ fn upgrade_pinned(
 /// configured, but for a TC one on a kernel without TCX (before 6.6), which
 /// is refused: it is a netlink TC filter, which has no pin and may still be
 /// attached, and a second filter would count every packet twice. Where TCX
-/// is, vip's TC attachments are bpf_links, pinned like XDP ones.
+/// is, vip's TC attachments are bpf_links, pinned like XDP ones. One on a
+/// configured interface that is gone waits for it (see `Reattach::waiting`).
 fn reattach(pins: &PinDir, config: &Config) -> Result<Reattach, AdoptError> {
     let metas = pin::open(pins.path(), MAP_ATTACH_META)?;
     let metas: Array<_, AttachMeta> = (&metas).try_into().map_err(|source| DatapathError::Map {
@@ -209,7 +210,8 @@ fn reattach(pins: &PinDir, config: &Config) -> Result<Reattach, AdoptError> {
     })?;
     let configured = |interface: &str| config.interfaces.iter().any(|c| c == interface);
     let allowed = AttachMode::candidates(config.xdp_mode);
-    let (mut kept, mut replaced, mut dropped) = (Vec::new(), Vec::new(), Vec::new());
+    let (mut kept, mut waiting, mut replaced, mut dropped) =
+        (Vec::new(), Vec::new(), Vec::new(), Vec::new());
     let mut recorded = Vec::new();
     for meta in metas.iter() {
         let meta = meta.map_err(|source| DatapathError::Map {
@@ -231,10 +233,12 @@ fn reattach(pins: &PinDir, config: &Config) -> Result<Reattach, AdoptError> {
         recorded.push(interface.clone());
         let adopted = Attachment::adopted(&meta, |_| Ok(Link::open(pins, &pin_name)?))
             .expect("a recorded mode")?;
-        let ifindex = nix::net::if_::if_nametoindex(interface.as_str()).unwrap_or(0);
+        let ifindex = nix::net::if_::if_nametoindex(interface.as_str()).ok();
         if !configured(&interface) {
             dropped.push((interface, adopted.link));
-        } else if allowed.contains(&adopted.mode) && ifindex == adopted.ifindex {
+        } else if ifindex.is_none() {
+            waiting.push(adopted);
+        } else if allowed.contains(&adopted.mode) && ifindex == Some(adopted.ifindex) {
             kept.push(adopted);
         } else {
             replaced.push((interface, adopted.link));
@@ -249,13 +253,19 @@ fn reattach(pins: &PinDir, config: &Config) -> Result<Reattach, AdoptError> {
     let added = config
         .interfaces
         .iter()
-        .filter(|interface| !kept.iter().any(|k: &Attachment| &k.interface == *interface))
+        .filter(|interface| {
+            !kept
+                .iter()
+                .chain(&waiting)
+                .any(|k: &Attachment| &k.interface == *interface)
+        })
         .cloned()
         .collect();
     let mut reattach = Reattach {
         interfaces: config.interfaces.clone(),
         mode: config.xdp_mode,
         kept,
+        waiting,
         added,
         replaced,
         dropped,

@@ -104,8 +104,6 @@ pub enum DatapathError {
     NotALink { interface: String },
     #[error("opening this process's network namespace: {source}")]
     Netns { source: std::io::Error },
-    #[error("interface {interface} is gone")]
-    NoInterface { interface: String },
     #[error("replacing the program attached to {what}: {source}")]
     Replace {
         what: String,
@@ -434,15 +432,15 @@ fn open(
 ) -> Result<(Ebpf, Maps), DatapathError> {
     let (hash_kind, multipliers) = sparse_control::globals(control)?;
     // MAP_DECAP is indexed by ifindex (an array lookup, which the verifier
-    // inlines, where a hash lookup costs a helper call on every tunnel).
+    // inlines, where a hash lookup costs a helper call on every tunnel). An
+    // interface that is gone (a reload while it waits to be created again)
+    // has no ifindex yet: if it comes back beyond the map, the map is made
+    // afresh then.
     let max_ifindex = interfaces
         .iter()
-        .map(|name| {
-            nix::net::if_::if_nametoindex(name.as_str()).map_err(|_| DatapathError::NoInterface {
-                interface: name.clone(),
-            })
-        })
-        .try_fold(0, |max, index| index.map(|i| max.max(i)))?;
+        .filter_map(|name| nix::net::if_::if_nametoindex(name.as_str()).ok())
+        .max()
+        .unwrap_or(0);
     let capacity = layout.capacity;
     let cpus = aya::util::nr_cpus().map_err(|(_, e)| DatapathError::Cpus(e))? as u32;
     let pin_paths: Vec<(&'static str, std::path::PathBuf)> = match pinned {

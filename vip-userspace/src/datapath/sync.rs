@@ -367,10 +367,10 @@ fn sync_decap(maps: &mut Maps, old: Option<&Layout>, new: &Layout) -> Result<(),
     }
     let ifindex = |name: &str| nix::net::if_::if_nametoindex(name).ok();
     for entry in &new.decap {
-        let index = ifindex(&entry.interface).ok_or_else(|| DatapathError::NoInterface {
-            interface: entry.interface.clone(),
-        })?;
-        set_decap(maps, &entry.interface, index, entry.value())?;
+        // One that is gone gets its entry when it is back (`move_decap`).
+        if let Some(index) = ifindex(&entry.interface) {
+            set_decap(maps, &entry.interface, index, entry.value())?;
+        }
     }
     for entry in old_decap {
         if new.decap.iter().any(|n| n.interface == entry.interface) {

@@ -60,6 +60,11 @@ pub(super) struct Reattach {
     /// On a configured interface, in a mode the config allows: the new
     /// programs replace theirs in place.
     pub kept: Vec<Attachment>,
+    /// On a configured interface that is gone (deleted, not created again
+    /// yet): its link is defunct, so no program is replaced in it; it stays
+    /// among the attachments, for the drift tick to attach again once the
+    /// interface is back ([`super::Datapath::attach_recreated`]).
+    pub waiting: Vec<Attachment>,
     /// Configured interfaces to attach afresh, in config order.
     pub added: Vec<String>,
     /// Links to detach before the added interfaces are attached, by
@@ -162,6 +167,7 @@ pub(super) fn upgrade(
         interfaces,
         mode,
         kept: mut attachments,
+        waiting,
         added,
         replaced,
         dropped,
@@ -201,6 +207,7 @@ pub(super) fn upgrade(
         )
         .map_err(|source| replace_error("the network namespace", source))?;
     }
+    attachments.extend(waiting);
     fault::at("upgrade-replaced");
     for (interface, link) in replaced {
         detach(&interface, link)?;

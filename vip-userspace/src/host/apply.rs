@@ -42,6 +42,16 @@ pub async fn apply(
     file: &StateFile,
 ) -> Result<usize, HostError> {
     let before = state.owned.len();
+    // An owned one is put back by the drift repair once its interface is.
+    let unowned_absent = steps.iter().filter(|s| {
+        s.status == Status::Absent && !state.owned.iter().any(|o| o.item.same_target(&s.item))
+    });
+    for step in unowned_absent {
+        log::warn!(
+            "{}: not on this host now (its interface is gone); the next reload or start after it is back applies it",
+            step.item
+        );
+    }
     for step in steps.iter().filter(|s| s.status == Status::Missing) {
         let result = make(netlink, &step.item).await;
         if let Err(error) = result {
@@ -83,12 +93,12 @@ pub async fn revert(
     Ok(())
 }
 
-/// Undoes one owned item if it is still there (a sysctl always gets its previous
-/// value back).
+/// Undoes one owned item if it is still there (a sysctl gets its previous
+/// value back, unless its interface is gone and took it along).
 async fn undo(netlink: &Netlink, view: &HostView, owned: &Owned) -> Result<(), HostError> {
-    let present = match &owned.item {
-        Item::Sysctl { .. } => true,
-        item => view.status(item)?.0 == Status::InPlace,
+    let present = match view.status(&owned.item)?.0 {
+        Status::Absent => false,
+        status => matches!(owned.item, Item::Sysctl { .. }) || status == Status::InPlace,
     };
     if present {
         unmake(netlink, owned).await?;
@@ -103,7 +113,8 @@ pub async fn repair(netlink: &Netlink, state: &State) -> Result<Vec<Item>, HostE
     let mut repaired = Vec::new();
     let items: Vec<Item> = state.owned.iter().map(|o| o.item.clone()).collect();
     for item in items {
-        if view.status(&item)?.0 == Status::InPlace {
+        // Absent: its interface is gone; repaired once it is back.
+        if matches!(view.status(&item)?.0, Status::InPlace | Status::Absent) {
             continue;
         }
         make(netlink, &item).await?;

@@ -14,14 +14,15 @@ impl crate::errors::Blame for UnknownInterface {
     }
 }
 
-/// The index of each of the config's interfaces, checked before anything changes.
-pub fn check(config: &Config) -> Result<Vec<u32>, UnknownInterface> {
-    config
-        .interfaces
-        .iter()
-        .map(|name| {
-            nix::net::if_::if_nametoindex(name.as_str())
-                .map_err(|_| UnknownInterface { name: name.clone() })
-        })
-        .collect()
+/// Checks, before anything changes, that each of the config's interfaces
+/// exists, but for those in `waiting`: interfaces a running daemon is
+/// attached to and waits for while they are gone (deleted, to be created
+/// again), which its reload keeps.
+pub fn check(config: &Config, waiting: &[String]) -> Result<(), UnknownInterface> {
+    for name in &config.interfaces {
+        if nix::net::if_::if_nametoindex(name.as_str()).is_err() && !waiting.contains(name) {
+            return Err(UnknownInterface { name: name.clone() });
+        }
+    }
+    Ok(())
 }

@@ -20,6 +20,10 @@ pub enum Status {
     /// Something else holds the place (a route via another next hop, the same
     /// address with another prefix). vip will not replace it.
     Conflict(String),
+    /// Its place is not on the host now: a sysctl of an interface that is
+    /// gone (deleted, to be created again). Nothing to make or undo until
+    /// the interface is back, with its sysctls at their defaults.
+    Absent,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -116,7 +120,9 @@ impl HostView {
                 }
             }
             Item::Sysctl { key, value } => {
-                let current = sysctl::read(key)?;
+                let Some(current) = sysctl::read_if_present(key)? else {
+                    return Ok((Status::Absent, None));
+                };
                 let status = if &current == value {
                     Status::InPlace
                 } else {
@@ -195,12 +201,16 @@ pub fn render(steps: &[Step]) -> String {
         match step.status {
             Status::Missing => out.push_str(&format!("{}\n", step.item)),
             Status::InPlace => out.push_str(&format!("# in place: {}\n", step.item)),
+            Status::Absent => out.push_str(&format!(
+                "# not on this host now (its interface is gone): {}\n",
+                step.item
+            )),
             Status::Conflict(ref reason) => {
                 out.push_str(&format!("# conflict: {} ({reason})\n", step.item))
             }
         }
     }
-    if steps.iter().all(|s| s.status == Status::InPlace) {
+    if steps.iter().all(|s| s.status != Status::Missing) {
         out.push_str("# nothing to change\n");
     }
     out

@@ -29,6 +29,16 @@ pub fn read(key: &str) -> Result<String, SysctlError> {
         })
 }
 
+/// The value of `key`, or `None` when it does not exist (the sysctls of an
+/// interface that is gone).
+pub fn read_if_present(key: &str) -> Result<Option<String>, SysctlError> {
+    match read(key) {
+        Ok(value) => Ok(Some(value)),
+        Err(e) if e.source.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(e),
+    }
+}
+
 pub fn write(key: &str, value: &str) -> Result<(), SysctlError> {
     std::fs::write(path(key), value).map_err(|source| SysctlError {
         key: key.to_string(),
