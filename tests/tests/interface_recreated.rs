@@ -11,7 +11,7 @@ use std::{net::IpAddr, time::Duration};
 
 use serde_json::Value;
 use vip_tests::{
-    daemon::{number, Daemon, Instance},
+    daemon::{config_file, number, Daemon, Instance},
     fixture,
     netns::{veth, Lab},
     packets::FrameSpec,
@@ -306,4 +306,49 @@ fn a_reload_and_a_stop_while_an_interface_is_gone() {
     );
     assert!(!instance.pin_dir().exists(), "pins left");
     assert!(!instance.state_file().exists(), "the state file left");
+}
+
+/// A restart (the shipped unit's `--keep-datapath`) while an interface is
+/// gone adopts the datapath and waits for the interface, as the daemon
+/// before it did: before, the start was refused as an unknown interface
+/// (a unit restarting in a loop, nothing to attach the interface again when
+/// it came back). A start with no datapath to adopt still refuses a name
+/// that is not there.
+#[test]
+fn a_restart_while_an_interface_is_gone_adopts_and_waits_for_it() {
+    if !require_root("a_restart_while_an_interface_is_gone_adopts_and_waits_for_it") {
+        return;
+    }
+    fixture::pin_to_cpu0();
+    let lab = Lab::new("recrstart");
+    let instance = Instance::new("recrstart");
+    let keep = ["--keep-datapath"];
+    let daemon = Daemon::start_with(&lab.server, &config("native"), &instance, &keep);
+    let (accepted, dropped) = send(&lab);
+    daemon.stats_once_counted(accepted + dropped);
+    daemon.stop();
+
+    lab.server.ip(&["link", "del", Lab::SERVER_IF]);
+    let daemon = Daemon::start_with(&lab.server, &config("native"), &instance, &keep);
+    daemon.wait_logged("is gone: vip attaches to it again when it is back");
+    let fresh = Instance::new("recrstart");
+    let file = config_file(&config("native"));
+    let stderr = fresh.vip_refused(
+        &lab.server,
+        &["run", "--config", file.path().to_str().unwrap()],
+    );
+    assert!(
+        stderr.contains(&format!("unknown interface \"{}\"", Lab::SERVER_IF)),
+        "{stderr}"
+    );
+
+    lab.create_link();
+    daemon.wait_logged("was deleted and created again");
+    let (more_accepted, more_dropped) = send(&lab);
+    let stats = daemon.stats_once_counted(accepted + dropped + more_accepted + more_dropped);
+    assert_eq!(range_counts(&stats), (12, 4), "{stats:#}");
+    let log = daemon.stop();
+    assert!(!log.contains("ERROR"), "{log}");
+    instance.vip_ok(&lab.server, &["down"]);
+    instance.assert_nothing_left(&lab.server, Lab::SERVER_IF);
 }

@@ -225,7 +225,10 @@ impl Daemon {
     /// the first change leaves the host as it was; a later one reverts what
     /// start-up did.
     pub async fn start(options: Options) -> Result<Daemon, DaemonError> {
-        let config = preflight::config(&options.config_path, Purpose::Run)?;
+        // A datapath left pinned (kill -9, --keep-datapath) waits for its
+        // interfaces that are gone, and so does the start that adopts it.
+        let waiting = datapath::recorded_interfaces(&options.pin_dir);
+        let config = preflight::config_waiting(&options.config_path, Purpose::Run, &waiting)?;
         if !kernel::supported() {
             return Err(DaemonError::KernelTooOld {
                 kernel: kernel::release(),

@@ -3,7 +3,7 @@
 //! links and keep counting in the pinned maps, so nothing is missed in the gap.
 //! Everything is checked before anything changes.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use aya::maps::Array;
 use vip_common::{
@@ -139,6 +139,27 @@ pub fn adopt(
     };
     let datapath = upgrade_pinned(pins, &missing, moves, pending_file, reattach)?;
     Ok((datapath, layout))
+}
+
+/// The interfaces the complete datapath pinned in `dir` records as attached
+/// (none if there is none, or its record cannot be read): those an adopting
+/// start keeps waiting for while they are gone, as the daemon that left it
+/// did.
+pub fn recorded_interfaces(dir: &Path) -> Vec<String> {
+    if !pin::is_complete(dir) {
+        return Vec::new();
+    }
+    let Ok(metas) = pin::open(dir, MAP_ATTACH_META) else {
+        return Vec::new();
+    };
+    let Ok(metas) = Array::<_, AttachMeta>::try_from(&metas) else {
+        return Vec::new();
+    };
+    metas
+        .iter()
+        .filter_map(Result::ok)
+        .map(|meta| super::interface_name(&meta))
+        .collect()
 }
 
 /// Whether the datapath pinned in `pins` is attached otherwise than

@@ -38,7 +38,7 @@ use vip_common::{
 const FROZEN_SLOTS_PER_CPU: u32 = CPU_TABLE_ALIGN / size_of::<SparseSlot>() as u32;
 const FROZEN_DENSE_SLOTS_PER_CPU: u32 = CPU_TABLE_ALIGN / size_of::<Verdicts>() as u32;
 
-pub use adopt::{adopt, attachments_differ, reattach_live, AdoptError};
+pub use adopt::{adopt, attachments_differ, reattach_live, recorded_interfaces, AdoptError};
 use attach::Programs;
 pub use attach::{interface_name, AttachMode, Attachment};
 use maps::{Maps, MapsError};
