@@ -70,9 +70,14 @@ impl Netns {
         String::from_utf8(out.stdout).expect("utf-8")
     }
 
-    /// Reads a sysctl of this namespace.
+    /// Reads a sysctl of this namespace; a key with slashes is a path under
+    /// /proc/sys as it is (for an interface name with dots).
     pub fn read_sysctl(&self, key: &str) -> String {
-        let path = format!("/proc/sys/{}", key.replace('.', "/"));
+        let path = if key.contains('/') {
+            format!("/proc/sys/{key}")
+        } else {
+            format!("/proc/sys/{}", key.replace('.', "/"))
+        };
         self.run_in(move || {
             std::fs::read_to_string(&path)
                 .unwrap_or_else(|e| panic!("reading {path}: {e}"))

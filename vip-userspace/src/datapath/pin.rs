@@ -169,8 +169,7 @@ impl PinDir {
         })?;
         Ok(pins
             .iter()
-            .filter_map(|path| path.file_name()?.to_str()?.strip_prefix(LINK_PIN_PREFIX))
-            .map(str::to_string)
+            .filter_map(|path| linked_interface(path.file_name()?.to_str()?))
             .collect())
     }
 
@@ -234,9 +233,18 @@ fn setting(dir: &Path, index: u32) -> Option<u32> {
     settings.get(&index, 0).ok()
 }
 
-/// The pin name of the link that attaches the datapath to `interface`.
+/// The pin name of the link that attaches the datapath to `interface`. bpffs
+/// refuses a name with a dot, which an interface name may hold (a VLAN,
+/// `eth0.100`), so a dot is written as a colon, which no interface name
+/// holds.
 pub fn link_name(interface: &str) -> String {
-    format!("{LINK_PIN_PREFIX}{interface}")
+    format!("{LINK_PIN_PREFIX}{}", interface.replace('.', ":"))
+}
+
+/// The interface of a link pinned as `name`, if it is one.
+fn linked_interface(name: &str) -> Option<String> {
+    name.strip_prefix(LINK_PIN_PREFIX)
+        .map(|interface| interface.replace(':', "."))
 }
 
 /// The pins in `dir` whose names start with `prefix`.
@@ -403,6 +411,17 @@ mod tests {
         let dir = dir_with("newer", &["link-eth0", "VIP_GLOBAL", "VIP_SOME_NEWER_MAP"]);
         assert!(remove(&dir).unwrap());
         assert!(!dir.exists());
+    }
+
+    #[test]
+    fn a_link_pin_name_has_no_dot_and_gives_the_interface_back() {
+        for interface in ["eth0", "eth0.100", "bond0.7.3"] {
+            let name = link_name(interface);
+            assert!(!name.contains('.'), "{name}");
+            assert_eq!(linked_interface(&name).as_deref(), Some(interface));
+        }
+        assert_eq!(link_name("eth0.100"), "link-eth0:100");
+        assert_eq!(linked_interface("VIP_GLOBAL"), None);
     }
 
     #[test]

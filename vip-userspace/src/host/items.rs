@@ -5,6 +5,7 @@ use std::{fmt, net::IpAddr};
 use ipnet::{IpNet, Ipv4Net};
 use serde::{Deserialize, Serialize};
 
+use super::sysctl::conf_key;
 use crate::config::{Accept, Config, Range};
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -123,8 +124,8 @@ pub fn desired(config: &Config) -> Vec<Item> {
     if config.arp_sysctls {
         let scopes = std::iter::once("all").chain(config.interfaces.iter().map(String::as_str));
         for scope in scopes {
-            items.push(sysctl(format!("net.ipv4.conf.{scope}.arp_ignore"), "1"));
-            items.push(sysctl(format!("net.ipv4.conf.{scope}.arp_announce"), "2"));
+            items.push(sysctl(conf_key("ipv4", scope, "arp_ignore"), "1"));
+            items.push(sysctl(conf_key("ipv4", scope, "arp_announce"), "2"));
         }
     }
     let router = &config.router;

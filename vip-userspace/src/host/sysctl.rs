@@ -16,8 +16,40 @@ impl crate::errors::Blame for SysctlError {
     }
 }
 
+/// The key of `leaf` under interface (or `all`, `default`) `scope` of
+/// `family` (`ipv4`, `ipv6`). An interface name may hold dots (a VLAN,
+/// `eth0.100`): such a key is written with slashes, as sysctl(8) takes it.
+pub fn conf_key(family: &str, scope: &str, leaf: &str) -> String {
+    if scope.contains('.') {
+        format!("net/{family}/conf/{scope}/{leaf}")
+    } else {
+        format!("net.{family}.conf.{scope}.{leaf}")
+    }
+}
+
+/// The interface whose own sysctl `key` is (not `all` or `default`).
+pub fn interface_of(key: &str) -> Option<&str> {
+    let scope = if key.contains('/') {
+        let mut parts = key.split('/');
+        match (parts.next(), parts.next(), parts.next(), parts.next()) {
+            (Some("net"), Some("ipv4" | "ipv6"), Some("conf"), Some(scope)) => scope,
+            _ => return None,
+        }
+    } else {
+        let rest = ["net.ipv4.conf.", "net.ipv6.conf."]
+            .iter()
+            .find_map(|prefix| key.strip_prefix(prefix))?;
+        rest.rsplit_once('.')?.0
+    };
+    (scope != "all" && scope != "default").then_some(scope)
+}
+
 fn path(key: &str) -> PathBuf {
-    PathBuf::from("/proc/sys").join(key.replace('.', "/"))
+    if key.contains('/') {
+        PathBuf::from("/proc/sys").join(key)
+    } else {
+        PathBuf::from("/proc/sys").join(key.replace('.', "/"))
+    }
 }
 
 pub fn read(key: &str) -> Result<String, SysctlError> {
@@ -29,12 +61,19 @@ pub fn read(key: &str) -> Result<String, SysctlError> {
         })
 }
 
-/// The value of `key`, or `None` when it does not exist (the sysctls of an
-/// interface that is gone).
+/// The value of `key`, or `None` when it is the sysctl of an interface that
+/// is gone (deleted, to be created again), which took its sysctls along.
+/// Any other key that does not exist is an error.
 pub fn read_if_present(key: &str) -> Result<Option<String>, SysctlError> {
     match read(key) {
         Ok(value) => Ok(Some(value)),
-        Err(e) if e.source.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(e)
+            if e.source.kind() == std::io::ErrorKind::NotFound
+                && interface_of(key)
+                    .is_some_and(|name| nix::net::if_::if_nametoindex(name).is_err()) =>
+        {
+            Ok(None)
+        }
         Err(e) => Err(e),
     }
 }
@@ -44,4 +83,40 @@ pub fn write(key: &str, value: &str) -> Result<(), SysctlError> {
         key: key.to_string(),
         source,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_interface_name_with_dots_gets_a_key_with_slashes() {
+        assert_eq!(
+            conf_key("ipv4", "eth0", "arp_ignore"),
+            "net.ipv4.conf.eth0.arp_ignore"
+        );
+        let vlan = conf_key("ipv4", "eth0.100", "arp_ignore");
+        assert_eq!(vlan, "net/ipv4/conf/eth0.100/arp_ignore");
+        assert_eq!(
+            path(&vlan),
+            PathBuf::from("/proc/sys/net/ipv4/conf/eth0.100/arp_ignore")
+        );
+        assert_eq!(
+            path("net.ipv4.conf.all.arp_ignore"),
+            PathBuf::from("/proc/sys/net/ipv4/conf/all/arp_ignore")
+        );
+    }
+
+    #[test]
+    fn only_an_interfaces_own_sysctl_names_it() {
+        assert_eq!(interface_of("net.ipv4.conf.eth0.arp_ignore"), Some("eth0"));
+        assert_eq!(
+            interface_of("net/ipv4/conf/eth0.100/arp_announce"),
+            Some("eth0.100")
+        );
+        assert_eq!(interface_of("net.ipv4.conf.all.arp_ignore"), None);
+        assert_eq!(interface_of("net.ipv4.conf.default.rp_filter"), None);
+        assert_eq!(interface_of("net.ipv6.conf.all.forwarding"), None);
+        assert_eq!(interface_of("net.ipv4.ip_forward"), None);
+    }
 }
