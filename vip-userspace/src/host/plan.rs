@@ -21,8 +21,9 @@ pub enum Status {
     /// address with another prefix). vip will not replace it.
     Conflict(String),
     /// Its place is not on the host now: a sysctl of an interface that is
-    /// gone (deleted, to be created again). Nothing to make or undo until
-    /// the interface is back, with its sysctls at their defaults.
+    /// gone (deleted, to be created again) or whose sysctls are not
+    /// registered yet. Nothing to make or undo until the interface is back,
+    /// with its sysctls at their defaults.
     Absent,
 }
 

@@ -62,15 +62,15 @@ pub fn read(key: &str) -> Result<String, SysctlError> {
 }
 
 /// The value of `key`, or `None` when it is the sysctl of an interface that
-/// is gone (deleted, to be created again), which took its sysctls along.
-/// Any other key that does not exist is an error.
+/// is not there: gone (deleted, to be created again, its sysctls with it),
+/// or created so recently that its sysctls are not registered yet (the
+/// device's name is found a moment before). Any other key that does not
+/// exist is an error.
 pub fn read_if_present(key: &str) -> Result<Option<String>, SysctlError> {
     match read(key) {
         Ok(value) => Ok(Some(value)),
         Err(e)
-            if e.source.kind() == std::io::ErrorKind::NotFound
-                && interface_of(key)
-                    .is_some_and(|name| nix::net::if_::if_nametoindex(name).is_err()) =>
+            if e.source.kind() == std::io::ErrorKind::NotFound && interface_of(key).is_some() =>
         {
             Ok(None)
         }
