@@ -2,14 +2,11 @@
 //! `metrics.listen`: decided (the new address bound) before the reload changes
 //! anything, done at its end.
 
-use std::{net::SocketAddr, path::PathBuf, sync::Arc};
+use std::{net::SocketAddr, sync::Arc};
 
 use tokio::{net::TcpListener, task::JoinHandle};
 
-use crate::metrics::{
-    server::{self, BindError, Exporter},
-    SeriesPolicy,
-};
+use crate::metrics::server::{self, BindError, Exporter};
 
 /// The exporter serving on the configured address.
 pub(super) struct Serving {
@@ -82,28 +79,15 @@ pub(super) async fn plan(
     }
 }
 
-/// Where the exporter reads, for one made when metrics were off until now.
-pub(super) struct ExporterSource {
-    pub pin_dir: PathBuf,
-    pub run_dir: PathBuf,
-    pub policy: SeriesPolicy,
-}
-
-/// `serving` moved as `to` says; on an error, the old listener serves again
-/// (if it can be bound again) and is returned with the error.
+/// `serving` moved as `to` says (`fresh` serves if metrics were off until
+/// now); on an error, the old listener serves again (if it can be bound
+/// again) and is returned with the error.
 pub(super) async fn apply(
     serving: Option<Serving>,
     to: ListenMove,
     wanted: Option<SocketAddr>,
-    source: ExporterSource,
+    fresh: Arc<Exporter>,
 ) -> Result<Option<Serving>, (Option<Serving>, BindError)> {
-    let new_exporter = || {
-        Exporter::new(
-            source.pin_dir.clone(),
-            source.run_dir.clone(),
-            source.policy.clone(),
-        )
-    };
     let io_error = |addr, source| BindError { addr, source };
     match to {
         ListenMove::Stay => Ok(serving),
@@ -118,7 +102,7 @@ pub(super) async fn apply(
             let addr = wanted.expect("an address to open");
             let exporter = match serving {
                 Some(serving) => serving.stop().await,
-                None => new_exporter(),
+                None => fresh,
             };
             Serving::start(addr, listener, exporter)
                 .map(Some)

@@ -349,11 +349,7 @@ impl Daemon {
             self.pins.path().display()
         );
         if let (Some(listener), Some(addr)) = (listener, self.config.metrics_listen) {
-            let exporter = Exporter::new(
-                self.options.pin_dir.clone(),
-                self.options.run_dir.clone(),
-                SeriesPolicy::from_config(&self.config),
-            );
+            let exporter = self.fresh_exporter();
             let serving =
                 exporting::Serving::start(addr, listener, exporter).map_err(|source| {
                     DaemonError::Io {
@@ -364,6 +360,16 @@ impl Daemon {
             self.exporter = Some(serving);
         }
         self.start_announcing().await
+    }
+
+    /// An exporter of this daemon's pins and run files, under its config's
+    /// series policy (cheap: it opens the maps at its first scrape).
+    fn fresh_exporter(&self) -> std::sync::Arc<Exporter> {
+        Exporter::new(
+            self.options.pin_dir.clone(),
+            self.options.run_dir.clone(),
+            SeriesPolicy::from_config(&self.config),
+        )
     }
 
     /// The live datapath, e.g. for tests that read its maps.

@@ -5,7 +5,7 @@ use std::time::Duration;
 use tokio::signal::unix::{signal, Signal, SignalKind};
 
 use super::{
-    exporting::{self, ExporterSource, ListenMove},
+    exporting::{self, ListenMove},
     Daemon, DaemonError,
 };
 use crate::{
@@ -322,13 +322,9 @@ impl Daemon {
     /// conflicts with the old one on its port can be bound only once the old
     /// one is closed, and if that fails the old one serves again.
     async fn move_listener(&mut self, listen: ListenMove) -> Result<(), DaemonError> {
-        let source = ExporterSource {
-            pin_dir: self.options.pin_dir.clone(),
-            run_dir: self.options.run_dir.clone(),
-            policy: SeriesPolicy::from_config(&self.config),
-        };
+        let fresh = self.fresh_exporter();
         let serving = self.exporter.take();
-        match exporting::apply(serving, listen, self.config.metrics_listen, source).await {
+        match exporting::apply(serving, listen, self.config.metrics_listen, fresh).await {
             Ok(serving) => {
                 self.exporter = serving;
                 Ok(())
