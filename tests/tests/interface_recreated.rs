@@ -352,3 +352,63 @@ fn a_restart_while_an_interface_is_gone_adopts_and_waits_for_it() {
     instance.vip_ok(&lab.server, &["down"]);
     instance.assert_nothing_left(&lab.server, Lab::SERVER_IF);
 }
+
+/// A sysctl that a reload first wants while its interface is gone (here the
+/// ARP sysctls, switched on by the reload) is recorded as wanted and set
+/// when the interface is back, and a stop gives the interface back the
+/// value it had then. Before, it was not recorded: nothing set it until the
+/// next reload.
+#[test]
+fn a_sysctl_first_wanted_while_its_interface_is_gone_is_set_when_it_is_back() {
+    if !require_root("a_sysctl_first_wanted_while_its_interface_is_gone_is_set_when_it_is_back") {
+        return;
+    }
+    fixture::pin_to_cpu0();
+    let lab = Lab::new("recrwant");
+    let instance = Instance::new("recrwant");
+    let first = Lab::SERVER_IF;
+    let wanted = config_with_alias(&[first], &[]);
+    let without_arp = format!("arp_sysctls = false\n{wanted}");
+    let daemon = Daemon::start(&lab.server, &without_arp, &instance);
+    assert_eq!(arp_ignore(&lab), "0");
+    let all_arp_ignore = lab.server.read_sysctl("net.ipv4.conf.all.arp_ignore");
+    lab.server.ip(&["link", "del", first]);
+    daemon.wait_logged("is gone: vip attaches to it again when it is back");
+
+    daemon.rewrite_config(&wanted);
+    let line = daemon.reload();
+    assert!(line.contains("reloaded"), "{line}");
+    let key = format!("net.ipv4.conf.{first}.arp_ignore");
+    daemon.wait_logged(&format!(
+        "sysctl -w {key}=1: not on this host now (its interface is gone); set when the interface is back"
+    ));
+    assert_eq!(lab.server.read_sysctl("net.ipv4.conf.all.arp_ignore"), "1");
+
+    lab.create_link();
+    daemon.wait_logged("was deleted and created again");
+    daemon.wait_logged(&format!(
+        "applied: sysctl -w {key}=1 (its interface is back)"
+    ));
+    assert_eq!(arp_ignore(&lab), "1");
+    assert_eq!(
+        lab.server
+            .read_sysctl(&format!("net.ipv4.conf.{first}.arp_announce")),
+        "2"
+    );
+    let (accepted, dropped) = send(&lab);
+    let stats = daemon.stats_once_counted(accepted + dropped);
+    assert_eq!(range_counts(&stats), (6, 2), "{stats:#}");
+    assert!(
+        stats["drift_repairs"].get("sysctl").is_none(),
+        "set, not repaired: {stats:#}"
+    );
+
+    let log = daemon.stop();
+    assert!(!log.contains("ERROR"), "{log}");
+    assert_eq!(arp_ignore(&lab), "0");
+    assert_eq!(
+        lab.server.read_sysctl("net.ipv4.conf.all.arp_ignore"),
+        all_arp_ignore
+    );
+    instance.assert_nothing_left(&lab.server, first);
+}

@@ -72,9 +72,17 @@ pub fn apply(config_path: &Path, run_dir: &Path) -> Result<(), Failure> {
         let (netlink, steps) = planned(&config).await?;
         let mut state = file.load()?.unwrap_or_default();
         let made = host::apply::apply(&netlink, &steps, &mut state, &file).await?;
-        let in_place = steps.len() - made;
+        let waiting = steps
+            .iter()
+            .filter(|s| s.status == plan::Status::Absent)
+            .count();
+        let in_place = steps.len() - made - waiting;
+        let waiting = match waiting {
+            0 => String::new(),
+            n => format!(", {n} waiting for their interface"),
+        };
         println!(
-            "applied {made} change(s), {in_place} already in place; recorded in {}",
+            "applied {made} change(s), {in_place} already in place{waiting}; recorded in {}",
             file.path().display()
         );
         Ok::<_, Failure>(())

@@ -198,7 +198,7 @@ impl Daemon {
 
     /// Puts back owned host state that changed from outside; counts it by kind.
     pub async fn repair_drift(&mut self) -> Result<(), DaemonError> {
-        let repaired = repair(&self.netlink, &self.state).await?;
+        let repaired = repair(&self.netlink, &mut self.state, &self.files.state).await?;
         if repaired.is_empty() {
             return Ok(());
         }

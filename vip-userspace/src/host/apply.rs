@@ -34,44 +34,63 @@ async fn unmake(netlink: &Netlink, owned: &Owned) -> Result<(), HostError> {
 }
 
 /// Makes every missing step, recording each in the state file as soon as it is
-/// made. On a failure, undoes this call's changes and returns the error.
+/// made, and returns how many it made. A sysctl of an interface that is gone
+/// is recorded as wanted, with no previous value yet: the drift repair sets
+/// it, and records the value it replaces, when the interface is back. On a
+/// failure, undoes this call's changes and returns the error.
 pub async fn apply(
     netlink: &Netlink,
     steps: &[Step],
     state: &mut State,
     file: &StateFile,
 ) -> Result<usize, HostError> {
-    let before = state.owned.len();
-    // An owned one is put back by the drift repair once its interface is.
-    let unowned_absent = steps.iter().filter(|s| {
-        s.status == Status::Absent && !state.owned.iter().any(|o| o.item.same_target(&s.item))
-    });
-    for step in unowned_absent {
-        log::warn!(
-            "{}: not on this host now (its interface is gone); the next reload or start after it is back applies it",
-            step.item
-        );
+    let before = state.owned.clone();
+    for step in steps.iter().filter(|s| s.status == Status::Absent) {
+        if !state.owns(&step.item) {
+            log::warn!(
+                "{}: not on this host now (its interface is gone); set when the interface is back",
+                step.item
+            );
+            state.owned.push(Owned {
+                item: step.item.clone(),
+                previous: None,
+            });
+            file.save(state)?;
+        }
     }
+    let mut made = 0;
     for step in steps.iter().filter(|s| s.status == Status::Missing) {
-        let result = make(netlink, &step.item).await;
-        if let Err(error) = result {
-            let made = state.owned.split_off(before);
-            for owned in made.iter().rev() {
-                if let Err(e) = unmake(netlink, owned).await {
-                    log::error!("undoing {}: {}", owned.item, crate::errors::chain(&e));
-                }
-            }
+        if let Err(error) = make(netlink, &step.item).await {
+            undo_since(netlink, state, before).await;
             file.save(state)?;
             return Err(error);
         }
         log::info!("applied: {}", step.item);
-        state.owned.push(Owned {
-            item: step.item.clone(),
-            previous: step.current.clone(),
-        });
+        state.record(step.item.clone(), step.current.clone());
         file.save(state)?;
+        made += 1;
     }
-    Ok(state.owned.len() - before)
+    Ok(made)
+}
+
+/// Puts `state` back to `before`, undoing what was made since, newest first.
+async fn undo_since(netlink: &Netlink, state: &mut State, before: Vec<Owned>) {
+    let made: Vec<Owned> = state
+        .owned
+        .iter()
+        .filter(|o| !before.contains(o))
+        .cloned()
+        .collect();
+    for owned in made.iter().rev() {
+        // Recorded as wanted while its interface was gone: nothing was made.
+        if owned.previous.is_none() && matches!(owned.item, Item::Sysctl { .. }) {
+            continue;
+        }
+        if let Err(e) = unmake(netlink, owned).await {
+            log::error!("undoing {}: {}", owned.item, crate::errors::chain(&e));
+        }
+    }
+    state.owned = before;
 }
 
 /// Reverts everything `state` owns, newest first, and forgets it. Items already
@@ -106,20 +125,36 @@ async fn undo(netlink: &Netlink, view: &HostView, owned: &Owned) -> Result<(), H
     Ok(())
 }
 
-/// Puts back every owned item that is no longer in place; returns the items
-/// repaired.
-pub async fn repair(netlink: &Netlink, state: &State) -> Result<Vec<Item>, HostError> {
+/// Puts back every owned item that is no longer in place, and sets the
+/// sysctls that were wanted while their interface was gone once it is back
+/// (recording the values they replace); returns the items put back.
+pub async fn repair(
+    netlink: &Netlink,
+    state: &mut State,
+    file: &StateFile,
+) -> Result<Vec<Item>, HostError> {
     let view = HostView::read(netlink).await?;
     let mut repaired = Vec::new();
-    let items: Vec<Item> = state.owned.iter().map(|o| o.item.clone()).collect();
-    for item in items {
-        // Absent: its interface is gone; repaired once it is back.
-        if matches!(view.status(&item)?.0, Status::InPlace | Status::Absent) {
-            continue;
+    for index in 0..state.owned.len() {
+        let owned = &state.owned[index];
+        let (status, current) = view.status(&owned.item)?;
+        let deferred = owned.previous.is_none() && matches!(owned.item, Item::Sysctl { .. });
+        match status {
+            // Its interface is gone; repaired once it is back.
+            Status::Absent => continue,
+            Status::InPlace if !deferred => continue,
+            Status::InPlace => {}
+            _ => make(netlink, &owned.item).await?,
         }
-        make(netlink, &item).await?;
-        log::warn!("drift: {} was changed from outside; repaired", item);
-        repaired.push(item);
+        let item = owned.item.clone();
+        if deferred {
+            log::info!("applied: {item} (its interface is back)");
+            state.owned[index].previous = current;
+            file.save(state)?;
+        } else {
+            log::warn!("drift: {item} was changed from outside; repaired");
+            repaired.push(item);
+        }
     }
     Ok(repaired)
 }

@@ -60,7 +60,10 @@ impl Item {
                 format!("{} route del local {cidr} dev lo table local", ip(cidr))
             }
             Item::Route { cidr, via } => format!("{} route del {cidr} via {via}", ip(cidr)),
-            Item::Sysctl { key, .. } => format!("sysctl -w {key}={}", previous.unwrap_or("?")),
+            Item::Sysctl { key, .. } => match previous {
+                Some(previous) => format!("sysctl -w {key}={previous}"),
+                None => format!("{key} (never set, nothing to restore)"),
+            },
         }
     }
 }

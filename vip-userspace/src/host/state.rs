@@ -6,7 +6,8 @@ use serde::{Deserialize, Serialize};
 use super::items::Item;
 use crate::run_files::{RunFile, RunFileKind};
 
-/// Something vip added or changed, with what it replaced (sysctls only).
+/// Something vip added or changed, with what it replaced (sysctls only; a
+/// sysctl wanted while its interface was gone has none until it is set).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Owned {
     pub item: Item,
@@ -34,6 +35,23 @@ impl State {
         self.owned.iter().any(|o| o.item.same_target(item))
     }
 
+    /// Records `item` as made, replacing `previous`. A sysctl recorded while
+    /// its interface was gone takes the value it replaced now.
+    pub fn record(&mut self, item: Item, previous: Option<String>) {
+        let waiting = self.owned.iter_mut().find(|o| {
+            o.previous.is_none()
+                && matches!(o.item, Item::Sysctl { .. })
+                && o.item.same_target(&item)
+        });
+        match waiting {
+            Some(owned) => {
+                owned.item = item;
+                owned.previous = previous;
+            }
+            None => self.owned.push(Owned { item, previous }),
+        }
+    }
+
     /// The `vip run` that owns this state, if it is still running.
     pub fn live_daemon(&self) -> Option<u32> {
         self.daemon_pid.filter(|&pid| alive(pid))
@@ -48,5 +66,39 @@ pub fn alive(pid: u32) -> bool {
             .rsplit_once(") ")
             .is_some_and(|(_, rest)| !rest.starts_with('Z')),
         Err(_) => false,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sysctl(key: &str, value: &str) -> Item {
+        Item::Sysctl {
+            key: key.into(),
+            value: value.into(),
+        }
+    }
+
+    #[test]
+    fn a_sysctl_wanted_while_its_interface_was_gone_takes_the_value_it_replaces() {
+        let key = "net.ipv4.conf.eth1.arp_ignore";
+        let mut state = State::default();
+        state.owned.push(Owned {
+            item: sysctl(key, "1"),
+            previous: None,
+        });
+        state.record(sysctl(key, "1"), Some("0".into()));
+        assert_eq!(
+            state.owned,
+            vec![Owned {
+                item: sysctl(key, "1"),
+                previous: Some("0".into()),
+            }]
+        );
+        // Set once: a later change of value is recorded on top, as before.
+        state.record(sysctl(key, "2"), Some("1".into()));
+        assert_eq!(state.owned.len(), 2);
+        assert_eq!(state.owned[1].previous.as_deref(), Some("1"));
     }
 }

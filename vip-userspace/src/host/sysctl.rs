@@ -44,16 +44,34 @@ pub fn interface_of(key: &str) -> Option<&str> {
     (scope != "all" && scope != "default").then_some(scope)
 }
 
-fn path(key: &str) -> PathBuf {
-    if key.contains('/') {
-        PathBuf::from("/proc/sys").join(key)
+/// The file of `key` under /proc/sys. Only a `net` key whose parts are
+/// names has one: a key read back from a hand-edited state file cannot
+/// point elsewhere (`..`, an empty part).
+fn path(key: &str) -> Result<PathBuf, SysctlError> {
+    let parts: Vec<&str> = if key.contains('/') {
+        key.split('/').collect()
     } else {
-        PathBuf::from("/proc/sys").join(key.replace('.', "/"))
+        key.split('.').collect()
+    };
+    let named = parts
+        .iter()
+        .all(|p| !p.is_empty() && *p != "." && *p != "..");
+    if parts.len() < 2 || parts[0] != "net" || !named {
+        return Err(SysctlError {
+            key: key.to_string(),
+            source: std::io::Error::new(
+                std::io::ErrorKind::InvalidInput,
+                "not a network sysctl's key",
+            ),
+        });
     }
+    Ok(parts
+        .iter()
+        .fold(PathBuf::from("/proc/sys"), |path, part| path.join(part)))
 }
 
 pub fn read(key: &str) -> Result<String, SysctlError> {
-    std::fs::read_to_string(path(key))
+    std::fs::read_to_string(path(key)?)
         .map(|v| v.trim().to_string())
         .map_err(|source| SysctlError {
             key: key.to_string(),
@@ -79,7 +97,7 @@ pub fn read_if_present(key: &str) -> Result<Option<String>, SysctlError> {
 }
 
 pub fn write(key: &str, value: &str) -> Result<(), SysctlError> {
-    std::fs::write(path(key), value).map_err(|source| SysctlError {
+    std::fs::write(path(key)?, value).map_err(|source| SysctlError {
         key: key.to_string(),
         source,
     })
@@ -98,12 +116,39 @@ mod tests {
         let vlan = conf_key("ipv4", "eth0.100", "arp_ignore");
         assert_eq!(vlan, "net/ipv4/conf/eth0.100/arp_ignore");
         assert_eq!(
-            path(&vlan),
+            path(&vlan).unwrap(),
             PathBuf::from("/proc/sys/net/ipv4/conf/eth0.100/arp_ignore")
         );
         assert_eq!(
-            path("net.ipv4.conf.all.arp_ignore"),
+            path("net.ipv4.conf.all.arp_ignore").unwrap(),
             PathBuf::from("/proc/sys/net/ipv4/conf/all/arp_ignore")
+        );
+    }
+
+    #[test]
+    fn a_key_that_leaves_the_network_sysctls_has_no_path() {
+        for key in [
+            "net/ipv4/conf/../../kernel/core_pattern",
+            "net/../kernel/core_pattern",
+            "kernel.core_pattern",
+            "kernel/core_pattern",
+            "net//ipv4",
+            "net..ipv4",
+            "/etc/passwd",
+            "net",
+            "",
+        ] {
+            let error = path(key).unwrap_err();
+            assert_eq!(error.key, key);
+            assert_eq!(
+                error.source.kind(),
+                std::io::ErrorKind::InvalidInput,
+                "{key}"
+            );
+        }
+        assert_eq!(
+            path("net.ipv4.ip_forward").unwrap(),
+            PathBuf::from("/proc/sys/net/ipv4/ip_forward")
         );
     }
 
