@@ -676,8 +676,8 @@ pub fn upgrade_under_load(
     let received = received(&lab) - before;
     let counted = vip_total(&second.stats_json()) - counted_before;
     assert!(
-        second.log().contains("in-place upgrade 1"),
-        "the second start upgraded in place:\n{}",
+        second.log().contains("its programs replaced in place"),
+        "the second start replaced the programs in place:\n{}",
         second.log()
     );
     second.stop();

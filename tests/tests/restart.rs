@@ -90,6 +90,11 @@ fn restart_under_flow(tag: &str, run_args: &[&str], stop: impl FnOnce(Daemon, &I
         "the adopting daemon replaced the program in place: {program:?} -> {replaced:?}"
     );
     assert_host_state_in_place(&lab.server, "after the restart");
+    let datapath = &instance.stats_json(&lab.server)["datapath"];
+    assert_eq!(
+        datapath["upgrades"], 0,
+        "the same build is no upgrade: {datapath:#}"
+    );
     sampler.sample_for(Duration::from_millis(500), "after the restart");
 
     // The adopted datapath takes reloads like a loaded one.

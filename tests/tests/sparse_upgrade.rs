@@ -195,7 +195,11 @@ fn an_upgrade_keeps_the_key_and_every_sparse_count() {
         &instance,
         &["--keep-datapath"],
     );
-    assert!(new.log().contains("in-place upgrade 1"), "{}", new.log());
+    assert!(
+        new.log().contains("in-place upgrades by another build: 1"),
+        "{}",
+        new.log()
+    );
     let after = pinned_control(&instance);
     assert_ne!(after.hash_key, 0, "the older vip's key, kept");
     assert_eq!(

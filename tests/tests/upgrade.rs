@@ -159,7 +159,7 @@ fn upgrade_under_flow(tag: &str, mode: &str) {
     let new = Daemon::start_with(&lab.server, &config(mode), &instance, &["--keep-datapath"]);
     let took = started.elapsed();
     assert!(
-        new.log().contains("in-place upgrade 1"),
+        new.log().contains("in-place upgrades by another build: 1"),
         "the new vip upgraded in place:\n{}",
         new.log()
     );

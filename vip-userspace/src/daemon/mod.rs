@@ -277,7 +277,7 @@ impl Daemon {
         if let Starting::Adopted(datapath) = &starting {
             let info = datapath::build::info(datapath.maps());
             log::info!(
-                "adopted the datapath pinned in {}: still attached to {}, counters carry on; its programs replaced in place by this build's ({}, in-place upgrade {})",
+                "adopted the datapath pinned in {}: still attached to {}, counters carry on; its programs replaced in place by this build's ({}; in-place upgrades by another build: {})",
                 pins.path().display(),
                 config.interfaces.join(", "),
                 info.map_or_else(|| "unknown".to_string(), |i| datapath::build::text(&i.build)),

@@ -1,6 +1,7 @@
 //! Which build's programs a datapath runs: the object's build id (its
 //! `BUILD_SECTION`), recorded in `MAP_INFO` when the programs are attached or
-//! replaced, with the number of in-place upgrades.
+//! replaced, with the number of in-place upgrades (replacements by another
+//! build).
 
 use aya::maps::Array;
 use object::{Object, ObjectSection};
@@ -32,7 +33,8 @@ pub fn info(maps: &Maps) -> Option<DatapathInfo> {
     array.get(&0, 0).ok().filter(|info| info.build[0] != 0)
 }
 
-/// Records that `object`'s programs run, after `upgrades` in-place upgrades.
+/// Records that `object`'s programs run, after `upgrades` in-place upgrades
+/// (replacements by another build).
 pub(super) fn record(maps: &mut Maps, object: &[u8], upgrades: u32) -> Result<(), DatapathError> {
     let mut info: DatapathInfo = bytemuck::Zeroable::zeroed();
     let id = of_object(object);

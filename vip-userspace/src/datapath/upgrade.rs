@@ -134,7 +134,12 @@ pub(super) fn upgrade(
         Some((pins.path(), &not_pinned)),
         &control,
     )?;
-    let upgrades = build::info(&maps).map_or(0, |info| info.upgrades);
+    // Replacing programs by the same build's (a restart, a reload that
+    // changes the attachments) is no upgrade.
+    let upgrades = build::info(&maps).map_or(0, |info| {
+        let same = build::text(&info.build) == build::of_object(EBPF_OBJECT);
+        info.upgrades + u32::from(!same)
+    });
     // Verified before any map changes: a program the kernel refuses leaves
     // the running datapath exactly as it was.
     let mut loaded = Loaded::verify(ebpf, maps)?;
@@ -225,7 +230,7 @@ pub(super) fn upgrade(
     fault::at("upgrade-attached");
     let mut datapath = loaded.datapath;
     datapath.attachments = attachments;
-    build::record(&mut datapath.maps, EBPF_OBJECT, upgrades + 1)?;
+    build::record(&mut datapath.maps, EBPF_OBJECT, upgrades)?;
     for &name in missing.iter().filter(|name| !PINNED_AT_ONCE.contains(name)) {
         pins.pin_map(name, datapath.map(name)?)?;
     }

@@ -78,7 +78,8 @@ pub struct DatapathReport {
     pub build: String,
     /// The maps' layout version.
     pub layout_version: u32,
-    /// In-place upgrades since the datapath was first attached.
+    /// In-place upgrades (programs replaced by another build's) since the
+    /// datapath was first attached.
     pub upgrades: u32,
     /// The attached programs (read from the pinned links; none for a datapath
     /// loaded in this process and not pinned).
