@@ -83,21 +83,35 @@ fn vip_packets(daemon: &Daemon, total: u64) -> BTreeMap<IpAddr, u64> {
 
 /// Alias or route mode end to end, then `vip down` restores both hosts exactly.
 fn seed_topology(tag: &str, accept: &str, vips: Vec<IpAddr>) {
+    seed_topology_routed(tag, accept, vips, ROUTER_CONFIG);
+}
+
+/// The server's IPv6 link-local address on its link to the router (EUI-64 of
+/// `SERVER_MAC`).
+const SERVER_LINK_LOCAL: &str = "fe80::ff:fe00:202";
+
+/// [`seed_topology`] with the router's config `router_config` (two routes).
+fn seed_topology_routed(tag: &str, accept: &str, vips: Vec<IpAddr>, router_config: &str) {
     let lab = SeedLab::new(tag);
     let _services = Services::start(&lab.server);
     let (router, server) = (Instance::new("router"), Instance::new("server"));
-    let router_config = config_file(ROUTER_CONFIG);
+    let router_config = config_file(router_config);
     let router_before = host_dump(&lab.router, &ROUTER_SYSCTLS);
     let server_before = host_dump(&lab.server, &SERVER_SYSCTLS);
 
-    let out = router.vip_ok(
-        &lab.router,
-        &["apply", "--config", router_config.path().to_str().unwrap()],
-    );
-    assert!(
-        out.starts_with("applied 4 change(s), 0 already in place"),
-        "{out}"
-    );
+    let apply = || {
+        router.vip_ok(
+            &lab.router,
+            &["apply", "--config", router_config.path().to_str().unwrap()],
+        )
+    };
+    for expected in [
+        "applied 4 change(s), 0 already in place",
+        "applied 0 change(s), 4 already in place",
+    ] {
+        let out = apply();
+        assert!(out.starts_with(expected), "{out}");
+    }
     let v6 = vips.iter().any(IpAddr::is_ipv6);
     let daemon = Daemon::start(&lab.server, &server_config(accept, v6, ""), &server);
 
@@ -169,6 +183,44 @@ fn route_mode_serves_ipv4_and_ipv6_then_down_restores_it() {
         vips.extend(ips(&V6_VIPS));
         seed_topology("route", "route", vips);
     }
+}
+
+/// The usual IPv6 next hop on a router: the server's link-local address,
+/// which needs the interface (`dev`). Traffic flows through it and `vip
+/// down` removes it; without `dev`, or with an interface that is not there,
+/// `vip apply` is refused with one line and changes nothing.
+#[test]
+fn an_ipv6_route_through_a_link_local_next_hop_serves_then_down_restores_it() {
+    if !require_root("an_ipv6_route_through_a_link_local_next_hop_serves_then_down_restores_it") {
+        return;
+    }
+    let link_local = ROUTER_CONFIG.replace(
+        "via = \"2001:db8:ff02::2\"",
+        &format!("via = \"{SERVER_LINK_LOCAL}\"\ndev = \"{ROUTER_SERVER_IF}\""),
+    );
+    assert_ne!(link_local, ROUTER_CONFIG);
+    let mut vips = ips(&V4_VIPS[..2]);
+    vips.extend(ips(&V6_VIPS));
+    seed_topology_routed("llroute", "route", vips, &link_local);
+
+    let lab = SeedLab::new("llrefuse");
+    let without_dev = link_local.replace(&format!("dev = \"{ROUTER_SERVER_IF}\""), "");
+    refused(
+        &lab.router,
+        &ROUTER_SYSCTLS,
+        &without_dev,
+        &format!("route 2001:db8:1::/64: next hop {SERVER_LINK_LOCAL} is link-local: name its interface with dev"),
+    );
+    let unknown = link_local.replace(
+        &format!("dev = \"{ROUTER_SERVER_IF}\""),
+        "dev = \"nowhere0\"",
+    );
+    refused(
+        &lab.router,
+        &ROUTER_SYSCTLS,
+        &unknown,
+        "unknown interface \"nowhere0\" (the dev of route 2001:db8:1::/64)",
+    );
 }
 
 fn arp_answered(arp_sysctls: bool) -> bool {
@@ -371,4 +423,60 @@ fn allow_broad_lets_a_broad_range_through() {
     );
     let out = instance.vip_ok(&ns, &["plan", "--config", config.path().to_str().unwrap()]);
     assert_eq!(out, "ip route add local 198.0.0.0/7 dev lo table local\n");
+}
+
+/// What the drift repair cannot put back (a route that someone replaced
+/// with their own) is logged once, not every second, and the rest is still
+/// repaired; it clears when the route is as vip had it again. Someone
+/// else's address beside vip's alias (the same network address, another
+/// prefix) is no drift, and a stop removes vip's alias and leaves it.
+/// Before, the replaced route failed the whole repair every second (EEXIST)
+/// before it reached the sysctls, the other address could make the alias
+/// read as changed, and the stop deleted whichever of the two came first.
+#[test]
+fn drift_it_cannot_repair_is_logged_once_and_the_rest_still_repaired() {
+    if !require_root("drift_it_cannot_repair_is_logged_once_and_the_rest_still_repaired") {
+        return;
+    }
+    let lab = SeedLab::new("driftc");
+    let instance = Instance::new("driftc");
+    let route = "[[route]]\ncidr = \"203.0.113.0/24\"\nvia = \"198.18.2.1\"\n";
+    let daemon = Daemon::start(
+        &lab.server,
+        &server_config("alias", false, route),
+        &instance,
+    );
+    lab.server.ip(&["addr", "add", "192.0.2.0/25", "dev", "lo"]);
+    lab.server
+        .ip(&["route", "replace", "203.0.113.0/24", "via", "198.18.2.3"]);
+    daemon.wait_logged(
+        "drift not repaired: ip route add 203.0.113.0/24 via 198.18.2.1: 203.0.113.0/24 is already routed via 198.18.2.3",
+    );
+    lab.server.sysctl("net.ipv4.conf.all.arp_ignore", "0");
+    wait::until("arp_ignore restored", Duration::from_secs(5), || {
+        lab.server.read_sysctl("net.ipv4.conf.all.arp_ignore") == "1"
+    });
+    std::thread::sleep(Duration::from_secs(2));
+    let log = daemon.log();
+    assert_eq!(log.matches("ERROR").count(), 1, "{log}");
+    assert_eq!(log.matches("drift not repaired").count(), 1, "{log}");
+    assert_eq!(
+        daemon.stats_json()["drift_repairs"],
+        serde_json::json!({"sysctl": 1})
+    );
+
+    lab.server
+        .ip(&["route", "replace", "203.0.113.0/24", "via", "198.18.2.1"]);
+    daemon.wait_logged("drift: no longer a problem: ip route add 203.0.113.0/24 via 198.18.2.1");
+    let log = daemon.stop();
+    assert_eq!(log.matches("ERROR").count(), 1, "{log}");
+    let on_lo = lab.server.ip_output(&["addr", "show", "dev", "lo"]);
+    assert!(
+        on_lo.contains("192.0.2.0/25") && !on_lo.contains("192.0.2.0/24"),
+        "{on_lo}"
+    );
+    assert!(lab
+        .server
+        .ip_output(&["route", "show", "203.0.113.0/24"])
+        .is_empty());
 }

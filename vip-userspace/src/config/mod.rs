@@ -146,6 +146,7 @@ struct RawSteer {
 struct RawRoute {
     cidr: String,
     via: std::net::IpAddr,
+    dev: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -254,6 +255,8 @@ impl Steer {
 pub struct Route {
     pub cidr: IpNet,
     pub via: std::net::IpAddr,
+    /// The interface of the next hop; needed for a link-local one.
+    pub dev: Option<String>,
 }
 
 /// Router-role sysctls; `None` leaves a sysctl alone.

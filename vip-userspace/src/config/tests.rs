@@ -242,6 +242,36 @@ fn host_contract_mistakes_are_refused() {
         route("2001:db8::1"),
         Err(ConfigError::RouteFamily { .. })
     ));
+    let v6_route = |via: &str, dev: &str| {
+        parse(&format!(
+            "[[route]]\ncidr = \"2001:db8:1::/64\"\nvia = \"{via}\"\n{dev}"
+        ))
+    };
+    let error = v6_route("fe80::2", "").unwrap_err();
+    assert!(
+        matches!(error, ConfigError::LinkLocalWithoutDev { .. }),
+        "{error:?}"
+    );
+    assert_eq!(
+        error.to_string(),
+        "route 2001:db8:1::/64: next hop fe80::2 is link-local: name its interface with dev = \"...\""
+    );
+    let config = v6_route("fe80::2", "dev = \"eth1\"\n").unwrap();
+    assert_eq!(config.routes[0].dev.as_deref(), Some("eth1"));
+    assert!(v6_route("2001:db8:ff02::2", "").is_ok());
+    for dev in ["", "a/b", "a b", "sixteen-chars-xx", "..", "eth0:1"] {
+        assert!(
+            matches!(
+                v6_route("fe80::2", &format!("dev = \"{dev}\"\n")),
+                Err(ConfigError::InvalidDev { .. })
+            ),
+            "{dev:?}"
+        );
+    }
+    assert!(matches!(
+        parse("[[route]]\ncidr = \"192.0.2.0/24\"\nvia = \"169.254.0.1\"\n"),
+        Err(ConfigError::LinkLocalWithoutDev { .. })
+    ));
     assert!(matches!(
         parse("[[route]]\ncidr = \"192.0.2.0/24\"\nvia = \"198.18.0.1\"\n[[route]]\ncidr = \"192.0.2.0/24\"\nvia = \"198.18.0.2\"\n"),
         Err(ConfigError::DuplicateRoute { .. })

@@ -67,6 +67,10 @@ pub enum ConfigError {
     V4Mapped { range: String, cidr: IpNet },
     #[error("route {cidr}: next hop {via} is not of the same family")]
     RouteFamily { cidr: IpNet, via: std::net::IpAddr },
+    #[error("route {cidr}: next hop {via} is link-local: name its interface with dev = \"...\"")]
+    LinkLocalWithoutDev { cidr: IpNet, via: std::net::IpAddr },
+    #[error("route {cidr}: dev {dev:?} is not an interface name")]
+    InvalidDev { cidr: IpNet, dev: String },
     #[error("route {cidr} is listed twice")]
     DuplicateRoute { cidr: IpNet },
     #[error("range {range:?}: allow entry {entry:?} is not tcp/PORT, tcp/FIRST-LAST, udp/PORT, udp/FIRST-LAST or icmp")]
@@ -257,7 +261,38 @@ fn route(raw: RawRoute) -> Result<Route, ConfigError> {
     if cidr.addr().is_ipv4() != raw.via.is_ipv4() {
         return Err(ConfigError::RouteFamily { cidr, via: raw.via });
     }
-    Ok(Route { cidr, via: raw.via })
+    if let Some(dev) = &raw.dev {
+        let bad = dev.is_empty()
+            || dev.len() >= IFNAMSIZ
+            || dev == "."
+            || dev == ".."
+            || dev.contains(|c: char| c == '/' || c == ':' || c.is_whitespace());
+        if bad {
+            return Err(ConfigError::InvalidDev {
+                cidr,
+                dev: dev.clone(),
+            });
+        }
+    }
+    if is_link_local(raw.via) && raw.dev.is_none() {
+        return Err(ConfigError::LinkLocalWithoutDev { cidr, via: raw.via });
+    }
+    Ok(Route {
+        cidr,
+        via: raw.via,
+        dev: raw.dev,
+    })
+}
+
+/// The kernel's limit on an interface name, its NUL included.
+const IFNAMSIZ: usize = 16;
+
+/// A next hop that only means something on one link.
+fn is_link_local(via: std::net::IpAddr) -> bool {
+    match via {
+        std::net::IpAddr::V4(v4) => v4.is_link_local(),
+        std::net::IpAddr::V6(v6) => v6.is_unicast_link_local(),
+    }
 }
 
 fn router(raw: RawRouter, routes: &[Route]) -> Result<Router, ConfigError> {

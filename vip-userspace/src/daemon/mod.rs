@@ -175,6 +175,8 @@ pub struct Daemon {
     /// Why attaching again to a recreated interface failed at the last
     /// drift tick: logged when it first fails, not at every tick.
     attach_failure: Option<String>,
+    /// What the last drift repair could not put back (logged when new).
+    repair_problems: Vec<String>,
     /// An interface that decapsulates is attached at an ifindex beyond
     /// `MAP_DECAP`, which is to be made afresh.
     decap_map_too_small: bool,
@@ -317,6 +319,7 @@ impl Daemon {
                     _lock: lock,
                     interfaces_gone: Vec::new(),
                     attach_failure: None,
+                    repair_problems: Vec::new(),
                     decap_map_too_small: false,
                     moves_done: 0,
                 };

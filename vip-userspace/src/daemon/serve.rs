@@ -196,13 +196,28 @@ impl Daemon {
         Ok(())
     }
 
-    /// Puts back owned host state that changed from outside; counts it by kind.
+    /// Puts back owned host state that changed from outside; counts it by
+    /// kind. What it cannot put back is logged when it first appears, not at
+    /// every tick.
     pub async fn repair_drift(&mut self) -> Result<(), DaemonError> {
-        let repaired = repair(&self.netlink, &mut self.state, &self.files.state).await?;
-        if repaired.is_empty() {
+        let outcome = repair(&self.netlink, &mut self.state, &self.files.state).await?;
+        for problem in &outcome.problems {
+            if !self.repair_problems.contains(problem) {
+                log::error!("drift not repaired: {problem} (retried every second, logged again if it changes)");
+            }
+        }
+        for gone in self
+            .repair_problems
+            .iter()
+            .filter(|p| !outcome.problems.contains(p))
+        {
+            log::info!("drift: no longer a problem: {gone}");
+        }
+        self.repair_problems = outcome.problems;
+        if outcome.repaired.is_empty() {
             return Ok(());
         }
-        for item in repaired {
+        for item in outcome.repaired {
             *self
                 .status
                 .drift_repairs

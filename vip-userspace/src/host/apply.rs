@@ -13,7 +13,7 @@ async fn make(netlink: &Netlink, item: &Item) -> Result<(), HostError> {
     match item {
         Item::Alias { cidr, label } => netlink.add_alias(*cidr, label).await?,
         Item::LocalRoute { cidr } => netlink.add_local_route(*cidr).await?,
-        Item::Route { cidr, via } => netlink.add_route(*cidr, *via).await?,
+        Item::Route { cidr, via, dev } => netlink.add_route(*cidr, *via, dev.as_deref()).await?,
         Item::Sysctl { key, value } => sysctl::write(key, value)?,
     }
     Ok(())
@@ -23,7 +23,7 @@ async fn unmake(netlink: &Netlink, owned: &Owned) -> Result<(), HostError> {
     match &owned.item {
         Item::Alias { cidr, .. } => netlink.del_alias(*cidr).await?,
         Item::LocalRoute { cidr } => netlink.del_local_route(*cidr).await?,
-        Item::Route { cidr, via } => netlink.del_route(*cidr, *via).await?,
+        Item::Route { cidr, via, dev } => netlink.del_route(*cidr, *via, dev.as_deref()).await?,
         Item::Sysctl { key, .. } => {
             if let Some(previous) = &owned.previous {
                 sysctl::write(key, previous)?;
@@ -125,38 +125,62 @@ async fn undo(netlink: &Netlink, view: &HostView, owned: &Owned) -> Result<(), H
     Ok(())
 }
 
+/// What one drift repair did.
+#[derive(Debug, Default)]
+pub struct Repair {
+    /// Items put back.
+    pub repaired: Vec<Item>,
+    /// Items it could not put back, each with why: something else holds the
+    /// place (vip does not replace what it did not add), or making it
+    /// failed. The others were repaired all the same.
+    pub problems: Vec<String>,
+}
+
 /// Puts back every owned item that is no longer in place, and sets the
 /// sysctls that were wanted while their interface was gone once it is back
-/// (recording the values they replace); returns the items put back.
+/// (recording the values they replace).
 pub async fn repair(
     netlink: &Netlink,
     state: &mut State,
     file: &StateFile,
-) -> Result<Vec<Item>, HostError> {
+) -> Result<Repair, HostError> {
     let view = HostView::read(netlink).await?;
-    let mut repaired = Vec::new();
+    let mut outcome = Repair::default();
     for index in 0..state.owned.len() {
         let owned = &state.owned[index];
         let (status, current) = view.status(&owned.item)?;
         let deferred = owned.previous.is_none() && matches!(owned.item, Item::Sysctl { .. });
+        let item = owned.item.clone();
         match status {
             // Its interface is gone; repaired once it is back.
             Status::Absent => continue,
             Status::InPlace if !deferred => continue,
             Status::InPlace => {}
-            _ => make(netlink, &owned.item).await?,
+            Status::Conflict(reason) => {
+                outcome.problems.push(format!(
+                    "{item}: {reason}; vip does not replace what it did not add"
+                ));
+                continue;
+            }
+            Status::Missing => {
+                if let Err(e) = make(netlink, &item).await {
+                    outcome
+                        .problems
+                        .push(format!("{item}: {}", crate::errors::chain(&e)));
+                    continue;
+                }
+            }
         }
-        let item = owned.item.clone();
         if deferred {
             log::info!("applied: {item} (its interface is back)");
             state.owned[index].previous = current;
             file.save(state)?;
         } else {
             log::warn!("drift: {item} was changed from outside; repaired");
-            repaired.push(item);
+            outcome.repaired.push(item);
         }
     }
-    Ok(repaired)
+    Ok(outcome)
 }
 
 /// Reverts the owned items `wanted` no longer asks for (a reload, or a start

@@ -20,10 +20,12 @@ pub enum Item {
     LocalRoute {
         cidr: IpNet,
     },
-    /// The router's CIDR route through a next hop.
+    /// The router's CIDR route through a next hop (on interface `dev`).
     Route {
         cidr: IpNet,
         via: IpAddr,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        dev: Option<String>,
     },
     Sysctl {
         key: String,
@@ -59,7 +61,9 @@ impl Item {
             Item::LocalRoute { cidr } => {
                 format!("{} route del local {cidr} dev lo table local", ip(cidr))
             }
-            Item::Route { cidr, via } => format!("{} route del {cidr} via {via}", ip(cidr)),
+            Item::Route { cidr, via, dev } => {
+                format!("{} route del {cidr} via {via}{}", ip(cidr), on_dev(dev))
+            }
             Item::Sysctl { key, .. } => match previous {
                 Some(previous) => format!("sysctl -w {key}={previous}"),
                 None => format!("{key} (never set, nothing to restore)"),
@@ -84,10 +88,18 @@ impl fmt::Display for Item {
             Item::LocalRoute { cidr } => {
                 write!(f, "{} route add local {cidr} dev lo table local", ip(cidr))
             }
-            Item::Route { cidr, via } => write!(f, "{} route add {cidr} via {via}", ip(cidr)),
+            Item::Route { cidr, via, dev } => {
+                write!(f, "{} route add {cidr} via {via}{}", ip(cidr), on_dev(dev))
+            }
             Item::Sysctl { key, value } => write!(f, "sysctl -w {key}={value}"),
         }
     }
+}
+
+fn on_dev(dev: &Option<String>) -> String {
+    dev.as_ref()
+        .map(|d| format!(" dev {d}"))
+        .unwrap_or_default()
 }
 
 fn sysctl(key: String, value: &str) -> Item {
@@ -122,6 +134,7 @@ pub fn desired(config: &Config) -> Vec<Item> {
         items.push(Item::Route {
             cidr: route.cidr,
             via: route.via,
+            dev: route.dev.clone(),
         });
     }
     if config.arp_sysctls {

@@ -25,6 +25,8 @@ pub enum NetlinkError {
     NoLoopback,
     #[error("route {cidr}: {message}")]
     InvalidRoute { cidr: IpNet, message: String },
+    #[error("route {cidr}: its interface {dev:?} is not on this host now")]
+    NoDev { cidr: IpNet, dev: String },
 }
 
 impl crate::errors::Blame for NetlinkError {
@@ -52,6 +54,8 @@ pub struct Route {
     pub local: bool,
     pub dst: IpNet,
     pub gateway: Option<IpAddr>,
+    /// The output interface's index.
+    pub oif: Option<u32>,
 }
 
 enum Change {
@@ -151,6 +155,11 @@ impl Netlink {
         message
             .attributes
             .push(AddressAttribute::Local(IpAddr::V4(net.network())));
+        // With the address too, the kernel matches the prefix length, so
+        // the same address with another prefix (someone else's) stays.
+        message
+            .attributes
+            .push(AddressAttribute::Address(IpAddr::V4(net.network())));
         self.handle
             .address()
             .del(message)
@@ -179,15 +188,34 @@ impl Netlink {
     }
 
     /// `ip route add CIDR via VIA`.
-    pub async fn add_route(&self, cidr: IpNet, via: IpAddr) -> Result<(), NetlinkError> {
-        let message = gateway_route(cidr, via)?;
-        self.change_route(Change::Add, message, format!("route {cidr} via {via}"))
+    pub async fn add_route(
+        &self,
+        cidr: IpNet,
+        via: IpAddr,
+        dev: Option<&str>,
+    ) -> Result<(), NetlinkError> {
+        self.change_gateway_route(Change::Add, cidr, via, dev).await
+    }
+
+    pub async fn del_route(
+        &self,
+        cidr: IpNet,
+        via: IpAddr,
+        dev: Option<&str>,
+    ) -> Result<(), NetlinkError> {
+        self.change_gateway_route(Change::Delete, cidr, via, dev)
             .await
     }
 
-    pub async fn del_route(&self, cidr: IpNet, via: IpAddr) -> Result<(), NetlinkError> {
-        let message = gateway_route(cidr, via)?;
-        self.change_route(Change::Delete, message, format!("route {cidr} via {via}"))
+    async fn change_gateway_route(
+        &self,
+        change: Change,
+        cidr: IpNet,
+        via: IpAddr,
+        dev: Option<&str>,
+    ) -> Result<(), NetlinkError> {
+        let message = gateway_route(cidr, via, dev)?;
+        self.change_route(change, message, format!("route {cidr} via {via}"))
             .await
     }
 
@@ -223,16 +251,31 @@ impl Netlink {
     }
 }
 
-fn gateway_route(cidr: IpNet, via: IpAddr) -> Result<RouteMessage, NetlinkError> {
-    let mut message = RouteMessageBuilder::<IpAddr>::new()
+fn gateway_route(
+    cidr: IpNet,
+    via: IpAddr,
+    dev: Option<&str>,
+) -> Result<RouteMessage, NetlinkError> {
+    let mut builder = RouteMessageBuilder::<IpAddr>::new()
         .destination_prefix(cidr.network(), cidr.prefix_len())
         .map_err(invalid(cidr))?
         .gateway(via)
         .map_err(invalid(cidr))?
-        .table_id(TABLE_MAIN)
-        .build();
+        .table_id(TABLE_MAIN);
+    if let Some(dev) = dev {
+        builder = builder.output_interface(interface_index(cidr, dev)?);
+    }
+    let mut message = builder.build();
     message.header.protocol = netlink_packet_route::route::RouteProtocol::Boot;
     Ok(message)
+}
+
+/// The index of a route's interface `dev`.
+pub fn interface_index(cidr: IpNet, dev: &str) -> Result<u32, NetlinkError> {
+    nix::net::if_::if_nametoindex(dev).map_err(|_| NetlinkError::NoDev {
+        cidr,
+        dev: dev.to_string(),
+    })
 }
 
 /// rtnetlink does not export its route-builder error type; keep its message.
@@ -271,11 +314,16 @@ fn route_of(message: &RouteMessage) -> Option<Route> {
         RouteAttribute::Gateway(g) => ip(g),
         _ => None,
     });
+    let oif = message.attributes.iter().find_map(|a| match a {
+        RouteAttribute::Oif(index) => Some(*index),
+        _ => None,
+    });
     Some(Route {
         table,
         local: message.header.kind == RouteType::Local,
         dst: IpNet::new(dst, message.header.destination_prefix_length).ok()?,
         gateway,
+        oif,
     })
 }
 

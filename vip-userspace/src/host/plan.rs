@@ -80,16 +80,19 @@ impl HostView {
     pub fn status(&self, item: &Item) -> Result<(Status, Option<String>), SysctlError> {
         let status = match item {
             Item::Alias { cidr, .. } => {
-                let on_lo = self
+                // The same address may be on lo with other prefixes too
+                // (someone else's): this one's is what counts.
+                let on_lo: Vec<&Address> = self
                     .addresses
                     .iter()
-                    .find(|a| a.ifindex == self.loopback && a.addr == IpAddr::V4(cidr.network()));
-                match on_lo {
-                    Some(a) if a.prefix_len == cidr.prefix_len() => Status::InPlace,
-                    Some(a) => {
-                        Status::Conflict(format!("{} is on lo as /{}", a.addr, a.prefix_len))
-                    }
-                    None => Status::Missing,
+                    .filter(|a| a.ifindex == self.loopback && a.addr == IpAddr::V4(cidr.network()))
+                    .collect();
+                if on_lo.iter().any(|a| a.prefix_len == cidr.prefix_len()) {
+                    Status::InPlace
+                } else if let Some(a) = on_lo.first() {
+                    Status::Conflict(format!("{} is on lo as /{}", a.addr, a.prefix_len))
+                } else {
+                    Status::Missing
                 }
             }
             Item::LocalRoute { cidr } => {
@@ -103,13 +106,20 @@ impl HostView {
                     Status::Missing
                 }
             }
-            Item::Route { cidr, via } => {
+            Item::Route { cidr, via, dev } => {
                 let existing: Vec<&Route> = self
                     .routes
                     .iter()
                     .filter(|r| r.table == TABLE_MAIN && r.dst == *cidr)
                     .collect();
-                if existing.iter().any(|r| r.gateway == Some(*via)) {
+                // A route's interface that is gone took the route along.
+                let oif = dev
+                    .as_deref()
+                    .map(|d| nix::net::if_::if_nametoindex(d).ok());
+                let ours = |r: &&&Route| {
+                    r.gateway == Some(*via) && oif.is_none_or(|oif| oif.is_some() && r.oif == oif)
+                };
+                if existing.iter().any(|r| ours(&r)) {
                     Status::InPlace
                 } else if let Some(other) = existing.first() {
                     Status::Conflict(match other.gateway {
