@@ -271,11 +271,16 @@ fn flows_spread_over_both_servers_move_on_a_failed_check_and_come_back() {
     assert_eq!(
         stats["bgp"][0]["reason"],
         format!(
-            "health check exec:{} down",
+            "health check exec:{} down: exit status: 1",
             flags[0].with_extension("sh").display()
         )
     );
     assert_eq!(stats["bgp"][0]["health"][1]["up"], false);
+    assert_eq!(stats["bgp"][0]["health"][1]["failure"], "exit status: 1");
+    assert!(
+        stats["bgp"][0]["health"][0].get("failure").is_none(),
+        "{stats:#}"
+    );
     assert_eq!(stats["bgp"][0]["health"][0]["up"], true);
     let metrics = http::get(
         &lab.servers[0].ns,

@@ -103,6 +103,9 @@ pub struct AnnounceStatus {
 pub struct HealthStatus {
     pub check: String,
     pub up: bool,
+    /// Why its last probe failed, while it is down.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub failure: Option<String>,
     pub transitions: u64,
 }
 

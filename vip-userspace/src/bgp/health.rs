@@ -42,18 +42,20 @@ impl Counting {
     }
 }
 
-/// A check that changed state: `range`'s check number `check` is now `up`.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+/// A check that changed state: `range`'s check number `check` is now `up`,
+/// or down for the `failure` of its last probe.
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Change {
     pub range: usize,
     pub check: usize,
     pub up: bool,
+    pub failure: Option<String>,
 }
 
 /// Runs `check` every interval, sending each change of state to `changes`.
 /// Stops when the receiver is gone or the task is aborted.
 pub fn spawn(
-    range: usize,
+    (range, name): (usize, String),
     index: usize,
     check: HealthCheck,
     changes: mpsc::UnboundedSender<Change>,
@@ -64,18 +66,22 @@ pub fn spawn(
         ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             ticks.tick().await;
-            let passed = probe(&check.probe, check.timeout).await;
-            if counting.record(passed, check.rise, check.fall) {
+            let result = probe(&check.probe, check.timeout).await;
+            if counting.record(result.is_ok(), check.rise, check.fall) {
                 let up = counting.up == Some(true);
-                log::info!(
-                    "health check {} of range #{range} is {}",
-                    check.label,
-                    if up { "up" } else { "down" }
-                );
+                let failure = result.err();
+                match &failure {
+                    None => log::info!("health check {} of range {name:?} is up", check.label),
+                    Some(why) => log::warn!(
+                        "health check {} of range {name:?} is down: {why}",
+                        check.label
+                    ),
+                }
                 let change = Change {
                     range,
                     check: index,
                     up,
+                    failure,
                 };
                 if changes.send(change).is_err() {
                     return;
@@ -85,55 +91,102 @@ pub fn spawn(
     })
 }
 
-/// One probe, bounded by `limit`.
-pub async fn probe(probe: &Probe, limit: Duration) -> bool {
+/// One probe, bounded by `limit`: passed, or why not, in a few words.
+pub async fn probe(probe: &Probe, limit: Duration) -> Result<(), String> {
+    let within = |what: &str| format!("no {what} within {} ms", limit.as_millis());
     match probe {
-        Probe::Tcp(addr) => matches!(timeout(limit, TcpStream::connect(addr)).await, Ok(Ok(_))),
-        Probe::Http { addr, path } => {
-            matches!(timeout(limit, http_get(*addr, path)).await, Ok(Ok(true)))
-        }
+        Probe::Tcp(addr) => match timeout(limit, TcpStream::connect(addr)).await {
+            Ok(Ok(_)) => Ok(()),
+            Ok(Err(e)) => Err(format!("connect: {e}")),
+            Err(_) => Err(within("connection")),
+        },
+        Probe::Http { addr, path } => timeout(limit, http_get(*addr, path))
+            .await
+            .unwrap_or_else(|_| Err(within("answer"))),
         Probe::Exec(path) => exec(path, limit).await,
     }
 }
 
-async fn http_get(addr: std::net::SocketAddr, path: &str) -> Result<bool, hyper::Error> {
-    let Ok(stream) = TcpStream::connect(addr).await else {
-        return Ok(false);
-    };
+/// Passes on a 2xx answer.
+async fn http_get(addr: std::net::SocketAddr, path: &str) -> Result<(), String> {
+    let stream = TcpStream::connect(addr)
+        .await
+        .map_err(|e| format!("connect: {e}"))?;
     let (mut sender, connection) =
-        hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream)).await?;
+        hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream))
+            .await
+            .map_err(|e| format!("HTTP: {e}"))?;
     let driver = tokio::spawn(connection);
     let request = hyper::Request::get(path)
         .header(hyper::header::HOST, addr.to_string())
         .header(hyper::header::USER_AGENT, "vip-health")
         .body(Empty::<Bytes>::new());
-    let Ok(request) = request else {
-        driver.abort();
-        return Ok(false);
+    let answer = match request {
+        Ok(request) => sender
+            .send_request(request)
+            .await
+            .map_err(|e| format!("HTTP: {e}")),
+        Err(e) => Err(format!("HTTP request: {e}")),
     };
-    let answer = sender.send_request(request).await;
     driver.abort();
-    Ok(answer?.status().is_success())
+    let status = answer?.status();
+    if status.is_success() {
+        Ok(())
+    } else {
+        Err(format!("HTTP {status}"))
+    }
 }
 
 /// Runs the program with no arguments; passes on exit status 0 within `limit`
 /// (it is killed after that).
-async fn exec(path: &Path, limit: Duration) -> bool {
-    let child = tokio::process::Command::new(path)
+async fn exec(path: &Path, limit: Duration) -> Result<(), String> {
+    let mut child = tokio::process::Command::new(path)
         .stdin(std::process::Stdio::null())
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::null())
         .kill_on_drop(true)
-        .spawn();
-    let Ok(mut child) = child else {
-        return false;
-    };
-    matches!(timeout(limit, child.wait()).await, Ok(Ok(status)) if status.success())
+        .spawn()
+        .map_err(|e| format!("cannot run it: {e}"))?;
+    match timeout(limit, child.wait()).await {
+        Ok(Ok(status)) if status.success() => Ok(()),
+        Ok(Ok(status)) => Err(status.to_string()),
+        Ok(Err(e)) => Err(format!("waiting for it: {e}")),
+        Err(_) => Err(format!("no exit within {} ms; killed", limit.as_millis())),
+    }
 }
 
 #[cfg(test)]
 mod tests {
-    use super::Counting;
+    use std::{os::unix::fs::PermissionsExt, time::Duration};
+
+    use super::{probe, Counting};
+    use crate::config::Probe;
+
+    async fn exec(script: &str, limit_ms: u64) -> Result<(), String> {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("check");
+        std::fs::write(&path, format!("#!/bin/sh\n{script}\n")).unwrap();
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).unwrap();
+        probe(&Probe::Exec(path), Duration::from_millis(limit_ms)).await
+    }
+
+    #[tokio::test]
+    async fn a_failed_exec_check_says_why() {
+        assert_eq!(exec("exit 0", 2000).await, Ok(()));
+        assert_eq!(
+            exec("exit 3", 2000).await,
+            Err("exit status: 3".to_string())
+        );
+        assert_eq!(
+            exec("sleep 5", 100).await,
+            Err("no exit within 100 ms; killed".to_string())
+        );
+        let missing = Probe::Exec("/nonexistent/vip-check".into());
+        assert_eq!(
+            probe(&missing, Duration::from_secs(1)).await,
+            Err("cannot run it: No such file or directory (os error 2)".to_string())
+        );
+    }
 
     #[test]
     fn the_first_result_counts_at_once_then_rise_and_fall_apply() {

@@ -118,6 +118,8 @@ pub type SpeakerFile = RunFile<SpeakerRecord>;
 struct Check {
     label: String,
     up: Option<bool>,
+    /// Why its last probe failed, while it is down.
+    failure: Option<String>,
     transitions: u64,
 }
 
@@ -206,7 +208,7 @@ impl Announcer {
             let index = self.ranges.len();
             for (check, spec) in range.health.iter().enumerate() {
                 self.tasks.push(health::spawn(
-                    index,
+                    (index, range.name.clone()),
                     check,
                     spec.clone(),
                     self.sender.clone(),
@@ -225,6 +227,7 @@ impl Announcer {
                     .map(|c| Check {
                         label: c.label.clone(),
                         up: None,
+                        failure: None,
                         transitions: 0,
                     })
                     .collect(),
@@ -296,6 +299,7 @@ impl Announcer {
             check.transitions += 1;
         }
         check.up = Some(change.up);
+        check.failure = change.failure;
     }
 
     /// When the next drain ends, if one is under way.
@@ -312,7 +316,10 @@ impl Announcer {
                     .checks
                     .iter()
                     .find(|c| c.up != Some(true))
-                    .map(|c| format!("health check {} down", c.label))
+                    .map(|c| match &c.failure {
+                        Some(why) => format!("health check {} down: {why}", c.label),
+                        None => format!("health check {} down", c.label),
+                    })
             });
             let drain = if self.stopping {
                 Some("stopping")
@@ -434,6 +441,7 @@ impl Announcer {
                     .map(|c| HealthStatus {
                         check: c.label.clone(),
                         up: c.up == Some(true),
+                        failure: c.failure.clone(),
                         transitions: c.transitions,
                     })
                     .collect(),

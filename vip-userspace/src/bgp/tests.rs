@@ -204,6 +204,7 @@ async fn a_health_check_that_is_not_up_keeps_its_range_withdrawn() {
         range: 1,
         check: 0,
         up: true,
+        failure: None,
     });
     a.evaluate(Instant::now()).unwrap();
     assert_eq!(rec.last().len(), 2);
@@ -211,8 +212,18 @@ async fn a_health_check_that_is_not_up_keeps_its_range_withdrawn() {
         range: 1,
         check: 0,
         up: false,
+        failure: Some("connect: Connection refused (os error 111)".into()),
     });
     a.evaluate(Instant::now()).unwrap();
     assert_eq!(rec.last().len(), 1);
-    assert_eq!(a.status()[1].health[0].transitions, 1);
+    let status = &a.status()[1];
+    assert_eq!(status.health[0].transitions, 1);
+    assert_eq!(
+        status.reason,
+        "health check tcp:198.18.1.2:53 down: connect: Connection refused (os error 111)"
+    );
+    assert_eq!(
+        status.health[0].failure.as_deref(),
+        Some("connect: Connection refused (os error 111)")
+    );
 }

@@ -156,9 +156,14 @@ fn announcements(out: &mut String, bgp: &[crate::status::AnnounceStatus]) {
         for check in &range.health {
             let _ = writeln!(
                 out,
-                "  {:<38} {:>10}",
+                "  {:<38} {:>10}{}",
                 format!("health {}", check.check),
-                if check.up { "up" } else { "DOWN" }
+                if check.up { "up" } else { "DOWN" },
+                check
+                    .failure
+                    .as_ref()
+                    .map(|why| format!("  {why}"))
+                    .unwrap_or_default()
             );
         }
     }
@@ -244,11 +249,13 @@ mod tests {
                 range: "web".to_string(),
                 cidr: "192.0.2.0/24".parse().unwrap(),
                 phase: Phase::Withdrawn,
-                reason: "health check tcp:198.18.1.2:80 down".to_string(),
+                reason: "health check tcp:198.18.1.2:80 down: no connection within 500 ms"
+                    .to_string(),
                 transitions: 2,
                 health: vec![HealthStatus {
                     check: "tcp:198.18.1.2:80".to_string(),
                     up: false,
+                    failure: Some("no connection within 500 ms".to_string()),
                     transitions: 1,
                 }],
             }],
@@ -268,13 +275,16 @@ mod tests {
         assert_eq!(
             lines[at + 1],
             format!(
-                "{:<40} {:>10}  health check tcp:198.18.1.2:80 down",
+                "{:<40} {:>10}  health check tcp:198.18.1.2:80 down: no connection within 500 ms",
                 "web 192.0.2.0/24", "withdrawn"
             )
         );
         assert_eq!(
             lines[at + 2],
-            format!("  {:<38} {:>10}", "health tcp:198.18.1.2:80", "DOWN")
+            format!(
+                "  {:<38} {:>10}  no connection within 500 ms",
+                "health tcp:198.18.1.2:80", "DOWN"
+            )
         );
         assert_eq!(lines[at + 3], "BGP session with 198.18.1.1: Established");
     }
