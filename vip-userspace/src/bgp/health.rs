@@ -52,8 +52,9 @@ pub struct Change {
     pub failure: Option<String>,
 }
 
-/// Runs `check` every interval, sending each change of state to `changes`.
-/// Stops when the receiver is gone or the task is aborted.
+/// Runs `check` every interval, sending each change of state to `changes`,
+/// and a new reason while it stays down. Stops when the receiver is gone or
+/// the task is aborted.
 pub fn spawn(
     (range, name): (usize, String),
     index: usize,
@@ -62,14 +63,20 @@ pub fn spawn(
 ) -> JoinHandle<()> {
     tokio::spawn(async move {
         let mut counting = Counting::default();
+        let mut sent: Option<String> = None;
         let mut ticks = tokio::time::interval(check.interval);
         ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             ticks.tick().await;
             let result = probe(&check.probe, check.timeout).await;
-            if counting.record(result.is_ok(), check.rise, check.fall) {
-                let up = counting.up == Some(true);
-                let failure = result.err();
+            let changed = counting.record(result.is_ok(), check.rise, check.fall);
+            let up = counting.up == Some(true);
+            let failure = result.err();
+            let new_reason = !up && failure.is_some() && failure != sent;
+            if !changed && !new_reason {
+                continue;
+            }
+            if changed {
                 match &failure {
                     None => log::info!("health check {} of range {name:?} is up", check.label),
                     Some(why) => log::warn!(
@@ -77,15 +84,16 @@ pub fn spawn(
                         check.label
                     ),
                 }
-                let change = Change {
-                    range,
-                    check: index,
-                    up,
-                    failure,
-                };
-                if changes.send(change).is_err() {
-                    return;
-                }
+            }
+            sent = failure.clone();
+            let change = Change {
+                range,
+                check: index,
+                up,
+                failure,
+            };
+            if changes.send(change).is_err() {
+                return;
             }
         }
     })
@@ -186,6 +194,39 @@ mod tests {
             probe(&missing, Duration::from_secs(1)).await,
             Err("cannot run it: No such file or directory (os error 2)".to_string())
         );
+    }
+
+    /// While a check stays down, a new reason is sent (the same one is not);
+    /// passing then brings it up with none.
+    #[tokio::test]
+    async fn a_check_that_stays_down_sends_a_new_reason() {
+        let dir = tempfile::tempdir().unwrap();
+        let (path, code) = (dir.path().join("check"), dir.path().join("code"));
+        let script = format!("#!/bin/sh\nexit $(cat '{}')\n", code.display());
+        std::fs::write(&path, script).unwrap();
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).unwrap();
+        std::fs::write(&code, "3").unwrap();
+        let check = crate::config::HealthCheck {
+            label: "exec".into(),
+            probe: Probe::Exec(path),
+            interval: Duration::from_millis(20),
+            timeout: Duration::from_secs(2),
+            rise: 1,
+            fall: 1,
+        };
+        let (sender, mut changes) = tokio::sync::mpsc::unbounded_channel();
+        let task = super::spawn((0, "web".into()), 0, check, sender);
+        let mut next = async || {
+            let change = tokio::time::timeout(Duration::from_secs(5), changes.recv());
+            let change = change.await.expect("a change").unwrap();
+            (change.up, change.failure)
+        };
+        assert_eq!(next().await, (false, Some("exit status: 3".into())));
+        std::fs::write(&code, "4").unwrap();
+        assert_eq!(next().await, (false, Some("exit status: 4".into())));
+        std::fs::write(&code, "0").unwrap();
+        assert_eq!(next().await, (true, None));
+        task.abort();
     }
 
     #[test]
