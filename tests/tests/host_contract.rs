@@ -460,14 +460,23 @@ fn drift_it_cannot_repair_is_logged_once_and_the_rest_still_repaired() {
     let log = daemon.log();
     assert_eq!(log.matches("ERROR").count(), 1, "{log}");
     assert_eq!(log.matches("drift not repaired").count(), 1, "{log}");
-    assert_eq!(
-        daemon.stats_json()["drift_repairs"],
-        serde_json::json!({"sysctl": 1})
+    let problem = "ip route add 203.0.113.0/24 via 198.18.2.1: 203.0.113.0/24 is already routed via 198.18.2.3; vip does not replace what it did not add";
+    let stats = daemon.stats_json();
+    assert_eq!(stats["drift_repairs"], serde_json::json!({"sysctl": 1}));
+    assert_eq!(stats["drift_unrepaired"], serde_json::json!([problem]));
+    let text = instance.vip_ok(&lab.server, &["stats"]);
+    assert!(
+        text.contains(&format!("drift NOT repaired: {problem}")),
+        "{text}"
     );
 
     lab.server
         .ip(&["route", "replace", "203.0.113.0/24", "via", "198.18.2.1"]);
     daemon.wait_logged("drift: no longer a problem: ip route add 203.0.113.0/24 via 198.18.2.1");
+    assert_eq!(
+        daemon.stats_json()["drift_unrepaired"],
+        serde_json::json!([])
+    );
     let log = daemon.stop();
     assert_eq!(log.matches("ERROR").count(), 1, "{log}");
     let on_lo = lab.server.ip_output(&["addr", "show", "dev", "lo"]);

@@ -187,6 +187,8 @@ fn metrics_and_stats_json_show_the_same_figures() {
         value("vip_drift_repairs_total", &[("kind", "local_route")]),
         n(&stats["drift_repairs"]["local_route"])
     );
+    assert_eq!(stats["drift_unrepaired"], serde_json::json!([]));
+    assert_eq!(value("vip_drift_unrepaired", &[]), 0.0);
     let datapath = &stats["datapath"];
     let build = datapath["build"].as_str().unwrap();
     assert_ne!(build, "unknown", "cargo xtask build records the build");

@@ -15,6 +15,10 @@ pub struct Status {
     pub steer: Vec<SteerStatus>,
     /// Host state put back after it changed from outside, by item kind.
     pub drift_repairs: BTreeMap<String, u64>,
+    /// Owned host state the last drift repair could not put back, each with
+    /// why (this daemon's only: a start clears it).
+    #[serde(default)]
+    pub drift_unrepaired: Vec<String>,
     /// Each announced range's phase and health checks (empty without `[bgp]`).
     #[serde(default)]
     pub bgp: Vec<AnnounceStatus>,

@@ -175,8 +175,6 @@ pub struct Daemon {
     /// Why attaching again to a recreated interface failed at the last
     /// drift tick: logged when it first fails, not at every tick.
     attach_failure: Option<String>,
-    /// What the last drift repair could not put back (logged when new).
-    repair_problems: Vec<String>,
     /// An interface that decapsulates is attached at an ifindex beyond
     /// `MAP_DECAP`, which is to be made afresh.
     decap_map_too_small: bool,
@@ -250,6 +248,8 @@ impl Daemon {
         let mut status = files.status.load()?.unwrap_or_default();
         // Says to `vip reload` that this daemon records its reloads.
         status.reloads.get_or_insert_default();
+        // Seen afresh, and logged again, by this daemon's drift repair.
+        status.drift_unrepaired.clear();
         if let Some(pid) = state.live_daemon().filter(|&p| p != std::process::id()) {
             return Err(DaemonError::AlreadyRunning {
                 pid,
@@ -319,7 +319,6 @@ impl Daemon {
                     _lock: lock,
                     interfaces_gone: Vec::new(),
                     attach_failure: None,
-                    repair_problems: Vec::new(),
                     decap_map_too_small: false,
                     moves_done: 0,
                 };

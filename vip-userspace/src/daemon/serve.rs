@@ -197,34 +197,31 @@ impl Daemon {
     }
 
     /// Puts back owned host state that changed from outside; counts it by
-    /// kind. What it cannot put back is logged when it first appears, not at
-    /// every tick.
+    /// kind. What it cannot put back is in the status and logged when it
+    /// first appears, not at every tick.
     pub async fn repair_drift(&mut self) -> Result<(), DaemonError> {
         let outcome = repair(&self.netlink, &mut self.state, &self.files.state).await?;
-        for problem in &outcome.problems {
-            if !self.repair_problems.contains(problem) {
-                log::error!("drift not repaired: {problem} (retried every second, logged again if it changes)");
-            }
+        let before = &self.status.drift_unrepaired;
+        for problem in outcome.problems.iter().filter(|p| !before.contains(p)) {
+            log::error!(
+                "drift not repaired: {problem} (retried every second, logged again if it changes)"
+            );
         }
-        for gone in self
-            .repair_problems
-            .iter()
-            .filter(|p| !outcome.problems.contains(p))
-        {
+        for gone in before.iter().filter(|p| !outcome.problems.contains(p)) {
             log::info!("drift: no longer a problem: {gone}");
         }
-        self.repair_problems = outcome.problems;
-        if outcome.repaired.is_empty() {
-            return Ok(());
-        }
-        for item in outcome.repaired {
+        let problems_changed = outcome.problems != *before;
+        self.status.drift_unrepaired = outcome.problems;
+        for item in &outcome.repaired {
             *self
                 .status
                 .drift_repairs
                 .entry(item.kind().to_string())
                 .or_default() += 1;
         }
-        self.files.status.save(&self.status)?;
+        if problems_changed || !outcome.repaired.is_empty() {
+            self.files.status.save(&self.status)?;
+        }
         Ok(())
     }
 

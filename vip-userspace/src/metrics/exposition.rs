@@ -450,6 +450,12 @@ impl Collector for Snapshot {
                 .iter()
                 .map(|(kind, count)| (vec![("kind", kind.clone())], *count)),
         )?;
+        gauges(
+            &mut encoder,
+            "vip_drift_unrepaired",
+            "Owned host state that the drift repair cannot put back now (vip stats says what and why).",
+            [(vec![], report.drift_unrepaired.len() as i64)],
+        )?;
         info(
             &mut encoder,
             "vip_attach_info",

@@ -25,6 +25,9 @@ pub struct Report {
     /// Host state put back by `vip run` after it changed from outside, by kind.
     #[serde(default)]
     pub drift_repairs: std::collections::BTreeMap<String, u64>,
+    /// Owned host state `vip run` could not put back, each with why.
+    #[serde(default)]
+    pub drift_unrepaired: Vec<String>,
     /// Steer targets, whether each is up, and the lookups steered to it.
     #[serde(default)]
     pub steer: Vec<SteerReport>,

@@ -59,6 +59,7 @@ pub fn collect(maps: &Maps, run_dir: &Path) -> Result<Report, StatsError> {
     let mut report = read(maps)?;
     if let Some(status) = StatusFile::in_dir(run_dir).load()? {
         report.drift_repairs = status.drift_repairs;
+        report.drift_unrepaired = status.drift_unrepaired;
         report.steer = steering(maps, &status.steer)?;
         report.bgp = status.bgp;
         report.bgp_sessions = status.bgp_sessions;
@@ -141,6 +142,7 @@ pub fn read(source: &Maps) -> Result<Report, StatsError> {
         datapath: super::datapath(source, &attachments),
         attachments,
         drift_repairs: Default::default(),
+        drift_unrepaired: Vec::new(),
         steer: Vec::new(),
         bgp: Vec::new(),
         bgp_sessions: Vec::new(),

@@ -44,6 +44,9 @@ pub fn table(report: &Report) -> String {
     for (kind, count) in &report.drift_repairs {
         let _ = writeln!(out, "drift repaired: {kind} x{count}");
     }
+    for problem in &report.drift_unrepaired {
+        let _ = writeln!(out, "drift NOT repaired: {problem}");
+    }
     let table = &report.sparse_table;
     let _ = writeln!(
         out,
