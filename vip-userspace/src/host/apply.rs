@@ -83,7 +83,7 @@ async fn undo_since(netlink: &Netlink, state: &mut State, before: Vec<Owned>) {
         .collect();
     for owned in made.iter().rev() {
         // Recorded as wanted while its interface was gone: nothing was made.
-        if owned.previous.is_none() && matches!(owned.item, Item::Sysctl { .. }) {
+        if owned.is_waiting() {
             continue;
         }
         if let Err(e) = unmake(netlink, owned).await {
@@ -149,7 +149,7 @@ pub async fn repair(
     for index in 0..state.owned.len() {
         let owned = &state.owned[index];
         let (status, current) = view.status(&owned.item)?;
-        let deferred = owned.previous.is_none() && matches!(owned.item, Item::Sysctl { .. });
+        let deferred = owned.is_waiting();
         let item = owned.item.clone();
         match status {
             // Its interface is gone; repaired once it is back.

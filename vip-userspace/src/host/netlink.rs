@@ -271,7 +271,7 @@ fn gateway_route(
 }
 
 /// The index of a route's interface `dev`.
-pub fn interface_index(cidr: IpNet, dev: &str) -> Result<u32, NetlinkError> {
+fn interface_index(cidr: IpNet, dev: &str) -> Result<u32, NetlinkError> {
     nix::net::if_::if_nametoindex(dev).map_err(|_| NetlinkError::NoDev {
         cidr,
         dev: dev.to_string(),

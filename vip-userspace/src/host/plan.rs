@@ -116,10 +116,10 @@ impl HostView {
                 let oif = dev
                     .as_deref()
                     .map(|d| nix::net::if_::if_nametoindex(d).ok());
-                let ours = |r: &&&Route| {
+                let ours = existing.iter().any(|r| {
                     r.gateway == Some(*via) && oif.is_none_or(|oif| oif.is_some() && r.oif == oif)
-                };
-                if existing.iter().any(|r| ours(&r)) {
+                });
+                if ours {
                     Status::InPlace
                 } else if let Some(other) = existing.first() {
                     Status::Conflict(match other.gateway {

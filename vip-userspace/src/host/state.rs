@@ -14,6 +14,13 @@ pub struct Owned {
     pub previous: Option<String>,
 }
 
+impl Owned {
+    /// A sysctl recorded while its interface was gone: wanted, not set yet.
+    pub fn is_waiting(&self) -> bool {
+        self.previous.is_none() && matches!(self.item, Item::Sysctl { .. })
+    }
+}
+
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct State {
     /// The `vip run` that owns this state, if one is running.
@@ -38,11 +45,10 @@ impl State {
     /// Records `item` as made, replacing `previous`. A sysctl recorded while
     /// its interface was gone takes the value it replaced now.
     pub fn record(&mut self, item: Item, previous: Option<String>) {
-        let waiting = self.owned.iter_mut().find(|o| {
-            o.previous.is_none()
-                && matches!(o.item, Item::Sysctl { .. })
-                && o.item.same_target(&item)
-        });
+        let waiting = self
+            .owned
+            .iter_mut()
+            .find(|o| o.is_waiting() && o.item.same_target(&item));
         match waiting {
             Some(owned) => {
                 owned.item = item;
