@@ -132,6 +132,7 @@ fn grafana_dashboard_is_json_with_rate_drop_attach_sparse_table_and_anycast_pane
         "vip_announced",
         "vip_health_up",
         "vip_announce_transitions_total",
+        "vip_drift_unrepaired",
     ] {
         assert!(
             exprs.iter().any(|e| e.contains(wanted)),
