@@ -101,18 +101,22 @@ pub fn spawn(
 
 /// One probe, bounded by `limit`: passed, or why not, in a few words.
 pub async fn probe(probe: &Probe, limit: Duration) -> Result<(), String> {
-    let within = |what: &str| format!("no {what} within {} ms", limit.as_millis());
     match probe {
         Probe::Tcp(addr) => match timeout(limit, TcpStream::connect(addr)).await {
             Ok(Ok(_)) => Ok(()),
             Ok(Err(e)) => Err(format!("connect: {e}")),
-            Err(_) => Err(within("connection")),
+            Err(_) => Err(none_within("connection", limit)),
         },
         Probe::Http { addr, path } => timeout(limit, http_get(*addr, path))
             .await
-            .unwrap_or_else(|_| Err(within("answer"))),
+            .unwrap_or_else(|_| Err(none_within("answer", limit))),
         Probe::Exec(path) => exec(path, limit).await,
     }
+}
+
+/// A probe's failure at its time limit.
+fn none_within(what: &str, limit: Duration) -> String {
+    format!("no {what} within {} ms", limit.as_millis())
 }
 
 /// Passes on a 2xx answer.
@@ -159,7 +163,7 @@ async fn exec(path: &Path, limit: Duration) -> Result<(), String> {
         Ok(Ok(status)) if status.success() => Ok(()),
         Ok(Ok(status)) => Err(status.to_string()),
         Ok(Err(e)) => Err(format!("waiting for it: {e}")),
-        Err(_) => Err(format!("no exit within {} ms; killed", limit.as_millis())),
+        Err(_) => Err(format!("{}; killed", none_within("exit", limit))),
     }
 }
 
@@ -170,12 +174,17 @@ mod tests {
     use super::{probe, Counting};
     use crate::config::Probe;
 
-    async fn exec(script: &str, limit_ms: u64) -> Result<(), String> {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("check");
-        std::fs::write(&path, format!("#!/bin/sh\n{script}\n")).unwrap();
+    /// An exec check in `dir` that runs `body` in sh.
+    fn script(dir: &std::path::Path, body: &str) -> Probe {
+        let path = dir.join("check");
+        std::fs::write(&path, format!("#!/bin/sh\n{body}\n")).unwrap();
         std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).unwrap();
-        probe(&Probe::Exec(path), Duration::from_millis(limit_ms)).await
+        Probe::Exec(path)
+    }
+
+    async fn exec(body: &str, limit_ms: u64) -> Result<(), String> {
+        let dir = tempfile::tempdir().unwrap();
+        probe(&script(dir.path(), body), Duration::from_millis(limit_ms)).await
     }
 
     #[tokio::test]
@@ -201,14 +210,11 @@ mod tests {
     #[tokio::test]
     async fn a_check_that_stays_down_sends_a_new_reason() {
         let dir = tempfile::tempdir().unwrap();
-        let (path, code) = (dir.path().join("check"), dir.path().join("code"));
-        let script = format!("#!/bin/sh\nexit $(cat '{}')\n", code.display());
-        std::fs::write(&path, script).unwrap();
-        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).unwrap();
+        let code = dir.path().join("code");
         std::fs::write(&code, "3").unwrap();
         let check = crate::config::HealthCheck {
             label: "exec".into(),
-            probe: Probe::Exec(path),
+            probe: script(dir.path(), &format!("exit $(cat '{}')", code.display())),
             interval: Duration::from_millis(20),
             timeout: Duration::from_secs(2),
             rise: 1,

@@ -149,17 +149,22 @@ pub fn recorded_interfaces(dir: &Path) -> Vec<String> {
     if !pin::is_complete(dir) {
         return Vec::new();
     }
-    let Ok(metas) = pin::open(dir, MAP_ATTACH_META) else {
-        return Vec::new();
+    recorded_metas(dir)
+        .map(|metas| metas.iter().map(super::interface_name).collect())
+        .unwrap_or_default()
+}
+
+/// The attachments recorded in the pinned `MAP_ATTACH_META` of `dir`, in
+/// order.
+fn recorded_metas(dir: &Path) -> Result<Vec<AttachMeta>, AdoptError> {
+    let map_error = |source| DatapathError::Map {
+        map: MAP_ATTACH_META,
+        source,
     };
-    let Ok(metas) = Array::<_, AttachMeta>::try_from(&metas) else {
-        return Vec::new();
-    };
-    metas
-        .iter()
-        .filter_map(Result::ok)
-        .map(|meta| super::interface_name(&meta))
-        .collect()
+    let metas = pin::open(dir, MAP_ATTACH_META)?;
+    let metas: Array<_, AttachMeta> = (&metas).try_into().map_err(map_error)?;
+    let metas: Result<Vec<AttachMeta>, _> = metas.iter().collect();
+    Ok(metas.map_err(map_error)?)
 }
 
 /// Whether the datapath pinned in `pins` is attached otherwise than
@@ -224,21 +229,12 @@ fn upgrade_pinned(
 /// is, vip's TC attachments are bpf_links, pinned like XDP ones. One on a
 /// configured interface that is gone waits for it (see `Reattach::waiting`).
 fn reattach(pins: &PinDir, config: &Config) -> Result<Reattach, AdoptError> {
-    let metas = pin::open(pins.path(), MAP_ATTACH_META)?;
-    let metas: Array<_, AttachMeta> = (&metas).try_into().map_err(|source| DatapathError::Map {
-        map: MAP_ATTACH_META,
-        source,
-    })?;
     let configured = |interface: &str| config.interfaces.iter().any(|c| c == interface);
     let allowed = AttachMode::candidates(config.xdp_mode);
     let (mut kept, mut waiting, mut replaced, mut dropped) =
         (Vec::new(), Vec::new(), Vec::new(), Vec::new());
     let mut recorded = Vec::new();
-    for meta in metas.iter() {
-        let meta = meta.map_err(|source| DatapathError::Map {
-            map: MAP_ATTACH_META,
-            source,
-        })?;
+    for meta in recorded_metas(pins.path())? {
         let interface = super::interface_name(&meta);
         let pin_name = pin::link_name(&interface);
         let Some(mode) = AttachMode::from_meta(meta.mode) else {

@@ -29,30 +29,26 @@ pub fn conf_key(family: &str, scope: &str, leaf: &str) -> String {
 
 /// The interface whose own sysctl `key` is (not `all` or `default`).
 pub fn interface_of(key: &str) -> Option<&str> {
-    let scope = if key.contains('/') {
-        let mut parts = key.split('/');
-        match (parts.next(), parts.next(), parts.next(), parts.next()) {
-            (Some("net"), Some("ipv4" | "ipv6"), Some("conf"), Some(scope)) => scope,
-            _ => return None,
+    match parts(key).as_slice() {
+        ["net", "ipv4" | "ipv6", "conf", scope, _] if !["all", "default"].contains(scope) => {
+            Some(scope)
         }
-    } else {
-        let rest = ["net.ipv4.conf.", "net.ipv6.conf."]
-            .iter()
-            .find_map(|prefix| key.strip_prefix(prefix))?;
-        rest.rsplit_once('.')?.0
-    };
-    (scope != "all" && scope != "default").then_some(scope)
+        _ => None,
+    }
+}
+
+/// The parts of `key`: split at slashes if it has any (an interface name
+/// with dots), else at dots.
+fn parts(key: &str) -> Vec<&str> {
+    key.split(if key.contains('/') { '/' } else { '.' })
+        .collect()
 }
 
 /// The file of `key` under /proc/sys. Only a `net` key whose parts are
 /// names has one: a key read back from a hand-edited state file cannot
 /// point elsewhere (`..`, an empty part).
 fn path(key: &str) -> Result<PathBuf, SysctlError> {
-    let parts: Vec<&str> = if key.contains('/') {
-        key.split('/').collect()
-    } else {
-        key.split('.').collect()
-    };
+    let parts = parts(key);
     let named = parts
         .iter()
         .all(|p| !p.is_empty() && *p != "." && *p != "..");
