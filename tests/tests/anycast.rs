@@ -406,12 +406,24 @@ fn an_ipv6_range_is_announced_over_ipv6_sessions_spread_and_drained_alone() {
     }
     let lab = AnycastLab::new("any6");
     let servers = Servers::new(&lab);
-    let _daemons = servers.start_with(&lab, |i| lab.server_config_v6(i, &servers.flags[i], 1));
+    // A /128 inside the /64, announced on its own: the /64's AnyIP route
+    // makes it local, it installs none of its own.
+    const HOST6: &str = "2001:db8:1::53/128";
+    let _daemons = servers.start_with(&lab, |i| {
+        format!(
+            "{}[[range]]\nname = \"host6\"\ncidr = \"{HOST6}\"\naccept = \"route\"\nannounce = true\n",
+            lab.server_config_v6(i, &servers.flags[i], 1)
+        )
+    });
     let start = Instant::now();
-    while lab.next_hops_of(RANGE_V6).len() != 2 || lab.next_hops() != BOTH {
+    while lab.next_hops_of(RANGE_V6).len() != 2
+        || lab.next_hops() != BOTH
+        || lab.next_hops_of(HOST6).len() != 2
+    {
         assert!(
             start.elapsed() < Duration::from_secs(30),
-            "router next hops {:?} and {:?}\n{}\n{}",
+            "router next hops {:?}, {:?} and {:?}\n{}\n{}",
+            lab.next_hops_of(HOST6),
             lab.next_hops_of(RANGE_V6),
             lab.next_hops(),
             lab.vtysh("show bgp summary"),
@@ -426,6 +438,11 @@ fn an_ipv6_range_is_announced_over_ipv6_sessions_spread_and_drained_alone() {
         assert_eq!(sessions.len(), 2, "{stats}");
         assert_eq!(sessions[1]["neighbor"], lab.servers[i].router_addr_v6);
         assert_eq!(stats["bgp"][1]["phase"], "announced");
+        assert_eq!(stats["bgp"][2]["phase"], "announced");
+        let local = lab.servers[i]
+            .ns
+            .ip_output(&["-6", "route", "show", "table", "local"]);
+        assert!(!local.contains("2001:db8:1::53"), "{local}");
     }
 
     let vips6: Vec<String> = (1..=20).map(|n| format!("2001:db8:1::{n:x}")).collect();
@@ -439,6 +456,11 @@ fn an_ipv6_range_is_announced_over_ipv6_sessions_spread_and_drained_alone() {
         lab.next_hops_of(RANGE_V6).len() == 1
     });
     assert_eq!(lab.next_hops(), BOTH);
+    assert_eq!(
+        lab.next_hops_of(HOST6).len(),
+        2,
+        "the /128 inside stays announced by both"
+    );
     let before = counts(1);
     let sent = round_to(&lab, 4, vips6);
     assert_eq!(sent.lost, 0);

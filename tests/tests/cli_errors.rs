@@ -49,12 +49,21 @@ fn cases() -> Vec<(&'static str, Option<String>, &'static str)> {
             "range \"web\" is defined twice",
         ),
         (
-            "overlapping ranges",
+            "two ranges with one CIDR",
             Some(with_iface(&format!(
                 "{GOOD_RANGE}{}",
-                range("half", "192.0.2.128/25")
+                range("again", "192.0.2.0/24")
             ))),
-            "ranges \"web\" (192.0.2.0/24) and \"half\" (192.0.2.128/25) overlap",
+            "ranges \"web\" and \"again\" have the same CIDR 192.0.2.0/24",
+        ),
+        (
+            "a sparse IPv6 range inside another",
+            Some(with_iface(&format!(
+                "{}{}",
+                range("v6", "2001:db8:1::/64"),
+                range("inner", "2001:db8:1::/96")
+            ))),
+            "range \"inner\" (2001:db8:1::/96) lies in range \"v6\" (2001:db8:1::/64): an IPv6 range inside another must count per VIP densely",
         ),
         (
             "unknown interface",

@@ -74,6 +74,68 @@ cidr = "2001:db8:8::/120"
 vips = ["2001:db8:8::5"]
 "#;
 
+/// Ranges inside ranges, in a datapath of their own (so that the other tables'
+/// /24s keep their direct entries). The most specific range judges and counts.
+const NESTED_CONFIG: &str = r#"
+interfaces = ["lo"]
+sparse_vip_capacity = 64
+
+# Inner ranges may come before their outer ones.
+[[range]]
+name = "admin"
+cidr = "192.0.2.53/32"
+allow = ["tcp/22"]
+
+[[range]]
+name = "web"
+cidr = "192.0.2.0/24"
+allow = ["tcp/80"]
+
+[[range]]
+name = "quarter"
+cidr = "192.0.2.64/26"
+
+[[range]]
+name = "pair"
+cidr = "192.0.2.70/31"
+allow = ["udp/9"]
+
+# The link range as a sparse range (wider than /16) with a dense /24 inside:
+# the inner range takes the /24's direct entry. Nothing is sent anywhere:
+# BPF_PROG_TEST_RUN only.
+[[range]]
+name = "wide_in"
+cidr = "198.18.7.0/24"
+
+[[range]]
+name = "wide"
+cidr = "198.18.0.0/15"
+allow = ["tcp/80"]
+
+[[range]]
+name = "v6"
+cidr = "2001:db8:1::/64"
+allow = ["tcp/80"]
+
+[[range]]
+name = "v6host"
+cidr = "2001:db8:1::53/128"
+allow = ["udp/53"]
+
+[[range]]
+name = "v6block"
+cidr = "2001:db8:1::1:0/112"
+
+[[range]]
+name = "d6"
+cidr = "2001:db8:2::/112"
+allow = ["tcp/80"]
+
+[[range]]
+name = "d6in"
+cidr = "2001:db8:2::10/124"
+"#;
+
 fn v4(a: u8, b: u8, c: u8, d: u8) -> IpAddr {
     IpAddr::V4(Ipv4Addr::new(a, b, c, d))
 }
@@ -705,6 +767,140 @@ fn v6_dense_cases() -> Vec<Case> {
     ]
 }
 
+fn nesting_cases() -> Vec<Case> {
+    use Expect::*;
+    let web = |d| v4(192, 0, 2, d);
+    vec![
+        case(
+            "the outer /24, its list",
+            tcp(web(10), 80),
+            Accept("web", web(10)),
+        ),
+        case(
+            "the outer /24, off its list",
+            tcp(web(10), 22),
+            Drop("web", web(10)),
+        ),
+        case(
+            "a /32 inside, its own list",
+            tcp(web(53), 22),
+            Accept("admin", web(53)),
+        ),
+        case(
+            "a /32 inside, the outer's port is not on its list",
+            tcp(web(53), 80),
+            Drop("admin", web(53)),
+        ),
+        case("beside the /32", tcp(web(54), 80), Accept("web", web(54))),
+        case(
+            "a /26 inside, first",
+            udp(web(64), 9),
+            Accept("quarter", web(64)),
+        ),
+        case(
+            "a /26 inside, last",
+            udp(web(127), 9),
+            Accept("quarter", web(127)),
+        ),
+        case("just below the /26", udp(web(63), 9), Drop("web", web(63))),
+        case(
+            "just above the /26",
+            tcp(web(128), 80),
+            Accept("web", web(128)),
+        ),
+        case(
+            "a /31 inside the /26",
+            udp(web(71), 9),
+            Accept("pair", web(71)),
+        ),
+        case(
+            "a /31 inside the /26, off its list",
+            udp(web(70), 10),
+            Drop("pair", web(70)),
+        ),
+        case(
+            "beside the /31, in the /26",
+            udp(web(72), 10),
+            Accept("quarter", web(72)),
+        ),
+        case(
+            "a dense /24 inside a sparse /15",
+            udp(v4(198, 18, 7, 255), 9),
+            Accept("wide_in", v4(198, 18, 7, 255)),
+        ),
+        case(
+            "the /15 above it",
+            udp(v4(198, 18, 8, 0), 9),
+            Drop("wide", v4(198, 18, 8, 0)),
+        ),
+        case(
+            "the /15 below it",
+            tcp(v4(198, 18, 6, 255), 80),
+            Accept("wide", v4(198, 18, 6, 255)),
+        ),
+        case(
+            "the /15's other /16",
+            tcp(v4(198, 19, 7, 1), 80),
+            Accept("wide", v4(198, 19, 7, 1)),
+        ),
+        case(
+            "a sparse /64",
+            tcp(v6("2001:db8:1::99"), 80),
+            Accept("v6", v6("2001:db8:1::99")),
+        ),
+        case(
+            "a sparse /64, off its list",
+            udp(v6("2001:db8:1::99"), 53),
+            Drop("v6", v6("2001:db8:1::99")),
+        ),
+        case(
+            "a /128 inside the /64",
+            udp(v6("2001:db8:1::53"), 53),
+            Accept("v6host", v6("2001:db8:1::53")),
+        ),
+        case(
+            "a /128 inside the /64, the outer's port",
+            tcp(v6("2001:db8:1::53"), 80),
+            Drop("v6host", v6("2001:db8:1::53")),
+        ),
+        case(
+            "beside the /128, in its /112 block",
+            tcp(v6("2001:db8:1::52"), 80),
+            Accept("v6", v6("2001:db8:1::52")),
+        ),
+        case(
+            "a whole /112 inside the /64",
+            udp(v6("2001:db8:1::1:ffff"), 9),
+            Accept("v6block", v6("2001:db8:1::1:ffff")),
+        ),
+        case(
+            "the /64 past the /112",
+            udp(v6("2001:db8:1::2:0"), 9),
+            Drop("v6", v6("2001:db8:1::2:0")),
+        ),
+        case(
+            "a dense /112",
+            tcp(v6("2001:db8:2::5"), 80),
+            Accept("d6", v6("2001:db8:2::5")),
+        ),
+        case(
+            "a dense /112, off its list",
+            udp(v6("2001:db8:2::5"), 9),
+            Drop("d6", v6("2001:db8:2::5")),
+        ),
+        case(
+            "a /124 inside the dense /112",
+            udp(v6("2001:db8:2::1f"), 9),
+            Accept("d6in", v6("2001:db8:2::1f")),
+        ),
+        case(
+            "the /112 just past the /124",
+            udp(v6("2001:db8:2::20"), 9),
+            Drop("d6", v6("2001:db8:2::20")),
+        ),
+    ]
+}
+
 fn expected(case: &Case) -> (Verdict, Deltas) {
     let bytes = case.frame.len() as u64;
     let mut deltas = Deltas {
@@ -756,8 +952,8 @@ fn maybe_refused_by_tc_test_run(case: &Case) -> bool {
     matches!(case.name, "truncated IPv4 header" | "truncated IPv6 header")
 }
 
-fn run_table(program: Program, cases: Vec<Case>) {
-    let mut datapath = fixture::load(CONFIG);
+fn run_table(config: &str, program: Program, cases: Vec<Case>) {
+    let mut datapath = fixture::load(config);
     let mut failures = Vec::new();
     for case in &cases {
         let (verdict, deltas) = if program == Program::Tc && maybe_refused_by_tc_test_run(case) {
@@ -794,21 +990,21 @@ fn run_table(program: Program, cases: Vec<Case>) {
 }
 
 macro_rules! table_tests {
-    ($($name:ident: $cases:ident,)*) => {$(
+    ($($name:ident: $cases:ident on $config:ident,)*) => {$(
         mod $name {
             use super::*;
 
             #[test]
             fn xdp() {
                 if require_root(concat!(stringify!($name), "::xdp")) {
-                    run_table(Program::Xdp, $cases());
+                    run_table($config, Program::Xdp, $cases());
                 }
             }
 
             #[test]
             fn tc() {
                 if require_root(concat!(stringify!($name), "::tc")) {
-                    run_table(Program::Tc, $cases());
+                    run_table($config, Program::Tc, $cases());
                 }
             }
         }
@@ -816,11 +1012,12 @@ macro_rules! table_tests {
 }
 
 table_tests! {
-    parsing: parsing_cases,
-    policy: policy_cases,
-    fragments_and_extensions: fragment_and_extension_cases,
-    truncation: truncation_cases,
-    v6_dense: v6_dense_cases,
+    parsing: parsing_cases on CONFIG,
+    policy: policy_cases on CONFIG,
+    fragments_and_extensions: fragment_and_extension_cases on CONFIG,
+    truncation: truncation_cases on CONFIG,
+    v6_dense: v6_dense_cases on CONFIG,
+    nesting: nesting_cases on NESTED_CONFIG,
 }
 
 /// Checks that `MAP_V6_BLOCKS` holds `layout`'s entries; returns how many.

@@ -10,7 +10,7 @@ use std::{
 };
 
 use vip_tests::{
-    daemon::{Daemon, Instance},
+    daemon::{vip_verdicts, Daemon, Instance},
     netns::Netns,
     root::require_root,
     seed::{tcp_connect, udp_echoes, DirectLab, Services, DIRECT_SERVER_IF, TCP_PORT, UDP_PORT},
@@ -38,9 +38,9 @@ fn config(mode: &str) -> String {
 
 /// A denied TCP connect: true if nothing at all came back (a RST would give
 /// "connection refused" at once).
-fn tcp_unanswered(client: &Netns, vip: IpAddr) -> bool {
+fn tcp_unanswered(client: &Netns, vip: IpAddr, port: u16) -> bool {
     client.run_in(move || {
-        let error = TcpStream::connect_timeout(&SocketAddr::new(vip, DENIED_TCP), DENIED_WAIT)
+        let error = TcpStream::connect_timeout(&SocketAddr::new(vip, port), DENIED_WAIT)
             .expect_err("a denied port must not connect");
         error.kind() == ErrorKind::TimedOut
     })
@@ -98,7 +98,7 @@ fn allowed_and_denied(mode: &str) {
         let denied = i as u64 + 1;
         for _ in 0..denied {
             assert!(
-                tcp_unanswered(&lab.client, vip),
+                tcp_unanswered(&lab.client, vip, DENIED_TCP),
                 "{mode}: denied TCP to {vip} was answered"
             );
             assert!(
@@ -144,4 +144,132 @@ fn allow_list_tc() {
     if require_root("allow_list_tc") {
         allowed_and_denied("tc");
     }
+}
+
+/// A range's VIP rows: (address, accepted packets, dropped packets).
+type VipVerdicts = Vec<(IpAddr, u64, u64)>;
+
+/// (range, its VIPs' (address, accepted, dropped)) from `vip stats`, polled
+/// until it equals `want` or 5 s have passed.
+fn verdicts_by_range(daemon: &Daemon, want: &[(&str, VipVerdicts)]) -> Vec<(String, VipVerdicts)> {
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let stats = daemon.stats_json();
+        let seen: Vec<(String, VipVerdicts)> = want
+            .iter()
+            .map(|(name, _)| {
+                let range = stats["ranges"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .find(|r| r["name"] == *name)
+                    .unwrap_or_else(|| panic!("no range {name} in {stats}"));
+                let mut vips = vip_verdicts(range);
+                vips.sort();
+                (name.to_string(), vips)
+            })
+            .collect();
+        let matches = seen
+            .iter()
+            .zip(want)
+            .all(|((_, got), (_, want))| got == want);
+        if matches || Instant::now() > deadline {
+            return seen;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// Ranges inside ranges on real traffic: a /32 inside the /24 is judged by its
+/// own list (the /24's port is denied to it) and counted in its own range; it
+/// installs no alias of its own, the /24's makes it local. Reloads that add it
+/// and remove it move its VIP between the /24 and the /32 at once, and a /24
+/// added around vip's own alias of the same network address replaces it.
+#[test]
+fn a_range_inside_another_has_its_own_list_and_counters() {
+    if !require_root("a_range_inside_another_has_its_own_list_and_counters") {
+        return;
+    }
+    let lab = DirectLab::new("polnest");
+    let _services = Services::start(&lab.server);
+    let instance = Instance::new("nested");
+    let outer = format!(
+        "interfaces = [\"{DIRECT_SERVER_IF}\"]\nxdp_mode = \"native\"\n[[range]]\nname = \"web\"\n\
+         cidr = \"192.0.2.0/24\"\naccept = \"alias\"\nallow = [\"tcp/{TCP_PORT}\"]\n"
+    );
+    let nested = format!(
+        "{outer}[[range]]\nname = \"admin\"\ncidr = \"192.0.2.53/32\"\naccept = \"alias\"\n\
+         allow = [\"udp/{UDP_PORT}\"]\n"
+    );
+    // First a /26 at the /24's network address: the /24's alias then goes in
+    // beside vip's own /26 (no conflict), which is reverted as redundant.
+    let low = "[[range]]\nname = \"low\"\ncidr = \"192.0.2.0/26\"\naccept = \"alias\"\n";
+    let head = format!("interfaces = [\"{DIRECT_SERVER_IF}\"]\nxdp_mode = \"native\"\n");
+    let daemon = Daemon::start(&lab.server, &format!("{head}{low}"), &instance);
+    let on_lo = || {
+        lab.server
+            .ip_output(&["-4", "-o", "addr", "show", "dev", "lo"])
+    };
+    let lo = on_lo();
+    assert!(lo.contains("inet 192.0.2.0/26 "), "{lo}");
+    daemon.rewrite_config(&format!("{outer}{low}"));
+    let line = daemon.reload();
+    assert!(line.contains("] reloaded "), "{line}");
+    let lo = on_lo();
+    assert!(lo.contains("inet 192.0.2.0/24 "), "{lo}");
+    assert!(!lo.contains("192.0.2.0/26"), "{lo}");
+    daemon.rewrite_config(&outer);
+    let line = daemon.reload();
+    assert!(line.contains("] reloaded "), "{line}");
+    let web: IpAddr = "192.0.2.10".parse().unwrap();
+    let admin: IpAddr = "192.0.2.53".parse().unwrap();
+    let connects = |vip| {
+        tcp_connect(&lab.client, vip, Duration::from_secs(2))
+            .unwrap_or_else(|e| panic!("TCP to {vip}: {e}"))
+    };
+    let owned = |want: Vec<(&str, VipVerdicts)>| {
+        let seen = verdicts_by_range(&daemon, &want);
+        let want: Vec<(String, VipVerdicts)> =
+            want.into_iter().map(|(n, v)| (n.to_string(), v)).collect();
+        assert_eq!(seen, want, "(range, [(VIP, accepted, dropped)])");
+    };
+    // TCP: SYN, ACK, RST; a denied attempt: one SYN or one datagram.
+    connects(admin);
+    owned(vec![("web", vec![(admin, 3, 0)])]);
+
+    daemon.rewrite_config(&nested);
+    let line = daemon.reload();
+    assert!(line.contains("] reloaded "), "{line}");
+    let lo = on_lo();
+    assert!(lo.contains("inet 192.0.2.0/24 "), "{lo}");
+    assert!(!lo.contains("192.0.2.53"), "{lo}");
+    connects(web);
+    assert!(
+        udp_unanswered(&lab.client, web),
+        "UDP to the /24 was answered"
+    );
+    assert!(
+        udp_echoes(&lab.client, admin, Duration::from_secs(2)),
+        "UDP to the /32"
+    );
+    assert!(
+        tcp_unanswered(&lab.client, admin, TCP_PORT),
+        "the /24's TCP port was answered on the /32"
+    );
+    owned(vec![
+        ("web", vec![(web, 3, 1), (admin, 3, 0)]),
+        ("admin", vec![(admin, 1, 1)]),
+    ]);
+    let stats = daemon.stats_json();
+    assert_eq!(stats["drift_unrepaired"], serde_json::json!([]), "{stats}");
+
+    daemon.rewrite_config(&outer);
+    let line = daemon.reload();
+    assert!(line.contains("] reloaded "), "{line}");
+    connects(admin);
+    owned(vec![("web", vec![(web, 3, 1), (admin, 6, 0)])]);
+    assert_eq!(daemon.stats_json()["ranges"].as_array().unwrap().len(), 1);
+    daemon.stop();
+    let lo = on_lo();
+    assert!(!lo.contains("192.0.2."), "{lo}");
 }

@@ -18,7 +18,7 @@ fn main() -> ExitCode {
             keep_datapath,
         } => commands::run(&config, &cli.pin_dir, &cli.run_dir, keep_datapath),
         Command::Check { config } => commands::check(&config),
-        Command::Plan { config } => commands::plan(&config),
+        Command::Plan { config } => commands::plan(&config, &cli.run_dir),
         Command::Apply { config } => commands::apply(&config, &cli.run_dir),
         Command::Reload => commands::reload(&cli.run_dir),
         Command::Stats { watch: true, .. } => commands::watch(&cli.pin_dir, &cli.run_dir),

@@ -50,9 +50,11 @@ impl Blame for DaemonOwnsState {
     }
 }
 
-pub fn plan(config_path: &Path) -> Result<(), Failure> {
+pub fn plan(config_path: &Path, run_dir: &Path) -> Result<(), Failure> {
     let config = preflight::config(config_path, Purpose::Host)?;
-    let steps = runtime()?.block_on(async { planned(&config).await.map(|(_, steps)| steps) })?;
+    let state = StateFile::in_dir(run_dir).load()?.unwrap_or_default();
+    let steps =
+        runtime()?.block_on(async { planned(&config, &state).await.map(|(_, steps)| steps) })?;
     print!("{}", plan::render(&steps));
     Ok(())
 }
@@ -69,8 +71,8 @@ pub fn apply(config_path: &Path, run_dir: &Path) -> Result<(), Failure> {
     }
     let _lock = RunLock::take(run_dir)?;
     runtime()?.block_on(async {
-        let (netlink, steps) = planned(&config).await?;
         let mut state = file.load()?.unwrap_or_default();
+        let (netlink, steps) = planned(&config, &state).await?;
         let made = host::apply::apply(&netlink, &steps, &mut state, &file).await?;
         let waiting = steps
             .iter()

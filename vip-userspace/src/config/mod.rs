@@ -3,6 +3,7 @@
 
 mod allow;
 mod bgp;
+pub mod nesting;
 mod validate;
 
 use std::path::Path;

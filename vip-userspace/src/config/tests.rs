@@ -107,30 +107,70 @@ fn names_are_checked() {
 }
 
 #[test]
-fn overlaps_are_found_in_any_order_and_family() {
-    let overlapping: [&[(&str, &str)]; 4] = [
-        &[("a", "192.0.2.0/24"), ("b", "192.0.2.128/25")],
-        &[("b", "192.0.2.128/25"), ("a", "192.0.2.0/24")],
-        &[
-            ("a", "192.0.2.0/24"),
-            ("x", "198.51.100.0/24"),
-            ("c", "192.0.2.7/32"),
-        ],
-        &[
-            ("v6", "2001:db8::/32"),
-            ("w", "203.0.113.0/24"),
-            ("v6b", "2001:db8:5::/48"),
-        ],
+fn ranges_may_nest_and_each_knows_the_smallest_range_holding_it() {
+    let config = parse(&with_ranges(&[
+        ("pair", "192.0.2.70/31"),
+        ("web", "192.0.2.0/24"),
+        ("quarter", "192.0.2.64/26"),
+        ("other", "198.51.100.0/24"),
+        ("v6", "2001:db8:1::/64"),
+        ("host6", "2001:db8:1::53/128"),
+        ("half", "192.0.2.128/25"),
+    ]))
+    .unwrap();
+    let parents = nesting::parents(&config.ranges);
+    assert_eq!(
+        parents,
+        vec![Some(2), None, Some(1), None, None, Some(4), Some(1)]
+    );
+}
+
+#[test]
+fn nesting_that_cannot_mean_one_thing_is_refused() {
+    let same = parse(&with_ranges(&[
+        ("a", "192.0.2.0/24"),
+        ("b", "192.0.2.0/24"),
+    ]));
+    assert!(
+        matches!(&same, Err(ConfigError::SameCidr { first, second, .. }) if first == "a" && second == "b"),
+        "{same:?}"
+    );
+    // An IPv6 range inside another must be dense: /112 or longer, learning.
+    let sparse_inner = parse(&with_ranges(&[
+        ("v6", "2001:db8:1::/64"),
+        ("inner", "2001:db8:1::/96"),
+    ]));
+    assert_eq!(
+        sparse_inner.unwrap_err().to_string(),
+        "range \"inner\" (2001:db8:1::/96) lies in range \"v6\" (2001:db8:1::/64): an IPv6 range inside another must count per VIP densely (a /112 or longer, without vips and learn = false)"
+    );
+    let declaring_inner = parse(
+        "interfaces = [\"eth0\"]\n[[range]]\nname = \"v6\"\ncidr = \"2001:db8:1::/64\"\n\
+         [[range]]\nname = \"inner\"\ncidr = \"2001:db8:1::100/120\"\nvips = [\"2001:db8:1::105\"]\n",
+    );
+    assert!(
+        matches!(declaring_inner, Err(ConfigError::NestedSparseV6 { ref range, .. }) if range == "inner"),
+        "{declaring_inner:?}"
+    );
+    // A declared VIP of the outer range that an inner range would count.
+    let declared_outer = parse(
+        "interfaces = [\"eth0\"]\n[[range]]\nname = \"v6\"\ncidr = \"2001:db8:1::/64\"\n\
+         vips = [\"2001:db8:1::7\", \"2001:db8:1::105\"]\n\
+         [[range]]\nname = \"inner\"\ncidr = \"2001:db8:1::100/120\"\n",
+    );
+    assert_eq!(
+        declared_outer.unwrap_err().to_string(),
+        "range \"v6\": vips entry 2001:db8:1::105 lies in range \"inner\" (2001:db8:1::100/120), which judges and counts it"
+    );
+    // Dense IPv6 inside sparse or dense, and any IPv4 nesting, are fine.
+    let fine = [
+        ("v6", "2001:db8:1::/64"),
+        ("block", "2001:db8:1::/112"),
+        ("host", "2001:db8:1::53/128"),
+        ("web", "192.0.2.0/24"),
+        ("one", "192.0.2.7/32"),
     ];
-    for ranges in overlapping {
-        assert!(
-            matches!(
-                parse(&with_ranges(ranges)),
-                Err(ConfigError::Overlap { .. })
-            ),
-            "{ranges:?}"
-        );
-    }
+    assert_eq!(parse(&with_ranges(&fine)).unwrap().ranges.len(), 5);
     let disjoint = [
         ("a", "192.0.2.0/25"),
         ("b", "192.0.2.128/25"),

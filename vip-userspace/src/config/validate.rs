@@ -83,12 +83,25 @@ pub enum ConfigError {
     },
     #[error("router.rp_filter = {value}: expected 0, 1 or 2")]
     RpFilter { value: u8 },
-    #[error("ranges {first:?} ({first_cidr}) and {second:?} ({second_cidr}) overlap")]
-    Overlap {
+    #[error("ranges {first:?} and {second:?} have the same CIDR {cidr}")]
+    SameCidr {
         first: String,
-        first_cidr: IpNet,
         second: String,
-        second_cidr: IpNet,
+        cidr: IpNet,
+    },
+    #[error("range {range:?} ({cidr}) lies in range {outer:?} ({outer_cidr}): an IPv6 range inside another must count per VIP densely (a /112 or longer, without vips and learn = false)")]
+    NestedSparseV6 {
+        range: String,
+        cidr: IpNet,
+        outer: String,
+        outer_cidr: IpNet,
+    },
+    #[error("range {range:?}: vips entry {vip} lies in range {inner:?} ({inner_cidr}), which judges and counts it")]
+    DeclaredInInner {
+        vip: std::net::IpAddr,
+        range: String,
+        inner: String,
+        inner_cidr: IpNet,
     },
     #[error("sparse_vip_capacity = {value} is out of range 1..={MAX_SPARSE_VIP_CAPACITY}")]
     SparseCapacity { value: u32 },
@@ -165,7 +178,7 @@ pub(super) fn validate(raw: RawConfig) -> Result<Config, ConfigError> {
         return Err(ConfigError::TooManyDeclared { count: declared });
     }
     check_unique_names(&ranges)?;
-    check_no_overlap(&ranges)?;
+    super::nesting::check(&ranges)?;
     let routes = raw
         .routes
         .into_iter()
@@ -502,29 +515,6 @@ fn overlaps_v4_mapped(cidr: IpNet) -> bool {
     };
     let mapped = Ipv6Net::new(Ipv6Addr::new(0, 0, 0, 0, 0, 0xffff, 0, 0), 96).expect("a /96");
     cidr.contains(&mapped) || mapped.contains(&cidr)
-}
-
-/// Two prefixes overlap only if one contains the other. Sorted by network address,
-/// shortest prefix first, any range inside an earlier one is also inside the range
-/// just before it (or that one is inside the earlier one too), so one pass suffices.
-fn check_no_overlap(ranges: &[Range]) -> Result<(), ConfigError> {
-    let mut sorted: Vec<&Range> = ranges.iter().collect();
-    sorted.sort_by_key(|r| (r.cidr.network(), r.cidr.prefix_len()));
-    let mut open: Option<&Range> = None;
-    for range in sorted {
-        if let Some(prev) = open {
-            if prev.cidr.contains(&range.cidr) {
-                return Err(ConfigError::Overlap {
-                    first: prev.name.clone(),
-                    first_cidr: prev.cidr,
-                    second: range.name.clone(),
-                    second_cidr: range.cidr,
-                });
-            }
-        }
-        open = Some(range);
-    }
-    Ok(())
 }
 
 impl crate::errors::Blame for ConfigError {

@@ -13,7 +13,7 @@ use crate::{
     },
     config::Config,
     errors,
-    host::{self, items::range_item, HostView},
+    host::{self, items::local_item, HostView},
 };
 
 /// How often drains under way are looked at.
@@ -89,6 +89,7 @@ impl Daemon {
             .await
             .map_err(host::HostError::from)?;
         let attached = self.datapath.judges_all(&self.config.interfaces);
+        let parents = crate::config::nesting::parents(&self.config.ranges);
         let gates: Vec<(String, Gate)> = announcer
             .range_names()
             .map(|name| {
@@ -96,9 +97,8 @@ impl Daemon {
                     .config
                     .ranges
                     .iter()
-                    .enumerate()
-                    .find(|(_, r)| r.name == name)
-                    .and_then(|(index, range)| range_item(index, range))
+                    .position(|r| r.name == name)
+                    .and_then(|index| local_item(&self.config, &parents, index))
                     .is_some_and(|item| {
                         view.status(&item)
                             .is_ok_and(|(status, _)| status == host::Status::InPlace)

@@ -242,8 +242,8 @@ impl Daemon {
         crate::fault::pause("start-locked");
         let signals = serve::Signals::take()?;
         let files = RunFiles::in_dir(&options.run_dir);
-        let (netlink, steps) = planned(&config).await?;
         let mut state = files.state.load()?.unwrap_or_default();
+        let (netlink, steps) = planned(&config, &state).await?;
         // Drift repairs and reloads count on across restarts of the daemon.
         let mut status = files.status.load()?.unwrap_or_default();
         // Says to `vip reload` that this daemon records its reloads.

@@ -294,7 +294,8 @@ impl Daemon {
         let layout = self.next_layout(&config)?;
         let view = HostView::read(&self.netlink)
             .await
-            .map_err(host::HostError::from)?;
+            .map_err(host::HostError::from)?
+            .with_owned(&self.state);
         view.check_safety(&config).map_err(host::HostError::from)?;
         let wanted = host::desired(&config);
         let steps = plan::plan(&view, wanted.clone())?;

@@ -144,7 +144,7 @@ pub async fn repair(
     state: &mut State,
     file: &StateFile,
 ) -> Result<Repair, HostError> {
-    let view = HostView::read(netlink).await?;
+    let view = HostView::read(netlink).await?.with_owned(state);
     let mut outcome = Repair::default();
     for index in 0..state.owned.len() {
         let owned = &state.owned[index];

@@ -109,8 +109,8 @@ fn sysctl(key: String, value: &str) -> Item {
     }
 }
 
-/// What makes range number `index` local to the host: its alias or AnyIP route.
-pub fn range_item(index: usize, range: &Range) -> Option<Item> {
+/// Range number `index`'s own alias or AnyIP route.
+fn range_item(index: usize, range: &Range) -> Option<Item> {
     match (range.accept, range.cidr) {
         (Accept::Alias, IpNet::V4(cidr)) => Some(Item::Alias {
             cidr,
@@ -122,12 +122,37 @@ pub fn range_item(index: usize, range: &Range) -> Option<Item> {
     }
 }
 
+/// The range whose alias or AnyIP route makes range `index`'s addresses
+/// local: the outermost of it and the ranges holding it that accepts locally
+/// (`parents`: `config::nesting::parents`). A range inside one that accepts
+/// needs nothing of its own, and two aliases of one network address (a /24 and
+/// a /25 inside it) would read as each other's conflict.
+fn local_by(config: &Config, parents: &[Option<usize>], index: usize) -> Option<usize> {
+    let mut found = None;
+    let mut at = Some(index);
+    while let Some(i) = at {
+        if config.ranges[i].accept != Accept::None {
+            found = Some(i);
+        }
+        at = parents[i];
+    }
+    found
+}
+
+/// The item that makes range number `index`'s addresses local, its own or
+/// that of a range holding it ([`local_by`]).
+pub fn local_item(config: &Config, parents: &[Option<usize>], index: usize) -> Option<Item> {
+    local_by(config, parents, index).and_then(|i| range_item(i, &config.ranges[i]))
+}
+
 /// Everything `config` asks of the host, in the order it is applied.
 pub fn desired(config: &Config) -> Vec<Item> {
+    let parents = crate::config::nesting::parents(&config.ranges);
     let mut items: Vec<Item> = config
         .ranges
         .iter()
         .enumerate()
+        .filter(|&(index, _)| local_by(config, &parents, index) == Some(index))
         .filter_map(|(index, range)| range_item(index, range))
         .collect();
     for route in &config.routes {
@@ -214,6 +239,59 @@ mod tests {
                 "sysctl -w net.ipv4.conf.all.rp_filter=1",
                 "sysctl -w net.ipv4.conf.default.rp_filter=1",
             ]
+        );
+    }
+
+    #[test]
+    fn a_range_inside_one_that_accepts_needs_nothing_of_its_own() {
+        let config = Config::parse(
+            r#"
+            interfaces = ["eth0"]
+            arp_sysctls = false
+            [[range]]
+            name = "host"
+            cidr = "192.0.2.53/32"
+            accept = "alias"
+            [[range]]
+            name = "web"
+            cidr = "192.0.2.0/24"
+            accept = "alias"
+            [[range]]
+            name = "half"
+            cidr = "192.0.2.0/25"
+            accept = "route"
+            [[range]]
+            name = "counted"
+            cidr = "198.51.100.0/24"
+            [[range]]
+            name = "inside_counted"
+            cidr = "198.51.100.16/28"
+            accept = "alias"
+            [[range]]
+            name = "innermost"
+            cidr = "198.51.100.20/30"
+            accept = "route"
+            "#,
+            Path::new("t"),
+        )
+        .unwrap();
+        let commands: Vec<String> = desired(&config).iter().map(Item::to_string).collect();
+        assert_eq!(
+            commands,
+            [
+                "ip addr add 192.0.2.0/24 dev lo label lo:vip1",
+                "ip addr add 198.51.100.16/28 dev lo label lo:vip4",
+            ]
+        );
+        let parents = crate::config::nesting::parents(&config.ranges);
+        let local = |index| local_item(&config, &parents, index).map(|i| i.to_string());
+        let web = Some("ip addr add 192.0.2.0/24 dev lo label lo:vip1".to_string());
+        assert_eq!(local(0), web);
+        assert_eq!(local(2), web);
+        assert_eq!(local(3), None);
+        assert_eq!(
+            local(5),
+            Some("ip addr add 198.51.100.16/28 dev lo label lo:vip4".to_string())
         );
     }
 

@@ -3,11 +3,12 @@
 
 use std::net::IpAddr;
 
-use ipnet::IpNet;
+use ipnet::{IpNet, Ipv4Net};
 
 use super::{
     items::Item,
     netlink::{Address, Netlink, NetlinkError, Route, TABLE_LOCAL, TABLE_MAIN},
+    state::State,
     sysctl::{self, SysctlError},
     HostError,
 };
@@ -66,6 +67,9 @@ pub struct HostView {
     pub addresses: Vec<Address>,
     pub routes: Vec<Route>,
     loopback: u32,
+    /// The aliases vip owns (`with_owned`): one of them beside another alias
+    /// of the same network address is not someone else's.
+    owned_aliases: Vec<Ipv4Net>,
 }
 
 impl HostView {
@@ -74,7 +78,24 @@ impl HostView {
             addresses: netlink.addresses().await?,
             routes: netlink.routes().await?,
             loopback: netlink.loopback_index(),
+            owned_aliases: Vec::new(),
         })
+    }
+
+    /// Knows the aliases `state` records as vip's, so that a config whose
+    /// new range holds an owned one of the same network address (a /24 added
+    /// around a /25 at .0, whose alias it makes redundant) is not refused as
+    /// a conflict with vip's own alias, which is reverted once the new one is in.
+    pub fn with_owned(mut self, state: &State) -> HostView {
+        self.owned_aliases = state
+            .owned
+            .iter()
+            .filter_map(|o| match o.item {
+                Item::Alias { cidr, .. } => Some(cidr),
+                _ => None,
+            })
+            .collect();
+        self
     }
 
     pub fn status(&self, item: &Item) -> Result<(Status, Option<String>), SysctlError> {
@@ -87,9 +108,14 @@ impl HostView {
                     .iter()
                     .filter(|a| a.ifindex == self.loopback && a.addr == IpAddr::V4(cidr.network()))
                     .collect();
+                let owned = |a: &Address| {
+                    self.owned_aliases
+                        .iter()
+                        .any(|o| o.network() == cidr.network() && o.prefix_len() == a.prefix_len)
+                };
                 if on_lo.iter().any(|a| a.prefix_len == cidr.prefix_len()) {
                     Status::InPlace
-                } else if let Some(a) = on_lo.first() {
+                } else if let Some(a) = on_lo.iter().find(|a| !owned(a)) {
                     Status::Conflict(format!("{} is on lo as /{}", a.addr, a.prefix_len))
                 } else {
                     Status::Missing
@@ -227,12 +253,70 @@ pub fn render(steps: &[Step]) -> String {
     out
 }
 
-/// Reads this host and plans `config` against it (after its safety check):
-/// changes nothing.
-pub async fn planned(config: &Config) -> Result<(Netlink, Vec<Step>), HostError> {
+/// Reads this host and plans `config` against it (after its safety check),
+/// `state` being what vip owns there now: changes nothing.
+pub async fn planned(config: &Config, state: &State) -> Result<(Netlink, Vec<Step>), HostError> {
     let netlink = Netlink::connect()?;
-    let view = HostView::read(&netlink).await?;
+    let view = HostView::read(&netlink).await?.with_owned(state);
     view.check_safety(config)?;
     let steps = plan(&view, super::desired(config))?;
     Ok((netlink, steps))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::host::state::Owned;
+
+    fn alias(cidr: &str) -> Item {
+        Item::Alias {
+            cidr: cidr.parse().unwrap(),
+            label: "lo:vip0".into(),
+        }
+    }
+
+    /// lo (index 1) holds 192.0.2.0/25.
+    fn view() -> HostView {
+        HostView {
+            addresses: vec![Address {
+                ifindex: 1,
+                addr: "192.0.2.0".parse().unwrap(),
+                prefix_len: 25,
+            }],
+            routes: Vec::new(),
+            loopback: 1,
+            owned_aliases: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn another_prefix_of_an_alias_is_a_conflict_unless_vip_owns_it() {
+        let wider = alias("192.0.2.0/24");
+        assert_eq!(
+            view().status(&wider).unwrap().0,
+            Status::Conflict("192.0.2.0 is on lo as /25".into())
+        );
+        let owning = |items: &[&str]| State {
+            daemon_pid: None,
+            owned: items
+                .iter()
+                .map(|c| Owned {
+                    item: alias(c),
+                    previous: None,
+                })
+                .collect(),
+        };
+        let view = view().with_owned(&owning(&["192.0.2.0/25"]));
+        assert_eq!(view.status(&wider).unwrap().0, Status::Missing);
+        assert_eq!(
+            view.status(&alias("192.0.2.0/25")).unwrap().0,
+            Status::InPlace
+        );
+        // Owning another prefix does not make someone's /25 vip's.
+        let view = self::view().with_owned(&owning(&["192.0.2.0/24"]));
+        assert_eq!(
+            view.status(&wider).unwrap().0,
+            Status::Conflict("192.0.2.0 is on lo as /25".into())
+        );
+    }
 }

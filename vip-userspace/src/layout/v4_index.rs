@@ -1,6 +1,7 @@
 //! The IPv4 direct index that fronts the LPM trie (see vip-ebpf's lookup.rs):
 //! level 1 maps each /16 to a block of level 2, which maps each /24 to the one
-//! range covering it, or to "ask the trie" when ranges longer than /24 lie in it.
+//! most specific range covering it, or to "ask the trie" when ranges longer
+//! than /24 lie in it.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
@@ -21,7 +22,9 @@ pub struct V4Index {
 }
 
 impl V4Index {
-    /// `ranges`: (range id, network) of every IPv4 range; they do not overlap.
+    /// `ranges`: (range id, network) of every IPv4 range. A range inside
+    /// another (`config::nesting`) takes its /24s from it, and a /24 that holds
+    /// a range longer than /24 asks the trie, which finds the longest prefix.
     /// A /16 that `previous` already had keeps its block, so live updates never
     /// point a /16 at another's block; a new /16 takes a block neither layout uses.
     pub fn build(
@@ -31,6 +34,9 @@ impl V4Index {
     ) -> Result<V4Index, LayoutError> {
         // /24 number (address >> 8) -> slot value.
         let mut slots: BTreeMap<u32, u32> = BTreeMap::new();
+        let mut ranges: Vec<(u32, Ipv4Net)> = ranges.into_iter().collect();
+        // Shortest prefix first, so that what lies inside overwrites.
+        ranges.sort_by_key(|(_, net)| net.prefix_len());
         for (id, net) in ranges {
             let first = u32::from(net.network()) >> 8;
             if net.prefix_len() > 24 {
@@ -211,6 +217,28 @@ mod tests {
         assert_eq!(index.l2[..256].iter().filter(|&&v| v != 0).count(), 1);
         assert!(index.l2[256..].iter().all(|&v| v == 8));
         assert_eq!(index.resolve("198.19.255.255"), Some(Some(7)));
+    }
+
+    #[test]
+    fn a_range_inside_another_takes_its_slash24s_in_any_order() {
+        let ranges = [
+            (0, net("192.0.2.53/32")),
+            (1, net("198.18.0.0/15")),
+            (2, net("198.18.5.0/24")),
+            (3, net("198.18.0.0/16")),
+            (4, net("192.0.2.0/24")),
+        ];
+        let mut reversed = ranges;
+        reversed.reverse();
+        for order in [ranges, reversed] {
+            let index = V4Index::build(order, None, 16).unwrap();
+            assert_eq!(index.resolve("198.18.5.1"), Some(Some(2)));
+            assert_eq!(index.resolve("198.18.4.255"), Some(Some(3)));
+            assert_eq!(index.resolve("198.18.6.0"), Some(Some(3)));
+            assert_eq!(index.resolve("198.19.5.1"), Some(Some(1)));
+            assert_eq!(index.resolve("192.0.2.53"), Some(None), "the trie decides");
+            assert_eq!(index.resolve("192.0.2.54"), Some(None), "the /24 too");
+        }
     }
 
     fn range(id: u32, mode: u32, net: &str, dense_base: u32, policy_id: u32) -> RangeValue {
