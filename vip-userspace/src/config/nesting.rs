@@ -2,13 +2,11 @@
 //! and counts it (the longest prefix, as for routes): a /32 inside a /24 has
 //! its own allow list and its own counters, and the /24 keeps the rest.
 
-use ipnet::IpNet;
-
-use super::{validate::ConfigError, Range};
+use super::Range;
 
 /// For each range (by index), the index of the smallest other range that
-/// holds it, if any. Two ranges with the same CIDR are refused by
-/// [`check`] first; here the later one would count as inside the earlier.
+/// holds it, if any. Two ranges with the same CIDR are refused by the
+/// config's validation; here the later one would count as inside the earlier.
 pub fn parents(ranges: &[Range]) -> Vec<Option<usize>> {
     let mut order: Vec<usize> = (0..ranges.len()).collect();
     order.sort_by_key(|&i| (ranges[i].cidr.network(), ranges[i].cidr.prefix_len()));
@@ -27,50 +25,4 @@ pub fn parents(ranges: &[Range]) -> Vec<Option<usize>> {
         open.push(i);
     }
     parents
-}
-
-/// Refuses what nesting cannot mean: two ranges with one CIDR, an IPv6 range
-/// inside another that counts sparsely (its VIPs' slots in the sparse table
-/// would keep finding the outer range), and a declared VIP that an inner range
-/// would count.
-pub(super) fn check(ranges: &[Range]) -> Result<(), ConfigError> {
-    let parents = parents(ranges);
-    for (index, parent) in parents.iter().enumerate() {
-        let Some(outer) = *parent else { continue };
-        let (inner, outer) = (&ranges[index], &ranges[outer]);
-        if inner.cidr == outer.cidr {
-            return Err(ConfigError::SameCidr {
-                first: outer.name.clone(),
-                second: inner.name.clone(),
-                cidr: inner.cidr,
-            });
-        }
-        if let IpNet::V6(net) = inner.cidr {
-            let dense = net.prefix_len() >= vip_common::DENSE_MIN_PREFIX_V6
-                && inner.vips.is_empty()
-                && inner.learn;
-            if !dense {
-                return Err(ConfigError::NestedSparseV6 {
-                    range: inner.name.clone(),
-                    cidr: inner.cidr,
-                    outer: outer.name.clone(),
-                    outer_cidr: outer.cidr,
-                });
-            }
-        }
-        let mut at = *parent;
-        while let Some(a) = at {
-            let ancestor = &ranges[a];
-            if let Some(vip) = ancestor.vips.iter().find(|vip| inner.cidr.contains(*vip)) {
-                return Err(ConfigError::DeclaredInInner {
-                    vip: *vip,
-                    range: ancestor.name.clone(),
-                    inner: inner.name.clone(),
-                    inner_cidr: inner.cidr,
-                });
-            }
-            at = parents[a];
-        }
-    }
-    Ok(())
 }

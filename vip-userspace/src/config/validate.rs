@@ -178,7 +178,7 @@ pub(super) fn validate(raw: RawConfig) -> Result<Config, ConfigError> {
         return Err(ConfigError::TooManyDeclared { count: declared });
     }
     check_unique_names(&ranges)?;
-    super::nesting::check(&ranges)?;
+    check_nesting(&ranges)?;
     let routes = raw
         .routes
         .into_iter()
@@ -515,6 +515,52 @@ fn overlaps_v4_mapped(cidr: IpNet) -> bool {
     };
     let mapped = Ipv6Net::new(Ipv6Addr::new(0, 0, 0, 0, 0, 0xffff, 0, 0), 96).expect("a /96");
     cidr.contains(&mapped) || mapped.contains(&cidr)
+}
+
+/// Refuses what nesting cannot mean: two ranges with one CIDR, an IPv6 range
+/// inside another that counts sparsely (its VIPs' slots in the sparse table
+/// would keep finding the outer range), and a declared VIP that an inner range
+/// would count.
+fn check_nesting(ranges: &[Range]) -> Result<(), ConfigError> {
+    let parents = super::nesting::parents(ranges);
+    for (index, parent) in parents.iter().enumerate() {
+        let Some(outer) = *parent else { continue };
+        let (inner, outer) = (&ranges[index], &ranges[outer]);
+        if inner.cidr == outer.cidr {
+            return Err(ConfigError::SameCidr {
+                first: outer.name.clone(),
+                second: inner.name.clone(),
+                cidr: inner.cidr,
+            });
+        }
+        if let IpNet::V6(net) = inner.cidr {
+            let dense = net.prefix_len() >= vip_common::DENSE_MIN_PREFIX_V6
+                && inner.vips.is_empty()
+                && inner.learn;
+            if !dense {
+                return Err(ConfigError::NestedSparseV6 {
+                    range: inner.name.clone(),
+                    cidr: inner.cidr,
+                    outer: outer.name.clone(),
+                    outer_cidr: outer.cidr,
+                });
+            }
+        }
+        let mut at = *parent;
+        while let Some(a) = at {
+            let ancestor = &ranges[a];
+            if let Some(vip) = ancestor.vips.iter().find(|vip| inner.cidr.contains(*vip)) {
+                return Err(ConfigError::DeclaredInInner {
+                    vip: *vip,
+                    range: ancestor.name.clone(),
+                    inner: inner.name.clone(),
+                    inner_cidr: inner.cidr,
+                });
+            }
+            at = parents[a];
+        }
+    }
+    Ok(())
 }
 
 impl crate::errors::Blame for ConfigError {
