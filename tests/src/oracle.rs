@@ -90,7 +90,15 @@ pub fn classify(config: &Config, frame: &[u8]) -> Expected {
         }
         _ => return plain(Key::NonVip),
     };
-    let Some(range) = config.ranges.iter().position(|r| r.cidr.contains(&dst)) else {
+    // The most specific range holding the address judges and counts it.
+    let Some(range) = config
+        .ranges
+        .iter()
+        .enumerate()
+        .filter(|(_, r)| r.cidr.contains(&dst))
+        .max_by_key(|(_, r)| r.cidr.prefix_len())
+        .map(|(index, _)| index)
+    else {
         return plain(Key::NonVip);
     };
     // A range without an allow list: nothing past the IP header is read.

@@ -1,5 +1,5 @@
 //! Bad input to `vip run`: one line naming the problem, exit status 2, and
-//! nothing loaded, attached or pinned.
+//! nothing loaded, attached or pinned. And what `vip check` says of a good one.
 
 use vip_tests::{
     daemon::{vip_bin, Instance},
@@ -134,4 +134,34 @@ fn stats_without_a_daemon_says_so() {
     assert_eq!(out.status.code(), Some(2), "{stderr}");
     assert!(stderr.contains("no vip datapath is pinned at"), "{stderr}");
     assert!(out.stdout.is_empty());
+}
+
+/// `vip check` passes a config with ranges inside ranges and names each one,
+/// since a typo in a CIDR can nest a range without meaning to.
+#[test]
+fn check_names_the_ranges_inside_ranges() {
+    if !require_root("check_names_the_ranges_inside_ranges") {
+        return;
+    }
+    let lab = Lab::new("clinest");
+    let dir = tempfile::tempdir().expect("temp dir");
+    let path = dir.path().join("nested.toml");
+    let text = with_iface(&format!(
+        "{}{GOOD_RANGE}{}{}",
+        range("pair", "192.0.2.70/31"),
+        range("quarter", "192.0.2.64/26"),
+        range("api", "198.51.100.0/24")
+    ));
+    std::fs::write(&path, text).expect("writing config");
+    let instance = Instance::new("clinest");
+    let out = instance.vip_ok(&lab.server, &["check", "--config", path.to_str().unwrap()]);
+    assert_eq!(
+        out,
+        format!(
+            "{}: ok (4 ranges, 0 routes, 1 interfaces)\n  \
+             range \"pair\" (192.0.2.70/31) lies in range \"quarter\" (192.0.2.64/26) and judges and counts its own addresses\n  \
+             range \"quarter\" (192.0.2.64/26) lies in range \"web\" (192.0.2.0/24) and judges and counts its own addresses\n",
+            path.display()
+        )
+    );
 }

@@ -5,7 +5,9 @@
 //! Dense IPv6 ranges (/112 or longer) cover the IPv6 dense index's three
 //! cases: a range alone in its /112 block, a whole block, and two ranges in
 //! one block (found through the trie), with misses just outside each in the
-//! same block.
+//! same block. Ranges lie inside ranges (IPv4 to three levels, dense IPv6
+//! ranges inside sparse and dense ones): the oracle gives an address to its
+//! most specific range.
 //!
 //! Packets to sparse VIPs are also checked against a model of the sparse table
 //! (tests/src/sparse_model.rs) on a table small enough to fill, with sweeps
@@ -51,6 +53,22 @@ sparse_vip_capacity = 32
 name = "web"
 cidr = "192.0.2.0/24"
 allow = ["tcp/80", "tcp/443", "udp/53", "udp/5000-5100", "icmp"]
+
+# Ranges inside "web": a /32 with a list of its own, a /26 without one, and a
+# /30 inside that with another list.
+[[range]]
+name = "web_host"
+cidr = "192.0.2.53/32"
+allow = ["udp/53"]
+
+[[range]]
+name = "web_quarter"
+cidr = "192.0.2.64/26"
+
+[[range]]
+name = "web_quarter_pair"
+cidr = "192.0.2.100/30"
+allow = ["tcp/22", "icmp"]
 
 [[range]]
 name = "small"
@@ -99,6 +117,27 @@ allow = ["udp/5000-5100"]
 [[range]]
 name = "whole6"
 cidr = "2001:db8:7::/112"
+
+# Dense ranges inside sparse ones: a /120 and a /128 in "v6" (beside its
+# declared VIP), a whole block in "plain6", and a /124 inside "whole6".
+[[range]]
+name = "v6_in"
+cidr = "2001:db8:1::100/120"
+allow = ["tcp/22"]
+
+[[range]]
+name = "v6_host"
+cidr = "2001:db8:1::8/128"
+
+[[range]]
+name = "plain6_block"
+cidr = "2001:db8:4::5:0/112"
+allow = ["udp/53"]
+
+[[range]]
+name = "whole6_in"
+cidr = "2001:db8:7::40/124"
+allow = ["icmp"]
 "#;
 
 /// Reads the counters the oracle names, summed over CPUs.

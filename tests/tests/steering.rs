@@ -2,7 +2,8 @@
 //! a range go to one listener each, bound to 127.0.0.1 (or ::1) in the real
 //! server's namespace; a wildcard listener on another port gets only its own traffic. A
 //! restarted listener is picked up again within 5 s; a stopped one turns
-//! `vip_steer_target_up` to 0. Delivered counts follow accepted ones while the
+//! `vip_steer_target_up` to 0. A range inside the steered one does not inherit
+//! its entries. Delivered counts follow accepted ones while the
 //! targets are up and fall behind when one is down.
 
 use std::{
@@ -25,12 +26,15 @@ const METRICS: &str = "127.0.0.1:9669";
 const STEERED_TCP: &str = "127.0.0.1:8080";
 const STEERED_UDP: &str = "127.0.0.1:5353";
 const WILDCARD_PORT: u16 = 9090;
+/// A range inside "web" without steer entries of its own.
+const INNER: &str = "192.0.2.200";
 
 fn config() -> String {
     format!(
         "interfaces = [\"{DIRECT_SERVER_IF}\"]\n\
          [[range]]\nname = \"web\"\ncidr = \"192.0.2.0/24\"\naccept = \"route\"\n\
-         steer = [{{ match = \"tcp/80\", to = \"{STEERED_TCP}\" }}, {{ match = \"udp/5353\", to = \"{STEERED_UDP}\" }}]\n"
+         steer = [{{ match = \"tcp/80\", to = \"{STEERED_TCP}\" }}, {{ match = \"udp/5353\", to = \"{STEERED_UDP}\" }}]\n\
+         [[range]]\nname = \"inner\"\ncidr = \"{INNER}/32\"\naccept = \"route\"\n"
     )
 }
 
@@ -162,6 +166,18 @@ fn steering_sends_each_vip_port_to_one_socket_and_follows_restarts() {
     assert_eq!(
         accept_one(&wildcard),
         Some(SocketAddr::new(vips()[2], WILDCARD_PORT))
+    );
+    // The range inside "web" does not inherit its steer entries: port 80 of
+    // its VIP goes to the kernel's own lookup, where nothing listens on it,
+    // and its other ports reach their sockets as before.
+    let inner: IpAddr = INNER.parse().unwrap();
+    let refused = connect(&lab.client, SocketAddr::new(inner, 80))
+        .expect_err("port 80 of the inner range is not steered");
+    assert_eq!(refused.kind(), ErrorKind::ConnectionRefused, "{refused}");
+    held.push(connect(&lab.client, SocketAddr::new(inner, WILDCARD_PORT)).unwrap());
+    assert_eq!(
+        accept_one(&wildcard),
+        Some(SocketAddr::new(inner, WILDCARD_PORT))
     );
     assert_eq!(
         accept_one(&tcp),

@@ -22,9 +22,10 @@ fn main() {
     println!("demo: starting `vip run` in the server namespace with examples/demo.toml");
     let daemon = Daemon::start(&lab.server, CONFIG, &instance);
 
-    let traffic: [(&str, usize); 9] = [
+    let traffic: [(&str, usize); 10] = [
         ("192.0.2.1", 10),
         ("192.0.2.7", 25),
+        ("192.0.2.53", 4),
         ("192.0.2.80", 5),
         ("192.0.2.255", 3),
         ("198.51.100.5", 12),
@@ -43,6 +44,9 @@ fn main() {
         }
     }
     lab.client.send_frames(Lab::CLIENT_IF, frames);
+    println!(
+        "demo: 192.0.2.53 is range dns inside web, whose list allows UDP 53 only: its TCP packets are dropped"
+    );
     println!("demo: 203.0.113.9 and 2001:db8:2::1 are in no range: they count as non-VIP\n");
 
     print!("{}", instance.vip_ok(&lab.server, &["stats"]));

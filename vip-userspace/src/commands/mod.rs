@@ -82,5 +82,17 @@ pub fn check(config_path: &std::path::Path) -> Result<(), Failure> {
         config.routes.len(),
         config.interfaces.len()
     );
+    // Nesting is allowed, so a typo in a CIDR may nest a range by accident:
+    // say which ranges take addresses from which.
+    let parents = vip_userspace::config::nesting::parents(&config.ranges);
+    for (inner, outer) in parents.iter().enumerate() {
+        if let Some(outer) = *outer {
+            let (inner, outer) = (&config.ranges[inner], &config.ranges[outer]);
+            println!(
+                "  range {:?} ({}) lies in range {:?} ({}) and judges and counts its own addresses",
+                inner.name, inner.cidr, outer.name, outer.cidr
+            );
+        }
+    }
     Ok(())
 }
