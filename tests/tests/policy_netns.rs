@@ -193,9 +193,10 @@ fn a_range_inside_another_has_its_own_list_and_counters() {
     let lab = DirectLab::new("polnest");
     let _services = Services::start(&lab.server);
     let instance = Instance::new("nested");
+    let head = format!("interfaces = [\"{DIRECT_SERVER_IF}\"]\nxdp_mode = \"native\"\n");
     let outer = format!(
-        "interfaces = [\"{DIRECT_SERVER_IF}\"]\nxdp_mode = \"native\"\n[[range]]\nname = \"web\"\n\
-         cidr = \"192.0.2.0/24\"\naccept = \"alias\"\nallow = [\"tcp/{TCP_PORT}\"]\n"
+        "{head}[[range]]\nname = \"web\"\ncidr = \"192.0.2.0/24\"\naccept = \"alias\"\n\
+         allow = [\"tcp/{TCP_PORT}\"]\n"
     );
     let nested = format!(
         "{outer}[[range]]\nname = \"admin\"\ncidr = \"192.0.2.53/32\"\naccept = \"alias\"\n\
@@ -204,7 +205,6 @@ fn a_range_inside_another_has_its_own_list_and_counters() {
     // First a /26 at the /24's network address: the /24's alias then goes in
     // beside vip's own /26 (no conflict), which is reverted as redundant.
     let low = "[[range]]\nname = \"low\"\ncidr = \"192.0.2.0/26\"\naccept = \"alias\"\n";
-    let head = format!("interfaces = [\"{DIRECT_SERVER_IF}\"]\nxdp_mode = \"native\"\n");
     let daemon = Daemon::start(&lab.server, &format!("{head}{low}"), &instance);
     let on_lo = || {
         lab.server

@@ -142,7 +142,7 @@ fn nesting_that_cannot_mean_one_thing_is_refused() {
     ]));
     assert_eq!(
         sparse_inner.unwrap_err().to_string(),
-        "range \"inner\" (2001:db8:1::/96) lies in range \"v6\" (2001:db8:1::/64): an IPv6 range inside another must count per VIP densely (a /112 or longer, without vips and learn = false)"
+        "range \"inner\" (2001:db8:1::/96) lies in range \"v6\" (2001:db8:1::/64): an IPv6 range inside another must count per VIP densely (a /112 or longer that learns every VIP: no vips, no learn = false)"
     );
     let declaring_inner = parse(
         "interfaces = [\"eth0\"]\n[[range]]\nname = \"v6\"\ncidr = \"2001:db8:1::/64\"\n\

@@ -89,7 +89,7 @@ pub enum ConfigError {
         second: String,
         cidr: IpNet,
     },
-    #[error("range {range:?} ({cidr}) lies in range {outer:?} ({outer_cidr}): an IPv6 range inside another must count per VIP densely (a /112 or longer, without vips and learn = false)")]
+    #[error("range {range:?} ({cidr}) lies in range {outer:?} ({outer_cidr}): an IPv6 range inside another must count per VIP densely (a /112 or longer that learns every VIP: no vips, no learn = false)")]
     NestedSparseV6 {
         range: String,
         cidr: IpNet,
