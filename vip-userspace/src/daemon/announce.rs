@@ -85,7 +85,7 @@ impl Daemon {
         let Some(announcer) = &self.bgp else {
             return Ok(());
         };
-        let view = HostView::read(&self.netlink)
+        let view = HostView::read(&self.netlink, &self.state)
             .await
             .map_err(host::HostError::from)?;
         let attached = self.datapath.judges_all(&self.config.interfaces);

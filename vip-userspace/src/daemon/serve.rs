@@ -292,10 +292,9 @@ impl Daemon {
         let config = preflight::config_waiting(&self.options.config_path, Purpose::Run, &attached)?;
         super::check_keep(self.options.keep_datapath, &config)?;
         let layout = self.next_layout(&config)?;
-        let view = HostView::read(&self.netlink)
+        let view = HostView::read(&self.netlink, &self.state)
             .await
-            .map_err(host::HostError::from)?
-            .with_owned(&self.state);
+            .map_err(host::HostError::from)?;
         view.check_safety(&config).map_err(host::HostError::from)?;
         let wanted = host::desired(&config);
         let steps = plan::plan(&view, wanted.clone())?;

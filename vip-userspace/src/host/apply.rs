@@ -100,7 +100,7 @@ pub async fn revert(
     state: &mut State,
     file: &StateFile,
 ) -> Result<(), HostError> {
-    let view = HostView::read(netlink).await?;
+    let view = HostView::read(netlink, state).await?;
     while let Some(owned) = state.owned.pop() {
         undo(netlink, &view, &owned).await?;
         log::info!(
@@ -144,7 +144,7 @@ pub async fn repair(
     state: &mut State,
     file: &StateFile,
 ) -> Result<Repair, HostError> {
-    let view = HostView::read(netlink).await?.with_owned(state);
+    let view = HostView::read(netlink, state).await?;
     let mut outcome = Repair::default();
     for index in 0..state.owned.len() {
         let owned = &state.owned[index];
@@ -191,7 +191,7 @@ pub async fn revert_unwanted(
     file: &StateFile,
     wanted: &[Item],
 ) -> Result<(), HostError> {
-    let view = HostView::read(netlink).await?;
+    let view = HostView::read(netlink, state).await?;
     let mut index = state.owned.len();
     while index > 0 {
         index -= 1;

@@ -199,9 +199,18 @@ mod tests {
 
     use super::*;
 
+    fn parse(text: &str) -> Config {
+        Config::parse(text, Path::new("t")).unwrap()
+    }
+
+    /// What `vip plan` would print for `config`, one command each.
+    fn commands(config: &Config) -> Vec<String> {
+        desired(config).iter().map(Item::to_string).collect()
+    }
+
     #[test]
     fn a_real_server_and_a_router_config_give_the_seed_commands() {
-        let config = Config::parse(
+        let config = parse(
             r#"
             interfaces = ["eth0"]
             [[range]]
@@ -221,12 +230,9 @@ mod tests {
             [router]
             rp_filter = 1
             "#,
-            Path::new("t"),
-        )
-        .unwrap();
-        let commands: Vec<String> = desired(&config).iter().map(Item::to_string).collect();
+        );
         assert_eq!(
-            commands,
+            commands(&config),
             [
                 "ip addr add 192.0.2.0/24 dev lo label lo:vip0",
                 "ip -6 route add local 2001:db8:1::/64 dev lo table local",
@@ -244,7 +250,7 @@ mod tests {
 
     #[test]
     fn a_range_inside_one_that_accepts_needs_nothing_of_its_own() {
-        let config = Config::parse(
+        let config = parse(
             r#"
             interfaces = ["eth0"]
             arp_sysctls = false
@@ -272,12 +278,9 @@ mod tests {
             cidr = "198.51.100.20/30"
             accept = "route"
             "#,
-            Path::new("t"),
-        )
-        .unwrap();
-        let commands: Vec<String> = desired(&config).iter().map(Item::to_string).collect();
+        );
         assert_eq!(
-            commands,
+            commands(&config),
             [
                 "ip addr add 192.0.2.0/24 dev lo label lo:vip1",
                 "ip addr add 198.51.100.16/28 dev lo label lo:vip4",
@@ -297,21 +300,16 @@ mod tests {
 
     #[test]
     fn count_only_ranges_change_nothing() {
-        let config = Config::parse(
-            "interfaces = [\"eth0\"]\n[[range]]\nname = \"a\"\ncidr = \"192.0.2.0/24\"\n",
-            Path::new("t"),
-        )
-        .unwrap();
+        let config =
+            parse("interfaces = [\"eth0\"]\n[[range]]\nname = \"a\"\ncidr = \"192.0.2.0/24\"\n");
         assert!(desired(&config).is_empty());
     }
 
     #[test]
     fn arp_sysctls_can_be_switched_off() {
-        let config = Config::parse(
+        let config = parse(
             "interfaces = [\"eth0\"]\narp_sysctls = false\n[[range]]\nname = \"a\"\ncidr = \"192.0.2.0/24\"\naccept = \"route\"\n",
-            Path::new("t"),
-        )
-        .unwrap();
+        );
         assert_eq!(
             desired(&config),
             [Item::LocalRoute {

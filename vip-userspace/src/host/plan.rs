@@ -67,35 +67,23 @@ pub struct HostView {
     pub addresses: Vec<Address>,
     pub routes: Vec<Route>,
     loopback: u32,
-    /// The aliases vip owns (`with_owned`): one of them beside another alias
-    /// of the same network address is not someone else's.
+    /// The aliases `state` records as vip's: one of them beside another alias
+    /// of the same network address is not someone else's. So a config whose
+    /// new range holds an owned one of the same network address (a /24 added
+    /// around a /26 at .0, whose alias it makes redundant) is not refused as
+    /// a conflict with vip's own alias, which is reverted once the new one is in.
     owned_aliases: Vec<Ipv4Net>,
 }
 
 impl HostView {
-    pub async fn read(netlink: &Netlink) -> Result<HostView, NetlinkError> {
+    /// The host as it is, and what of it `state` says vip owns.
+    pub async fn read(netlink: &Netlink, state: &State) -> Result<HostView, NetlinkError> {
         Ok(HostView {
             addresses: netlink.addresses().await?,
             routes: netlink.routes().await?,
             loopback: netlink.loopback_index(),
-            owned_aliases: Vec::new(),
+            owned_aliases: owned_aliases(state),
         })
-    }
-
-    /// Knows the aliases `state` records as vip's, so that a config whose
-    /// new range holds an owned one of the same network address (a /24 added
-    /// around a /25 at .0, whose alias it makes redundant) is not refused as
-    /// a conflict with vip's own alias, which is reverted once the new one is in.
-    pub fn with_owned(mut self, state: &State) -> HostView {
-        self.owned_aliases = state
-            .owned
-            .iter()
-            .filter_map(|o| match o.item {
-                Item::Alias { cidr, .. } => Some(cidr),
-                _ => None,
-            })
-            .collect();
-        self
     }
 
     pub fn status(&self, item: &Item) -> Result<(Status, Option<String>), SysctlError> {
@@ -253,11 +241,22 @@ pub fn render(steps: &[Step]) -> String {
     out
 }
 
+fn owned_aliases(state: &State) -> Vec<Ipv4Net> {
+    state
+        .owned
+        .iter()
+        .filter_map(|o| match o.item {
+            Item::Alias { cidr, .. } => Some(cidr),
+            _ => None,
+        })
+        .collect()
+}
+
 /// Reads this host and plans `config` against it (after its safety check),
 /// `state` being what vip owns there now: changes nothing.
 pub async fn planned(config: &Config, state: &State) -> Result<(Netlink, Vec<Step>), HostError> {
     let netlink = Netlink::connect()?;
-    let view = HostView::read(&netlink).await?.with_owned(state);
+    let view = HostView::read(&netlink, state).await?;
     view.check_safety(config)?;
     let steps = plan(&view, super::desired(config))?;
     Ok((netlink, steps))
@@ -275,8 +274,8 @@ mod tests {
         }
     }
 
-    /// lo (index 1) holds 192.0.2.0/25.
-    fn view() -> HostView {
+    /// lo (index 1) holds 192.0.2.0/25; vip owns the aliases `state` records.
+    fn view(state: &State) -> HostView {
         HostView {
             addresses: vec![Address {
                 ifindex: 1,
@@ -285,7 +284,7 @@ mod tests {
             }],
             routes: Vec::new(),
             loopback: 1,
-            owned_aliases: Vec::new(),
+            owned_aliases: owned_aliases(state),
         }
     }
 
@@ -293,7 +292,7 @@ mod tests {
     fn another_prefix_of_an_alias_is_a_conflict_unless_vip_owns_it() {
         let wider = alias("192.0.2.0/24");
         assert_eq!(
-            view().status(&wider).unwrap().0,
+            view(&State::default()).status(&wider).unwrap().0,
             Status::Conflict("192.0.2.0 is on lo as /25".into())
         );
         let owning = |items: &[&str]| State {
@@ -306,14 +305,14 @@ mod tests {
                 })
                 .collect(),
         };
-        let view = view().with_owned(&owning(&["192.0.2.0/25"]));
+        let view = view(&owning(&["192.0.2.0/25"]));
         assert_eq!(view.status(&wider).unwrap().0, Status::Missing);
         assert_eq!(
             view.status(&alias("192.0.2.0/25")).unwrap().0,
             Status::InPlace
         );
         // Owning another prefix does not make someone's /25 vip's.
-        let view = self::view().with_owned(&owning(&["192.0.2.0/24"]));
+        let view = self::view(&owning(&["192.0.2.0/24"]));
         assert_eq!(
             view.status(&wider).unwrap().0,
             Status::Conflict("192.0.2.0 is on lo as /25".into())
