@@ -727,15 +727,25 @@ fn cpu_slug() -> String {
 }
 
 fn cpu_model() -> String {
-    std::fs::read_to_string("/proc/cpuinfo")
-        .ok()
-        .and_then(|t| {
-            t.lines().find_map(|l| {
-                l.strip_prefix("model name")
-                    .map(|v| v.trim_start_matches([' ', '\t', ':']).to_string())
-            })
-        })
-        .unwrap_or_else(|| "unknown CPU".into())
+    cpuinfo_field("model name").unwrap_or_else(|| "unknown CPU".into())
+}
+
+/// The first CPU's `field` in /proc/cpuinfo.
+fn cpuinfo_field(field: &str) -> Option<String> {
+    let text = std::fs::read_to_string("/proc/cpuinfo").ok()?;
+    text.lines().find_map(|line| {
+        let (name, value) = line.split_once(':')?;
+        (name.trim() == field).then(|| value.trim().to_string())
+    })
+}
+
+/// Family and model numbers: a hypervisor may give two kinds of CPU one
+/// model name ("Intel(R) Xeon(R) Processor").
+fn cpu_numbers() -> String {
+    match (cpuinfo_field("cpu family"), cpuinfo_field("model")) {
+        (Some(family), Some(model)) => format!(" (family {family}, model {model})"),
+        _ => String::new(),
+    }
 }
 
 /// The machine a run was made on, for BENCHMARKS.md.
@@ -748,7 +758,8 @@ pub fn machine() -> String {
     // before they print the machine line.
     let cpus = aya::util::online_cpus().map_or(0, |cpus| cpus.len());
     format!(
-        "Machine: {cpu}, {cpus} CPUs, kernel {kernel}; mitigations: {}.\n",
+        "Machine: {cpu}{}, {cpus} CPUs, kernel {kernel}; mitigations: {}.\n",
+        cpu_numbers(),
         mitigations()
     )
 }

@@ -489,3 +489,25 @@ fn drift_it_cannot_repair_is_logged_once_and_the_rest_still_repaired() {
         .ip_output(&["route", "show", "203.0.113.0/24"])
         .is_empty());
 }
+
+/// A range inside one that accepts locally needs nothing of its own, and
+/// `vip plan` says so rather than leave it out without a word.
+#[test]
+fn plan_names_a_range_that_needs_nothing_of_its_own() {
+    if !require_root("plan_names_a_range_that_needs_nothing_of_its_own") {
+        return;
+    }
+    let ns = Netns::new("plannest");
+    let instance = Instance::new("plannest");
+    let config = config_file(
+        "arp_sysctls = false\n\
+         [[range]]\nname = \"web\"\ncidr = \"192.0.2.0/24\"\naccept = \"alias\"\n\
+         [[range]]\nname = \"dns\"\ncidr = \"192.0.2.53/32\"\naccept = \"route\"\n",
+    );
+    let out = instance.vip_ok(&ns, &["plan", "--config", config.path().to_str().unwrap()]);
+    assert_eq!(
+        out,
+        "ip addr add 192.0.2.0/24 dev lo label lo:vip0\n\
+         # nothing of its own: range \"dns\" (192.0.2.53/32) lies in range \"web\" (192.0.2.0/24), whose item makes it local\n"
+    );
+}

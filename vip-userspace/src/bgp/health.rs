@@ -76,15 +76,8 @@ pub fn spawn(
             if !changed && !new_reason {
                 continue;
             }
-            if changed {
-                match &failure {
-                    None => log::info!("health check {} of range {name:?} is up", check.label),
-                    Some(why) => log::warn!(
-                        "health check {} of range {name:?} is down: {why}",
-                        check.label
-                    ),
-                }
-            }
+            let (level, line) = log_line(&check.label, &name, changed, failure.as_deref());
+            log::log!(level, "{line}");
             sent = failure.clone();
             let change = Change {
                 range,
@@ -97,6 +90,30 @@ pub fn spawn(
             }
         }
     })
+}
+
+/// What the log says of a result that changed the check's state (`changed`)
+/// or gave a new reason while it stays down.
+fn log_line(
+    label: &str,
+    range: &str,
+    changed: bool,
+    failure: Option<&str>,
+) -> (log::Level, String) {
+    match (changed, failure) {
+        (_, None) => (
+            log::Level::Info,
+            format!("health check {label} of range {range:?} is up"),
+        ),
+        (true, Some(why)) => (
+            log::Level::Warn,
+            format!("health check {label} of range {range:?} is down: {why}"),
+        ),
+        (false, Some(why)) => (
+            log::Level::Warn,
+            format!("health check {label} of range {range:?} is still down, now: {why}"),
+        ),
+    }
 }
 
 /// One probe, bounded by `limit`: passed, or why not, in a few words.
@@ -171,7 +188,7 @@ async fn exec(path: &Path, limit: Duration) -> Result<(), String> {
 mod tests {
     use std::{os::unix::fs::PermissionsExt, time::Duration};
 
-    use super::{probe, Counting};
+    use super::{log_line, probe, Counting};
     use crate::config::Probe;
 
     /// An exec check in `dir` that runs `body` in sh.
@@ -233,6 +250,31 @@ mod tests {
         std::fs::write(&code, "0").unwrap();
         assert_eq!(next().await, (true, None));
         task.abort();
+    }
+
+    #[test]
+    fn the_log_names_a_change_and_a_new_reason_while_down() {
+        assert_eq!(
+            log_line("tcp", "web", true, Some("connect: refused")),
+            (
+                log::Level::Warn,
+                r#"health check tcp of range "web" is down: connect: refused"#.to_string()
+            )
+        );
+        assert_eq!(
+            log_line("tcp", "web", false, Some("HTTP 503")),
+            (
+                log::Level::Warn,
+                r#"health check tcp of range "web" is still down, now: HTTP 503"#.to_string()
+            )
+        );
+        assert_eq!(
+            log_line("tcp", "web", true, None),
+            (
+                log::Level::Info,
+                r#"health check tcp of range "web" is up"#.to_string()
+            )
+        );
     }
 
     #[test]

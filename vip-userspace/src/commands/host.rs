@@ -11,6 +11,7 @@ use vip_userspace::{
     host::{
         self,
         apply::revert,
+        items,
         plan::{self, planned},
         Netlink, StateFile,
     },
@@ -55,7 +56,7 @@ pub fn plan(config_path: &Path, run_dir: &Path) -> Result<(), Failure> {
     let state = StateFile::in_dir(run_dir).load()?.unwrap_or_default();
     let steps =
         runtime()?.block_on(async { planned(&config, &state).await.map(|(_, steps)| steps) })?;
-    print!("{}", plan::render(&steps));
+    print!("{}", plan::render(&steps, &items::covered(&config)));
     Ok(())
 }
 

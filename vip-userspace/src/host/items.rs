@@ -145,6 +145,46 @@ pub fn local_item(config: &Config, parents: &[Option<usize>], index: usize) -> O
     local_by(config, parents, index).and_then(|i| range_item(i, &config.ranges[i]))
 }
 
+/// A range that asks to be made local but needs nothing of its own: a range
+/// holding it does that ([`local_by`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Covered {
+    pub range: String,
+    pub cidr: IpNet,
+    pub by: String,
+    pub by_cidr: IpNet,
+}
+
+impl fmt::Display for Covered {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "range {:?} ({}) lies in range {:?} ({}), whose item makes it local",
+            self.range, self.cidr, self.by, self.by_cidr
+        )
+    }
+}
+
+/// Every range of `config` that accepts locally through a range holding it.
+pub fn covered(config: &Config) -> Vec<Covered> {
+    let parents = crate::config::nesting::parents(&config.ranges);
+    config
+        .ranges
+        .iter()
+        .enumerate()
+        .filter(|(_, range)| range.accept != Accept::None)
+        .filter_map(|(index, range)| {
+            let by = local_by(config, &parents, index).filter(|&by| by != index)?;
+            Some(Covered {
+                range: range.name.clone(),
+                cidr: range.cidr,
+                by: config.ranges[by].name.clone(),
+                by_cidr: config.ranges[by].cidr,
+            })
+        })
+        .collect()
+}
+
 /// Everything `config` asks of the host, in the order it is applied.
 pub fn desired(config: &Config) -> Vec<Item> {
     let parents = crate::config::nesting::parents(&config.ranges);
@@ -295,6 +335,15 @@ mod tests {
         assert_eq!(
             local(5),
             Some("ip addr add 198.51.100.16/28 dev lo label lo:vip4".to_string())
+        );
+        let covered: Vec<String> = covered(&config).iter().map(ToString::to_string).collect();
+        assert_eq!(
+            covered,
+            [
+                r#"range "host" (192.0.2.53/32) lies in range "web" (192.0.2.0/24), whose item makes it local"#,
+                r#"range "half" (192.0.2.0/25) lies in range "web" (192.0.2.0/24), whose item makes it local"#,
+                r#"range "innermost" (198.51.100.20/30) lies in range "inside_counted" (198.51.100.16/28), whose item makes it local"#,
+            ]
         );
     }
 

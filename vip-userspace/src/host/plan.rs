@@ -6,7 +6,7 @@ use std::net::IpAddr;
 use ipnet::{IpNet, Ipv4Net};
 
 use super::{
-    items::Item,
+    items::{Covered, Item},
     netlink::{Address, Netlink, NetlinkError, Route, TABLE_LOCAL, TABLE_MAIN},
     state::State,
     sysctl::{self, SysctlError},
@@ -219,8 +219,9 @@ pub fn plan(view: &HostView, items: Vec<Item>) -> Result<Vec<Step>, HostError> {
         .collect()
 }
 
-/// `vip plan`'s output: one command per change, and what is already in place.
-pub fn render(steps: &[Step]) -> String {
+/// `vip plan`'s output: one command per change, what is already in place, and
+/// the ranges that need nothing of their own (`covered`).
+pub fn render(steps: &[Step], covered: &[Covered]) -> String {
     let mut out = String::new();
     for step in steps {
         match step.status {
@@ -234,6 +235,9 @@ pub fn render(steps: &[Step]) -> String {
                 out.push_str(&format!("# conflict: {} ({reason})\n", step.item))
             }
         }
+    }
+    for range in covered {
+        out.push_str(&format!("# nothing of its own: {range}\n"));
     }
     if steps.iter().all(|s| s.status != Status::Missing) {
         out.push_str("# nothing to change\n");
