@@ -715,11 +715,14 @@ pub fn update_machine_section(path: &std::path::Path, name: &str, command: &str,
     update_section(path, &section, &format!("{header}\n{body}"));
 }
 
-/// The CPU model in lower case, words joined by dashes: the key of its
-/// sections in BENCHMARKS.md.
+/// The CPU model with its family and model numbers, in lower case, words
+/// joined by dashes: the key of its sections in BENCHMARKS.md.
 fn cpu_slug() -> String {
-    cpu_model()
-        .split(|c: char| !c.is_ascii_alphanumeric())
+    slug(&format!("{}{}", cpu_model(), cpu_numbers()))
+}
+
+fn slug(text: &str) -> String {
+    text.split(|c: char| !c.is_ascii_alphanumeric())
         .filter(|w| !w.is_empty())
         .map(str::to_ascii_lowercase)
         .collect::<Vec<_>>()
@@ -780,7 +783,15 @@ fn mitigations() -> String {
 
 #[cfg(test)]
 mod tests {
-    use super::median;
+    use super::{median, slug};
+
+    #[test]
+    fn a_slug_keeps_the_family_and_model_numbers() {
+        assert_eq!(
+            slug("Intel(R) Xeon(R) Processor (family 6, model 167)"),
+            "intel-r-xeon-r-processor-family-6-model-167"
+        );
+    }
 
     #[test]
     fn the_median_of_an_even_count_is_the_mean_of_the_middle_two() {
