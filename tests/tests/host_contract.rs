@@ -501,13 +501,13 @@ fn plan_names_a_range_that_needs_nothing_of_its_own() {
     let instance = Instance::new("plannest");
     let config = config_file(
         "arp_sysctls = false\n\
-         [[range]]\nname = \"web\"\ncidr = \"192.0.2.0/24\"\naccept = \"alias\"\n\
-         [[range]]\nname = \"dns\"\ncidr = \"192.0.2.53/32\"\naccept = \"route\"\n",
+         [[range]]\nname = \"web\"\ncidr = \"192.0.2.0/24\"\naccept = \"route\"\n\
+         [[range]]\nname = \"dns\"\ncidr = \"192.0.2.53/32\"\naccept = \"alias\"\n",
     );
     let out = instance.vip_ok(&ns, &["plan", "--config", config.path().to_str().unwrap()]);
     assert_eq!(
         out,
-        "ip addr add 192.0.2.0/24 dev lo label lo:vip0\n\
-         # nothing of its own: range \"dns\" (192.0.2.53/32) lies in range \"web\" (192.0.2.0/24), whose item makes it local\n"
+        "ip route add local 192.0.2.0/24 dev lo table local\n\
+         # nothing of its own: range \"dns\" (192.0.2.53/32) lies in range \"web\" (192.0.2.0/24), whose AnyIP route makes it local\n"
     );
 }

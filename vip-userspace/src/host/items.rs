@@ -153,13 +153,19 @@ pub struct Covered {
     pub cidr: IpNet,
     pub by: String,
     pub by_cidr: IpNet,
+    /// How `by` is made local: `Alias` or `Route`.
+    pub by_accept: Accept,
 }
 
 impl fmt::Display for Covered {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let how = match self.by_accept {
+            Accept::Alias => "alias on lo",
+            Accept::Route | Accept::None => "AnyIP route",
+        };
         write!(
             f,
-            "range {:?} ({}) lies in range {:?} ({}), whose item makes it local",
+            "range {:?} ({}) lies in range {:?} ({}), whose {how} makes it local",
             self.range, self.cidr, self.by, self.by_cidr
         )
     }
@@ -180,6 +186,7 @@ pub fn covered(config: &Config) -> Vec<Covered> {
                 cidr: range.cidr,
                 by: config.ranges[by].name.clone(),
                 by_cidr: config.ranges[by].cidr,
+                by_accept: config.ranges[by].accept,
             })
         })
         .collect()
@@ -340,9 +347,9 @@ mod tests {
         assert_eq!(
             covered,
             [
-                r#"range "host" (192.0.2.53/32) lies in range "web" (192.0.2.0/24), whose item makes it local"#,
-                r#"range "half" (192.0.2.0/25) lies in range "web" (192.0.2.0/24), whose item makes it local"#,
-                r#"range "innermost" (198.51.100.20/30) lies in range "inside_counted" (198.51.100.16/28), whose item makes it local"#,
+                r#"range "host" (192.0.2.53/32) lies in range "web" (192.0.2.0/24), whose alias on lo makes it local"#,
+                r#"range "half" (192.0.2.0/25) lies in range "web" (192.0.2.0/24), whose alias on lo makes it local"#,
+                r#"range "innermost" (198.51.100.20/30) lies in range "inside_counted" (198.51.100.16/28), whose alias on lo makes it local"#,
             ]
         );
     }
