@@ -113,6 +113,18 @@ fn older_datapath(
     (sent, stats)
 }
 
+/// This vip started on the older vip's pinned datapath with `config`, which
+/// it upgrades in place.
+fn upgraded<'a>(lab: &'a Lab, instance: &'a Instance, config: &str) -> Daemon<'a> {
+    let new = Daemon::start_with(&lab.server, config, instance, &["--keep-datapath"]);
+    assert!(
+        new.log().contains("in-place upgrades by another build: 1"),
+        "{}",
+        new.log()
+    );
+    new
+}
+
 /// This vip's upgrade of the older datapath, killed once every link runs the
 /// new programs, before it pins the maps it created.
 fn crash_with_new_programs_running(lab: &Lab, instance: &Instance) {
@@ -189,17 +201,7 @@ fn an_upgrade_keeps_the_key_and_every_sparse_count() {
         "the older vip's hash (layouts 10 and 11 draw the multiply hash)"
     );
 
-    let new = Daemon::start_with(
-        &lab.server,
-        &config_with(BLOCK),
-        &instance,
-        &["--keep-datapath"],
-    );
-    assert!(
-        new.log().contains("in-place upgrades by another build: 1"),
-        "{}",
-        new.log()
-    );
+    let new = upgraded(&lab, &instance, &config_with(BLOCK));
     let after = pinned_control(&instance);
     assert_ne!(after.hash_key, 0, "the older vip's key, kept");
     assert_eq!(
@@ -223,6 +225,51 @@ fn an_upgrade_keeps_the_key_and_every_sparse_count() {
         assert_eq!(slots(&stats), (2 * VIPS as u64, VIPS as u64));
         assert_eq!(number(range(&stats), "packets"), sent);
     }
+    new.stop();
+    instance.vip_ok(&lab.server, &["down"]);
+}
+
+/// A dense range added inside the /112 that the upgrade kept sparse: its
+/// VIPs already hold slots of the outer range, yet from the reload on the
+/// block's direct entry counts them for the inner range, and the rest of the
+/// block still goes to the sparse table. The outer range keeps their earlier
+/// rows and counts only the VIPs outside the inner range.
+#[test]
+fn a_dense_range_inside_the_block_an_upgrade_kept_sparse_counts_its_own_vips() {
+    if !require_root("a_dense_range_inside_the_block_an_upgrade_kept_sparse_counts_its_own_vips") {
+        return;
+    }
+    // VIPs 0 to 15 (::100 to ::10f); 16 to 19 stay the outer range's.
+    const INNER: &str = "2001:db8:1::100/124";
+    const INNER_VIPS: usize = 16;
+    fixture::pin_to_cpu0();
+    let lab = Lab::new("snest");
+    let instance = Instance::new("snest");
+    let (mut sent, _) = older_datapath(&lab, &instance, &config_with(BLOCK), |i| 1 + i as u64);
+    let new = upgraded(&lab, &instance, &config_with(BLOCK));
+    new.rewrite_config(&format!(
+        "{}[[range]]\nname = \"inner\"\ncidr = \"{INNER}\"\n",
+        config_with(BLOCK)
+    ));
+    let line = new.reload();
+    assert!(line.contains("] reloaded "), "{line}");
+    sent += send(&lab, |_| 2);
+    let stats = new.stats_once_counted(sent);
+    assert_eq!(range(&stats)["name"], "v6");
+    assert!(
+        !range(&stats)["sparse"].is_null(),
+        "the /112 is still sparse"
+    );
+    assert_eq!(
+        rows(&stats),
+        want_rows(|i| 1 + i as u64 + if i < INNER_VIPS { 0 } else { 2 }),
+        "the outer range keeps the inner VIPs' earlier rows and counts the rest"
+    );
+    let inner = &stats["ranges"][1];
+    assert_eq!(inner["name"], "inner");
+    assert!(inner["sparse"].is_null(), "the inner range is dense");
+    let want: Vec<(IpAddr, u64, u64)> = (0..INNER_VIPS).map(|i| (vip(i), 2, 0)).collect();
+    assert_eq!(vip_verdicts(inner), want, "the inner range's own VIPs");
     new.stop();
     instance.vip_ok(&lab.server, &["down"]);
 }
