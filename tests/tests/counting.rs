@@ -118,6 +118,7 @@ fn counts_exact_per_vip(mode: &str) {
         );
     }
     assert_eq!(seen, expected, "per-VIP packets and bytes");
+    selected_ranges_and_busiest_vips(&lab, &instance, &stats);
 
     let log = daemon.stop();
     assert!(
@@ -129,6 +130,59 @@ fn counts_exact_per_vip(mode: &str) {
         "detached after SIGTERM"
     );
     assert!(!instance.pin_dir().exists(), "pins removed after SIGTERM");
+}
+
+/// `vip stats web --top 2`: only web, its two busiest VIPs (.100 and .200, 8
+/// packets each: the lower address first), the other three counted as left
+/// out, and web's totals still those of all five. A name the datapath does
+/// not have is the operator's error.
+fn selected_ranges_and_busiest_vips(lab: &Lab, instance: &Instance, all: &serde_json::Value) {
+    let web_total = all["ranges"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["name"] == "web")
+        .expect("web in the full report")
+        .clone();
+    let json: serde_json::Value = serde_json::from_str(
+        &instance.vip_ok(&lab.server, &["stats", "web", "--top", "2", "--json"]),
+    )
+    .unwrap();
+    let ranges = json["ranges"].as_array().expect("ranges");
+    assert_eq!(ranges.len(), 1, "{json:#}");
+    let web = &ranges[0];
+    assert_eq!(web["name"], "web");
+    let rows: Vec<(&str, u64)> = web["vips"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| (v["addr"].as_str().unwrap(), number(v, "packets")))
+        .collect();
+    assert_eq!(rows, [("192.0.2.100", 8), ("192.0.2.200", 8)]);
+    assert_eq!(number(web, "vips_omitted"), 3);
+    for total in ["packets", "bytes", "dropped_packets", "dropped_bytes"] {
+        assert_eq!(number(web, total), number(&web_total, total), "{total}");
+    }
+    assert_eq!(number(web, "packets"), 32);
+
+    let text = instance.vip_ok(&lab.server, &["stats", "web", "--top", "2"]);
+    let vip_rows: Vec<&str> = text
+        .lines()
+        .filter(|l| l.starts_with("  192.") || l.starts_with("  2001:"))
+        .map(|l| l.split_whitespace().next().unwrap())
+        .collect();
+    assert_eq!(vip_rows, ["192.0.2.100", "192.0.2.200"], "{text}");
+    assert!(
+        text.contains("  (3 quieter VIPs not shown, in the range's totals)"),
+        "{text}"
+    );
+    assert!(!text.contains("web6"), "{text}");
+
+    let refused = instance.vip_refused(&lab.server, &["stats", "web", "nosuch"]);
+    assert_eq!(
+        refused.trim_end(),
+        "vip: error: no range named \"nosuch\" in the running datapath (vip stats without names lists every range)"
+    );
 }
 
 #[test]

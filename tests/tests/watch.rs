@@ -1,5 +1,6 @@
 //! `vip stats --watch` under a real terminal (tmux): it shows non-zero rates for
-//! the VIP that gets traffic, and quits cleanly on `q` and on Ctrl-C.
+//! the VIP that gets traffic, only the ranges named when some are, and quits
+//! cleanly on `q` and on Ctrl-C.
 
 use std::{
     net::{IpAddr, UdpSocket},
@@ -103,9 +104,12 @@ fn vip_rate(screen: &str) -> Option<f64> {
     Some(number.parse::<f64>().ok()? * scale)
 }
 
-fn watch_then_quit(instance: &Instance, keys: &str) {
+/// Watches `vip stats RANGES --watch` until the VIP shows a rate, then
+/// quits with `keys`. The range "other" is on screen unless `ranges` leaves
+/// it out.
+fn watch_then_quit(instance: &Instance, ranges: &str, keys: &str) {
     let command = format!(
-        "{} --pin-dir {} stats --watch; echo vip-exited-$?; sleep 60",
+        "{} --pin-dir {} stats {ranges} --watch; echo vip-exited-$?; sleep 60",
         vip_bin().display(),
         instance.pin_dir().display()
     );
@@ -114,21 +118,27 @@ fn watch_then_quit(instance: &Instance, keys: &str) {
         vip_rate(s).is_some_and(|rate| rate > 0.0)
     });
     assert!(screen.contains("PKT/S"), "{screen}");
+    assert_eq!(
+        screen.contains("other (198.51.100.0/24)"),
+        !ranges.contains("web"),
+        "{screen}"
+    );
     tmux.run(&["send-keys", "-t", "w", keys]);
     let screen = tmux.wait_for("vip to exit", |s| s.contains("vip-exited-"));
     assert!(screen.contains("vip-exited-0"), "{screen}");
 }
 
 #[test]
-fn watch_shows_live_rates_and_quits_on_q_and_ctrl_c() {
-    if !require_root("watch_shows_live_rates_and_quits_on_q_and_ctrl_c") {
+fn watch_shows_live_rates_of_the_named_ranges_and_quits_on_q_and_ctrl_c() {
+    if !require_root("watch_shows_live_rates_of_the_named_ranges_and_quits_on_q_and_ctrl_c") {
         return;
     }
     let lab = DirectLab::new("watch");
     let _services = Services::start(&lab.server);
     let instance = Instance::new("watch");
     let config = format!(
-        "interfaces = [\"{DIRECT_SERVER_IF}\"]\n[[range]]\nname = \"web\"\ncidr = \"192.0.2.0/24\"\naccept = \"route\"\n"
+        "interfaces = [\"{DIRECT_SERVER_IF}\"]\n[[range]]\nname = \"web\"\ncidr = \"192.0.2.0/24\"\naccept = \"route\"\n\
+         [[range]]\nname = \"other\"\ncidr = \"198.51.100.0/24\"\n"
     );
     let daemon = Daemon::start(&lab.server, &config, &instance);
 
@@ -146,8 +156,8 @@ fn watch_shows_live_rates_and_quits_on_q_and_ctrl_c() {
             }
         })
     };
-    watch_then_quit(&instance, "q");
-    watch_then_quit(&instance, "C-c");
+    watch_then_quit(&instance, "", "q");
+    watch_then_quit(&instance, "web", "C-c");
     stop.store(true, Ordering::Relaxed);
     flow.join().unwrap();
     daemon.stop();

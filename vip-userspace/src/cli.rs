@@ -69,6 +69,13 @@ pub enum Command {
     Reload,
     /// Print per-range and per-VIP counters of the running datapath.
     Stats {
+        /// Only these ranges (names as in the config), with their steer
+        /// targets and BGP announcements; default: every range.
+        ranges: Vec<String>,
+        /// At most N VIP rows per range, busiest (most packets) first; the
+        /// range's totals still count every VIP.
+        #[arg(long, value_name = "N", conflicts_with = "watch", value_parser = clap::value_parser!(u32).range(1..))]
+        top: Option<u32>,
         /// Print JSON instead of a table.
         #[arg(long, conflicts_with = "watch")]
         json: bool,

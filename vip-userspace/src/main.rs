@@ -5,7 +5,10 @@ mod commands;
 use std::process::ExitCode;
 
 use clap::Parser;
-use vip_userspace::cli::{Cli, Command};
+use vip_userspace::{
+    cli::{Cli, Command},
+    stats::Selection,
+};
 
 fn main() -> ExitCode {
     env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info"))
@@ -21,8 +24,22 @@ fn main() -> ExitCode {
         Command::Plan { config } => commands::plan(&config, &cli.run_dir),
         Command::Apply { config } => commands::apply(&config, &cli.run_dir),
         Command::Reload => commands::reload(&cli.run_dir),
-        Command::Stats { watch: true, .. } => commands::watch(&cli.pin_dir, &cli.run_dir),
-        Command::Stats { json, .. } => commands::stats(&cli.pin_dir, &cli.run_dir, json),
+        Command::Stats {
+            ranges,
+            top,
+            json,
+            watch,
+        } => {
+            let selection = Selection {
+                ranges,
+                top: top.map(|n| n as usize),
+            };
+            if watch {
+                commands::watch(&cli.pin_dir, &cli.run_dir, &selection)
+            } else {
+                commands::stats(&cli.pin_dir, &cli.run_dir, &selection, json)
+            }
+        }
         Command::Down => commands::down(&cli.pin_dir, &cli.run_dir),
         Command::Drain { ranges, all } => commands::drain(&cli.run_dir, &ranges, all, true),
         Command::Undrain { ranges, all } => commands::drain(&cli.run_dir, &ranges, all, false),

@@ -16,7 +16,7 @@ use crossterm::{
 use vip_userspace::{
     datapath::maps::{Access, Maps},
     errors::Blame,
-    stats::{self, rates},
+    stats::{self, rates, Selection},
 };
 
 use super::{Context, Failure};
@@ -65,12 +65,17 @@ fn quits(key: &KeyEvent) -> bool {
         || (key.code == KeyCode::Char('c') && key.modifiers.contains(KeyModifiers::CONTROL))
 }
 
-pub fn watch(pin_dir: &Path, run_dir: &Path) -> Result<(), Failure> {
+pub fn watch(pin_dir: &Path, run_dir: &Path, selection: &Selection) -> Result<(), Failure> {
     if !std::io::stdout().is_terminal() {
         return Err(NotATerminal.into());
     }
     let maps = Maps::open_pinned(pin_dir, Access::ReadOnly)?;
-    let mut before = stats::collect(&maps, run_dir)?;
+    let read = || -> Result<stats::Report, Failure> {
+        let mut report = stats::collect(&maps, run_dir)?;
+        selection.apply(&mut report)?;
+        Ok(report)
+    };
+    let mut before = read()?;
     let mut since = Instant::now();
     let _screen = Screen::enter()?;
     let mut out = std::io::stdout();
@@ -85,7 +90,7 @@ pub fn watch(pin_dir: &Path, run_dir: &Path) -> Result<(), Failure> {
                 }
             }
         }
-        let now = stats::collect(&maps, run_dir)?;
+        let now = read()?;
         let elapsed = since.elapsed().as_secs_f64();
         since = Instant::now();
         let (_, rows) = terminal::size().unwrap_or((80, 24));

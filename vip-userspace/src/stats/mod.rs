@@ -5,6 +5,7 @@ mod datapath;
 pub mod rates;
 mod read;
 mod render;
+mod select;
 
 use std::net::IpAddr;
 
@@ -13,6 +14,7 @@ use serde::{Deserialize, Serialize};
 pub use datapath::datapath;
 pub use read::{attachments, collect, read, steering, vip_ip, StatsError};
 pub use render::table;
+pub use select::{SelectError, Selection};
 
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Report {
@@ -140,8 +142,15 @@ pub struct RangeReport {
     /// were lost on the way (no route, rp_filter, a steer target down).
     #[serde(default)]
     pub delivered_packets: u64,
-    /// VIPs that saw traffic, by address.
+    /// VIPs that saw traffic, by address (busiest first under `--top`).
     pub vips: Vec<VipReport>,
+    /// VIP rows `vip stats --top` left out (still in the range's totals).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub vips_omitted: u64,
+}
+
+fn is_zero(n: &u64) -> bool {
+    *n == 0
 }
 
 /// A sparse range's share of the sparse VIP table. Its totals include

@@ -91,6 +91,13 @@ pub fn table(report: &Report) -> String {
                 vip.dropped_bytes
             );
         }
+        if range.vips_omitted > 0 {
+            let _ = writeln!(
+                out,
+                "  ({} quieter VIPs not shown, in the range's totals)",
+                range.vips_omitted
+            );
+        }
         if range.sparse_overflow_packets > 0 {
             let _ = writeln!(
                 out,
