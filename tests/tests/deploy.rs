@@ -1,7 +1,7 @@
 //! The files in deploy/ are what they claim to be: the systemd unit passes
 //! `systemd-analyze verify`, the Kubernetes manifest and the Prometheus configs
-//! parse and carry what the README says, the Grafana dashboard is valid JSON
-//! with the panels it promises.
+//! parse and carry what the README says, the alert rules pass their unit
+//! tests, the Grafana dashboard is valid JSON with the panels it promises.
 
 use std::{path::PathBuf, process::Command};
 
@@ -91,25 +91,44 @@ fn daemonset_has_host_network_bpffs_configmap_and_scrape_annotation() {
     assert_eq!(config.metrics_listen, Some("0.0.0.0:9669".parse().unwrap()));
 }
 
-#[test]
-fn prometheus_configs_parse() {
+/// `promtool ARGS` in deploy/; panics unless it succeeds.
+fn promtool(args: &[&str]) {
     let out = Command::new("promtool")
-        .args(["check", "config"])
-        .arg(deploy("prometheus.yml"))
+        .args(args)
+        .current_dir(deploy(""))
         .output()
         .expect("promtool is installed with prometheus");
     assert!(
         out.status.success(),
-        "promtool check config: {}{}",
+        "promtool {}: {}{}",
+        args.join(" "),
         String::from_utf8_lossy(&out.stdout),
         String::from_utf8_lossy(&out.stderr)
     );
+}
+
+#[test]
+fn prometheus_configs_parse() {
+    // Also checks the rule files it loads.
+    promtool(&["check", "config", "prometheus.yml"]);
     // Debian's promtool is built without Kubernetes discovery: YAML only.
     let kubernetes = &yaml_documents("prometheus-kubernetes.yml")[0];
     assert_eq!(
         kubernetes["scrape_configs"][0]["kubernetes_sd_configs"][0]["role"],
         "pod"
     );
+}
+
+/// The alert rules pass promtool's check and their unit tests
+/// (vip-alerts.test.yml): each alert fires on the trouble it names, after its
+/// `for`, with its labels and annotations, and a healthy fleet raises none.
+/// That they read series vip exports is a unit test of the exporter
+/// (`metrics::exposition`); that they evaluate cleanly against a real vip,
+/// prometheus.rs.
+#[test]
+fn alert_rules_pass_promtool_and_their_unit_tests() {
+    promtool(&["check", "rules", "vip-alerts.yml"]);
+    promtool(&["test", "rules", "vip-alerts.test.yml"]);
 }
 
 #[test]

@@ -1,7 +1,8 @@
 //! A real Prometheus (Debian's package) scrapes `vip run` in a namespace lab while
 //! traffic flows; at the end, what Prometheus stored for every VIP equals what
-//! `vip stats --json` says. `promtool check metrics` accepts /metrics, and
-//! /healthz says the datapath is attached.
+//! `vip stats --json` says. The shipped alert rules evaluate without an error
+//! and raise nothing. `promtool check metrics` accepts /metrics, and /healthz
+//! says the datapath is attached.
 
 use std::{
     collections::BTreeMap,
@@ -50,8 +51,10 @@ impl Prometheus {
         std::fs::write(
             &config,
             format!(
-                "global:\n  scrape_interval: 1s\n  scrape_timeout: 1s\n\
-                 scrape_configs:\n  - job_name: vip\n    static_configs:\n      - targets: ['{METRICS}']\n"
+                "global:\n  scrape_interval: 1s\n  scrape_timeout: 1s\n  evaluation_interval: 1s\n\
+                 rule_files: ['{}']\n\
+                 scrape_configs:\n  - job_name: vip\n    static_configs:\n      - targets: ['{METRICS}']\n",
+                alert_rules().display()
             ),
         )
         .unwrap();
@@ -78,6 +81,33 @@ impl Prometheus {
         let answer: Value = serde_json::from_str(&body).unwrap();
         answer["data"]["result"].as_array().unwrap().clone()
     }
+}
+
+/// The alert rules the project ships.
+fn alert_rules() -> std::path::PathBuf {
+    std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy/vip-alerts.yml")
+}
+
+/// Each alert rule Prometheus loaded: (name, health, state, last evaluation).
+fn rules(ns: &Netns) -> Vec<(String, String, String, String)> {
+    let (status, body) = http::get(ns, PROMETHEUS.parse().unwrap(), "/api/v1/rules");
+    assert_eq!(status, 200, "{body}");
+    let answer: Value = serde_json::from_str(&body).unwrap();
+    answer["data"]["groups"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|g| g["rules"].as_array().unwrap())
+        .map(|r| {
+            let field = |k: &str| r[k].as_str().unwrap_or_default().to_string();
+            (
+                field("name"),
+                field("health"),
+                field("state"),
+                field("lastEvaluation"),
+            )
+        })
+        .collect()
 }
 
 impl Drop for Prometheus {
@@ -182,6 +212,36 @@ fn prometheus_scrapes_per_vip_counters_that_match_vip_stats() {
     let fullest = prometheus.query(&lab.server, "vip_sparse_table_fullest_cpu_ratio");
     assert_eq!(fullest.len(), 1, "{fullest:?}");
     assert_eq!(fullest[0]["value"][1], "0", "{fullest:?}");
+
+    // The shipped alert rules evaluate on vip's real series without an error,
+    // and a healthy vip raises none of them (not even pending). Judged on an
+    // evaluation that began after Prometheus had the series (the second one
+    // from now): one from before would see nothing to raise.
+    let evaluations = |ns: &Netns| {
+        let loaded = rules(ns);
+        assert_eq!(loaded.len(), 10, "{loaded:?}");
+        loaded
+    };
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let mut seen = vec![evaluations(&lab.server)[0].3.clone()];
+    let loaded = loop {
+        let loaded = evaluations(&lab.server);
+        if seen.last() != Some(&loaded[0].3) {
+            seen.push(loaded[0].3.clone());
+        }
+        if seen.len() == 3 {
+            break loaded;
+        }
+        assert!(Instant::now() < deadline, "rules not evaluated: {loaded:?}");
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    for (name, health, state, _) in &loaded {
+        assert_eq!(
+            (health.as_str(), state.as_str()),
+            ("ok", "inactive"),
+            "{name}: {loaded:?}"
+        );
+    }
 
     // promtool's linter on the exposition itself.
     let (status, text) = http::get(&lab.server, metrics, "/metrics");

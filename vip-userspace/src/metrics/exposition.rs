@@ -642,4 +642,66 @@ mod tests {
         assert_eq!(Format::negotiate(Some("*/*")), Format::PrometheusText);
         assert_eq!(Format::negotiate(None), Format::PrometheusText);
     }
+
+    /// Every vip series that the shipped alert rules (deploy/vip-alerts.yml)
+    /// read is one this exporter writes, under that name, once there is
+    /// something of its kind (a steer target, an announced range with a
+    /// health check, a BGP session). A rule on a misspelt name would never fire.
+    #[test]
+    fn every_series_the_shipped_alert_rules_read_is_exported() {
+        use crate::{
+            stats::SteerReport,
+            status::{AnnounceStatus, HealthStatus, Phase, Session},
+        };
+        let mut snapshot = snapshot(
+            "[[range]]\nname = \"web\"\ncidr = \"192.0.2.0/24\"\n\
+             [[range]]\nname = \"v6\"\ncidr = \"2001:db8::/64\"\n",
+        );
+        let report = &mut snapshot.report;
+        report.steer.push(SteerReport {
+            range: "web".into(),
+            matches: "tcp/80".into(),
+            to: "pid:1".into(),
+            up: true,
+            packets: 0,
+            vips: Vec::new(),
+        });
+        report.bgp.push(AnnounceStatus {
+            range: "web".into(),
+            cidr: "192.0.2.0/24".parse().unwrap(),
+            phase: Phase::Announced,
+            reason: String::new(),
+            transitions: 1,
+            health: vec![HealthStatus {
+                check: "tcp".into(),
+                up: true,
+                failure: None,
+                transitions: 0,
+            }],
+        });
+        report.bgp_sessions.push(Session {
+            neighbor: "198.18.0.1".parse().unwrap(),
+            established: true,
+            info: "Established".into(),
+        });
+        let text = encode(snapshot, Format::PrometheusText);
+        let exported: std::collections::BTreeSet<&str> = text
+            .lines()
+            .filter(|l| !l.starts_with('#'))
+            .filter_map(|l| l.split(['{', ' ']).next())
+            .collect();
+        let rules = include_str!("../../../deploy/vip-alerts.yml");
+        let read: std::collections::BTreeSet<&str> = rules
+            .lines()
+            .filter_map(|l| l.trim().strip_prefix("expr: "))
+            .flat_map(|expr| expr.split(|c: char| !(c.is_ascii_alphanumeric() || c == '_')))
+            .filter(|word| word.starts_with("vip_"))
+            .collect();
+        assert_eq!(read.len(), 10, "the rules read {read:?}");
+        let missing: Vec<&&str> = read.difference(&exported).collect();
+        assert!(
+            missing.is_empty(),
+            "the alert rules read {missing:?}, which vip does not export:\n{text}"
+        );
+    }
 }
