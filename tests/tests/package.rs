@@ -155,6 +155,22 @@ fn the_package_holds_what_a_server_needs() {
         repo_file("LICENSE-APACHE")
     );
 
+    // deploy/'s files for the monitoring side and Kubernetes, as examples.
+    for example in [
+        "prometheus.yml",
+        "prometheus-kubernetes.yml",
+        "vip-alerts.yml",
+        "vip-alerts.test.yml",
+        "grafana-dashboard.json",
+        "daemonset.yaml",
+    ] {
+        assert_eq!(
+            read(root, &format!("usr/share/doc/vip/examples/{example}")),
+            repo_file(&format!("deploy/{example}")),
+            "{example}"
+        );
+    }
+
     // Installing never starts the service (the example config is to be edited
     // first), and an upgrade neither stops nor restarts it (that would revert
     // the host state): only removal stops it.

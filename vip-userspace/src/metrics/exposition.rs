@@ -244,21 +244,6 @@ fn sparse_table(encoder: &mut DescriptorEncoder, report: &Report) -> Result<(), 
     )
 }
 
-/// A range's VIPs that get series: the busiest `max` (ties by address).
-fn exported_vips(range: &RangeReport, max: usize) -> Vec<&VipReport> {
-    if max == 0 {
-        return Vec::new();
-    }
-    let mut vips: Vec<&VipReport> = range.vips.iter().collect();
-    vips.sort_by(|a, b| {
-        (b.packets + b.dropped_packets)
-            .cmp(&(a.packets + a.dropped_packets))
-            .then(a.addr.cmp(&b.addr))
-    });
-    vips.truncate(max);
-    vips
-}
-
 impl Collector for Snapshot {
     fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
         let report = &self.report;
@@ -266,7 +251,8 @@ impl Collector for Snapshot {
             .ranges
             .iter()
             .flat_map(|range| {
-                exported_vips(range, self.policy.max_vip_series(&range.name))
+                range
+                    .busiest(self.policy.max_vip_series(&range.name))
                     .into_iter()
                     .map(move |vip| (range, vip))
             })

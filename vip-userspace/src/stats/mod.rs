@@ -233,6 +233,23 @@ impl RangeReport {
         self.vips.iter().find(|v| v.addr == addr)
     }
 
+    /// The `max` VIPs with the most packets (accepted and dropped), busiest
+    /// first, ties by address: the rows of `vip stats --top` and the per-VIP
+    /// series of the metrics.
+    pub fn busiest(&self, max: usize) -> Vec<&VipReport> {
+        if max == 0 {
+            return Vec::new(); // no sort of a whole range's VIPs for nothing
+        }
+        let mut vips: Vec<&VipReport> = self.vips.iter().collect();
+        vips.sort_by(|a, b| {
+            (b.packets + b.dropped_packets)
+                .cmp(&(a.packets + a.dropped_packets))
+                .then(a.addr.cmp(&b.addr))
+        });
+        vips.truncate(max);
+        vips
+    }
+
     fn add(&mut self, verdicts: &vip_common::Verdicts) {
         self.packets += verdicts.accepted.packets;
         self.bytes += verdicts.accepted.bytes;

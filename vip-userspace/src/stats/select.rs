@@ -3,7 +3,7 @@
 //! Range totals always count every VIP; what `--top` leaves out is counted in
 //! [`RangeReport::vips_omitted`].
 
-use super::{RangeReport, Report};
+use super::{RangeReport, Report, VipReport};
 use crate::errors::Blame;
 
 /// The operator's choice of ranges and VIP rows.
@@ -50,18 +50,11 @@ impl Selection {
     }
 }
 
-/// The `top` VIPs with the most packets (accepted and dropped), busiest first,
-/// ties by address.
+/// Only the range's `top` busiest VIPs, busiest first.
 fn keep_busiest(range: &mut RangeReport, top: usize) {
-    range.vips.sort_by(|a, b| {
-        (b.packets + b.dropped_packets)
-            .cmp(&(a.packets + a.dropped_packets))
-            .then(a.addr.cmp(&b.addr))
-    });
-    if range.vips.len() > top {
-        range.vips_omitted += (range.vips.len() - top) as u64;
-        range.vips.truncate(top);
-    }
+    let kept: Vec<VipReport> = range.busiest(top).into_iter().cloned().collect();
+    range.vips_omitted += (range.vips.len() - kept.len()) as u64;
+    range.vips = kept;
 }
 
 #[cfg(test)]
@@ -69,7 +62,7 @@ mod tests {
     use std::net::IpAddr;
 
     use super::*;
-    use crate::stats::{SteerReport, VipReport};
+    use crate::stats::SteerReport;
 
     fn vip(addr: &str, packets: u64, dropped_packets: u64) -> VipReport {
         VipReport {
