@@ -132,7 +132,7 @@ fn alert_rules_pass_promtool_and_their_unit_tests() {
 }
 
 #[test]
-fn grafana_dashboard_is_json_with_rate_drop_attach_sparse_table_and_anycast_panels() {
+fn grafana_dashboard_is_json_with_rate_drop_attach_sparse_table_anycast_and_alert_panels() {
     let dashboard: Value = serde_json::from_str(&read("grafana-dashboard.json")).unwrap();
     let exprs: Vec<&str> = dashboard["panels"]
         .as_array()
@@ -152,6 +152,7 @@ fn grafana_dashboard_is_json_with_rate_drop_attach_sparse_table_and_anycast_pane
         "vip_health_up",
         "vip_announce_transitions_total",
         "vip_drift_unrepaired",
+        "ALERTS{alertname=~\"Vip.*\", alertstate=\"firing\"}",
     ] {
         assert!(
             exprs.iter().any(|e| e.contains(wanted)),
