@@ -208,6 +208,7 @@ fn prometheus_scrapes_per_vip_counters_that_match_vip_stats() {
     assert_eq!(build.len(), 1, "{build:?}");
     let attach = prometheus.query(&lab.server, "vip_attach_info");
     assert_eq!(attach[0]["metric"]["mode"], "native", "{attach:?}");
+    assert_eq!(attach[0]["metric"]["fallback"], "false", "{attach:?}");
     // No sparse range here: the table's alert gauge is there, at 0.
     let fullest = prometheus.query(&lab.server, "vip_sparse_table_fullest_cpu_ratio");
     assert_eq!(fullest.len(), 1, "{fullest:?}");
@@ -219,7 +220,7 @@ fn prometheus_scrapes_per_vip_counters_that_match_vip_stats() {
     // from now): one from before would see nothing to raise.
     let evaluations = |ns: &Netns| {
         let loaded = rules(ns);
-        assert_eq!(loaded.len(), 10, "{loaded:?}");
+        assert_eq!(loaded.len(), 11, "{loaded:?}");
         loaded
     };
     let deadline = Instant::now() + Duration::from_secs(20);

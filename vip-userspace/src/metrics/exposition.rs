@@ -445,11 +445,14 @@ impl Collector for Snapshot {
         info(
             &mut encoder,
             "vip_attach_info",
-            "1 for each interface the datapath is attached to, with its mode.",
-            report
-                .attachments
-                .iter()
-                .map(|a| vec![("interface", a.interface.clone()), ("mode", a.mode.clone())]),
+            "1 for each interface the datapath is attached to, with its mode and whether that mode is a fallback from the one tried first.",
+            report.attachments.iter().map(|a| {
+                vec![
+                    ("interface", a.interface.clone()),
+                    ("mode", a.mode.clone()),
+                    ("fallback", a.fallback.to_string()),
+                ]
+            }),
         )?;
         info(
             &mut encoder,
@@ -547,9 +550,25 @@ mod tests {
         );
         assert_eq!(
             lines(&text, "vip_attach_info"),
-            ["vip_attach_info{interface=\"eth0\",mode=\"native\"} 1"]
+            ["vip_attach_info{interface=\"eth0\",mode=\"native\",fallback=\"false\"} 1"]
         );
         assert!(text.contains("# TYPE vip_packets_total counter"), "{text}");
+    }
+
+    /// An attachment in a mode that is not the one tried first says so, for
+    /// the VipAttachFallback alert.
+    #[test]
+    fn an_attachment_that_fell_back_is_labelled() {
+        let mut fell_back = snapshot("[[range]]\nname = \"web\"\ncidr = \"192.0.2.0/24\"\n");
+        fell_back.report.attachments[0].mode = "generic".into();
+        fell_back.report.attachments[0].fallback = true;
+        assert_eq!(
+            lines(
+                &encode(fell_back, Format::PrometheusText),
+                "vip_attach_info"
+            ),
+            ["vip_attach_info{interface=\"eth0\",mode=\"generic\",fallback=\"true\"} 1"]
+        );
     }
 
     #[test]
