@@ -146,6 +146,7 @@ fn grafana_dashboard_is_json_with_rate_drop_attach_sparse_table_anycast_and_aler
         "vip_range_packets_total{verdict=\"dropped\"",
         "vip_attach_info",
         "vip_sparse_table_fullest_cpu_ratio",
+        "vip_sparse_table_fullest_cpu_busy_ratio",
         "rate(vip_sparse_overflow_packets_total",
         "rate(vip_sparse_reclaimed_packets_total",
         "vip_announced",

@@ -209,10 +209,15 @@ fn prometheus_scrapes_per_vip_counters_that_match_vip_stats() {
     let attach = prometheus.query(&lab.server, "vip_attach_info");
     assert_eq!(attach[0]["metric"]["mode"], "native", "{attach:?}");
     assert_eq!(attach[0]["metric"]["fallback"], "false", "{attach:?}");
-    // No sparse range here: the table's alert gauge is there, at 0.
-    let fullest = prometheus.query(&lab.server, "vip_sparse_table_fullest_cpu_ratio");
-    assert_eq!(fullest.len(), 1, "{fullest:?}");
-    assert_eq!(fullest[0]["value"][1], "0", "{fullest:?}");
+    // No sparse range here: the table's gauges are there, at 0.
+    for gauge in [
+        "vip_sparse_table_fullest_cpu_ratio",
+        "vip_sparse_table_fullest_cpu_busy_ratio",
+    ] {
+        let fullest = prometheus.query(&lab.server, gauge);
+        assert_eq!(fullest.len(), 1, "{gauge}: {fullest:?}");
+        assert_eq!(fullest[0]["value"][1], "0", "{gauge}: {fullest:?}");
+    }
 
     // The shipped alert rules evaluate on vip's real series without an error,
     // and a healthy vip raises none of them (not even pending). Judged on an

@@ -245,6 +245,51 @@ fn an_idle_vip_gives_its_slot_up_and_its_counts_stay_in_the_range() {
     assert_eq!(deltas.vips.get(&v6(late)), Some(&Moved::accepted(80)));
 }
 
+/// `vip stats` tells idle slots from busy ones: after a scan the table stays
+/// as full as it was, but each slot goes idle three sweeps after its VIP's
+/// last packet, and a packet makes it busy again.
+#[test]
+fn idle_slots_are_told_from_busy_ones() {
+    let Some(mut datapath) = loaded("idle_slots_are_told_from_busy_ones") else {
+        return;
+    };
+    let scanned: Vec<String> = (1u32..=6)
+        .map(|host| format!("2001:db8:4::{host:x}"))
+        .collect();
+    for vip in &scanned {
+        send(&mut datapath, vip);
+    }
+    let table = |datapath: &Loaded| {
+        let table = fixture::snapshot(datapath).sparse_table;
+        assert!(
+            table.used_per_cpu[1..]
+                .iter()
+                .chain(&table.idle_per_cpu[1..])
+                .all(|&n| n == 0),
+            "only CPU 0 counted: {table:?}"
+        );
+        table
+    };
+    for sweep in 0..3 {
+        let now = table(&datapath);
+        assert_eq!(
+            (now.used_per_cpu[0], now.idle_per_cpu[0]),
+            (6, 0),
+            "after {sweep} sweeps"
+        );
+        assert_eq!(now.fullest_cpu_busy_ratio(), 6.0 / f64::from(SLOTS));
+        datapath.sweep_sparse().unwrap();
+    }
+    let swept = table(&datapath);
+    assert_eq!((swept.used_per_cpu[0], swept.idle_per_cpu[0]), (6, 6));
+    assert_eq!(swept.fullest_cpu_ratio(), 6.0 / f64::from(SLOTS));
+    assert_eq!(swept.fullest_cpu_busy_ratio(), 0.0);
+    send(&mut datapath, &scanned[2]);
+    let woken = table(&datapath);
+    assert_eq!((woken.used_per_cpu[0], woken.idle_per_cpu[0]), (6, 5));
+    assert_eq!(woken.fullest_cpu_busy_ratio(), 1.0 / f64::from(SLOTS));
+}
+
 /// Declared VIPs count in rows of their own from the start: addresses that
 /// fill their probe sequence, and sweeps, change nothing for them.
 #[test]

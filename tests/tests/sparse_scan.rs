@@ -17,7 +17,7 @@ use rand::{rngs::StdRng, Rng, SeedableRng};
 use serde_json::Value;
 use vip_tests::{
     daemon::{number, Daemon, Instance},
-    fixture,
+    fixture, http,
     netns::Lab,
     packets::FrameSpec,
     root::require_root,
@@ -197,6 +197,36 @@ fn a_scan_cannot_blind_per_vip_accounting() {
     let table = &stats["sparse_table"];
     assert_eq!(number(table, "slots"), 128, "{table:#}");
     assert!(table["keyed"].as_bool().unwrap(), "{table:#}");
+    // The scan left CPU 0's table full, but of idle VIPs: only the late VIP
+    // is busy, and the alert gauge reads it so. Its last burst keeps it busy
+    // for at least two sweeps (2 s); the scan's slots are idle by three
+    // sweeps after the scan's end, which the loop above waited for, give or
+    // take a sweep's pace.
+    let deadline = Instant::now() + Duration::from_millis(1500);
+    let idle_cpu0 = |stats: &Value| stats["sparse_table"]["idle_per_cpu"][0].as_u64().unwrap();
+    let mut settled = daemon.stats_json();
+    while idle_cpu0(&settled) != 127 && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(100));
+        settled = daemon.stats_json();
+    }
+    let table = &settled["sparse_table"];
+    assert_eq!(table["used_per_cpu"][0], 128, "{table:#}");
+    assert_eq!(table["idle_per_cpu"][0], 127, "{table:#}");
+    let (status, metrics) = http::get(&lab.server, "127.0.0.1:9669".parse().unwrap(), "/metrics");
+    assert_eq!(status, 200);
+    let gauge = |name: &str| -> f64 {
+        metrics
+            .lines()
+            .find_map(|l| l.strip_prefix(name)?.strip_prefix(' '))
+            .unwrap_or_else(|| panic!("no {name} in /metrics:\n{metrics}"))
+            .parse()
+            .unwrap()
+    };
+    assert_eq!(gauge("vip_sparse_table_fullest_cpu_ratio"), 1.0);
+    assert_eq!(
+        gauge("vip_sparse_table_fullest_cpu_busy_ratio"),
+        1.0 / 128.0
+    );
     println!(
         "scan: {sent} frames, overflow {overflow_at_end}; late VIP's row after {row_after:?}; {pressure}"
     );

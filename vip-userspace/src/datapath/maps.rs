@@ -123,6 +123,18 @@ impl Maps {
         &mut self.tables
     }
 
+    /// Map `name` as aya's typed map `T`, for reads.
+    pub(super) fn typed<'a, T>(&'a self, name: &'static str) -> Result<T, DatapathError>
+    where
+        T: TryFrom<&'a Map, Error = MapError>,
+    {
+        let map = self
+            .maps
+            .get(name)
+            .ok_or(DatapathError::Missing { kind: "map", name })?;
+        T::try_from(map).map_err(|source| DatapathError::Map { map: name, source })
+    }
+
     /// Map `name` as aya's typed map `T`, for updates.
     pub(super) fn typed_mut<'a, T>(&'a mut self, name: &'static str) -> Result<T, DatapathError>
     where

@@ -54,12 +54,17 @@ pub(super) fn globals(control: &SparseControl) -> Result<(u32, [u64; 4]), Datapa
 
 /// The control entry as the datapath reads it.
 pub fn read(maps: &Maps) -> Result<SparseControl, DatapathError> {
-    let map = maps.map(MAP_SPARSE_CONTROL).ok_or(DatapathError::Missing {
-        kind: "map",
-        name: MAP_SPARSE_CONTROL,
-    })?;
-    let array: Array<_, SparseControl> = Array::try_from(map).map_err(map_err)?;
+    let array: Array<_, SparseControl> = maps.typed(MAP_SPARSE_CONTROL)?;
     array.get(&0, 0).map_err(map_err)
+}
+
+/// The tag word the datapath stamps slots with now (`MAP_SPARSE_TAG`).
+pub fn tag_word(maps: &Maps) -> Result<u32, DatapathError> {
+    let array: Array<_, u32> = maps.typed(MAP_SPARSE_TAG)?;
+    array.get(&0, 0).map_err(|source| DatapathError::Map {
+        map: MAP_SPARSE_TAG,
+        source,
+    })
 }
 
 /// Moves the sweep generation on by one: slots that have seen no packet for

@@ -173,15 +173,36 @@ fn announcements(
     )
 }
 
-fn sparse_table(encoder: &mut DescriptorEncoder, report: &Report) -> Result<(), std::fmt::Error> {
-    let table = &report.sparse_table;
+/// One unlabelled gauge of a ratio.
+fn ratio(
+    encoder: &mut DescriptorEncoder,
+    name: &str,
+    help: &str,
+    value: f64,
+) -> Result<(), std::fmt::Error> {
     let mut family = encoder.encode_descriptor(
-        "vip_sparse_table_fullest_cpu_ratio",
-        "Used slots over slots in the sparse VIP table, on the CPU where it is fullest (alert when it stays near 1: new VIPs then count in their range only).",
+        name,
+        help,
         None,
         prometheus_client::metrics::MetricType::Gauge,
     )?;
-    ConstGauge::new(table.fullest_cpu_ratio()).encode(family.encode_family(&Labels::new())?)?;
+    ConstGauge::new(value).encode(family.encode_family(&Labels::new())?)
+}
+
+fn sparse_table(encoder: &mut DescriptorEncoder, report: &Report) -> Result<(), std::fmt::Error> {
+    let table = &report.sparse_table;
+    ratio(
+        encoder,
+        "vip_sparse_table_fullest_cpu_ratio",
+        "Used slots over slots in the sparse VIP table, on the CPU where it is fullest (a scan leaves it near 1 until new VIPs take the idle slots over).",
+        table.fullest_cpu_ratio(),
+    )?;
+    ratio(
+        encoder,
+        "vip_sparse_table_fullest_cpu_busy_ratio",
+        "Slots of VIPs that saw a packet within sparse_idle_seconds over slots in the sparse VIP table, on the CPU with the most (alert when it stays near 1: idle VIPs' slots are taken over, busy ones' are not).",
+        table.fullest_cpu_busy_ratio(),
+    )?;
     gauges(
         encoder,
         "vip_sparse_table_slots",
@@ -597,6 +618,7 @@ mod tests {
         snapshot.report.sparse_table = crate::stats::SparseTableReport {
             slots: 128,
             used_per_cpu: vec![32, 96],
+            idle_per_cpu: vec![0, 72],
             keyed: true,
             hash: "multiply".to_string(),
             generation: 5,
@@ -613,6 +635,11 @@ mod tests {
         assert_eq!(
             lines(&text, "vip_sparse_table_fullest_cpu_ratio"),
             ["vip_sparse_table_fullest_cpu_ratio 0.75"]
+        );
+        assert_eq!(
+            lines(&text, "vip_sparse_table_fullest_cpu_busy_ratio"),
+            ["vip_sparse_table_fullest_cpu_busy_ratio 0.25"],
+            "CPU 0's 32 busy slots, not CPU 1's 96 used of which 72 idle"
         );
         assert_eq!(
             lines(&text, "vip_sparse_slots{"),

@@ -54,6 +54,11 @@ pub struct SparseTableReport {
     pub slots: u64,
     /// Slots holding a VIP of a configured range, per CPU.
     pub used_per_cpu: Vec<u64>,
+    /// Of those, the slots whose VIP has seen no packet on that CPU for
+    /// `sparse_idle_seconds`: the next new VIP that probes one takes it over.
+    /// After a scan the table stays full of them until new VIPs come.
+    #[serde(default)]
+    pub idle_per_cpu: Vec<u64>,
     /// Whether the table's hash has a key (a datapath upgraded from layout 6
     /// or older keeps the unkeyed hash until it is started afresh).
     pub keyed: bool,
@@ -74,6 +79,22 @@ impl SparseTableReport {
             return 0.0;
         }
         fullest as f64 / self.slots as f64
+    }
+
+    /// Slots of VIPs that are not idle over slots, on the CPU with the most
+    /// of them, 0 to 1: near 1, a new VIP finds no slot it may take.
+    pub fn fullest_cpu_busy_ratio(&self) -> f64 {
+        let busiest = self
+            .used_per_cpu
+            .iter()
+            .enumerate()
+            .map(|(cpu, used)| used - self.idle_per_cpu.get(cpu).copied().unwrap_or(0).min(*used))
+            .max()
+            .unwrap_or(0);
+        if self.slots == 0 {
+            return 0.0;
+        }
+        busiest as f64 / self.slots as f64
     }
 }
 

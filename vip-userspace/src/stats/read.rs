@@ -7,11 +7,11 @@ use std::{
 use aya::maps::{Array, HashMap as BpfHashMap, Map, MapError, PerCpuArray, PerCpuHashMap};
 use ipnet::IpNet;
 use vip_common::{
-    AttachMeta, DeclaredVip, RangeMeta, RangePressure, RangeStats, SteeredVip, Verdicts, VipAddr,
-    FAMILY_V4, GLOBAL_COUNTERS, GLOBAL_DECAP_GUE, GLOBAL_DECAP_IP6IP6, GLOBAL_DECAP_IPIP,
-    GLOBAL_FRAGMENTS, GLOBAL_INTERNAL_ERRORS, GLOBAL_MALFORMED, GLOBAL_NON_VIP, MAP_ATTACH_META,
-    MAP_DECLARED, MAP_DELIVERED, MAP_GLOBAL_STATS, MAP_PRESSURE, MAP_RANGE_META, MAP_RANGE_STATS,
-    MAP_STEERED_VIPS, MAP_STEER_STATS, SPARSE_HASH_MULTIPLY,
+    sparse_tag_idle, AttachMeta, DeclaredVip, RangeMeta, RangePressure, RangeStats, SteeredVip,
+    Verdicts, VipAddr, FAMILY_V4, GLOBAL_COUNTERS, GLOBAL_DECAP_GUE, GLOBAL_DECAP_IP6IP6,
+    GLOBAL_DECAP_IPIP, GLOBAL_FRAGMENTS, GLOBAL_INTERNAL_ERRORS, GLOBAL_MALFORMED, GLOBAL_NON_VIP,
+    MAP_ATTACH_META, MAP_DECLARED, MAP_DELIVERED, MAP_GLOBAL_STATS, MAP_PRESSURE, MAP_RANGE_META,
+    MAP_RANGE_STATS, MAP_STEERED_VIPS, MAP_STEER_STATS, SPARSE_HASH_MULTIPLY,
 };
 
 use super::{
@@ -270,10 +270,12 @@ fn add_sparse_vips(
         .collect();
     let sparse = &source.tables().sparse;
     let control = sparse_control::read(source)?;
+    let word = sparse_control::tag_word(source)?;
     let cpus = sparse.cpus() as usize;
     let mut table = SparseTableReport {
         slots: u64::from(sparse.stride()),
         used_per_cpu: vec![0; cpus],
+        idle_per_cpu: vec![0; cpus],
         keyed: control.hash_key != 0,
         hash: match control.hash_kind {
             SPARSE_HASH_MULTIPLY => "multiply",
@@ -295,6 +297,9 @@ fn add_sparse_vips(
             };
             if let Some(&index) = live.get(&(row.range_id, row.epoch)) {
                 table.used_per_cpu[cpu as usize] += 1;
+                if sparse_tag_idle(word, row.tag) {
+                    table.idle_per_cpu[cpu as usize] += 1;
+                }
                 if let Some(pressure) = &mut ranges[index].sparse {
                     pressure.slots_per_cpu[cpu as usize] += 1;
                 }

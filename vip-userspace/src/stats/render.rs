@@ -50,10 +50,12 @@ pub fn table(report: &Report) -> String {
     let table = &report.sparse_table;
     let _ = writeln!(
         out,
-        "sparse VIP table: {} slots per CPU, used {:?} ({:.0}% on the fullest CPU), {}, sweep {}",
+        "sparse VIP table: {} slots per CPU, used {:?} ({:.0}% on the fullest CPU), of them idle {:?} ({:.0}% busy), {}, sweep {}",
         table.slots,
         table.used_per_cpu,
         table.fullest_cpu_ratio() * 100.0,
+        table.idle_per_cpu,
+        table.fullest_cpu_busy_ratio() * 100.0,
         match (table.keyed, table.hash.as_str()) {
             (false, _) => "unkeyed hash (upgraded from layout 6 or older)",
             (true, "multiply") => "keyed hash",
