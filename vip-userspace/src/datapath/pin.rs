@@ -352,6 +352,25 @@ pub fn open(dir: &Path, name: &str) -> Result<Map, PinError> {
         .map_err(|source| PinError::Open { path, source })
 }
 
+/// Which map objects the pins of `dir` are, as bpffs inodes (a pin made
+/// anew, or renamed over another, is a new inode): a reader that holds maps
+/// open sees from a change that they are no longer the datapath's (a reload
+/// that changed the attachments, an upgrade, `vip down` then `vip run`).
+/// `None` without a complete datapath.
+pub fn maps_identity(dir: &Path) -> Option<Vec<u64>> {
+    if !is_complete(dir) {
+        return None;
+    }
+    PINNED_MAPS
+        .iter()
+        .map(|name| {
+            std::fs::symlink_metadata(dir.join(name))
+                .ok()
+                .map(|m| m.ino())
+        })
+        .collect()
+}
+
 /// Whether the datapath pinned at `dir` finished setting up (its last pin exists).
 pub fn is_complete(dir: &Path) -> bool {
     dir.join(PINNED_MAPS[PINNED_MAPS.len() - 1]).exists()

@@ -32,21 +32,46 @@ impl Selection {
     /// Checks every name against `report` first, so that a typo is an error
     /// rather than an empty table.
     pub fn apply(&self, report: &mut Report) -> Result<(), SelectError> {
-        if let Some(name) = self.ranges.iter().find(|name| report.range(name).is_none()) {
-            return Err(SelectError::NoSuchRange { name: name.clone() });
-        }
-        if !self.ranges.is_empty() {
-            let chosen = |range: &String| self.ranges.contains(range);
-            report.ranges.retain(|r| chosen(&r.name));
-            report.steer.retain(|s| chosen(&s.range));
-            report.bgp.retain(|a| chosen(&a.range));
-        }
+        self.check(report)?;
+        self.keep_ranges(report);
         if let Some(top) = self.top {
             for range in &mut report.ranges {
                 keep_busiest(range, top);
             }
         }
         Ok(())
+    }
+
+    /// An error for the first name `report` does not have.
+    pub fn check(&self, report: &Report) -> Result<(), SelectError> {
+        match self.missing(report).first() {
+            Some(name) => Err(SelectError::NoSuchRange {
+                name: name.to_string(),
+            }),
+            None => Ok(()),
+        }
+    }
+
+    /// The names `report` does not have (a reload may remove a range while
+    /// `--watch` runs).
+    pub fn missing<'a>(&'a self, report: &Report) -> Vec<&'a str> {
+        self.ranges
+            .iter()
+            .filter(|name| report.range(name).is_none())
+            .map(String::as_str)
+            .collect()
+    }
+
+    /// Only the named ranges that `report` has, with their steer targets and
+    /// announcements; every range when no name was given.
+    pub fn keep_ranges(&self, report: &mut Report) {
+        if self.ranges.is_empty() {
+            return;
+        }
+        let chosen = |range: &String| self.ranges.contains(range);
+        report.ranges.retain(|r| chosen(&r.name));
+        report.steer.retain(|s| chosen(&s.range));
+        report.bgp.retain(|a| chosen(&a.range));
     }
 }
 
@@ -153,6 +178,19 @@ mod tests {
         let dns = kept.range("dns").unwrap();
         assert_eq!(dns.vips.len(), 1);
         assert_eq!(dns.vips_omitted, 0);
+    }
+
+    #[test]
+    fn ranges_a_reload_removed_are_missing_and_the_others_kept() {
+        let mut kept = report();
+        let selection = Selection {
+            ranges: vec!["gone".to_string(), "dns".to_string(), "also".to_string()],
+            top: None,
+        };
+        assert_eq!(selection.missing(&kept), ["gone", "also"]);
+        selection.keep_ranges(&mut kept);
+        assert_eq!(kept.ranges, vec![report().ranges[1].clone()]);
+        assert_eq!(kept.steer, vec![report().steer[1].clone()]);
     }
 
     #[test]
