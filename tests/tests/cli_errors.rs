@@ -6,6 +6,7 @@ use vip_tests::{
     netns::Lab,
     root::require_root,
 };
+use vip_userspace::{datapath::footprint::Footprint, Config, Layout};
 
 const GOOD_RANGE: &str = "[[range]]\nname = \"web\"\ncidr = \"192.0.2.0/24\"\n";
 
@@ -136,8 +137,22 @@ fn stats_without_a_daemon_says_so() {
     assert!(out.stdout.is_empty());
 }
 
+/// Possible CPUs, as the kernel lists them (`0-127`, `0,2-3`).
+fn possible_cpus() -> u32 {
+    std::fs::read_to_string("/sys/devices/system/cpu/possible")
+        .unwrap()
+        .trim()
+        .split(',')
+        .map(|span| match span.split_once('-') {
+            Some((first, last)) => last.parse::<u32>().unwrap() - first.parse::<u32>().unwrap() + 1,
+            None => 1,
+        })
+        .sum()
+}
+
 /// `vip check` passes a config with ranges inside ranges and names each one,
-/// since a typo in a CIDR can nest a range without meaning to.
+/// since a typo in a CIDR can nest a range without meaning to; it says what
+/// memory `vip run` will take for the datapath on this host.
 #[test]
 fn check_names_the_ranges_inside_ranges() {
     if !require_root("check_names_the_ranges_inside_ranges") {
@@ -152,13 +167,17 @@ fn check_names_the_ranges_inside_ranges() {
         range("quarter", "192.0.2.64/26"),
         range("api", "198.51.100.0/24")
     ));
-    std::fs::write(&path, text).expect("writing config");
+    std::fs::write(&path, &text).expect("writing config");
     let instance = Instance::new("clinest");
     let out = instance.vip_ok(&lab.server, &["check", "--config", path.to_str().unwrap()]);
+    let config = Config::parse(&text, &path).unwrap();
+    let footprint = Footprint::of(&Layout::new(&config), possible_cpus());
+    assert_eq!(footprint.per_cpu[0], ("sparse VIP table", 131_072 * 80));
     assert_eq!(
         out,
         format!(
             "{}: ok (4 ranges, 0 routes, 1 interfaces)\n  \
+             datapath memory for vip run: {footprint}\n  \
              range \"pair\" (192.0.2.70/31) lies in range \"quarter\" (192.0.2.64/26) and judges and counts its own addresses\n  \
              range \"quarter\" (192.0.2.64/26) lies in range \"web\" (192.0.2.0/24) and judges and counts its own addresses\n",
             path.display()

@@ -15,7 +15,9 @@ pub use stats::stats;
 pub use watch::watch;
 
 use vip_userspace::{
+    datapath::footprint::Footprint,
     errors::Blame,
+    layout::Layout,
     preflight::{self, Purpose},
 };
 
@@ -82,6 +84,13 @@ pub fn check(config_path: &std::path::Path) -> Result<(), Failure> {
         config.routes.len(),
         config.interfaces.len()
     );
+    // What `vip run` will take from the host, allocated whatever the traffic.
+    if !config.interfaces.is_empty() {
+        let layout = Layout::new(&config);
+        if let Some(footprint) = Footprint::on_this_host(&layout) {
+            println!("  datapath memory for vip run: {footprint}");
+        }
+    }
     // Nesting is allowed, so a typo in a CIDR may nest a range by accident:
     // say which ranges take addresses from which.
     let parents = vip_userspace::config::nesting::parents(&config.ranges);

@@ -15,6 +15,7 @@ use crate::{
     config::{Config, XdpMode},
     datapath::{
         self,
+        footprint::Footprint,
         pin::{PinDir, PinError},
         AdoptError, Datapath, DatapathError, Loaded,
     },
@@ -268,6 +269,9 @@ impl Daemon {
             (Starting::Adopted(datapath), layout)
         } else {
             let layout = Layout::new(&config);
+            if let Some(footprint) = Footprint::on_this_host(&layout) {
+                log::info!("creating the datapath's maps, {footprint}");
+            }
             let loaded = Loaded::load(&layout, &config.interfaces).map_err(DaemonError::Load)?;
             (Starting::Loaded(loaded), layout)
         };

@@ -8,6 +8,7 @@ pub mod batch;
 mod bpf_sys;
 pub mod build;
 pub mod cpu_table;
+pub mod footprint;
 mod link_update;
 pub mod maps;
 pub mod pin;

@@ -40,6 +40,7 @@ pub const TESTS: &[&str] = &[
     "upgrade",
     "sparse_upgrade",
     "batch_reads",
+    "footprint",
 ];
 
 /// Boots `release` and runs the kernel tests in it; fails on a failed test,
