@@ -152,7 +152,10 @@ pub fn watch(pin_dir: &Path, run_dir: &Path, selection: &Selection) -> Result<()
     if let Some(name) = missing.first() {
         return Err(SelectError::NoSuchRange { name: name.clone() }.into());
     }
+    // `since` paces the refreshes; `before_at` is when `before` was read,
+    // which a refresh that read nothing leaves behind.
     let mut since = Instant::now();
+    let mut before_at = since;
     let _screen = Screen::enter()?;
     let mut out = std::io::stdout();
     loop {
@@ -166,7 +169,6 @@ pub fn watch(pin_dir: &Path, run_dir: &Path, selection: &Selection) -> Result<()
                 }
             }
         }
-        let elapsed = since.elapsed().as_secs_f64();
         since = Instant::now();
         let mut header = format!(
             "vip stats --watch: {} (q to quit)",
@@ -177,13 +179,13 @@ pub fn watch(pin_dir: &Path, run_dir: &Path, selection: &Selection) -> Result<()
                 if !missing.is_empty() {
                     header += &format!("; no longer in the datapath: {}", missing.join(", "));
                 }
-                let ranges = rates::rates(&before, &now, elapsed);
-                before = now;
+                let ranges = rates::rates(&before, &now, before_at.elapsed().as_secs_f64());
+                (before, before_at) = (now, Instant::now());
                 ranges
             }
             Refresh::Reopened(now) => {
                 header += "; the datapath's maps were pinned anew: rates from the next second";
-                before = now;
+                (before, before_at) = (now, Instant::now());
                 Vec::new()
             }
             Refresh::Unreadable(why) => {

@@ -104,8 +104,8 @@ impl Footprint {
     }
 }
 
-/// `10 MiB per CPU x 128 possible CPUs (sparse VIP table 10 MiB, ...) + 1.3 MiB shared (...)`,
-/// after the total.
+/// `TOTAL: X per CPU x N possible CPUs (part X, ...) + Y shared (part Y, ...)`,
+/// parts of 0 bytes left out.
 impl fmt::Display for Footprint {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let parts = |parts: &[(&str, u64)]| {
@@ -192,7 +192,8 @@ mod tests {
         assert!(many.total() > 128 * (10 << 20));
         // README's example.
         assert!(
-            many.to_string().starts_with("1.57 GiB: 12.5 MiB per CPU x 128 possible CPUs ("),
+            many.to_string()
+                .starts_with("1.57 GiB: 12.5 MiB per CPU x 128 possible CPUs ("),
             "{many}"
         );
     }
