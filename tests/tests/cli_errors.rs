@@ -137,19 +137,6 @@ fn stats_without_a_daemon_says_so() {
     assert!(out.stdout.is_empty());
 }
 
-/// Possible CPUs, as the kernel lists them (`0-127`, `0,2-3`).
-fn possible_cpus() -> u32 {
-    std::fs::read_to_string("/sys/devices/system/cpu/possible")
-        .unwrap()
-        .trim()
-        .split(',')
-        .map(|span| match span.split_once('-') {
-            Some((first, last)) => last.parse::<u32>().unwrap() - first.parse::<u32>().unwrap() + 1,
-            None => 1,
-        })
-        .sum()
-}
-
 /// `vip check` passes a config with ranges inside ranges and names each one,
 /// since a typo in a CIDR can nest a range without meaning to; it says what
 /// memory `vip run` will take for the datapath on this host.
@@ -171,7 +158,7 @@ fn check_names_the_ranges_inside_ranges() {
     let instance = Instance::new("clinest");
     let out = instance.vip_ok(&lab.server, &["check", "--config", path.to_str().unwrap()]);
     let config = Config::parse(&text, &path).unwrap();
-    let footprint = Footprint::of(&Layout::new(&config), possible_cpus());
+    let footprint = Footprint::on_this_host(&Layout::new(&config)).unwrap();
     assert_eq!(footprint.per_cpu[0], ("sparse VIP table", 131_072 * 80));
     assert_eq!(
         out,

@@ -47,8 +47,7 @@ fn the_logged_footprint_is_what_the_kernel_accounts_for_the_maps() {
     );
     let daemon = Daemon::start(&lab.server, &config, &instance);
     let layout = Layout::new(&Config::parse(&config, std::path::Path::new("footprint")).unwrap());
-    let cpus = u32::try_from(aya::util::nr_cpus().unwrap()).unwrap();
-    let expected = Footprint::of(&layout, cpus);
+    let expected = Footprint::on_this_host(&layout).unwrap();
     let log = daemon.log();
     assert!(
         log.contains(&format!("creating the datapath's maps, {expected}\n")),

@@ -19,7 +19,7 @@ use vip_userspace::{
         pin,
     },
     errors::{self, Blame},
-    stats::{self, rates, SelectError, Selection},
+    stats::{self, rates, Selection},
 };
 
 use super::{Context, Failure};
@@ -148,10 +148,9 @@ pub fn watch(pin_dir: &Path, run_dir: &Path, selection: &Selection) -> Result<()
         return Err(NotATerminal.into());
     }
     let mut source = Source::open(pin_dir)?;
-    let (mut before, missing) = read(&source.maps, run_dir, selection)?;
-    if let Some(name) = missing.first() {
-        return Err(SelectError::NoSuchRange { name: name.clone() }.into());
-    }
+    let mut before = stats::collect(&source.maps, run_dir)?;
+    selection.check(&before)?;
+    selection.keep_ranges(&mut before);
     // `since` paces the refreshes; `before_at` is when `before` was read,
     // which a refresh that read nothing leaves behind.
     let mut since = Instant::now();

@@ -11,8 +11,8 @@ use std::fmt;
 
 use vip_common::{
     Counter, DeclaredVip, PortBitmap, RangeMeta, RangePolicy, RangePressure, RangeStats,
-    RangeValue, SparseCold, SparseHot, SteeredVip, V4Slash24, V6Block, VipAddr, STEERED_VIPS,
-    V4_L1_ENTRIES, V4_L2_BLOCK,
+    RangeValue, SparseCold, SparseHot, SparseSlot, SteeredVip, V4Slash24, V6Block, Verdicts,
+    VipAddr, STEERED_VIPS, V4_L1_ENTRIES, V4_L2_BLOCK,
 };
 
 use super::{FROZEN_DENSE_SLOTS_PER_CPU, FROZEN_SLOTS_PER_CPU};
@@ -38,8 +38,8 @@ impl Footprint {
         let capacity = &layout.capacity;
         let ranges = capacity.ranges;
         let slash24s = (capacity.l2_blocks * V4_L2_BLOCK).max(1);
-        let frozen = bytes::<vip_common::SparseSlot>(FROZEN_SLOTS_PER_CPU)
-            + bytes::<vip_common::Verdicts>(FROZEN_DENSE_SLOTS_PER_CPU);
+        let frozen = bytes::<SparseSlot>(FROZEN_SLOTS_PER_CPU)
+            + bytes::<Verdicts>(FROZEN_DENSE_SLOTS_PER_CPU);
         Footprint {
             cpus,
             per_cpu: vec![
@@ -207,6 +207,60 @@ mod tests {
         let big = layout("interfaces = [\"lo\"]\n[[range]]\nname = \"a\"\ncidr = \"192.0.2.0/24\"\n[[range]]\nname = \"b\"\ncidr = \"2001:db8:0:1::/112\"\n");
         let dense = |layout: &Layout| Footprint::of(layout, 1).per_cpu[1].1;
         assert_eq!(dense(&big) - dense(&small), 65_536 * 32);
+    }
+
+    /// README's "Memory": what a range, an allow list and a /16 of the IPv4
+    /// index cost, and the room for reloads a fresh datapath starts with.
+    #[test]
+    fn each_range_list_and_slash16_costs_what_readme_says() {
+        let part = |footprint: &Footprint, name: &str| {
+            footprint
+                .per_cpu
+                .iter()
+                .chain(&footprint.shared)
+                .find(|(part, _)| *part == name)
+                .unwrap()
+                .1
+        };
+        let web = "interfaces = [\"lo\"]\n[[range]]\nname = \"web\"\ncidr = \"192.0.2.0/24\"\n";
+        let one = Footprint::of(&layout(web), 1);
+        let two = Footprint::of(
+            &layout(&format!(
+                "{web}[[range]]\nname = \"api\"\ncidr = \"198.51.100.0/24\"\nallow = [\"tcp/80\"]\n"
+            )),
+            1,
+        );
+        assert_eq!(
+            part(&one, "range counters"),
+            257 * 120,
+            "1 range and room for 256"
+        );
+        assert_eq!(
+            part(&two, "range counters") - part(&one, "range counters"),
+            120
+        );
+        assert_eq!(
+            part(&one, "allow-list port bitmaps"),
+            256 << 10,
+            "room for 16 lists"
+        );
+        assert_eq!(
+            part(&two, "allow-list port bitmaps") - part(&one, "allow-list port bitmaps"),
+            32 << 10,
+            "a list's TCP and UDP bitmaps, twice (old and new across a reload)"
+        );
+        assert_eq!(
+            part(&one, "IPv4 index"),
+            (256 << 10) + 65 * (5 << 10),
+            "1 /16 and room for 64"
+        );
+        assert_eq!(part(&two, "IPv4 index") - part(&one, "IPv4 index"), 5 << 10);
+        assert_eq!(
+            part(&one, "dense VIP table"),
+            (65_536 + 256) * 32,
+            "room for 65,536 dense VIPs, and the /24's 256"
+        );
+        assert_eq!(part(&one, "steered-VIP counters"), 512 << 10);
     }
 
     #[test]

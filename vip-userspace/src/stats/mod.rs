@@ -88,7 +88,9 @@ impl SparseTableReport {
             .used_per_cpu
             .iter()
             .enumerate()
-            .map(|(cpu, used)| used - self.idle_per_cpu.get(cpu).copied().unwrap_or(0).min(*used))
+            .map(|(cpu, used)| {
+                used.saturating_sub(self.idle_per_cpu.get(cpu).copied().unwrap_or(0))
+            })
             .max()
             .unwrap_or(0);
         if self.slots == 0 {
