@@ -84,6 +84,16 @@ pub fn pin_to_cpu(cpu: usize) {
     nix::sched::sched_setaffinity(nix::unistd::Pid::from_raw(0), &mask).expect("pinning to a CPU");
 }
 
+/// Lets the calling thread run on every online CPU again.
+pub fn unpin() {
+    let mut mask = nix::sched::CpuSet::new();
+    // The kernel keeps the CPUs of the mask that exist.
+    for cpu in 0..nix::sched::CpuSet::count() {
+        mask.set(cpu).expect("a CPU number");
+    }
+    nix::sched::sched_setaffinity(nix::unistd::Pid::from_raw(0), &mask).expect("unpinning");
+}
+
 /// Pins the calling thread to CPU 0, for tests of per-CPU tables:
 /// BPF_PROG_TEST_RUN runs the program on the caller's CPU.
 pub fn pin_to_cpu0() {

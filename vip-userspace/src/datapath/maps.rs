@@ -16,7 +16,7 @@ use vip_common::{LAYOUT_VERSION, PINNED_MAPS};
 use crate::errors::Blame;
 
 use super::{
-    cpu_table::{CounterTables, CpuTableError},
+    cpu_table::{CounterTables, CpuPick, CpuTableError},
     pin::{self, PinError},
     DatapathError,
 };
@@ -117,6 +117,15 @@ impl Maps {
     /// The per-VIP counter tables, mapped.
     pub fn tables(&self) -> &CounterTables {
         &self.tables
+    }
+
+    /// Reads from here on see the counter tables as a host with `cpus` CPUs
+    /// holds them, CPU `c`'s counters copied from this host's CPU `pick(c)`
+    /// (see [`CounterTables::emulated`]); for the scrape bench only: the
+    /// datapath goes on counting in the real tables, which reads no longer see.
+    pub fn emulate_cpus(&mut self, cpus: u32, pick: CpuPick) -> Result<(), MapsError> {
+        self.tables = self.tables.emulated(cpus, pick)?;
+        Ok(())
     }
 
     pub(super) fn tables_mut(&mut self) -> &mut CounterTables {

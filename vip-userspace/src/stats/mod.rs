@@ -1,6 +1,7 @@
 //! Reading the datapath's counters into a [`Report`], from the pins of a running
 //! daemon or from a datapath loaded in this process.
 
+mod cpu_sum;
 mod datapath;
 pub mod rates;
 mod read;

@@ -7,14 +7,15 @@ use std::{
 use aya::maps::{Array, HashMap as BpfHashMap, Map, MapError, PerCpuArray, PerCpuHashMap};
 use ipnet::IpNet;
 use vip_common::{
-    sparse_tag_idle, AttachMeta, DeclaredVip, RangeMeta, RangePressure, RangeStats, SteeredVip,
-    Verdicts, VipAddr, FAMILY_V4, GLOBAL_COUNTERS, GLOBAL_DECAP_GUE, GLOBAL_DECAP_IP6IP6,
-    GLOBAL_DECAP_IPIP, GLOBAL_FRAGMENTS, GLOBAL_INTERNAL_ERRORS, GLOBAL_MALFORMED, GLOBAL_NON_VIP,
-    MAP_ATTACH_META, MAP_DECLARED, MAP_DELIVERED, MAP_GLOBAL_STATS, MAP_PRESSURE, MAP_RANGE_META,
-    MAP_RANGE_STATS, MAP_STEERED_VIPS, MAP_STEER_STATS, SPARSE_HASH_MULTIPLY,
+    AttachMeta, DeclaredVip, RangeMeta, RangePressure, RangeStats, SteeredVip, Verdicts, VipAddr,
+    FAMILY_V4, GLOBAL_COUNTERS, GLOBAL_DECAP_GUE, GLOBAL_DECAP_IP6IP6, GLOBAL_DECAP_IPIP,
+    GLOBAL_FRAGMENTS, GLOBAL_INTERNAL_ERRORS, GLOBAL_MALFORMED, GLOBAL_NON_VIP, MAP_ATTACH_META,
+    MAP_DECLARED, MAP_DELIVERED, MAP_GLOBAL_STATS, MAP_PRESSURE, MAP_RANGE_META, MAP_RANGE_STATS,
+    MAP_STEERED_VIPS, MAP_STEER_STATS, SPARSE_HASH_MULTIPLY,
 };
 
 use super::{
+    cpu_sum::{self, LiveRanges},
     AttachReport, Decapsulated, GlobalReport, RangeReport, Report, SparsePressure,
     SparseTableReport, SteerReport, SteeredVipReport,
 };
@@ -229,6 +230,19 @@ fn range_report(
         .iter()
         .sum();
     if meta.dense_len > 0 {
+        if meta
+            .dense_base
+            .checked_add(meta.dense_len)
+            .is_none_or(|end| end > dense.stride())
+        {
+            return Err(StatsError::Corrupt {
+                map: MAP_RANGE_META,
+                what: format!(
+                    "dense slots {}+{} of {cidr} beyond the table",
+                    meta.dense_base, meta.dense_len
+                ),
+            });
+        }
         // Address `offset` of the range (a dense IPv6 range lies in one /112).
         let vip = |offset: u32| match cidr {
             IpNet::V4(net) => IpAddr::V4(Ipv4Addr::from(u32::from(net.network()) + offset)),
@@ -236,19 +250,9 @@ fn range_report(
                 u128::from(net.network()) + u128::from(offset),
             )),
         };
-        for offset in 0..meta.dense_len {
-            let slot = meta.dense_base + offset;
-            if slot >= dense.stride() {
-                return Err(StatsError::Corrupt {
-                    map: MAP_RANGE_META,
-                    what: format!("dense slot {slot} of {cidr} beyond the table"),
-                });
-            }
-            let mut verdicts = Verdicts::default();
-            for cpu in 0..dense.cpus() {
-                verdicts.merge(&dense.get(cpu, slot));
-            }
-            report.add_vip(vip(offset), &verdicts, false);
+        let sums = cpu_sum::dense_slots(dense, meta.dense_base, meta.dense_len);
+        for (offset, verdicts) in (0..).zip(&sums) {
+            report.add_vip(vip(offset), verdicts, false);
         }
     }
     Ok(report)
@@ -263,19 +267,16 @@ fn add_sparse_vips(
     metas: &[(u32, RangeMeta, IpNet)],
     ranges: &mut [RangeReport],
 ) -> Result<SparseTableReport, StatsError> {
-    let live: HashMap<(u32, u32), usize> = metas
-        .iter()
-        .enumerate()
-        .map(|(index, (id, meta, _))| ((*id, meta.epoch), index))
-        .collect();
+    let live = LiveRanges::new(metas.iter().map(|(id, meta, _)| (*id, meta.epoch)));
     let sparse = &source.tables().sparse;
     let control = sparse_control::read(source)?;
     let word = sparse_control::tag_word(source)?;
     let cpus = sparse.cpus() as usize;
-    let mut table = SparseTableReport {
+    let walk = cpu_sum::sparse_walk(sparse, &live, word, ranges.len());
+    let table = SparseTableReport {
         slots: u64::from(sparse.stride()),
-        used_per_cpu: vec![0; cpus],
-        idle_per_cpu: vec![0; cpus],
+        used_per_cpu: walk.used_per_cpu,
+        idle_per_cpu: walk.idle_per_cpu,
         keyed: control.hash_key != 0,
         hash: match control.hash_kind {
             SPARSE_HASH_MULTIPLY => "multiply",
@@ -289,26 +290,14 @@ fn add_sparse_vips(
             pressure.slots_per_cpu = vec![0; cpus];
         }
     }
-    let mut vips: BTreeMap<(usize, IpAddr), Verdicts> = BTreeMap::new();
-    for cpu in 0..sparse.cpus() {
-        for index in 0..sparse.stride() {
-            let Some(row) = sparse.get(cpu, index) else {
-                continue;
-            };
-            if let Some(&index) = live.get(&(row.range_id, row.epoch)) {
-                table.used_per_cpu[cpu as usize] += 1;
-                if sparse_tag_idle(word, row.tag) {
-                    table.idle_per_cpu[cpu as usize] += 1;
-                }
-                if let Some(pressure) = &mut ranges[index].sparse {
-                    pressure.slots_per_cpu[cpu as usize] += 1;
-                }
-                vips.entry((index, vip_ip(&row.vip)))
-                    .or_default()
-                    .merge(&row.verdicts);
+    for (cpu, held) in walk.held.iter().enumerate() {
+        for (range, &slots) in ranges.iter_mut().zip(held) {
+            if let Some(pressure) = &mut range.sparse {
+                pressure.slots_per_cpu[cpu] = u64::from(slots);
             }
         }
     }
+    let mut vips = walk.sum;
     // A datapath upgraded from layout 11 or older: the counts its old
     // programs left in their table (which they write only until the upgrade
     // replaces them), added to the same VIPs' rows.
@@ -319,15 +308,13 @@ fn add_sparse_vips(
             if slot.epoch == 0 {
                 continue;
             }
-            if let Some(&index) = live.get(&(slot.range_id, slot.epoch)) {
-                vips.entry((index, vip_ip(&slot.vip)))
-                    .or_default()
-                    .merge(&slot.verdicts);
+            if let Some(range) = live.index(slot.range_id, slot.epoch) {
+                vips.add_frozen(range, slot.vip, &slot.verdicts);
             }
         }
     }
-    for ((index, addr), verdicts) in vips {
-        ranges[index].add_vip(addr, &verdicts, false);
+    for (range, vip, verdicts) in vips.totals() {
+        ranges[range].add_vip(vip_ip(&vip), &verdicts, false);
     }
     Ok(table)
 }

@@ -1,0 +1,228 @@
+//! Reading the counters as a host with many CPUs holds them: each CPU keeps its
+//! own copy of every per-VIP slot, and CPUs that met VIPs in different orders
+//! hold some of them at different slots. The tables of a 40-CPU host are
+//! emulated from this host's (`Maps::emulate_cpus`) and read the way
+//! `vip stats` and a scrape read, by several threads where this host has more
+//! than one CPU; every VIP must read exactly its packets over all 40.
+
+use std::{collections::HashMap, net::IpAddr};
+
+use vip_tests::{
+    fixture::{self, Program, Verdict},
+    packets::FrameSpec,
+    root::require_root,
+};
+use vip_userspace::{
+    stats::{self, Report},
+    Loaded,
+};
+
+const CONFIG: &str = r#"
+interfaces = ["lo"]
+sparse_vip_capacity = 512
+
+[[range]]
+name = "a"
+cidr = "2001:db8:1::/64"
+
+[[range]]
+name = "b"
+cidr = "2001:db8:2::/64"
+
+[[range]]
+name = "c"
+cidr = "2001:db8:3::/64"
+
+[[range]]
+name = "dense"
+cidr = "192.0.2.0/28"
+"#;
+
+/// 600 VIPs in a table of 1,024 slots per CPU: enough that two orders of
+/// arrival place many of them differently.
+const SPARSE_VIPS: u32 = 600;
+const EMULATED: u32 = 40;
+
+fn sparse_vip(i: u32) -> IpAddr {
+    format!("2001:db8:{}::{:x}", i % 3 + 1, i + 1)
+        .parse()
+        .unwrap()
+}
+
+fn dense_vip(k: u32) -> IpAddr {
+    format!("192.0.2.{k}").parse().unwrap()
+}
+
+fn send(datapath: &mut Loaded, vip: IpAddr, packets: u64) -> u64 {
+    let frame = FrameSpec::udp(vip, 53).build();
+    for _ in 0..packets {
+        assert_eq!(
+            fixture::run_once(datapath, Program::Xdp, &frame),
+            Verdict::Pass
+        );
+    }
+    frame.len() as u64
+}
+
+/// Packets and bytes by VIP.
+type Rows = HashMap<IpAddr, (u64, u64)>;
+
+/// Each VIP row's packets and bytes; a VIP has one row.
+fn rows(report: &Report) -> Rows {
+    let mut rows = HashMap::new();
+    for vip in report.ranges.iter().flat_map(|r| &r.vips) {
+        let earlier = rows.insert(vip.addr, (vip.packets, vip.bytes));
+        assert!(earlier.is_none(), "two rows for {}", vip.addr);
+    }
+    rows
+}
+
+/// CPU 0 counts the VIPs in one order, CPU 1 (where there is one) in the
+/// reverse; dense VIP `k` gets `k + 1` packets on CPU 0 and twice that on
+/// CPU 1. Returns, per filled CPU, each VIP's packets and bytes there, and
+/// the report after each CPU.
+fn fill(datapath: &mut Loaded, filled: u32) -> (Vec<Rows>, Vec<Report>) {
+    let mut per_cpu: Vec<Rows> = Vec::new();
+    let mut reports = Vec::new();
+    for cpu in 0..filled {
+        fixture::pin_to_cpu(cpu as usize);
+        let order: Vec<u32> = if cpu == 0 {
+            (0..SPARSE_VIPS).collect()
+        } else {
+            (0..SPARSE_VIPS).rev().collect()
+        };
+        for i in order {
+            send(datapath, sparse_vip(i), 1);
+        }
+        for k in 0..16 {
+            send(
+                datapath,
+                dense_vip(k),
+                u64::from(k + 1) * u64::from(cpu + 1),
+            );
+        }
+        let report = stats::read(datapath.maps()).unwrap();
+        let mut here = rows(&report);
+        for before in &per_cpu {
+            for (vip, (packets, bytes)) in before {
+                let row = here.get_mut(vip).expect("a VIP's row stays");
+                row.0 -= packets;
+                row.1 -= bytes;
+            }
+        }
+        here.retain(|_, (packets, _)| *packets > 0);
+        per_cpu.push(here);
+        reports.push(report);
+    }
+    fixture::unpin();
+    (per_cpu, reports)
+}
+
+/// VIPs held at another slot on CPU 1 than on CPU 0.
+fn placed_differently(datapath: &Loaded) -> usize {
+    let sparse = &datapath.maps().tables().sparse;
+    let at = |cpu| -> HashMap<_, _> {
+        (0..sparse.stride())
+            .filter_map(|index| sparse.get(cpu, index).map(|row| (row.vip, index)))
+            .collect()
+    };
+    let (first, second) = (at(0), at(1));
+    first
+        .iter()
+        .filter(|(vip, index)| second.get(vip).is_some_and(|other| other != *index))
+        .count()
+}
+
+#[test]
+fn every_vip_reads_its_packets_over_forty_emulated_cpus() {
+    if !require_root("every_vip_reads_its_packets_over_forty_emulated_cpus") {
+        return;
+    }
+    let mut datapath = fixture::load(CONFIG);
+    let online = std::thread::available_parallelism().map_or(1, std::num::NonZero::get);
+    let filled = online.min(2) as u32;
+    let (per_cpu, reports) = fill(&mut datapath, filled);
+    let last = filled - 1;
+    let dense_frame = FrameSpec::udp(dense_vip(0), 53).build().len() as u64;
+    for (cpu, counted) in per_cpu.iter().enumerate() {
+        for k in 0..16 {
+            let packets = u64::from(k + 1) * (cpu as u64 + 1);
+            assert_eq!(
+                counted.get(&dense_vip(k)),
+                Some(&(packets, packets * dense_frame)),
+                "dense VIP {k} on CPU {cpu}"
+            );
+        }
+        // A VIP that found no slot among its probes counted in its range's
+        // overflow instead (about one in a hundred at this load).
+        let overflow = |report: &Report| -> u64 {
+            report
+                .ranges
+                .iter()
+                .map(|r| r.sparse_overflow_packets)
+                .sum()
+        };
+        let before = cpu.checked_sub(1).map_or(0, |c| overflow(&reports[c]));
+        let sparse_rows = counted.len() as u64 - 16;
+        assert_eq!(
+            sparse_rows + overflow(&reports[cpu]) - before,
+            u64::from(SPARSE_VIPS),
+            "CPU {cpu}'s sparse rows and overflow"
+        );
+        assert!(sparse_rows >= u64::from(SPARSE_VIPS) * 9 / 10);
+    }
+    if filled == 2 {
+        let moved = placed_differently(&datapath);
+        assert!(moved >= 10, "only {moved} VIPs at other slots on CPU 1");
+    }
+    let real = reports.last().unwrap();
+
+    // CPUs 0, 3, 6, ... as this host's CPU 0; the others as its last.
+    let source = |cpu: u32| if cpu.is_multiple_of(3) { 0 } else { last };
+    datapath.maps_mut().emulate_cpus(EMULATED, &source).unwrap();
+    let report = stats::read(datapath.maps()).unwrap();
+
+    let mut want = Rows::new();
+    for cpu in 0..EMULATED {
+        for (vip, (packets, bytes)) in &per_cpu[source(cpu) as usize] {
+            let row = want.entry(*vip).or_default();
+            row.0 += packets;
+            row.1 += bytes;
+        }
+    }
+    let got = rows(&report);
+    assert_eq!(got.len(), want.len(), "one row per VIP");
+    for (vip, counts) in &want {
+        assert_eq!(got.get(vip), Some(counts), "{vip} over {EMULATED} CPUs");
+    }
+    // Dense VIP k counted k + 1 packets on CPU 0 and 2(k + 1) on CPU 1.
+    let per_cpu_factor: u64 = (0..EMULATED).map(|cpu| u64::from(source(cpu)) + 1).sum();
+    let dense_packets: u64 = (1..=16u64).map(|k| k * per_cpu_factor).sum();
+    let dense = report.ranges.iter().find(|r| r.name == "dense").unwrap();
+    assert_eq!(dense.packets, dense_packets);
+
+    let table = &report.sparse_table;
+    let expect_per_cpu =
+        |of: &[u64]| -> Vec<u64> { (0..EMULATED).map(|cpu| of[source(cpu) as usize]).collect() };
+    assert_eq!(
+        table.used_per_cpu,
+        expect_per_cpu(&real.sparse_table.used_per_cpu)
+    );
+    assert_eq!(
+        table.idle_per_cpu,
+        expect_per_cpu(&real.sparse_table.idle_per_cpu)
+    );
+    for range in report.ranges.iter().filter(|r| r.name != "dense") {
+        let before = real.ranges.iter().find(|r| r.name == range.name).unwrap();
+        let (now, then) = (
+            range.sparse.as_ref().unwrap(),
+            before.sparse.as_ref().unwrap(),
+        );
+        assert_eq!(
+            now.slots_per_cpu,
+            expect_per_cpu(&then.slots_per_cpu),
+            "range {}",
+            range.name
+        );
+    }
+}
