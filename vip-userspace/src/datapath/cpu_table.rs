@@ -330,30 +330,6 @@ impl SparseTable {
         self.hot.cpus()
     }
 
-    /// Asks the CPU to bring slot `index` of CPU `cpu` into its caches (a
-    /// no-op beyond the stretch, and on other architectures than x86-64). A
-    /// walk of every slot goes about a sixth faster when it asks for the
-    /// slots some way ahead: its hot and cold halves are two streams that
-    /// cross a page every hundred slots or so.
-    #[inline]
-    pub fn prefetch(&self, cpu: u32, index: u32) {
-        if index >= self.stride() {
-            return;
-        }
-        #[cfg(target_arch = "x86_64")]
-        {
-            use std::arch::x86_64::{_mm_prefetch, _MM_HINT_T0};
-            // SAFETY: a hint only; the addresses are in the mappings (`slot`
-            // checks the bounds) and nothing is read through them here.
-            unsafe {
-                _mm_prefetch(self.hot.slot(cpu, index).cast::<i8>(), _MM_HINT_T0);
-                _mm_prefetch(self.cold.slot(cpu, index).cast::<i8>(), _MM_HINT_T0);
-            }
-        }
-        #[cfg(not(target_arch = "x86_64"))]
-        let _ = cpu;
-    }
-
     /// As [`CpuTable::emulated`].
     pub fn emulated(&self, cpus: u32, pick: CpuPick) -> Result<SparseTable, CpuTableError> {
         Ok(SparseTable {
@@ -366,37 +342,88 @@ impl SparseTable {
         self.hot.stride()
     }
 
-    /// CPU `cpu`'s slot `index`, or `None` when it is free. The datapath makes
-    /// the cold half's sequence odd while it moves counts between the halves
-    /// or takes the slot: a row read across such a move is read again.
-    #[inline]
+    /// CPU `cpu`'s slot `index`, or `None` when it is free (see
+    /// [`SparseStretch::get`]).
     pub fn get(&self, cpu: u32, index: u32) -> Option<SparseRow> {
+        self.stretch(cpu).get(index)
+    }
+
+    /// CPU `cpu`'s stretch of the table.
+    pub fn stretch(&self, cpu: u32) -> SparseStretch<'_> {
+        SparseStretch {
+            hot: self.hot.slot(cpu, 0),
+            cold: self.cold.slot(cpu, 0),
+            len: self.stride(),
+            _table: PhantomData,
+        }
+    }
+}
+
+/// One CPU's stretch of the sparse table: a walk of every slot reads it
+/// without working out the CPU's place in the table for each slot.
+pub struct SparseStretch<'a> {
+    hot: *const SparseHot,
+    cold: *const SparseCold,
+    len: u32,
+    _table: PhantomData<&'a SparseTable>,
+}
+
+impl SparseStretch<'_> {
+    /// Slot `index`, or `None` when it is free. The datapath makes the cold
+    /// half's sequence odd while it moves counts between the halves or takes
+    /// the slot: a row read across such a move is read again.
+    #[inline]
+    pub fn get(&self, index: u32) -> Option<SparseRow> {
+        assert!(index < self.len, "slot out of the table");
+        // SAFETY: in bounds (above) of the stretch, in a live mapping; read
+        // volatile as the datapath writes them concurrently.
+        let (hot, cold) = unsafe { (self.hot.add(index as usize), self.cold.add(index as usize)) };
+        // SAFETY: as above, for each read below.
+        let tag = || unsafe { ptr::read_volatile(ptr::addr_of!((*hot).tag)) };
+        let sequence = || unsafe { ptr::read_volatile(ptr::addr_of!((*cold).sequence)) };
+        let halves = || unsafe { (ptr::read_volatile(hot), ptr::read_volatile(cold)) };
         // A free slot's cold half is not read: a slot being taken has no
         // counts yet, so reading it as free loses none.
-        // SAFETY: a slot of a live mapping (`slot` checks the bounds).
-        let tag = unsafe { ptr::read_volatile(ptr::addr_of!((*self.hot.slot(cpu, index)).tag)) };
-        if tag == 0 {
+        if tag() == 0 {
             return None;
         }
-        let cold = self.cold.slot(cpu, index);
-        // SAFETY: a slot of a live mapping (`slot` checks the bounds).
-        let sequence = || unsafe { ptr::read_volatile(ptr::addr_of!((*cold).sequence)) };
         for _ in 0..SEQUENCE_RETRIES {
             let before = sequence();
             fence(Ordering::Acquire);
-            let hot = self.hot.get(cpu, index);
+            let (hot, cold) = halves();
             if hot.tag == 0 {
                 return None;
             }
-            let cold = self.cold.get(cpu, index);
             fence(Ordering::Acquire);
             if before % 2 == 0 && sequence() == before {
                 return Some(SparseRow::of(&hot, &cold));
             }
             std::hint::spin_loop();
         }
-        let (hot, cold) = (self.hot.get(cpu, index), self.cold.get(cpu, index));
+        let (hot, cold) = halves();
         (hot.tag != 0).then(|| SparseRow::of(&hot, &cold))
+    }
+
+    /// Asks the CPU to bring slot `index` into its caches (a no-op beyond
+    /// the stretch, and on other architectures than x86-64). A walk of every
+    /// slot goes about a sixth faster when it asks for the slots some way
+    /// ahead: its hot and cold halves are two streams that cross a page
+    /// every hundred slots or so.
+    #[inline]
+    pub fn prefetch(&self, index: u32) {
+        if index >= self.len {
+            return;
+        }
+        #[cfg(target_arch = "x86_64")]
+        {
+            use std::arch::x86_64::{_mm_prefetch, _MM_HINT_T0};
+            // SAFETY: a hint only, for addresses in the stretch; nothing is
+            // read through them here.
+            unsafe {
+                _mm_prefetch(self.hot.add(index as usize).cast::<i8>(), _MM_HINT_T0);
+                _mm_prefetch(self.cold.add(index as usize).cast::<i8>(), _MM_HINT_T0);
+            }
+        }
     }
 }
 

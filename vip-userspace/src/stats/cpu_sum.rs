@@ -217,6 +217,9 @@ const MAX_READERS: usize = 8;
 /// How far ahead of the slot it reads a walk asks for slots (measured on the
 /// scrape bench: 16 to 96 gave about the same).
 const PREFETCH_AHEAD: u32 = 48;
+/// Slots a walk takes from every CPU before it moves on: 2,048 running
+/// totals (112 KiB) stay in a core's second-level cache.
+const BLOCK_SLOTS: u32 = 2048;
 
 /// Walks every CPU's stretch of the sparse table, by several threads on a
 /// host with many CPUs. `word` is the tag word in force, `ranges` the
@@ -260,6 +263,9 @@ pub fn sparse_walk(
     whole
 }
 
+/// Walks CPUs `cpus` a block of slots at a time, every CPU's copy of the
+/// block before the next: the block's running totals stay in this core's
+/// caches while the CPUs' copies stream past.
 fn walk_cpus(
     sparse: &SparseTable,
     cpus: std::ops::Range<u32>,
@@ -267,33 +273,35 @@ fn walk_cpus(
     word: u32,
     ranges: usize,
 ) -> SparseWalk {
+    let count = cpus.len();
     let mut walk = SparseWalk {
         sum: SparseSum::new(sparse.stride()),
-        used_per_cpu: Vec::new(),
-        idle_per_cpu: Vec::new(),
-        held: Vec::new(),
+        used_per_cpu: vec![0; count],
+        idle_per_cpu: vec![0; count],
+        held: vec![vec![0; ranges]; count],
     };
-    for cpu in cpus {
-        let (mut used, mut idle) = (0, 0);
-        let mut held = vec![0u32; ranges];
-        for index in 0..sparse.stride() {
-            sparse.prefetch(cpu, index + PREFETCH_AHEAD);
-            let Some(row) = sparse.get(cpu, index) else {
-                continue;
-            };
-            let Some(range) = live.index(row.range_id, row.epoch) else {
-                continue;
-            };
-            used += 1;
-            if sparse_tag_idle(word, row.tag) {
-                idle += 1;
+    let stride = sparse.stride();
+    for block in (0..stride).step_by(BLOCK_SLOTS as usize) {
+        let end = (block + BLOCK_SLOTS).min(stride);
+        for (local, cpu) in cpus.clone().enumerate() {
+            let held = &mut walk.held[local];
+            let stretch = sparse.stretch(cpu);
+            for index in block..end {
+                stretch.prefetch(index + PREFETCH_AHEAD);
+                let Some(row) = stretch.get(index) else {
+                    continue;
+                };
+                let Some(range) = live.index(row.range_id, row.epoch) else {
+                    continue;
+                };
+                walk.used_per_cpu[local] += 1;
+                if sparse_tag_idle(word, row.tag) {
+                    walk.idle_per_cpu[local] += 1;
+                }
+                held[range] += 1;
+                walk.sum.add(index, range, row.vip, &row.verdicts);
             }
-            held[range] += 1;
-            walk.sum.add(index, range, row.vip, &row.verdicts);
         }
-        walk.used_per_cpu.push(used);
-        walk.idle_per_cpu.push(idle);
-        walk.held.push(held);
     }
     walk
 }
