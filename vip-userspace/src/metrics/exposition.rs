@@ -217,21 +217,18 @@ fn sparse_table(encoder: &mut DescriptorEncoder, report: &Report) -> Result<(), 
         .iter()
         .filter_map(|r| r.sparse.as_ref().map(|p| (r, p)))
         .collect();
+    // One series per range, not per range and CPU: a host with 128 possible
+    // CPUs would export 128 for each (`vip stats --json` has them all).
     gauges(
         encoder,
-        "vip_sparse_slots",
-        "Slots of the sparse VIP table holding a range's VIPs, per CPU.",
-        sparse.iter().flat_map(|(range, pressure)| {
-            pressure
-                .slots_per_cpu
-                .iter()
-                .enumerate()
-                .map(|(cpu, &used)| {
-                    (
-                        vec![("range", range.name.clone()), ("cpu", cpu.to_string())],
-                        i64::try_from(used).unwrap_or(i64::MAX),
-                    )
-                })
+        "vip_sparse_slots_max_cpu",
+        "Slots of the sparse VIP table holding a range's VIPs, on the CPU where it holds the most.",
+        sparse.iter().map(|(range, pressure)| {
+            let most = pressure.slots_per_cpu.iter().copied().max().unwrap_or(0);
+            (
+                vec![("range", range.name.clone())],
+                i64::try_from(most).unwrap_or(i64::MAX),
+            )
         }),
     )?;
     let per_range = |value: fn(&crate::stats::SparsePressure) -> u64| {
@@ -642,13 +639,11 @@ mod tests {
             "CPU 0's 32 busy slots, not CPU 1's 96 used of which 72 idle"
         );
         assert_eq!(
-            lines(&text, "vip_sparse_slots{"),
-            [
-                "vip_sparse_slots{range=\"v6\",cpu=\"0\"} 30",
-                "vip_sparse_slots{range=\"v6\",cpu=\"1\"} 90",
-            ],
-            "sparse ranges only"
+            lines(&text, "vip_sparse_slots_max_cpu{"),
+            ["vip_sparse_slots_max_cpu{range=\"v6\"} 90"],
+            "sparse ranges only, CPU 1's 90 of 30 and 90"
         );
+        assert!(lines(&text, "vip_sparse_slots{").is_empty());
         for (family, value) in [
             ("vip_sparse_slots_learned_total", 400),
             ("vip_sparse_slots_reclaimed_total", 280),

@@ -199,18 +199,42 @@ fn sparse_rows(out: &mut String, pressure: &super::SparsePressure) {
     }
     let _ = writeln!(
         out,
-        "  (sparse slots per CPU {:?}, {} learned, {} reclaimed, {} declared)",
-        pressure.slots_per_cpu,
+        "  (sparse slots {}, {} learned, {} reclaimed, {} declared)",
+        slots_per_cpu(&pressure.slots_per_cpu),
         pressure.slots_learned,
         pressure.slots_reclaimed,
         pressure.declared_vips
     );
 }
 
+/// Each CPU's count where there are few CPUs; on a host with many, the
+/// fullest CPU's (`--json` has every CPU's).
+fn slots_per_cpu(slots: &[u64]) -> String {
+    const LISTED: usize = 16;
+    if slots.len() <= LISTED {
+        return format!("per CPU {slots:?}");
+    }
+    let (cpu, most) = slots
+        .iter()
+        .enumerate()
+        .max_by_key(|&(cpu, slots)| (slots, std::cmp::Reverse(cpu)))
+        .expect("more than 16 CPUs");
+    format!("{most} on CPU {cpu}, the fullest of {}", slots.len())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::stats::{RangeReport, SteerReport};
+
+    #[test]
+    fn many_cpus_show_the_fullest_one() {
+        assert_eq!(slots_per_cpu(&[3, 9]), "per CPU [3, 9]");
+        let mut slots = vec![5; 128];
+        slots[40] = 12;
+        slots[90] = 12;
+        assert_eq!(slots_per_cpu(&slots), "12 on CPU 40, the fullest of 128");
+    }
 
     const DELIVERED: &str = "(delivered to a socket lookup)";
 
