@@ -188,11 +188,13 @@ pub fn render(times: &ScrapeTimes) -> String {
         let max = ms.iter().copied().fold(0.0, f64::max);
         format!("{:.1} ({min:.1}-{max:.1})", median(&ms))
     };
-    let target = |v: &[Duration]| {
-        let verdict = if median_of(v) < TARGET {
-            "met"
-        } else {
-            "MISSED"
+    let target = |v: &[Duration], threads: Option<(usize, usize)>| {
+        let verdict = match threads {
+            _ if median_of(v) < TARGET => "met".to_string(),
+            Some((here, there)) if here < there => {
+                format!("not judged: {here} of the {there} reader threads")
+            }
+            _ => "MISSED".to_string(),
         };
         format!("< {} {verdict}", TARGET.as_millis())
     };
@@ -203,7 +205,10 @@ pub fn render(times: &ScrapeTimes) -> String {
          CPUs are emulated: the per-VIP counter tables are copied into this process's memory, \
          one stretch per CPU (CPU 0's from this host's CPU 0, every other's from the last CPU \
          filled), and read as a host with that many CPUs reads its own, every read checked VIP \
-         by VIP\n\n\
+         by VIP. A read takes one thread per 8 CPUs, at most 8 and no more than the CPUs it may \
+         run on, so this host may give an emulated host's read fewer threads than that host \
+         would: such a read is met if it meets the target all the same, and not judged if it \
+         does not. The per-range maps are this host's (see BENCHMARKS.md)\n\n\
          | step | ms | target |\n|---|---:|---:|\n\
          | read every counter, this host's {} CPUs | {} | {} |\n",
         times.series,
@@ -212,14 +217,17 @@ pub fn render(times: &ScrapeTimes) -> String {
         times.cpus,
         times.cpus,
         ms(&times.read),
-        target(&times.read),
+        target(&times.read, None),
     );
     for (cpus, reads) in &times.emulated {
+        let threads = judged_threads(*cpus);
         let _ = writeln!(
             out,
-            "| read every counter, {cpus} CPUs (emulated) | {} | {} |",
+            "| read every counter, {cpus} CPUs (emulated; {} reader threads, {} on such a host) | {} | {} |",
+            threads.0,
+            threads.1,
             ms(reads),
-            target(reads)
+            target(reads, Some(threads))
         );
     }
     let _ = writeln!(
@@ -236,9 +244,24 @@ fn median_of(times: &[Duration]) -> Duration {
     sorted[sorted.len() / 2]
 }
 
-/// Whether a read (this host's, or an emulated host's) missed its target.
+/// The reader threads of a read of `cpus` CPUs' tables here, and on a host
+/// with that many CPUs.
+fn judged_threads(cpus: u32) -> (usize, usize) {
+    let here = std::thread::available_parallelism().map_or(1, std::num::NonZero::get);
+    (
+        stats::reader_threads(cpus, here),
+        stats::reader_threads(cpus, cpus as usize),
+    )
+}
+
+/// Whether a read missed its target: this host's, or an emulated host's
+/// read by as many threads as such a host would use. A read by fewer
+/// threads that still meets the target is met; one that misses is not
+/// judged.
 pub fn missed(times: &ScrapeTimes) -> bool {
-    std::iter::once(&times.read)
-        .chain(times.emulated.iter().map(|(_, reads)| reads))
-        .any(|reads| median_of(reads) >= TARGET)
+    median_of(&times.read) >= TARGET
+        || times.emulated.iter().any(|(cpus, reads)| {
+            let (here, there) = judged_threads(*cpus);
+            here >= there && median_of(reads) >= TARGET
+        })
 }

@@ -221,6 +221,14 @@ const PREFETCH_AHEAD: u32 = 48;
 /// totals (112 KiB) stay in a core's second-level cache.
 const BLOCK_SLOTS: u32 = 2048;
 
+/// The threads a read of `cpus` CPUs' tables takes where it may run on
+/// `available` CPUs.
+pub fn reader_threads(cpus: u32, available: usize) -> usize {
+    available
+        .min(cpus.div_ceil(CPUS_PER_READER) as usize)
+        .clamp(1, MAX_READERS)
+}
+
 /// Walks every CPU's stretch of the sparse table, by several threads on a
 /// host with many CPUs. `word` is the tag word in force, `ranges` the
 /// number of configured ranges.
@@ -231,10 +239,8 @@ pub fn sparse_walk(
     ranges: usize,
 ) -> SparseWalk {
     let cpus = sparse.cpus();
-    let threads = std::thread::available_parallelism()
-        .map_or(1, std::num::NonZero::get)
-        .min(cpus.div_ceil(CPUS_PER_READER) as usize)
-        .clamp(1, MAX_READERS);
+    let available = std::thread::available_parallelism().map_or(1, std::num::NonZero::get);
+    let threads = reader_threads(cpus, available);
     let per_thread = cpus.div_ceil(threads as u32);
     let walk = |first: u32| {
         let cpus = first..(first + per_thread).min(cpus);

@@ -12,6 +12,7 @@ use std::net::IpAddr;
 
 use serde::{Deserialize, Serialize};
 
+pub use cpu_sum::reader_threads;
 pub use datapath::datapath;
 pub use read::{attachments, collect, read, steering, vip_ip, StatsError};
 pub use render::table;
