@@ -84,14 +84,24 @@ pub fn pin_to_cpu(cpu: usize) {
     nix::sched::sched_setaffinity(nix::unistd::Pid::from_raw(0), &mask).expect("pinning to a CPU");
 }
 
-/// Lets the calling thread run on every online CPU again.
-pub fn unpin() {
+/// The CPUs the calling thread may run on, in order.
+pub fn allowed_cpus() -> Vec<usize> {
+    let mask = nix::sched::sched_getaffinity(nix::unistd::Pid::from_raw(0))
+        .expect("reading the CPU affinity");
+    (0..nix::sched::CpuSet::count())
+        .filter(|&cpu| mask.is_set(cpu).unwrap_or(false))
+        .collect()
+}
+
+/// Lets the calling thread run on `cpus` (what [`allowed_cpus`] gave before
+/// a pin).
+pub fn allow_cpus(cpus: &[usize]) {
     let mut mask = nix::sched::CpuSet::new();
-    // The kernel keeps the CPUs of the mask that exist.
-    for cpu in 0..nix::sched::CpuSet::count() {
+    for &cpu in cpus {
         mask.set(cpu).expect("a CPU number");
     }
-    nix::sched::sched_setaffinity(nix::unistd::Pid::from_raw(0), &mask).expect("unpinning");
+    nix::sched::sched_setaffinity(nix::unistd::Pid::from_raw(0), &mask)
+        .expect("restoring the CPU affinity");
 }
 
 /// Pins the calling thread to CPU 0, for tests of per-CPU tables:

@@ -72,20 +72,20 @@ fn packets_by_vip(report: &stats::Report) -> HashMap<IpAddr, u64> {
 /// two CPUs (the second in another order, as CPUs see traffic in different
 /// orders and so place some VIPs differently), then reads and encodes the
 /// counters `runs` times. Then reads them as hosts of `EMULATED_CPUS` CPUs
-/// hold them: CPU 0 as this host's CPU 0, every other CPU as the last one
-/// filled. Panics unless every read gives each VIP exactly its packets.
+/// hold them: CPU 0 as the first CPU filled, every other CPU as the last.
+/// Panics unless every read gives each VIP exactly its packets.
 pub fn measure(runs: usize) -> ScrapeTimes {
     let text = config();
     let config = Config::parse(&text, Path::new("scrape bench")).unwrap();
     let mut datapath = fixture::load(&text);
-    let online = std::thread::available_parallelism().map_or(1, std::num::NonZero::get);
-    let filled = online.min(2) as u32;
+    let allowed = fixture::allowed_cpus();
+    let used: Vec<u32> = allowed.iter().take(2).map(|&cpu| cpu as u32).collect();
     // Slots per VIP on each filled CPU (0 for a VIP that found none).
     let mut held: Vec<HashMap<IpAddr, u64>> = Vec::new();
-    for cpu in 0..filled {
+    for (position, &cpu) in used.iter().enumerate() {
         fixture::pin_to_cpu(cpu as usize);
         for i in 0..VIPS {
-            let i = if cpu == 0 {
+            let i = if position == 0 {
                 i
             } else {
                 i.wrapping_mul(SCATTER) % VIPS
@@ -102,7 +102,7 @@ pub fn measure(runs: usize) -> ScrapeTimes {
         let in_ranges: u64 = report.ranges.iter().map(|r| r.packets).sum();
         assert_eq!(
             in_ranges,
-            u64::from(VIPS) * u64::from(cpu + 1),
+            u64::from(VIPS) * (position as u64 + 1),
             "every packet counted once"
         );
         let mut on_this_cpu = packets_by_vip(&report);
@@ -115,37 +115,48 @@ pub fn measure(runs: usize) -> ScrapeTimes {
         held.push(on_this_cpu);
     }
     // Reads run where the scheduler puts them, as a daemon's do.
-    fixture::unpin();
-    let expect = |report: &stats::Report, from: &dyn Fn(u32) -> u32, cpus: u32| {
+    fixture::allow_cpus(&allowed);
+    // Each read CPU's counts are those of the CPU filled at that position.
+    let expect = |report: &stats::Report, positions: &[usize]| {
         let mut want: HashMap<IpAddr, u64> = HashMap::new();
-        for cpu in 0..cpus {
-            for (vip, packets) in &held[from(cpu) as usize] {
+        for &position in positions {
+            for (vip, packets) in &held[position] {
                 *want.entry(*vip).or_default() += packets;
             }
         }
         want.retain(|_, p| *p > 0);
         let got = packets_by_vip(report);
-        assert_eq!(got.len(), want.len(), "VIP rows over {cpus} CPUs");
+        assert_eq!(
+            got.len(),
+            want.len(),
+            "VIP rows over {} CPUs",
+            positions.len()
+        );
         for (vip, packets) in &want {
-            assert_eq!(got.get(vip), Some(packets), "{vip} over {cpus} CPUs");
+            assert_eq!(
+                got.get(vip),
+                Some(packets),
+                "{vip} over {} CPUs",
+                positions.len()
+            );
         }
     };
     let policy = SeriesPolicy::from_config(&config);
     let cpus = aya::util::nr_cpus().expect("CPU count") as u32;
     let mut times = ScrapeTimes {
         cpus,
-        filled,
+        filled: used.len() as u32,
         read: Vec::new(),
         emulated: Vec::new(),
         encode: Vec::new(),
         series: 0,
     };
-    let as_filled = |cpu: u32| cpu.min(filled - 1);
+    let filled: Vec<usize> = (0..used.len()).collect();
     for _ in 0..runs {
         let start = Instant::now();
         let report = stats::read(datapath.maps()).expect("reading counters");
         times.read.push(start.elapsed());
-        expect(&report, &|cpu| cpu, filled);
+        expect(&report, &filled);
         let start = Instant::now();
         let text = encode(
             Snapshot {
@@ -160,17 +171,19 @@ pub fn measure(runs: usize) -> ScrapeTimes {
             .filter(|l| l.starts_with("vip_packets_total{"))
             .count();
     }
+    let position = |cpu: u32| if cpu == 0 { 0 } else { used.len() - 1 };
     for emulated in EMULATED_CPUS {
         datapath
             .maps_mut()
-            .emulate_cpus(emulated, &as_filled)
+            .emulate_cpus(emulated, &|cpu| used[position(cpu)])
             .expect("emulating more CPUs");
+        let positions: Vec<usize> = (0..emulated).map(position).collect();
         let mut reads = Vec::new();
         for _ in 0..runs {
             let start = Instant::now();
             let report = stats::read(datapath.maps()).expect("reading counters");
             reads.push(start.elapsed());
-            expect(&report, &as_filled, emulated);
+            expect(&report, &positions);
         }
         times.emulated.push((emulated, reads));
     }
@@ -203,7 +216,7 @@ pub fn render(times: &ScrapeTimes) -> String {
          ({} `vip_packets_total` series), median of {} runs (min-max). Every VIP counted \
          on {} of this host's {} CPUs, the second CPU in another order. Hosts with more \
          CPUs are emulated: the per-VIP counter tables are copied into this process's memory, \
-         one stretch per CPU (CPU 0's from this host's CPU 0, every other's from the last CPU \
+         one stretch per CPU (CPU 0's from the first CPU filled, every other's from the last CPU \
          filled), and read as a host with that many CPUs reads its own, every read checked VIP \
          by VIP. A read takes one thread per 8 CPUs, at most 8 and no more than the CPUs it may \
          run on, so this host may give an emulated host's read fewer threads than that host \

@@ -77,16 +77,17 @@ fn rows(report: &Report) -> Rows {
     rows
 }
 
-/// CPU 0 counts the VIPs in one order, CPU 1 (where there is one) in the
-/// reverse; dense VIP `k` gets `k + 1` packets on CPU 0 and twice that on
-/// CPU 1. Returns, per filled CPU, each VIP's packets and bytes there, and
-/// the report after each CPU.
-fn fill(datapath: &mut Loaded, filled: u32) -> (Vec<Rows>, Vec<Report>) {
+/// The first of `cpus` counts the VIPs in one order, the second (where
+/// there is one) in the reverse; dense VIP `k` gets `k + 1` packets on the
+/// first and twice that on the second. Returns, per CPU filled, each VIP's
+/// packets and bytes there, and the report after each CPU.
+fn fill(datapath: &mut Loaded, cpus: &[u32]) -> (Vec<Rows>, Vec<Report>) {
+    let allowed = fixture::allowed_cpus();
     let mut per_cpu: Vec<Rows> = Vec::new();
     let mut reports = Vec::new();
-    for cpu in 0..filled {
+    for (position, &cpu) in (0u32..).zip(cpus) {
         fixture::pin_to_cpu(cpu as usize);
-        let order: Vec<u32> = if cpu == 0 {
+        let order: Vec<u32> = if position == 0 {
             (0..SPARSE_VIPS).collect()
         } else {
             (0..SPARSE_VIPS).rev().collect()
@@ -98,7 +99,7 @@ fn fill(datapath: &mut Loaded, filled: u32) -> (Vec<Rows>, Vec<Report>) {
             send(
                 datapath,
                 dense_vip(k),
-                u64::from(k + 1) * u64::from(cpu + 1),
+                u64::from(k + 1) * u64::from(position + 1),
             );
         }
         let report = stats::read(datapath.maps()).unwrap();
@@ -114,19 +115,19 @@ fn fill(datapath: &mut Loaded, filled: u32) -> (Vec<Rows>, Vec<Report>) {
         per_cpu.push(here);
         reports.push(report);
     }
-    fixture::unpin();
+    fixture::allow_cpus(&allowed);
     (per_cpu, reports)
 }
 
-/// VIPs held at another slot on CPU 1 than on CPU 0.
-fn placed_differently(datapath: &Loaded) -> usize {
+/// VIPs held at another slot on CPU `second` than on CPU `first`.
+fn placed_differently(datapath: &Loaded, first: u32, second: u32) -> usize {
     let sparse = &datapath.maps().tables().sparse;
     let at = |cpu| -> HashMap<_, _> {
         (0..sparse.stride())
             .filter_map(|index| sparse.get(cpu, index).map(|row| (row.vip, index)))
             .collect()
     };
-    let (first, second) = (at(0), at(1));
+    let (first, second) = (at(first), at(second));
     first
         .iter()
         .filter(|(vip, index)| second.get(vip).is_some_and(|other| other != *index))
@@ -139,18 +140,22 @@ fn every_vip_reads_its_packets_over_forty_emulated_cpus() {
         return;
     }
     let mut datapath = fixture::load(CONFIG);
-    let online = std::thread::available_parallelism().map_or(1, std::num::NonZero::get);
-    let filled = online.min(2) as u32;
-    let (per_cpu, reports) = fill(&mut datapath, filled);
-    let last = filled - 1;
+    let used: Vec<u32> = fixture::allowed_cpus()
+        .into_iter()
+        .take(2)
+        .map(|cpu| cpu as u32)
+        .collect();
+    let (per_cpu, reports) = fill(&mut datapath, &used);
+    let last = used.len() - 1;
     let dense_frame = FrameSpec::udp(dense_vip(0), 53).build().len() as u64;
-    for (cpu, counted) in per_cpu.iter().enumerate() {
+    for (position, counted) in per_cpu.iter().enumerate() {
         for k in 0..16 {
-            let packets = u64::from(k + 1) * (cpu as u64 + 1);
+            let packets = u64::from(k + 1) * (position as u64 + 1);
             assert_eq!(
                 counted.get(&dense_vip(k)),
                 Some(&(packets, packets * dense_frame)),
-                "dense VIP {k} on CPU {cpu}"
+                "dense VIP {k} on CPU {}",
+                used[position]
             );
         }
         // A VIP that found no slot among its probes counted in its range's
@@ -162,29 +167,31 @@ fn every_vip_reads_its_packets_over_forty_emulated_cpus() {
                 .map(|r| r.sparse_overflow_packets)
                 .sum()
         };
-        let before = cpu.checked_sub(1).map_or(0, |c| overflow(&reports[c]));
+        let before = position.checked_sub(1).map_or(0, |c| overflow(&reports[c]));
         let sparse_rows = counted.len() as u64 - 16;
         assert_eq!(
-            sparse_rows + overflow(&reports[cpu]) - before,
+            sparse_rows + overflow(&reports[position]) - before,
             u64::from(SPARSE_VIPS),
-            "CPU {cpu}'s sparse rows and overflow"
+            "CPU {}'s sparse rows and overflow",
+            used[position]
         );
         assert!(sparse_rows >= u64::from(SPARSE_VIPS) * 9 / 10);
     }
-    if filled == 2 {
-        let moved = placed_differently(&datapath);
+    if used.len() == 2 {
+        let moved = placed_differently(&datapath, used[0], used[1]);
         assert!(moved >= 10, "only {moved} VIPs at other slots on CPU 1");
     }
     let real = reports.last().unwrap();
 
-    // CPUs 0, 3, 6, ... as this host's CPU 0; the others as its last.
-    let source = |cpu: u32| if cpu.is_multiple_of(3) { 0 } else { last };
+    // CPUs 0, 3, 6, ... as the first CPU filled; the others as the last.
+    let position = |cpu: u32| if cpu.is_multiple_of(3) { 0 } else { last };
+    let source = |cpu: u32| used[position(cpu)];
     datapath.maps_mut().emulate_cpus(EMULATED, &source).unwrap();
     let report = stats::read(datapath.maps()).unwrap();
 
     let mut want = Rows::new();
     for cpu in 0..EMULATED {
-        for (vip, (packets, bytes)) in &per_cpu[source(cpu) as usize] {
+        for (vip, (packets, bytes)) in &per_cpu[position(cpu)] {
             let row = want.entry(*vip).or_default();
             row.0 += packets;
             row.1 += bytes;
@@ -196,7 +203,7 @@ fn every_vip_reads_its_packets_over_forty_emulated_cpus() {
         assert_eq!(got.get(vip), Some(counts), "{vip} over {EMULATED} CPUs");
     }
     // Dense VIP k counted k + 1 packets on CPU 0 and 2(k + 1) on CPU 1.
-    let per_cpu_factor: u64 = (0..EMULATED).map(|cpu| u64::from(source(cpu)) + 1).sum();
+    let per_cpu_factor: u64 = (0..EMULATED).map(|cpu| position(cpu) as u64 + 1).sum();
     let dense_packets: u64 = (1..=16u64).map(|k| k * per_cpu_factor).sum();
     let dense = report.ranges.iter().find(|r| r.name == "dense").unwrap();
     assert_eq!(dense.packets, dense_packets);
