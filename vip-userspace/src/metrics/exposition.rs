@@ -3,7 +3,7 @@
 
 use prometheus_client::{
     collector::Collector,
-    encoding::{DescriptorEncoder, EncodeMetric},
+    encoding::{DescriptorEncoder, EncodeLabelSet, EncodeMetric},
     metrics::{counter::ConstCounter, gauge::ConstGauge},
     registry::Registry,
 };
@@ -63,11 +63,11 @@ type Labels = Vec<(&'static str, String)>;
 
 /// One metric family: its name (counters get `_total` when encoded), help and
 /// series.
-fn counters(
+fn counters<L: EncodeLabelSet>(
     encoder: &mut DescriptorEncoder,
     name: &str,
     help: &str,
-    series: impl IntoIterator<Item = (Labels, u64)>,
+    series: impl IntoIterator<Item = (L, u64)>,
 ) -> Result<(), std::fmt::Error> {
     let mut family = encoder.encode_descriptor(
         name,
@@ -275,19 +275,28 @@ impl Collector for Snapshot {
                     .map(move |vip| (range, vip))
             })
             .collect();
+        // Each address written once for its four series, and labels that
+        // borrow: a scrape may carry hundreds of thousands of these.
+        let addresses: Vec<String> = per_vip
+            .iter()
+            .map(|(_, vip)| vip.addr.to_string())
+            .collect();
         let vip_series = |value: fn(&VipReport, bool) -> u64| {
-            per_vip.iter().flat_map(move |(range, vip)| {
-                [("accepted", false), ("dropped", true)].map(|(verdict, dropped)| {
-                    (
-                        vec![
-                            ("range", range.name.clone()),
-                            ("vip", vip.addr.to_string()),
-                            ("verdict", verdict.to_string()),
-                        ],
-                        value(vip, dropped),
-                    )
+            per_vip
+                .iter()
+                .zip(&addresses)
+                .flat_map(move |((range, vip), address)| {
+                    [("accepted", false), ("dropped", true)].map(|(verdict, dropped)| {
+                        (
+                            [
+                                ("range", range.name.as_str()),
+                                ("vip", address.as_str()),
+                                ("verdict", verdict),
+                            ],
+                            value(vip, dropped),
+                        )
+                    })
                 })
-            })
         };
         counters(
             &mut encoder,
@@ -305,10 +314,7 @@ impl Collector for Snapshot {
             report.ranges.iter().flat_map(move |range| {
                 [("accepted", false), ("dropped", true)].map(|(verdict, dropped)| {
                     (
-                        vec![
-                            ("range", range.name.clone()),
-                            ("verdict", verdict.to_string()),
-                        ],
+                        [("range", range.name.as_str()), ("verdict", verdict)],
                         value(range, dropped),
                     )
                 })

@@ -1,7 +1,8 @@
 //! Sums over the CPU tables, whose every slot has one copy per possible CPU: a
 //! host with 128 CPUs holds 128 copies of each VIP's counters. Each CPU's
-//! stretch is walked once, in memory order, and a copy costs an addition
-//! rather than a search, so that a read grows gently with the CPU count.
+//! stretch is walked once, a block at a time in memory order, and a copy
+//! costs an addition rather than a search, so that a read grows gently with
+//! the CPU count.
 
 use std::collections::HashMap;
 
