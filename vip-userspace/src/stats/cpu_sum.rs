@@ -251,12 +251,23 @@ pub fn sparse_walk(
         vec![walk(0)]
     } else {
         std::thread::scope(|scope| {
+            // A thread the host will not give (a tasks limit) walks its
+            // CPUs on this one instead, after the others started.
             let walkers: Vec<_> = (0..threads as u32)
-                .map(|t| scope.spawn(move || walk(t * per_thread)))
+                .map(|t| {
+                    let first = t * per_thread;
+                    std::thread::Builder::new()
+                        .name("vip-read".to_string())
+                        .spawn_scoped(scope, move || walk(first))
+                        .map_err(|_| first)
+                })
                 .collect();
             walkers
                 .into_iter()
-                .map(|w| w.join().expect("a reader thread panicked"))
+                .map(|walker| match walker {
+                    Ok(thread) => thread.join().expect("a reader thread panicked"),
+                    Err(first) => walk(first),
+                })
                 .collect()
         })
     };
