@@ -2,6 +2,7 @@
 
 pub mod anycast;
 pub mod bench;
+pub mod cpu_rows;
 pub mod daemon;
 pub mod deploy;
 pub mod e2e;

@@ -2,7 +2,6 @@
 //! counters of 65,536 VIPs (the exporter issue's target: reading under 100 ms).
 
 use std::{
-    collections::HashMap,
     fmt::Write,
     net::IpAddr,
     path::Path,
@@ -16,6 +15,7 @@ use vip_userspace::{
 
 use crate::{
     bench::median,
+    cpu_rows::{assert_rows_over, counted_since, Rows},
     fixture::{self, Program, Verdict},
     packets::FrameSpec,
 };
@@ -58,16 +58,6 @@ pub struct ScrapeTimes {
     pub series: usize,
 }
 
-/// Each VIP's packets in a report; a VIP has one row.
-fn packets_by_vip(report: &stats::Report) -> HashMap<IpAddr, u64> {
-    let mut rows = HashMap::new();
-    for vip in report.ranges.iter().flat_map(|r| &r.vips) {
-        let earlier = rows.insert(vip.addr, vip.packets);
-        assert!(earlier.is_none(), "two rows for {}", vip.addr);
-    }
-    rows
-}
-
 /// Counts one packet to each VIP through BPF_PROG_TEST_RUN on each of up to
 /// two CPUs (the second in another order, as CPUs see traffic in different
 /// orders and so place some VIPs differently), then reads and encodes the
@@ -80,8 +70,9 @@ pub fn measure(runs: usize) -> ScrapeTimes {
     let mut datapath = fixture::load(&text);
     let allowed = fixture::allowed_cpus();
     let used: Vec<u32> = allowed.iter().take(2).map(|&cpu| cpu as u32).collect();
-    // Slots per VIP on each filled CPU (0 for a VIP that found none).
-    let mut held: Vec<HashMap<IpAddr, u64>> = Vec::new();
+    // What each filled CPU counted (a VIP that found no slot there is left
+    // out: it counted in its range only).
+    let mut held: Vec<Rows> = Vec::new();
     for (position, &cpu) in used.iter().enumerate() {
         fixture::pin_to_cpu(cpu as usize);
         for i in 0..VIPS {
@@ -105,42 +96,12 @@ pub fn measure(runs: usize) -> ScrapeTimes {
             u64::from(VIPS) * (position as u64 + 1),
             "every packet counted once"
         );
-        let mut on_this_cpu = packets_by_vip(&report);
-        for before in &held {
-            for (vip, packets) in before {
-                *on_this_cpu.get_mut(vip).expect("a VIP's row stays") -= packets;
-            }
-        }
-        assert!(on_this_cpu.values().all(|&p| p <= 1));
+        let on_this_cpu = counted_since(&report, &held);
+        assert!(on_this_cpu.values().all(|&(packets, _)| packets == 1));
         held.push(on_this_cpu);
     }
     // Reads run where the scheduler puts them, as a daemon's do.
     fixture::allow_cpus(&allowed);
-    // Each read CPU's counts are those of the CPU filled at that position.
-    let expect = |report: &stats::Report, positions: &[usize]| {
-        let mut want: HashMap<IpAddr, u64> = HashMap::new();
-        for &position in positions {
-            for (vip, packets) in &held[position] {
-                *want.entry(*vip).or_default() += packets;
-            }
-        }
-        want.retain(|_, p| *p > 0);
-        let got = packets_by_vip(report);
-        assert_eq!(
-            got.len(),
-            want.len(),
-            "VIP rows over {} CPUs",
-            positions.len()
-        );
-        for (vip, packets) in &want {
-            assert_eq!(
-                got.get(vip),
-                Some(packets),
-                "{vip} over {} CPUs",
-                positions.len()
-            );
-        }
-    };
     let policy = SeriesPolicy::from_config(&config);
     let cpus = aya::util::nr_cpus().expect("CPU count") as u32;
     let mut times = ScrapeTimes {
@@ -156,7 +117,7 @@ pub fn measure(runs: usize) -> ScrapeTimes {
         let start = Instant::now();
         let report = stats::read(datapath.maps()).expect("reading counters");
         times.read.push(start.elapsed());
-        expect(&report, &filled);
+        assert_rows_over(&report, &filled, &held);
         let start = Instant::now();
         let text = encode(
             Snapshot {
@@ -183,7 +144,7 @@ pub fn measure(runs: usize) -> ScrapeTimes {
             let start = Instant::now();
             let report = stats::read(datapath.maps()).expect("reading counters");
             reads.push(start.elapsed());
-            expect(&report, &positions);
+            assert_rows_over(&report, &positions, &held);
         }
         times.emulated.push((emulated, reads));
     }

@@ -8,6 +8,7 @@
 use std::{collections::HashMap, net::IpAddr};
 
 use vip_tests::{
+    cpu_rows::{assert_rows_over, counted_since, Rows},
     fixture::{self, Program, Verdict},
     packets::FrameSpec,
     root::require_root,
@@ -64,19 +65,6 @@ fn send(datapath: &mut Loaded, vip: IpAddr, packets: u64) -> u64 {
     frame.len() as u64
 }
 
-/// Packets and bytes by VIP.
-type Rows = HashMap<IpAddr, (u64, u64)>;
-
-/// Each VIP row's packets and bytes; a VIP has one row.
-fn rows(report: &Report) -> Rows {
-    let mut rows = HashMap::new();
-    for vip in report.ranges.iter().flat_map(|r| &r.vips) {
-        let earlier = rows.insert(vip.addr, (vip.packets, vip.bytes));
-        assert!(earlier.is_none(), "two rows for {}", vip.addr);
-    }
-    rows
-}
-
 /// The first of `cpus` counts the VIPs in one order, the second (where
 /// there is one) in the reverse; dense VIP `k` gets `k + 1` packets on the
 /// first and twice that on the second. Returns, per CPU filled, each VIP's
@@ -103,16 +91,7 @@ fn fill(datapath: &mut Loaded, cpus: &[u32]) -> (Vec<Rows>, Vec<Report>) {
             );
         }
         let report = stats::read(datapath.maps()).unwrap();
-        let mut here = rows(&report);
-        for before in &per_cpu {
-            for (vip, (packets, bytes)) in before {
-                let row = here.get_mut(vip).expect("a VIP's row stays");
-                row.0 -= packets;
-                row.1 -= bytes;
-            }
-        }
-        here.retain(|_, (packets, _)| *packets > 0);
-        per_cpu.push(here);
+        per_cpu.push(counted_since(&report, &per_cpu));
         reports.push(report);
     }
     fixture::allow_cpus(&allowed);
@@ -189,19 +168,8 @@ fn every_vip_reads_its_packets_over_forty_emulated_cpus() {
     datapath.maps_mut().emulate_cpus(EMULATED, &source).unwrap();
     let report = stats::read(datapath.maps()).unwrap();
 
-    let mut want = Rows::new();
-    for cpu in 0..EMULATED {
-        for (vip, (packets, bytes)) in &per_cpu[position(cpu)] {
-            let row = want.entry(*vip).or_default();
-            row.0 += packets;
-            row.1 += bytes;
-        }
-    }
-    let got = rows(&report);
-    assert_eq!(got.len(), want.len(), "one row per VIP");
-    for (vip, counts) in &want {
-        assert_eq!(got.get(vip), Some(counts), "{vip} over {EMULATED} CPUs");
-    }
+    let positions: Vec<usize> = (0..EMULATED).map(position).collect();
+    assert_rows_over(&report, &positions, &per_cpu);
     // Dense VIP k counted k + 1 packets on CPU 0 and 2(k + 1) on CPU 1.
     let per_cpu_factor: u64 = (0..EMULATED).map(|cpu| position(cpu) as u64 + 1).sum();
     let dense_packets: u64 = (1..=16u64).map(|k| k * per_cpu_factor).sum();

@@ -99,11 +99,8 @@ impl SparseSum {
     pub fn add(&mut self, index: u32, range: usize, vip: VipAddr, verdicts: &Verdicts) {
         let key = range as u32 + 1;
         let at = index as usize;
-        let cell = &mut self.cells[at];
-        if cell.key == key && cell.vip == vip {
-            cell.verdicts.merge(verdicts);
-        } else if let Some(near) = self.near(at, key, &vip) {
-            self.cells[near].verdicts.merge(verdicts);
+        if let Some(found) = self.cell_of(at, key, &vip) {
+            self.cells[found].verdicts.merge(verdicts);
         } else if self.cells[at].key == 0 {
             self.cells[at] = Cell {
                 key,
@@ -142,9 +139,13 @@ impl SparseSum {
         }
     }
 
-    /// The cell within [`SPARSE_PROBES`] slots of `at` (either way, around
-    /// the table's end) that holds `vip` of range `key`, other than `at`.
-    fn near(&self, at: usize, key: u32, vip: &VipAddr) -> Option<usize> {
+    /// The cell that holds `vip` of range `key`: `at`, or one within
+    /// [`SPARSE_PROBES`] slots of it either way (around the table's end).
+    fn cell_of(&self, at: usize, key: u32, vip: &VipAddr) -> Option<usize> {
+        let holds = |i: usize| self.cells[i].key == key && self.cells[i].vip == *vip;
+        if holds(at) {
+            return Some(at);
+        }
         let len = self.cells.len();
         let reach = (SPARSE_PROBES as usize - 1).min(len / 2);
         // No division: this runs for most slots of the first CPU walked.
@@ -154,7 +155,7 @@ impl SparseSum {
                 let before = if at >= d { at - d } else { at + len - d };
                 [after, before]
             })
-            .find(|&i| self.cells[i].key == key && self.cells[i].vip == *vip)
+            .find(|&i| holds(i))
     }
 
     /// Each VIP once, with its range's report index and its totals, in no
@@ -163,16 +164,9 @@ impl SparseSum {
         let mut alone = Vec::new();
         let mut frozen: Vec<((usize, VipAddr), Verdicts)> = Vec::new();
         for ((range, vip), spill) in std::mem::take(&mut self.spilled) {
-            let key = range as u32 + 1;
-            let found = spill.index.and_then(|index| {
-                let at = index as usize;
-                let here = self.cells[at].key == key && self.cells[at].vip == vip;
-                if here {
-                    Some(at)
-                } else {
-                    self.near(at, key, &vip)
-                }
-            });
+            let found = spill
+                .index
+                .and_then(|index| self.cell_of(index as usize, range as u32 + 1, &vip));
             match (found, spill.index) {
                 (Some(at), _) => self.cells[at].verdicts.merge(&spill.verdicts),
                 (None, Some(_)) => alone.push((range, vip, spill.verdicts)),
@@ -337,6 +331,13 @@ mod tests {
         VipAddr::from_v6_be(addr_be)
     }
 
+    /// The totals by range, then address.
+    fn sorted(sum: SparseSum) -> Vec<(usize, VipAddr, Verdicts)> {
+        let mut totals: Vec<_> = sum.totals().collect();
+        totals.sort_by_key(|&(range, vip, _)| (range, vip.addr_be));
+        totals
+    }
+
     fn packets(accepted: u64, dropped: u64) -> Verdicts {
         Verdicts {
             accepted: Counter {
@@ -363,8 +364,7 @@ mod tests {
         sum.add(0, 0, vip(1), &packets(6, 0));
         sum.add(1, 0, vip(2), &packets(7, 1));
         sum.add_frozen(0, vip(1), &packets(8, 0));
-        let mut totals: Vec<_> = sum.totals().collect();
-        totals.sort_by_key(|&(range, vip, _)| (range, vip.addr_be));
+        let totals = sorted(sum);
         assert_eq!(
             totals,
             vec![
@@ -384,8 +384,7 @@ mod tests {
         sum.add(1, 0, vip(1), &packets(2, 0));
         sum.add(15, 0, vip(2), &packets(4, 0));
         sum.add(0, 0, vip(1), &packets(8, 0));
-        let mut totals: Vec<_> = sum.totals().collect();
-        totals.sort_by_key(|&(_, vip, _)| vip.addr_be);
+        let totals = sorted(sum);
         assert_eq!(
             totals,
             vec![(0, vip(1), packets(11, 0)), (0, vip(2), packets(4, 0))]
@@ -400,8 +399,7 @@ mod tests {
         sum.add(10, 0, vip(1), &packets(2, 0));
         // Then a CPU that holds it at 11, a free cell.
         sum.add(11, 0, vip(1), &packets(4, 0));
-        let mut totals: Vec<_> = sum.totals().collect();
-        totals.sort_by_key(|&(_, vip, _)| vip.addr_be);
+        let totals = sorted(sum);
         assert_eq!(
             totals,
             vec![(0, vip(1), packets(6, 0)), (0, vip(2), packets(1, 0))]
@@ -421,8 +419,7 @@ mod tests {
         // A VIP the second walk spilled (its cell held another VIP).
         second.add(40, 1, vip(4), &packets(0, 5));
         first.merge(second);
-        let mut totals: Vec<_> = first.totals().collect();
-        totals.sort_by_key(|&(range, vip, _)| (range, vip.addr_be));
+        let totals = sorted(first);
         assert_eq!(
             totals,
             vec![
@@ -440,8 +437,7 @@ mod tests {
         sum.add(3, 0, vip(1), &packets(1, 0));
         sum.add(3, 1, vip(1), &packets(2, 0));
         sum.add(4, 1, vip(1), &packets(4, 0));
-        let mut totals: Vec<_> = sum.totals().collect();
-        totals.sort_by_key(|&(range, _, _)| range);
+        let totals = sorted(sum);
         assert_eq!(
             totals,
             vec![(0, vip(1), packets(1, 0)), (1, vip(1), packets(6, 0))]
