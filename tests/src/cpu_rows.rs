@@ -52,3 +52,53 @@ pub fn assert_rows_over(report: &Report, positions: &[usize], per_cpu: &[Rows]) 
         assert_eq!(got.get(vip), Some(counts), "{vip} over {cpus} CPUs");
     }
 }
+
+/// Per range, in report order: the counters kept per range and CPU rather
+/// than per VIP (`MAP_RANGE_COUNTS`), slots learned and overflow packets.
+pub type RangeRows = Vec<(u64, u64)>;
+
+/// Each range's slots learned and overflow packets.
+pub fn range_rows(report: &Report) -> RangeRows {
+    report
+        .ranges
+        .iter()
+        .map(|r| {
+            let learned = r.sparse.as_ref().map_or(0, |s| s.slots_learned);
+            (learned, r.sparse_overflow_packets)
+        })
+        .collect()
+}
+
+/// What the CPU filled last counted per range: `report`'s less what the
+/// CPUs filled before it counted (`before`).
+pub fn ranges_counted_since(report: &Report, before: &[RangeRows]) -> RangeRows {
+    let mut rows = range_rows(report);
+    for earlier in before {
+        for (row, (learned, overflow)) in rows.iter_mut().zip(earlier) {
+            row.0 -= learned;
+            row.1 -= overflow;
+        }
+    }
+    rows
+}
+
+/// Panics unless each range of `report` has exactly the per-range counters
+/// of a host whose CPU `c` counted what the CPU filled at `positions[c]`
+/// did (`per_cpu`).
+pub fn assert_ranges_over(report: &Report, positions: &[usize], per_cpu: &[RangeRows]) {
+    let mut want = vec![(0, 0); report.ranges.len()];
+    for &position in positions {
+        for (row, (learned, overflow)) in want.iter_mut().zip(&per_cpu[position]) {
+            row.0 += learned;
+            row.1 += overflow;
+        }
+    }
+    let cpus = positions.len();
+    for ((range, got), want) in report.ranges.iter().zip(range_rows(report)).zip(want) {
+        assert_eq!(
+            got, want,
+            "range {} over {cpus} CPUs: slots learned and overflow packets",
+            range.name
+        );
+    }
+}

@@ -15,7 +15,9 @@ use vip_userspace::{
 
 use crate::{
     bench::median,
-    cpu_rows::{assert_rows_over, counted_since, Rows},
+    cpu_rows::{
+        assert_ranges_over, assert_rows_over, counted_since, ranges_counted_since, RangeRows, Rows,
+    },
     fixture::{self, Program, Verdict},
     packets::FrameSpec,
 };
@@ -73,6 +75,7 @@ pub fn measure(runs: usize) -> ScrapeTimes {
     // What each filled CPU counted (a VIP that found no slot there is left
     // out: it counted in its range only).
     let mut held: Vec<Rows> = Vec::new();
+    let mut held_by_range: Vec<RangeRows> = Vec::new();
     for (position, &cpu) in used.iter().enumerate() {
         fixture::pin_to_cpu(cpu as usize);
         for i in 0..VIPS {
@@ -99,6 +102,13 @@ pub fn measure(runs: usize) -> ScrapeTimes {
         let on_this_cpu = counted_since(&report, &held);
         assert!(on_this_cpu.values().all(|&(packets, _)| packets == 1));
         held.push(on_this_cpu);
+        let by_range = ranges_counted_since(&report, &held_by_range);
+        assert_eq!(
+            by_range.iter().map(|(learned, _)| learned).sum::<u64>(),
+            held.last().unwrap().len() as u64,
+            "a slot learned for each VIP this CPU holds"
+        );
+        held_by_range.push(by_range);
     }
     // Reads run where the scheduler puts them, as a daemon's do.
     fixture::allow_cpus(&allowed);
@@ -118,6 +128,7 @@ pub fn measure(runs: usize) -> ScrapeTimes {
         let report = stats::read(datapath.maps()).expect("reading counters");
         times.read.push(start.elapsed());
         assert_rows_over(&report, &filled, &held);
+        assert_ranges_over(&report, &filled, &held_by_range);
         let start = Instant::now();
         let text = encode(
             Snapshot {
@@ -145,6 +156,7 @@ pub fn measure(runs: usize) -> ScrapeTimes {
             let report = stats::read(datapath.maps()).expect("reading counters");
             reads.push(start.elapsed());
             assert_rows_over(&report, &positions, &held);
+            assert_ranges_over(&report, &positions, &held_by_range);
         }
         times.emulated.push((emulated, reads));
     }
@@ -176,13 +188,13 @@ pub fn render(times: &ScrapeTimes) -> String {
         "One scrape of {VIPS} VIPs in {RANGES} IPv6 ranges, all with per-VIP series \
          ({} `vip_packets_total` series), median of {} runs (min-max). Every VIP counted \
          on {} of this host's {} CPUs, the second CPU in another order. Hosts with more \
-         CPUs are emulated: the per-VIP counter tables are copied into this process's memory, \
+         CPUs are emulated: the per-VIP and per-range counter tables are copied into this process's memory, \
          one stretch per CPU (CPU 0's from the first CPU filled, every other's from the last CPU \
          filled), and read as a host with that many CPUs reads its own, every read checked VIP \
-         by VIP. A read takes one thread per 8 CPUs, at most 8 and no more than the CPUs it may \
+         by VIP and range by range. A read takes one thread per 8 CPUs, at most 8 and no more than the CPUs it may \
          run on, so this host may give an emulated host's read fewer threads than that host \
          would: such a read is met if it meets the target all the same, and not judged if it \
-         does not. The per-range maps are this host's (see BENCHMARKS.md)\n\n\
+         does not.\n\n\
          | step | ms | target |\n|---|---:|---:|\n\
          | read every counter, this host's {} CPUs | {} | {} |\n",
         times.series,

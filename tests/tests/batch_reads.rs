@@ -1,9 +1,12 @@
 //! Whole-map batch reads (`vip_userspace::datapath::batch`), which `vip stats`
-//! and `/metrics` read the per-range maps with, against aya's lookups of one
-//! entry at a time, on a loaded datapath.
+//! and `/metrics` read the range metadata and the per-range maps of layouts 14
+//! and older with, against aya's lookups of one entry at a time, on a loaded
+//! datapath.
 
 use aya::maps::{Array, PerCpuArray, PerCpuValues};
-use vip_common::{RangeMeta, RangeStats, MAP_DECLARED, MAP_DELIVERED, MAP_RANGE_META};
+use vip_common::{
+    RangeMeta, RangeStats, MAP_DECLARED, MAP_DELIVERED, MAP_GLOBAL_STATS, MAP_RANGE_META,
+};
 use vip_tests::{fixture, root::require_root};
 use vip_userspace::datapath::batch::{self, BatchError};
 
@@ -29,19 +32,19 @@ fn a_per_cpu_array_reads_whole_with_each_cpu_in_place() {
     let cpus = aya::util::nr_cpus().unwrap();
     let value = |key: u32, cpu: usize| u64::from(key) * 1000 + cpu as u64 + 1;
     let entries = {
-        let map = datapath.maps_mut().map_mut(MAP_DELIVERED).unwrap();
-        let mut delivered: PerCpuArray<_, u64> = PerCpuArray::try_from(map).unwrap();
-        for key in 0..delivered.len() {
+        let map = datapath.maps_mut().map_mut(MAP_GLOBAL_STATS).unwrap();
+        let mut globals: PerCpuArray<_, u64> = PerCpuArray::try_from(map).unwrap();
+        for key in 0..globals.len() {
             let values =
                 PerCpuValues::try_from((0..cpus).map(|cpu| value(key, cpu)).collect::<Vec<_>>())
                     .unwrap();
-            delivered.set(key, values, 0).unwrap();
+            globals.set(key, values, 0).unwrap();
         }
-        delivered.len()
+        globals.len()
     };
     assert!(entries >= 2, "{entries} entries");
-    let map = datapath.maps().map(MAP_DELIVERED).unwrap();
-    let rows = batch::per_cpu_array::<u64>(map, MAP_DELIVERED).unwrap();
+    let map = datapath.maps().map(MAP_GLOBAL_STATS).unwrap();
+    let rows = batch::per_cpu_array::<u64>(map, MAP_GLOBAL_STATS).unwrap();
     assert_eq!(rows.len(), entries as usize);
     for key in 0..entries {
         let expected: Vec<u64> = (0..cpus).map(|cpu| value(key, cpu)).collect();

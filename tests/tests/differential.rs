@@ -28,9 +28,8 @@ use std::{
 use aya::maps::PerCpuArray;
 use ipnet::IpNet;
 use vip_common::{
-    RangePressure, RangeStats, Verdicts, VipAddr, GLOBAL_COUNTERS, GLOBAL_FRAGMENTS,
-    GLOBAL_MALFORMED, GLOBAL_NON_VIP, MAP_GLOBAL_STATS, MAP_PRESSURE, MAP_RANGE_STATS,
-    PER_VIP_DENSE, SPARSE_HASH_MULTIPLY,
+    RangeCounts, RangePressure, Verdicts, VipAddr, GLOBAL_COUNTERS, GLOBAL_FRAGMENTS,
+    GLOBAL_MALFORMED, GLOBAL_NON_VIP, MAP_GLOBAL_STATS, PER_VIP_DENSE, SPARSE_HASH_MULTIPLY,
 };
 use vip_tests::{
     fixture::{self, hex, Program, Verdict},
@@ -185,10 +184,9 @@ impl Probe<'_> {
         Some(total)
     }
 
-    /// This CPU's (CPU 0's) entry of a per-CPU array.
-    fn cpu0<V: aya::Pod>(&self, map: &'static str, index: u32) -> V {
-        let array: PerCpuArray<_, V> = self.datapath.maps().map(map).unwrap().try_into().unwrap();
-        array.get(&index, 0).unwrap()[0]
+    /// This CPU's (CPU 0's) row of range `range_id` in `MAP_RANGE_COUNTS`.
+    fn range_cpu0(&self, range_id: u32) -> RangeCounts {
+        self.datapath.maps().tables().ranges.get(0, range_id)
     }
 
     /// The value of the counter `key` names, where one counter holds it: not
@@ -216,7 +214,7 @@ impl Probe<'_> {
         let owner = &self.layout.ranges[range].value;
         if !self.config.ranges[range].learn {
             model.unlearned(owner.range_id, bytes, drop);
-            let got: RangePressure = self.cpu0(MAP_PRESSURE, owner.range_id);
+            let got = self.range_cpu0(owner.range_id).pressure;
             let want = model.pressure[&owner.range_id];
             return (got == want)
                 .then_some(())
@@ -232,7 +230,7 @@ impl Probe<'_> {
                     .ok_or(format!("slot {index}: {got:?}, the model has {want:?}"))
             }
             Counted::Overflow => {
-                let got = self.cpu0::<RangeStats>(MAP_RANGE_STATS, owner.range_id);
+                let got = self.range_cpu0(owner.range_id).stats;
                 let want = model.overflow[&owner.range_id];
                 (got.sparse_overflow == want).then_some(()).ok_or(format!(
                     "overflow: {:?}, the model has {want:?}",
@@ -257,7 +255,7 @@ impl Probe<'_> {
                 continue;
             }
             let id = slot.value.range_id;
-            let got: RangePressure = self.cpu0(MAP_PRESSURE, id);
+            let got = self.range_cpu0(id).pressure;
             let want = model.pressure.get(&id).copied().unwrap_or_default();
             if got != want {
                 return Err(format!(
@@ -265,7 +263,7 @@ impl Probe<'_> {
                     slot.name
                 ));
             }
-            let got = self.cpu0::<RangeStats>(MAP_RANGE_STATS, id).sparse_overflow;
+            let got = self.range_cpu0(id).stats.sparse_overflow;
             let want = model.overflow.get(&id).copied().unwrap_or_default();
             if got != want {
                 return Err(format!(

@@ -8,7 +8,9 @@
 use std::{collections::HashMap, net::IpAddr};
 
 use vip_tests::{
-    cpu_rows::{assert_rows_over, counted_since, Rows},
+    cpu_rows::{
+        assert_ranges_over, assert_rows_over, counted_since, ranges_counted_since, RangeRows, Rows,
+    },
     fixture::{self, Program, Verdict},
     packets::FrameSpec,
     root::require_root,
@@ -200,4 +202,19 @@ fn every_vip_reads_its_packets_over_forty_emulated_cpus() {
             range.name
         );
     }
+    // The per-range counters (`MAP_RANGE_COUNTS`) are a CPU table too: each
+    // emulated CPU adds what its source CPU counted.
+    let mut by_range: Vec<RangeRows> = Vec::new();
+    for report in &reports {
+        let own = ranges_counted_since(report, &by_range);
+        by_range.push(own);
+    }
+    for own in &by_range {
+        let learning = own.iter().filter(|(learned, _)| *learned > 0).count();
+        assert_eq!(
+            learning, 3,
+            "each CPU learned slots in the three sparse ranges"
+        );
+    }
+    assert_ranges_over(&report, &positions, &by_range);
 }

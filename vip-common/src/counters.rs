@@ -219,6 +219,30 @@ impl RangeStats {
     }
 }
 
+/// A range's counters on one CPU (layout 15 on), one row of
+/// `MAP_RANGE_COUNTS`: what layouts 14 and older kept in three per-CPU arrays
+/// (`MAP_RANGE_STATS`, `MAP_PRESSURE`, `MAP_DELIVERED`), in one row of two
+/// cache lines, so that a read of every range on every CPU is one walk of
+/// memory rather than three kernel copies of one value per possible CPU.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Pod, Zeroable)]
+pub struct RangeCounts {
+    pub stats: RangeStats,
+    pub pressure: crate::RangePressure,
+    /// Socket lookups of the range's VIPs steered to a socket (`MAP_DELIVERED`'s
+    /// value before layout 15).
+    pub delivered: u64,
+    pub _pad: u64,
+}
+
+impl RangeCounts {
+    pub fn merge(&mut self, other: &RangeCounts) {
+        self.stats.merge(&other.stats);
+        self.pressure.merge(&other.pressure);
+        self.delivered += other.delivered;
+    }
+}
+
 const _: () = assert!(size_of::<Counter>() == 16);
 const _: () = assert!(size_of::<Verdicts>() == 32);
 const _: () = assert!(size_of::<SparseSlot>() == 64);
@@ -226,6 +250,7 @@ const _: () = assert!(size_of::<SparseHot>() == 32);
 const _: () = assert!(size_of::<SparseCold>() == 48);
 const _: () = assert!(size_of::<FloorSlot>() == 32);
 const _: () = assert!(size_of::<RangeStats>() == 32);
+const _: () = assert!(size_of::<RangeCounts>() == 128);
 
 #[cfg(feature = "user")]
 mod pod {
@@ -236,4 +261,5 @@ mod pod {
     unsafe impl aya::Pod for super::SparseCold {}
     unsafe impl aya::Pod for super::FloorSlot {}
     unsafe impl aya::Pod for super::RangeStats {}
+    unsafe impl aya::Pod for super::RangeCounts {}
 }

@@ -26,7 +26,17 @@ pub const MAP_V4_SLASH24: &str = "VIP_V4_SLASH24";
 /// layout 7 and older read them until an upgrade replaces them.
 pub const MAP_POLICY: &str = "VIP_POLICY";
 /// Per-CPU array of [`crate::RangeStats`], indexed by `RangeValue::range_id`.
+/// Layouts 14 and older count in it; since 15 it is a part of
+/// [`MAP_RANGE_COUNTS`], and this one is kept, frozen, by a datapath upgraded
+/// from 14 or older (the stats add its counts), and made one entry long by a
+/// new one.
 pub const MAP_RANGE_STATS: &str = "VIP_RANGE_STATS";
+/// CPU table of [`crate::RangeCounts`] (layout 15 on), one row per range id
+/// (`GLOBAL_RANGE_STRIDE` rows per CPU): the per-range counters that are not
+/// sums of VIP slots, which layouts 14 and older kept in the per-CPU arrays
+/// `MAP_RANGE_STATS`, `MAP_PRESSURE` and `crate::MAP_DELIVERED` (frozen on a
+/// datapath upgraded from one, as `MAP_RANGE_STATS` is).
+pub const MAP_RANGE_COUNTS: &str = "VIP_RANGE_COUNTS";
 /// CPU table (see [`CPU_TABLE_MAP_FLAGS`]) of [`crate::Verdicts`], one slot per
 /// address of every dense range. Layouts 13 and older count in it; since 14 it
 /// is [`MAP_DENSE_COUNTS`], and this one is kept, frozen, by a datapath
@@ -81,7 +91,7 @@ pub const MAP_INFO: &str = "VIP_INFO";
 /// generation (layout 7 on).
 pub const MAP_SPARSE_CONTROL: &str = "VIP_SPARSE_CTL";
 /// Per-CPU array of [`crate::RangePressure`], indexed by `RangeValue::range_id`
-/// (layout 7 on).
+/// (layouts 7 to 14; frozen since, as `MAP_RANGE_STATS`).
 pub const MAP_PRESSURE: &str = "VIP_PRESSURE";
 /// Hash of [`VipAddr`] -> [`crate::DeclaredVip`]: the declared VIPs of sparse
 /// ranges (layout 7 on).
@@ -100,7 +110,7 @@ pub const MAP_NAME_PREFIX: &str = "VIP_";
 
 /// Every map the daemon pins, in pin order: `MAP_ATTACH_META` is last, so its pin
 /// marks a datapath that is fully set up.
-pub const PINNED_MAPS: [&str; 31] = [
+pub const PINNED_MAPS: [&str; 32] = [
     MAP_SETTINGS,
     MAP_INFO,
     MAP_SPARSE_CONTROL,
@@ -118,6 +128,7 @@ pub const PINNED_MAPS: [&str; 31] = [
     MAP_V4_SLASH24,
     crate::MAP_V6_BLOCKS,
     MAP_RANGE_STATS,
+    MAP_RANGE_COUNTS,
     MAP_DENSE_STATS,
     MAP_DENSE_COUNTS,
     MAP_SPARSE_STATS,
@@ -234,6 +245,8 @@ pub const GLOBAL_DENSE_STRIDE: &str = "VIP_DENSE_STRIDE";
 /// Global the loader sets to where the dropped half of a CPU's stretch of
 /// `MAP_DENSE_COUNTS` starts (`SETTING_DENSE_STRIDE`'s value).
 pub const GLOBAL_DENSE_DROPPED: &str = "VIP_DENSE_DROPPED";
+/// Global the loader sets to the rows per CPU of `MAP_RANGE_COUNTS`.
+pub const GLOBAL_RANGE_STRIDE: &str = "VIP_RANGE_STRIDE";
 /// Global the loader sets to `SETTING_SPARSE_MASK`'s value, as above.
 pub const GLOBAL_SPARSE_MASK: &str = "VIP_SPARSE_MASK";
 /// Global the loader sets to the pinned or new `SparseControl::hash_kind`.
@@ -263,7 +276,7 @@ pub const SETTINGS: u32 = 4;
 /// Bumped whenever a map, a shared type or the meaning of a setting changes, so
 /// that a binary never adopts maps pinned by one it does not know. A binary
 /// upgrades a datapath of an older layout from [`OLDEST_UPGRADABLE`] on.
-pub const LAYOUT_VERSION: u32 = 14;
+pub const LAYOUT_VERSION: u32 = 15;
 
 /// The oldest layout this binary upgrades in place; it upgrades every one
 /// from this to `LAYOUT_VERSION - 1`.
@@ -275,7 +288,7 @@ pub const OLDEST_UPGRADABLE: u32 = 5;
 /// (`SparseControl::hash_kind`, padding before), which no older binary may
 /// adopt; an upgraded one keeps fmix. The upgrade's sync sets
 /// `MAP_RANGES_VERSION` and `MAP_SPARSE_TAG`.
-pub const MAPS_ADDED: [(u32, &[&str]); 8] = [
+pub const MAPS_ADDED: [(u32, &[&str]); 9] = [
     (6, &[MAP_INFO]),
     (7, &[MAP_SPARSE_CONTROL, MAP_PRESSURE, MAP_DECLARED]),
     (8, &[crate::MAP_PORTS]),
@@ -284,6 +297,7 @@ pub const MAPS_ADDED: [(u32, &[&str]); 8] = [
     (12, &[MAP_SPARSE_HOT, MAP_SPARSE_COLD, MAP_SPARSE_TAG]),
     (13, &[crate::MAP_V6_BLOCKS]),
     (14, &[MAP_DENSE_COUNTS]),
+    (15, &[MAP_RANGE_COUNTS]),
 ];
 
 /// The maps a datapath of layout `version` lacks.
@@ -496,6 +510,7 @@ mod tests {
                 MAP_SPARSE_TAG,
                 crate::MAP_V6_BLOCKS,
                 MAP_DENSE_COUNTS,
+                MAP_RANGE_COUNTS,
             ]
         );
         assert_eq!(since(9), since(10), "layout 10 added no map");
@@ -506,11 +521,16 @@ mod tests {
                 MAP_SPARSE_COLD,
                 MAP_SPARSE_TAG,
                 crate::MAP_V6_BLOCKS,
-                MAP_DENSE_COUNTS
+                MAP_DENSE_COUNTS,
+                MAP_RANGE_COUNTS,
             ]
         );
-        assert_eq!(since(12), [crate::MAP_V6_BLOCKS, MAP_DENSE_COUNTS]);
-        assert_eq!(since(13), [MAP_DENSE_COUNTS]);
+        assert_eq!(
+            since(12),
+            [crate::MAP_V6_BLOCKS, MAP_DENSE_COUNTS, MAP_RANGE_COUNTS]
+        );
+        assert_eq!(since(13), [MAP_DENSE_COUNTS, MAP_RANGE_COUNTS]);
+        assert_eq!(since(14), [MAP_RANGE_COUNTS]);
         assert!(since(LAYOUT_VERSION).is_empty());
         for (_, maps) in MAPS_ADDED {
             assert!(maps.iter().all(|map| PINNED_MAPS.contains(map)));

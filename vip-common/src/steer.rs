@@ -17,7 +17,9 @@ pub const MAP_STEER_STATS: &str = "VIP_STEER_STATS";
 pub const MAP_STEERED_VIPS: &str = "VIP_STEERED_VIPS";
 /// Per-CPU array of `u64` indexed by range id: socket lookups for a VIP of the
 /// range, i.e. packets that reached the transport layer (every UDP datagram, the
-/// first packet of a TCP connection).
+/// first packet of a TCP connection). Layouts 14 and older count in it; since
+/// 15 it is `RangeCounts::delivered` in `crate::MAP_RANGE_COUNTS` (frozen on an
+/// upgraded datapath, as `crate::MAP_RANGE_STATS`).
 pub const MAP_DELIVERED: &str = "VIP_DELIVERED";
 
 /// Name of the sk_lookup program.

@@ -12,16 +12,22 @@ use aya_ebpf::{
 };
 use vip_common::{
     sparse_hash, sparse_hash_multiply, sparse_tag_idle, AttachMeta, Counter, DatapathInfo,
-    DeclaredVip, RangeMeta, RangePressure, RangeStats, RangeValue, SparseCold, SparseControl,
-    SparseHot, SparseSlot, Verdicts, VipAddr, CPU_TABLE_MAP_FLAGS, GLOBAL_COUNTERS,
+    DeclaredVip, RangeCounts, RangeMeta, RangePressure, RangeStats, RangeValue, SparseCold,
+    SparseControl, SparseHot, SparseSlot, Verdicts, VipAddr, CPU_TABLE_MAP_FLAGS, GLOBAL_COUNTERS,
     PER_VIP_DECLARED_ONLY, PER_VIP_DENSE, PER_VIP_SPARSE, PER_VIP_SPARSE_DECLARED, SETTINGS,
     SPARSE_HASH_MULTIPLY, SPARSE_HOT_POLICY_NONE, SPARSE_PROBES, SPARSE_TAG_VOUCHES,
 };
 
 use crate::lookup;
 
+// Programs of layout 14 and older count in these two; declared so that the
+// object creates them (one entry on a new datapath) and an upgrade keeps them.
 #[map]
 static VIP_RANGE_STATS: PerCpuArray<RangeStats> = PerCpuArray::with_max_entries(1, 0);
+#[map]
+static VIP_PRESSURE: PerCpuArray<RangePressure> = PerCpuArray::with_max_entries(1, 0);
+#[map]
+static VIP_RANGE_COUNTS: Array<RangeCounts> = Array::with_max_entries(1, CPU_TABLE_MAP_FLAGS);
 // Programs of layout 13 and older count in it; declared so that the object
 // creates it (one page per CPU on a new datapath) and an upgrade keeps it.
 #[map]
@@ -47,8 +53,6 @@ static VIP_GLOBAL: PerCpuArray<u64> = PerCpuArray::with_max_entries(GLOBAL_COUNT
 #[map]
 static VIP_SPARSE_CTL: Array<SparseControl> = Array::with_max_entries(1, 0);
 #[map]
-static VIP_PRESSURE: PerCpuArray<RangePressure> = PerCpuArray::with_max_entries(1, 0);
-#[map]
 static VIP_DECLARED: HashMap<VipAddr, DeclaredVip> = HashMap::with_max_entries(1, 0);
 // Programs of layout 11 read it; declared so the object creates it.
 #[map]
@@ -64,6 +68,9 @@ static VIP_DENSE_STRIDE: u32 = 0;
 static VIP_DENSE_DROPPED: u32 = 0;
 #[unsafe(no_mangle)]
 static VIP_SPARSE_MASK: u32 = 0;
+/// Rows per CPU of `VIP_RANGE_COUNTS`, set by the loader as the two above.
+#[unsafe(no_mangle)]
+static VIP_RANGE_STRIDE: u32 = 0;
 /// `SparseControl::hash_kind` of the datapath, and for `SPARSE_HASH_MULTIPLY`
 /// its multipliers (`vip_common::sparse_multipliers` of the key), set by the
 /// loader like the two above: both are fixed for the datapath's life, and as
@@ -341,11 +348,11 @@ pub fn sparse_hit(
         _ => return Err(MapInconsistent),
     }
     if found.hot.is_null() {
-        let stats = VIP_RANGE_STATS
-            .get_ptr_mut(range.range_id)
-            .ok_or(MapInconsistent)?;
-        // SAFETY: as above.
-        unsafe { (*stats).sparse_overflow.side(drop).add(bytes) };
+        range_counts(range.range_id)?
+            .stats
+            .sparse_overflow
+            .side(drop)
+            .add(bytes);
         return Ok(());
     }
     // The range was read after the tag word was, so it is at least as recent
@@ -470,9 +477,22 @@ fn take(
 /// This CPU's pressure counters of range `range_id`.
 #[inline(always)]
 fn pressure(range_id: u32) -> Result<&'static mut RangePressure, MapInconsistent> {
-    let pressure = VIP_PRESSURE.get_ptr_mut(range_id).ok_or(MapInconsistent)?;
-    // SAFETY: this CPU's entry, and XDP/TC programs do not nest on one CPU.
-    Ok(unsafe { &mut *pressure })
+    Ok(&mut range_counts(range_id)?.pressure)
+}
+
+/// This CPU's row of range `range_id` in `VIP_RANGE_COUNTS`.
+#[inline(always)]
+pub fn range_counts(range_id: u32) -> Result<&'static mut RangeCounts, MapInconsistent> {
+    let stride = loader_constant(&VIP_RANGE_STRIDE);
+    if range_id >= stride {
+        return Err(MapInconsistent);
+    }
+    let row = VIP_RANGE_COUNTS
+        .get_ptr_mut(cpu().wrapping_mul(stride).wrapping_add(range_id))
+        .ok_or(MapInconsistent)?;
+    // SAFETY: this CPU's row, and XDP, TC and sk_lookup programs do not nest
+    // on one CPU.
+    Ok(unsafe { &mut *row })
 }
 
 // Written by userspace only, for `vip stats`; declared here so that every map of the

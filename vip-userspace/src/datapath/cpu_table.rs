@@ -13,9 +13,9 @@ use std::{
 use aya::maps::{Map, MapError};
 use nix::sys::mman::{mmap, munmap, MapFlags, ProtFlags};
 use vip_common::{
-    Counter, SparseCold, SparseHot, SparseSlot, Verdicts, VipAddr, CPU_TABLE_ALIGN,
-    CPU_TABLE_MAP_FLAGS, MAP_DENSE_COUNTS, MAP_DENSE_STATS, MAP_SPARSE_COLD, MAP_SPARSE_HOT,
-    MAP_SPARSE_STATS,
+    Counter, RangeCounts, SparseCold, SparseHot, SparseSlot, Verdicts, VipAddr, CPU_TABLE_ALIGN,
+    CPU_TABLE_MAP_FLAGS, MAP_DENSE_COUNTS, MAP_DENSE_STATS, MAP_RANGE_COUNTS, MAP_SPARSE_COLD,
+    MAP_SPARSE_HOT, MAP_SPARSE_STATS,
 };
 
 #[derive(Debug, thiserror::Error)]
@@ -449,6 +449,8 @@ pub struct CounterTables {
     /// with the counts it held on a datapath upgraded from one, one page per
     /// CPU and empty on a new one.
     pub frozen: CpuTable<SparseSlot>,
+    /// The per-range counters (`MAP_RANGE_COUNTS`), a row per range id.
+    pub ranges: CpuTable<RangeCounts>,
 }
 
 impl CounterTables {
@@ -464,6 +466,7 @@ impl CounterTables {
                 cold: CpuTable::open(open(MAP_SPARSE_COLD)?, MAP_SPARSE_COLD, false)?,
             },
             frozen: CpuTable::open(open(MAP_SPARSE_STATS)?, MAP_SPARSE_STATS, false)?,
+            ranges: CpuTable::open(open(MAP_RANGE_COUNTS)?, MAP_RANGE_COUNTS, writable)?,
         })
     }
 }
@@ -475,6 +478,7 @@ impl CounterTables {
             dense: self.dense.emulated(cpus, pick)?,
             sparse: self.sparse.emulated(cpus, pick)?,
             frozen: self.frozen.emulated(cpus, pick)?,
+            ranges: self.ranges.emulated(cpus, pick)?,
         })
     }
 }

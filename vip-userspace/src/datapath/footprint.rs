@@ -10,9 +10,9 @@
 use std::fmt;
 
 use vip_common::{
-    Counter, DeclaredVip, PortBitmap, RangeMeta, RangePolicy, RangePressure, RangeStats,
-    RangeValue, SparseCold, SparseHot, SparseSlot, SteeredVip, V4Slash24, V6Block, Verdicts,
-    VipAddr, STEERED_VIPS, V4_L1_ENTRIES, V4_L2_BLOCK,
+    cpu_table_stride, Counter, DeclaredVip, PortBitmap, RangeCounts, RangeMeta, RangePolicy,
+    RangePressure, RangeStats, RangeValue, SparseCold, SparseHot, SparseSlot, SteeredVip,
+    V4Slash24, V6Block, Verdicts, VipAddr, STEERED_VIPS, V4_L1_ENTRIES, V4_L2_BLOCK,
 };
 
 use super::{FROZEN_DENSE_SLOTS_PER_CPU, FROZEN_SLOTS_PER_CPU};
@@ -39,7 +39,10 @@ impl Footprint {
         let ranges = capacity.ranges;
         let slash24s = (capacity.l2_blocks * V4_L2_BLOCK).max(1);
         let frozen = bytes::<SparseSlot>(FROZEN_SLOTS_PER_CPU)
-            + bytes::<Verdicts>(FROZEN_DENSE_SLOTS_PER_CPU);
+            + bytes::<Verdicts>(FROZEN_DENSE_SLOTS_PER_CPU)
+            + bytes::<RangeStats>(1)
+            + bytes::<RangePressure>(1)
+            + bytes::<u64>(1);
         Footprint {
             cpus,
             per_cpu: vec![
@@ -51,9 +54,7 @@ impl Footprint {
                 ("dense VIP table", bytes::<Counter>(layout.dense_half() * 2)),
                 (
                     "range counters",
-                    bytes::<RangeStats>(ranges)
-                        + bytes::<RangePressure>(ranges)
-                        + bytes::<u64>(ranges),
+                    bytes::<RangeCounts>(cpu_table_stride(ranges, size_of::<RangeCounts>() as u32)),
                 ),
                 ("steered-VIP counters", bytes::<u64>(STEERED_VIPS)),
                 ("tables of older layouts", frozen),
@@ -232,12 +233,13 @@ mod tests {
         );
         assert_eq!(
             part(&one, "range counters"),
-            257 * 120,
-            "1 range and room for 256"
+            9 * 4096,
+            "1 range and room for 256, 128 bytes each in 4 KiB pages of 32"
         );
         assert_eq!(
-            part(&two, "range counters") - part(&one, "range counters"),
-            120
+            part(&two, "range counters"),
+            part(&one, "range counters"),
+            "a second range fits in the same page"
         );
         assert_eq!(
             part(&one, "allow-list port bitmaps"),
@@ -272,8 +274,8 @@ mod tests {
         assert_eq!(
             Footprint::of(&layout, 4).to_string(),
             "52.7 MiB: 12.5 MiB per CPU x 4 possible CPUs (sparse VIP table 10.0 MiB, \
-             dense VIP table 2.00 MiB, range counters 30.1 KiB, steered-VIP counters 512 KiB, \
-             tables of older layouts 8.00 KiB) + 2.52 MiB shared (allow-list port bitmaps 256 KiB, \
+             dense VIP table 2.00 MiB, range counters 36.0 KiB, steered-VIP counters 512 KiB, \
+             tables of older layouts 8.12 KiB) + 2.52 MiB shared (allow-list port bitmaps 256 KiB, \
              IPv4 index 576 KiB, IPv6 blocks 2.00 KiB, ranges 110 KiB, declared VIPs 96.0 KiB, \
              steered-VIP keys 1.50 MiB)"
         );

@@ -25,11 +25,12 @@ use aya::{
 };
 
 use vip_common::{
-    AttachMeta, SparseControl, SparseSlot, Verdicts, CPU_TABLE_ALIGN, GLOBAL_DENSE_DROPPED,
-    GLOBAL_DENSE_STRIDE, GLOBAL_SPARSE_HASH_KIND, GLOBAL_SPARSE_MASK, GLOBAL_SPARSE_MULTIPLIERS,
-    GLOBAL_V6_BLOCK_MASK, MAP_ATTACH_META, MAP_DECAP, MAP_DECLARED, MAP_DELIVERED,
-    MAP_DENSE_COUNTS, MAP_DENSE_STATS, MAP_POLICY, MAP_PORTS, MAP_PRESSURE, MAP_RANGES,
-    MAP_RANGE_META, MAP_RANGE_STATS, MAP_SPARSE_COLD, MAP_SPARSE_HOT, MAP_SPARSE_STATS, MAP_STEER,
+    cpu_table_stride, AttachMeta, RangeCounts, SparseControl, SparseSlot, Verdicts,
+    CPU_TABLE_ALIGN, GLOBAL_DENSE_DROPPED, GLOBAL_DENSE_STRIDE, GLOBAL_RANGE_STRIDE,
+    GLOBAL_SPARSE_HASH_KIND, GLOBAL_SPARSE_MASK, GLOBAL_SPARSE_MULTIPLIERS, GLOBAL_V6_BLOCK_MASK,
+    MAP_ATTACH_META, MAP_DECAP, MAP_DECLARED, MAP_DELIVERED, MAP_DENSE_COUNTS, MAP_DENSE_STATS,
+    MAP_POLICY, MAP_PORTS, MAP_PRESSURE, MAP_RANGES, MAP_RANGE_COUNTS, MAP_RANGE_META,
+    MAP_RANGE_STATS, MAP_SPARSE_COLD, MAP_SPARSE_HOT, MAP_SPARSE_STATS, MAP_STEER,
     MAP_STEER_SOCKETS, MAP_STEER_STATS, MAP_V4_L2, MAP_V4_RANGES, MAP_V4_SLASH24, MAP_V6_BLOCKS,
     MAP_V6_RANGES, PINNED_MAPS, PROG_TC, PROG_XDP, SK_LOOKUP_LINK_PIN, V4_L2_BLOCK,
 };
@@ -455,6 +456,7 @@ fn open(
     let (dropped, mask) = (layout.dense_half(), layout.sparse_slots - 1);
     let stride = dropped * 2;
     let v6_block_mask = capacity.v6_blocks - 1;
+    let range_stride = cpu_table_stride(capacity.ranges, size_of::<RangeCounts>() as u32);
     let mut loader = EbpfLoader::new();
     loader
         .override_global(GLOBAL_DENSE_STRIDE, &stride, true)
@@ -463,6 +465,7 @@ fn open(
         .override_global(GLOBAL_SPARSE_HASH_KIND, &hash_kind, true)
         .override_global(GLOBAL_SPARSE_MULTIPLIERS, &multipliers, true)
         .override_global(GLOBAL_V6_BLOCK_MASK, &v6_block_mask, true)
+        .override_global(GLOBAL_RANGE_STRIDE, &range_stride, true)
         .map_max_entries(MAP_V4_RANGES, capacity.ranges)
         .map_max_entries(MAP_V6_RANGES, capacity.ranges)
         .map_max_entries(MAP_RANGES, capacity.ranges)
@@ -471,8 +474,7 @@ fn open(
         .map_max_entries(MAP_V4_L2, (capacity.l2_blocks * V4_L2_BLOCK).max(1))
         .map_max_entries(MAP_V4_SLASH24, (capacity.l2_blocks * V4_L2_BLOCK).max(1))
         .map_max_entries(MAP_V6_BLOCKS, capacity.v6_blocks)
-        .map_max_entries(MAP_RANGE_STATS, capacity.ranges)
-        .map_max_entries(MAP_PRESSURE, capacity.ranges)
+        .map_max_entries(MAP_RANGE_COUNTS, range_stride * cpus)
         .map_max_entries(MAP_DECLARED, capacity.declared.max(1))
         .map_max_entries(MAP_RANGE_META, capacity.ranges)
         .map_max_entries(MAP_DENSE_COUNTS, stride * cpus)
@@ -482,12 +484,14 @@ fn open(
         // pin as it is); a new datapath's are never written.
         .map_max_entries(MAP_SPARSE_STATS, FROZEN_SLOTS_PER_CPU * cpus)
         .map_max_entries(MAP_DENSE_STATS, FROZEN_DENSE_SLOTS_PER_CPU * cpus)
+        .map_max_entries(MAP_RANGE_STATS, 1)
+        .map_max_entries(MAP_PRESSURE, 1)
+        .map_max_entries(MAP_DELIVERED, 1)
         .map_max_entries(MAP_ATTACH_META, interfaces.len().max(1) as u32)
         .map_max_entries(MAP_DECAP, max_ifindex + 1)
         .map_max_entries(MAP_STEER, capacity.steers)
         .map_max_entries(MAP_STEER_SOCKETS, capacity.steers)
-        .map_max_entries(MAP_STEER_STATS, capacity.steers)
-        .map_max_entries(MAP_DELIVERED, capacity.ranges);
+        .map_max_entries(MAP_STEER_STATS, capacity.steers);
     for (name, path) in &pin_paths {
         // An existing pin is used as it is (aya would pin a missing one, but
         // the list holds only pins that exist).

@@ -275,9 +275,13 @@ fn removed(map: &'static str, deleted: Result<(), MapError>) -> Result<(), Datap
 fn zero_counters(maps: &mut Maps, added: &[&RangeSlot]) -> Result<(), DatapathError> {
     let cpus = possible_cpus()?;
     for slot in added {
-        zero_per_cpu::<RangeStats>(maps, MAP_RANGE_STATS, slot.value.range_id, cpus)?;
-        zero_per_cpu::<u64>(maps, MAP_DELIVERED, slot.value.range_id, cpus)?;
-        zero_per_cpu::<RangePressure>(maps, MAP_PRESSURE, slot.value.range_id, cpus)?;
+        let id = slot.value.range_id;
+        maps.tables_mut().ranges.zero(id);
+        // The per-CPU maps of layouts 14 and older: frozen with their counts
+        // on a datapath upgraded from one, one entry long on a new one.
+        zero_frozen_per_cpu::<RangeStats>(maps, MAP_RANGE_STATS, id, cpus)?;
+        zero_frozen_per_cpu::<u64>(maps, MAP_DELIVERED, id, cpus)?;
+        zero_frozen_per_cpu::<RangePressure>(maps, MAP_PRESSURE, id, cpus)?;
         for index in slot.value.dense_base..slot.value.dense_base + slot.dense_len {
             maps.tables_mut().dense.zero(index);
         }
@@ -306,6 +310,20 @@ fn zero_per_cpu<V: aya::Pod + Default>(
         .map_err(DatapathError::Cpus)?;
     let mut array: PerCpuArray<_, V> = maps.typed_mut(map)?;
     array.set(index, zeros, 0).map_err(map_err(map))
+}
+
+/// As [`zero_per_cpu`], for an entry the map may be too short to hold.
+fn zero_frozen_per_cpu<V: aya::Pod + Default>(
+    maps: &mut Maps,
+    map: &'static str,
+    index: u32,
+    cpus: usize,
+) -> Result<(), DatapathError> {
+    let array: PerCpuArray<_, V> = maps.typed(map)?;
+    if index >= array.len() {
+        return Ok(());
+    }
+    zero_per_cpu::<V>(maps, map, index, cpus)
 }
 
 /// Steer entries: new and changed keys first (a new entry's index starts with

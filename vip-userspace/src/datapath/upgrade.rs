@@ -18,8 +18,9 @@
 use aya::maps::Array;
 use vip_common::{
     LAYOUT_VERSION, MAP_ATTACH_META, MAP_DECAP, MAP_DENSE_COUNTS, MAP_PORTS, MAP_PRESSURE,
-    MAP_SETTINGS, MAP_SPARSE_COLD, MAP_SPARSE_CONTROL, MAP_SPARSE_HOT, MAP_SPARSE_TAG,
-    MAP_V4_SLASH24, PROG_SK_LOOKUP, PROG_TC, PROG_XDP, SETTING_LAYOUT_VERSION, SK_LOOKUP_LINK_PIN,
+    MAP_RANGE_COUNTS, MAP_SETTINGS, MAP_SPARSE_COLD, MAP_SPARSE_CONTROL, MAP_SPARSE_HOT,
+    MAP_SPARSE_TAG, MAP_V4_SLASH24, PROG_SK_LOOKUP, PROG_TC, PROG_XDP, SETTING_LAYOUT_VERSION,
+    SK_LOOKUP_LINK_PIN,
 };
 
 use super::{
@@ -41,8 +42,9 @@ use crate::{
 /// upgrade ends must leave them pinned: the counts would be lost, and a
 /// fresh tag map would start again at a word those slots already hold, so
 /// that they would vouch for their VIPs under the old ranges.
-const PINNED_AT_ONCE: [&str; 5] = [
+const PINNED_AT_ONCE: [&str; 6] = [
     MAP_DENSE_COUNTS,
+    MAP_RANGE_COUNTS,
     MAP_SPARSE_HOT,
     MAP_SPARSE_COLD,
     MAP_PRESSURE,

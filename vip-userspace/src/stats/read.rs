@@ -7,11 +7,11 @@ use std::{
 use aya::maps::{Array, HashMap as BpfHashMap, Map, MapError, PerCpuArray, PerCpuHashMap};
 use ipnet::IpNet;
 use vip_common::{
-    AttachMeta, DeclaredVip, RangeMeta, RangePressure, RangeStats, SteeredVip, Verdicts, VipAddr,
-    FAMILY_V4, GLOBAL_COUNTERS, GLOBAL_DECAP_GUE, GLOBAL_DECAP_IP6IP6, GLOBAL_DECAP_IPIP,
-    GLOBAL_FRAGMENTS, GLOBAL_INTERNAL_ERRORS, GLOBAL_MALFORMED, GLOBAL_NON_VIP, MAP_ATTACH_META,
-    MAP_DECLARED, MAP_DELIVERED, MAP_GLOBAL_STATS, MAP_PRESSURE, MAP_RANGE_META, MAP_RANGE_STATS,
-    MAP_STEERED_VIPS, MAP_STEER_STATS, SPARSE_HASH_MULTIPLY,
+    AttachMeta, DeclaredVip, RangeCounts, RangeMeta, RangePressure, RangeStats, SteeredVip,
+    Verdicts, VipAddr, FAMILY_V4, GLOBAL_COUNTERS, GLOBAL_DECAP_GUE, GLOBAL_DECAP_IP6IP6,
+    GLOBAL_DECAP_IPIP, GLOBAL_FRAGMENTS, GLOBAL_INTERNAL_ERRORS, GLOBAL_MALFORMED, GLOBAL_NON_VIP,
+    MAP_ATTACH_META, MAP_DECLARED, MAP_DELIVERED, MAP_GLOBAL_STATS, MAP_PRESSURE, MAP_RANGE_META,
+    MAP_RANGE_STATS, MAP_STEERED_VIPS, MAP_STEER_STATS, SPARSE_HASH_MULTIPLY,
 };
 
 use super::{
@@ -87,21 +87,29 @@ fn sum<T: Default>(values: &[T], merge: impl Fn(&mut T, &T)) -> T {
     total
 }
 
-/// The per-range counter maps, each read whole at once.
-struct RangeCounters {
-    stats: Rows<RangeStats>,
-    pressure: Rows<RangePressure>,
-    delivered: Rows<u64>,
-}
-
-impl RangeCounters {
-    fn read(source: &Maps) -> Result<RangeCounters, StatsError> {
-        Ok(RangeCounters {
-            stats: batch::per_cpu_array(raw(source, MAP_RANGE_STATS)?, MAP_RANGE_STATS)?,
-            pressure: batch::per_cpu_array(raw(source, MAP_PRESSURE)?, MAP_PRESSURE)?,
-            delivered: batch::per_cpu_array(raw(source, MAP_DELIVERED)?, MAP_DELIVERED)?,
-        })
+/// Each range's counters that are not sums of VIP slots, over every CPU, in
+/// the order of `ids`: its rows of `MAP_RANGE_COUNTS`, plus what the per-CPU
+/// maps of layouts 14 and older hold for it (frozen on a datapath upgraded
+/// from one; one entry, never written, on a new one).
+fn range_counts(source: &Maps, ids: &[u32]) -> Result<Vec<RangeCounts>, StatsError> {
+    let mut totals = cpu_sum::range_rows(&source.tables().ranges, ids);
+    let stats: Rows<RangeStats> =
+        batch::per_cpu_array(raw(source, MAP_RANGE_STATS)?, MAP_RANGE_STATS)?;
+    let pressure: Rows<RangePressure> =
+        batch::per_cpu_array(raw(source, MAP_PRESSURE)?, MAP_PRESSURE)?;
+    let delivered: Rows<u64> = batch::per_cpu_array(raw(source, MAP_DELIVERED)?, MAP_DELIVERED)?;
+    for (&id, total) in ids.iter().zip(totals.iter_mut()) {
+        if let Some(rows) = stats.get(id) {
+            total.stats.merge(&sum(rows, RangeStats::merge));
+        }
+        if let Some(rows) = pressure.get(id) {
+            total.pressure.merge(&sum(rows, RangePressure::merge));
+        }
+        if let Some(rows) = delivered.get(id) {
+            total.delivered += rows.iter().sum::<u64>();
+        }
     }
+    Ok(totals)
 }
 
 fn raw<'a>(source: &'a Maps, map: &'static str) -> Result<&'a Map, StatsError> {
@@ -120,10 +128,12 @@ fn row<'a, T>(rows: &'a Rows<T>, map: &'static str, key: u32) -> Result<&'a [T],
 pub fn read(source: &Maps) -> Result<Report, StatsError> {
     let metas = range_metas(source)?;
     let dense = &source.tables().dense;
-    let counters = RangeCounters::read(source)?;
+    let ids: Vec<u32> = metas.iter().map(|(id, _, _)| *id).collect();
+    let counts = range_counts(source, &ids)?;
     let mut ranges = metas
         .iter()
-        .map(|(id, meta, cidr)| range_report(&counters, dense, *id, meta, *cidr))
+        .zip(&counts)
+        .map(|((_, meta, cidr), counts)| range_report(counts, dense, meta, *cidr))
         .collect::<Result<Vec<_>, _>>()?;
     let sparse_table = add_sparse_vips(source, &metas, &mut ranges)?;
     add_declared_vips(source, &metas, &mut ranges)?;
@@ -190,17 +200,12 @@ fn meta_name(meta: &RangeMeta) -> String {
 }
 
 fn range_report(
-    counters: &RangeCounters,
+    counts: &RangeCounts,
     dense: &DenseTable,
-    range_id: u32,
     meta: &RangeMeta,
     cidr: IpNet,
 ) -> Result<RangeReport, StatsError> {
-    let overflow = sum(
-        row(&counters.stats, MAP_RANGE_STATS, range_id)?,
-        RangeStats::merge,
-    )
-    .sparse_overflow;
+    let overflow = counts.stats.sparse_overflow;
     // The range's totals: its overflow, plus its VIP slots (sparse ones are added
     // by `add_sparse_vips`).
     let mut report = RangeReport {
@@ -211,10 +216,7 @@ fn range_report(
     };
     report.add(&overflow);
     if meta.dense_len == 0 {
-        let pressure = sum(
-            row(&counters.pressure, MAP_PRESSURE, range_id)?,
-            RangePressure::merge,
-        );
+        let pressure = counts.pressure;
         report.add(&pressure.reclaimed);
         report.add(&pressure.unlearned);
         let packets = |v: &Verdicts| v.accepted.packets + v.dropped.packets;
@@ -226,9 +228,7 @@ fn range_report(
             ..SparsePressure::default()
         });
     }
-    report.delivered_packets = row(&counters.delivered, MAP_DELIVERED, range_id)?
-        .iter()
-        .sum();
+    report.delivered_packets = counts.delivered;
     if meta.dense_len > 0 {
         if meta
             .dense_base
