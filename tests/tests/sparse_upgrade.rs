@@ -16,7 +16,7 @@ use serde_json::Value;
 use vip_common::{SparseControl, MAP_SPARSE_CONTROL, SPARSE_HASH_MULTIPLY};
 use vip_tests::{
     daemon::{number, old_vip_bin, vip_bin, vip_verdicts, Daemon, Instance},
-    fixture,
+    fixture, http,
     netns::Lab,
     root::require_root,
 };
@@ -314,6 +314,72 @@ fn a_crash_during_the_upgrade_keeps_counts_and_no_slot_vouches_for_an_old_list()
         want,
         "accepted before the list (the older vip's, then the new programs'), dropped after"
     );
+    new.stop();
+    instance.vip_ok(&lab.server, &["down"]);
+}
+
+const METRICS_AT: &str = "127.0.0.1:9671";
+
+/// `config()` with the exporter on, its one range (sparse on either vip)
+/// named `name`.
+fn exported(name: &str) -> String {
+    config()
+        .replace("listen = \"off\"", &format!("listen = \"{METRICS_AT}\""))
+        .replace("name = \"v6\"", &format!("name = \"{name}\""))
+}
+
+/// `vip_sparse_slots_learned_total` of range `name`, scraped from the
+/// daemon's exporter (`None`: no such series).
+fn learned_in_metrics(lab: &Lab, name: &str) -> Option<u64> {
+    let (status, body) = http::get(&lab.server, METRICS_AT.parse().unwrap(), "/metrics");
+    assert_eq!(status, 200, "{body}");
+    let series = format!("vip_sparse_slots_learned_total{{range=\"{name}\"}} ");
+    body.lines()
+        .find_map(|line| line.strip_prefix(&series))
+        .map(|value| value.parse().unwrap())
+}
+
+/// The older vip's per-range counts (its per-CPU maps, frozen by the
+/// upgrade) are added by every read, the exporter's too, which reads them
+/// once and keeps them: until their range id goes to another range, whose
+/// counts start afresh.
+#[test]
+fn the_older_per_range_counts_are_added_until_their_id_goes_to_another_range() {
+    if !require_root("the_older_per_range_counts_are_added_until_their_id_goes_to_another_range") {
+        return;
+    }
+    fixture::pin_to_cpu0();
+    let lab = Lab::new("sfrz");
+    let instance = Instance::new("sfrz");
+    let (mut sent, stats) = older_datapath(&lab, &instance, &exported("v6"), |_| 1);
+    assert_eq!(slots(&stats).0, VIPS as u64, "learned under the older vip");
+    let new = upgraded(&lab, &instance, &exported("v6"));
+    let learned = VIPS as u64;
+    assert_eq!(learned_in_metrics(&lab, "v6"), Some(learned), "frozen only");
+    sent += send(&lab, |_| 1);
+    let stats = new.stats_once_counted(sent);
+    assert_eq!(
+        slots(&stats).0,
+        2 * learned,
+        "frozen and new, by `vip stats`"
+    );
+    assert_eq!(
+        learned_in_metrics(&lab, "v6"),
+        Some(2 * learned),
+        "frozen (kept since the first scrape) and new, by the exporter"
+    );
+
+    // Renamed: a new range (a new id and epoch); then back to the first
+    // name: a new range again, which takes id 0, freed by the rename.
+    for name in ["w6", "v6"] {
+        new.rewrite_config(&exported(name));
+        let line = new.reload();
+        assert!(line.contains("] reloaded "), "{line}");
+        assert_eq!(learned_in_metrics(&lab, name), Some(0), "{name}: afresh");
+        let stats = new.stats_json();
+        assert_eq!(range(&stats)["name"], name);
+        assert_eq!(slots(&stats).0, 0, "{name}: afresh, by `vip stats`");
+    }
     new.stop();
     instance.vip_ok(&lab.server, &["down"]);
 }

@@ -3,8 +3,10 @@
 //! adoption and `vip stats` all hold them as this one type.
 
 use std::{
+    borrow::Cow,
     collections::HashMap,
     path::{Path, PathBuf},
+    sync::OnceLock,
 };
 
 use aya::{
@@ -16,7 +18,9 @@ use vip_common::{LAYOUT_VERSION, PINNED_MAPS};
 use crate::errors::Blame;
 
 use super::{
+    batch::BatchError,
     cpu_table::{CounterTables, CpuPick, CpuTableError},
+    frozen_ranges::FrozenRanges,
     pin::{self, PinError},
     DatapathError,
 };
@@ -33,6 +37,8 @@ pub enum Access {
 pub struct Maps {
     maps: HashMap<&'static str, Map>,
     tables: CounterTables,
+    /// Read once, for maps opened from pins (see [`Maps::frozen_ranges`]).
+    frozen_ranges: OnceLock<FrozenRanges>,
     /// Where they are pinned, when they were opened from pins.
     pin_dir: Option<PathBuf>,
 }
@@ -47,6 +53,8 @@ pub enum MapsError {
     Version { dir: PathBuf, found: Option<u32> },
     #[error(transparent)]
     CpuTable(#[from] CpuTableError),
+    #[error(transparent)]
+    Batch(#[from] BatchError),
 }
 
 impl Maps {
@@ -97,6 +105,7 @@ impl Maps {
         Ok(Maps {
             maps,
             tables,
+            frozen_ranges: OnceLock::new(),
             pin_dir: None,
         })
     }
@@ -126,6 +135,25 @@ impl Maps {
     pub fn emulate_cpus(&mut self, cpus: u32, pick: CpuPick) -> Result<(), MapsError> {
         self.tables = self.tables.emulated(cpus, pick)?;
         Ok(())
+    }
+
+    /// The per-range maps of layouts 14 and older, summed ([`FrozenRanges`];
+    /// `live` is each configured range's id and epoch). Maps opened from
+    /// pins belong to a datapath of this vip's layout, which an upgrade
+    /// records only once every link runs its programs: nothing counts in
+    /// those maps any more, so they are read once (on a host with many CPUs
+    /// and ranges, a read copies one value per range and possible CPU) and
+    /// kept. Those of a datapath loaded in this process are read each time.
+    pub fn frozen_ranges(&self, live: &[(u32, u32)]) -> Result<Cow<'_, FrozenRanges>, MapsError> {
+        if let Some(frozen) = self.frozen_ranges.get() {
+            return Ok(Cow::Borrowed(frozen));
+        }
+        let map = |name| &self.maps[name];
+        let frozen = FrozenRanges::read(map, live)?;
+        if self.pin_dir.is_none() {
+            return Ok(Cow::Owned(frozen));
+        }
+        Ok(Cow::Borrowed(self.frozen_ranges.get_or_init(|| frozen)))
     }
 
     pub(super) fn tables_mut(&mut self) -> &mut CounterTables {
@@ -162,7 +190,7 @@ impl Blame for MapsError {
         match self {
             MapsError::Pin(e) => e.is_user_error(),
             MapsError::Version { .. } => true,
-            MapsError::Missing { .. } | MapsError::CpuTable(_) => false,
+            MapsError::Missing { .. } | MapsError::CpuTable(_) | MapsError::Batch(_) => false,
         }
     }
 }

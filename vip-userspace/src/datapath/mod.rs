@@ -9,6 +9,7 @@ mod bpf_sys;
 pub mod build;
 pub mod cpu_table;
 pub mod footprint;
+pub mod frozen_ranges;
 mod link_update;
 pub mod maps;
 pub mod pin;

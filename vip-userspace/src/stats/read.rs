@@ -7,11 +7,10 @@ use std::{
 use aya::maps::{Array, HashMap as BpfHashMap, Map, MapError, PerCpuArray, PerCpuHashMap};
 use ipnet::IpNet;
 use vip_common::{
-    AttachMeta, DeclaredVip, RangeCounts, RangeMeta, RangePressure, RangeStats, SteeredVip,
-    Verdicts, VipAddr, FAMILY_V4, GLOBAL_COUNTERS, GLOBAL_DECAP_GUE, GLOBAL_DECAP_IP6IP6,
-    GLOBAL_DECAP_IPIP, GLOBAL_FRAGMENTS, GLOBAL_INTERNAL_ERRORS, GLOBAL_MALFORMED, GLOBAL_NON_VIP,
-    MAP_ATTACH_META, MAP_DECLARED, MAP_DELIVERED, MAP_GLOBAL_STATS, MAP_PRESSURE, MAP_RANGE_META,
-    MAP_RANGE_STATS, MAP_STEERED_VIPS, MAP_STEER_STATS, SPARSE_HASH_MULTIPLY,
+    AttachMeta, DeclaredVip, RangeCounts, RangeMeta, SteeredVip, Verdicts, VipAddr, FAMILY_V4,
+    GLOBAL_COUNTERS, GLOBAL_DECAP_GUE, GLOBAL_DECAP_IP6IP6, GLOBAL_DECAP_IPIP, GLOBAL_FRAGMENTS,
+    GLOBAL_INTERNAL_ERRORS, GLOBAL_MALFORMED, GLOBAL_NON_VIP, MAP_ATTACH_META, MAP_DECLARED,
+    MAP_GLOBAL_STATS, MAP_RANGE_META, MAP_STEERED_VIPS, MAP_STEER_STATS, SPARSE_HASH_MULTIPLY,
 };
 
 use super::{
@@ -79,35 +78,15 @@ fn map_err(map: &'static str) -> impl Fn(MapError) -> StatsError {
     move |source| StatsError::Map { map, source }
 }
 
-fn sum<T: Default>(values: &[T], merge: impl Fn(&mut T, &T)) -> T {
-    let mut total = T::default();
-    for value in values {
-        merge(&mut total, value);
-    }
-    total
-}
-
 /// Each range's counters that are not sums of VIP slots, over every CPU, in
-/// the order of `ids`: its rows of `MAP_RANGE_COUNTS`, plus what the per-CPU
-/// maps of layouts 14 and older hold for it (frozen on a datapath upgraded
-/// from one; one entry, never written, on a new one).
-fn range_counts(source: &Maps, ids: &[u32]) -> Result<Vec<RangeCounts>, StatsError> {
-    let mut totals = cpu_sum::range_rows(&source.tables().ranges, ids);
-    let stats: Rows<RangeStats> =
-        batch::per_cpu_array(raw(source, MAP_RANGE_STATS)?, MAP_RANGE_STATS)?;
-    let pressure: Rows<RangePressure> =
-        batch::per_cpu_array(raw(source, MAP_PRESSURE)?, MAP_PRESSURE)?;
-    let delivered: Rows<u64> = batch::per_cpu_array(raw(source, MAP_DELIVERED)?, MAP_DELIVERED)?;
-    for (&id, total) in ids.iter().zip(totals.iter_mut()) {
-        if let Some(rows) = stats.get(id) {
-            total.stats.merge(&sum(rows, RangeStats::merge));
-        }
-        if let Some(rows) = pressure.get(id) {
-            total.pressure.merge(&sum(rows, RangePressure::merge));
-        }
-        if let Some(rows) = delivered.get(id) {
-            total.delivered += rows.iter().sum::<u64>();
-        }
+/// the order of `live` (id and epoch): its rows of `MAP_RANGE_COUNTS`, plus
+/// what the per-range maps of layouts 14 and older hold for it.
+fn range_counts(source: &Maps, live: &[(u32, u32)]) -> Result<Vec<RangeCounts>, StatsError> {
+    let ids: Vec<u32> = live.iter().map(|&(id, _)| id).collect();
+    let mut totals = cpu_sum::range_rows(&source.tables().ranges, &ids);
+    let frozen = source.frozen_ranges(live)?;
+    for (&(id, epoch), total) in live.iter().zip(totals.iter_mut()) {
+        total.merge(&frozen.counts(id, epoch));
     }
     Ok(totals)
 }
@@ -128,8 +107,11 @@ fn row<'a, T>(rows: &'a Rows<T>, map: &'static str, key: u32) -> Result<&'a [T],
 pub fn read(source: &Maps) -> Result<Report, StatsError> {
     let metas = range_metas(source)?;
     let dense = &source.tables().dense;
-    let ids: Vec<u32> = metas.iter().map(|(id, _, _)| *id).collect();
-    let counts = range_counts(source, &ids)?;
+    let live: Vec<(u32, u32)> = metas
+        .iter()
+        .map(|(id, meta, _)| (*id, meta.epoch))
+        .collect();
+    let counts = range_counts(source, &live)?;
     let mut ranges = metas
         .iter()
         .zip(&counts)
