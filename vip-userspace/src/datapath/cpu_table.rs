@@ -1,4 +1,4 @@
-//! The per-VIP counter maps as userspace sees them: a shared mapping of a CPU
+//! The per-VIP and per-range counter maps as userspace sees them: a shared mapping of a CPU
 //! table (see `vip_common::CPU_TABLE_MAP_FLAGS`), so that reading every slot of
 //! every CPU is a memory walk rather than a syscall per slot.
 
@@ -440,8 +440,8 @@ impl SparseRow {
     }
 }
 
-/// The per-VIP counter tables, mapped once and kept: mapping one costs time
-/// in proportion to its size.
+/// The per-VIP and per-range counter tables, mapped once and kept: mapping
+/// one costs time in proportion to its size.
 pub struct CounterTables {
     pub dense: DenseTable,
     pub sparse: SparseTable,

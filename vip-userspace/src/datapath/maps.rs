@@ -123,7 +123,7 @@ impl Maps {
         self.pin_dir.as_deref()
     }
 
-    /// The per-VIP counter tables, mapped.
+    /// The per-VIP and per-range counter tables, mapped.
     pub fn tables(&self) -> &CounterTables {
         &self.tables
     }
