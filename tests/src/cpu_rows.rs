@@ -1,6 +1,6 @@
-//! Per-VIP rows as `stats::read` reports them, split by the CPU that counted
-//! them: what the many-CPU read must give back when it reads the tables of
-//! an emulated host (`Maps::emulate_cpus`).
+//! Per-VIP rows and per-range counters as `stats::read` reports them, split
+//! by the CPU that counted them: what the many-CPU read must give back when
+//! it reads the tables of an emulated host (`Maps::emulate_cpus`).
 
 use std::{collections::HashMap, net::IpAddr};
 

@@ -188,11 +188,12 @@ pub fn render(times: &ScrapeTimes) -> String {
         "One scrape of {VIPS} VIPs in {RANGES} IPv6 ranges, all with per-VIP series \
          ({} `vip_packets_total` series), median of {} runs (min-max). Every VIP counted \
          on {} of this host's {} CPUs, the second CPU in another order. Hosts with more \
-         CPUs are emulated: the per-VIP and per-range counter tables are copied into this process's memory, \
-         one stretch per CPU (CPU 0's from the first CPU filled, every other's from the last CPU \
-         filled), and read as a host with that many CPUs reads its own, every read checked VIP \
-         by VIP and range by range. A read takes one thread per 8 CPUs, at most 8 and no more than the CPUs it may \
-         run on, so this host may give an emulated host's read fewer threads than that host \
+         CPUs are emulated: the per-VIP and per-range counter tables are copied into this \
+         process's memory, one stretch per CPU (CPU 0's from the first CPU filled, every \
+         other's from the last CPU filled), and read as a host with that many CPUs reads its \
+         own, every read checked VIP by VIP and range by range. A read takes one thread per 8 \
+         CPUs, at most 8 and no more than the CPUs it may run on, so this host may give an \
+         emulated host's read fewer threads than that host \
          would: such a read is met if it meets the target all the same, and not judged if it \
          does not.\n\n\
          | step | ms | target |\n|---|---:|---:|\n\
