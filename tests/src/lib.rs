@@ -15,6 +15,7 @@ pub mod oracle;
 pub mod packets;
 pub mod root;
 pub mod scrape;
+pub mod scrape_hashes;
 pub mod seed;
 pub mod sparse_model;
 pub mod tunnel;

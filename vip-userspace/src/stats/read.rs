@@ -4,7 +4,7 @@ use std::{
     path::Path,
 };
 
-use aya::maps::{Array, HashMap as BpfHashMap, Map, MapError, PerCpuArray, PerCpuHashMap};
+use aya::maps::{Array, Map, MapError, PerCpuArray};
 use ipnet::IpNet;
 use vip_common::{
     AttachMeta, DeclaredVip, RangeCounts, RangeMeta, SteeredVip, Verdicts, VipAddr, FAMILY_V4,
@@ -314,10 +314,10 @@ fn add_declared_vips(
         .enumerate()
         .map(|(index, (_, meta, _))| (meta.epoch, index))
         .collect();
-    let declared: BpfHashMap<_, VipAddr, DeclaredVip> = typed(source, MAP_DECLARED)?;
+    let declared = batch::hash::<VipAddr, DeclaredVip>(raw(source, MAP_DECLARED)?, MAP_DECLARED)?;
     let dense = &source.tables().dense;
-    for entry in declared.iter() {
-        let (key, value) = entry.map_err(map_err(MAP_DECLARED))?;
+    for (key, values) in declared.iter() {
+        let value = values[0];
         let Some(&index) = by_epoch.get(&value.epoch) else {
             continue;
         };
@@ -382,10 +382,10 @@ fn global(source: &Maps) -> Result<GlobalReport, StatsError> {
 /// lookups steered to each, in total and per VIP.
 pub fn steering(source: &Maps, status: &[SteerStatus]) -> Result<Vec<SteerReport>, StatsError> {
     let totals: PerCpuArray<_, u64> = typed(source, MAP_STEER_STATS)?;
-    let per_vip: PerCpuHashMap<_, SteeredVip, u64> = typed(source, MAP_STEERED_VIPS)?;
+    let per_vip =
+        batch::per_cpu_hash::<SteeredVip, u64>(raw(source, MAP_STEERED_VIPS)?, MAP_STEERED_VIPS)?;
     let mut vips: BTreeMap<u32, Vec<SteeredVipReport>> = BTreeMap::new();
-    for item in per_vip.iter() {
-        let (key, values) = item.map_err(map_err(MAP_STEERED_VIPS))?;
+    for (key, values) in per_vip.iter() {
         vips.entry(key.entry).or_default().push(SteeredVipReport {
             addr: vip_ip(&key.vip),
             packets: values.iter().sum(),
