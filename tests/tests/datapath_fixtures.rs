@@ -1172,3 +1172,109 @@ fn a_reload_moves_the_ipv6_dense_index_with_the_ranges() {
         1
     );
 }
+
+/// A steer entry new to a reload starts with no counts: the per-VIP counts an
+/// earlier datapath left at its index are removed (both new entries' at once,
+/// from one batch read of the keys) and its total zeroed, while the counts
+/// of an entry that stays, and of one whose key went away, are left as they
+/// were.
+#[test]
+fn a_reload_clears_the_steered_counts_at_the_indexes_it_gives_new_entries() {
+    use aya::maps::{PerCpuArray, PerCpuHashMap, PerCpuValues};
+    use vip_common::{SteeredVip, VipAddr, MAP_STEERED_VIPS, MAP_STEER_STATS};
+
+    if !require_root("a_reload_clears_the_steered_counts_at_the_indexes_it_gives_new_entries") {
+        return;
+    }
+    let parse =
+        |text: &str| vip_userspace::Config::parse(text, std::path::Path::new("fixtures")).unwrap();
+    let config = |steers: &str| {
+        format!(
+            "interfaces = [\"lo\"]\n[[range]]\nname = \"web\"\ncidr = \"192.0.2.0/24\"\naccept = \"route\"\n\
+             steer = [{steers}]\n"
+        )
+    };
+    let before = config(
+        r#"{ match = "tcp/80", to = "127.0.0.1:8080" }, { match = "udp/53", to = "127.0.0.1:5353" }"#,
+    );
+    let after = config(
+        r#"{ match = "tcp/80", to = "127.0.0.1:8080" }, { match = "tcp/81", to = "127.0.0.1:8081" }, { match = "tcp/82", to = "127.0.0.1:8082" }"#,
+    );
+    let mut datapath = fixture::load(&before);
+    let old = vip_userspace::Layout::new(&parse(&before));
+    let new = old.update(&parse(&after)).unwrap();
+    let entries = |layout: &vip_userspace::Layout| -> Vec<(String, u32)> {
+        layout
+            .steers
+            .iter()
+            .map(|s| (s.steer.label(), s.entry))
+            .collect()
+    };
+    assert_eq!(
+        entries(&old),
+        [("tcp/80".to_string(), 0), ("udp/53".to_string(), 1)]
+    );
+    assert_eq!(
+        entries(&new),
+        [
+            ("tcp/80".to_string(), 0),
+            ("tcp/81".to_string(), 2),
+            ("tcp/82".to_string(), 3)
+        ]
+    );
+    let cpus = aya::util::nr_cpus().unwrap();
+    let key = |vip: u8, entry: u32| SteeredVip {
+        vip: VipAddr::from_v4_be([192, 0, 2, vip]),
+        entry,
+        _pad: 0,
+    };
+    // Counts at every index: 0 and 1 the layout's own, 2 and 3 left by an
+    // earlier datapath.
+    {
+        let map = datapath.maps_mut().map_mut(MAP_STEERED_VIPS).unwrap();
+        let mut vips: PerCpuHashMap<_, SteeredVip, u64> = PerCpuHashMap::try_from(map).unwrap();
+        for entry in 0..4 {
+            for vip in 1..=3 {
+                let counts = PerCpuValues::try_from(vec![u64::from(vip) + 10; cpus]).unwrap();
+                vips.insert(key(vip, entry), counts, 0).unwrap();
+            }
+        }
+        let map = datapath.maps_mut().map_mut(MAP_STEER_STATS).unwrap();
+        let mut totals: PerCpuArray<_, u64> = PerCpuArray::try_from(map).unwrap();
+        for entry in 0..4 {
+            let counts = PerCpuValues::try_from(vec![100 + u64::from(entry); cpus]).unwrap();
+            totals.set(entry, counts, 0).unwrap();
+        }
+    }
+    datapath.update(&old, &new).unwrap();
+    let map = datapath.maps().map(MAP_STEERED_VIPS).unwrap();
+    let vips: PerCpuHashMap<_, SteeredVip, u64> = PerCpuHashMap::try_from(map).unwrap();
+    let mut left: Vec<(u32, [u8; 16], u64)> = vips
+        .iter()
+        .map(|item| {
+            let (key, values) = item.unwrap();
+            (key.entry, key.vip.addr_be, values.iter().sum())
+        })
+        .collect();
+    left.sort();
+    let mut expected: Vec<(u32, [u8; 16], u64)> = (0..2)
+        .flat_map(|entry| {
+            (1..=3u8).map(move |vip| {
+                (
+                    entry,
+                    key(vip, entry).vip.addr_be,
+                    (u64::from(vip) + 10) * cpus as u64,
+                )
+            })
+        })
+        .collect();
+    expected.sort();
+    assert_eq!(left, expected, "entries 0 and 1 kept, 2 and 3 forgotten");
+    let map = datapath.maps().map(MAP_STEER_STATS).unwrap();
+    let totals: PerCpuArray<_, u64> = PerCpuArray::try_from(map).unwrap();
+    let total = |entry: u32| -> u64 { totals.get(&entry, 0).unwrap().iter().sum() };
+    assert_eq!(
+        [total(0), total(1), total(2), total(3)],
+        [100 * cpus as u64, 101 * cpus as u64, 0, 0]
+    );
+}

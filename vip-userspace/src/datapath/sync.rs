@@ -16,7 +16,11 @@ use vip_common::{
     SETTING_LAYOUT_VERSION, SETTING_NETNS_INODE, SETTING_SPARSE_MASK,
 };
 
-use super::{maps::Maps, sparse_control, DatapathError};
+use super::{
+    batch,
+    maps::{Maps, MapsError},
+    sparse_control, DatapathError,
+};
 use crate::layout::{
     block_writes, port_bitmap, slash24_writes, DecapEntry, Layout, RangeSlot, SteerSlot,
 };
@@ -332,15 +336,21 @@ fn zero_frozen_per_cpu<V: aya::Pod + Default>(
 fn sync_steer(maps: &mut Maps, old: Option<&Layout>, new: &Layout) -> Result<(), DatapathError> {
     let old_steers: &[SteerSlot] = old.map_or(&[], |l| &l.steers);
     let cpus = possible_cpus()?;
-    for slot in &new.steers {
-        let previous = old_steers.iter().find(|o| o.key() == slot.key());
-        if previous.is_some_and(|o| o.entry == slot.entry) {
-            continue;
-        }
+    let unchanged = |slot: &SteerSlot| {
+        old_steers
+            .iter()
+            .find(|o| o.key() == slot.key())
+            .is_some_and(|o| o.entry == slot.entry)
+    };
+    let mut fresh_entries = Vec::new();
+    for slot in new.steers.iter().filter(|slot| !unchanged(slot)) {
         if !old_steers.iter().any(|o| o.entry == slot.entry) {
             zero_per_cpu::<u64>(maps, MAP_STEER_STATS, slot.entry, cpus)?;
-            forget_steered_vips(maps, slot.entry)?;
+            fresh_entries.push(slot.entry);
         }
+    }
+    forget_steered_vips(maps, &fresh_entries)?;
+    for slot in new.steers.iter().filter(|slot| !unchanged(slot)) {
         let mut steer: HashMap<_, SteerKey, SteerValue> = maps.typed_mut(MAP_STEER)?;
         steer
             .insert(slot.key(), SteerValue { entry: slot.entry }, 0)
@@ -355,14 +365,23 @@ fn sync_steer(maps: &mut Maps, old: Option<&Layout>, new: &Layout) -> Result<(),
     Ok(())
 }
 
-/// Removes the per-VIP steered counts an earlier entry left at `entry`.
-fn forget_steered_vips(maps: &mut Maps, entry: u32) -> Result<(), DatapathError> {
-    let mut vips: PerCpuHashMap<_, SteeredVip, u64> = maps.typed_mut(MAP_STEERED_VIPS)?;
-    let stale: Vec<SteeredVip> = vips
-        .keys()
-        .filter_map(Result::ok)
-        .filter(|key| key.entry == entry)
+/// Removes the per-VIP steered counts earlier entries left at `entries`,
+/// from one batch read of the keys (aya's walk takes a syscall a key).
+fn forget_steered_vips(maps: &mut Maps, entries: &[u32]) -> Result<(), DatapathError> {
+    if entries.is_empty() {
+        return Ok(());
+    }
+    let map = maps.map(MAP_STEERED_VIPS).ok_or(DatapathError::Missing {
+        kind: "map",
+        name: MAP_STEERED_VIPS,
+    })?;
+    let stale: Vec<SteeredVip> = batch::per_cpu_hash::<SteeredVip, u64>(map, MAP_STEERED_VIPS)
+        .map_err(MapsError::from)?
+        .iter()
+        .map(|(key, _)| key)
+        .filter(|key| entries.contains(&key.entry))
         .collect();
+    let mut vips: PerCpuHashMap<_, SteeredVip, u64> = maps.typed_mut(MAP_STEERED_VIPS)?;
     for key in stale {
         removed(MAP_STEERED_VIPS, vips.remove(&key))?;
     }
