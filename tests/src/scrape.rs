@@ -59,7 +59,7 @@ pub struct ScrapeTimes {
     pub emulated: Vec<(u32, Vec<Duration>)>,
     pub encode: Vec<Duration>,
     pub series: usize,
-    /// Reads of the declared and the steered VIPs, each a datapath of its own.
+    /// Reads of the declared and the steered VIPs, in a datapath of their own.
     pub hashes: HashReads,
 }
 

@@ -1,8 +1,9 @@
 //! Reading a whole map with BPF_MAP_LOOKUP_BATCH rather than a lookup per
 //! entry: `vip stats` and every `/metrics` scrape read the per-range arrays
 //! (10,000 ranges were about 40,000 syscalls a scrape) and the hashes of
-//! declared and steered VIPs, which aya iterates with two syscalls a key (65,536
-//! steered VIPs took 70 ms on 2 CPUs). aya 0.14 has no batch operations.
+//! declared and steered VIPs, which aya iterates with two syscalls a key (a
+//! read of 65,536 of either took about 85 ms on 2 CPUs, 35 and 27 in one call:
+//! BENCHMARKS.md). aya 0.14 has no batch operations.
 
 use std::{
     io,
