@@ -237,7 +237,7 @@ pub fn render(times: &ScrapeTimes) -> String {
         "| encode (OpenMetrics text) | {} | none |",
         ms(&times.encode)
     );
-    out.push_str(&scrape_hashes::rows(&times.hashes, ms));
+    out.push_str(&scrape_hashes::rows(&times.hashes, times.cpus, ms));
     out
 }
 

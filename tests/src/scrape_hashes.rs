@@ -6,7 +6,6 @@ use std::{
     collections::HashMap,
     fmt::Write,
     net::{IpAddr, Ipv6Addr},
-    path::Path,
     time::{Duration, Instant},
 };
 
@@ -15,7 +14,6 @@ use vip_common::{SteeredVip, VipAddr, MAP_STEERED_VIPS};
 use vip_userspace::{
     stats::{self, SteerReport},
     status::SteerStatus,
-    Config,
 };
 
 use crate::{
@@ -84,9 +82,7 @@ fn steered_count(i: u32, cpu: usize) -> u64 {
 /// reads both `runs` times. Panics unless every read gives each VIP exactly
 /// its count.
 pub fn measure(runs: usize) -> HashReads {
-    let text = config();
-    Config::parse(&text, Path::new("scrape bench")).expect("the declared-VIP config");
-    let mut datapath = fixture::load(&text);
+    let mut datapath = fixture::load(&config());
     let allowed = fixture::allowed_cpus();
     fixture::pin_to_cpu(allowed[0]);
     for i in 0..DECLARED {
@@ -170,9 +166,8 @@ fn assert_steered(steering: &[SteerReport], cpus: usize) {
     assert!(read == expected, "a steered VIP's count differs");
 }
 
-/// The scrape table's rows for these reads.
-pub fn rows(reads: &HashReads, ms: impl Fn(&[Duration]) -> String) -> String {
-    let cpus = aya::util::nr_cpus().expect("CPU count");
+/// The scrape table's rows for these reads, on a host of `cpus` possible CPUs.
+pub fn rows(reads: &HashReads, cpus: u32, ms: impl Fn(&[Duration]) -> String) -> String {
     format!(
         "| read every counter of {DECLARED} declared VIPs in {RANGES} ranges | {} | none |\n\
          | read {STEERED} steered VIPs' counters ({cpus} possible CPUs) | {} | none |\n",
