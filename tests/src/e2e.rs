@@ -1,15 +1,18 @@
-//! The end-to-end lab: a sender and a receiver namespace on one veth pair, an XDP
-//! live-frames traffic generator pinned to CPU 0, and receive rates read from the
-//! receiver's own interface counters (`ip -s link`), independent of vip.
+//! The end-to-end lab: a sender and a receiver namespace on one veth pair, a
+//! traffic generator pinned to CPU 0 (XDP live frames, or a packet socket where
+//! the kernel refuses them), and receive rates read from the receiver's own
+//! interface counters (`ip -s link`), independent of vip.
 
 use std::{
     net::IpAddr,
+    sync::OnceLock,
     time::{Duration, Instant},
 };
 
 use aya::{
     maps::Array,
-    programs::{TestRun, TestRunAttrs, TestRunOptions, Xdp, XdpMode},
+    programs::{ProgramError, TestRun, TestRunAttrs, TestRunOptions, Xdp, XdpMode},
+    sys::SyscallError,
     Ebpf, EbpfLoader,
 };
 
@@ -18,6 +21,7 @@ use vip_userspace::datapath::batch;
 use crate::{
     bench::baseline_object,
     netns::{Lab, Netns},
+    packet_socket::{frames_to, PacketSocket},
     packets::FrameSpec,
 };
 
@@ -85,10 +89,50 @@ fn attach_native(lab: &Lab, ebpf: &mut Ebpf, name: &str) {
     });
 }
 
-/// The XDP live-frames generator, loaded for a set of destinations.
+/// How the generator sends its frames.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Source {
+    /// `bench_generator` under BPF_PROG_TEST_RUN with live frames: each frame
+    /// goes out of the sender's interface as an XDP frame, never an skb.
+    LiveFrames,
+    /// Ready-made frames through an AF_PACKET socket ([`PacketSocket`]), for
+    /// kernels that refuse live frames.
+    PacketSocket,
+}
+
+impl Source {
+    /// How the tables and the JSON name it.
+    pub fn describe(self) -> &'static str {
+        match self {
+            Source::LiveFrames => "XDP live frames",
+            Source::PacketSocket => "an AF_PACKET socket, past the qdisc",
+        }
+    }
+}
+
+/// The source every generator of this process uses: chosen by
+/// [`choose_source`], or by the first run (live frames unless the kernel
+/// refuses them).
+static SOURCE: OnceLock<Source> = OnceLock::new();
+
+/// Makes every generator of this process send through `source`; false if one
+/// has already run with another.
+pub fn choose_source(source: Source) -> bool {
+    *SOURCE.get_or_init(|| source) == source
+}
+
+/// The source the generators of this process sent through, once one ran.
+pub fn source() -> Option<Source> {
+    SOURCE.get().copied()
+}
+
+/// The traffic generator, loaded for a set of destinations.
 pub struct Generator {
     ebpf: Ebpf,
     frame: Vec<u8>,
+    /// Where the destination address sits in the frame.
+    offset: usize,
+    targets: Vec<IpAddr>,
 }
 
 impl Generator {
@@ -96,6 +140,11 @@ impl Generator {
     pub fn new(template: FrameSpec, targets: &[IpAddr]) -> Generator {
         assert!(!targets.is_empty() && targets.len() <= MAX_TARGETS as usize);
         let frame = template.frame_len(64).build();
+        let (offset, len) = if targets[0].is_ipv4() {
+            (14 + 16, 4)
+        } else {
+            (14 + 24, 16)
+        };
         let mut ebpf = EbpfLoader::new()
             .map_max_entries("GEN_TARGETS", targets.len() as u32)
             .load_file(baseline_object())
@@ -111,13 +160,11 @@ impl Generator {
                 }
                 map.set(i as u32, bytes, 0).unwrap();
             }
-            let (offset, len) = if targets[0].is_ipv4() {
-                (14 + 16, 4)
-            } else {
-                (14 + 24, 16)
-            };
             let mut config: Array<_, u32> = ebpf.map_mut("GEN_CONFIG").unwrap().try_into().unwrap();
-            for (i, value) in [targets.len() as u32, offset, len].into_iter().enumerate() {
+            for (i, value) in [targets.len() as u32, offset as u32, len]
+                .into_iter()
+                .enumerate()
+            {
                 config.set(i as u32, value, 0).unwrap();
             }
         }
@@ -127,46 +174,86 @@ impl Generator {
             .try_into()
             .unwrap();
         program.load().expect("loading the generator");
-        Generator { ebpf, frame }
+        Generator {
+            ebpf,
+            frame,
+            offset,
+            targets: targets.to_vec(),
+        }
     }
 
     /// Transmits out of the sender's interface for about `duration`, pinned to
-    /// CPU 0; returns the frames sent and the time it took.
+    /// CPU 0; returns the frames sent and the time it took. The first run of
+    /// the process tries live frames, unless a source was chosen; if the
+    /// kernel refuses them (EPERM, before any frame is sent), that run and
+    /// every later one send through a packet socket.
     pub fn run(&self, lab: &Lab, duration: Duration) -> (u64, Duration) {
+        std::thread::scope(|scope| {
+            scope
+                .spawn(|| {
+                    lab.client.enter();
+                    crate::fixture::pin_to_cpu0();
+                    if *SOURCE.get_or_init(|| self.live_frames_source()) == Source::LiveFrames {
+                        self.send_live_frames(duration)
+                    } else {
+                        let frames = frames_to(&self.frame, self.offset, &self.targets);
+                        PacketSocket::bind(SENDER_IF).send_for(&frames, duration)
+                    }
+                })
+                .join()
+                .expect("generator thread")
+        })
+    }
+
+    /// Live frames unless one frame's run of them is refused. Called in the
+    /// sender's namespace.
+    fn live_frames_source(&self) -> Source {
+        match self.test_run(1) {
+            Ok(()) => Source::LiveFrames,
+            Err(ProgramError::SyscallError(SyscallError { io_error, .. }))
+                if io_error.raw_os_error() == Some(libc::EPERM) =>
+            {
+                eprintln!(
+                    "e2e: this kernel refuses XDP live frames (EPERM); the generator sends \
+                     through {} instead",
+                    Source::PacketSocket.describe()
+                );
+                Source::PacketSocket
+            }
+            Err(e) => panic!("live-frames test run: {e}"),
+        }
+    }
+
+    fn send_live_frames(&self, duration: Duration) -> (u64, Duration) {
+        let (start, mut sent) = (Instant::now(), 0u64);
+        while start.elapsed() < duration {
+            self.test_run(REPEAT).expect("live-frames test run");
+            sent += u64::from(REPEAT);
+        }
+        (sent, start.elapsed())
+    }
+
+    /// `repeat` live frames out of the sender's interface.
+    fn test_run(&self, repeat: u32) -> Result<(), ProgramError> {
         let program: &Xdp = self
             .ebpf
             .program("bench_generator")
             .unwrap()
             .try_into()
             .unwrap();
-        std::thread::scope(|scope| {
-            scope
-                .spawn(|| {
-                    lab.client.enter();
-                    crate::fixture::pin_to_cpu0();
-                    let ifindex =
-                        nix::net::if_::if_nametoindex(SENDER_IF).expect("sender interface");
-                    // struct xdp_md: data, data_end, data_meta, ingress_ifindex, rx_queue_index, egress_ifindex.
-                    let mut ctx = [0u8; 24];
-                    ctx[4..8].copy_from_slice(&(self.frame.len() as u32).to_ne_bytes());
-                    ctx[12..16].copy_from_slice(&ifindex.to_ne_bytes());
-                    let (start, mut sent) = (Instant::now(), 0u64);
-                    while start.elapsed() < duration {
-                        let options = TestRunOptions {
-                            data_in: Some(&self.frame),
-                            ctx_in: Some(&ctx),
-                            repeat: REPEAT,
-                            attrs: TestRunAttrs::new().xdp_live_frames(BATCH),
-                            ..TestRunOptions::default()
-                        };
-                        program.test_run(options).expect("live-frames test run");
-                        sent += u64::from(REPEAT);
-                    }
-                    (sent, start.elapsed())
-                })
-                .join()
-                .expect("generator thread")
-        })
+        let ifindex = nix::net::if_::if_nametoindex(SENDER_IF).expect("sender interface");
+        // struct xdp_md: data, data_end, data_meta, ingress_ifindex, rx_queue_index, egress_ifindex.
+        let mut ctx = [0u8; 24];
+        ctx[4..8].copy_from_slice(&(self.frame.len() as u32).to_ne_bytes());
+        ctx[12..16].copy_from_slice(&ifindex.to_ne_bytes());
+        let options = TestRunOptions {
+            data_in: Some(&self.frame),
+            ctx_in: Some(&ctx),
+            repeat,
+            attrs: TestRunAttrs::new().xdp_live_frames(BATCH),
+            ..TestRunOptions::default()
+        };
+        program.test_run(options).map(|_| ())
     }
 }
 

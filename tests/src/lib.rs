@@ -12,6 +12,7 @@ pub mod fuzz;
 pub mod http;
 pub mod netns;
 pub mod oracle;
+pub mod packet_socket;
 pub mod packets;
 pub mod root;
 pub mod scrape;
