@@ -212,9 +212,10 @@ impl Instance {
 
     /// `vip stats --json` once the datapath has counted exactly `packets`
     /// frames in all (veth delivers through NAPI, after sendto has returned);
-    /// panics if it counts more, or fewer within 10 s. Needs no daemon.
+    /// panics if it counts more, or fewer within 10 s (times
+    /// `wait::patience`). Needs no daemon.
     pub fn stats_once_counted(&self, ns: &Netns, packets: u64) -> serde_json::Value {
-        let deadline = Instant::now() + Duration::from_secs(10);
+        let deadline = Instant::now() + crate::wait::scaled(Duration::from_secs(10));
         loop {
             let stats = self.stats_json(ns);
             let seen = number(&stats["global"], "packets");
@@ -227,7 +228,8 @@ impl Instance {
             }
             assert!(
                 Instant::now() < deadline,
-                "{seen} of {packets} frames counted in 10 s:\n{stats:#}"
+                "{seen} of {packets} frames counted in {:?}:\n{stats:#}",
+                crate::wait::scaled(Duration::from_secs(10))
             );
             std::thread::sleep(Duration::from_millis(20));
         }
@@ -358,7 +360,7 @@ impl<'a> Daemon<'a> {
     /// Waits until the daemon is counting, its datapath pinned (or adopted);
     /// its log if it exits first.
     pub fn ready(&mut self) -> Result<(), String> {
-        let deadline = Instant::now() + Duration::from_secs(20);
+        let deadline = Instant::now() + crate::wait::scaled(Duration::from_secs(20));
         // Pins of an earlier daemon may be complete already: wait for the log too.
         while !pin::is_complete(self.instance.pin_dir()) || !self.log().contains("] counting ") {
             let child = self.child.as_mut().expect("daemon running");
@@ -371,7 +373,8 @@ impl<'a> Daemon<'a> {
             }
             assert!(
                 Instant::now() < deadline,
-                "vip run not ready in 20 s:\n{}",
+                "vip run not ready in {:?}:\n{}",
+                crate::wait::scaled(Duration::from_secs(20)),
                 self.log()
             );
             std::thread::sleep(Duration::from_millis(50));
@@ -381,11 +384,12 @@ impl<'a> Daemon<'a> {
 
     /// Waits until the daemon has logged `text`.
     pub fn wait_logged(&self, text: &str) {
-        let deadline = Instant::now() + Duration::from_secs(20);
+        let deadline = Instant::now() + crate::wait::scaled(Duration::from_secs(20));
         while !self.log().contains(text) {
             assert!(
                 Instant::now() < deadline,
-                "vip run did not log {text:?} in 20 s:\n{}",
+                "vip run did not log {text:?} in {:?}:\n{}",
+                crate::wait::scaled(Duration::from_secs(20)),
                 self.log()
             );
             std::thread::sleep(Duration::from_millis(20));
@@ -414,7 +418,7 @@ impl<'a> Daemon<'a> {
             String::from_utf8_lossy(&out.stdout).into_owned(),
             String::from_utf8_lossy(&out.stderr).into_owned(),
         );
-        let deadline = Instant::now() + Duration::from_secs(10);
+        let deadline = Instant::now() + crate::wait::scaled(Duration::from_secs(10));
         loop {
             let log = self.log();
             if log.matches("reload").count() > seen {
@@ -447,7 +451,8 @@ impl<'a> Daemon<'a> {
             }
             assert!(
                 Instant::now() < deadline,
-                "no reload logged in 10 s:\n{log}"
+                "no reload logged in {:?}:\n{log}",
+                crate::wait::scaled(Duration::from_secs(10))
             );
             std::thread::sleep(Duration::from_millis(20));
         }
@@ -498,7 +503,7 @@ impl<'a> Daemon<'a> {
     /// Waits for the daemon to exit by itself (e.g. after `vip down`).
     pub fn wait_exit(mut self) -> String {
         let mut child = self.child.take().expect("daemon running");
-        let deadline = Instant::now() + Duration::from_secs(20);
+        let deadline = Instant::now() + crate::wait::scaled(Duration::from_secs(20));
         while child.try_wait().expect("polling vip run").is_none() {
             assert!(
                 Instant::now() < deadline,
@@ -513,7 +518,7 @@ impl<'a> Daemon<'a> {
 
 fn terminate(mut child: Child) -> std::process::ExitStatus {
     let _ = nix::sys::signal::kill(Pid::from_raw(child.id() as i32), Signal::SIGTERM);
-    let deadline = Instant::now() + Duration::from_secs(10);
+    let deadline = Instant::now() + crate::wait::scaled(Duration::from_secs(10));
     loop {
         if let Some(status) = child.try_wait().expect("polling vip run") {
             return status;

@@ -86,7 +86,7 @@ impl SeedLab {
     /// Waits until every link has carrier and its IPv6 link-local address: both
     /// come asynchronously, and a host dump taken before would differ later.
     fn settle(&self) {
-        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        let deadline = std::time::Instant::now() + crate::wait::scaled(Duration::from_secs(10));
         for (ns, links) in [(&self.client, 1), (&self.router, 2), (&self.server, 1)] {
             loop {
                 let up = ns.ip_output(&["-br", "link", "show", "up"]);

@@ -43,6 +43,9 @@ pub const TESTS: &[&str] = &[
     "footprint",
 ];
 
+/// How many times longer the tests wait for anything in a VM than on the host.
+const PATIENCE: u32 = 4;
+
 /// Boots `release` and runs the kernel tests in it; fails on a failed test,
 /// a missing result or a hang (showing the VM's console).
 ///
@@ -71,6 +74,10 @@ pub fn test(
     env.push(("VIP_OLD_BIN".into(), old_vip.display().to_string()));
     env.push(("CI".into(), std::env::var("CI").unwrap_or_default()));
     env.push(("RUST_BACKTRACE".into(), "1".into()));
+    // Emulation runs the tests 10 to 15 times slower than the host, and a
+    // slow CPU (2 GHz Zen) slower still: every wait of the tests' lasts
+    // this many times longer (tests/src/wait.rs).
+    env.push(("VIP_TEST_PATIENCE".into(), PATIENCE.to_string()));
     std::fs::create_dir_all(&vm.dir)?;
 
     let started = Instant::now();
