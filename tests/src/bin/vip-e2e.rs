@@ -329,6 +329,7 @@ fn main() -> ExitCode {
             .filter(|c| c.label.contains(only.as_str()))
             .collect();
         let results = run_interleaved(&chosen, args.runs, duration, |_, _| {});
+        println!("generator: {}", source_described());
         for result in &results {
             println!("{}: {} Mpps", result.label, mpps(&result.rates));
         }
