@@ -215,7 +215,8 @@ impl Instance {
     /// panics if it counts more, or fewer within 10 s (times
     /// `wait::patience`). Needs no daemon.
     pub fn stats_once_counted(&self, ns: &Netns, packets: u64) -> serde_json::Value {
-        let deadline = Instant::now() + crate::wait::scaled(Duration::from_secs(10));
+        let within = crate::wait::scaled(Duration::from_secs(10));
+        let deadline = Instant::now() + within;
         loop {
             let stats = self.stats_json(ns);
             let seen = number(&stats["global"], "packets");
@@ -228,8 +229,7 @@ impl Instance {
             }
             assert!(
                 Instant::now() < deadline,
-                "{seen} of {packets} frames counted in {:?}:\n{stats:#}",
-                crate::wait::scaled(Duration::from_secs(10))
+                "{seen} of {packets} frames counted in {within:?}:\n{stats:#}"
             );
             std::thread::sleep(Duration::from_millis(20));
         }
@@ -360,7 +360,8 @@ impl<'a> Daemon<'a> {
     /// Waits until the daemon is counting, its datapath pinned (or adopted);
     /// its log if it exits first.
     pub fn ready(&mut self) -> Result<(), String> {
-        let deadline = Instant::now() + crate::wait::scaled(Duration::from_secs(20));
+        let within = crate::wait::scaled(Duration::from_secs(20));
+        let deadline = Instant::now() + within;
         // Pins of an earlier daemon may be complete already: wait for the log too.
         while !pin::is_complete(self.instance.pin_dir()) || !self.log().contains("] counting ") {
             let child = self.child.as_mut().expect("daemon running");
@@ -373,8 +374,7 @@ impl<'a> Daemon<'a> {
             }
             assert!(
                 Instant::now() < deadline,
-                "vip run not ready in {:?}:\n{}",
-                crate::wait::scaled(Duration::from_secs(20)),
+                "vip run not ready in {within:?}:\n{}",
                 self.log()
             );
             std::thread::sleep(Duration::from_millis(50));
@@ -384,12 +384,12 @@ impl<'a> Daemon<'a> {
 
     /// Waits until the daemon has logged `text`.
     pub fn wait_logged(&self, text: &str) {
-        let deadline = Instant::now() + crate::wait::scaled(Duration::from_secs(20));
+        let within = crate::wait::scaled(Duration::from_secs(20));
+        let deadline = Instant::now() + within;
         while !self.log().contains(text) {
             assert!(
                 Instant::now() < deadline,
-                "vip run did not log {text:?} in {:?}:\n{}",
-                crate::wait::scaled(Duration::from_secs(20)),
+                "vip run did not log {text:?} in {within:?}:\n{}",
                 self.log()
             );
             std::thread::sleep(Duration::from_millis(20));
@@ -418,7 +418,8 @@ impl<'a> Daemon<'a> {
             String::from_utf8_lossy(&out.stdout).into_owned(),
             String::from_utf8_lossy(&out.stderr).into_owned(),
         );
-        let deadline = Instant::now() + crate::wait::scaled(Duration::from_secs(10));
+        let within = crate::wait::scaled(Duration::from_secs(10));
+        let deadline = Instant::now() + within;
         loop {
             let log = self.log();
             if log.matches("reload").count() > seen {
@@ -451,8 +452,7 @@ impl<'a> Daemon<'a> {
             }
             assert!(
                 Instant::now() < deadline,
-                "no reload logged in {:?}:\n{log}",
-                crate::wait::scaled(Duration::from_secs(10))
+                "no reload logged in {within:?}:\n{log}"
             );
             std::thread::sleep(Duration::from_millis(20));
         }

@@ -90,7 +90,7 @@ fn attach_native(lab: &Lab, ebpf: &mut Ebpf, name: &str) {
 }
 
 /// How the generator sends its frames.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
 pub enum Source {
     /// `bench_generator` under BPF_PROG_TEST_RUN with live frames: each frame
     /// goes out of the sender's interface as an XDP frame, never an skb.

@@ -4,8 +4,8 @@
 //!
 //! Each frame becomes an skb, built by the socket and taken by the receiving
 //! veth's XDP program through its skb path, so a frame costs the shared core
-//! far more than a live frame does (1.4 to 2.3 µs against 0.06 to 0.6 in
-//! BENCHMARKS.md): rates are lower and ratios closer to 1, while the ns a
+//! far more than a live frame does (BENCHMARKS.md, "End to end through
+//! veth"): rates are lower and ratios closer to 1, while the ns a
 //! receiver adds over another in the same run stay its own.
 
 use std::{

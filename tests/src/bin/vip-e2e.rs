@@ -50,19 +50,13 @@ struct Args {
     /// uncounted (with --update, into the upgrade section).
     #[arg(long)]
     upgrade: bool,
-    /// How the generator sends: XDP live frames where the kernel allows them,
-    /// else a packet socket (auto); or one of the two. Ratio targets are
-    /// judged with live frames only: a packet socket's frames cost the shared
-    /// core more than any receiver here, which brings every ratio near 1.
-    #[arg(long, value_enum, default_value_t = GeneratorArg::Auto)]
-    generator: GeneratorArg,
-}
-
-#[derive(Clone, Copy, clap::ValueEnum)]
-enum GeneratorArg {
-    Auto,
-    LiveFrames,
-    PacketSocket,
+    /// How the generator sends (live-frames or packet-socket); without it,
+    /// XDP live frames where the kernel allows them, else a packet socket.
+    /// Ratio targets are judged with live frames only: a packet socket's
+    /// frames cost the shared core more than any receiver here, which brings
+    /// every ratio near 1.
+    #[arg(long, value_enum)]
+    generator: Option<Source>,
 }
 
 fn vip_config(ranges: &[(String, String)], allow: &str) -> String {
@@ -315,10 +309,8 @@ fn main() -> ExitCode {
     }
     let args = Args::parse();
     let duration = Duration::from_secs_f64(args.seconds);
-    match args.generator {
-        GeneratorArg::Auto => {}
-        GeneratorArg::LiveFrames => _ = choose_source(Source::LiveFrames),
-        GeneratorArg::PacketSocket => _ = choose_source(Source::PacketSocket),
+    if let Some(generator) = args.generator {
+        choose_source(generator);
     }
     if args.upgrade {
         return upgrade(&args);
