@@ -188,3 +188,35 @@ fn test_executables(
     }
     Ok(found)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// `XDP_LIFECYCLE` may leave a test out of a kernel's VM only while that
+    /// test attaches nothing but XDP: a TC case in one of its files would
+    /// go untested on TCX there.
+    #[test]
+    fn the_xdp_lifecycle_tests_are_kernel_tests_that_never_attach_tc() {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/tests");
+        for name in XDP_LIFECYCLE {
+            assert!(TESTS.contains(name), "{name} is not in TESTS");
+            let source = std::fs::read_to_string(dir.join(format!("{name}.rs")))
+                .unwrap_or_else(|e| panic!("reading {name}.rs: {e}"));
+            let words = source
+                .split(|c: char| !c.is_ascii_alphanumeric())
+                .map(str::to_ascii_lowercase);
+            for word in words {
+                assert!(
+                    !matches!(word.as_str(), "tc" | "tcx" | "clsact"),
+                    "{name}.rs names {word}: take it out of XDP_LIFECYCLE"
+                );
+            }
+        }
+        assert_eq!(
+            Scope::WithoutXdpLifecycle.tests().count(),
+            TESTS.len() - XDP_LIFECYCLE.len()
+        );
+        assert_eq!(Scope::All.tests().count(), TESTS.len());
+    }
+}
