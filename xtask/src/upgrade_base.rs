@@ -73,8 +73,9 @@ const PROFILES: &[&str] = &["release", "debug", "bpfel-unknown-none/release"];
 /// directory before its first build. The two lock files differ by one crate,
 /// so cargo finds most of them fresh instead of compiling them again (on a
 /// 2 GHz Zen the older vip's build took 224 s of CI's 784 s of building, and
-/// 80 s so); what differs, it rebuilds.
-/// Copied, not linked: cargo rewrites files in place.
+/// 64 s so); what differs, it rebuilds. Copied, not linked: cargo rewrites
+/// files in place. Once per cache: on a machine that built the tests first,
+/// their binaries are copied too (about a gigabyte).
 fn seed_dependencies(root: &Path, dir: &Path) -> anyhow::Result<()> {
     for profile in PROFILES {
         let ours = root.join("target").join(profile);

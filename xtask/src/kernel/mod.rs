@@ -45,10 +45,10 @@ pub const TESTS: &[&str] = &[
 
 /// The daemon's life with XDP attachments only: reloads, crashes, the host
 /// contract, an interface created again, the sparse table's upgrade. What
-/// they ask of the kernel (XDP links, pins, map updates, rtnetlink) is the
-/// same from 6.1 on, so the oldest kernel's VM and the host cover it; the
-/// other tests load programs (the verifier), attach in every mode (TCX or
-/// clsact) or replace programs through links, all of which differ.
+/// they ask of the kernel (XDP links, pins, map updates, rtnetlink) is there
+/// from 6.1 on, and the oldest kernel's VM and the host run them; the other
+/// tests load programs (the verifier), attach in every mode (TCX or clsact)
+/// or replace programs through links, where kernels differ.
 pub const XDP_LIFECYCLE: &[&str] = &[
     "interface_recreated",
     "start_crash",
@@ -154,7 +154,7 @@ fn test_executables(
     // The same packages as the host run's `cargo test --release`, so that
     // their features unify as there and nothing is compiled twice (with
     // `-p vip-tests` alone, vip-userspace and the tests compiled again, 74 s
-    // on a 2 GHz Zen).
+    // on a 2 GHz Zen). It builds every test binary, as the host run does.
     let mut cargo = crate::command::cargo(root);
     cargo
         .args(["test", "--release", "--no-run", "--message-format=json"])
