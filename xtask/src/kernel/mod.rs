@@ -20,50 +20,48 @@ use install::{install_kernel, resolve, virtme_ng};
 use vm::{Vm, DONE};
 
 /// The tests whose outcome depends on the kernel (the rest check files,
-/// formats and userspace logic).
-pub const TESTS: &[&str] = &[
-    "datapath_fixtures",
-    "sparse_fixtures",
-    "decap_fixtures",
-    "counting",
-    "attach_modes",
-    "policy_netns",
-    "steering",
-    "restart",
-    "interfaces_restart",
-    "interface_recreated",
-    "start_crash",
-    "reload",
-    "reload_vouching",
-    "reload_crash",
-    "host_contract",
-    "upgrade",
-    "sparse_upgrade",
-    "batch_reads",
-    "footprint",
+/// formats and userspace logic), and which kernels each needs.
+pub const TESTS: &[(&str, Needs)] = &[
+    ("datapath_fixtures", Needs::EveryKernel),
+    ("sparse_fixtures", Needs::EveryKernel),
+    ("decap_fixtures", Needs::EveryKernel),
+    ("counting", Needs::EveryKernel),
+    ("attach_modes", Needs::EveryKernel),
+    ("policy_netns", Needs::EveryKernel),
+    ("steering", Needs::EveryKernel),
+    ("restart", Needs::EveryKernel),
+    ("interfaces_restart", Needs::EveryKernel),
+    ("interface_recreated", Needs::XdpLifecycle),
+    ("start_crash", Needs::XdpLifecycle),
+    ("reload", Needs::XdpLifecycle),
+    ("reload_vouching", Needs::XdpLifecycle),
+    ("reload_crash", Needs::XdpLifecycle),
+    ("host_contract", Needs::XdpLifecycle),
+    ("upgrade", Needs::EveryKernel),
+    ("sparse_upgrade", Needs::XdpLifecycle),
+    ("batch_reads", Needs::EveryKernel),
+    ("footprint", Needs::EveryKernel),
 ];
 
-/// The daemon's life with XDP attachments only: reloads, crashes, the host
-/// contract, an interface created again, the sparse table's upgrade. What
-/// they ask of the kernel (XDP links, pins, map updates, rtnetlink) is there
-/// from 6.1 on, and the oldest kernel's VM and the host run them; the other
-/// tests load programs (the verifier), attach in every mode (TCX or clsact)
-/// or replace programs through links, where kernels differ.
-pub const XDP_LIFECYCLE: &[&str] = &[
-    "interface_recreated",
-    "start_crash",
-    "reload",
-    "reload_vouching",
-    "reload_crash",
-    "host_contract",
-    "sparse_upgrade",
-];
+/// Which kernels a test of `TESTS` must run on.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub enum Needs {
+    /// It loads programs (the verifier), attaches in every mode (TCX or
+    /// clsact) or replaces programs through links, where kernels differ.
+    EveryKernel,
+    /// The daemon's life with XDP attachments only: reloads, crashes, the
+    /// host contract, an interface created again, the sparse table's
+    /// upgrade. What it asks of the kernel (XDP links, pins, map updates,
+    /// rtnetlink) is there from 6.1 on, and the oldest kernel's VM and the
+    /// host run it.
+    XdpLifecycle,
+}
 
 /// Which of `TESTS` a VM runs.
 #[derive(Clone, Copy, PartialEq, Eq)]
 pub enum Scope {
     All,
-    /// All but `XDP_LIFECYCLE`.
+    /// All but the `Needs::XdpLifecycle` ones.
     WithoutXdpLifecycle,
 }
 
@@ -71,9 +69,17 @@ impl Scope {
     fn tests(self) -> impl Iterator<Item = &'static str> {
         TESTS
             .iter()
-            .copied()
-            .filter(move |t| self == Scope::All || !XDP_LIFECYCLE.contains(t))
+            .filter(move |(_, needs)| self == Scope::All || *needs == Needs::EveryKernel)
+            .map(|(name, _)| *name)
     }
+}
+
+/// The tests `Scope::WithoutXdpLifecycle` leaves out.
+fn xdp_lifecycle() -> impl Iterator<Item = &'static str> {
+    TESTS
+        .iter()
+        .filter(|(_, needs)| *needs == Needs::XdpLifecycle)
+        .map(|(name, _)| *name)
 }
 
 /// How many times longer the tests wait for anything in a VM than on the host.
@@ -134,7 +140,7 @@ pub fn test(
     if scope == Scope::WithoutXdpLifecycle {
         println!(
             "xtask: left out on this kernel, as asked: {} (the XDP-only lifecycle tests)",
-            XDP_LIFECYCLE.join(", ")
+            xdp_lifecycle().collect::<Vec<_>>().join(", ")
         );
     }
     report(&vm.release, &output, tests.len(), started.elapsed(), status).with_context(|| {
@@ -193,14 +199,13 @@ fn test_executables(
 mod tests {
     use super::*;
 
-    /// `XDP_LIFECYCLE` may leave a test out of a kernel's VM only while that
-    /// test attaches nothing but XDP: a TC case in one of its files would
-    /// go untested on TCX there.
+    /// A test may be left out of a kernel's VM only while it attaches
+    /// nothing but XDP: a TC case in one of its files would go untested on
+    /// TCX there.
     #[test]
-    fn the_xdp_lifecycle_tests_are_kernel_tests_that_never_attach_tc() {
+    fn the_xdp_lifecycle_tests_never_attach_tc() {
         let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/tests");
-        for name in XDP_LIFECYCLE {
-            assert!(TESTS.contains(name), "{name} is not in TESTS");
+        for name in xdp_lifecycle() {
             let source = std::fs::read_to_string(dir.join(format!("{name}.rs")))
                 .unwrap_or_else(|e| panic!("reading {name}.rs: {e}"));
             let words = source
@@ -209,14 +214,12 @@ mod tests {
             for word in words {
                 assert!(
                     !matches!(word.as_str(), "tc" | "tcx" | "clsact"),
-                    "{name}.rs names {word}: take it out of XDP_LIFECYCLE"
+                    "{name}.rs names {word}: it needs every kernel"
                 );
             }
         }
-        assert_eq!(
-            Scope::WithoutXdpLifecycle.tests().count(),
-            TESTS.len() - XDP_LIFECYCLE.len()
-        );
+        assert_eq!(xdp_lifecycle().count(), 7);
+        assert_eq!(Scope::WithoutXdpLifecycle.tests().count(), 12);
         assert_eq!(Scope::All.tests().count(), TESTS.len());
     }
 }
