@@ -52,7 +52,11 @@ enum Cmd {
     /// BPF_PROG_TEST_RUN; with `--e2e`, run the end-to-end lab instead (vip beside a
     /// bare XDP program, nftables, iptables and the loopback trick, through veth).
     Bench {
-        /// Extra arguments for the bench binary (see `--help` there).
+        /// Run the end-to-end lab (`vip-e2e`) instead of `vip-bench`.
+        #[arg(long)]
+        e2e: bool,
+        /// Extra arguments for the bench binary (see `--help` there), with or
+        /// without a `--` before them.
         #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
         args: Vec<String>,
     },
@@ -110,10 +114,8 @@ fn main() -> anyhow::Result<()> {
                 .env("VIP_OLD_BIN", old_vip);
             command::run(&mut cargo, "cargo test")?;
         }
-        Cmd::Bench { args } => {
-            // `--e2e` picks the binary; the rest is the binary's.
-            let e2e = args.iter().any(|a| a == "--e2e");
-            let args: Vec<String> = args.into_iter().filter(|a| a != "--e2e").collect();
+        Cmd::Bench { e2e, args } => {
+            let (e2e, args) = bench_arguments(e2e, args);
             if e2e {
                 system::ensure(system::BENCH_E2E)?;
             }
@@ -130,6 +132,20 @@ fn main() -> anyhow::Result<()> {
         }
     }
     Ok(())
+}
+
+/// Whether the end-to-end lab is asked for, and the bench binary's own
+/// arguments. `--e2e` may also come after other arguments or after a `--`
+/// (`cargo xtask bench -- --e2e`), where clap hands it on as the binary's; and
+/// a `--` after `--e2e` reaches the binary as it is, where it would end the
+/// binary's options, so it goes too.
+fn bench_arguments(e2e: bool, args: Vec<String>) -> (bool, Vec<String>) {
+    let e2e = e2e || args.iter().any(|a| a == "--e2e");
+    let args = args
+        .into_iter()
+        .filter(|a| a != "--e2e" && a != "--")
+        .collect();
+    (e2e, args)
 }
 
 fn workspace_root() -> PathBuf {
@@ -160,4 +176,37 @@ fn as_root(
         bail!("{} exited with {status}", program.display());
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn bench(line: &[&str]) -> (bool, Vec<String>) {
+        let cli = Cli::try_parse_from(line).expect("a valid command line");
+        let Cmd::Bench { e2e, args } = cli.command else {
+            panic!("not the bench command: {line:?}");
+        };
+        bench_arguments(e2e, args)
+    }
+
+    #[test]
+    fn every_spelling_of_the_bench_arguments_reaches_the_binary_alike() {
+        let e2e_update = (true, vec!["--update".to_string(), "B.md".to_string()]);
+        for line in [
+            &["xtask", "bench", "--e2e", "--update", "B.md"][..],
+            &["xtask", "bench", "--e2e", "--", "--update", "B.md"],
+            &["xtask", "bench", "--", "--e2e", "--update", "B.md"],
+            &["xtask", "bench", "--update", "B.md", "--e2e"],
+        ] {
+            assert_eq!(bench(line), e2e_update, "{line:?}");
+        }
+        let bench_update = (false, vec!["--update".to_string(), "B.md".to_string()]);
+        for line in [
+            &["xtask", "bench", "--", "--update", "B.md"][..],
+            &["xtask", "bench", "--update", "B.md"],
+        ] {
+            assert_eq!(bench(line), bench_update, "{line:?}");
+        }
+    }
 }
