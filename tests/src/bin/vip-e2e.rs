@@ -89,6 +89,7 @@ const VIP_PASS_V4: &str = "vip counts and passes (allowed port), IPv4";
 const FLOOR_PASS_V4: &str =
     "allowed-port floor (XDP: fixed /24, port bitmap, per-VIP count), IPv4, 1 VIP";
 const VIP_DROP_V6: &str = "vip drops, IPv6, 1 VIP in 1 range";
+const BARE_DROP_V6: &str = "bare XDP_DROP, IPv6 frame";
 const VIP_MANY_RANGES: &str = "vip drops, IPv6, 65,536 VIPs in 10,000 ranges";
 const FLOOR: &str = "per-VIP floor (XDP, direct index), 65,536 VIPs, uniform";
 const FLOOR_ZIPF: &str = "per-VIP floor (XDP, direct index), 65,536 VIPs, Zipf s=1";
@@ -152,6 +153,7 @@ fn cases() -> Vec<E2eCase> {
         case(VIP_PASS_V4, Receiver::Vip { config: vip_config(&web, "\"udp/53\"") }, allowed(v4), vec![v4]),
         case(FLOOR_PASS_V4, Receiver::PortFloor { udp: true, port: 53 }, allowed(v4), vec![v4]),
         case(VIP_DROP_V6, Receiver::Vip { config: vip_config(&web6, "\"tcp/80\"") }, denied(v6), vec![v6]),
+        case(BARE_DROP_V6, Receiver::Bare { drop: true }, denied(v6), vec![v6]),
         case(VIP_MANY_RANGES, Receiver::Vip { config: many_config }, many_template, spread),
         case(FLOOR, Receiver::Floor, denied(vips[0]), uniform.clone()),
         case(FLOOR_ZIPF, Receiver::Floor, denied(vips[0]), zipf(&vips, vips.len())),
@@ -253,8 +255,10 @@ fn comparisons() -> impl Iterator<Item = (&'static str, &'static str, &'static s
 /// like vip's, at 32-byte slots, vip's hot half, and at 64, vip's slot before
 /// layout 12, and vip's own work beyond the shape of its table; since layout
 /// 13 the /112 is dense, and the same VIPs in a /96 are counted in the sparse
-/// table), and what Zipf-distributed traffic costs the floor itself.
-const EXPLANATIONS: [(&str, &str, &str); 9] = [
+/// table), what Zipf-distributed traffic costs the floor itself, and how much
+/// of "IPv6 drop vs IPv4 drop" the frames themselves make, apart from any
+/// program's work on them (bare XDP_DROP of each).
+const EXPLANATIONS: [(&str, &str, &str); 11] = [
     (
         "the denied-port floor vs bare XDP_DROP",
         FLOOR_DROP_V4,
@@ -274,6 +278,16 @@ const EXPLANATIONS: [(&str, &str, &str); 9] = [
         "vip pass vs the allowed-port floor",
         VIP_PASS_V4,
         FLOOR_PASS_V4,
+    ),
+    (
+        "bare XDP_DROP: an IPv6 frame vs an IPv4 frame",
+        BARE_DROP_V6,
+        BARE_DROP,
+    ),
+    (
+        "vip IPv6 drop vs bare XDP_DROP of the same frame",
+        VIP_DROP_V6,
+        BARE_DROP_V6,
     ),
     (
         "65,536 VIPs: the floor, Zipf vs 1 VIP",
