@@ -67,18 +67,20 @@ pub enum Scope {
 
 impl Scope {
     fn tests(self) -> impl Iterator<Item = &'static str> {
-        TESTS
-            .iter()
-            .filter(move |(_, needs)| self == Scope::All || *needs == Needs::EveryKernel)
-            .map(|(name, _)| *name)
+        named(move |needs| self == Scope::All || needs == Needs::EveryKernel)
     }
 }
 
 /// The tests `Scope::WithoutXdpLifecycle` leaves out.
 fn xdp_lifecycle() -> impl Iterator<Item = &'static str> {
+    named(|needs| needs == Needs::XdpLifecycle)
+}
+
+/// The names of the tests of `TESTS` whose needs `keep` takes.
+fn named(keep: impl Fn(Needs) -> bool) -> impl Iterator<Item = &'static str> {
     TESTS
         .iter()
-        .filter(|(_, needs)| *needs == Needs::XdpLifecycle)
+        .filter(move |(_, needs)| keep(*needs))
         .map(|(name, _)| *name)
 }
 
