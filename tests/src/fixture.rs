@@ -176,7 +176,7 @@ pub fn try_run_once(
     };
     let result = match program {
         Program::Xdp => datapath.xdp().test_run(options),
-        Program::Tc => datapath.tc().test_run(options),
+        Program::Tc => datapath.tc().expect("vip_tc verifies").test_run(options),
     }?;
     Ok(program.verdict(result.return_value))
 }

@@ -308,7 +308,7 @@ fn the_programs_verify_well_within_the_verifier_budget() {
     const BUDGET: u32 = 400_000;
     let mut datapath = fixture::load(CONFIG);
     let xdp = datapath.xdp().info().unwrap();
-    let tc = datapath.tc().info().unwrap();
+    let tc = datapath.tc().expect("vip_tc verifies").info().unwrap();
     for (program, info) in [("vip_xdp", xdp), ("vip_tc", tc)] {
         let verified = info
             .verified_instruction_count()

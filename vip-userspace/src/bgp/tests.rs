@@ -170,7 +170,7 @@ async fn a_failure_while_draining_withdraws_without_waiting() {
     assert_eq!(a.next_deadline(), None);
 }
 
-#[tokio::test(start_paused = true)]
+#[tokio::test]
 async fn stand_down_drains_everything_then_stops_the_speaker() {
     let (mut a, rec) = announcer();
     a.evaluate(Instant::now()).unwrap();

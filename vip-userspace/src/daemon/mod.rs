@@ -272,7 +272,11 @@ impl Daemon {
             if let Some(footprint) = Footprint::on_this_host(&layout) {
                 log::info!("creating the datapath's maps, {footprint}");
             }
-            let loaded = Loaded::load(&layout, &config.interfaces).map_err(DaemonError::Load)?;
+            let mut loaded =
+                Loaded::load(&layout, &config.interfaces).map_err(DaemonError::Load)?;
+            if config.xdp_mode == XdpMode::Tc {
+                loaded.verify_tc().map_err(DaemonError::Load)?;
+            }
             (Starting::Loaded(loaded), layout)
         };
         files.layout.save(&layout)?;

@@ -8,7 +8,7 @@ use aya::programs::{
     tc::{self, SchedClassifierLink, TcAttachType},
     ProgramError, SchedClassifier, Xdp, XdpMode as AyaXdpMode,
 };
-use vip_common::{AttachMeta, ATTACH_TC, ATTACH_XDP_GENERIC, ATTACH_XDP_NATIVE};
+use vip_common::{AttachMeta, ATTACH_TC, ATTACH_XDP_GENERIC, ATTACH_XDP_NATIVE, PROG_TC};
 
 use super::{
     link_update,
@@ -184,7 +184,10 @@ fn attach_one(
     let xdp_mode = match mode {
         AttachMode::Native => AyaXdpMode::Driver,
         AttachMode::Generic => AyaXdpMode::Skb,
-        AttachMode::Tc => return attach_tc(programs.tc, interface).map_err(attach_error),
+        AttachMode::Tc => {
+            load_tc(programs.tc)?;
+            return attach_tc(programs.tc, interface).map_err(attach_error);
+        }
     };
     let id = programs
         .xdp
@@ -197,6 +200,17 @@ fn attach_one(
         .map_err(|_| DatapathError::NotALink {
             interface: interface.to_string(),
         })
+}
+
+/// Loads (verifies) the TC program unless it is loaded already.
+pub(super) fn load_tc(tc: &mut SchedClassifier) -> Result<(), DatapathError> {
+    match tc.load() {
+        Ok(()) | Err(ProgramError::AlreadyLoaded) => Ok(()),
+        Err(source) => Err(DatapathError::Program {
+            program: PROG_TC,
+            source,
+        }),
+    }
 }
 
 fn attach_tc(tc: &mut SchedClassifier, interface: &str) -> Result<Link, ProgramError> {

@@ -87,6 +87,18 @@ impl Reattach {
     pub fn changes(&self) -> bool {
         !(self.added.is_empty() && self.replaced.is_empty() && self.dropped.is_empty())
     }
+
+    /// Whether an attachment may run the TC program: one kept or waiting in
+    /// TC mode, or an interface to attach in a mode that allows TC. Such an
+    /// upgrade verifies it with the rest, before any map changes.
+    pub fn may_need_tc(&self) -> bool {
+        let allows_tc = AttachMode::candidates(self.mode).contains(&AttachMode::Tc);
+        self.kept
+            .iter()
+            .chain(&self.waiting)
+            .any(|a| a.mode == AttachMode::Tc)
+            || (allows_tc && !self.added.is_empty())
+    }
 }
 
 /// Where an upgrade moves the maps: from `previous` (`layout.json`'s), through
@@ -145,6 +157,9 @@ pub(super) fn upgrade(
     // Verified before any map changes: a program the kernel refuses leaves
     // the running datapath exactly as it was.
     let mut loaded = Loaded::verify(ebpf, maps)?;
+    if reattach.may_need_tc() {
+        loaded.verify_tc()?;
+    }
     pending.save(&PendingLayout::after(interrupted, layout))?;
     for &name in missing.iter().filter(|name| PINNED_AT_ONCE.contains(name)) {
         pins.pin_map(name, loaded.datapath.map(name)?)?;
@@ -182,7 +197,7 @@ pub(super) fn upgrade(
     } = reattach;
     for (index, attachment) in attachments.iter().enumerate() {
         let (name, program) = match attachment.mode {
-            AttachMode::Tc => (PROG_TC, loaded.tc().fd()),
+            AttachMode::Tc => (PROG_TC, loaded.tc()?.fd()),
             AttachMode::Native | AttachMode::Generic => (PROG_XDP, loaded.xdp().fd()),
         };
         let program = program
