@@ -40,8 +40,9 @@ enum Cmd {
         kernel: Option<String>,
         /// With `--kernel`: leave out the XDP-only lifecycle tests (reloads,
         /// crashes, the host contract, an interface created again, the sparse
-        /// table's upgrade), which ask nothing of the kernel that 6.1 lacks;
-        /// CI runs 6.12 so, to stay within its time.
+        /// table's upgrade, the upgrades and restarts of interfaces in XDP
+        /// modes), which ask nothing of the kernel that 6.1 lacks; CI runs
+        /// 6.12 so, to stay within its time.
         #[arg(long, requires = "kernel")]
         without_xdp_lifecycle: bool,
         /// Extra arguments for `cargo test`, e.g. a test name filter.

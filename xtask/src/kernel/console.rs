@@ -1,17 +1,17 @@
 //! Reading a VM's console: which binaries finished, why it ended, and the
 //! tests' results.
 
-use std::{path::PathBuf, process::ExitStatus, time::Duration};
+use std::{process::ExitStatus, time::Duration};
 
 use anyhow::bail;
 
-use super::vm::{finished_line, DONE, RUNNING};
+use super::vm::{finished_line, TestBinary, DONE, RUNNING};
 
 /// The test binaries that had not exited when the VM ended.
-pub(super) fn unfinished(tests: &[(String, PathBuf)], output: &str) -> Vec<(String, PathBuf)> {
+pub(super) fn unfinished(tests: &[TestBinary], output: &str) -> Vec<TestBinary> {
     tests
         .iter()
-        .filter(|(name, _)| !output.contains(&finished_line(name)))
+        .filter(|test| !output.contains(&finished_line(&test.name)))
         .cloned()
         .collect()
 }
@@ -81,12 +81,18 @@ pub(super) fn report(
 
 #[cfg(test)]
 mod tests {
+    use std::path::PathBuf;
+
     use super::*;
 
-    fn binaries(names: &[&str]) -> Vec<(String, PathBuf)> {
+    fn binaries(names: &[&str]) -> Vec<TestBinary> {
         names
             .iter()
-            .map(|n| (n.to_string(), PathBuf::from(format!("/t/{n}"))))
+            .map(|n| TestBinary {
+                name: n.to_string(),
+                executable: PathBuf::from(format!("/t/{n}")),
+                only: &[],
+            })
             .collect()
     }
 

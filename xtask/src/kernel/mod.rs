@@ -17,7 +17,7 @@ use anyhow::{bail, Context};
 use crate::build::Artifacts;
 use console::{ended_why, last_running, report, unfinished};
 use install::{install_kernel, resolve, virtme_ng};
-use vm::{Vm, DONE};
+use vm::{TestBinary, Vm, DONE};
 
 /// The tests whose outcome depends on the kernel (the rest check files,
 /// formats and userspace logic), and which kernels each needs.
@@ -30,14 +30,23 @@ pub const TESTS: &[(&str, Needs)] = &[
     ("policy_netns", Needs::EveryKernel),
     ("steering", Needs::EveryKernel),
     ("restart", Needs::EveryKernel),
-    ("interfaces_restart", Needs::EveryKernel),
+    (
+        "interfaces_restart",
+        Needs::TcIn(&[
+            "a_reload_attaches_and_detaches_what_the_config_changes",
+            "a_start_after_one_killed_while_leaving_tc_attaches_again",
+        ]),
+    ),
     ("interface_recreated", Needs::XdpLifecycle),
     ("start_crash", Needs::XdpLifecycle),
     ("reload", Needs::XdpLifecycle),
     ("reload_vouching", Needs::XdpLifecycle),
     ("reload_crash", Needs::XdpLifecycle),
     ("host_contract", Needs::XdpLifecycle),
-    ("upgrade", Needs::EveryKernel),
+    (
+        "upgrade",
+        Needs::TcIn(&["an_upgrade_in_tc_mode_loses_nothing"]),
+    ),
     ("sparse_upgrade", Needs::XdpLifecycle),
     ("batch_reads", Needs::EveryKernel),
     ("footprint", Needs::EveryKernel),
@@ -55,6 +64,9 @@ pub enum Needs {
     /// rtnetlink) is there from 6.1 on, and the oldest kernel's VM and the
     /// host run it.
     XdpLifecycle,
+    /// `XdpLifecycle` but for the tests named, which attach TC (TCX from 6.6,
+    /// a clsact filter before) and so need every kernel.
+    TcIn(&'static [&'static str]),
 }
 
 /// Which of `TESTS` a VM runs.
@@ -66,22 +78,33 @@ pub enum Scope {
 }
 
 impl Scope {
-    fn tests(self) -> impl Iterator<Item = &'static str> {
-        named(move |needs| self == Scope::All || needs == Needs::EveryKernel)
+    /// The test binaries of `TESTS` this scope runs, each with the only tests
+    /// of it to run (every test when empty).
+    fn tests(self) -> impl Iterator<Item = (&'static str, &'static [&'static str])> {
+        TESTS
+            .iter()
+            .filter_map(move |&(name, needs)| match (self, needs) {
+                (Scope::All, _) | (_, Needs::EveryKernel) => Some((name, &[][..])),
+                (Scope::WithoutXdpLifecycle, Needs::TcIn(only)) => Some((name, only)),
+                (Scope::WithoutXdpLifecycle, Needs::XdpLifecycle) => None,
+            })
     }
 }
 
-/// The tests `Scope::WithoutXdpLifecycle` leaves out.
-fn xdp_lifecycle() -> impl Iterator<Item = &'static str> {
-    named(|needs| needs == Needs::XdpLifecycle)
-}
-
-/// The names of the tests of `TESTS` whose needs `keep` takes.
-fn named(keep: impl Fn(Needs) -> bool) -> impl Iterator<Item = &'static str> {
-    TESTS
+/// What `Scope::WithoutXdpLifecycle` leaves out, for its closing line: whole
+/// binaries, and the binaries of which it runs only the TC tests.
+fn xdp_lifecycle() -> (Vec<&'static str>, Vec<&'static str>) {
+    let whole = TESTS
         .iter()
-        .filter(move |(_, needs)| keep(*needs))
+        .filter(|(_, needs)| *needs == Needs::XdpLifecycle)
         .map(|(name, _)| *name)
+        .collect();
+    let partly = TESTS
+        .iter()
+        .filter(|(_, needs)| matches!(needs, Needs::TcIn(_)))
+        .map(|(name, _)| *name)
+        .collect();
+    (whole, partly)
 }
 
 /// How many times longer the tests wait for anything in a VM than on the host.
@@ -140,9 +163,11 @@ pub fn test(
         status = again_status;
     }
     if scope == Scope::WithoutXdpLifecycle {
+        let (whole, partly) = xdp_lifecycle();
         println!(
-            "xtask: left out on this kernel, as asked: {} (the XDP-only lifecycle tests)",
-            xdp_lifecycle().collect::<Vec<_>>().join(", ")
+            "xtask: left out on this kernel, as asked: {}, and all but the TC tests of {} (the XDP-only lifecycle tests)",
+            whole.join(", "),
+            partly.join(", ")
         );
     }
     report(&vm.release, &output, tests.len(), started.elapsed(), status).with_context(|| {
@@ -158,7 +183,7 @@ fn test_executables(
     root: &Path,
     artifacts: &Artifacts,
     scope: Scope,
-) -> anyhow::Result<Vec<(String, PathBuf)>> {
+) -> anyhow::Result<Vec<TestBinary>> {
     // The same packages as the host run's `cargo test --release`, so that
     // their features unify as there and nothing is compiled twice (with
     // `-p vip-tests` alone, vip-userspace and the tests compiled again, 74 s
@@ -167,7 +192,7 @@ fn test_executables(
     cargo
         .args(["test", "--release", "--no-run", "--message-format=json"])
         .envs(artifacts.env());
-    let wanted: Vec<&str> = scope.tests().collect();
+    let wanted: Vec<(&str, &'static [&'static str])> = scope.tests().collect();
     let out = cargo
         .stderr(Stdio::inherit())
         .output()
@@ -186,11 +211,15 @@ fn test_executables(
         ) else {
             continue;
         };
-        if wanted.contains(&name) {
-            found.push((name.to_string(), PathBuf::from(executable)));
+        if let Some(&(_, only)) = wanted.iter().find(|(wanted, _)| *wanted == name) {
+            found.push(TestBinary {
+                name: name.to_string(),
+                executable: PathBuf::from(executable),
+                only,
+            });
         }
     }
-    found.sort();
+    found.sort_by(|a, b| a.name.cmp(&b.name));
     if found.len() != wanted.len() {
         bail!("built {} of the {} kernel tests", found.len(), wanted.len());
     }
@@ -202,26 +231,97 @@ mod tests {
     use super::*;
 
     /// A test may be left out of a kernel's VM only while it attaches
-    /// nothing but XDP: a TC case in one of its files would go untested on
-    /// TCX there.
+    /// nothing but XDP: a TC case in it would go untested on TCX there. A
+    /// binary left out names no TC in any word of its file; of a binary run
+    /// in part, each test left out names none in its own body, and each
+    /// test kept exists.
     #[test]
     fn the_xdp_lifecycle_tests_never_attach_tc() {
         let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/tests");
-        for name in xdp_lifecycle() {
+        for &(name, needs) in TESTS {
             let source = std::fs::read_to_string(dir.join(format!("{name}.rs")))
                 .unwrap_or_else(|e| panic!("reading {name}.rs: {e}"));
-            let words = source
-                .split(|c: char| !c.is_ascii_alphanumeric())
-                .map(str::to_ascii_lowercase);
-            for word in words {
-                assert!(
-                    !matches!(word.as_str(), "tc" | "tcx" | "clsact"),
-                    "{name}.rs names {word}: it needs every kernel"
-                );
+            match needs {
+                Needs::EveryKernel => {}
+                Needs::XdpLifecycle => assert_names_no_tc(&format!("{name}.rs"), &source),
+                Needs::TcIn(only) => {
+                    let tests = test_bodies(&source);
+                    for kept in only {
+                        assert!(
+                            tests.iter().any(|(test, _)| test == kept),
+                            "{name}.rs has no test {kept}"
+                        );
+                    }
+                    let left_out: Vec<_> = tests
+                        .iter()
+                        .filter(|(test, _)| !only.contains(test))
+                        .collect();
+                    assert!(!left_out.is_empty(), "{name}: nothing left out");
+                    for (test, body) in left_out {
+                        assert_names_no_tc(&format!("{name}.rs's {test}"), body);
+                    }
+                }
             }
         }
-        assert_eq!(xdp_lifecycle().count(), 7);
+        assert_eq!(xdp_lifecycle().0.len(), 7);
+        assert_eq!(xdp_lifecycle().1.len(), 2);
         assert_eq!(Scope::WithoutXdpLifecycle.tests().count(), 12);
+        let partly: Vec<_> = Scope::WithoutXdpLifecycle
+            .tests()
+            .filter(|(_, only)| !only.is_empty())
+            .collect();
+        assert_eq!(
+            partly,
+            [
+                (
+                    "interfaces_restart",
+                    &[
+                        "a_reload_attaches_and_detaches_what_the_config_changes",
+                        "a_start_after_one_killed_while_leaving_tc_attaches_again"
+                    ][..]
+                ),
+                ("upgrade", &["an_upgrade_in_tc_mode_loses_nothing"][..])
+            ]
+        );
+        assert!(Scope::All.tests().all(|(_, only)| only.is_empty()));
         assert_eq!(Scope::All.tests().count(), TESTS.len());
+    }
+
+    #[test]
+    fn a_test_body_ends_at_its_closing_brace() {
+        let source = "fn helper() {\n    tc();\n}\n\n#[test]\nfn a() {\n    native();\n}\n\n/// TC\n#[test]\nfn b() {\n    x(\"tc\");\n}\n";
+        assert_eq!(
+            test_bodies(source),
+            [
+                ("a", "fn a() {\n    native();\n}"),
+                ("b", "fn b() {\n    x(\"tc\");\n}")
+            ]
+        );
+    }
+
+    /// Each `#[test]` function of a file (rustfmt's layout), by name, with
+    /// its text up to its closing brace.
+    fn test_bodies(source: &str) -> Vec<(&str, &str)> {
+        source
+            .match_indices("#[test]\nfn ")
+            .map(|(at, marker)| {
+                let text = &source[at + marker.len() - "fn ".len()..];
+                let end = text.find("\n}\n").map_or(text.len(), |end| end + 2);
+                let name = text["fn ".len()..].split('(').next().expect("a name");
+                (name, &text[..end])
+            })
+            .collect()
+    }
+
+    fn assert_names_no_tc(what: &str, text: &str) {
+        let words = text
+            .split(|c: char| !c.is_ascii_alphanumeric())
+            .map(str::to_ascii_lowercase);
+        for word in words {
+            assert!(
+                !matches!(word.as_str(), "tc" | "tcx" | "clsact"),
+                "{what} names {word}: it needs every kernel"
+            );
+        }
     }
 }

@@ -29,23 +29,38 @@ pub(super) const RUNNING: &str = "vm: running ";
 /// The line the VM's script prints last.
 pub(super) const DONE: &str = "vm: done";
 
+/// One test binary a VM runs.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(super) struct TestBinary {
+    pub name: String,
+    pub executable: PathBuf,
+    /// Only these of its tests (exact names); every test when empty.
+    pub only: &'static [&'static str],
+}
+
 /// What runs inside the VM: each test binary in turn, with its exit status
 /// and the guest's memory in use, then a marker line. The console shows the
 /// kernel's messages of warning level and above (an oops, a panic, the OOM
 /// killer) from then on.
-fn script(env: &[(String, String)], tests: &[(String, PathBuf)]) -> String {
+fn script(env: &[(String, String)], tests: &[TestBinary]) -> String {
     let mut script = format!(
         "set -u\nmount -t bpf bpf /sys/fs/bpf\nmkdir -p /run/netns\ndmesg -n 5\necho \"{STARTED}$(uname -r)\"\n",
     );
     for (key, value) in env {
         script.push_str(&format!("export {key}='{value}'\n"));
     }
-    for (name, executable) in tests {
+    for test in tests {
+        let only = if test.only.is_empty() {
+            String::new()
+        } else {
+            format!(" --exact {}", test.only.join(" "))
+        };
         script.push_str(&format!(
-            "echo \"{RUNNING}{name}\"\n'{}' --test-threads=2 2>&1\n\
+            "echo \"{RUNNING}{}\"\n'{}' --test-threads=2{only} 2>&1\n\
              echo \"{}$?, $(free -m | awk '/^Mem:/ {{print $3}}') MB in use\"\n",
-            executable.display(),
-            finished_line(name)
+            test.name,
+            test.executable.display(),
+            finished_line(&test.name)
         ));
     }
     script.push_str(&format!("echo '{DONE}'\n"));
@@ -67,7 +82,7 @@ impl Vm {
     pub fn run(
         &self,
         env: &[(String, String)],
-        tests: &[(String, PathBuf)],
+        tests: &[TestBinary],
         log: &str,
     ) -> anyhow::Result<(String, ExitStatus)> {
         let script_path = self.dir.join("run.sh");
