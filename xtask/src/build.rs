@@ -43,9 +43,22 @@ pub fn all(root: &Path) -> anyhow::Result<Artifacts> {
         bench_object: None,
         vip: root.join("target/release/vip"),
     };
+    // With the tests' package beside it, its dependencies get the features the
+    // test build, the demo and the bench unify to, so that those find them
+    // built: with vip-userspace alone, rustix, nix, once_cell and the crates
+    // above them (vip-userspace among them) compiled twice.
     let mut vip = cargo(root);
-    vip.args(["build", "--release", "-p", "vip-userspace", "--bin", "vip"])
-        .envs(artifacts.env());
+    vip.args([
+        "build",
+        "--release",
+        "-p",
+        "vip-userspace",
+        "-p",
+        "vip-tests",
+        "--bin",
+        "vip",
+    ])
+    .envs(artifacts.env());
     run(&mut vip, "building vip")?;
     Ok(artifacts)
 }
