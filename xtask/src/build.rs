@@ -1,8 +1,9 @@
-//! Building the datapath object, the `vip` binary and the test-crate binaries.
+//! Building the datapath object, the `vip` binary and the workspace's other binaries.
 
 use std::{
     ffi::OsString,
     path::{Path, PathBuf},
+    process::Command,
 };
 
 use crate::{
@@ -43,22 +44,8 @@ pub fn all(root: &Path) -> anyhow::Result<Artifacts> {
         bench_object: None,
         vip: root.join("target/release/vip"),
     };
-    // With the tests' package beside it, its dependencies get the features the
-    // test build, the demo and the bench unify to, so that those find them
-    // built: with vip-userspace alone, rustix, nix, once_cell and the crates
-    // above them (vip-userspace among them) compiled twice.
-    let mut vip = cargo(root);
-    vip.args([
-        "build",
-        "--release",
-        "-p",
-        "vip-userspace",
-        "-p",
-        "vip-tests",
-        "--bin",
-        "vip",
-    ])
-    .envs(artifacts.env());
+    let mut vip = bin_build(root, "vip");
+    vip.envs(artifacts.env());
     run(&mut vip, "building vip")?;
     Ok(artifacts)
 }
@@ -109,7 +96,7 @@ fn ebpf(root: &Path, target_dir: &str, extra: &[&str]) -> anyhow::Result<PathBuf
 /// What the datapath object records as its build: `git describe --always
 /// --dirty` of the tree, or `unknown` outside a git checkout.
 fn build_id(root: &Path) -> String {
-    std::process::Command::new("git")
+    Command::new("git")
         .args(["describe", "--always", "--dirty", "--abbrev=12"])
         .current_dir(root)
         .output()
@@ -121,26 +108,32 @@ fn build_id(root: &Path) -> String {
         .unwrap_or_else(|| "unknown".to_string())
 }
 
-/// Builds one binary of the tests crate (demo, bench) and returns its path.
-pub fn tests_bin(root: &Path, name: &str, artifacts: &Artifacts) -> anyhow::Result<PathBuf> {
-    package_bin(root, "vip-tests", name, artifacts)
-}
-
-/// Builds one more binary of vip-userspace (beside `vip`) and returns its path.
-pub fn userspace_bin(root: &Path, name: &str, artifacts: &Artifacts) -> anyhow::Result<PathBuf> {
-    package_bin(root, "vip-userspace", name, artifacts)
-}
-
-fn package_bin(
-    root: &Path,
-    package: &str,
-    name: &str,
-    artifacts: &Artifacts,
-) -> anyhow::Result<PathBuf> {
-    let mut build = cargo(root);
-    build
-        .args(["build", "--release", "-p", package, "--bin", name])
-        .envs(artifacts.env());
+/// Builds one more binary of the workspace (vip-userspace's `vip-assets`,
+/// the tests crate's demo and benches) and returns its path.
+pub fn workspace_bin(root: &Path, name: &str, artifacts: &Artifacts) -> anyhow::Result<PathBuf> {
+    let mut build = bin_build(root, name);
+    build.envs(artifacts.env());
     run(&mut build, &format!("building {name}"))?;
     Ok(root.join("target/release").join(name))
+}
+
+/// `cargo build --release` of the binary `name`, with both the packages that
+/// have binaries selected whichever holds it: their dependencies then get
+/// the features the test build unifies them to, so that `vip`, the package's
+/// assets, the tests, the demo and the bench all find them built (with one
+/// package alone, rustix, nix, once_cell and the crates above them,
+/// vip-userspace among them, compiled once per package set).
+fn bin_build(root: &Path, name: &str) -> Command {
+    let mut build = cargo(root);
+    build.args([
+        "build",
+        "--release",
+        "-p",
+        "vip-userspace",
+        "-p",
+        "vip-tests",
+        "--bin",
+        name,
+    ]);
+    build
 }

@@ -25,7 +25,7 @@ pub fn deb(root: &Path, artifacts: &Artifacts) -> anyhow::Result<PathBuf> {
         std::fs::remove_dir_all(&assets)
             .with_context(|| format!("removing {}", assets.display()))?;
     }
-    let generator = build::userspace_bin(root, "vip-assets", artifacts)?;
+    let generator = build::workspace_bin(root, "vip-assets", artifacts)?;
     run(
         Command::new(&generator).arg("--out").arg(&assets),
         "vip-assets",

@@ -80,7 +80,7 @@ fn main() -> anyhow::Result<()> {
         Cmd::Demo => {
             system::ensure(system::DEMO)?;
             let artifacts = build::all(&root)?;
-            let demo = build::tests_bin(&root, "vip-demo", &artifacts)?;
+            let demo = build::workspace_bin(&root, "vip-demo", &artifacts)?;
             as_root(&demo, &[], &artifacts)?;
         }
         Cmd::Test {
@@ -122,7 +122,7 @@ fn main() -> anyhow::Result<()> {
             }
             let artifacts = build::with_bench_object(&root)?;
             let binary = if e2e { "vip-e2e" } else { "vip-bench" };
-            let bench = build::tests_bin(&root, binary, &artifacts)?;
+            let bench = build::workspace_bin(&root, binary, &artifacts)?;
             as_root(&bench, &args, &artifacts)?;
         }
         Cmd::Dist => {
