@@ -94,17 +94,17 @@ impl Scope {
 /// What `Scope::WithoutXdpLifecycle` leaves out, for its closing line: whole
 /// binaries, and the binaries of which it runs only the TC tests.
 fn xdp_lifecycle() -> (Vec<&'static str>, Vec<&'static str>) {
-    let whole = TESTS
-        .iter()
-        .filter(|(_, needs)| *needs == Needs::XdpLifecycle)
-        .map(|(name, _)| *name)
-        .collect();
-    let partly = TESTS
-        .iter()
-        .filter(|(_, needs)| matches!(needs, Needs::TcIn(_)))
-        .map(|(name, _)| *name)
-        .collect();
-    (whole, partly)
+    let named = |keep: fn(Needs) -> bool| {
+        TESTS
+            .iter()
+            .filter(|(_, needs)| keep(*needs))
+            .map(|(name, _)| *name)
+            .collect()
+    };
+    (
+        named(|needs| needs == Needs::XdpLifecycle),
+        named(|needs| matches!(needs, Needs::TcIn(_))),
+    )
 }
 
 /// How many times longer the tests wait for anything in a VM than on the host.
