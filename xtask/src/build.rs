@@ -44,9 +44,7 @@ pub fn all(root: &Path) -> anyhow::Result<Artifacts> {
         bench_object: None,
         vip: root.join("target/release/vip"),
     };
-    let mut vip = bin_build(root, "vip");
-    vip.envs(artifacts.env());
-    run(&mut vip, "building vip")?;
+    workspace_bin(root, "vip", &artifacts)?;
     Ok(artifacts)
 }
 
@@ -108,32 +106,27 @@ fn build_id(root: &Path) -> String {
         .unwrap_or_else(|| "unknown".to_string())
 }
 
-/// Builds one more binary of the workspace (vip-userspace's `vip-assets`,
-/// the tests crate's demo and benches) and returns its path.
+/// Builds one binary of the workspace (`vip`, vip-userspace's `vip-assets`,
+/// the tests crate's demo and benches) and returns its path. Both packages
+/// with binaries are selected, whichever holds it: their dependencies then
+/// get the features the test build unifies them to, so that every binary
+/// and the tests find them built (with one package alone, rustix, nix,
+/// once_cell and the crates above them, vip-userspace among them, compiled
+/// once per package set).
 pub fn workspace_bin(root: &Path, name: &str, artifacts: &Artifacts) -> anyhow::Result<PathBuf> {
-    let mut build = bin_build(root, name);
-    build.envs(artifacts.env());
+    let mut build = cargo(root);
+    build
+        .args([
+            "build",
+            "--release",
+            "-p",
+            "vip-userspace",
+            "-p",
+            "vip-tests",
+            "--bin",
+            name,
+        ])
+        .envs(artifacts.env());
     run(&mut build, &format!("building {name}"))?;
     Ok(root.join("target/release").join(name))
-}
-
-/// `cargo build --release` of the binary `name`, with both the packages that
-/// have binaries selected whichever holds it: their dependencies then get
-/// the features the test build unifies them to, so that `vip`, the package's
-/// assets, the tests, the demo and the bench all find them built (with one
-/// package alone, rustix, nix, once_cell and the crates above them,
-/// vip-userspace among them, compiled once per package set).
-fn bin_build(root: &Path, name: &str) -> Command {
-    let mut build = cargo(root);
-    build.args([
-        "build",
-        "--release",
-        "-p",
-        "vip-userspace",
-        "-p",
-        "vip-tests",
-        "--bin",
-        name,
-    ]);
-    build
 }
