@@ -300,23 +300,28 @@ fn fix_ipv4_checksum(frame: &mut [u8]) {
 /// The verifier checks at most 1,000,000 instructions per program. The tunnel
 /// path once took `vip_xdp` to that limit (see NOTES.md); keep both programs
 /// well within it, with decap configured.
+///
+/// The budgets are tighter than the limit because every daemon start pays
+/// for the verifier's work, in CI's emulated VMs most of all (vip_xdp's
+/// BPF_PROG_LOAD took 2 to 3 s on 6.1 there at 212k instructions). Measured
+/// since the extension header walk stopped pinning its offset: vip_xdp 147k
+/// on 6.1, 117k on 6.12, 122k on 6.18; vip_tc 30k, 25k, 27k.
 #[test]
 fn the_programs_verify_well_within_the_verifier_budget() {
     if !require_root("the_programs_verify_well_within_the_verifier_budget") {
         return;
     }
-    const BUDGET: u32 = 400_000;
     let mut datapath = fixture::load(CONFIG);
     let xdp = datapath.xdp().info().unwrap();
     let tc = datapath.tc().expect("vip_tc verifies").info().unwrap();
-    for (program, info) in [("vip_xdp", xdp), ("vip_tc", tc)] {
+    for (program, info, budget) in [("vip_xdp", xdp, 180_000), ("vip_tc", tc, 45_000)] {
         let verified = info
             .verified_instruction_count()
             .expect("the kernel reports verified instructions");
         eprintln!("{program}: {verified} instructions verified");
         assert!(
-            verified < BUDGET,
-            "{program}: {verified} verified instructions"
+            verified < budget,
+            "{program}: {verified} verified instructions, over its budget of {budget}"
         );
     }
 }

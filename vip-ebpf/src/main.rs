@@ -2,6 +2,8 @@
 //! `try_*` function, and the failure verdict of each is chosen here.
 #![no_std]
 #![no_main]
+// `parse::unpinned`'s one instruction the verifier cannot follow.
+#![cfg_attr(target_arch = "bpf", feature(asm_experimental_arch))]
 
 #[cfg(feature = "bench")]
 mod bench;

@@ -270,6 +270,7 @@ pub fn transport<B: PacketBuf>(buf: &B, next: Next) -> Result<Transport, Malform
         let mut walked = 0;
         while walked < IPV6_MAX_EXT_HEADERS && is_extension(proto) {
             let head: [u8; 4] = read_at(buf, offset)?;
+            offset = unpinned(offset, head[0]);
             let len = match proto {
                 NEXTHDR_HOP | NEXTHDR_ROUTING | NEXTHDR_DEST => (usize::from(head[1]) + 1) * 8,
                 // RFC 4302: the fixed part alone is 12 bytes (payload length 1).
@@ -323,6 +324,34 @@ pub fn transport<B: PacketBuf>(buf: &B, next: Next) -> Result<Transport, Malform
         }
         _ => Ok(Transport::Other),
     }
+}
+
+/// Above the largest offset an extension header can start at: two VLAN
+/// tags, the outer headers of a GUE tunnel (an IPv4 header with options, UDP,
+/// GUE with options), the inner IPv6 header, and five extension headers of
+/// the largest size (2,048 bytes) before the sixth.
+const WALK_OFFSET_MASK: usize = 0x7fff;
+const _: () = assert!(
+    ETH_HLEN + 2 * VLAN_HLEN + 60 + UDP_HLEN + 4 + 124 + IPV6_HLEN + 5 * 2048 < WALK_OFFSET_MASK
+);
+
+/// `offset` as it is, but as a value the verifier knows only to be below
+/// `WALK_OFFSET_MASK`. The walk's offsets otherwise differ from path to path
+/// (each VLAN tag count, each kind and order of header) and the verifier
+/// checks each iteration once per offset: this one step per header walked
+/// takes vip_xdp from 217k verified instructions to 122k and vip_tc from 70k
+/// to 27k (6.18), and costs a packet without extension headers nothing.
+/// `noise` is any byte read from the packet: subtracted from itself, it is
+/// zero, which the verifier cannot see.
+#[inline(always)]
+fn unpinned(offset: usize, noise: u8) -> usize {
+    let mut zero = usize::from(noise);
+    // SAFETY: one subtraction between registers; nothing is read or written.
+    // No `options(nomem)`: as a barrier to the compiler too, it keeps the
+    // walk's reads where they are, which the figures above need (with
+    // `nomem`, 125k and 46k).
+    unsafe { core::arch::asm!("{0} -= {0}", inout(reg) zero) };
+    (offset + zero) & WALK_OFFSET_MASK
 }
 
 #[inline(always)]
