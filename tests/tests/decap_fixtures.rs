@@ -303,9 +303,11 @@ fn fix_ipv4_checksum(frame: &mut [u8]) {
 ///
 /// The budgets are tighter than the limit because every daemon start pays
 /// for the verifier's work, in CI's emulated VMs most of all (vip_xdp's
-/// BPF_PROG_LOAD took 2 to 3 s on 6.1 there at 212k instructions). Measured
-/// since the extension header walk stopped pinning its offset: vip_xdp 147k
-/// on 6.1, 117k on 6.12, 122k on 6.18; vip_tc 30k, 25k, 27k.
+/// BPF_PROG_LOAD took 2.6 to 3.1 s on 6.1 there at 212k instructions, 0.8 s
+/// at 58k). Measured since the VLAN offset and the extension header walk
+/// stopped pinning their offsets (`parse::unpinned`): vip_xdp 58k on 6.1,
+/// 50k on 6.12, 53k on 6.18; vip_tc 23k on 6.18. Either undone takes
+/// vip_xdp past its budget on 6.18 (the walk's: 75k; the VLAN tags': 122k).
 #[test]
 fn the_programs_verify_well_within_the_verifier_budget() {
     if !require_root("the_programs_verify_well_within_the_verifier_budget") {
@@ -314,7 +316,7 @@ fn the_programs_verify_well_within_the_verifier_budget() {
     let mut datapath = fixture::load(CONFIG);
     let xdp = datapath.xdp().info().unwrap();
     let tc = datapath.tc().expect("vip_tc verifies").info().unwrap();
-    for (program, info, budget) in [("vip_xdp", xdp, 180_000), ("vip_tc", tc, 45_000)] {
+    for (program, info, budget) in [("vip_xdp", xdp, 70_000), ("vip_tc", tc, 35_000)] {
         let verified = info
             .verified_instruction_count()
             .expect("the kernel reports verified instructions");
