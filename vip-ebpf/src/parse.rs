@@ -330,9 +330,8 @@ pub fn transport<B: PacketBuf>(buf: &B, next: Next) -> Result<Transport, Malform
 
 /// At least the largest offset the IP header can start at: two VLAN tags.
 const L2_OFFSET_MASK: usize = 0x1f;
-const _: () = assert!(
-    ETH_HLEN + 2 * VLAN_HLEN <= L2_OFFSET_MASK && (L2_OFFSET_MASK + 1).is_power_of_two()
-);
+const _: () =
+    assert!(ETH_HLEN + 2 * VLAN_HLEN <= L2_OFFSET_MASK && (L2_OFFSET_MASK + 1).is_power_of_two());
 
 /// The most that tunnel headers can put before an inner IP header: an IPv4
 /// header with options (60), UDP, and GUE's 4 bytes with 31 words of options.
