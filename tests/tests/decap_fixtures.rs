@@ -302,9 +302,9 @@ fn fix_ipv4_checksum(frame: &mut [u8]) {
 /// well within it, with decap configured.
 ///
 /// The budgets are tighter than the limit because every daemon start pays
-/// for the verifier's work, in CI's emulated VMs most of all (vip_xdp's
-/// BPF_PROG_LOAD took 2.6 to 3.1 s on 6.1 there at 212k instructions, 0.8 s
-/// at 58k). Measured since the VLAN offset and the extension header walk
+/// for the verifier's work, in CI's emulated VMs most of all (NOTES.md
+/// "Decapsulation and the verifier" has vip_xdp's load times there and how
+/// to take them). Measured since the VLAN offset and the extension header walk
 /// stopped pinning their offsets (`parse::unpinned`): vip_xdp 58k on 6.1,
 /// 50k on 6.12, 53k on 6.18; vip_tc 23k on 6.18. Either undone takes
 /// vip_xdp past its budget on 6.18 (the walk's: 75k; the VLAN tags': 122k).
