@@ -270,7 +270,8 @@ fn render(results: &[Measurement], args: &Args) -> String {
         out,
         "64-byte UDP frame to a VIP, BPF_PROG_TEST_RUN repeat={}, median of {} runs (min-max), ns/packet;\n\
          each case beside the empty XDP program that returns the same verdict. Each run loads the\n\
-         programs afresh and times them back to back; added ns and the ratio are the medians of the\n\
+         programs afresh and times them back to back, by this thread's CPU time over each call (the\n\
+         kernel's own figure is whole ns); added ns and the ratio are the medians of the\n\
          runs' differences and ratios. An allowed port under an allow list is also compared with the\n\
          same frame to the range without a list, and decapsulation with the empty program plus the one\n\
          bpf_xdp_adjust_head call it makes, timed in the same runs (\"over\" columns)\n",
