@@ -347,13 +347,14 @@ const _: () = assert!(
 );
 
 /// `offset` as it is, but as a value the verifier knows only to be at most
-/// `mask` (a power of two less one, at least `offset`). Where offsets
-/// differ from path to path (each VLAN tag count; each kind and order of
-/// extension header), the verifier checks all that follows once per
-/// offset; made one value, the paths meet. vip_xdp: 217k verified instructions before, 53k after (6.18;
-/// see NOTES.md "Decapsulation and the verifier"). `noise` is any byte read
-/// from the packet: subtracted from itself it is zero, which the verifier
-/// cannot see. About four instructions, only on the paths that call it.
+/// `mask` (a power of two less one, at least `offset`). Where offsets differ
+/// from path to path (each VLAN tag count; each kind and order of extension
+/// header), the verifier checks all that follows once per offset; made one
+/// value, the paths meet. vip_xdp: 217k verified instructions before, 53k
+/// after (6.18; see NOTES.md "Decapsulation and the verifier"). `noise` is
+/// any byte read from the packet: subtracted from itself it is zero, which
+/// the verifier cannot see. About four instructions, only on the paths that
+/// call it.
 #[inline(always)]
 fn unpinned(offset: usize, noise: u8, mask: usize) -> usize {
     let mut zero = usize::from(noise);
