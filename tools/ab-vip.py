@@ -24,6 +24,13 @@ datapath change alone, without a second tree.
 
     tools/ab-vip.py --objects --rounds 10 --only IPv4 /tmp/before.o /tmp/after.o
 
+With --objects, either side may also be several objects, comma-separated:
+layout variants of one build (`tools/layout-variants.py`). Each round then
+times every object of both sides once, in a shuffled order, and each side's
+figures are pooled over its objects (each object's median is printed too).
+One layout can move a case by more than a change does, so a change is judged
+over several.
+
 A throwaway object that counts differently (or not at all) fails vip-bench's
 check of vip_xdp's counts; --unchecked-counts (with --objects) passes
 vip-bench's own flag of that name.
@@ -40,6 +47,7 @@ on a busy VM. It is a relative figure, for A/B only: the share is not ns.
 """
 import argparse
 import os
+import random
 import re
 import statistics
 import subprocess
@@ -120,13 +128,23 @@ def main():
         parser.error("--profile times BPF_PROG_TEST_RUN cases only")
     if args.unchecked_counts and not args.objects:
         parser.error("--unchecked-counts is for --objects")
+    sides = {which: getattr(args, which).split(",") if args.objects else [getattr(args, which)]
+             for which in ("before", "after")}
+    if args.profile and any(len(builds) > 1 for builds in sides.values()):
+        parser.error("--profile takes one object a side")
     results = {}
+    per_object = {}
+    shuffle = random.Random(0)
     for round_ in range(args.rounds):
-        order = ["before", "after", "after", "before"]
-        if round_ % 2:
-            order.reverse()
-        for which in order:
-            build = getattr(args, which)
+        if all(len(builds) == 1 for builds in sides.values()):
+            before, after = ("before", sides["before"][0]), ("after", sides["after"][0])
+            order = [before, after, after, before]
+            if round_ % 2:
+                order.reverse()
+        else:
+            order = [(which, build) for which, builds in sides.items() for build in builds]
+            shuffle.shuffle(order)
+        for which, build in order:
             if args.profile:
                 figures = profiled(build, args.only, args.objects, args.profile,
                                    args.unchecked_counts)
@@ -135,6 +153,7 @@ def main():
                                args.unchecked_counts)
             for case, value in figures.items():
                 results.setdefault(case, {}).setdefault(which, []).append(value)
+                per_object.setdefault((case, which), {}).setdefault(build, []).append(value)
     unit = "Mpps" if args.e2e else "sample share" if args.profile else "ns added"
     for case, by in results.items():
         for which in ("before", "after"):
@@ -144,6 +163,13 @@ def main():
                     f"{case} | {which} | {unit}: mean {statistics.mean(v):.2f}, "
                     f"median {statistics.median(v):.2f}, sd {statistics.stdev(v):.2f}, n {len(v)}"
                 )
+                objects = per_object[(case, which)]
+                if len(objects) > 1:
+                    medians = ", ".join(
+                        f"{os.path.basename(build)} {statistics.median(values):.2f}"
+                        for build, values in objects.items()
+                    )
+                    print(f"{case} | {which} | medians by object: {medians}")
 
 
 if __name__ == "__main__":

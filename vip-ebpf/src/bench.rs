@@ -19,6 +19,50 @@ use vip_common::{Verdicts, FLOOR_V4_PREFIX, FLOOR_V4_VIPS, IPPROTO_IPIP};
 
 use crate::cursor::{moved, ptr_at, read_at};
 
+/// Instructions that shift vip_xdp's code without running: `VIP_BENCH_LAYOUT_PAD`
+/// at build time (a count, 0 when unset), put in a path no bench frame takes
+/// (an IPv4 header with options), whose five inlined copies lie before the
+/// IPv6, counting and decap code. On the AMD EPYC of family 25 model 17 the
+/// same code moved so took up to 2 ns more or less on an IPv6 hit (NOTES.md,
+/// thirty-fifth session): `tools/layout-variants.py` builds an object per
+/// count, and `tools/ab-vip.py --objects` pools them, so that a datapath
+/// change is judged over several layouts rather than the one it happens to get.
+const LAYOUT_PAD: usize = match option_env!("VIP_BENCH_LAYOUT_PAD") {
+    Some(count) => parse_count(count.as_bytes()),
+    None => 0,
+};
+
+const fn parse_count(digits: &[u8]) -> usize {
+    assert!(!digits.is_empty(), "VIP_BENCH_LAYOUT_PAD: a count");
+    let mut count = 0;
+    let mut i = 0;
+    while i < digits.len() {
+        assert!(digits[i].is_ascii_digit(), "VIP_BENCH_LAYOUT_PAD: a count");
+        count = count * 10 + (digits[i] - b'0') as usize;
+        i += 1;
+    }
+    assert!(count <= 4096, "VIP_BENCH_LAYOUT_PAD: at most 4096");
+    count
+}
+
+/// [`LAYOUT_PAD`] times `r0 = 0` (r0 is free there: nothing is live in it).
+#[inline(always)]
+pub fn layout_pad() {
+    if LAYOUT_PAD != 0 {
+        // SAFETY: writes r0 only, which the asm declares clobbered.
+        unsafe {
+            core::arch::asm!(
+                ".rept {count}",
+                "r0 = 0",
+                ".endr",
+                count = const LAYOUT_PAD,
+                out("r0") _,
+                options(nomem, nostack),
+            );
+        }
+    }
+}
+
 /// `vip_xdp` in the frame-restoring harness.
 #[xdp]
 #[inline(always)]

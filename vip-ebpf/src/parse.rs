@@ -201,6 +201,8 @@ fn ipv4_header_len<B: PacketBuf>(
     if version_ihl == IPV4_NO_OPTIONS {
         return Ok(IPV4_MIN_HLEN);
     }
+    #[cfg(feature = "bench")]
+    crate::bench::layout_pad();
     let header_len = usize::from(version_ihl & 0x0f) * 4;
     if version_ihl >> 4 != 4 || header_len < IPV4_MIN_HLEN {
         return Err(Malformed);
