@@ -11,10 +11,12 @@ use aya_ebpf::{
     macros::map,
     maps::{lpm_trie::Key, Array, LpmTrie},
 };
+use core::mem::offset_of;
+
 use vip_common::{
     v6_block_hash, v6_block_of, RangeValue, V4Slash24, V6Block, VipAddr, PER_VIP_DENSE,
-    V4_DIRECT_DENSE, V4_L1_ENTRIES, V4_L2_BLOCK, V4_SLOT_LPM, V4_SLOT_NONE, V6_BLOCK_DIRECT,
-    V6_BLOCK_EMPTY, V6_BLOCK_LPM, V6_BLOCK_PROBES,
+    POLICY_NONE, V4_DIRECT_DENSE, V4_L1_ENTRIES, V4_L2_BLOCK, V4_SLOT_LPM, V4_SLOT_NONE,
+    V6_BLOCK_DIRECT, V6_BLOCK_EMPTY, V6_BLOCK_LPM, V6_BLOCK_PROBES,
 };
 
 #[map]
@@ -52,6 +54,13 @@ pub struct V4Target {
 pub fn v4(addr_be: [u8; 4]) -> Option<V4Target> {
     let host = u32::from_be_bytes(addr_be);
     let slash24 = slash24(host)?;
+    if dense_without_list(slash24) {
+        return Some(V4Target {
+            policy_id: POLICY_NONE,
+            range: None,
+            dense_slot: slash24.dense_first.wrapping_add(host & 0xff),
+        });
+    }
     if slash24.direct == V4_DIRECT_DENSE {
         return Some(V4Target {
             policy_id: slash24.policy_id,
@@ -65,6 +74,34 @@ pub fn v4(addr_be: [u8; 4]) -> Option<V4Target> {
         range: Some(range),
         dense_slot: 0,
     })
+}
+
+/// `direct` then `policy_id` of a dense /24 whose range has no allow list, as
+/// one word in memory.
+const DENSE_WITHOUT_LIST: u64 = {
+    let (direct, policy) = (V4_DIRECT_DENSE.to_ne_bytes(), POLICY_NONE.to_ne_bytes());
+    u64::from_ne_bytes([
+        direct[0], direct[1], direct[2], direct[3], policy[0], policy[1], policy[2], policy[3],
+    ])
+};
+const _: () = assert!(offset_of!(V4Slash24, policy_id) == offset_of!(V4Slash24, direct) + 4);
+
+/// Whether a /24 is a dense range's without an allow list, the common case:
+/// its `direct` and `policy_id` compared as one word, one load and one branch
+/// where each field costs its own. The answer is the same as comparing them
+/// one by one; what changes is the cost, 0.8 to 1.1 ns less on an IPv4 hit
+/// (AMD EPYC family 25 model 17, over five code layouts: NOTES.md,
+/// thirty-fifth session), and the policy check after it folds away.
+#[inline(always)]
+fn dense_without_list(slash24: &V4Slash24) -> bool {
+    // SAFETY: the two adjacent u32 fields (asserted above) of a map value,
+    // read unaligned.
+    let pair = unsafe {
+        core::ptr::addr_of!(slash24.direct)
+            .cast::<u64>()
+            .read_unaligned()
+    };
+    pair == DENSE_WITHOUT_LIST
 }
 
 /// The range an IPv4 address is in, read whatever its mode.

@@ -156,6 +156,10 @@ fn is_vlan(ethertype: EthertypeBe) -> bool {
 pub fn network<B: PacketBuf>(buf: &B) -> Result<Option<L3>, Malformed> {
     let eth: EthHdr = read_at(buf, 0)?;
     let mut ethertype = EthertypeBe::read(eth.ethertype_be);
+    // The common frame first: one compare, not the VLAN checks before it.
+    if ethertype == IPV4_BE {
+        return ipv4(buf, ETH_HLEN).map(Some);
+    }
     let mut offset = ETH_HLEN;
     for _ in 0..2 {
         if !is_vlan(ethertype) {
