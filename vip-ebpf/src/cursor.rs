@@ -1,8 +1,11 @@
 //! The one bounds-checked accessor into packet memory, shared by every program type.
 
-use core::mem::size_of;
+use core::mem::{offset_of, size_of};
 
-use aya_ebpf::programs::{TcContext, XdpContext};
+use aya_ebpf::{
+    bindings::xdp_md,
+    programs::{TcContext, XdpContext},
+};
 
 /// A packet's linear data, as a `[start, end)` range of addresses.
 pub trait PacketBuf {
@@ -25,6 +28,34 @@ impl PacketBuf for XdpContext {
     #[inline(always)]
     fn end(&self) -> usize {
         self.data_end()
+    }
+
+    /// Both loads and the subtraction in one asm block. Written in Rust, the
+    /// compiler may copy `ctx->data` with a 32-bit move (it knows the field is
+    /// a u32) before subtracting; the verifier takes such a copy for a scalar
+    /// and refuses the program ("pointer arithmetic on pkt_end prohibited").
+    /// Throwaway builds of the classifier hit that (NOTES.md, thirty-fourth
+    /// and thirty-sixth sessions); this form costs nothing measurable.
+    #[inline(always)]
+    fn len(&self) -> u64 {
+        let len: u64;
+        // SAFETY: reads the context's data_end and data fields, which the
+        // verifier rewrites to the packet pointers, and subtracts them;
+        // nothing is written.
+        unsafe {
+            core::arch::asm!(
+                "{len} = *(u32 *)({ctx} + {data_end})",
+                "{start} = *(u32 *)({ctx} + {data})",
+                "{len} -= {start}",
+                ctx = in(reg) self.ctx,
+                data_end = const offset_of!(xdp_md, data_end),
+                data = const offset_of!(xdp_md, data),
+                len = out(reg) len,
+                start = out(reg) _,
+                options(pure, readonly, nostack),
+            );
+        }
+        len
     }
 }
 
