@@ -46,6 +46,17 @@ pub fn config(ranges: usize) -> String {
     text
 }
 
+/// [`config`] with 2001:db8::7 declared in `web6` (`ranges` at least 2).
+fn declaring_config(ranges: usize) -> String {
+    let web6 = "cidr = \"2001:db8::/64\"\n";
+    let text = config(ranges);
+    assert!(
+        text.contains(web6),
+        "web6 is in configs of 2 ranges or more"
+    );
+    text.replacen(web6, &format!("{web6}vips = [\"2001:db8::7\"]\n"), 1)
+}
+
 pub fn baseline_object() -> PathBuf {
     std::env::var_os("VIP_BASELINE_OBJ")
         .map(PathBuf::from)
@@ -285,6 +296,29 @@ impl Case {
             label: format!("{ranges} range(s) and a dense /112, IPv6 to the /112"),
             config: format!("{}{dense}", config(ranges)),
             ..Case::ranges(ranges, "2001:db8:ffff::7".parse().unwrap(), "IPv6")
+        }
+    }
+
+    /// A UDP frame to port 53 of a declared VIP (`vips`) of the sparse IPv6
+    /// range `web6`, beside `ranges` ranges as [`Case::ranges`] has: the
+    /// scan-proof way to count a VIP (README, "Declared VIPs").
+    pub fn declared_v6(ranges: usize) -> Case {
+        Case {
+            label: format!("{ranges} range(s), IPv6 to a declared VIP"),
+            config: declaring_config(ranges),
+            ..Case::ranges(ranges, "2001:db8::7".parse().unwrap(), "IPv6")
+        }
+    }
+
+    /// A UDP frame to port 53 of a VIP that `web6` learns beside its declared
+    /// VIP (as [`Case::declared_v6`] has it).
+    pub fn learned_beside_declared_v6(ranges: usize) -> Case {
+        Case {
+            label: format!(
+                "{ranges} range(s), IPv6 to a learned VIP of a range with declared VIPs"
+            ),
+            config: declaring_config(ranges),
+            ..Case::ranges(ranges, "2001:db8::8".parse().unwrap(), "IPv6")
         }
     }
 

@@ -8,7 +8,8 @@ use std::collections::HashMap;
 
 use vip_common::{
     sparse_tag_idle, sparse_tag_swept, RangePressure, RangeValue, SparseControl, SparseHot,
-    Verdicts, VipAddr, PER_VIP_SPARSE, SPARSE_HOT_POLICY_NONE, SPARSE_PROBES, SPARSE_TAG_VOUCHES,
+    Verdicts, VipAddr, PER_VIP_SPARSE, PER_VIP_SPARSE_DECLARED, SPARSE_HOT_POLICY_NONE,
+    SPARSE_PROBES, SPARSE_TAG_VOUCHES,
 };
 use vip_userspace::datapath::cpu_table::SparseRow;
 
@@ -97,11 +98,13 @@ impl SparseModel {
             self.pressure.entry(range_id).or_default().slots_learned += 1;
         }
         let slot = self.slots[index].as_mut().unwrap();
-        // A range that counts in the table alone (and whose list id fits the
-        // slot) vouches through its IPv6 VIPs' slots; IPv4 VIPs never vouch.
+        // A range that counts in the table (its declared VIPs aside, which
+        // never come here), and whose list id fits the slot, vouches through
+        // its IPv6 VIPs' slots; IPv4 VIPs never vouch.
         let policy = SparseHot::policy_of(range.policy_id);
-        let vouches =
-            range.per_vip_mode == PER_VIP_SPARSE && policy.is_some() && !vip.is_v4_mapped();
+        let vouches = matches!(range.per_vip_mode, PER_VIP_SPARSE | PER_VIP_SPARSE_DECLARED)
+            && policy.is_some()
+            && !vip.is_v4_mapped();
         slot.tag = if vouches {
             self.word | SPARSE_TAG_VOUCHES
         } else {

@@ -584,6 +584,62 @@ fn a_reload_applies_a_new_allow_list_to_vips_counted_through_their_slot() {
     );
 }
 
+/// A VIP of a range with declared VIPs that is not one of them is judged
+/// and counted through its slot alone once the slot vouches for it, as in a
+/// range without declared VIPs; the declared VIPs keep their rows and never
+/// take a slot. Declaring it in a reload replaces the range and moves the tag
+/// word on, so its next packet counts in its declared row, not its old slot.
+#[test]
+fn an_undeclared_vip_of_a_declaring_range_is_counted_through_its_slot() {
+    let Some(mut datapath) =
+        loaded("an_undeclared_vip_of_a_declaring_range_is_counted_through_its_slot")
+    else {
+        return;
+    };
+    let (learned, declared) = ("2001:db8:2::c", "2001:db8:2::a");
+    for _ in 0..3 {
+        let deltas = send(&mut datapath, learned);
+        assert_eq!(deltas.vips.get(&v6(learned)), Some(&Moved::accepted(80)));
+        assert_eq!(deltas.ranges.get("declared"), Some(&Moved::accepted(80)));
+        let deltas = send(&mut datapath, declared);
+        assert_eq!(deltas.vips.get(&v6(declared)), Some(&Moved::accepted(80)));
+        assert_eq!(deltas.ranges.get("declared"), Some(&Moved::accepted(80)));
+    }
+    let (_, row) = slot_of(&datapath, learned);
+    assert!(vouches(&datapath, &row), "{row:?}");
+    assert_eq!(
+        (row.policy_id, row.verdicts.accepted.packets),
+        (SPARSE_HOT_POLICY_NONE, 3)
+    );
+    let declared_key = VipAddr::from_ip(v6(declared));
+    let slots = &datapath.maps().tables().sparse;
+    assert!(
+        (0..SLOTS).all(|i| slots.get(0, i).is_none_or(|row| row.vip != declared_key)),
+        "a declared VIP takes no slot"
+    );
+
+    let declaring = CONFIG.replace(
+        "vips = [\"2001:db8:2::a\", \"2001:db8:2::b\"]",
+        "vips = [\"2001:db8:2::a\", \"2001:db8:2::b\", \"2001:db8:2::c\"]",
+    );
+    assert_ne!(declaring, CONFIG);
+    reload(&mut datapath, CONFIG, &declaring);
+    let (_, row) = slot_of(&datapath, learned);
+    assert!(!vouches(&datapath, &row), "no longer, under the new word");
+    let deltas = send(&mut datapath, learned);
+    assert_eq!(deltas.vips.get(&v6(learned)), Some(&Moved::accepted(80)));
+    let (_, after) = slot_of(&datapath, learned);
+    assert_eq!(after, row, "the old slot is left as it was");
+    let report = fixture::snapshot(&datapath);
+    let range = report.range("declared").unwrap();
+    let row = range.vip(v6(learned)).unwrap();
+    assert_eq!(
+        (row.packets, row.bytes, row.declared),
+        (1, 80, true),
+        "counted in its declared row of the new range"
+    );
+}
+
 /// The datapath of `CONFIG`, loaded with this thread on CPU 0; `None` when
 /// the test must skip for want of root (under CI it panics instead).
 fn loaded(test: &str) -> Option<Loaded> {

@@ -123,7 +123,8 @@ pub struct SparseHot {
 /// `SparseHot::policy_id` of a range without an allow list.
 pub const SPARSE_HOT_POLICY_NONE: u16 = u16::MAX;
 /// `SparseHot::tag` bit: while the tag is the word in force, the slot's VIP is
-/// in a live range in `PER_VIP_SPARSE` mode, unchanged since, whose allow list
+/// in a live range in `PER_VIP_SPARSE` mode, or in `PER_VIP_SPARSE_DECLARED`
+/// mode and not one of its declared VIPs, unchanged since, whose allow list
 /// is `policy_id`: a packet to it is judged and counted from this slot alone.
 pub const SPARSE_TAG_VOUCHES: u32 = 1;
 

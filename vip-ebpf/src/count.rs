@@ -356,9 +356,14 @@ pub fn sparse_hit(
         return Ok(());
     }
     // The range was read after the tag word was, so it is at least as recent
-    // as the word says.
+    // as the word says. A declaring range's VIP gets here only when it is not
+    // one of the range's declared VIPs; a range's declared VIPs change only
+    // with the range (a new epoch), in a reload, which moves the word on, so
+    // while the slot's word is in force its VIP is still undeclared.
     let policy = SparseHot::policy_of(range.policy_id);
-    let vouches = found.vouchable && range.per_vip_mode == PER_VIP_SPARSE && policy.is_some();
+    let vouches = found.vouchable
+        && matches!(range.per_vip_mode, PER_VIP_SPARSE | PER_VIP_SPARSE_DECLARED)
+        && policy.is_some();
     let tag = if vouches {
         found.word | SPARSE_TAG_VOUCHES
     } else {

@@ -171,6 +171,8 @@ fn cases(args: &Args) -> Vec<Case> {
         if ranges >= 2 {
             cases.push(Case::ranges(ranges, v6, "IPv6"));
             cases.push(Case::dense_v6(ranges));
+            cases.push(Case::declared_v6(ranges));
+            cases.push(Case::learned_beside_declared_v6(ranges));
         }
     }
     cases.push(Case::policy(
