@@ -9,10 +9,12 @@ use std::{
     time::{SystemTime, UNIX_EPOCH},
 };
 
+use aya::maps::{lpm_trie::Key, LpmTrie};
 use vip_common::{
-    RangeValue, SparseCold, SparseHot, Verdicts, VipAddr, MAP_RANGES, MAP_SPARSE_COLD,
-    MAP_SPARSE_HOT, SPARSE_HASH_FMIX, SPARSE_HASH_MULTIPLY, SPARSE_HOT_POLICY_NONE, SPARSE_PROBES,
-    SPARSE_TAG_RELOAD, SPARSE_TAG_VOUCHES,
+    RangeValue, SparseCold, SparseHot, V6Block, Verdicts, VipAddr, MAP_RANGES, MAP_SPARSE_COLD,
+    MAP_SPARSE_HOT, MAP_V6_BLOCKS, MAP_V6_RANGES, SPARSE_HASH_FMIX, SPARSE_HASH_MULTIPLY,
+    SPARSE_HOT_POLICY_NONE, SPARSE_PROBES, SPARSE_TAG_RELOAD, SPARSE_TAG_VOUCHES,
+    V6_BLOCK_DECLARED,
 };
 use vip_tests::{
     fixture::{self, Moved, Program, Verdict},
@@ -638,6 +640,76 @@ fn an_undeclared_vip_of_a_declaring_range_is_counted_through_its_slot() {
         (1, 80, true),
         "counted in its declared row of the new range"
     );
+}
+
+/// A declared IPv6 VIP is found through its entry in `VIP_V6_BLOCKS`
+/// (layout 16), without the trie: with its range's trie entry deleted it
+/// still counts in its declared row. An entry whose epoch is not its range's
+/// is passed over, and the VIP is then looked for the slow way (here, with
+/// the trie entry gone, in vain).
+#[test]
+fn a_declared_ipv6_vip_is_found_through_its_entry_in_the_block_index() {
+    let Some(mut datapath) =
+        loaded("a_declared_ipv6_vip_is_found_through_its_entry_in_the_block_index")
+    else {
+        return;
+    };
+    let layout = Layout::new(&Config::parse(CONFIG, Path::new("fixture")).unwrap());
+    let entries: Vec<(u32, V6Block)> = layout
+        .v6_blocks()
+        .into_iter()
+        .filter(|(_, block)| block.state == V6_BLOCK_DECLARED)
+        .collect();
+    let vips: std::collections::BTreeSet<Ipv6Addr> = entries
+        .iter()
+        .map(|(_, block)| Ipv6Addr::from(block.prefix_be))
+        .collect();
+    assert_eq!(
+        vips,
+        ["2001:db8:2::a", "2001:db8:2::b", "2001:db8:3::a"]
+            .map(|a| a.parse::<Ipv6Addr>().unwrap())
+            .into(),
+        "every declared IPv6 VIP has an entry"
+    );
+    for &(index, block) in &entries {
+        let written: V6Block = fixture::array_entry(&datapath, MAP_V6_BLOCKS, index);
+        assert_eq!(written, block, "entry {index}");
+    }
+
+    let declared = "2001:db8:2::a";
+    let mut trie: LpmTrie<_, [u8; 16], RangeValue> =
+        LpmTrie::try_from(datapath.maps_mut().map_mut(MAP_V6_RANGES).unwrap()).unwrap();
+    let network = "2001:db8:2::".parse::<Ipv6Addr>().unwrap().octets();
+    trie.remove(&Key::new(64, network)).unwrap();
+    for _ in 0..2 {
+        let deltas = send(&mut datapath, declared);
+        assert_eq!(deltas.vips.get(&v6(declared)), Some(&Moved::accepted(80)));
+        assert_eq!(deltas.ranges.get("declared"), Some(&Moved::accepted(80)));
+    }
+    let report = fixture::snapshot(&datapath);
+    let row = report.range("declared").unwrap().vip(v6(declared)).unwrap();
+    assert_eq!((row.packets, row.bytes, row.declared), (2, 160, true));
+
+    let key = VipAddr::from_ip(v6(declared));
+    let (index, block) = entries
+        .iter()
+        .copied()
+        .find(|(_, block)| block.prefix_be == key.addr_be)
+        .unwrap();
+    let stale = V6Block::declared(
+        block.prefix_be,
+        block.declared_range_id(),
+        block.declared_epoch() + 1,
+        block.declared_slot(),
+    );
+    fixture::set_array_entry(&mut datapath, MAP_V6_BLOCKS, index, stale);
+    let (verdict, deltas) = fixture::run(&mut datapath, Program::Xdp, &frame(declared, 80));
+    assert_eq!(verdict, Verdict::Pass);
+    assert!(
+        deltas.vips.is_empty() && deltas.ranges.is_empty(),
+        "the stale entry was passed over: {deltas:?}"
+    );
+    assert_eq!(deltas.global.non_vip_packets, 1);
 }
 
 /// The datapath of `CONFIG`, loaded with this thread on CPU 0; `None` when

@@ -30,6 +30,15 @@ pub const V6_BLOCK_DIRECT: u32 = 1;
 pub const V6_BLOCK_LPM: u32 = 2;
 /// `V6Block::state`: the block's ranges were removed; a lookup goes on past it.
 pub const V6_BLOCK_REMOVED: u32 = 3;
+/// `V6Block::state` (layout 16): one declared VIP of a sparse range, placed
+/// by [`v6_block_hash`] of its whole address, at most `V6_DECLARED_PROBES - 1`
+/// entries after it ([`V6Block::declared`]). A lookup by block goes on past
+/// it. A fast path, never the authority: a packet counts through it only
+/// while the VIP's range still has the entry's epoch, and a declared VIP
+/// without an entry is found as before (the trie, then `MAP_DECLARED`).
+pub const V6_BLOCK_DECLARED: u32 = 4;
+/// Entries a declared VIP's lookup reads at most, from its address's hash on.
+pub const V6_DECLARED_PROBES: u32 = 8;
 
 /// Value of `MAP_V6_BLOCKS`.
 #[repr(C, align(8))]
@@ -56,9 +65,45 @@ const _: () = assert!(size_of::<V6Block>() == 32);
 impl V6Block {
     /// The prefix as the datapath compares it: the address's two 8-byte words
     /// as loaded from memory, the second with its last two bytes cleared.
+    /// For a `V6_BLOCK_DECLARED` entry, the VIP's whole address.
     #[inline(always)]
     pub fn prefix_words(&self) -> [u64; 2] {
         bytemuck::cast(self.prefix_be)
+    }
+
+    /// The entry of a declared VIP (`vip_be`, network order) of the range
+    /// `range_id` in its incarnation `epoch`, counted in dense slot
+    /// `dense_slot`. The fields of a dense block hold these instead: the
+    /// range id in `policy_id`, the slot in `dense_base`, the epoch's low and
+    /// high halves in `first_offset_host` and `span_host`.
+    pub fn declared(vip_be: [u8; 16], range_id: u32, epoch: u32, dense_slot: u32) -> V6Block {
+        V6Block {
+            prefix_be: vip_be,
+            state: V6_BLOCK_DECLARED,
+            policy_id: range_id,
+            dense_base: dense_slot,
+            first_offset_host: epoch as u16,
+            span_host: (epoch >> 16) as u16,
+        }
+    }
+
+    /// `V6_BLOCK_DECLARED`: the id of the VIP's range.
+    #[inline(always)]
+    pub fn declared_range_id(&self) -> u32 {
+        self.policy_id
+    }
+
+    /// `V6_BLOCK_DECLARED`: the epoch the VIP's range had when the entry was
+    /// written.
+    #[inline(always)]
+    pub fn declared_epoch(&self) -> u32 {
+        u32::from(self.first_offset_host) | u32::from(self.span_host) << 16
+    }
+
+    /// `V6_BLOCK_DECLARED`: the VIP's slot in `MAP_DENSE_COUNTS`.
+    #[inline(always)]
+    pub fn declared_slot(&self) -> u32 {
+        self.dense_base
     }
 }
 
@@ -114,6 +159,22 @@ mod tests {
             ..V6Block::default()
         };
         assert_eq!(block.prefix_words(), prefix);
+    }
+
+    #[test]
+    fn a_declared_entry_gives_back_what_it_was_made_of() {
+        let vip = "2001:db8::10".parse::<core::net::Ipv6Addr>().unwrap();
+        let entry = V6Block::declared(vip.octets(), 7, 0x0003_0002, 1_000);
+        assert_eq!(entry.state, V6_BLOCK_DECLARED);
+        assert_eq!(entry.prefix_words(), words("2001:db8::10"));
+        assert_eq!(
+            (
+                entry.declared_range_id(),
+                entry.declared_epoch(),
+                entry.declared_slot()
+            ),
+            (7, 0x0003_0002, 1_000)
+        );
     }
 
     #[test]

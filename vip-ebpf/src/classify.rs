@@ -113,11 +113,7 @@ fn to_range<B: PacketBuf>(buf: &B, l3: &L3, outer_len: u64) -> Result<Option<Ver
             }
             let bytes = buf.len().saturating_sub(outer_len);
             if let Some(target) = lookup::v6_dense(&vip) {
-                let (verdict, counted) = outcome(policy::judge(buf, target.policy_id, l3.next));
-                if let Some(drop) = counted {
-                    count::dense_hit(target.dense_slot, bytes, drop)?;
-                }
-                return Ok(Some(verdict));
+                return dense_verdict(buf, &target, l3.next, bytes).map(Some);
             }
             // In a sparse range, a VIP this CPU has seen finds its range in its
             // slot, without the trie, and a slot that vouches for its VIP holds
@@ -129,6 +125,11 @@ fn to_range<B: PacketBuf>(buf: &B, l3: &L3, outer_len: u64) -> Result<Option<Ver
                     count::hot_hit(found, bytes, drop)?;
                 }
                 return Ok(Some(verdict));
+            }
+            // A declared VIP never has a slot that vouches (its packets count
+            // in its dense slot), so it is looked for only here.
+            if let Some(target) = lookup::v6_declared(&vip) {
+                return dense_verdict(buf, &target, l3.next, bytes).map(Some);
             }
             let (range, held) = match count::found_range(found)? {
                 Some(range) => (range, true),
@@ -144,6 +145,21 @@ fn to_range<B: PacketBuf>(buf: &B, l3: &L3, outer_len: u64) -> Result<Option<Ver
             Ok(Some(verdict))
         }
     }
+}
+
+/// The verdict for a packet of `bytes` to a VIP with a dense slot, counted.
+#[inline(always)]
+fn dense_verdict<B: PacketBuf>(
+    buf: &B,
+    target: &lookup::DenseTarget,
+    next: Next,
+    bytes: u64,
+) -> Result<Verdict, Failure> {
+    let (verdict, counted) = outcome(policy::judge(buf, target.policy_id, next));
+    if let Some(drop) = counted {
+        count::dense_hit(target.dense_slot, bytes, drop)?;
+    }
+    Ok(verdict)
 }
 
 #[inline(always)]

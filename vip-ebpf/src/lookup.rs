@@ -16,7 +16,8 @@ use aya_ebpf::{
 use vip_common::{
     v6_block_hash, v6_block_of, RangeValue, V4Slash24, V6Block, VipAddr, PER_VIP_DENSE,
     POLICY_NONE, V4_DIRECT_DENSE, V4_L1_ENTRIES, V4_L2_BLOCK, V4_SLOT_LPM, V4_SLOT_NONE,
-    V6_BLOCK_DIRECT, V6_BLOCK_EMPTY, V6_BLOCK_LPM, V6_BLOCK_PROBES,
+    V6_BLOCK_DECLARED, V6_BLOCK_DIRECT, V6_BLOCK_EMPTY, V6_BLOCK_LPM, V6_BLOCK_PROBES,
+    V6_DECLARED_PROBES,
 };
 
 #[map]
@@ -173,6 +174,39 @@ pub fn v6_dense(vip: &VipAddr) -> Option<DenseTarget> {
         }
     }
     None
+}
+
+/// The dense slot of a declared VIP of a sparse IPv6 range, through its
+/// entry in `VIP_V6_BLOCKS` (layout 16), while its range is the incarnation
+/// the entry was written for. `None` sends the packet on to the sparse path,
+/// which finds every declared VIP as well (by the trie and `VIP_DECLARED`).
+#[inline(always)]
+pub fn v6_declared(vip: &VipAddr) -> Option<DenseTarget> {
+    let words = vip.words();
+    // SAFETY: a static. Read volatile, or the compiler folds the 0 above.
+    let mask = unsafe { core::ptr::read_volatile(&VIP_V6_BLOCK_MASK) };
+    let start = v6_block_hash(words);
+    let mut found = None;
+    for i in 0..V6_DECLARED_PROBES {
+        let entry = VIP_V6_BLOCKS.get(start.wrapping_add(i) & mask)?;
+        match entry.state {
+            V6_BLOCK_EMPTY => return None,
+            V6_BLOCK_DECLARED if entry.prefix_words() == words => {
+                found = Some(entry);
+                break;
+            }
+            _ => {}
+        }
+    }
+    let entry = found?;
+    let range = range_by_id(entry.declared_range_id())?;
+    if range.epoch != entry.declared_epoch() {
+        return None;
+    }
+    Some(DenseTarget {
+        policy_id: range.policy_id,
+        dense_slot: entry.declared_slot(),
+    })
 }
 
 /// The dense slot of `vip` in `range`, a dense range: by its last four bytes,

@@ -160,10 +160,15 @@ impl Layout {
         self.v4_index.slash24s(self.ranges.iter().map(|r| &r.value))
     }
 
-    /// The entries of `MAP_V6_BLOCKS` this layout uses, blocks and removed ones.
+    /// The entries of `MAP_V6_BLOCKS` this layout uses: blocks, declared
+    /// IPv6 VIPs and removed ones, in entry order.
     pub fn v6_blocks(&self) -> Vec<(u32, vip_common::V6Block)> {
-        self.v6_index
-            .entries(self.ranges.iter().map(|r| (&r.cidr, &r.value)))
+        let mut entries = self
+            .v6_index
+            .entries(self.ranges.iter().map(|r| (&r.cidr, &r.value)));
+        entries.extend(self.v6_index.declared_entries(&self.ranges));
+        entries.sort_unstable_by_key(|&(entry, _)| entry);
+        entries
     }
 
     /// Whether a fresh layout for `config` fits a datapath at all; checked
@@ -355,6 +360,12 @@ impl Layout {
                 IpNet::V6(net) if slot.value.per_vip_mode == PER_VIP_DENSE => Some(net),
                 _ => None,
             }),
+            ranges.iter().flat_map(|slot| {
+                slot.declared.iter().filter_map(|addr| match addr {
+                    std::net::IpAddr::V6(vip) => Some((*vip, slot.value.epoch)),
+                    std::net::IpAddr::V4(_) => None,
+                })
+            }),
             previous.map(|p| &p.v6_index),
             capacity.v6_blocks,
         )?;
@@ -440,7 +451,13 @@ fn v6_block_capacity(config: &Config) -> u32 {
             IpNet::V4(_) => None,
         })
         .collect();
-    V6BlockIndex::capacity(&dense)
+    let declared = config
+        .ranges
+        .iter()
+        .filter(|r| matches!(r.cidr, IpNet::V6(_)))
+        .map(|r| r.vips.len())
+        .sum();
+    V6BlockIndex::capacity(&dense, declared)
 }
 
 /// The declared-VIP map holds the old layout's entries and the new one's
@@ -794,13 +811,35 @@ mod tests {
         );
         assert_eq!(
             layout.capacity.v6_blocks, 128,
-            "2 blocks: 4 x 2 + 64, to a power of two"
+            "2 blocks and a declared VIP: 4 x 3 + 64, to a power of two"
         );
-        let blocks = layout.v6_blocks();
-        assert_eq!(blocks.len(), 2);
-        assert!(blocks
-            .iter()
-            .all(|(_, b)| b.state == vip_common::V6_BLOCK_DIRECT));
+        let states: Vec<u32> = layout.v6_blocks().iter().map(|(_, b)| b.state).collect();
+        assert_eq!(states.len(), 3);
+        assert_eq!(
+            states
+                .iter()
+                .filter(|&&s| s == vip_common::V6_BLOCK_DIRECT)
+                .count(),
+            2
+        );
+        let declared = layout
+            .v6_blocks()
+            .into_iter()
+            .find(|(_, b)| b.state == vip_common::V6_BLOCK_DECLARED)
+            .map(|(_, b)| b)
+            .unwrap();
+        assert_eq!(
+            declared,
+            vip_common::V6Block::declared(
+                "2001:db8:4::5"
+                    .parse::<std::net::Ipv6Addr>()
+                    .unwrap()
+                    .octets(),
+                layout.ranges[3].value.range_id,
+                layout.ranges[3].value.epoch,
+                65_600
+            )
+        );
         let meta = layout.ranges[2].meta();
         assert_eq!(
             (meta.family, meta.dense_len, meta.dense_base),

@@ -14,7 +14,10 @@
 //! changes either only fields the reader ignores in the state both values
 //! agree on, or only the fields that select the state.
 
-use vip_common::{V4Slash24, V6Block, V4_SLOT_LPM, V4_SLOT_NONE, V6_BLOCK_DIRECT, V6_BLOCK_LPM};
+use vip_common::{
+    V4Slash24, V6Block, V4_SLOT_LPM, V4_SLOT_NONE, V6_BLOCK_DECLARED, V6_BLOCK_DIRECT,
+    V6_BLOCK_LPM, V6_BLOCK_REMOVED,
+};
 
 /// The values to write, in order, to change a `MAP_V4_SLASH24` entry from
 /// `old` to `new` (empty when they are equal).
@@ -58,11 +61,22 @@ pub fn slash24_writes(old: V4Slash24, new: V4Slash24) -> Vec<V4Slash24> {
 /// then with its new state. A live entry (one block, or "ask the trie") that
 /// changes goes through "ask the trie" for its old block, then takes the new
 /// contents under that state (a lookup that matches a half-written prefix asks
-/// the trie), then its new state.
+/// the trie), then its new state. A declared VIP's entry (layout 16) is
+/// written like a block's, and one that changes is first marked removed,
+/// its contents kept, then written as an entry no lookup takes.
 pub fn block_writes(before: V6Block, value: V6Block) -> Vec<V6Block> {
+    if before.state == V6_BLOCK_DECLARED && value != before {
+        let retired = V6Block {
+            state: V6_BLOCK_REMOVED,
+            ..before
+        };
+        let mut writes = vec![retired];
+        writes.extend(block_writes(retired, value));
+        return writes;
+    }
     let live = |block: &V6Block| matches!(block.state, V6_BLOCK_DIRECT | V6_BLOCK_LPM);
     if !live(&before) {
-        if !live(&value) {
+        if !live(&value) && value.state != V6_BLOCK_DECLARED {
             return steps(before, [value]);
         }
         return steps(
@@ -263,9 +277,10 @@ mod tests {
         assert_eq!(torn, 8);
     }
 
-    /// What vip-ebpf's `lookup::v6_dense` makes of an entry for a packet to
-    /// the entry's own prefix (any other packet passes the entry by, or
-    /// stops at an empty one, and asks elsewhere).
+    /// What vip-ebpf's `lookup::v6_dense` and `lookup::v6_declared` make of
+    /// an entry for a packet to the entry's own prefix or VIP (any other
+    /// packet passes the entry by, or stops at an empty one, and asks
+    /// elsewhere).
     #[derive(Clone, Copy, Debug, PartialEq, Eq)]
     enum V6Answer {
         Dense {
@@ -275,19 +290,31 @@ mod tests {
             first_offset_host: u16,
             span_host: u16,
         },
+        Declared {
+            vip_be: [u8; 16],
+            range_id: u32,
+            epoch: u32,
+            slot: u32,
+        },
         Elsewhere,
     }
 
     fn v6_answer(block: V6Block) -> V6Answer {
-        if block.state != V6_BLOCK_DIRECT {
-            return V6Answer::Elsewhere;
-        }
-        V6Answer::Dense {
-            prefix_be: block.prefix_be,
-            policy_id: block.policy_id,
-            dense_base: block.dense_base,
-            first_offset_host: block.first_offset_host,
-            span_host: block.span_host,
+        match block.state {
+            V6_BLOCK_DIRECT => V6Answer::Dense {
+                prefix_be: block.prefix_be,
+                policy_id: block.policy_id,
+                dense_base: block.dense_base,
+                first_offset_host: block.first_offset_host,
+                span_host: block.span_host,
+            },
+            V6_BLOCK_DECLARED => V6Answer::Declared {
+                vip_be: block.prefix_be,
+                range_id: block.declared_range_id(),
+                epoch: block.declared_epoch(),
+                slot: block.declared_slot(),
+            },
+            _ => V6Answer::Elsewhere,
         }
     }
 
@@ -338,6 +365,43 @@ mod tests {
         }
     }
 
+    fn declared(vip: &str, range_id: u32, epoch: u32, slot: u32) -> V6Block {
+        let vip = vip.parse::<std::net::Ipv6Addr>().unwrap();
+        V6Block::declared(vip.octets(), range_id, epoch, slot)
+    }
+
+    #[test]
+    fn a_declared_entry_that_changes_is_retired_first() {
+        let (old, new) = (
+            declared("2001:db8::10", 3, 5, 100),
+            declared("2001:db8::10", 4, 0x0001_0006, 200),
+        );
+        let retired = |block: V6Block| V6Block {
+            state: V6_BLOCK_REMOVED,
+            ..block
+        };
+        assert_eq!(
+            block_writes(old, new),
+            vec![retired(old), retired(new), new]
+        );
+        assert_eq!(
+            block_writes(V6Block::default(), new),
+            vec![
+                V6Block {
+                    state: V6_BLOCK_EMPTY,
+                    ..new
+                },
+                new
+            ]
+        );
+        let removed = V6Block {
+            state: V6_BLOCK_REMOVED,
+            ..V6Block::default()
+        };
+        assert_eq!(block_writes(old, removed), vec![retired(old), removed]);
+        assert_eq!(block_writes(new, new), vec![]);
+    }
+
     #[test]
     fn a_block_entry_that_changes_is_never_read_half_written() {
         let entries = [
@@ -351,6 +415,10 @@ mod tests {
             block("2001:db8::", V6_BLOCK_LPM, 0, 0, 0),
             block("2001:db8:1::", V6_BLOCK_DIRECT, 1, 131_072, 0xffff),
             block("2001:db8:1::", V6_BLOCK_LPM, 0, 0, 0),
+            declared("2001:db8::10", 3, 5, 100),
+            declared("2001:db8::10", 4, 0x0001_0006, 200),
+            declared("2001:db8::", 4, 0x0001_0006, 201),
+            declared("2001:db8:1::20", 3, 5, 101),
         ];
         for before in entries {
             for value in entries {

@@ -10,26 +10,38 @@ use ipnet::{IpNet, Ipv6Net};
 use serde::{Deserialize, Serialize};
 use vip_common::{
     v6_block_hash, RangeValue, V6Block, PER_VIP_DENSE, V6_BLOCKS_MAX, V6_BLOCK_DIRECT,
-    V6_BLOCK_LPM, V6_BLOCK_PROBES, V6_BLOCK_REMOVED,
+    V6_BLOCK_LPM, V6_BLOCK_PROBES, V6_BLOCK_REMOVED, V6_DECLARED_PROBES,
 };
 
-use super::LayoutError;
+use super::{LayoutError, RangeSlot};
 
 /// Entries of `MAP_V6_BLOCKS` for a fresh datapath: four per block at least
 /// (so that a block rarely waits for a second probe), and room for reloads.
 pub const V6_BLOCK_HEADROOM: u32 = 64;
 
-/// The placement of blocks in `MAP_V6_BLOCKS`. A block that stays keeps its
-/// entry, so a reload never moves one under traffic; a removed block's entry
-/// is marked removed (a lookup goes on past it) and can be taken again by a
-/// later reload.
+/// The placement of blocks, and of declared IPv6 VIPs, in `MAP_V6_BLOCKS`. A
+/// block that stays keeps its entry, so a reload never moves one under
+/// traffic; a removed block's entry is marked removed (a lookup goes on past
+/// it) and can be taken again by a later reload. The same goes for a declared
+/// VIP whose range stays the same incarnation (epoch).
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct V6BlockIndex {
     /// (entry, the block's first address) of every block of a dense range.
     pub live: Vec<(u32, Ipv6Addr)>,
-    /// Entries of blocks that were removed (state `V6_BLOCK_REMOVED`).
+    /// Entries of blocks and declared VIPs that were removed (state
+    /// `V6_BLOCK_REMOVED`).
     pub removed: Vec<u32>,
+    /// (entry, VIP, its range's epoch) of the declared IPv6 VIPs placed
+    /// (layout 16). A fast path: a VIP that finds no free entry within its
+    /// probes, or past [`DECLARED_LOAD`], is left out and found the slow way.
+    #[serde(default)]
+    pub declared: Vec<(u32, Ipv6Addr, u32)>,
 }
+
+/// Declared VIPs are placed while blocks and declared VIPs together hold less
+/// than this share of the table, so that a reload still finds room for new
+/// blocks and a sparse packet's probe by block mostly ends at its first entry.
+pub const DECLARED_LOAD: (u32, u32) = (1, 2);
 
 /// The /112 block of an address.
 fn block_of(addr: Ipv6Addr) -> Ipv6Addr {
@@ -41,10 +53,13 @@ fn words(addr: Ipv6Addr) -> [u64; 2] {
 }
 
 impl V6BlockIndex {
-    /// `ranges`: the networks of the dense IPv6 ranges; `len`: the table's
-    /// length, a power of two.
+    /// `ranges`: the networks of the dense IPv6 ranges; `declared`: the
+    /// declared IPv6 VIPs, each with its range's epoch; `len`: the table's
+    /// length, a power of two. Blocks must all place; declared VIPs are placed
+    /// as far as room allows.
     pub fn build(
         ranges: impl IntoIterator<Item = Ipv6Net>,
+        declared: impl IntoIterator<Item = (Ipv6Addr, u32)>,
         previous: Option<&V6BlockIndex>,
         len: u32,
     ) -> Result<V6BlockIndex, LayoutError> {
@@ -60,9 +75,18 @@ impl V6BlockIndex {
                     .collect()
             })
             .unwrap_or_default();
+        let old_declared: BTreeMap<(Ipv6Addr, u32), u32> = previous
+            .map(|p| {
+                p.declared
+                    .iter()
+                    .map(|&(entry, vip, epoch)| ((vip, epoch), entry))
+                    .collect()
+            })
+            .unwrap_or_default();
         // Entries the previous layout had live stay untouched by new blocks,
         // even those this update frees: lookups may still be reading them.
         let mut taken: BTreeSet<u32> = old.values().copied().collect();
+        taken.extend(old_declared.values().copied());
         let mut live = Vec::with_capacity(blocks.len());
         for &block in blocks.iter().filter(|b| old.contains_key(b)) {
             live.push((old[&block], block));
@@ -78,26 +102,78 @@ impl V6BlockIndex {
             live.push((entry, block));
         }
         live.sort_unstable();
-        let live_entries: BTreeSet<u32> = live.iter().map(|&(entry, _)| entry).collect();
+        let declared: BTreeSet<(Ipv6Addr, u32)> = declared.into_iter().collect();
+        let mut placed: Vec<(u32, Ipv6Addr, u32)> = declared
+            .iter()
+            .filter_map(|key| old_declared.get(key).map(|&entry| (entry, key.0, key.1)))
+            .collect();
+        let room = (len / DECLARED_LOAD.1 * DECLARED_LOAD.0) as usize;
+        for &(vip, epoch) in declared.iter().filter(|k| !old_declared.contains_key(k)) {
+            if live.len() + placed.len() >= room {
+                break;
+            }
+            let start = v6_block_hash(words(vip));
+            if let Some(entry) = (0..V6_DECLARED_PROBES)
+                .map(|i| start.wrapping_add(i) & mask)
+                .find(|entry| !taken.contains(entry))
+            {
+                taken.insert(entry);
+                placed.push((entry, vip, epoch));
+            }
+        }
+        placed.sort_unstable();
+        let live_entries: BTreeSet<u32> = live
+            .iter()
+            .map(|&(entry, _)| entry)
+            .chain(placed.iter().map(|&(entry, ..)| entry))
+            .collect();
         let mut removed: BTreeSet<u32> = previous
             .map(|p| p.removed.iter().copied().collect())
             .unwrap_or_default();
         removed.extend(old.values().copied());
+        removed.extend(old_declared.values().copied());
         removed.retain(|entry| !live_entries.contains(entry));
         Ok(V6BlockIndex {
             live,
             removed: removed.into_iter().collect(),
+            declared: placed,
         })
     }
 
+    /// What `MAP_V6_BLOCKS` holds at each entry of a declared VIP, from the
+    /// ranges that declare them (a VIP whose range is not among `ranges` any
+    /// more has no entry to write).
+    pub fn declared_entries(&self, ranges: &[RangeSlot]) -> Vec<(u32, V6Block)> {
+        let mut slots: BTreeMap<(Ipv6Addr, u32), (u32, u32)> = BTreeMap::new();
+        for range in ranges {
+            for (addr, slot) in range.declared_slots() {
+                if let std::net::IpAddr::V6(vip) = addr {
+                    slots.insert((vip, range.value.epoch), (range.value.range_id, slot));
+                }
+            }
+        }
+        self.declared
+            .iter()
+            .filter_map(|&(entry, vip, epoch)| {
+                let &(range_id, slot) = slots.get(&(vip, epoch))?;
+                Some((
+                    entry,
+                    V6Block::declared(vip.octets(), range_id, epoch, slot),
+                ))
+            })
+            .collect()
+    }
+
     /// The length of the smallest table that places `ranges`' blocks with
-    /// headroom: at least four entries per block and `V6_BLOCK_HEADROOM`,
-    /// doubled until every block lies within its probes.
-    pub fn capacity(ranges: &[Ipv6Net]) -> u32 {
+    /// headroom: at least four entries per block and per declared VIP
+    /// (`declared` of them), and `V6_BLOCK_HEADROOM`, doubled until every
+    /// block lies within its probes.
+    pub fn capacity(ranges: &[Ipv6Net], declared: usize) -> u32 {
         let blocks: BTreeSet<Ipv6Addr> = ranges.iter().map(|n| block_of(n.network())).collect();
-        let mut len = (4 * blocks.len() as u32 + V6_BLOCK_HEADROOM).next_power_of_two();
+        let entries = 4 * (blocks.len() + declared) as u32 + V6_BLOCK_HEADROOM;
+        let mut len = entries.next_power_of_two();
         loop {
-            if V6BlockIndex::build(ranges.iter().copied(), None, len).is_ok() {
+            if V6BlockIndex::build(ranges.iter().copied(), [], None, len).is_ok() {
                 return len;
             }
             assert!(
@@ -219,8 +295,8 @@ mod tests {
                 IpNet::V4(_) => unreachable!(),
             })
             .collect();
-        let len = V6BlockIndex::capacity(&nets);
-        let index = V6BlockIndex::build(nets, None, len).unwrap();
+        let len = V6BlockIndex::capacity(&nets, 0);
+        let index = V6BlockIndex::build(nets, [], None, len).unwrap();
         assert_eq!(len, 128, "3 blocks: 4 x 3 + 64, to a power of two");
         assert_eq!(index.live.len(), 3);
         let entries = index.entries(ranges.iter().map(|(c, v)| (c, v)));
@@ -261,6 +337,7 @@ mod tests {
                 net("2001:db8::2:0/112"),
                 net("2001:db8::3:0/112"),
             ],
+            [],
             None,
             4,
         )
@@ -279,6 +356,7 @@ mod tests {
                 net("2001:db8::3:0/112"),
                 net("2001:db8::4:0/112"),
             ],
+            [],
             Some(&first),
             4,
         )
@@ -316,6 +394,7 @@ mod tests {
                 net("2001:db8::4:0/112"),
                 net("2001:db8::5:0/112"),
             ],
+            [],
             Some(&second),
             4,
         )
@@ -323,8 +402,92 @@ mod tests {
         assert_eq!(entry_of(&third, "2001:db8::5:0"), Some(freed));
         assert!(third.removed.is_empty());
         assert!(matches!(
-            V6BlockIndex::build([net("2001:db8::9:0/112")], Some(&third), 4),
+            V6BlockIndex::build([net("2001:db8::9:0/112")], [], Some(&third), 4),
             Err(LayoutError::V6Blocks { capacity: 4 })
         ));
+    }
+
+    /// Where the datapath's `lookup::v6_declared` finds `vip`, if anywhere.
+    fn declared_entry(index: &V6BlockIndex, len: u32, vip: Ipv6Addr) -> Option<u32> {
+        let start = v6_block_hash(words(vip));
+        let placed: BTreeMap<u32, Ipv6Addr> =
+            index.declared.iter().map(|&(e, v, _)| (e, v)).collect();
+        let taken: BTreeSet<u32> = index.live.iter().map(|&(e, _)| e).collect();
+        for i in 0..V6_DECLARED_PROBES {
+            let entry = start.wrapping_add(i) & (len - 1);
+            match placed.get(&entry) {
+                Some(&v) if v == vip => return Some(entry),
+                Some(_) => continue,
+                None if taken.contains(&entry) || index.removed.contains(&entry) => continue,
+                None => return None,
+            }
+        }
+        None
+    }
+
+    fn vips(count: u16) -> Vec<(Ipv6Addr, u32)> {
+        (1..=count)
+            .map(|i| (Ipv6Addr::new(0x2001, 0xdb8, 0, 0, 0, 0, 0, i), 9))
+            .collect()
+    }
+
+    #[test]
+    fn declared_vips_of_one_block_place_apart_and_are_found_by_address() {
+        let declared = vips(1_000);
+        let len = V6BlockIndex::capacity(&[net("2001:db8:7::/112")], declared.len());
+        assert_eq!(len, 4_096, "4 x 1,001 + 64, to a power of two");
+        let index =
+            V6BlockIndex::build([net("2001:db8:7::/112")], declared.clone(), None, len).unwrap();
+        assert_eq!(index.declared.len(), 1_000, "all placed");
+        for &(vip, _) in &declared {
+            assert!(declared_entry(&index, len, vip).is_some(), "{vip}");
+        }
+        let entries: BTreeSet<u32> = index
+            .live
+            .iter()
+            .map(|&(e, _)| e)
+            .chain(index.declared.iter().map(|&(e, ..)| e))
+            .collect();
+        assert_eq!(entries.len(), 1_001, "one entry each");
+    }
+
+    #[test]
+    fn a_declared_vip_keeps_its_entry_while_its_range_stays_and_moves_when_replaced() {
+        let first = V6BlockIndex::build([], vips(3), None, 64).unwrap();
+        let entry_of = |index: &V6BlockIndex, i: u16| {
+            let vip = Ipv6Addr::new(0x2001, 0xdb8, 0, 0, 0, 0, 0, i);
+            index
+                .declared
+                .iter()
+                .find(|&&(_, v, _)| v == vip)
+                .map(|&(e, _, epoch)| (e, epoch))
+        };
+        // ::1 stays, ::2 goes, ::3's range is replaced (epoch 10), ::4 comes.
+        let mut next = vips(4);
+        next.remove(1);
+        next[1].1 = 10;
+        let second = V6BlockIndex::build([], next, Some(&first), 64).unwrap();
+        assert_eq!(entry_of(&second, 1), entry_of(&first, 1));
+        assert_eq!(entry_of(&second, 2), None);
+        let (old_three, _) = entry_of(&first, 3).unwrap();
+        let (new_three, epoch) = entry_of(&second, 3).unwrap();
+        assert_eq!(epoch, 10);
+        assert_ne!(new_three, old_three, "never rewritten in place");
+        let (old_two, _) = entry_of(&first, 2).unwrap();
+        let (four, _) = entry_of(&second, 4).unwrap();
+        assert!(
+            ![old_two, old_three].contains(&four),
+            "a new entry never takes one freed by the same update"
+        );
+        let mut removed = vec![old_two, old_three];
+        removed.sort_unstable();
+        assert_eq!(second.removed, removed);
+    }
+
+    #[test]
+    fn declared_vips_leave_half_the_table_free() {
+        let index = V6BlockIndex::build([net("2001:db8:7::/112")], vips(100), None, 64).unwrap();
+        assert_eq!(index.live.len(), 1);
+        assert_eq!(index.declared.len(), 31, "32 of 64 entries at most");
     }
 }
