@@ -10,10 +10,13 @@
 //! The test thread is pinned to CPU 0, and so the threads that send its frames
 //! (they inherit the mask): every frame is counted in CPU 0's table.
 
-use std::net::IpAddr;
+use std::net::{IpAddr, Ipv6Addr};
 
 use serde_json::Value;
-use vip_common::{SparseControl, MAP_SPARSE_CONTROL, SPARSE_HASH_MULTIPLY};
+use vip_common::{
+    SparseControl, V6Block, MAP_SPARSE_CONTROL, MAP_V6_BLOCKS, SPARSE_HASH_MULTIPLY,
+    V6_BLOCK_DECLARED,
+};
 use vip_tests::{
     daemon::{number, old_vip_bin, vip_bin, vip_verdicts, Daemon, Instance},
     fixture, http,
@@ -225,6 +228,50 @@ fn an_upgrade_keeps_the_key_and_every_sparse_count() {
         assert_eq!(slots(&stats), (2 * VIPS as u64, VIPS as u64));
         assert_eq!(number(range(&stats), "packets"), sent);
     }
+    new.stop();
+    instance.vip_ok(&lab.server, &["down"]);
+}
+
+/// Declared IPv6 VIPs of a datapath the older vip set up get their entries
+/// in the IPv6 block index at the upgrade (layout 16), and their rows keep
+/// every count, before and after it.
+#[test]
+fn an_upgrade_gives_declared_ipv6_vips_their_entries_and_keeps_their_counts() {
+    if !require_root("an_upgrade_gives_declared_ipv6_vips_their_entries_and_keeps_their_counts") {
+        return;
+    }
+    fixture::pin_to_cpu0();
+    let lab = Lab::new("sdecl");
+    let instance = Instance::new("sdecl");
+    let declaring = format!("{}vips = [\"{}\", \"{}\"]\n", config(), vip(0), vip(1));
+    let (mut sent, stats) = older_datapath(&lab, &instance, &declaring, |i| 1 + i as u64);
+    assert_eq!(
+        rows(&stats),
+        want_rows(|i| 1 + i as u64),
+        "the older vip's rows"
+    );
+    let new = upgraded(&lab, &instance, &declaring);
+    let map = pin::open(instance.pin_dir(), MAP_V6_BLOCKS).unwrap();
+    let blocks: aya::maps::Array<_, V6Block> = map.try_into().unwrap();
+    let mut entries: Vec<IpAddr> = blocks
+        .iter()
+        .map(Result::unwrap)
+        .filter(|block| block.state == V6_BLOCK_DECLARED)
+        .map(|block| IpAddr::from(Ipv6Addr::from(block.prefix_be)))
+        .collect();
+    entries.sort_unstable();
+    assert_eq!(entries, [vip(0), vip(1)]);
+    sent += send(&lab, |_| 2);
+    let stats = new.stats_once_counted(sent);
+    assert_eq!(rows(&stats), want_rows(|i| 3 + i as u64));
+    let declared: Vec<IpAddr> = range(&stats)["vips"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|row| row["declared"].as_bool() == Some(true))
+        .map(|row| row["addr"].as_str().unwrap().parse().unwrap())
+        .collect();
+    assert_eq!(declared, [vip(0), vip(1)]);
     new.stop();
     instance.vip_ok(&lab.server, &["down"]);
 }

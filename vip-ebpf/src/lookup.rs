@@ -5,7 +5,8 @@
 //! A /24 of a dense range carries its policy and dense slots itself, so its
 //! packets never read the range: two reads, then the counter. IPv6 dense
 //! ranges (/112 or longer) are found by their /112 block in `VIP_V6_BLOCKS`,
-//! before the sparse table.
+//! before the sparse table; a declared IPv6 VIP by an entry of its own there,
+//! after the sparse table's probe (layout 16).
 
 use core::mem::offset_of;
 
