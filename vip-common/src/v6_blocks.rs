@@ -2,7 +2,9 @@
 //! longer have one dense slot per address, as IPv4 ranges of /16 or longer do.
 //! Their /112 blocks are found in `MAP_V6_BLOCKS`, an open-addressing array
 //! that userspace fills from the config: no packet can add to it, so a probe
-//! is bounded by how userspace placed the blocks, not by traffic.
+//! is bounded by how userspace placed the blocks, not by traffic. Since
+//! layout 16 it also holds an entry for each declared IPv6 VIP it has room
+//! for ([`V6_BLOCK_DECLARED`]).
 
 use bytemuck::{Pod, Zeroable};
 
@@ -12,7 +14,7 @@ pub const DENSE_MIN_PREFIX_V6: u8 = 112;
 
 /// Array of [`V6Block`], a power of two long (`GLOBAL_V6_BLOCK_MASK` + 1): the
 /// /112 blocks that hold dense IPv6 ranges, each at most `V6_BLOCK_PROBES - 1`
-/// entries after [`v6_block_hash`] of its prefix.
+/// entries after [`v6_block_hash`] of its prefix, and declared IPv6 VIPs.
 pub const MAP_V6_BLOCKS: &str = "VIP_V6_BLOCKS";
 /// Global the loader sets to `MAP_V6_BLOCKS`'s length minus one.
 pub const GLOBAL_V6_BLOCK_MASK: &str = "VIP_V6_BLOCK_MASK";
