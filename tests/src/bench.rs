@@ -48,13 +48,27 @@ pub fn config(ranges: usize) -> String {
 
 /// [`config`] with 2001:db8::7 declared in `web6` (`ranges` at least 2).
 fn declaring_config(ranges: usize) -> String {
+    declaring_many_config(ranges, 0)
+}
+
+/// Declared VIPs of [`declaring_many_config`]'s `web6` that fill the IPv6
+/// index to just under the quarter a fresh datapath's sizing allows: 4 x
+/// 4,080 + 64 entries is 16,384, a power of two.
+pub const MANY_DECLARED: usize = 4_080;
+
+/// [`config`] with 2001:db8::7 and `more` others (from 2001:db8::1:0 on)
+/// declared in `web6` (`ranges` at least 2).
+fn declaring_many_config(ranges: usize, more: usize) -> String {
     let web6 = "cidr = \"2001:db8::/64\"\n";
     let text = config(ranges);
     assert!(
         text.contains(web6),
         "web6 is in configs of 2 ranges or more"
     );
-    text.replacen(web6, &format!("{web6}vips = [\"2001:db8::7\"]\n"), 1)
+    let vips: Vec<String> = std::iter::once("\"2001:db8::7\"".to_string())
+        .chain((0..more).map(|i| format!("\"2001:db8::1:{i:x}\"")))
+        .collect();
+    text.replacen(web6, &format!("{web6}vips = [{}]\n", vips.join(", ")), 1)
 }
 
 pub fn baseline_object() -> PathBuf {
@@ -319,6 +333,19 @@ impl Case {
             ),
             config: declaring_config(ranges),
             ..Case::ranges(ranges, "2001:db8::8".parse().unwrap(), "IPv6")
+        }
+    }
+
+    /// As [`Case::learned_beside_declared_v6`], with [`MANY_DECLARED`] more
+    /// declared VIPs in `web6`: the IPv6 index as full as declared VIPs may
+    /// make it, which the learned VIP's probe by block crosses.
+    pub fn learned_beside_many_declared_v6(ranges: usize) -> Case {
+        Case {
+            label: format!(
+                "{ranges} range(s), IPv6 to a learned VIP of a range with {MANY_DECLARED} more declared VIPs"
+            ),
+            config: declaring_many_config(ranges, MANY_DECLARED),
+            ..Case::learned_beside_declared_v6(ranges)
         }
     }
 
