@@ -493,4 +493,27 @@ mod tests {
         assert_eq!(index.live.len(), 1);
         assert_eq!(index.declared.len(), 15, "16 of 64 entries at most");
     }
+
+    /// The bench's fullest declaring config (`MANY_DECLARED` in tests/src/
+    /// bench.rs): 2001:db8::7 and 4,079 VIPs from 2001:db8::1:0 fill the index
+    /// to just under a quarter (4 x 4,080 + 64 is 16,384), and the learned VIP's block, 2001:db8::/112,
+    /// finds three declared entries in a row from its first probe on, so its
+    /// lookup reads four entries where an empty index has it read one.
+    #[test]
+    fn the_bench_fills_a_learned_vips_block_probe_with_declared_entries() {
+        let first = u128::from("2001:db8::1:0".parse::<Ipv6Addr>().unwrap());
+        let declared: Vec<(Ipv6Addr, u32)> = std::iter::once(("2001:db8::7".parse().unwrap(), 1))
+            .chain((0..4_079).map(|i| (Ipv6Addr::from(first + i), 1)))
+            .collect();
+        let len = V6BlockIndex::capacity(&[], declared.len());
+        assert_eq!(len, 16_384);
+        let index = V6BlockIndex::build([], declared, None, len).unwrap();
+        assert_eq!(index.declared.len(), 4_080);
+        let taken: BTreeSet<u32> = index.declared.iter().map(|&(e, ..)| e).collect();
+        let start = v6_block_hash(words("2001:db8::".parse().unwrap()));
+        let crossed = (0..V6_BLOCK_PROBES)
+            .take_while(|i| taken.contains(&(start.wrapping_add(*i) & (len - 1))))
+            .count();
+        assert_eq!(crossed, 3);
+    }
 }
