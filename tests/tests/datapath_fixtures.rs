@@ -1049,8 +1049,9 @@ fn dense_ipv6_vips_count_in_their_dense_slots_and_never_in_the_sparse_table() {
     let mut datapath = fixture::load(CONFIG);
     assert_eq!(
         v6_blocks_hold(&datapath, &layout),
-        4,
-        "dense6's, pair6's and whole6's blocks, and the declared 2001:db8:8::5"
+        8,
+        "dense6's, pair6's and whole6's blocks, the declared 2001:db8:8::5, and the \
+         sparse v6, open6, ssh6 and declared6 by their /64s"
     );
     let sparse_rows = |datapath: &vip_userspace::Loaded| {
         let table = &datapath.maps().tables().sparse;

@@ -308,6 +308,10 @@ fn fix_ipv4_checksum(frame: &mut [u8]) {
 /// stopped pinning their offsets (`parse::unpinned`): vip_xdp 58k on 6.1,
 /// 50k on 6.12, 53k on 6.18; vip_tc 23k on 6.18. Either undone takes
 /// vip_xdp past its budget on 6.18 (the walk's: 75k; the VLAN tags': 122k).
+/// Layout 17's lookup of a sparse IPv6 range by its /64, which the verifier
+/// walks once for each way the sparse table's probe can end, took vip_xdp to
+/// 70k on 6.18 (its budget was 70k until then; NOTES.md, issue 19,
+/// thirty-ninth session).
 #[test]
 fn the_programs_verify_well_within_the_verifier_budget() {
     if !require_root("the_programs_verify_well_within_the_verifier_budget") {
@@ -316,7 +320,7 @@ fn the_programs_verify_well_within_the_verifier_budget() {
     let mut datapath = fixture::load(CONFIG);
     let xdp = datapath.xdp().info().unwrap();
     let tc = datapath.tc().expect("vip_tc verifies").info().unwrap();
-    for (program, info, budget) in [("vip_xdp", xdp, 70_000), ("vip_tc", tc, 35_000)] {
+    for (program, info, budget) in [("vip_xdp", xdp, 80_000), ("vip_tc", tc, 35_000)] {
         let verified = info
             .verified_instruction_count()
             .expect("the kernel reports verified instructions");

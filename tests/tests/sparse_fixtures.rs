@@ -11,10 +11,11 @@ use std::{
 
 use aya::maps::{lpm_trie::Key, LpmTrie};
 use vip_common::{
-    RangeValue, SparseCold, SparseHot, V6Block, Verdicts, VipAddr, MAP_RANGES, MAP_SPARSE_COLD,
-    MAP_SPARSE_HOT, MAP_V6_BLOCKS, MAP_V6_RANGES, SPARSE_HASH_FMIX, SPARSE_HASH_MULTIPLY,
-    SPARSE_HOT_POLICY_NONE, SPARSE_PROBES, SPARSE_TAG_RELOAD, SPARSE_TAG_VOUCHES,
-    V6_BLOCK_DECLARED,
+    DeclaredVip, RangeValue, SparseCold, SparseHot, V6Block, Verdicts, VipAddr, MAP_DECLARED,
+    MAP_RANGES, MAP_SPARSE_COLD, MAP_SPARSE_HOT, MAP_V6_BLOCKS, MAP_V6_RANGES, SPARSE_HASH_FMIX,
+    SPARSE_HASH_MULTIPLY, SPARSE_HOT_POLICY_NONE, SPARSE_PROBES, SPARSE_TAG_RELOAD,
+    SPARSE_TAG_VOUCHES, V6_BLOCK_DECLARED, V6_BLOCK_RANGE, V6_BLOCK_REMOVED,
+    V6_RANGE_DECLARED_COMPLETE,
 };
 use vip_tests::{
     fixture::{self, Moved, Program, Verdict},
@@ -677,10 +678,8 @@ fn a_declared_ipv6_vip_is_found_through_its_entry_in_the_block_index() {
     }
 
     let declared = "2001:db8:2::a";
-    let mut trie: LpmTrie<_, [u8; 16], RangeValue> =
-        LpmTrie::try_from(datapath.maps_mut().map_mut(MAP_V6_RANGES).unwrap()).unwrap();
-    let network = "2001:db8:2::".parse::<Ipv6Addr>().unwrap().octets();
-    trie.remove(&Key::new(64, network)).unwrap();
+    // Nothing else finds the range: not the trie, not its entry by its /64.
+    forget_range(&mut datapath, &layout, "2001:db8:2::");
     for _ in 0..2 {
         let deltas = send(&mut datapath, declared);
         assert_eq!(deltas.vips.get(&v6(declared)), Some(&Moved::accepted(80)));
@@ -704,6 +703,120 @@ fn a_declared_ipv6_vip_is_found_through_its_entry_in_the_block_index() {
     );
     fixture::set_array_entry(&mut datapath, MAP_V6_BLOCKS, index, stale);
     let (verdict, deltas) = fixture::run(&mut datapath, Program::Xdp, &frame(declared, 80));
+    assert_eq!(verdict, Verdict::Pass);
+    assert!(
+        deltas.vips.is_empty() && deltas.ranges.is_empty(),
+        "the stale entry was passed over: {deltas:?}"
+    );
+    assert_eq!(deltas.global.non_vip_packets, 1);
+}
+
+/// Makes the sparse /64 `network` unfindable but through its declared VIPs'
+/// entries: its trie entry deleted, its entry by its /64 marked removed.
+fn forget_range(datapath: &mut Loaded, layout: &Layout, network: &str) {
+    let mut trie: LpmTrie<_, [u8; 16], RangeValue> =
+        LpmTrie::try_from(datapath.maps_mut().map_mut(MAP_V6_RANGES).unwrap()).unwrap();
+    let network = network.parse::<Ipv6Addr>().unwrap().octets();
+    trie.remove(&Key::new(64, network)).unwrap();
+    let (index, entry) = range_entry(layout, network);
+    let removed = V6Block {
+        state: V6_BLOCK_REMOVED,
+        ..entry
+    };
+    fixture::set_array_entry(datapath, MAP_V6_BLOCKS, index, removed);
+}
+
+/// The entry of the sparse range of `network` by its /64, as the layout
+/// places it.
+fn range_entry(layout: &Layout, network: [u8; 16]) -> (u32, V6Block) {
+    layout
+        .v6_blocks()
+        .into_iter()
+        .find(|(_, block)| block.state == V6_BLOCK_RANGE && block.prefix_be == network)
+        .expect("the range has an entry by its /64")
+}
+
+/// A sparse IPv6 range alone in its /64 is found through its entry in
+/// `MAP_V6_BLOCKS` (layout 17), without the trie: a learned VIP and an
+/// address a range that does not learn leaves out count as through the trie.
+/// The entry's flag that says every declared VIP has an entry spares the
+/// address's lookup in `MAP_DECLARED`: a false entry planted there is not
+/// read while the flag is set, and is once it is cleared. A stale entry (its
+/// range's epoch moved on) is passed over.
+#[test]
+fn a_sparse_range_is_found_through_its_entry_by_its_64() {
+    let Some(mut datapath) = loaded("a_sparse_range_is_found_through_its_entry_by_its_64") else {
+        return;
+    };
+    let layout = Layout::new(&Config::parse(CONFIG, Path::new("fixture")).unwrap());
+    let entries: Vec<(u32, V6Block)> = layout
+        .v6_blocks()
+        .into_iter()
+        .filter(|(_, block)| block.state == V6_BLOCK_RANGE)
+        .collect();
+    assert_eq!(entries.len(), 4, "v6, declared, quiet and plain");
+    for &(index, block) in &entries {
+        let written: V6Block = fixture::array_entry(&datapath, MAP_V6_BLOCKS, index);
+        assert_eq!(written, block, "entry {index}");
+        assert_eq!(block.range_flags(), V6_RANGE_DECLARED_COMPLETE);
+    }
+    let mut trie: LpmTrie<_, [u8; 16], RangeValue> =
+        LpmTrie::try_from(datapath.maps_mut().map_mut(MAP_V6_RANGES).unwrap()).unwrap();
+    for network in ["2001:db8:3::", "2001:db8:4::"] {
+        let network = network.parse::<Ipv6Addr>().unwrap().octets();
+        trie.remove(&Key::new(64, network)).unwrap();
+    }
+
+    let learned = "2001:db8:4::1";
+    for _ in 0..2 {
+        let deltas = send(&mut datapath, learned);
+        assert_eq!(deltas.vips.get(&v6(learned)), Some(&Moved::accepted(80)));
+        assert_eq!(deltas.ranges.get("plain"), Some(&Moved::accepted(80)));
+    }
+    let unlearned = "2001:db8:3::77";
+    let unlearned_moved = Moved {
+        unlearned_packets: 1,
+        ..Moved::accepted(80)
+    };
+    let deltas = send(&mut datapath, unlearned);
+    assert!(deltas.vips.is_empty(), "{deltas:?}");
+    assert_eq!(deltas.ranges.get("quiet"), Some(&unlearned_moved));
+
+    // A false `MAP_DECLARED` entry: the unlearned address as if declared, in
+    // the declared 2001:db8:3::a's slot.
+    let declared = "2001:db8:3::a";
+    let quiet = layout.ranges.iter().find(|r| r.name == "quiet").unwrap();
+    let (_, declared_slot) = quiet
+        .declared_slots()
+        .find(|(addr, _)| *addr == v6(declared))
+        .unwrap();
+    let mut map: aya::maps::HashMap<_, VipAddr, DeclaredVip> =
+        aya::maps::HashMap::try_from(datapath.maps_mut().map_mut(MAP_DECLARED).unwrap()).unwrap();
+    let planted = DeclaredVip {
+        dense_index: declared_slot,
+        epoch: quiet.value.epoch,
+    };
+    map.insert(VipAddr::from_ip(v6(unlearned)), planted, 0)
+        .unwrap();
+    let deltas = send(&mut datapath, unlearned);
+    assert!(deltas.vips.is_empty(), "not read: {deltas:?}");
+    assert_eq!(deltas.ranges.get("quiet"), Some(&unlearned_moved));
+    let network = "2001:db8:3::".parse::<Ipv6Addr>().unwrap().octets();
+    let (index, entry) = range_entry(&layout, network);
+    let incomplete = V6Block::range(network, 64, entry.range_id(), entry.range_epoch(), 0);
+    fixture::set_array_entry(&mut datapath, MAP_V6_BLOCKS, index, incomplete);
+    let deltas = send(&mut datapath, unlearned);
+    assert_eq!(
+        deltas.vips.get(&v6(declared)),
+        Some(&Moved::accepted(80)),
+        "read once the flag is cleared: {deltas:?}"
+    );
+
+    let network = "2001:db8:4::".parse::<Ipv6Addr>().unwrap().octets();
+    let (index, entry) = range_entry(&layout, network);
+    let stale = V6Block::range(network, 64, entry.range_id(), entry.range_epoch() + 1, 0);
+    fixture::set_array_entry(&mut datapath, MAP_V6_BLOCKS, index, stale);
+    let (verdict, deltas) = fixture::run(&mut datapath, Program::Xdp, &frame("2001:db8:4::2", 80));
     assert_eq!(verdict, Verdict::Pass);
     assert!(
         deltas.vips.is_empty() && deltas.ranges.is_empty(),

@@ -15,7 +15,7 @@ use std::net::{IpAddr, Ipv6Addr};
 use serde_json::Value;
 use vip_common::{
     SparseControl, V6Block, MAP_SPARSE_CONTROL, MAP_V6_BLOCKS, SPARSE_HASH_MULTIPLY,
-    V6_BLOCK_DECLARED,
+    V6_BLOCK_DECLARED, V6_BLOCK_RANGE, V6_RANGE_DECLARED_COMPLETE,
 };
 use vip_tests::{
     daemon::{number, old_vip_bin, vip_bin, vip_verdicts, Daemon, Instance},
@@ -233,8 +233,9 @@ fn an_upgrade_keeps_the_key_and_every_sparse_count() {
 }
 
 /// Declared IPv6 VIPs of a datapath the older vip set up get their entries
-/// in the IPv6 block index at the upgrade (layout 16), and their rows keep
-/// every count, before and after it.
+/// in the IPv6 block index at the upgrade (layout 16), and so does their
+/// range by its /64 (layout 17), which says they all have one; their rows
+/// keep every count, before and after it.
 #[test]
 fn an_upgrade_gives_declared_ipv6_vips_their_entries_and_keeps_their_counts() {
     if !require_root("an_upgrade_gives_declared_ipv6_vips_their_entries_and_keeps_their_counts") {
@@ -261,6 +262,26 @@ fn an_upgrade_gives_declared_ipv6_vips_their_entries_and_keeps_their_counts() {
         .collect();
     entries.sort_unstable();
     assert_eq!(entries, [vip(0), vip(1)]);
+    let by_64: Vec<(Ipv6Addr, u16, u16)> = blocks
+        .iter()
+        .map(Result::unwrap)
+        .filter(|block| block.state == V6_BLOCK_RANGE)
+        .map(|block| {
+            (
+                Ipv6Addr::from(block.prefix_be),
+                block.first_offset_host,
+                block.range_flags(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        by_64,
+        [(
+            "2001:db8:1::".parse().unwrap(),
+            64,
+            V6_RANGE_DECLARED_COMPLETE
+        )]
+    );
     sent += send(&lab, |_| 2);
     let stats = new.stats_once_counted(sent);
     assert_eq!(rows(&stats), want_rows(|i| 3 + i as u64));

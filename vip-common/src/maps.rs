@@ -276,7 +276,7 @@ pub const SETTINGS: u32 = 4;
 /// Bumped whenever a map, a shared type or the meaning of a setting changes, so
 /// that a binary never adopts maps pinned by one it does not know. A binary
 /// upgrades a datapath of an older layout from [`OLDEST_UPGRADABLE`] on.
-pub const LAYOUT_VERSION: u32 = 16;
+pub const LAYOUT_VERSION: u32 = 17;
 
 /// The oldest layout this binary upgrades in place; it upgrades every one
 /// from this to `LAYOUT_VERSION - 1`.
@@ -288,7 +288,8 @@ pub const OLDEST_UPGRADABLE: u32 = 5;
 /// (`SparseControl::hash_kind`, padding before), which no older binary may
 /// adopt; an upgraded one keeps fmix. Layout 16 added none either: declared
 /// IPv6 VIPs get entries of a new state in `MAP_V6_BLOCKS`, which no older
-/// binary's reloads would keep right. The upgrade's sync sets
+/// binary's reloads would keep right; nor did layout 17, whose new state is
+/// a sparse IPv6 range's entry by its /64. The upgrade's sync sets
 /// `MAP_RANGES_VERSION` and `MAP_SPARSE_TAG`, and writes those entries.
 pub const MAPS_ADDED: [(u32, &[&str]); 9] = [
     (6, &[MAP_INFO]),

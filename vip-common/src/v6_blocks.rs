@@ -4,7 +4,8 @@
 //! that userspace fills from the config: no packet can add to it, so a probe
 //! is bounded by how userspace placed the blocks, not by traffic. Since
 //! layout 16 it also holds an entry for each declared IPv6 VIP it has room
-//! for ([`V6_BLOCK_DECLARED`]).
+//! for ([`V6_BLOCK_DECLARED`]), and since layout 17 one for each sparse IPv6
+//! range that is alone in its /64 ([`V6_BLOCK_RANGE`]).
 
 use bytemuck::{Pod, Zeroable};
 
@@ -41,6 +42,21 @@ pub const V6_BLOCK_REMOVED: u32 = 3;
 pub const V6_BLOCK_DECLARED: u32 = 4;
 /// Entries a declared VIP's lookup reads at most, from its address's hash on.
 pub const V6_DECLARED_PROBES: u32 = 8;
+/// `V6Block::state` (layout 17): a sparse IPv6 range of /64 or longer that
+/// is the only range of /64 or longer in its /64, placed by
+/// [`v6_range_hash`] of the /64, at most `V6_RANGE_PROBES - 1`
+/// entries after it ([`V6Block::range`]). An address of the /64 inside the
+/// range is the range's (no range lies inside it), so its packets need not
+/// ask the trie. A fast path, never the authority, like a declared VIP's
+/// entry: it counts only while the range has the entry's epoch, and a range
+/// without one is found in the trie. A lookup by block goes on past it.
+pub const V6_BLOCK_RANGE: u32 = 5;
+/// Entries a range's lookup reads at most, from its /64's hash on.
+pub const V6_RANGE_PROBES: u32 = 8;
+/// `V6Block::range` flag: every declared VIP of the range (in the entry's
+/// epoch) has its own entry, written before this one, so an address whose
+/// declared lookup finds no entry at all is not declared.
+pub const V6_RANGE_DECLARED_COMPLETE: u16 = 1;
 
 /// Value of `MAP_V6_BLOCKS`.
 #[repr(C, align(8))]
@@ -107,6 +123,72 @@ impl V6Block {
     pub fn declared_slot(&self) -> u32 {
         self.dense_base
     }
+
+    /// The entry of the sparse range `range_id` (network `network_be`, network
+    /// order, of `prefix_len` 64 to 128) in its incarnation `epoch`, with
+    /// `V6_RANGE_*` `flags`. The fields of a dense block hold these instead:
+    /// the range id in `policy_id`, the epoch in `dense_base`, the prefix
+    /// length in `first_offset_host`, the flags in `span_host`.
+    pub fn range(
+        network_be: [u8; 16],
+        prefix_len: u8,
+        range_id: u32,
+        epoch: u32,
+        flags: u16,
+    ) -> V6Block {
+        V6Block {
+            prefix_be: network_be,
+            state: V6_BLOCK_RANGE,
+            policy_id: range_id,
+            dense_base: epoch,
+            first_offset_host: u16::from(prefix_len),
+            span_host: flags,
+        }
+    }
+
+    /// `V6_BLOCK_RANGE`: the range's id.
+    #[inline(always)]
+    pub fn range_id(&self) -> u32 {
+        self.policy_id
+    }
+
+    /// `V6_BLOCK_RANGE`: the range's epoch when the entry was written.
+    #[inline(always)]
+    pub fn range_epoch(&self) -> u32 {
+        self.dense_base
+    }
+
+    /// `V6_BLOCK_RANGE`: the `V6_RANGE_*` flags.
+    #[inline(always)]
+    pub fn range_flags(&self) -> u16 {
+        self.span_host
+    }
+
+    /// `V6_BLOCK_RANGE`: whether an address, as two words loaded from
+    /// memory, lies in the range (whose /64 it shares, the entry found by it).
+    #[inline(always)]
+    pub fn range_holds(&self, words: [u64; 2]) -> bool {
+        let host_bits = 128u32.saturating_sub(u32::from(self.first_offset_host)) & 127;
+        // Bits of the second word's value (big-endian) inside the prefix: none
+        // for a /64. Shifted in two halves, each under 64, so that a shift of
+        // 64 takes no branch (BPF has no conditional move).
+        let half = host_bits / 2;
+        let inside = (u64::MAX << (half & 63)) << ((host_bits - half) & 63);
+        (words[1] ^ self.prefix_words()[1]) & inside.to_be() == 0
+    }
+}
+
+/// Where the probe for a range entry of an address's /64 starts (before the
+/// mask), from the address's first word: SplitMix64's finalizer, so that
+/// /64s that differ in any one group spread over the whole table. (A single
+/// multiply, as [`v6_block_hash`], leaves /64s that differ only in their last
+/// group, the word's top bits as loaded, on a lattice.)
+#[inline(always)]
+pub fn v6_range_hash(first_word: u64) -> u32 {
+    let mut z = first_word;
+    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    (z ^ (z >> 31)) as u32
 }
 
 /// The block words of an address given as two words loaded from memory (the
@@ -177,6 +259,65 @@ mod tests {
             ),
             (7, 0x0003_0002, 1_000)
         );
+    }
+
+    #[test]
+    fn a_range_entry_gives_back_what_it_was_made_of() {
+        let net = "2001:db8:0:5::".parse::<core::net::Ipv6Addr>().unwrap();
+        let entry = V6Block::range(net.octets(), 64, 9, 0x0004_0001, V6_RANGE_DECLARED_COMPLETE);
+        assert_eq!(entry.state, V6_BLOCK_RANGE);
+        assert_eq!(
+            (entry.range_id(), entry.range_epoch(), entry.range_flags()),
+            (9, 0x0004_0001, V6_RANGE_DECLARED_COMPLETE)
+        );
+        assert_eq!(entry.prefix_words(), words("2001:db8:0:5::"));
+    }
+
+    #[test]
+    fn a_range_entry_holds_exactly_the_addresses_of_its_prefix() {
+        let cases: &[(&str, u8, &str, bool)] = &[
+            (
+                "2001:db8:0:5::",
+                64,
+                "2001:db8:0:5:ffff:ffff:ffff:ffff",
+                true,
+            ),
+            ("2001:db8:0:5::", 64, "2001:db8:0:5::", true),
+            ("2001:db8:0:5:8000::", 65, "2001:db8:0:5:ffff::1", true),
+            ("2001:db8:0:5:8000::", 65, "2001:db8:0:5:7fff::1", false),
+            ("2001:db8:0:5:1:2::", 96, "2001:db8:0:5:1:2:3:4", true),
+            ("2001:db8:0:5:1:2::", 96, "2001:db8:0:5:1:3::", false),
+            ("2001:db8:0:5::6", 127, "2001:db8:0:5::7", true),
+            ("2001:db8:0:5::6", 127, "2001:db8:0:5::8", false),
+            ("2001:db8:0:5::7", 128, "2001:db8:0:5::7", true),
+            ("2001:db8:0:5::7", 128, "2001:db8:0:5::6", false),
+        ];
+        for &(net, len, addr, held) in cases {
+            let net = net.parse::<core::net::Ipv6Addr>().unwrap();
+            let entry = V6Block::range(net.octets(), len, 1, 1, 0);
+            assert_eq!(
+                entry.range_holds(words(addr)),
+                held,
+                "{net}/{len} holds {addr}"
+            );
+        }
+    }
+
+    #[test]
+    fn neighbouring_64s_hash_apart() {
+        // 1,024 /64s that differ in one 16-bit group, for each group of the
+        // /64, into 4,096 entries: a random placement leaves about 900
+        // entries used.
+        for group in 0..4 {
+            let mut seen = std::collections::BTreeSet::new();
+            for i in 0..1024u128 {
+                let base = 0x2001_0db8u128 << 96;
+                let addr = core::net::Ipv6Addr::from(base ^ (i << (16 * (7 - group))));
+                let first: [u64; 2] = bytemuck::cast(addr.octets());
+                seen.insert(v6_range_hash(first[0]) & 4095);
+            }
+            assert!(seen.len() > 850, "group {group}: {}", seen.len());
+        }
     }
 
     #[test]

@@ -142,7 +142,7 @@ pub fn v4_hit(
         let vip = VipAddr::from_v4_be(addr_be);
         // Its range was read already, before the tag word: never vouches.
         let found = sparse_find(&vip, false)?;
-        return sparse_hit(range, &vip, found, holds(found, range)?, bytes, drop);
+        return sparse_hit(range, &vip, found, holds(found, range)?, false, bytes, drop);
     }
     let offset = u32::from_be_bytes(addr_be).wrapping_sub(range.network_v4_host);
     dense_hit(range.dense_base.wrapping_add(offset), bytes, drop)
@@ -317,12 +317,15 @@ fn holds(found: Sparse, range: &RangeValue) -> Result<bool, MapInconsistent> {
 /// a declared VIP, else in the slot `sparse_find` gave (taking it unless
 /// `held`: the slot already counts `vip` for `range`, see [`holds`] and
 /// [`found_range`]), or as the range's overflow when every probed slot is busy.
+/// `undeclared`: the block index has shown `vip` is not one of the range's
+/// declared VIPs, so `VIP_DECLARED` need not be asked.
 #[inline(always)]
 pub fn sparse_hit(
     range: &RangeValue,
     vip: &VipAddr,
     found: Sparse,
     held: bool,
+    undeclared: bool,
     bytes: u64,
     drop: bool,
 ) -> Result<(), MapInconsistent> {
@@ -334,7 +337,12 @@ pub fn sparse_hit(
         PER_VIP_DENSE => return dense_hit(lookup::dense_slot(range, vip), bytes, drop),
         PER_VIP_SPARSE_DECLARED | PER_VIP_DECLARED_ONLY => {
             // SAFETY: the value is copied out at once, before any update.
-            if let Some(declared) = unsafe { VIP_DECLARED.get(vip) }.copied() {
+            let declared = if undeclared {
+                None
+            } else {
+                unsafe { VIP_DECLARED.get(vip) }.copied()
+            };
+            if let Some(declared) = declared {
                 if declared.epoch == range.epoch {
                     return dense_hit(declared.dense_index, bytes, drop);
                 }

@@ -6,7 +6,8 @@
 //! packets never read the range: two reads, then the counter. IPv6 dense
 //! ranges (/112 or longer) are found by their /112 block in `VIP_V6_BLOCKS`,
 //! before the sparse table; a declared IPv6 VIP by an entry of its own there,
-//! after the sparse table's probe (layout 16).
+//! after the sparse table's probe (layout 16); a sparse IPv6 range alone in
+//! its /64 by an entry for the /64 there, before the trie (layout 17).
 
 use core::mem::offset_of;
 
@@ -15,10 +16,10 @@ use aya_ebpf::{
     maps::{lpm_trie::Key, Array, LpmTrie},
 };
 use vip_common::{
-    v6_block_hash, v6_block_of, RangeValue, V4Slash24, V6Block, VipAddr, PER_VIP_DENSE,
-    POLICY_NONE, V4_DIRECT_DENSE, V4_L1_ENTRIES, V4_L2_BLOCK, V4_SLOT_LPM, V4_SLOT_NONE,
-    V6_BLOCK_DECLARED, V6_BLOCK_DIRECT, V6_BLOCK_EMPTY, V6_BLOCK_LPM, V6_BLOCK_PROBES,
-    V6_DECLARED_PROBES,
+    v6_block_hash, v6_block_of, v6_range_hash, RangeValue, V4Slash24, V6Block, VipAddr,
+    PER_VIP_DENSE, POLICY_NONE, V4_DIRECT_DENSE, V4_L1_ENTRIES, V4_L2_BLOCK, V4_SLOT_LPM,
+    V4_SLOT_NONE, V6_BLOCK_DECLARED, V6_BLOCK_DIRECT, V6_BLOCK_EMPTY, V6_BLOCK_LPM,
+    V6_BLOCK_PROBES, V6_BLOCK_RANGE, V6_DECLARED_PROBES, V6_RANGE_PROBES,
 };
 
 #[map]
@@ -177,21 +178,37 @@ pub fn v6_dense(vip: &VipAddr) -> Option<DenseTarget> {
     None
 }
 
+/// What the block index says of an address as a declared VIP.
+pub enum Declared {
+    /// A declared VIP of a sparse IPv6 range, through its entry (layout 16),
+    /// while its range is the incarnation the entry was written for.
+    Found(DenseTarget),
+    /// No declared entry holds the address: declared nowhere, or declared
+    /// without an entry (no room), which only the range's entry can tell
+    /// apart (`V6_RANGE_DECLARED_COMPLETE`).
+    Absent,
+    /// An entry holds the address for an incarnation of its range that is
+    /// not the current one.
+    Stale,
+}
+
 /// The dense slot of a declared VIP of a sparse IPv6 range, through its
-/// entry in `VIP_V6_BLOCKS` (layout 16), while its range is the incarnation
-/// the entry was written for. `None` sends the packet on to the sparse path,
-/// which finds every declared VIP as well (by the trie and `VIP_DECLARED`).
+/// entry in `VIP_V6_BLOCKS`. Anything but `Found` sends the packet on to the
+/// sparse path, which finds every declared VIP as well (by the trie and
+/// `VIP_DECLARED`).
 #[inline(always)]
-pub fn v6_declared(vip: &VipAddr) -> Option<DenseTarget> {
+pub fn v6_declared(vip: &VipAddr) -> Declared {
     let words = vip.words();
     // SAFETY: a static. Read volatile, or the compiler folds the 0 above.
     let mask = unsafe { core::ptr::read_volatile(&VIP_V6_BLOCK_MASK) };
     let start = v6_block_hash(words);
     let mut found = None;
     for i in 0..V6_DECLARED_PROBES {
-        let entry = VIP_V6_BLOCKS.get(start.wrapping_add(i) & mask)?;
+        let Some(entry) = VIP_V6_BLOCKS.get(start.wrapping_add(i) & mask) else {
+            return Declared::Stale;
+        };
         match entry.state {
-            V6_BLOCK_EMPTY => return None,
+            V6_BLOCK_EMPTY => return Declared::Absent,
             V6_BLOCK_DECLARED if entry.prefix_words() == words => {
                 found = Some(entry);
                 break;
@@ -199,14 +216,61 @@ pub fn v6_declared(vip: &VipAddr) -> Option<DenseTarget> {
             _ => {}
         }
     }
-    let entry = found?;
-    let range = range_by_id(entry.declared_range_id())?;
+    let Some(entry) = found else {
+        return Declared::Absent;
+    };
+    let Some(range) = range_by_id(entry.declared_range_id()) else {
+        return Declared::Stale;
+    };
     if range.epoch != entry.declared_epoch() {
-        return None;
+        return Declared::Stale;
     }
-    Some(DenseTarget {
+    Declared::Found(DenseTarget {
         policy_id: range.policy_id,
         dense_slot: entry.declared_slot(),
+    })
+}
+
+/// A sparse IPv6 range found through its /64's entry in `VIP_V6_BLOCKS`.
+pub struct IndexedRange {
+    pub range: &'static RangeValue,
+    /// The entry's `V6_RANGE_*` flags.
+    pub flags: u16,
+}
+
+/// The sparse range of an IPv6 address through the entry of its /64 (layout
+/// 17), while the range is the incarnation the entry was written for. `None`
+/// sends the packet to the trie, the authority: no entry, the address
+/// outside the range, or a stale entry.
+#[inline(always)]
+pub fn v6_range(vip: &VipAddr) -> Option<IndexedRange> {
+    let words = vip.words();
+    // SAFETY: a static. Read volatile, or the compiler folds the 0 above.
+    let mask = unsafe { core::ptr::read_volatile(&VIP_V6_BLOCK_MASK) };
+    let start = v6_range_hash(words[0]);
+    let mut found = None;
+    for i in 0..V6_RANGE_PROBES {
+        let entry = VIP_V6_BLOCKS.get(start.wrapping_add(i) & mask)?;
+        match entry.state {
+            V6_BLOCK_EMPTY => return None,
+            V6_BLOCK_RANGE if entry.prefix_words()[0] == words[0] => {
+                found = Some(entry);
+                break;
+            }
+            _ => {}
+        }
+    }
+    let entry = found?;
+    if !entry.range_holds(words) {
+        return None;
+    }
+    let range = range_by_id(entry.range_id())?;
+    if range.epoch != entry.range_epoch() {
+        return None;
+    }
+    Some(IndexedRange {
+        range,
+        flags: entry.range_flags(),
     })
 }
 

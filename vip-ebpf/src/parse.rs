@@ -362,7 +362,7 @@ const _: () = assert!(
 /// the verifier cannot see. About four instructions, only on the paths that
 /// call it.
 #[inline(always)]
-fn unpinned(offset: usize, noise: u8, mask: usize) -> usize {
+pub fn unpinned(offset: usize, noise: u8, mask: usize) -> usize {
     let mut zero = usize::from(noise);
     // SAFETY: one subtraction between registers; nothing is read or written.
     unsafe {

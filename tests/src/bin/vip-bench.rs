@@ -174,6 +174,7 @@ fn cases(args: &Args) -> Vec<Case> {
             cases.push(Case::declared_v6(ranges));
             cases.push(Case::learned_beside_declared_v6(ranges));
             cases.push(Case::learned_beside_many_declared_v6(ranges));
+            cases.push(Case::unlearned_v6(ranges));
         }
     }
     cases.push(Case::policy(

@@ -276,7 +276,7 @@ mod tests {
             "52.7 MiB: 12.5 MiB per CPU x 4 possible CPUs (sparse VIP table 10.0 MiB, \
              dense VIP table 2.00 MiB, range counters 36.0 KiB, steered-VIP counters 512 KiB, \
              tables of older layouts 8.12 KiB) + 2.52 MiB shared (allow-list port bitmaps 256 KiB, \
-             IPv4 index 576 KiB, IPv6 blocks 2.00 KiB, ranges 110 KiB, declared VIPs 96.0 KiB, \
+             IPv4 index 576 KiB, IPv6 blocks 4.00 KiB, ranges 110 KiB, declared VIPs 96.0 KiB, \
              steered-VIP keys 1.50 MiB)"
         );
     }

@@ -2,6 +2,8 @@
 //! the previous layout on a reload, in an order that never points a lookup at a
 //! half-written entry.
 
+use std::collections::BTreeMap;
+
 use aya::maps::{
     lpm_trie::Key, Array, HashMap, LpmTrie, MapError, PerCpuArray, PerCpuHashMap, PerCpuValues,
 };
@@ -13,7 +15,8 @@ use vip_common::{
     MAP_POLICY, MAP_PORTS, MAP_PRESSURE, MAP_RANGES, MAP_RANGES_VERSION, MAP_RANGE_META,
     MAP_RANGE_STATS, MAP_SETTINGS, MAP_STEER, MAP_STEERED_VIPS, MAP_STEER_STATS, MAP_V4_L1,
     MAP_V4_L2, MAP_V4_RANGES, MAP_V4_SLASH24, MAP_V6_BLOCKS, MAP_V6_RANGES, SETTING_DENSE_STRIDE,
-    SETTING_LAYOUT_VERSION, SETTING_NETNS_INODE, SETTING_SPARSE_MASK,
+    SETTING_LAYOUT_VERSION, SETTING_NETNS_INODE, SETTING_SPARSE_MASK, V6_BLOCK_RANGE,
+    V6_BLOCK_REMOVED,
 };
 
 use super::{
@@ -86,6 +89,9 @@ fn write(maps: &mut Maps, old: Option<&Layout>, new: &Layout) -> Result<(), Data
             write_policy(maps, entry.0, &entry.1)?;
         }
     }
+    // A sparse range's entry by its /64 that goes (its range removed, or a
+    // range added inside its /64) goes before any new range is findable.
+    retire_v6_ranges(maps, old, new)?;
     // New ranges: clean counters, then their entries and declared VIPs, then
     // make them findable.
     if old.is_some() {
@@ -121,6 +127,9 @@ fn write(maps: &mut Maps, old: Option<&Layout>, new: &Layout) -> Result<(), Data
         clear_entries(maps, slot)?;
         undeclare(maps, slot, new)?;
     }
+    // Sparse ranges' entries by their /64 last: once no removed range is
+    // findable, and after their declared VIPs' entries.
+    write_v6_ranges(maps, old, new)?;
     if old.is_none() {
         set(
             maps,
@@ -507,24 +516,74 @@ fn sync_index(maps: &mut Maps, old: Option<&Layout>, new: &Layout) -> Result<(),
 /// steps of [`block_writes`], so that no lookup takes a half-written entry
 /// for its block. A packet to a dense range whose block is not (yet, or any
 /// more) in the table, or whose entry says "ask the trie", finds the range in
-/// the trie and counts in the same dense slot.
+/// the trie and counts in the same dense slot. Sparse ranges' entries are
+/// left to [`write_v6_ranges`].
 fn sync_v6_blocks(
     maps: &mut Maps,
     old: Option<&Layout>,
     new: &Layout,
 ) -> Result<(), DatapathError> {
-    let old_entries: std::collections::BTreeMap<u32, V6Block> = old
-        .map(Layout::v6_blocks)
-        .unwrap_or_default()
-        .into_iter()
-        .collect();
-    for (entry, value) in new.v6_blocks() {
+    write_v6_entries(maps, old, new, |value| value.state != V6_BLOCK_RANGE)
+}
+
+/// The entries of `new` that `which` picks, written as [`sync_v6_blocks`] says.
+fn write_v6_entries(
+    maps: &mut Maps,
+    old: Option<&Layout>,
+    new: &Layout,
+    which: impl Fn(&V6Block) -> bool,
+) -> Result<(), DatapathError> {
+    let old_entries = v6_entries(old);
+    for (entry, value) in new.v6_blocks().into_iter().filter(|(_, v)| which(v)) {
         let before = old_entries.get(&entry).copied().unwrap_or_default();
         for step in block_writes(before, value) {
             set(maps, MAP_V6_BLOCKS, entry, step)?;
         }
     }
     Ok(())
+}
+
+/// What `MAP_V6_BLOCKS` holds by entry under `layout`.
+fn v6_entries(layout: Option<&Layout>) -> BTreeMap<u32, V6Block> {
+    layout
+        .map(Layout::v6_blocks)
+        .unwrap_or_default()
+        .into_iter()
+        .collect()
+}
+
+/// Marks removed, contents kept, each sparse range's entry by its /64 that
+/// `new` does not keep as it is: before a range added inside its /64 is
+/// findable, a packet to that range must not take the entry. (A range's
+/// entry validates its epoch, but a range added beside it leaves that alone.)
+fn retire_v6_ranges(
+    maps: &mut Maps,
+    old: Option<&Layout>,
+    new: &Layout,
+) -> Result<(), DatapathError> {
+    let new_entries = v6_entries(Some(new));
+    for (entry, before) in v6_entries(old) {
+        if before.state == V6_BLOCK_RANGE && new_entries.get(&entry) != Some(&before) {
+            let retired = V6Block {
+                state: V6_BLOCK_REMOVED,
+                ..before
+            };
+            set(maps, MAP_V6_BLOCKS, entry, retired)?;
+        }
+    }
+    Ok(())
+}
+
+/// The sparse ranges' entries by their /64 that `new` adds (see
+/// [`retire_v6_ranges`] for those it drops): written once every other entry
+/// is, so that a range's entry that says its declared VIPs all have entries
+/// (`V6_RANGE_DECLARED_COMPLETE`) is never read before they are.
+fn write_v6_ranges(
+    maps: &mut Maps,
+    old: Option<&Layout>,
+    new: &Layout,
+) -> Result<(), DatapathError> {
+    write_v6_entries(maps, old, new, |value| value.state == V6_BLOCK_RANGE)
 }
 
 /// Into a `MAP_V4_SLASH24` an upgrade has just created: the entries of `old`,

@@ -23,7 +23,7 @@ pub use encode::{
 pub use file::{LayoutFile, PendingLayout, PendingLayoutFile};
 pub use rewrite::{block_writes, slash24_writes};
 pub use v4_index::V4Index;
-pub use v6_blocks::V6BlockIndex;
+pub use v6_blocks::{range_candidates, RangeCandidate, V6BlockIndex};
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RangeSlot {
@@ -161,12 +161,13 @@ impl Layout {
     }
 
     /// The entries of `MAP_V6_BLOCKS` this layout uses: blocks, declared
-    /// IPv6 VIPs and removed ones, in entry order.
+    /// IPv6 VIPs, sparse ranges by their /64 and removed ones, in entry order.
     pub fn v6_blocks(&self) -> Vec<(u32, vip_common::V6Block)> {
         let mut entries = self
             .v6_index
             .entries(self.ranges.iter().map(|r| (&r.cidr, &r.value)));
         entries.extend(self.v6_index.declared_entries(&self.ranges));
+        entries.extend(self.v6_index.range_entries(&self.ranges));
         entries.sort_unstable_by_key(|&(entry, _)| entry);
         entries
     }
@@ -366,6 +367,7 @@ impl Layout {
                     std::net::IpAddr::V4(_) => None,
                 })
             }),
+            &range_candidates(&ranges),
             previous.map(|p| &p.v6_index),
             capacity.v6_blocks,
         )?;
@@ -457,7 +459,14 @@ fn v6_block_capacity(config: &Config) -> u32 {
         .filter(|r| matches!(r.cidr, IpNet::V6(_)))
         .map(|r| r.vips.len())
         .sum();
-    V6BlockIndex::capacity(&dense, declared)
+    // An upper bound of the ranges `range_candidates` may place.
+    let sparse = config
+        .ranges
+        .iter()
+        .filter(|r| !is_dense(r))
+        .filter(|r| matches!(r.cidr, IpNet::V6(net) if net.prefix_len() >= 64))
+        .count();
+    V6BlockIndex::capacity(&dense, declared, sparse)
 }
 
 /// The declared-VIP map holds the old layout's entries and the new one's
@@ -811,10 +820,10 @@ mod tests {
         );
         assert_eq!(
             layout.capacity.v6_blocks, 128,
-            "2 blocks and a declared VIP: 4 x 3 + 64, to a power of two"
+            "2 blocks, a declared VIP and 3 sparse ranges: 4 x 6 + 64, to a power of two"
         );
         let states: Vec<u32> = layout.v6_blocks().iter().map(|(_, b)| b.state).collect();
-        assert_eq!(states.len(), 3);
+        assert_eq!(states.len(), 6);
         assert_eq!(
             states
                 .iter()
@@ -822,6 +831,32 @@ mod tests {
                 .count(),
             2
         );
+        let by_range: Vec<vip_common::V6Block> = layout
+            .v6_blocks()
+            .into_iter()
+            .filter(|(_, b)| b.state == vip_common::V6_BLOCK_RANGE)
+            .map(|(_, b)| b)
+            .collect();
+        let sparse = |i: usize, flags: u16| {
+            let IpNet::V6(net) = layout.ranges[i].cidr else {
+                panic!("an IPv6 range")
+            };
+            vip_common::V6Block::range(
+                net.network().octets(),
+                net.prefix_len(),
+                layout.ranges[i].value.range_id,
+                layout.ranges[i].value.epoch,
+                flags,
+            )
+        };
+        let complete = vip_common::V6_RANGE_DECLARED_COMPLETE;
+        for expected in [
+            sparse(0, complete),
+            sparse(3, complete),
+            sparse(4, complete),
+        ] {
+            assert!(by_range.contains(&expected), "{expected:?} in {by_range:?}");
+        }
         let declared = layout
             .v6_blocks()
             .into_iter()
@@ -870,7 +905,24 @@ mod tests {
             new.capacity.v6_blocks, 128,
             "sized for the config, as at a load"
         );
-        assert_eq!(new.v6_blocks().len(), 1, "the new range's block only");
+        let states: Vec<u32> = new.v6_blocks().iter().map(|(_, b)| b.state).collect();
+        assert_eq!(
+            states
+                .iter()
+                .filter(|&&s| s == vip_common::V6_BLOCK_DIRECT)
+                .count(),
+            1,
+            "the new range's block only"
+        );
+        assert_eq!(
+            states
+                .iter()
+                .filter(|&&s| s == vip_common::V6_BLOCK_RANGE)
+                .count(),
+            1,
+            "the kept range, sparse, by its /64"
+        );
+        assert_eq!(states.len(), 2);
         // A range whose way of counting changes is a new range.
         let quiet = new
             .update(&Config::parse(
@@ -885,7 +937,12 @@ mod tests {
         );
         assert_ne!(quiet.ranges[0].value.range_id, new.ranges[1].value.range_id);
         assert_eq!(quiet.v6_index.live, vec![], "its block is gone");
-        assert_eq!(quiet.v6_index.removed.len(), 1);
+        assert_eq!(
+            quiet.v6_index.removed.len(),
+            2,
+            "the block and the kept range's entry"
+        );
+        assert_eq!(quiet.v6_index.ranges.len(), 1, "the quiet range's");
     }
 
     #[test]

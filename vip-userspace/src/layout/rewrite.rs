@@ -16,7 +16,7 @@
 
 use vip_common::{
     V4Slash24, V6Block, V4_SLOT_LPM, V4_SLOT_NONE, V6_BLOCK_DECLARED, V6_BLOCK_DIRECT,
-    V6_BLOCK_LPM, V6_BLOCK_REMOVED,
+    V6_BLOCK_LPM, V6_BLOCK_RANGE, V6_BLOCK_REMOVED,
 };
 
 /// The values to write, in order, to change a `MAP_V4_SLASH24` entry from
@@ -63,9 +63,11 @@ pub fn slash24_writes(old: V4Slash24, new: V4Slash24) -> Vec<V4Slash24> {
 /// contents under that state (a lookup that matches a half-written prefix asks
 /// the trie), then its new state. A declared VIP's entry (layout 16) is
 /// written like a block's, and one that changes is first marked removed,
-/// its contents kept, then written as an entry no lookup takes.
+/// its contents kept, then written as an entry no lookup takes; so is a
+/// sparse range's entry (layout 17).
 pub fn block_writes(before: V6Block, value: V6Block) -> Vec<V6Block> {
-    if before.state == V6_BLOCK_DECLARED && value != before {
+    let validated = |block: &V6Block| matches!(block.state, V6_BLOCK_DECLARED | V6_BLOCK_RANGE);
+    if validated(&before) && value != before {
         let retired = V6Block {
             state: V6_BLOCK_REMOVED,
             ..before
@@ -76,7 +78,7 @@ pub fn block_writes(before: V6Block, value: V6Block) -> Vec<V6Block> {
     }
     let live = |block: &V6Block| matches!(block.state, V6_BLOCK_DIRECT | V6_BLOCK_LPM);
     if !live(&before) {
-        if !live(&value) && value.state != V6_BLOCK_DECLARED {
+        if !live(&value) && !validated(&value) {
             return steps(before, [value]);
         }
         return steps(
@@ -112,7 +114,9 @@ fn steps<T: PartialEq + Copy, const N: usize>(start: T, writes: [T; N]) -> Vec<T
 
 #[cfg(test)]
 mod tests {
-    use vip_common::{V4_DIRECT_DENSE, V6_BLOCK_EMPTY, V6_BLOCK_REMOVED};
+    use vip_common::{
+        V4_DIRECT_DENSE, V6_BLOCK_EMPTY, V6_BLOCK_REMOVED, V6_RANGE_DECLARED_COMPLETE,
+    };
 
     use super::*;
 
@@ -277,8 +281,9 @@ mod tests {
         assert_eq!(torn, 8);
     }
 
-    /// What vip-ebpf's `lookup::v6_dense` and `lookup::v6_declared` make of
-    /// an entry for a packet to the entry's own prefix or VIP (any other
+    /// What vip-ebpf's `lookup::v6_dense`, `lookup::v6_declared` and
+    /// `lookup::v6_range` make of an entry for a packet to the entry's own
+    /// prefix, VIP or range (any other
     /// packet passes the entry by, or stops at an empty one, and asks
     /// elsewhere).
     #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -295,6 +300,13 @@ mod tests {
             range_id: u32,
             epoch: u32,
             slot: u32,
+        },
+        Range {
+            network_be: [u8; 16],
+            prefix_len: u16,
+            range_id: u32,
+            epoch: u32,
+            flags: u16,
         },
         Elsewhere,
     }
@@ -313,6 +325,13 @@ mod tests {
                 range_id: block.declared_range_id(),
                 epoch: block.declared_epoch(),
                 slot: block.declared_slot(),
+            },
+            V6_BLOCK_RANGE => V6Answer::Range {
+                network_be: block.prefix_be,
+                prefix_len: block.first_offset_host,
+                range_id: block.range_id(),
+                epoch: block.range_epoch(),
+                flags: block.range_flags(),
             },
             _ => V6Answer::Elsewhere,
         }
@@ -370,36 +389,45 @@ mod tests {
         V6Block::declared(vip.octets(), range_id, epoch, slot)
     }
 
+    fn range(network: &str, prefix_len: u8, range_id: u32, epoch: u32, flags: u16) -> V6Block {
+        let network = network.parse::<std::net::Ipv6Addr>().unwrap();
+        V6Block::range(network.octets(), prefix_len, range_id, epoch, flags)
+    }
+
+    /// A declared VIP's entry and a sparse range's (layout 17) alike.
     #[test]
-    fn a_declared_entry_that_changes_is_retired_first() {
-        let (old, new) = (
-            declared("2001:db8::10", 3, 5, 100),
-            declared("2001:db8::10", 4, 0x0001_0006, 200),
-        );
+    fn an_entry_that_validates_its_epoch_is_retired_first_when_it_changes() {
+        let pairs = [
+            (
+                declared("2001:db8::10", 3, 5, 100),
+                declared("2001:db8::10", 4, 0x0001_0006, 200),
+            ),
+            (
+                range("2001:db8::", 64, 3, 5, 0),
+                range("2001:db8::", 64, 3, 5, V6_RANGE_DECLARED_COMPLETE),
+            ),
+        ];
         let retired = |block: V6Block| V6Block {
             state: V6_BLOCK_REMOVED,
             ..block
         };
-        assert_eq!(
-            block_writes(old, new),
-            vec![retired(old), retired(new), new]
-        );
-        assert_eq!(
-            block_writes(V6Block::default(), new),
-            vec![
-                V6Block {
-                    state: V6_BLOCK_EMPTY,
-                    ..new
-                },
-                new
-            ]
-        );
         let removed = V6Block {
             state: V6_BLOCK_REMOVED,
             ..V6Block::default()
         };
-        assert_eq!(block_writes(old, removed), vec![retired(old), removed]);
-        assert_eq!(block_writes(new, new), vec![]);
+        for (old, new) in pairs {
+            assert_eq!(
+                block_writes(old, new),
+                vec![retired(old), retired(new), new]
+            );
+            let taken = V6Block {
+                state: V6_BLOCK_EMPTY,
+                ..new
+            };
+            assert_eq!(block_writes(V6Block::default(), new), vec![taken, new]);
+            assert_eq!(block_writes(old, removed), vec![retired(old), removed]);
+            assert_eq!(block_writes(new, new), vec![]);
+        }
     }
 
     #[test]
@@ -419,6 +447,10 @@ mod tests {
             declared("2001:db8::10", 4, 0x0001_0006, 200),
             declared("2001:db8::", 4, 0x0001_0006, 201),
             declared("2001:db8:1::20", 3, 5, 101),
+            range("2001:db8::", 64, 3, 5, 0),
+            range("2001:db8::", 64, 3, 5, V6_RANGE_DECLARED_COMPLETE),
+            range("2001:db8::", 80, 4, 0x0001_0006, V6_RANGE_DECLARED_COMPLETE),
+            range("2001:db8:1::", 64, 5, 7, 0),
         ];
         for before in entries {
             for value in entries {
