@@ -280,18 +280,20 @@ impl V6BlockIndex {
     /// its /64, from the ranges (a range not among `ranges` any more has no
     /// entry to write).
     pub fn range_entries(&self, ranges: &[RangeSlot]) -> Vec<(u32, V6Block)> {
+        let ids: BTreeMap<(IpNet, u32), u32> = ranges
+            .iter()
+            .map(|r| ((r.cidr, r.value.epoch), r.value.range_id))
+            .collect();
         self.ranges
             .iter()
             .filter_map(|&(entry, net, epoch, flags)| {
-                let slot = ranges
-                    .iter()
-                    .find(|r| r.cidr == IpNet::V6(net) && r.value.epoch == epoch)?;
+                let &range_id = ids.get(&(IpNet::V6(net), epoch))?;
                 Some((
                     entry,
                     V6Block::range(
                         net.network().octets(),
                         net.prefix_len(),
-                        slot.value.range_id,
+                        range_id,
                         epoch,
                         flags,
                     ),
