@@ -656,11 +656,7 @@ fn a_declared_ipv6_vip_is_found_through_its_entry_in_the_block_index() {
         return;
     };
     let layout = Layout::new(&Config::parse(CONFIG, Path::new("fixture")).unwrap());
-    let entries: Vec<(u32, V6Block)> = layout
-        .v6_blocks()
-        .into_iter()
-        .filter(|(_, block)| block.state == V6_BLOCK_DECLARED)
-        .collect();
+    let entries = written_entries(&datapath, &layout, V6_BLOCK_DECLARED);
     let vips: std::collections::BTreeSet<Ipv6Addr> = entries
         .iter()
         .map(|(_, block)| Ipv6Addr::from(block.prefix_be))
@@ -672,10 +668,6 @@ fn a_declared_ipv6_vip_is_found_through_its_entry_in_the_block_index() {
             .into(),
         "every declared IPv6 VIP has an entry"
     );
-    for &(index, block) in &entries {
-        let written: V6Block = fixture::array_entry(&datapath, MAP_V6_BLOCKS, index);
-        assert_eq!(written, block, "entry {index}");
-    }
 
     let declared = "2001:db8:2::a";
     // Nothing else finds the range: not the trie, not its entry by its /64.
@@ -709,6 +701,21 @@ fn a_declared_ipv6_vip_is_found_through_its_entry_in_the_block_index() {
         "the stale entry was passed over: {deltas:?}"
     );
     assert_eq!(deltas.global.non_vip_packets, 1);
+}
+
+/// The entries of `MAP_V6_BLOCKS` in `state` that `layout` computes, each
+/// checked to be in the datapath's map as computed.
+fn written_entries(datapath: &Loaded, layout: &Layout, state: u32) -> Vec<(u32, V6Block)> {
+    let entries: Vec<(u32, V6Block)> = layout
+        .v6_blocks()
+        .into_iter()
+        .filter(|(_, block)| block.state == state)
+        .collect();
+    for &(index, block) in &entries {
+        let written: V6Block = fixture::array_entry(datapath, MAP_V6_BLOCKS, index);
+        assert_eq!(written, block, "entry {index}");
+    }
+    entries
 }
 
 /// Makes the sparse /64 `network` unfindable but through its declared VIPs'
@@ -749,15 +756,9 @@ fn a_sparse_range_is_found_through_its_entry_by_its_64() {
         return;
     };
     let layout = Layout::new(&Config::parse(CONFIG, Path::new("fixture")).unwrap());
-    let entries: Vec<(u32, V6Block)> = layout
-        .v6_blocks()
-        .into_iter()
-        .filter(|(_, block)| block.state == V6_BLOCK_RANGE)
-        .collect();
+    let entries = written_entries(&datapath, &layout, V6_BLOCK_RANGE);
     assert_eq!(entries.len(), 4, "v6, declared, quiet and plain");
-    for &(index, block) in &entries {
-        let written: V6Block = fixture::array_entry(&datapath, MAP_V6_BLOCKS, index);
-        assert_eq!(written, block, "entry {index}");
+    for (_, block) in &entries {
         assert_eq!(block.range_flags(), V6_RANGE_DECLARED_COMPLETE);
     }
     let mut trie: LpmTrie<_, [u8; 16], RangeValue> =

@@ -60,35 +60,30 @@ pub struct RangeCandidate {
 /// The candidates among `ranges`: ranges of every mode count as sharing a
 /// /64, only sparse ones get an entry.
 pub fn range_candidates(ranges: &[RangeSlot]) -> Vec<RangeCandidate> {
-    let mut by_64: BTreeMap<u64, Vec<&RangeSlot>> = BTreeMap::new();
+    let mut by_64: BTreeMap<u64, Vec<(Ipv6Net, &RangeSlot)>> = BTreeMap::new();
     for slot in ranges {
         if let IpNet::V6(net) = slot.cidr {
             if net.prefix_len() >= 64 {
                 let upper = (u128::from(net.network()) >> 64) as u64;
-                by_64.entry(upper).or_default().push(slot);
+                by_64.entry(upper).or_default().push((net, slot));
             }
         }
     }
     by_64
         .into_values()
         .filter_map(|group| match group.as_slice() {
-            [slot] if slot.value.per_vip_mode != PER_VIP_DENSE => {
-                let IpNet::V6(net) = slot.cidr else {
-                    return None;
-                };
-                Some(RangeCandidate {
-                    net,
-                    epoch: slot.value.epoch,
-                    declared: slot
-                        .declared
-                        .iter()
-                        .filter_map(|addr| match addr {
-                            std::net::IpAddr::V6(vip) => Some(*vip),
-                            std::net::IpAddr::V4(_) => None,
-                        })
-                        .collect(),
-                })
-            }
+            &[(net, slot)] if slot.value.per_vip_mode != PER_VIP_DENSE => Some(RangeCandidate {
+                net,
+                epoch: slot.value.epoch,
+                declared: slot
+                    .declared
+                    .iter()
+                    .filter_map(|addr| match addr {
+                        std::net::IpAddr::V6(vip) => Some(*vip),
+                        std::net::IpAddr::V4(_) => None,
+                    })
+                    .collect(),
+            }),
             _ => None,
         })
         .collect()
