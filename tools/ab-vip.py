@@ -28,6 +28,9 @@ With --objects, either side may also be several objects, comma-separated:
 layout variants of one build (`tools/layout-variants.py`). Each round then
 times every object of both sides once, in a shuffled order, and each side's
 figures are pooled over its objects (each object's median is printed too).
+An object given as OBJECT@TREE is timed by TREE's vip-bench instead: for a
+side whose maps this tree's loader no longer matches (a layout that added a
+map), e.g. layout variants of the older tree timed by that tree's binaries.
 One layout can move a case by more than a change does, so a change is judged
 over several.
 
@@ -64,7 +67,8 @@ def bench_tree(build, objects):
     """The tree whose binaries run, and their environment: BUILD itself, or
     with --objects this tree timing the bench object BUILD."""
     if objects:
-        return TREE, dict(os.environ, VIP_EBPF_BENCH_OBJ=os.path.abspath(build))
+        path, _, tree = build.partition("@")
+        return tree or TREE, dict(os.environ, VIP_EBPF_BENCH_OBJ=os.path.abspath(path))
     return build, None
 
 
@@ -166,7 +170,8 @@ def main():
                 objects = per_object[(case, which)]
                 if len(objects) > 1:
                     medians = ", ".join(
-                        f"{os.path.basename(build)} {statistics.median(values):.2f}"
+                        f"{os.path.basename(build.partition('@')[0])} "
+                        f"{statistics.median(values):.2f}"
                         for build, values in objects.items()
                     )
                     print(f"{case} | {which} | medians by object: {medians}")

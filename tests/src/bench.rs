@@ -251,9 +251,20 @@ pub struct Case {
     /// The floor of `reference` (the same frame without a list), timed in
     /// each run too: what the floor adds over it is what any allow list costs.
     pub floor_reference: Option<Floor>,
-    /// The range (by name) whose `unlearned_packets` the frame counts in,
-    /// with no VIP row, when `dst` is an address it does not learn.
-    pub unlearned_in: Option<&'static str>,
+    /// Where vip_xdp counts the frame.
+    pub counted_as: CountedAs,
+}
+
+/// Where a case's frame is counted.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum CountedAs {
+    /// In the row of `dst`, a VIP.
+    Vip,
+    /// In the `unlearned_packets` of the range (by name), with no VIP row:
+    /// `dst` is an address of a range that does not learn.
+    Unlearned(&'static str),
+    /// In the global non-VIP count: `dst` lies in no range.
+    NonVip,
 }
 
 /// The least a program can do for a case's frame, counted exactly like vip
@@ -331,7 +342,7 @@ impl Case {
                 Floor::V6Hit
             }),
             floor_reference: None,
-            unlearned_in: None,
+            counted_as: CountedAs::Vip,
         }
     }
 
@@ -393,8 +404,21 @@ impl Case {
         Case {
             label: format!("{ranges} range(s), IPv6 to an address of a range that does not learn"),
             config: not_learning_config(ranges),
-            unlearned_in: Some("web6"),
+            counted_as: CountedAs::Unlearned("web6"),
             ..Case::ranges(ranges, "2001:db8::8".parse().unwrap(), "IPv6")
+        }
+    }
+
+    /// A UDP frame to port 53 of `dst`, an address in no range, beside
+    /// `ranges` ranges as [`Case::ranges`] has: what vip costs the host's
+    /// other traffic. Passed, and counted only as to no VIP. No floor: the
+    /// empty program does all such a packet needs.
+    pub fn non_vip(ranges: usize, dst: IpAddr, family: &'static str) -> Case {
+        Case {
+            label: format!("{ranges} range(s), {family} to an address in no range"),
+            floor: None,
+            counted_as: CountedAs::NonVip,
+            ..Case::ranges(ranges, dst, family)
         }
     }
 
@@ -435,7 +459,7 @@ impl Case {
                 Verdict::Drop => Floor::V4DeniedPort,
             }),
             floor_reference: matches!(verdict, Verdict::Pass).then_some(Floor::V4Hit),
-            unlearned_in: None,
+            counted_as: CountedAs::Vip,
         }
     }
 }
@@ -612,7 +636,7 @@ pub fn measure(case: Case, runs: usize, repeat: u32, counts: Counts) -> Measurem
             if counts == Counts::Checked {
                 check_counted(
                     &case.dst,
-                    None,
+                    CountedAs::Vip,
                     Verdict::Pass,
                     false,
                     &before,
@@ -684,7 +708,7 @@ pub fn measure(case: Case, runs: usize, repeat: u32, counts: Counts) -> Measurem
         if counts == Counts::Checked {
             check_counted(
                 &case.dst,
-                case.unlearned_in,
+                case.counted_as,
                 case.verdict,
                 case.tunnelled,
                 &before,
@@ -803,7 +827,7 @@ pub enum Counts {
 /// `verdict`, and, for a tunnel, as decapsulated.
 fn check_counted(
     dst: &IpAddr,
-    unlearned_in: Option<&str>,
+    counted_as: CountedAs,
     verdict: Verdict,
     tunnelled: bool,
     before: &Report,
@@ -819,7 +843,20 @@ fn check_counted(
             "every run decapsulated"
         );
     }
-    if let Some(range) = unlearned_in {
+    if counted_as == CountedAs::NonVip {
+        assert!(
+            deltas.vips.is_empty() && deltas.ranges.is_empty(),
+            "no VIP or range row moved for {dst}, in no range: {:?} {:?}",
+            deltas.vips,
+            deltas.ranges
+        );
+        assert_eq!(
+            deltas.global.non_vip_packets, sent,
+            "every timed packet to {dst} counted as to no VIP"
+        );
+        return;
+    }
+    if let CountedAs::Unlearned(range) = counted_as {
         assert!(
             deltas.vips.is_empty(),
             "no VIP row moved for {dst}, which {range} does not learn: {:?}",
