@@ -65,7 +65,8 @@ TREE = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 def bench_tree(build, objects):
     """The tree whose binaries run, and their environment: BUILD itself, or
-    with --objects this tree timing the bench object BUILD."""
+    with --objects this tree (or the TREE of OBJECT@TREE) timing the bench
+    object BUILD."""
     if objects:
         path, _, tree = build.partition("@")
         return tree or TREE, dict(os.environ, VIP_EBPF_BENCH_OBJ=os.path.abspath(path))

@@ -289,7 +289,8 @@ fn render(results: &[Measurement], args: &Args) -> String {
     let mut out = String::new();
     let _ = writeln!(
         out,
-        "64-byte UDP frame to a VIP, BPF_PROG_TEST_RUN repeat={}, median of {} runs (min-max), ns/packet;\n\
+        "64-byte UDP frame to a VIP (or to an address in no range, where the case says so),\n\
+         BPF_PROG_TEST_RUN repeat={}, median of {} runs (min-max), ns/packet;\n\
          each case beside the empty XDP program that returns the same verdict. Each run loads the\n\
          programs afresh and times them back to back, by this thread's CPU time over each call (the\n\
          kernel's own figure is whole ns); added ns and the ratio are the medians of the\n\
